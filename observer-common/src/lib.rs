@@ -1,0 +1,333 @@
+//! Types shared by the eBPF programs and the daemon.
+//!
+//! Every type here is `#[repr(C)]`, has no implicit padding (explicit `_pad`
+//! fields instead) and has a compile-time size assertion, so the kernel and
+//! user space agree on the byte layout without any serialisation step.
+#![no_std]
+
+use core::mem::size_of;
+
+/// Length of `task_struct.comm`.
+pub const COMM_LEN: usize = 16;
+/// Bytes of a path captured for exec filenames and file opens.
+pub const PATH_LEN: usize = 512;
+/// Bytes of NUL-separated argv captured per exec.
+pub const ARGS_LEN: usize = 2048;
+/// Longest single argument copied; longer ones are truncated (and flagged).
+pub const ARG_CHUNK: usize = 256;
+/// Most arguments read from a single argv.
+pub const MAX_ARGS: usize = 64;
+/// Key bytes of the path-prefix LPM trie (the kernel's LPM maximum is 256).
+pub const PREFIX_KEY_LEN: usize = 256;
+/// Key bytes of the reversed path-suffix LPM trie.
+pub const SUFFIX_KEY_LEN: usize = 64;
+
+/// What an event is. The discriminant doubles as the index into the
+/// per-kind counter map, so keep it dense and below [`EVENT_KIND_COUNT`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Exec = 1,
+    Fork = 2,
+    Exit = 3,
+    Connect = 4,
+    Accept = 5,
+    Bind = 6,
+    Listen = 7,
+    FileOpen = 8,
+}
+
+/// Number of counter slots (index 0 is unused).
+pub const EVENT_KIND_COUNT: u32 = 9;
+
+impl EventKind {
+    pub const ALL: [EventKind; 8] = [
+        EventKind::Exec,
+        EventKind::Fork,
+        EventKind::Exit,
+        EventKind::Connect,
+        EventKind::Accept,
+        EventKind::Bind,
+        EventKind::Listen,
+        EventKind::FileOpen,
+    ];
+
+    pub fn from_u32(value: u32) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| *k as u32 == value)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Exec => "exec",
+            EventKind::Fork => "fork",
+            EventKind::Exit => "exit",
+            EventKind::Connect => "connect",
+            EventKind::Accept => "accept",
+            EventKind::Bind => "bind",
+            EventKind::Listen => "listen",
+            EventKind::FileOpen => "file_open",
+        }
+    }
+}
+
+/// Common header of every event written to the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    pub kind: u32,
+    /// CPU the event was produced on; `seq` is counted per CPU.
+    pub cpu: u32,
+    /// Per-CPU sequence number, incremented for every event the kernel
+    /// tried to emit, so a gap in `seq` on one CPU is a dropped event.
+    pub seq: u64,
+    /// `bpf_ktime_get_boot_ns()`: nanoseconds since boot, including suspend.
+    pub boot_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// cgroup v2 id (the inode number of the cgroup directory).
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// `ExecEvent.flags` bits.
+pub const EXEC_FLAG_ARGS_TRUNCATED: u32 = 1;
+pub const EXEC_FLAG_FILENAME_TRUNCATED: u32 = 2;
+/// The exec came from execveat(2) rather than execve(2).
+pub const EXEC_FLAG_EXECVEAT: u32 = 4;
+/// argv could not be read at syscall entry (the stash was missing).
+pub const EXEC_FLAG_NO_ARGS: u32 = 8;
+
+/// A successful exec (emitted at `sched_process_exec`) or a failed one
+/// (emitted at syscall exit with `retval < 0`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    pub ppid: u32,
+    /// `task_struct.loginuid`; `u32::MAX` when unset or unavailable.
+    pub loginuid: u32,
+    /// 0 on success, `-errno` for a failed exec.
+    pub retval: i32,
+    pub argc: u32,
+    pub filename_len: u32,
+    pub args_len: u32,
+    pub flags: u32,
+    pub _pad: u32,
+    pub filename: [u8; PATH_LEN],
+    /// argv strings, each NUL-terminated, `args_len` bytes in all.
+    pub args: [u8; ARGS_LEN],
+}
+
+/// A new process (threads are filtered out in the kernel).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkEvent {
+    pub header: EventHeader,
+    pub parent_tgid: u32,
+    pub child_tgid: u32,
+}
+
+/// The last thread of a process exited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    /// Raw `task_struct.exit_code` (wait(2) status layout).
+    pub exit_code: u32,
+    pub ppid: u32,
+}
+
+/// connect(2), accept(2)/accept4(2), bind(2) or listen(2) on an inet socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NetEvent {
+    pub header: EventHeader,
+    pub fd: i32,
+    /// Syscall result: 0 or a new fd on success, `-errno` on failure.
+    pub ret: i32,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// `SOCK_STREAM`, `SOCK_DGRAM`, ...; 0 when the socket was not readable.
+    pub sock_type: u16,
+    /// Host byte order.
+    pub local_port: u16,
+    /// Host byte order.
+    pub remote_port: u16,
+    /// IPv4 addresses use the first 4 bytes.
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+}
+
+/// `FileOpenEvent.reason` bits: why the kernel reported this open.
+pub const OPEN_REASON_WATCHED_TGID: u32 = 1;
+pub const OPEN_REASON_PREFIX: u32 = 2;
+pub const OPEN_REASON_SUFFIX: u32 = 4;
+
+/// `FileOpenEvent.source`.
+pub const OPEN_SOURCE_OPENAT: u32 = 0;
+pub const OPEN_SOURCE_OPENAT2: u32 = 1;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FileOpenEvent {
+    pub header: EventHeader,
+    /// The new fd, or `-errno`.
+    pub ret: i32,
+    /// `open(2)` flags.
+    pub flags: u32,
+    pub mode: u32,
+    /// Directory fd the path is relative to (`AT_FDCWD` = -100).
+    pub dfd: i32,
+    /// Bytes of `path` before the terminating NUL.
+    pub path_len: u32,
+    pub reason: u32,
+    pub source: u32,
+    pub _pad: u32,
+    pub path: [u8; PATH_LEN],
+}
+
+/// Per-kind kernel counters; one entry per [`EventKind`] in a per-CPU array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KindCounters {
+    /// Events written to the ring buffer.
+    pub emitted: u64,
+    /// Events lost because the ring buffer was full.
+    pub dropped_ringbuf_full: u64,
+    /// Events suppressed on purpose (repeat opens inside the dedup window).
+    pub suppressed: u64,
+    /// Events that could not be built (a kernel read failed).
+    pub dropped_read_error: u64,
+}
+
+/// Kernel structure field offsets, resolved by the daemon from the running
+/// kernel's BTF (Rust eBPF has no CO-RE relocations) and written into the
+/// program's read-only data before load. An offset of `u32::MAX` means the
+/// field does not exist on this kernel and the feature that needs it is off.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KernelOffsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_real_parent: u32,
+    pub task_exit_code: u32,
+    pub task_loginuid: u32,
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_fd: u32,
+    pub fdtable_max_fds: u32,
+    pub file_private_data: u32,
+    pub socket_type: u32,
+    pub socket_sk: u32,
+    pub sock_skc_family: u32,
+    pub sock_skc_num: u32,
+    pub sock_skc_dport: u32,
+    pub sock_skc_rcv_saddr: u32,
+    pub sock_skc_daddr: u32,
+    pub sock_skc_v6_rcv_saddr: u32,
+    pub sock_skc_v6_daddr: u32,
+    pub _pad: u32,
+}
+
+/// Tunables and offsets, set once as a global before the programs load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KernelConfig {
+    pub offsets: KernelOffsets,
+    /// Force a reader wakeup once this many bytes wait in the ring buffer;
+    /// below it events are written with `BPF_RB_NO_WAKEUP` and the reader
+    /// polls on a timer. 0 wakes on every event.
+    pub wakeup_bytes: u64,
+    /// Repeat opens of the same (tgid, path) inside this window are
+    /// suppressed. 0 disables suppression.
+    pub open_dedup_ns: u64,
+}
+
+impl KernelOffsets {
+    pub const UNAVAILABLE: u32 = u32::MAX;
+
+    pub const fn unavailable() -> Self {
+        let u = Self::UNAVAILABLE;
+        KernelOffsets {
+            task_pid: u,
+            task_tgid: u,
+            task_real_parent: u,
+            task_exit_code: u,
+            task_loginuid: u,
+            task_files: u,
+            files_fdt: u,
+            fdtable_fd: u,
+            fdtable_max_fds: u,
+            file_private_data: u,
+            socket_type: u,
+            socket_sk: u,
+            sock_skc_family: u,
+            sock_skc_num: u,
+            sock_skc_dport: u,
+            sock_skc_rcv_saddr: u,
+            sock_skc_daddr: u,
+            sock_skc_v6_rcv_saddr: u,
+            sock_skc_v6_daddr: u,
+            _pad: 0,
+        }
+    }
+}
+
+impl KernelConfig {
+    pub const fn empty() -> Self {
+        KernelConfig {
+            offsets: KernelOffsets::unavailable(),
+            wakeup_bytes: 0,
+            open_dedup_ns: 0,
+        }
+    }
+}
+
+/// Key of the path-prefix LPM trie: `prefix_len` is in bits.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PrefixKey {
+    pub prefix_len: u32,
+    pub data: [u8; PREFIX_KEY_LEN],
+}
+
+/// Key of the suffix LPM trie: `data` holds the path's last bytes reversed.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SuffixKey {
+    pub prefix_len: u32,
+    pub data: [u8; SUFFIX_KEY_LEN],
+}
+
+/// Map sizes shared by both sides.
+pub const EXEC_STASH_ENTRIES: u32 = 1024;
+pub const SYSCALL_STASH_ENTRIES: u32 = 16384;
+pub const WATCHED_TGID_ENTRIES: u32 = 4096;
+pub const EXCLUDED_TGID_ENTRIES: u32 = 64;
+pub const PATH_FILTER_ENTRIES: u32 = 1024;
+pub const OPEN_DEDUP_ENTRIES: u32 = 8192;
+
+const _: () = assert!(size_of::<EventHeader>() == 64);
+const _: () = assert!(size_of::<ExecEvent>() == 64 + 32 + PATH_LEN + ARGS_LEN);
+const _: () = assert!(size_of::<ForkEvent>() == 72);
+const _: () = assert!(size_of::<ExitEvent>() == 72);
+const _: () = assert!(size_of::<NetEvent>() == 112);
+const _: () = assert!(size_of::<FileOpenEvent>() == 64 + 32 + PATH_LEN);
+const _: () = assert!(size_of::<KindCounters>() == 32);
+const _: () = assert!(size_of::<KernelOffsets>() == 80);
+const _: () = assert!(size_of::<KernelConfig>() == 96);
+const _: () = assert!(size_of::<PrefixKey>() == 4 + PREFIX_KEY_LEN);
+const _: () = assert!(size_of::<SuffixKey>() == 4 + SUFFIX_KEY_LEN);
+const _: () = assert!(PATH_LEN.is_power_of_two() && ARGS_LEN.is_power_of_two());
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are repr(C), contain only integers and byte
+    // arrays, and have no padding (checked by the size assertions above).
+    unsafe impl aya::Pod for super::KindCounters {}
+    unsafe impl aya::Pod for super::KernelConfig {}
+    unsafe impl aya::Pod for super::PrefixKey {}
+    unsafe impl aya::Pod for super::SuffixKey {}
+}

@@ -1,0 +1,261 @@
+//! `observer.toml`: serde structs with documented defaults, validated into
+//! [`Config`]. Unknown keys are errors that name the key, line and column.
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: invalid value for `{field}`: {reason}")]
+    Invalid { path: PathBuf, field: &'static str, reason: String },
+}
+
+/// The whole file. Every section and key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConfigFile {
+    pub kernel: KernelSection,
+    pub files: FilesSection,
+    pub watch: WatchSection,
+    pub enrich: EnrichSection,
+    pub pipeline: PipelineSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KernelSection {
+    /// Ring buffer size in bytes: a power of two, at least one page.
+    /// Default 8 MiB.
+    pub ring_buffer_bytes: u32,
+    /// Wake the reader once this many bytes wait in the ring buffer; below
+    /// that the reader polls every `poll_interval_ms`. 0 wakes on every
+    /// event. Default 64 KiB.
+    pub wakeup_bytes: u64,
+    /// Reader poll period in milliseconds. Default 10.
+    pub poll_interval_ms: u64,
+    /// Repeat opens of one path by one process inside this window are
+    /// suppressed in the kernel (and counted). 0 disables. Default 1000.
+    pub open_dedup_ms: u64,
+    /// How often kernel counters are read for loss accounting. Default 1000.
+    pub counters_interval_ms: u64,
+    /// BTF of the running kernel, for structure offsets.
+    /// Default /sys/kernel/btf/vmlinux.
+    pub btf_path: PathBuf,
+}
+
+impl Default for KernelSection {
+    fn default() -> Self {
+        KernelSection {
+            ring_buffer_bytes: 8 * 1024 * 1024,
+            wakeup_bytes: 64 * 1024,
+            poll_interval_ms: 10,
+            open_dedup_ms: 1000,
+            counters_interval_ms: 1000,
+            btf_path: PathBuf::from("/sys/kernel/btf/vmlinux"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesSection {
+    /// Opens of paths starting with one of these are reported (absolute
+    /// paths as passed to open; at most 255 bytes each).
+    pub prefixes: Vec<String>,
+    /// Opens of paths ending with one of these are reported (at most 64
+    /// bytes each).
+    pub suffixes: Vec<String>,
+}
+
+impl Default for FilesSection {
+    fn default() -> Self {
+        FilesSection {
+            prefixes: ["/root/.ssh/", "/root/.aws/", "/etc/shadow", "/etc/sudoers", "/dev/nvidia", "/dev/kfd"]
+                .map(String::from)
+                .to_vec(),
+            suffixes: [
+                ".gguf",
+                ".ggml",
+                ".safetensors",
+                "/.claude/.credentials.json",
+                "/.codex/auth.json",
+                "/.gemini/oauth_creds.json",
+                "/.aws/credentials",
+                "/.ssh/id_rsa",
+                "/.ssh/id_ed25519",
+                "/.netrc",
+                "/.git-credentials",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchSection {
+    /// Executables (exact paths) whose processes, and every descendant,
+    /// have all their file opens reported. Until the agent registry lands
+    /// this is how an agent is named.
+    pub executables: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichSection {
+    /// Environment variable names (exact, `PREFIX_*` or `*_SUFFIX`) whose
+    /// presence is recorded at exec. Values are never read into events.
+    /// Default: AI provider keys and agent settings.
+    pub env_names: Option<Vec<String>>,
+    /// Processes kept in the process table. Default 65536.
+    pub process_table_capacity: usize,
+    /// Executables larger than this are not hashed. Default 256 MiB.
+    pub hash_max_bytes: u64,
+}
+
+impl Default for EnrichSection {
+    fn default() -> Self {
+        EnrichSection { env_names: None, process_table_capacity: 65536, hash_max_bytes: 256 << 20 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSection {
+    /// Events buffered between the ring-buffer reader and enrichment; when
+    /// full, the reader drops (and counts) rather than block. Default 65536.
+    pub channel_capacity: usize,
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        PipelineSection { channel_capacity: 65536 }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub source: Option<PathBuf>,
+    pub kernel: KernelSection,
+    pub files: FilesSection,
+    pub watch: WatchSection,
+    pub enrich: EnrichSection,
+    pub pipeline: PipelineSection,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: describe_toml_error(text, &e),
+        })?;
+        Self::validate(file, Some(path.to_owned()))
+    }
+
+    pub fn defaults() -> Config {
+        Self::validate(ConfigFile::default(), None).expect("built-in defaults are valid")
+    }
+
+    fn validate(file: ConfigFile, source: Option<PathBuf>) -> Result<Config, ConfigError> {
+        let path = source.clone().unwrap_or_else(|| PathBuf::from("<defaults>"));
+        let invalid = |field, reason: String| ConfigError::Invalid { path: path.clone(), field, reason };
+        let rb = file.kernel.ring_buffer_bytes;
+        if !rb.is_power_of_two() || rb < 4096 {
+            return Err(invalid("kernel.ring_buffer_bytes", format!("{rb} is not a power of two >= 4096")));
+        }
+        if file.kernel.poll_interval_ms == 0 || file.kernel.counters_interval_ms == 0 {
+            return Err(invalid("kernel.poll_interval_ms", "intervals must be > 0".into()));
+        }
+        for p in &file.files.prefixes {
+            if p.is_empty() || p.len() >= observer_common::PREFIX_KEY_LEN {
+                return Err(invalid("files.prefixes", format!("{p:?} must be 1..255 bytes")));
+            }
+        }
+        for s in &file.files.suffixes {
+            if s.is_empty() || s.len() > observer_common::SUFFIX_KEY_LEN {
+                return Err(invalid("files.suffixes", format!("{s:?} must be 1..64 bytes")));
+            }
+        }
+        if file.pipeline.channel_capacity == 0 || file.enrich.process_table_capacity == 0 {
+            return Err(invalid("pipeline.channel_capacity", "capacities must be > 0".into()));
+        }
+        Ok(Config {
+            source,
+            kernel: file.kernel,
+            files: file.files,
+            watch: file.watch,
+            enrich: file.enrich,
+            pipeline: file.pipeline,
+        })
+    }
+}
+
+/// toml's message plus "line L, column C" computed from the error span.
+fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim().to_string();
+    match err.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_key_line_and_column() {
+        let text = "[kernel]\nring_buffer_bytes = 4096\nwakeup_byts = 1\n";
+        let err = Config::parse(text, Path::new("/etc/observer/observer.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("/etc/observer/observer.toml: line 3, column 1:"), "{msg}");
+        assert!(msg.contains("unknown field `wakeup_byts`"), "{msg}");
+        assert!(msg.contains("wakeup_bytes"), "lists valid keys: {msg}");
+    }
+
+    #[test]
+    fn unknown_section_is_an_error() {
+        let err = Config::parse("[kernal]\n", Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("unknown field `kernal`"), "{err}");
+    }
+
+    #[test]
+    fn bad_ring_buffer_size_names_field() {
+        let err = Config::parse("[kernel]\nring_buffer_bytes = 5000\n", Path::new("x.toml")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x.toml: invalid value for `kernel.ring_buffer_bytes`: 5000 is not a power of two >= 4096"
+        );
+    }
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let c = Config::parse("", Path::new("x.toml")).unwrap();
+        assert_eq!(c.kernel.ring_buffer_bytes, 8 << 20);
+        assert_eq!(c.kernel.open_dedup_ms, 1000);
+        assert!(c.files.suffixes.iter().any(|s| s == ".gguf"));
+    }
+
+    #[test]
+    fn repo_default_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../observer.toml");
+        Config::load(&path).unwrap();
+    }
+}

@@ -1,0 +1,312 @@
+//! SHA-256 of executables, cached by file identity.
+//!
+//! The cache key is (st_dev, st_ino, mtime, size) rather than the path: a
+//! binary rebuilt in place gets a new mtime (and usually a new inode), so it
+//! is hashed again, while a hot binary exec'd thousands of times is read once.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::num::NonZeroUsize;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use lru::LruCache;
+use sha2::{Digest, Sha256};
+
+/// Files larger than this are not hashed by default: reading them would stall
+/// the event pipeline for little benefit.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 256 * 1024 * 1024;
+
+const CHUNK_SIZE: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("open {}: {source}", path.display())]
+    Open { path: PathBuf, source: io::Error },
+    #[error("stat {}: {source}", path.display())]
+    Stat { path: PathBuf, source: io::Error },
+    #[error("read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("readlink {}: {source}", path.display())]
+    Readlink { path: PathBuf, source: io::Error },
+    #[error("{} is not a regular file", path.display())]
+    NotRegularFile { path: PathBuf },
+    #[error("{} is {size} bytes, above the {limit}-byte hashing limit", path.display())]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+}
+
+/// Identity of one version of a file's contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FileKey {
+    dev: u64,
+    ino: u64,
+    mtime_sec: i64,
+    mtime_nsec: i64,
+    size: u64,
+}
+
+impl FileKey {
+    fn of(meta: &fs::Metadata) -> Self {
+        FileKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mtime_sec: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+            size: meta.size(),
+        }
+    }
+}
+
+pub struct ExeHashCache {
+    cache: LruCache<FileKey, String>,
+    max_file_size: u64,
+    hits: u64,
+    misses: u64,
+}
+
+impl ExeHashCache {
+    /// `capacity` bounds the number of cached hashes (0 is treated as 1);
+    /// files above `max_file_size` bytes are refused with `TooLarge`.
+    pub fn new(capacity: usize, max_file_size: u64) -> Self {
+        ExeHashCache {
+            cache: LruCache::new(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN)),
+            max_file_size,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    /// Returns `sha256:<lowercase hex>` of the file at `path`.
+    pub fn hash_path(&mut self, path: &Path) -> Result<String, HashError> {
+        let file = open_nonblocking(path)?;
+        self.hash_file(file, path)
+    }
+
+    /// Hashes the executable of `pid` and returns it with the link target.
+    ///
+    /// The magic link is opened rather than its target path: that works when
+    /// the binary was deleted or replaced and when it lives in another mount
+    /// namespace, and the cache key comes from the opened fd, so it always
+    /// describes the bytes actually hashed.
+    pub fn hash_proc_exe(&mut self, pid: u32) -> Result<(PathBuf, String), HashError> {
+        let link = PathBuf::from(format!("/proc/{pid}/exe"));
+        let file = open_nonblocking(&link)?;
+        let target = fs::read_link(&link).map_err(|source| HashError::Readlink {
+            path: link.clone(),
+            source,
+        })?;
+        let hash = self.hash_file(file, &link)?;
+        Ok((target, hash))
+    }
+
+    /// (hits, misses) since creation.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.hits, self.misses)
+    }
+
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    fn hash_file(&mut self, mut file: File, path: &Path) -> Result<String, HashError> {
+        let meta = fstat(&file, path)?;
+        let key = FileKey::of(&meta);
+        if let Some(hash) = self.cache.get(&key) {
+            self.hits += 1;
+            return Ok(hash.clone());
+        }
+        self.misses += 1;
+        if !meta.is_file() {
+            return Err(HashError::NotRegularFile {
+                path: path.to_path_buf(),
+            });
+        }
+        if key.size > self.max_file_size {
+            return Err(HashError::TooLarge {
+                path: path.to_path_buf(),
+                size: key.size,
+                limit: self.max_file_size,
+            });
+        }
+        let hash = sha256_stream(&mut file, path)?;
+        // A file written to while we read it would cache a hash that matches
+        // neither version under the old key; only cache a stable read.
+        if FileKey::of(&fstat(&file, path)?) == key {
+            self.cache.put(key, hash.clone());
+        }
+        Ok(hash)
+    }
+}
+
+/// O_NONBLOCK keeps a FIFO passed as a path from blocking the caller; it has
+/// no effect on regular files.
+fn open_nonblocking(path: &Path) -> Result<File, HashError> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|source| HashError::Open {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn fstat(file: &File, path: &Path) -> Result<fs::Metadata, HashError> {
+    file.metadata().map_err(|source| HashError::Stat {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn sha256_stream(file: &mut File, path: &Path) -> Result<String, HashError> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK_SIZE];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(HashError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::{Duration, SystemTime};
+
+    fn expected(bytes: &[u8]) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    }
+
+    fn write_file(path: &Path, bytes: &[u8]) {
+        let mut f = File::create(path).unwrap();
+        f.write_all(bytes).unwrap();
+    }
+
+    #[test]
+    fn hash_matches_independent_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bin");
+        // Larger than one chunk so the streaming loop runs several times.
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        write_file(&path, &bytes);
+        let mut cache = ExeHashCache::new(8, DEFAULT_MAX_FILE_SIZE);
+        assert_eq!(cache.hash_path(&path).unwrap(), expected(&bytes));
+    }
+
+    #[test]
+    fn empty_file_hash() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut cache = ExeHashCache::new(8, DEFAULT_MAX_FILE_SIZE);
+        assert_eq!(cache.hash_path(file.path()).unwrap(), expected(b""));
+    }
+
+    #[test]
+    fn second_call_is_a_cache_hit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bin");
+        write_file(&path, b"hello");
+        let mut cache = ExeHashCache::new(8, DEFAULT_MAX_FILE_SIZE);
+        let first = cache.hash_path(&path).unwrap();
+        assert_eq!(cache.stats(), (0, 1));
+        let second = cache.hash_path(&path).unwrap();
+        assert_eq!(cache.stats(), (1, 1));
+        assert_eq!(first, second);
+    }
+
+    #[test]
+    fn rewritten_file_gets_new_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bin");
+        write_file(&path, b"version-1");
+        let mut cache = ExeHashCache::new(8, DEFAULT_MAX_FILE_SIZE);
+        assert_eq!(cache.hash_path(&path).unwrap(), expected(b"version-1"));
+
+        // Same size and same inode: only the mtime tells the versions apart.
+        write_file(&path, b"version-2");
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_modified(SystemTime::now() + Duration::from_secs(10))
+            .unwrap();
+        drop(f);
+        assert_eq!(cache.hash_path(&path).unwrap(), expected(b"version-2"));
+        assert_eq!(cache.stats(), (0, 2));
+    }
+
+    #[test]
+    fn lru_capacity_is_respected() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = (0..3)
+            .map(|i| {
+                let p = dir.path().join(format!("bin{i}"));
+                write_file(&p, format!("content {i}").as_bytes());
+                p
+            })
+            .collect();
+        let mut cache = ExeHashCache::new(2, DEFAULT_MAX_FILE_SIZE);
+        for p in &paths {
+            cache.hash_path(p).unwrap();
+        }
+        assert_eq!(cache.len(), 2);
+        // The least recently used entry was evicted, so it is hashed again.
+        cache.hash_path(&paths[0]).unwrap();
+        assert_eq!(cache.stats(), (0, 4));
+        cache.hash_path(&paths[2]).unwrap();
+        assert_eq!(cache.stats(), (1, 4));
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn oversized_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        write_file(&path, &[0u8; 100]);
+        let mut cache = ExeHashCache::new(8, 10);
+        match cache.hash_path(&path) {
+            Err(HashError::TooLarge { size, limit, .. }) => {
+                assert_eq!((size, limit), (100, 10));
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        let mut cache = ExeHashCache::new(8, DEFAULT_MAX_FILE_SIZE);
+        let err = cache
+            .hash_path(Path::new("/nonexistent/observer-test"))
+            .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/observer-test"));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            cache.hash_path(dir.path()),
+            Err(HashError::NotRegularFile { .. })
+        ));
+    }
+
+    #[test]
+    fn hash_proc_exe_of_self() {
+        let mut cache = ExeHashCache::new(8, DEFAULT_MAX_FILE_SIZE);
+        let (path, hash) = cache.hash_proc_exe(std::process::id()).unwrap();
+        assert_eq!(path, std::env::current_exe().unwrap());
+        assert_eq!(hash, expected(&fs::read(&path).unwrap()));
+        cache.hash_proc_exe(std::process::id()).unwrap();
+        assert_eq!(cache.stats(), (1, 1));
+    }
+}

@@ -1,0 +1,139 @@
+//! What the eBPF programs need to know about the running kernel: structure
+//! offsets from BTF, and a check that the tracepoint record layouts the
+//! programs read at fixed offsets are the ones this kernel has.
+use std::path::Path;
+
+use observer_common::{KernelConfig, KernelOffsets};
+
+use crate::btf::{BtfError, KernelBtf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelCheckError {
+    #[error("kernel BTF is required to read task and socket fields: {0}")]
+    Btf(#[from] BtfError),
+    #[error("cannot read tracepoint format {path}: {source}")]
+    Format { path: String, source: std::io::Error },
+    #[error(
+        "tracepoint {tracepoint} has `{field}` at offset {found:?}, the probes expect {expected}; \
+         this kernel's record layout is not supported"
+    )]
+    Layout { tracepoint: String, field: String, expected: u32, found: Option<u32> },
+}
+
+/// Resolves every offset in [`KernelOffsets`]. Fields the kernel lacks
+/// (loginuid without CONFIG_AUDIT) become `UNAVAILABLE`; the core task
+/// fields are required.
+pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, KernelCheckError> {
+    let required = |s: &str, m: &str| btf.member_offset(s, m);
+    let optional = |s: &str, m: &str| btf.member_offset(s, m).unwrap_or(KernelOffsets::UNAVAILABLE);
+    let sk = |m: &str| optional("sock", &format!("__sk_common.{m}"));
+    Ok(KernelOffsets {
+        task_pid: required("task_struct", "pid")?,
+        task_tgid: required("task_struct", "tgid")?,
+        task_real_parent: required("task_struct", "real_parent")?,
+        task_exit_code: required("task_struct", "exit_code")?,
+        task_loginuid: optional("task_struct", "loginuid"),
+        task_files: optional("task_struct", "files"),
+        files_fdt: optional("files_struct", "fdt"),
+        fdtable_fd: optional("fdtable", "fd"),
+        fdtable_max_fds: optional("fdtable", "max_fds"),
+        file_private_data: optional("file", "private_data"),
+        socket_type: optional("socket", "type"),
+        socket_sk: optional("socket", "sk"),
+        sock_skc_family: sk("skc_family"),
+        sock_skc_num: sk("skc_num"),
+        sock_skc_dport: sk("skc_dport"),
+        sock_skc_rcv_saddr: sk("skc_rcv_saddr"),
+        sock_skc_daddr: sk("skc_daddr"),
+        sock_skc_v6_rcv_saddr: sk("skc_v6_rcv_saddr"),
+        sock_skc_v6_daddr: sk("skc_v6_daddr"),
+        _pad: 0,
+    })
+}
+
+pub fn kernel_config(btf_path: &Path, wakeup_bytes: u64, open_dedup_ns: u64) -> Result<KernelConfig, KernelCheckError> {
+    let btf = KernelBtf::from_file(btf_path)?;
+    Ok(KernelConfig { offsets: resolve_offsets(&btf)?, wakeup_bytes, open_dedup_ns })
+}
+
+/// (tracepoint, field, offset) the programs read without BTF.
+const EXPECTED_LAYOUT: &[(&str, &str, u32)] = &[
+    ("sched/sched_process_exec", "filename", 8),
+    ("sched/sched_process_exec", "old_pid", 16),
+    ("sched/sched_process_exit", "group_dead", 32),
+    ("syscalls/sys_enter_execve", "filename", 16),
+    ("syscalls/sys_enter_execveat", "fd", 16),
+    ("syscalls/sys_enter_openat", "dfd", 16),
+    ("syscalls/sys_enter_openat2", "how", 32),
+    ("syscalls/sys_enter_connect", "uservaddr", 24),
+    ("syscalls/sys_exit_openat", "ret", 16),
+];
+
+/// Checks [`EXPECTED_LAYOUT`] against `<tracefs>/events/*/format`.
+pub fn check_tracepoint_layout(tracefs: &Path) -> Result<(), KernelCheckError> {
+    for (tracepoint, field, expected) in EXPECTED_LAYOUT {
+        let path = tracefs.join("events").join(tracepoint).join("format");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| KernelCheckError::Format { path: path.display().to_string(), source })?;
+        let found = field_offset(&text, field);
+        if found != Some(*expected) {
+            return Err(KernelCheckError::Layout {
+                tracepoint: tracepoint.to_string(),
+                field: field.to_string(),
+                expected: *expected,
+                found,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Offset of `field` in a tracepoint format description, e.g.
+/// `field:pid_t old_pid;	offset:16;	size:4;	signed:1;`.
+pub fn field_offset(format: &str, field: &str) -> Option<u32> {
+    format.lines().find_map(|line| {
+        let decl = line.trim().strip_prefix("field:")?;
+        let (decl, rest) = decl.split_once(';')?;
+        let name = decl.rsplit([' ', '*']).next()?.split('[').next()?;
+        if name != field {
+            return None;
+        }
+        rest.split(';').find_map(|kv| kv.trim().strip_prefix("offset:")?.parse().ok())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXEC_FORMAT: &str = "name: sched_process_exec\nID: 300\nformat:\n\
+        \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+        \tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;\n\
+        \tfield:pid_t pid;\toffset:12;\tsize:4;\tsigned:1;\n\
+        \tfield:pid_t old_pid;\toffset:16;\tsize:4;\tsigned:1;\n";
+
+    #[test]
+    fn parses_field_offsets() {
+        assert_eq!(field_offset(EXEC_FORMAT, "filename"), Some(8));
+        assert_eq!(field_offset(EXEC_FORMAT, "old_pid"), Some(16));
+        assert_eq!(field_offset(EXEC_FORMAT, "pid"), Some(12));
+        assert_eq!(field_offset(EXEC_FORMAT, "missing"), None);
+        assert_eq!(field_offset("\tfield:const char * filename;\toffset:24;\tsize:8;", "filename"), Some(24));
+    }
+
+    #[test]
+    fn running_kernel_matches_expected_layout() {
+        let tracefs = crate::loader::ensure_tracefs().unwrap();
+        check_tracepoint_layout(&tracefs).unwrap();
+    }
+
+    #[test]
+    fn running_kernel_offsets_resolve() {
+        let cfg = kernel_config(Path::new("/sys/kernel/btf/vmlinux"), 0, 0).unwrap();
+        let o = cfg.offsets;
+        assert_eq!(o.task_tgid, o.task_pid + 4);
+        for off in [o.task_loginuid, o.task_files, o.socket_sk, o.sock_skc_num, o.sock_skc_v6_daddr] {
+            assert_ne!(off, KernelOffsets::UNAVAILABLE);
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Loads the embedded eBPF object, fills its filter maps, and attaches every
+//! program, naming the program and the reason when something fails.
+use std::path::{Path, PathBuf};
+
+use aya::{
+    maps::{lpm_trie::Key, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
+    programs::{ProgramError, RawTracePoint, TracePoint},
+    Ebpf, EbpfLoader,
+};
+use observer_common::{KernelConfig, KindCounters, PREFIX_KEY_LEN, SUFFIX_KEY_LEN};
+
+/// The object built by build.rs from observer-ebpf.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("observerd must run as root (it loads eBPF programs and reads other processes' /proc entries)")]
+    NotRoot,
+    #[error("tracefs is not mounted and mounting it at /sys/kernel/tracing failed: {0}")]
+    Tracefs(std::io::Error),
+    #[error("loading the eBPF object failed: {0}")]
+    Object(#[from] aya::EbpfError),
+    #[error("eBPF program `{program}` is missing from the object")]
+    MissingProgram { program: &'static str },
+    #[error("eBPF map `{map}` is missing or has the wrong type")]
+    Map { map: &'static str },
+    #[error("eBPF program `{program}` failed to load: {source}")]
+    Load { program: &'static str, source: ProgramError },
+    #[error("eBPF program `{program}` failed to attach to {target}: {source}")]
+    Attach { program: &'static str, target: String, source: ProgramError },
+    #[error("filling map `{map}` failed: {source}")]
+    Fill { map: &'static str, source: aya::maps::MapError },
+}
+
+/// What a program attaches to.
+enum Hook {
+    TracePoint(&'static [(&'static str, &'static str)]),
+    RawTracePoint(&'static str),
+}
+
+const PROGRAMS: &[(&str, Hook)] = &[
+    ("execve_enter", Hook::TracePoint(&[("syscalls", "sys_enter_execve")])),
+    ("execveat_enter", Hook::TracePoint(&[("syscalls", "sys_enter_execveat")])),
+    ("exec_exit", Hook::TracePoint(&[("syscalls", "sys_exit_execve"), ("syscalls", "sys_exit_execveat")])),
+    ("sched_process_exec", Hook::TracePoint(&[("sched", "sched_process_exec")])),
+    ("sched_process_exit", Hook::TracePoint(&[("sched", "sched_process_exit")])),
+    ("sched_process_fork", Hook::RawTracePoint("sched_process_fork")),
+    ("connect_enter", Hook::TracePoint(&[("syscalls", "sys_enter_connect")])),
+    ("connect_exit", Hook::TracePoint(&[("syscalls", "sys_exit_connect")])),
+    ("bind_enter", Hook::TracePoint(&[("syscalls", "sys_enter_bind")])),
+    ("bind_exit", Hook::TracePoint(&[("syscalls", "sys_exit_bind")])),
+    ("listen_enter", Hook::TracePoint(&[("syscalls", "sys_enter_listen")])),
+    ("listen_exit", Hook::TracePoint(&[("syscalls", "sys_exit_listen")])),
+    ("accept_exit", Hook::TracePoint(&[("syscalls", "sys_exit_accept"), ("syscalls", "sys_exit_accept4")])),
+    ("openat_enter", Hook::TracePoint(&[("syscalls", "sys_enter_openat")])),
+    ("openat2_enter", Hook::TracePoint(&[("syscalls", "sys_enter_openat2")])),
+    ("open_exit", Hook::TracePoint(&[("syscalls", "sys_exit_openat"), ("syscalls", "sys_exit_openat2")])),
+];
+
+/// Settings the loader needs.
+pub struct LoadOptions<'a> {
+    pub kernel: KernelConfig,
+    pub ring_buffer_bytes: u32,
+    pub prefixes: &'a [String],
+    pub suffixes: &'a [String],
+}
+
+/// The loaded, attached probes and the maps the daemon uses.
+pub struct Probes {
+    /// Owns the programs; dropping it detaches them.
+    pub ebpf: Ebpf,
+    pub events: RingBuf<MapData>,
+    pub counters: PerCpuArray<MapData, KindCounters>,
+    pub watched: HashMap<MapData, u32, u8>,
+    pub excluded: HashMap<MapData, u32, u8>,
+    pub attached: Vec<String>,
+}
+
+/// Mounts tracefs if it is not mounted; tracepoint attachment needs it.
+pub fn ensure_tracefs() -> Result<PathBuf, LoadError> {
+    for candidate in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+        if Path::new(candidate).join("events").is_dir() {
+            return Ok(PathBuf::from(candidate));
+        }
+    }
+    let target = "/sys/kernel/tracing";
+    nix::mount::mount(Some("tracefs"), target, Some("tracefs"), nix::mount::MsFlags::empty(), None::<&str>)
+        .map_err(|e| LoadError::Tracefs(e.into()))?;
+    Ok(PathBuf::from(target))
+}
+
+pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(LoadError::NotRoot);
+    }
+    ensure_tracefs()?;
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries("EVENTS", opts.ring_buffer_bytes)
+        .override_global("CONFIG", &opts.kernel, true)
+        .load(EBPF_OBJECT)?;
+    fill_path_filters(&mut ebpf, opts)?;
+    let mut excluded: HashMap<MapData, u32, u8> = take_map(&mut ebpf, "EXCLUDED_TGIDS")?;
+    // Exclude ourselves before attaching, so our own writes never become events.
+    excluded
+        .insert(std::process::id(), 1, 0)
+        .map_err(|source| LoadError::Fill { map: "EXCLUDED_TGIDS", source })?;
+    let attached = attach_all(&mut ebpf)?;
+    Ok(Probes {
+        events: take_map(&mut ebpf, "EVENTS")?,
+        counters: take_map(&mut ebpf, "COUNTERS")?,
+        watched: take_map(&mut ebpf, "WATCHED_TGIDS")?,
+        excluded,
+        attached,
+        ebpf,
+    })
+}
+
+fn take_map<T: TryFrom<aya::maps::Map>>(ebpf: &mut Ebpf, map: &'static str) -> Result<T, LoadError> {
+    let raw = ebpf.take_map(map).ok_or(LoadError::Map { map })?;
+    T::try_from(raw).map_err(|_| LoadError::Map { map })
+}
+
+fn fill_path_filters(ebpf: &mut Ebpf, opts: &LoadOptions) -> Result<(), LoadError> {
+    let mut prefixes: LpmTrie<&mut MapData, [u8; PREFIX_KEY_LEN], u32> =
+        LpmTrie::try_from(ebpf.map_mut("PATH_PREFIXES").ok_or(LoadError::Map { map: "PATH_PREFIXES" })?)
+            .map_err(|_| LoadError::Map { map: "PATH_PREFIXES" })?;
+    for p in opts.prefixes {
+        let mut data = [0u8; PREFIX_KEY_LEN];
+        data[..p.len()].copy_from_slice(p.as_bytes());
+        prefixes
+            .insert(&Key::new(p.len() as u32 * 8, data), 1, 0)
+            .map_err(|source| LoadError::Fill { map: "PATH_PREFIXES", source })?;
+    }
+    let mut suffixes: LpmTrie<&mut MapData, [u8; SUFFIX_KEY_LEN], u32> =
+        LpmTrie::try_from(ebpf.map_mut("PATH_SUFFIXES").ok_or(LoadError::Map { map: "PATH_SUFFIXES" })?)
+            .map_err(|_| LoadError::Map { map: "PATH_SUFFIXES" })?;
+    for s in opts.suffixes {
+        let mut data = [0u8; SUFFIX_KEY_LEN];
+        for (i, b) in s.bytes().rev().enumerate() {
+            data[i] = b;
+        }
+        suffixes
+            .insert(&Key::new(s.len() as u32 * 8, data), 1, 0)
+            .map_err(|source| LoadError::Fill { map: "PATH_SUFFIXES", source })?;
+    }
+    Ok(())
+}
+
+fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<String>, LoadError> {
+    let mut attached = Vec::new();
+    for (program, hook) in PROGRAMS {
+        let prog = ebpf.program_mut(program).ok_or(LoadError::MissingProgram { program })?;
+        match hook {
+            Hook::TracePoint(targets) => {
+                let tp: &mut TracePoint = prog.try_into().map_err(|source| LoadError::Load { program, source })?;
+                tp.load().map_err(|source| LoadError::Load { program, source })?;
+                for (category, name) in *targets {
+                    tp.attach(category, name).map_err(|source| LoadError::Attach {
+                        program,
+                        target: format!("tracepoint {category}/{name}"),
+                        source,
+                    })?;
+                    attached.push(format!("{program} -> {category}/{name}"));
+                }
+            }
+            Hook::RawTracePoint(name) => {
+                let rtp: &mut RawTracePoint =
+                    prog.try_into().map_err(|source| LoadError::Load { program, source })?;
+                rtp.load().map_err(|source| LoadError::Load { program, source })?;
+                rtp.attach(name).map_err(|source| LoadError::Attach {
+                    program,
+                    target: format!("raw_tracepoint {name}"),
+                    source,
+                })?;
+                attached.push(format!("{program} -> raw_tp/{name}"));
+            }
+        }
+    }
+    Ok(attached)
+}

@@ -1,0 +1,23 @@
+//! observer's kernel probes. Only program types that load on the target
+//! hosts are used: tracepoints and raw tracepoints (no kprobes, fentry or
+//! LSM). Kernel structures are read with offsets the daemon resolves from
+//! BTF at load time (see `kernel.rs`).
+#![no_std]
+#![no_main]
+
+mod emit;
+mod file;
+mod kernel;
+mod maps;
+mod net;
+mod process;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,88 @@
+//! Maps shared by the programs. The daemon fills the filter maps and reads
+//! `EVENTS` and `COUNTERS`.
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    Global,
+};
+use observer_common::*;
+
+/// Default ring buffer size; the daemon overrides it from its config.
+const DEFAULT_RINGBUF_BYTES: u32 = 8 * 1024 * 1024;
+
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RINGBUF_BYTES, 0);
+
+/// Indexed by `EventKind as u32`.
+#[map]
+pub static COUNTERS: PerCpuArray<KindCounters> = PerCpuArray::with_max_entries(EVENT_KIND_COUNT, 0);
+
+/// Per-CPU event sequence number (index 0).
+#[map]
+pub static SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// argv and filename captured at execve entry, keyed by thread id, consumed
+/// at `sched_process_exec` (success) or syscall exit (failure).
+#[map]
+pub static EXEC_STASH: LruHashMap<u32, ExecEvent> = LruHashMap::with_max_entries(EXEC_STASH_ENTRIES, 0);
+
+/// Per-CPU room to build an exec event (too big for the 512-byte stack).
+#[map]
+pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Syscall arguments saved at entry for use at exit, keyed by thread id.
+/// A thread is in one syscall at a time, so one map serves all syscalls.
+#[map]
+pub static SYSCALL_STASH: LruHashMap<u32, SyscallArgs> =
+    LruHashMap::with_max_entries(SYSCALL_STASH_ENTRIES, 0);
+
+/// Per-CPU room for an open event and the LPM lookup keys.
+#[map]
+pub static OPEN_SCRATCH: PerCpuArray<OpenScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Processes whose every open is reported.
+#[map]
+pub static WATCHED_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(WATCHED_TGID_ENTRIES, 0);
+
+/// Processes whose activity is never reported (the daemon itself).
+#[map]
+pub static EXCLUDED_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(EXCLUDED_TGID_ENTRIES, 0);
+
+/// Path prefixes of interest (key data: the prefix bytes).
+#[map]
+pub static PATH_PREFIXES: LpmTrie<[u8; PREFIX_KEY_LEN], u32> =
+    LpmTrie::with_max_entries(PATH_FILTER_ENTRIES, 0);
+
+/// Path suffixes of interest, stored reversed so a longest-prefix match on
+/// the reversed path is a suffix match.
+#[map]
+pub static PATH_SUFFIXES: LpmTrie<[u8; SUFFIX_KEY_LEN], u32> =
+    LpmTrie::with_max_entries(PATH_FILTER_ENTRIES, 0);
+
+/// Last report time of a (tgid, path) hash, for repeat suppression.
+#[map]
+pub static OPEN_DEDUP: LruHashMap<u64, u64> = LruHashMap::with_max_entries(OPEN_DEDUP_ENTRIES, 0);
+
+/// Offsets and tunables, written by the loader before the programs load.
+#[unsafe(no_mangle)]
+pub static CONFIG: Global<KernelConfig> = Global::new(KernelConfig::empty());
+
+/// Up to four raw syscall arguments plus a copy of a user sockaddr.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SyscallArgs {
+    pub args: [u64; 4],
+    pub sockaddr_len: u32,
+    pub _pad: u32,
+    pub sockaddr: [u8; SOCKADDR_LEN],
+}
+
+/// `sizeof(struct sockaddr_in6)` rounded up to 8.
+pub const SOCKADDR_LEN: usize = 32;
+
+#[repr(C)]
+pub struct OpenScratch {
+    pub event: FileOpenEvent,
+    pub prefix_key: aya_ebpf::maps::lpm_trie::Key<[u8; PREFIX_KEY_LEN]>,
+    pub suffix_key: aya_ebpf::maps::lpm_trie::Key<[u8; SUFFIX_KEY_LEN]>,
+}

@@ -1,0 +1,250 @@
+//! Process lifecycle: exec (with argv captured at syscall entry), fork and
+//! exit.
+use aya_ebpf::{
+    helpers::{bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes},
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+    EbpfContext,
+};
+use observer_common::*;
+
+use crate::{
+    emit::{count, current_tgid, emit, fill_header, is_excluded, Outcome},
+    kernel::{current_task, offsets, parent_tgid, read_at},
+    maps::{EXEC_SCRATCH, EXEC_STASH},
+};
+
+/// Offsets in the syscall tracepoint records (see
+/// /sys/kernel/tracing/events/syscalls/*/format; the daemon checks them).
+const SYSCALL_ARG0: usize = 16;
+const SYSCALL_RET: usize = 16;
+/// `sched_process_exec`: `__data_loc char[] filename` and `old_pid`.
+const EXEC_FILENAME_LOC: usize = 8;
+const EXEC_OLD_PID: usize = 16;
+/// `sched_process_exit`: `bool group_dead`.
+const EXIT_GROUP_DEAD: usize = 32;
+
+#[inline(always)]
+fn ctx_arg(ctx: &TracePointContext, index: usize) -> u64 {
+    // SAFETY: syscall enter records hold six u64 arguments from offset 16;
+    // the verifier checks the access against the record size.
+    unsafe { *(ctx.as_ptr().add(SYSCALL_ARG0 + index * 8) as *const u64) }
+}
+
+#[inline(always)]
+fn ctx_ret(ctx: &TracePointContext) -> i64 {
+    // SAFETY: syscall exit records hold `long ret` at offset 16.
+    unsafe { *(ctx.as_ptr().add(SYSCALL_RET) as *const i64) }
+}
+
+#[tracepoint]
+pub fn execve_enter(ctx: TracePointContext) -> u32 {
+    stash_exec(ctx_arg(&ctx, 0), ctx_arg(&ctx, 1), 0);
+    0
+}
+
+#[tracepoint]
+pub fn execveat_enter(ctx: TracePointContext) -> u32 {
+    stash_exec(ctx_arg(&ctx, 1), ctx_arg(&ctx, 2), EXEC_FLAG_EXECVEAT);
+    0
+}
+
+/// Copies the filename and argv from user memory into the per-thread stash.
+#[inline(always)]
+fn stash_exec(filename: u64, argv: u64, flags: u32) {
+    if is_excluded(current_tgid()) {
+        return;
+    }
+    let Some(ev) = EXEC_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU scratch value, exclusively ours for this invocation.
+    let ev = unsafe { &mut *ev };
+    ev.flags = flags;
+    ev.filename_len = 0;
+    // SAFETY: user pointers are read through the checked helpers.
+    unsafe {
+        if let Ok(name) = bpf_probe_read_user_str_bytes(filename as *const u8, &mut ev.filename) {
+            ev.filename_len = name.len() as u32;
+        }
+    }
+    read_argv(ev, argv);
+    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+    if EXEC_STASH.insert(&tid, &*ev, 0).is_err() {
+        count(EventKind::Exec, Outcome::ReadError);
+    }
+}
+
+/// argv as NUL-terminated strings, each read with at most `ARG_CHUNK`
+/// bytes so the verifier can bound every write inside `args`.
+#[inline(always)]
+fn read_argv(ev: &mut ExecEvent, argv: u64) {
+    let mut off: usize = 0;
+    let mut argc: u32 = 0;
+    for i in 0..MAX_ARGS {
+        // SAFETY: reading a user pointer array through the checked helper.
+        let arg: u64 = match unsafe { bpf_probe_read_user((argv as *const u64).wrapping_add(i)) } {
+            Ok(p) => p,
+            Err(_) => break,
+        };
+        if arg == 0 {
+            break;
+        }
+        if off > ARGS_LEN - ARG_CHUNK {
+            ev.flags |= EXEC_FLAG_ARGS_TRUNCATED;
+            break;
+        }
+        let dst = &mut ev.args[off..off + ARG_CHUNK];
+        // SAFETY: as above; dst is inside the event buffer.
+        let n = match unsafe { bpf_probe_read_user_str_bytes(arg as *const u8, dst) } {
+            Ok(s) => s.len(),
+            Err(_) => break,
+        };
+        if n >= ARG_CHUNK - 1 {
+            ev.flags |= EXEC_FLAG_ARGS_TRUNCATED;
+        }
+        off += n + 1;
+        argc += 1;
+    }
+    ev.args_len = off as u32;
+    ev.argc = argc;
+}
+
+/// Fills the exec event fields known only in the kernel's exec context.
+#[inline(always)]
+fn finish_exec(ev: &mut ExecEvent, retval: i32) {
+    let o = offsets();
+    let task = current_task();
+    fill_header(&mut ev.header, EventKind::Exec);
+    ev.retval = retval;
+    ev.ppid = parent_tgid(task, &o);
+    ev.loginuid = read_at::<u32>(task, o.task_loginuid).unwrap_or(u32::MAX);
+    ev._pad = 0;
+}
+
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    if is_excluded(current_tgid()) {
+        return 0;
+    }
+    // SAFETY: fixed fields of the sched_process_exec record.
+    let (loc, old_pid) = unsafe {
+        (
+            *(ctx.as_ptr().add(EXEC_FILENAME_LOC) as *const u32),
+            *(ctx.as_ptr().add(EXEC_OLD_PID) as *const u32),
+        )
+    };
+    let (ev, from_stash) = match EXEC_STASH.get_ptr_mut(&old_pid) {
+        Some(ev) => (ev, true),
+        None => match EXEC_SCRATCH.get_ptr_mut(0) {
+            Some(ev) => (ev, false),
+            None => return 0,
+        },
+    };
+    // SAFETY: a map value we own for this invocation (stash entry of this
+    // thread, or per-CPU scratch).
+    let ev = unsafe { &mut *ev };
+    if !from_stash {
+        // An exec not entered through execve (a kernel-started helper).
+        ev.flags = EXEC_FLAG_NO_ARGS;
+        ev.args_len = 0;
+        ev.argc = 0;
+    }
+    // The kernel's copy of the filename is always resident, unlike the
+    // user pointer read at entry.
+    let name_ptr = (ctx.as_ptr() as usize + (loc & 0xffff) as usize) as *const u8;
+    // SAFETY: the __data_loc offset points inside the tracepoint record.
+    if let Ok(name) = unsafe { bpf_probe_read_kernel_str_bytes(name_ptr, &mut ev.filename) } {
+        ev.filename_len = name.len() as u32;
+    }
+    finish_exec(ev, 0);
+    emit(EventKind::Exec, ev);
+    if from_stash {
+        let _ = EXEC_STASH.remove(&old_pid);
+    }
+    0
+}
+
+/// Attached to sys_exit_execve and sys_exit_execveat: a failed exec is
+/// reported here with its error; a successful one was reported at
+/// `sched_process_exec`.
+#[tracepoint]
+pub fn exec_exit(ctx: TracePointContext) -> u32 {
+    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+    let ret = ctx_ret(&ctx);
+    if ret < 0 {
+        if let Some(ev) = EXEC_STASH.get_ptr_mut(&tid) {
+            // SAFETY: this thread's stash entry.
+            let ev = unsafe { &mut *ev };
+            finish_exec(ev, ret as i32);
+            emit(EventKind::Exec, ev);
+        }
+    }
+    let _ = EXEC_STASH.remove(&tid);
+    0
+}
+
+/// raw_tp sched_process_fork(struct task_struct *parent, struct task_struct *child).
+/// Threads share the parent's tgid and are not processes: skip them.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+    let parent_tgid = current_tgid();
+    if is_excluded(parent_tgid) {
+        return 0;
+    }
+    let child: u64 = ctx.arg(1);
+    let o = offsets();
+    let (Some(child_pid), Some(child_tgid)) =
+        (read_at::<u32>(child, o.task_pid), read_at::<u32>(child, o.task_tgid))
+    else {
+        count(EventKind::Fork, Outcome::ReadError);
+        return 0;
+    };
+    if child_pid != child_tgid {
+        return 0;
+    }
+    let mut ev = ForkEvent {
+        header: empty_header(),
+        parent_tgid,
+        child_tgid,
+    };
+    fill_header(&mut ev.header, EventKind::Fork);
+    emit(EventKind::Fork, &mut ev);
+    0
+}
+
+/// Reported once per process, when its last thread exits (`group_dead`).
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    // SAFETY: fixed field of the sched_process_exit record.
+    let group_dead = unsafe { *(ctx.as_ptr().add(EXIT_GROUP_DEAD) as *const u8) };
+    if group_dead == 0 || is_excluded(current_tgid()) {
+        return 0;
+    }
+    let o = offsets();
+    let task = current_task();
+    let mut ev = ExitEvent {
+        header: empty_header(),
+        exit_code: read_at::<u32>(task, o.task_exit_code).unwrap_or(u32::MAX),
+        ppid: parent_tgid(task, &o),
+    };
+    fill_header(&mut ev.header, EventKind::Exit);
+    emit(EventKind::Exit, &mut ev);
+    0
+}
+
+#[inline(always)]
+pub fn empty_header() -> EventHeader {
+    EventHeader {
+        kind: 0,
+        cpu: 0,
+        seq: 0,
+        boot_ns: 0,
+        tgid: 0,
+        tid: 0,
+        uid: 0,
+        gid: 0,
+        cgroup_id: 0,
+        comm: [0; COMM_LEN],
+    }
+}
