@@ -4,6 +4,16 @@
 
 pub mod btf;
 pub mod config;
+pub mod daemon;
 pub mod enrich;
+pub mod enricher;
+pub mod event;
+pub mod format;
 pub mod kernel_config;
 pub mod loader;
+pub mod loss;
+pub mod proc_scan;
+pub mod process_table;
+pub mod reader;
+pub mod record;
+pub mod redact;

@@ -11,7 +11,7 @@ use observer_common::*;
 use crate::{
     emit::{count, current_tgid, emit, fill_header, is_excluded, Outcome},
     kernel::{current_task, offsets, parent_tgid, read_at},
-    maps::{EXEC_SCRATCH, EXEC_STASH},
+    maps::{EXEC_SCRATCH, EXEC_STASH, WATCHED_TGIDS},
 };
 
 /// Offsets in the syscall tracepoint records (see
@@ -203,6 +203,12 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     if child_pid != child_tgid {
         return 0;
     }
+    // Watching is inherited here, in the kernel, so a watched process's
+    // child is watched before it runs rather than when the daemon catches up.
+    // SAFETY: presence test only.
+    if unsafe { WATCHED_TGIDS.get(&parent_tgid).is_some() } {
+        let _ = WATCHED_TGIDS.insert(&child_tgid, &1, 0);
+    }
     let mut ev = ForkEvent {
         header: empty_header(),
         parent_tgid,
@@ -218,9 +224,11 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     // SAFETY: fixed field of the sched_process_exit record.
     let group_dead = unsafe { *(ctx.as_ptr().add(EXIT_GROUP_DEAD) as *const u8) };
-    if group_dead == 0 || is_excluded(current_tgid()) {
+    let tgid = current_tgid();
+    if group_dead == 0 || is_excluded(tgid) {
         return 0;
     }
+    let _ = WATCHED_TGIDS.remove(&tgid);
     let o = offsets();
     let task = current_task();
     let mut ev = ExitEvent {

@@ -1,0 +1,237 @@
+//! Runs the observer: load and attach the probes, scan /proc, then run the
+//! reader, loss-accounting and writer stages joined by a bounded channel
+//! until SIGINT or SIGTERM, and shut down without losing what was read.
+use std::{
+    io::Write,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Context as _;
+use aya::maps::{HashMap, MapData, PerCpuArray};
+use observer_common::KindCounters;
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    config::Config,
+    enrich::environ::{default_env_patterns, EnvPattern},
+    enricher::{Enricher, EnricherOptions, WatchControl},
+    format::rfc3339,
+    kernel_config,
+    loader::{self, LoadOptions},
+    loss::{read_kernel, LossTracker},
+    reader::{self, Msg, UserDrops},
+    record::{Record, StartRecord, StatsRecord},
+};
+
+/// Where enriched events go until the receipt store lands.
+pub enum EventsOutput {
+    None,
+    Stdout,
+    File(PathBuf),
+}
+
+pub struct RunOptions {
+    pub config: Config,
+    pub events: EventsOutput,
+}
+
+/// Adds tgids to the kernel's watched set.
+struct KernelWatch(HashMap<MapData, u32, u8>);
+
+impl WatchControl for KernelWatch {
+    fn watch(&mut self, tgid: u32) {
+        if let Err(e) = self.0.insert(tgid, 1, 0) {
+            log::warn!("cannot watch pid {tgid}: {e}");
+        }
+    }
+}
+
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let cfg = &opts.config;
+    let tracefs = loader::ensure_tracefs()?;
+    kernel_config::check_tracepoint_layout(&tracefs)?;
+    let kernel = kernel_config::kernel_config(
+        &cfg.kernel.btf_path,
+        cfg.kernel.wakeup_bytes,
+        cfg.kernel.open_dedup_ms * 1_000_000,
+    )?;
+    let probes = loader::load(&LoadOptions {
+        kernel,
+        ring_buffer_bytes: cfg.kernel.ring_buffer_bytes,
+        prefixes: &cfg.files.prefixes,
+        suffixes: &cfg.files.suffixes,
+    })?;
+    log::info!("attached {} probes", probes.attached.len());
+    let loader::Probes { ebpf, events, counters, watched, excluded, attached } = probes;
+
+    let env_patterns = match &cfg.enrich.env_names {
+        Some(names) => names
+            .iter()
+            .map(|n| EnvPattern::parse(n).with_context(|| format!("enrich.env_names: {n:?}")))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        None => default_env_patterns(),
+    };
+    let mut enricher = Enricher::new(
+        EnricherOptions {
+            process_table_capacity: cfg.enrich.process_table_capacity,
+            hash_max_bytes: cfg.enrich.hash_max_bytes,
+            env_patterns,
+            watch_executables: cfg.watch.executables.clone(),
+        },
+        Box::new(KernelWatch(watched)),
+    );
+    // Scanned after attaching, so no process falls between scan and probes.
+    let scanned = enricher.scan_proc();
+    log::info!("process table: {scanned} running processes");
+
+    let (tx, rx) = mpsc::channel::<Msg>(cfg.pipeline.channel_capacity);
+    tx.send(Msg::Record(Record::ObserverStart(StartRecord {
+        time: rfc3339(SystemTime::now()),
+        pid: std::process::id(),
+        probes: attached,
+        processes_scanned: scanned,
+        config: cfg.source.as_ref().map(|p| p.display().to_string()),
+    })))
+    .await?;
+    let out = open_output(&opts.events)?;
+    let writer = std::thread::Builder::new()
+        .name("observer-writer".into())
+        .spawn(move || write_records(rx, enricher, out))?;
+
+    let drops = Arc::new(UserDrops::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let reader = tokio::spawn(reader::run(
+        events,
+        tx.clone(),
+        drops.clone(),
+        Duration::from_millis(cfg.kernel.poll_interval_ms),
+        stop_rx.clone(),
+    ));
+    let accounting = tokio::spawn(account_losses(
+        counters,
+        drops.clone(),
+        tx.clone(),
+        Duration::from_millis(cfg.kernel.counters_interval_ms),
+        stop_rx,
+    ));
+    log::info!("observerd ready (pid {})", std::process::id());
+
+    wait_for_shutdown().await?;
+    log::info!("shutting down");
+    stop_tx.send(true)?;
+    let read = reader.await??;
+    let (counters, mut tracker) = accounting.await?;
+    // Final accounting after the last drain, so the totals are complete.
+    let kernel_now = read_kernel(&counters);
+    let user_now = drops.snapshot();
+    if let Some(loss) = tracker.update(kernel_now.clone(), user_now.clone(), rfc3339(SystemTime::now())) {
+        tx.send(Msg::Record(Record::Loss(loss))).await?;
+    }
+    tx.send(Msg::Record(Record::ObserverStop(StatsRecord {
+        time: rfc3339(SystemTime::now()),
+        kernel: kernel_now,
+        user_drops: user_now,
+        events_written: 0,
+    })))
+    .await?;
+    drop(tx);
+    let written = writer.join().map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
+    log::info!("read {read} kernel records, wrote {written} records");
+    drop(excluded);
+    drop(ebpf);
+    Ok(())
+}
+
+async fn account_losses(
+    counters: PerCpuArray<MapData, KindCounters>,
+    drops: Arc<UserDrops>,
+    tx: mpsc::Sender<Msg>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> (PerCpuArray<MapData, KindCounters>, LossTracker) {
+    let mut tracker = LossTracker::default();
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return (counters, tracker),
+        }
+        let time = rfc3339(SystemTime::now());
+        if let Some(loss) = tracker.update(read_kernel(&counters), drops.snapshot(), time) {
+            log::warn!("lost {} events: kernel {:?}, user {:?}", loss.total, loss.kernel, loss.user);
+            // Loss records wait for room: they must not be dropped themselves.
+            if tx.send(Msg::Record(Record::Loss(loss))).await.is_err() {
+                return (counters, tracker);
+            }
+        }
+    }
+}
+
+async fn wait_for_shutdown() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+fn open_output(events: &EventsOutput) -> anyhow::Result<Option<Box<dyn Write + Send>>> {
+    Ok(match events {
+        EventsOutput::None => None,
+        EventsOutput::Stdout => Some(Box::new(std::io::stdout())),
+        EventsOutput::File(path) => Some(Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening events output {}", path.display()))?,
+        )),
+    })
+}
+
+/// The writer stage: enrich each event and write one JSON line per record,
+/// flushing whenever the channel runs empty so readers see events promptly.
+fn write_records(
+    mut rx: mpsc::Receiver<Msg>,
+    mut enricher: Enricher,
+    out: Option<Box<dyn Write + Send>>,
+) -> anyhow::Result<u64> {
+    let mut out = out.map(|w| std::io::BufWriter::with_capacity(1 << 16, w));
+    let mut written = 0u64;
+    loop {
+        let msg = match rx.try_recv() {
+            Ok(msg) => msg,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if let Some(w) = out.as_mut() {
+                    w.flush().context("flushing events output")?;
+                }
+                match rx.blocking_recv() {
+                    Some(msg) => msg,
+                    None => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
+        let mut record = match msg {
+            Msg::Event(ev) => Record::Event(Box::new(enricher.enrich(&ev))),
+            Msg::Record(r) => r,
+        };
+        if let Record::ObserverStop(stats) = &mut record {
+            stats.events_written = written;
+        }
+        if let Some(w) = out.as_mut() {
+            serde_json::to_writer(&mut *w, &record)?;
+            w.write_all(b"\n").context("writing events output")?;
+        }
+        written += 1;
+    }
+    if let Some(w) = out.as_mut() {
+        w.flush().context("flushing events output")?;
+    }
+    Ok(written)
+}

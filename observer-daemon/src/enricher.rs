@@ -1,0 +1,267 @@
+//! Turns decoded kernel events into enriched records: process identity
+//! from the process table, executable hash, redacted argv, environment
+//! variable names, user and group names, cgroup path, systemd unit and
+//! container id, and the parent chain.
+use std::collections::HashSet;
+
+use crate::{
+    enrich::{
+        cgroup::{self, CgroupResolver},
+        environ::{self, EnvPattern},
+        ExeHashCache, UserNames,
+    },
+    event::{Body, Event, Exec, FileOpen, Header, Net},
+    format::{self, BootClock},
+    process_table::{ExecInfo, Origin, Process, ProcessTable},
+    record::*,
+    redact::redact_argv,
+};
+
+/// Parent-chain length included in every record.
+const MAX_PARENTS: usize = 8;
+
+/// Where the enricher asks the kernel to report all opens of a process.
+pub trait WatchControl: Send {
+    fn watch(&mut self, tgid: u32);
+}
+
+pub struct EnricherOptions {
+    pub process_table_capacity: usize,
+    pub hash_max_bytes: u64,
+    pub env_patterns: Vec<EnvPattern>,
+    pub watch_executables: Vec<String>,
+}
+
+pub struct Enricher {
+    table: ProcessTable,
+    hashes: ExeHashCache,
+    cgroups: Option<CgroupResolver>,
+    users: UserNames,
+    env_patterns: Vec<EnvPattern>,
+    watch_executables: HashSet<String>,
+    watch: Box<dyn WatchControl>,
+    clock: BootClock,
+}
+
+impl Enricher {
+    pub fn new(opts: EnricherOptions, watch: Box<dyn WatchControl>) -> Enricher {
+        Enricher {
+            table: ProcessTable::new(opts.process_table_capacity),
+            hashes: ExeHashCache::new(4096, opts.hash_max_bytes),
+            cgroups: cgroup::find_cgroup2_mount().map(|m| CgroupResolver::new(m, 4096)),
+            users: UserNames::new(1024),
+            env_patterns: opts.env_patterns,
+            watch_executables: opts.watch_executables.into_iter().collect(),
+            watch,
+            clock: BootClock::now(),
+        }
+    }
+
+    pub fn table(&self) -> &ProcessTable {
+        &self.table
+    }
+
+    pub fn clock(&self) -> &BootClock {
+        &self.clock
+    }
+
+    /// Adds the processes that already run; returns how many were found.
+    pub fn scan_proc(&mut self) -> usize {
+        let scanned = crate::proc_scan::scan();
+        let n = scanned.len();
+        for mut p in scanned {
+            p.argv = redact_argv(&p.argv);
+            self.apply_watch(&mut p, None);
+            self.table.insert_scanned(p);
+        }
+        n
+    }
+
+    pub fn enrich(&mut self, ev: &Event) -> EnrichedEvent {
+        let h = &ev.header;
+        match &ev.body {
+            Body::Fork { parent_tgid, child_tgid } => self.table.on_fork(*parent_tgid, *child_tgid, h.boot_ns),
+            Body::Exec(e) if e.retval == 0 => self.apply_exec(h, e),
+            _ => {}
+        }
+        let process = self.process_view(h);
+        let parents = self.parents(h.tgid);
+        let detail = match &ev.body {
+            Body::Exec(e) => Detail::Exec(exec_detail(e)),
+            Body::Fork { parent_tgid, child_tgid } => {
+                Detail::Fork(ForkDetail { parent_pid: *parent_tgid, child_pid: *child_tgid })
+            }
+            Body::Exit { exit_code, ppid } => {
+                self.table.on_exit(h.tgid, *ppid, *exit_code, h.boot_ns);
+                let (code, signal, core_dumped) = format::wait_status(*exit_code);
+                Detail::Exit(ExitDetail { exit_code: code, signal, core_dumped, status: *exit_code })
+            }
+            Body::Net(n) => net_detail(h, n),
+            Body::FileOpen(o) => Detail::FileOpen(open_detail(o)),
+        };
+        EnrichedEvent {
+            event: h.kind.name(),
+            time: self.clock.rfc3339(h.boot_ns),
+            boot_ns: h.boot_ns,
+            cpu: h.cpu,
+            seq: h.seq,
+            process,
+            parents,
+            detail,
+        }
+    }
+
+    fn apply_exec(&mut self, h: &Header, e: &Exec) {
+        let (exe, exe_sha256) = match self.hashes.hash_proc_exe(h.tgid) {
+            Ok((path, hash)) => (Some(path.display().to_string()), Some(hash)),
+            // The process already exited (or exec'd again): fall back to
+            // the path it exec'd, when that names a file on its own.
+            Err(_) if e.filename.starts_with('/') => {
+                let hash = self.hashes.hash_path(e.filename.as_ref()).ok();
+                (Some(e.filename.clone()), hash)
+            }
+            Err(_) => (None, None),
+        };
+        let env_names = environ::read_proc_environ(h.tgid)
+            .map(|blob| environ::env_names_of_interest(&blob, &self.env_patterns))
+            .unwrap_or_default();
+        let info = ExecInfo {
+            ppid: e.ppid,
+            comm: h.comm.clone(),
+            exe,
+            exe_sha256,
+            argv: redact_argv(&e.argv),
+            env_names,
+            uid: h.uid,
+            gid: h.gid,
+            loginuid: e.loginuid,
+            cgroup_id: h.cgroup_id,
+        };
+        self.table.on_exec(h.tgid, h.boot_ns, info);
+        let mut p = self.table.get(h.tgid).cloned().expect("on_exec inserted it");
+        if self.apply_watch(&mut p, Some(&e.filename)) {
+            if let Some(entry) = self.table.get_mut(h.tgid) {
+                entry.watched = true;
+            }
+        }
+    }
+
+    /// Marks `p` watched (and tells the kernel) if its executable, or the
+    /// script it exec'd, is configured as watched. Returns true if newly set.
+    fn apply_watch(&mut self, p: &mut Process, filename: Option<&str>) -> bool {
+        if p.watched || self.watch_executables.is_empty() {
+            return false;
+        }
+        let hit = p.exe.as_deref().is_some_and(|x| self.watch_executables.contains(x))
+            || filename.is_some_and(|f| self.watch_executables.contains(f))
+            || p.argv.iter().take(2).any(|a| self.watch_executables.contains(a));
+        if hit {
+            p.watched = true;
+            self.watch.watch(p.pid);
+        }
+        hit
+    }
+
+    fn process_view(&mut self, h: &Header) -> ProcessView {
+        let p = self.table.ensure(h.tgid, h.boot_ns);
+        if p.origin == Origin::Inferred && p.comm.is_empty() {
+            p.comm = h.comm.clone();
+            p.uid = h.uid;
+            p.gid = h.gid;
+        }
+        if p.exe_sha256.is_none() && !p.has_exited() {
+            // Processes found by the scan are hashed lazily, on first use.
+            if let Ok((path, hash)) = self.hashes.hash_proc_exe(h.tgid) {
+                let p = self.table.get_mut(h.tgid).expect("ensured above");
+                p.exe = Some(path.display().to_string());
+                p.exe_sha256 = Some(hash);
+            }
+        }
+        let p = self.table.get(h.tgid).expect("ensured above").clone();
+        let cgroup = self.cgroups.as_mut().and_then(|r| r.path_for_id(h.cgroup_id));
+        ProcessView {
+            pid: h.tgid,
+            tid: h.tid,
+            ppid: p.ppid,
+            uid: h.uid,
+            user: self.users.user_name(h.uid),
+            gid: h.gid,
+            group: self.users.group_name(h.gid),
+            loginuid: p.loginuid,
+            comm: h.comm.clone(),
+            exe: p.exe,
+            exe_sha256: p.exe_sha256,
+            argv: p.argv,
+            env_names: p.env_names,
+            cgroup_id: h.cgroup_id,
+            unit: cgroup.as_deref().and_then(cgroup::systemd_unit),
+            container_id: cgroup.as_deref().and_then(cgroup::container_id),
+            cgroup,
+            origin: p.origin,
+            watched: p.watched,
+        }
+    }
+
+    fn parents(&self, pid: u32) -> Vec<Ancestor> {
+        self.table
+            .ancestors(pid, MAX_PARENTS)
+            .into_iter()
+            .map(|p| Ancestor { pid: p.pid, comm: p.comm.clone(), exe: p.exe.clone() })
+            .collect()
+    }
+}
+
+fn exec_detail(e: &Exec) -> ExecDetail {
+    ExecDetail {
+        filename: e.filename.clone(),
+        argv: redact_argv(&e.argv),
+        argv_truncated: e.args_truncated,
+        result: e.retval,
+        error: format::errno_name(e.retval),
+        execveat: e.execveat,
+    }
+}
+
+fn net_detail(h: &Header, n: &Net) -> Detail {
+    let d = NetDetail {
+        fd: n.fd,
+        result: n.ret,
+        error: format::errno_name(n.ret),
+        family: format::family(n.family),
+        socket_type: format::socket_type(n.sock_type),
+        local_addr: n.local_addr.to_string(),
+        local_port: n.local_port,
+        remote_addr: n.remote_addr.to_string(),
+        remote_port: n.remote_port,
+    };
+    match h.kind {
+        observer_common::EventKind::Accept => Detail::Accept(d),
+        observer_common::EventKind::Bind => Detail::Bind(d),
+        observer_common::EventKind::Listen => Detail::Listen(d),
+        _ => Detail::Connect(d),
+    }
+}
+
+fn open_detail(o: &FileOpen) -> OpenDetail {
+    let mut reasons = Vec::new();
+    for (bit, name) in [
+        (observer_common::OPEN_REASON_WATCHED_TGID, "watched"),
+        (observer_common::OPEN_REASON_PREFIX, "prefix"),
+        (observer_common::OPEN_REASON_SUFFIX, "suffix"),
+    ] {
+        if o.reason & bit != 0 {
+            reasons.push(name);
+        }
+    }
+    OpenDetail {
+        path: o.path.clone(),
+        result: o.ret,
+        error: format::errno_name(o.ret),
+        flags: o.flags,
+        flags_text: format::open_flags(o.flags),
+        mode: o.mode,
+        reasons,
+        openat2: o.openat2,
+        dfd: o.dfd,
+    }
+}

@@ -1,0 +1,403 @@
+//! Kernel events decoded from ring-buffer bytes. `decode` is pure: it never
+//! touches the system, so it is tested with byte fixtures.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use observer_common::*;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is shorter than an event header")]
+    ShortHeader(usize),
+    #[error("unknown event kind {0}")]
+    UnknownKind(u32),
+    #[error("{kind} record of {got} bytes, expected at least {need}")]
+    Short { kind: &'static str, need: usize, got: usize },
+    #[error("{kind}: field {field} = {value} exceeds its buffer of {max} bytes")]
+    Length { kind: &'static str, field: &'static str, value: u32, max: usize },
+}
+
+impl DecodeError {
+    /// Stable name used as the drop reason in loss records.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::ShortHeader(_) | DecodeError::Short { .. } => "decode_short",
+            DecodeError::UnknownKind(_) => "decode_unknown_kind",
+            DecodeError::Length { .. } => "decode_bad_length",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub kind: EventKind,
+    pub cpu: u32,
+    pub seq: u64,
+    pub boot_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    pub comm: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    pub ppid: u32,
+    /// None when unset (`(uid_t)-1`) or not available on this kernel.
+    pub loginuid: Option<u32>,
+    /// 0, or `-errno` for a failed exec.
+    pub retval: i32,
+    pub filename: String,
+    pub argv: Vec<String>,
+    pub args_truncated: bool,
+    pub filename_truncated: bool,
+    pub execveat: bool,
+    /// The exec did not come through execve(2) (no argv was captured).
+    pub no_args: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Net {
+    pub fd: i32,
+    pub ret: i32,
+    pub family: u16,
+    pub sock_type: u16,
+    pub local_addr: IpAddr,
+    pub local_port: u16,
+    pub remote_addr: IpAddr,
+    pub remote_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOpen {
+    pub ret: i32,
+    pub flags: u32,
+    pub mode: u32,
+    pub dfd: i32,
+    pub path: String,
+    pub reason: u32,
+    pub openat2: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    Exec(Exec),
+    Fork { parent_tgid: u32, child_tgid: u32 },
+    Exit { exit_code: u32, ppid: u32 },
+    Net(Net),
+    FileOpen(FileOpen),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub header: Header,
+    pub body: Body,
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let raw: EventHeader = read_struct(bytes).ok_or(DecodeError::ShortHeader(bytes.len()))?;
+    let kind = EventKind::from_u32(raw.kind).ok_or(DecodeError::UnknownKind(raw.kind))?;
+    let header = Header {
+        kind,
+        cpu: raw.cpu,
+        seq: raw.seq,
+        boot_ns: raw.boot_ns,
+        tgid: raw.tgid,
+        tid: raw.tid,
+        uid: raw.uid,
+        gid: raw.gid,
+        cgroup_id: raw.cgroup_id,
+        comm: c_string(&raw.comm),
+    };
+    let body = match kind {
+        EventKind::Exec => Body::Exec(decode_exec(need(kind, bytes)?)?),
+        EventKind::Fork => {
+            let f: ForkEvent = need(kind, bytes)?;
+            Body::Fork { parent_tgid: f.parent_tgid, child_tgid: f.child_tgid }
+        }
+        EventKind::Exit => {
+            let e: ExitEvent = need(kind, bytes)?;
+            Body::Exit { exit_code: e.exit_code, ppid: e.ppid }
+        }
+        EventKind::Connect | EventKind::Accept | EventKind::Bind | EventKind::Listen => {
+            Body::Net(decode_net(need(kind, bytes)?))
+        }
+        EventKind::FileOpen => Body::FileOpen(decode_open(need(kind, bytes)?)?),
+    };
+    Ok(Event { header, body })
+}
+
+fn decode_exec(e: ExecEvent) -> Result<Exec, DecodeError> {
+    let filename = bounded(&e.filename, e.filename_len, "exec", "filename_len")?;
+    let args = bounded(&e.args, e.args_len, "exec", "args_len")?;
+    let argv = args
+        .split(|b| *b == 0)
+        .take(e.argc as usize)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    Ok(Exec {
+        ppid: e.ppid,
+        loginuid: (e.loginuid != u32::MAX).then_some(e.loginuid),
+        retval: e.retval,
+        filename: String::from_utf8_lossy(filename).into_owned(),
+        argv,
+        args_truncated: e.flags & EXEC_FLAG_ARGS_TRUNCATED != 0,
+        filename_truncated: e.flags & EXEC_FLAG_FILENAME_TRUNCATED != 0,
+        execveat: e.flags & EXEC_FLAG_EXECVEAT != 0,
+        no_args: e.flags & EXEC_FLAG_NO_ARGS != 0,
+    })
+}
+
+fn decode_net(n: NetEvent) -> Net {
+    let addr = |bytes: [u8; 16]| -> IpAddr {
+        if n.family == 10 {
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+        }
+    };
+    Net {
+        fd: n.fd,
+        ret: n.ret,
+        family: n.family,
+        sock_type: n.sock_type,
+        local_addr: addr(n.local_addr),
+        local_port: n.local_port,
+        remote_addr: addr(n.remote_addr),
+        remote_port: n.remote_port,
+    }
+}
+
+fn decode_open(o: FileOpenEvent) -> Result<FileOpen, DecodeError> {
+    let path = bounded(&o.path, o.path_len, "file_open", "path_len")?;
+    Ok(FileOpen {
+        ret: o.ret,
+        flags: o.flags,
+        mode: o.mode,
+        dfd: o.dfd,
+        path: String::from_utf8_lossy(path).into_owned(),
+        reason: o.reason,
+        openat2: o.source == OPEN_SOURCE_OPENAT2,
+    })
+}
+
+fn need<T: Copy>(kind: EventKind, bytes: &[u8]) -> Result<T, DecodeError> {
+    read_struct(bytes).ok_or(DecodeError::Short {
+        kind: kind.name(),
+        need: std::mem::size_of::<T>(),
+        got: bytes.len(),
+    })
+}
+
+/// Copies a `T` out of the front of `bytes` if it is long enough.
+fn read_struct<T: Copy>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < std::mem::size_of::<T>() {
+        return None;
+    }
+    // SAFETY: the length is checked, read_unaligned has no alignment
+    // requirement, and T is one of the plain-integer repr(C) event types.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+fn bounded<'a>(buf: &'a [u8], len: u32, kind: &'static str, field: &'static str) -> Result<&'a [u8], DecodeError> {
+    buf.get(..len as usize).ok_or(DecodeError::Length { kind, field, value: len, max: buf.len() })
+}
+
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Little-endian record builder, independent of the Rust struct layout
+    /// so the fixtures also pin the ABI.
+    #[derive(Default)]
+    struct Fixture(Vec<u8>);
+
+    impl Fixture {
+        fn u16(mut self, v: u16) -> Self {
+            self.0.extend_from_slice(&v.to_le_bytes());
+            self
+        }
+        fn u32(mut self, v: u32) -> Self {
+            self.0.extend_from_slice(&v.to_le_bytes());
+            self
+        }
+        fn u64(mut self, v: u64) -> Self {
+            self.0.extend_from_slice(&v.to_le_bytes());
+            self
+        }
+        fn bytes(mut self, v: &[u8], width: usize) -> Self {
+            let mut padded = v.to_vec();
+            padded.resize(width, 0);
+            self.0.extend_from_slice(&padded);
+            self
+        }
+        fn header(kind: u32) -> Self {
+            Fixture::default()
+                .u32(kind)
+                .u32(1) // cpu
+                .u64(42) // seq
+                .u64(123_456_789) // boot_ns
+                .u32(4000) // tgid
+                .u32(4001) // tid
+                .u32(1000) // uid
+                .u32(1001) // gid
+                .u64(77) // cgroup id
+                .bytes(b"agent", 16)
+        }
+    }
+
+    fn expected_header(kind: EventKind) -> Header {
+        Header {
+            kind,
+            cpu: 1,
+            seq: 42,
+            boot_ns: 123_456_789,
+            tgid: 4000,
+            tid: 4001,
+            uid: 1000,
+            gid: 1001,
+            cgroup_id: 77,
+            comm: "agent".into(),
+        }
+    }
+
+    fn exec_fixture(retval: i32, flags: u32, args: &[u8], argc: u32) -> Vec<u8> {
+        Fixture::header(1)
+            .u32(3999) // ppid
+            .u32(u32::MAX) // loginuid unset
+            .u32(retval as u32)
+            .u32(argc)
+            .u32(13) // filename_len
+            .u32(args.len() as u32)
+            .u32(flags)
+            .u32(0)
+            .bytes(b"/usr/bin/true", PATH_LEN)
+            .bytes(args, ARGS_LEN)
+            .0
+    }
+
+    #[test]
+    fn decodes_exec() {
+        let bytes = exec_fixture(0, EXEC_FLAG_EXECVEAT, b"true\0--flag\0x y\0", 3);
+        assert_eq!(bytes.len(), std::mem::size_of::<ExecEvent>());
+        let ev = decode(&bytes).unwrap();
+        assert_eq!(ev.header, expected_header(EventKind::Exec));
+        let Body::Exec(e) = ev.body else { panic!("not exec") };
+        assert_eq!(e.ppid, 3999);
+        assert_eq!(e.loginuid, None);
+        assert_eq!(e.retval, 0);
+        assert_eq!(e.filename, "/usr/bin/true");
+        assert_eq!(e.argv, vec!["true", "--flag", "x y"]);
+        assert!(e.execveat && !e.args_truncated && !e.no_args);
+    }
+
+    #[test]
+    fn decodes_failed_exec_error() {
+        let ev = decode(&exec_fixture(-2, EXEC_FLAG_ARGS_TRUNCATED, b"nope\0", 1)).unwrap();
+        let Body::Exec(e) = ev.body else { panic!("not exec") };
+        assert_eq!(e.retval, -2);
+        assert!(e.args_truncated);
+        assert_eq!(e.argv, vec!["nope"]);
+    }
+
+    #[test]
+    fn rejects_exec_length_beyond_buffer() {
+        let mut bytes = exec_fixture(0, 0, b"a\0", 1);
+        bytes[64 + 20..64 + 24].copy_from_slice(&(ARGS_LEN as u32 + 1).to_le_bytes());
+        assert_eq!(
+            decode(&bytes),
+            Err(DecodeError::Length { kind: "exec", field: "args_len", value: ARGS_LEN as u32 + 1, max: ARGS_LEN })
+        );
+    }
+
+    #[test]
+    fn decodes_fork_and_exit() {
+        let fork = Fixture::header(2).u32(4000).u32(4100).0;
+        assert_eq!(
+            decode(&fork).unwrap().body,
+            Body::Fork { parent_tgid: 4000, child_tgid: 4100 }
+        );
+        let exit = Fixture::header(3).u32(3 << 8).u32(1).0;
+        let ev = decode(&exit).unwrap();
+        assert_eq!(ev.header.kind, EventKind::Exit);
+        assert_eq!(ev.body, Body::Exit { exit_code: 0x300, ppid: 1 });
+    }
+
+    #[test]
+    fn decodes_ipv4_connect() {
+        let mut remote = [0u8; 16];
+        remote[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let mut local = [0u8; 16];
+        local[..4].copy_from_slice(&[127, 0, 0, 2]);
+        let bytes = Fixture::header(4)
+            .u32(5) // fd
+            .u32(-111i32 as u32) // ECONNREFUSED
+            .u16(2)
+            .u16(1)
+            .u16(40000)
+            .u16(8080)
+            .bytes(&local, 16)
+            .bytes(&remote, 16)
+            .0;
+        let Body::Net(n) = decode(&bytes).unwrap().body else { panic!("not net") };
+        assert_eq!(n.ret, -111);
+        assert_eq!(n.remote_addr, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(n.local_addr, "127.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!((n.local_port, n.remote_port, n.sock_type), (40000, 8080, 1));
+    }
+
+    #[test]
+    fn decodes_ipv6_listen() {
+        let bytes = Fixture::header(7)
+            .u32(3)
+            .u32(0)
+            .u16(10)
+            .u16(1)
+            .u16(11434)
+            .u16(0)
+            .bytes(&Ipv6Addr::LOCALHOST.octets(), 16)
+            .bytes(&[0; 16], 16)
+            .0;
+        let ev = decode(&bytes).unwrap();
+        assert_eq!(ev.header.kind, EventKind::Listen);
+        let Body::Net(n) = ev.body else { panic!("not net") };
+        assert_eq!(n.local_addr, IpAddr::V6(Ipv6Addr::LOCALHOST));
+        assert_eq!(n.local_port, 11434);
+    }
+
+    #[test]
+    fn decodes_file_open() {
+        let path = b"/models/llama.gguf";
+        let bytes = Fixture::header(8)
+            .u32(7)
+            .u32(0o2000000) // O_CLOEXEC
+            .u32(0)
+            .u32(-100i32 as u32)
+            .u32(path.len() as u32)
+            .u32(OPEN_REASON_SUFFIX)
+            .u32(OPEN_SOURCE_OPENAT2)
+            .u32(0)
+            .bytes(path, PATH_LEN)
+            .0;
+        let Body::FileOpen(o) = decode(&bytes).unwrap().body else { panic!("not open") };
+        assert_eq!(o.path, "/models/llama.gguf");
+        assert_eq!((o.ret, o.dfd, o.reason, o.openat2), (7, -100, OPEN_REASON_SUFFIX, true));
+    }
+
+    #[test]
+    fn rejects_short_and_unknown_records() {
+        assert_eq!(decode(&[0u8; 10]), Err(DecodeError::ShortHeader(10)));
+        assert_eq!(decode(&Fixture::header(99).0), Err(DecodeError::UnknownKind(99)));
+        assert_eq!(
+            decode(&Fixture::header(2).u32(1).0),
+            Err(DecodeError::Short { kind: "fork", need: 72, got: 68 })
+        );
+    }
+}

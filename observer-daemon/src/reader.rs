@@ -1,0 +1,110 @@
+//! The ring-buffer reader: drains kernel records, decodes them and hands
+//! them on with `try_send`, so it never waits on downstream work. What it
+//! cannot hand on is counted by reason, never silently lost.
+use std::{
+    collections::BTreeMap,
+    sync::atomic::{AtomicU64, Ordering},
+    sync::Arc,
+    time::Duration,
+};
+
+use aya::maps::{MapData, RingBuf};
+use observer_common::{EventKind, EVENT_KIND_COUNT};
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    sync::{mpsc, watch},
+};
+
+use crate::{
+    event::{decode, DecodeError, Event},
+    record::Record,
+};
+
+/// What flows from the reader and the control tasks to the writer.
+pub enum Msg {
+    Event(Event),
+    Record(Record),
+}
+
+/// User-space drop counters, shared by the reader and the loss tracker.
+#[derive(Default)]
+pub struct UserDrops {
+    channel_full: [AtomicU64; EVENT_KIND_COUNT as usize],
+    decode: [AtomicU64; 3],
+}
+
+const DECODE_REASONS: [&str; 3] = ["decode_short", "decode_unknown_kind", "decode_bad_length"];
+
+impl UserDrops {
+    pub fn count_channel_full(&self, kind: EventKind) {
+        self.channel_full[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_decode(&self, err: &DecodeError) {
+        let i = DECODE_REASONS.iter().position(|r| *r == err.reason()).unwrap_or(0);
+        self.decode[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Totals by reason: `channel_full:<kind>` and `decode_*`.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for kind in EventKind::ALL {
+            out.insert(
+                format!("channel_full:{}", kind.name()),
+                self.channel_full[kind as usize].load(Ordering::Relaxed),
+            );
+        }
+        for (i, reason) in DECODE_REASONS.iter().enumerate() {
+            out.insert((*reason).to_string(), self.decode[i].load(Ordering::Relaxed));
+        }
+        out
+    }
+}
+
+/// Reads until `stop` turns true, then drains what is left and returns.
+/// Wakes on the ring buffer's epoll signal (sent by the kernel once enough
+/// bytes wait) and on a `poll` timer for the quieter records in between.
+pub async fn run(
+    ring: RingBuf<MapData>,
+    tx: mpsc::Sender<Msg>,
+    drops: Arc<UserDrops>,
+    poll: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<u64> {
+    let mut fd = AsyncFd::with_interest(ring, Interest::READABLE)?;
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut total = 0u64;
+    loop {
+        tokio::select! {
+            ready = fd.readable_mut() => {
+                let mut guard = ready?;
+                total += drain(guard.get_inner_mut(), &tx, &drops);
+                guard.clear_ready();
+            }
+            _ = tick.tick() => total += drain(fd.get_mut(), &tx, &drops),
+            _ = stop.changed() => {
+                total += drain(fd.get_mut(), &tx, &drops);
+                return Ok(total);
+            }
+        }
+    }
+}
+
+/// Consumes every record currently in the ring buffer.
+fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Msg>, drops: &UserDrops) -> u64 {
+    let mut n = 0;
+    while let Some(item) = ring.next() {
+        n += 1;
+        match decode(&item) {
+            Ok(ev) => {
+                let kind = ev.header.kind;
+                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(Msg::Event(ev)) {
+                    drops.count_channel_full(kind);
+                }
+            }
+            Err(err) => drops.count_decode(&err),
+        }
+    }
+    n
+}
