@@ -50,6 +50,9 @@ impl WatchControl for KernelWatch {
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let cfg = &opts.config;
+    if !nix::unistd::geteuid().is_root() {
+        return Err(loader::LoadError::NotRoot.into());
+    }
     let tracefs = loader::ensure_tracefs()?;
     kernel_config::check_tracepoint_layout(&tracefs)?;
     let kernel = kernel_config::kernel_config(

@@ -71,6 +71,11 @@ impl Enricher {
         let n = scanned.len();
         for mut p in scanned {
             p.argv = redact_argv(&p.argv);
+            // Hashed now, while the process certainly runs; the cache is
+            // keyed by inode, so shared executables are read once.
+            if let Ok((_, hash)) = self.hashes.hash_proc_exe(p.pid) {
+                p.exe_sha256 = Some(hash);
+            }
             self.apply_watch(&mut p, None);
             self.table.insert_scanned(p);
         }

@@ -71,7 +71,10 @@ pub async fn run(
     poll: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<u64> {
-    let mut fd = AsyncFd::with_interest(ring, Interest::READABLE)?;
+    // SAFETY: the RingBuf owns its map fd, keeps it open for its whole life
+    // inside the AsyncFd, and always returns that same fd.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)?;
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut total = 0u64;
