@@ -243,6 +243,10 @@ pub struct KernelConfig {
     /// Repeat opens of the same (tgid, path) inside this window are
     /// suppressed. 0 disables suppression.
     pub open_dedup_ns: u64,
+    /// Nonzero when processes may be watched. When zero, an open whose path
+    /// matches no filter is dropped without the per-process flags lookup.
+    pub watch_enabled: u32,
+    pub _pad: u32,
 }
 
 impl KernelOffsets {
@@ -281,31 +285,22 @@ impl KernelConfig {
             offsets: KernelOffsets::unavailable(),
             wakeup_bytes: 0,
             open_dedup_ns: 0,
+            watch_enabled: 0,
+            _pad: 0,
         }
     }
 }
 
-/// Key of the path-prefix LPM trie: `prefix_len` is in bits.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct PrefixKey {
-    pub prefix_len: u32,
-    pub data: [u8; PREFIX_KEY_LEN],
-}
-
-/// Key of the suffix LPM trie: `data` holds the path's last bytes reversed.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SuffixKey {
-    pub prefix_len: u32,
-    pub data: [u8; SUFFIX_KEY_LEN],
-}
+/// `PROCESS_FLAGS` values: every open of the process is reported (the flag
+/// is inherited by children at fork, in the kernel).
+pub const PROCESS_WATCHED: u32 = 1;
+/// Nothing the process does is reported (the daemon itself).
+pub const PROCESS_EXCLUDED: u32 = 2;
 
 /// Map sizes shared by both sides.
 pub const EXEC_STASH_ENTRIES: u32 = 1024;
 pub const SYSCALL_STASH_ENTRIES: u32 = 16384;
-pub const WATCHED_TGID_ENTRIES: u32 = 4096;
-pub const EXCLUDED_TGID_ENTRIES: u32 = 64;
+pub const PROCESS_FLAG_ENTRIES: u32 = 8192;
 pub const PATH_FILTER_ENTRIES: u32 = 1024;
 pub const OPEN_DEDUP_ENTRIES: u32 = 8192;
 
@@ -317,9 +312,7 @@ const _: () = assert!(size_of::<NetEvent>() == 112);
 const _: () = assert!(size_of::<FileOpenEvent>() == 64 + 32 + PATH_LEN);
 const _: () = assert!(size_of::<KindCounters>() == 32);
 const _: () = assert!(size_of::<KernelOffsets>() == 80);
-const _: () = assert!(size_of::<KernelConfig>() == 96);
-const _: () = assert!(size_of::<PrefixKey>() == 4 + PREFIX_KEY_LEN);
-const _: () = assert!(size_of::<SuffixKey>() == 4 + SUFFIX_KEY_LEN);
+const _: () = assert!(size_of::<KernelConfig>() == 104);
 const _: () = assert!(PATH_LEN.is_power_of_two() && ARGS_LEN.is_power_of_two());
 
 #[cfg(feature = "user")]
@@ -328,6 +321,4 @@ mod pod {
     // arrays, and have no padding (checked by the size assertions above).
     unsafe impl aya::Pod for super::KindCounters {}
     unsafe impl aya::Pod for super::KernelConfig {}
-    unsafe impl aya::Pod for super::PrefixKey {}
-    unsafe impl aya::Pod for super::SuffixKey {}
 }

@@ -7,11 +7,18 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: invalid value for `{field}`: {reason}")]
-    Invalid { path: PathBuf, field: &'static str, reason: String },
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        reason: String,
+    },
 }
 
 /// The whole file. Every section and key is optional.
@@ -74,9 +81,16 @@ pub struct FilesSection {
 impl Default for FilesSection {
     fn default() -> Self {
         FilesSection {
-            prefixes: ["/root/.ssh/", "/root/.aws/", "/etc/shadow", "/etc/sudoers", "/dev/nvidia", "/dev/kfd"]
-                .map(String::from)
-                .to_vec(),
+            prefixes: [
+                "/root/.ssh/",
+                "/root/.aws/",
+                "/etc/shadow",
+                "/etc/sudoers",
+                "/dev/nvidia",
+                "/dev/kfd",
+            ]
+            .map(String::from)
+            .to_vec(),
             suffixes: [
                 ".gguf",
                 ".ggml",
@@ -120,7 +134,11 @@ pub struct EnrichSection {
 
 impl Default for EnrichSection {
     fn default() -> Self {
-        EnrichSection { env_names: None, process_table_capacity: 65536, hash_max_bytes: 256 << 20 }
+        EnrichSection {
+            env_names: None,
+            process_table_capacity: 65536,
+            hash_max_bytes: 256 << 20,
+        }
     }
 }
 
@@ -134,7 +152,9 @@ pub struct PipelineSection {
 
 impl Default for PipelineSection {
     fn default() -> Self {
-        PipelineSection { channel_capacity: 65536 }
+        PipelineSection {
+            channel_capacity: 65536,
+        }
     }
 }
 
@@ -151,8 +171,10 @@ pub struct Config {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
@@ -169,27 +191,48 @@ impl Config {
     }
 
     fn validate(file: ConfigFile, source: Option<PathBuf>) -> Result<Config, ConfigError> {
-        let path = source.clone().unwrap_or_else(|| PathBuf::from("<defaults>"));
-        let invalid = |field, reason: String| ConfigError::Invalid { path: path.clone(), field, reason };
+        let path = source
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("<defaults>"));
+        let invalid = |field, reason: String| ConfigError::Invalid {
+            path: path.clone(),
+            field,
+            reason,
+        };
         let rb = file.kernel.ring_buffer_bytes;
         if !rb.is_power_of_two() || rb < 4096 {
-            return Err(invalid("kernel.ring_buffer_bytes", format!("{rb} is not a power of two >= 4096")));
+            return Err(invalid(
+                "kernel.ring_buffer_bytes",
+                format!("{rb} is not a power of two >= 4096"),
+            ));
         }
         if file.kernel.poll_interval_ms == 0 || file.kernel.counters_interval_ms == 0 {
-            return Err(invalid("kernel.poll_interval_ms", "intervals must be > 0".into()));
+            return Err(invalid(
+                "kernel.poll_interval_ms",
+                "intervals must be > 0".into(),
+            ));
         }
         for p in &file.files.prefixes {
             if p.is_empty() || p.len() >= observer_common::PREFIX_KEY_LEN {
-                return Err(invalid("files.prefixes", format!("{p:?} must be 1..255 bytes")));
+                return Err(invalid(
+                    "files.prefixes",
+                    format!("{p:?} must be 1..255 bytes"),
+                ));
             }
         }
         for s in &file.files.suffixes {
             if s.is_empty() || s.len() > observer_common::SUFFIX_KEY_LEN {
-                return Err(invalid("files.suffixes", format!("{s:?} must be 1..64 bytes")));
+                return Err(invalid(
+                    "files.suffixes",
+                    format!("{s:?} must be 1..64 bytes"),
+                ));
             }
         }
         if file.pipeline.channel_capacity == 0 || file.enrich.process_table_capacity == 0 {
-            return Err(invalid("pipeline.channel_capacity", "capacities must be > 0".into()));
+            return Err(invalid(
+                "pipeline.channel_capacity",
+                "capacities must be > 0".into(),
+            ));
         }
         Ok(Config {
             source,
@@ -225,7 +268,10 @@ mod tests {
         let text = "[kernel]\nring_buffer_bytes = 4096\nwakeup_byts = 1\n";
         let err = Config::parse(text, Path::new("/etc/observer/observer.toml")).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("/etc/observer/observer.toml: line 3, column 1:"), "{msg}");
+        assert!(
+            msg.starts_with("/etc/observer/observer.toml: line 3, column 1:"),
+            "{msg}"
+        );
         assert!(msg.contains("unknown field `wakeup_byts`"), "{msg}");
         assert!(msg.contains("wakeup_bytes"), "lists valid keys: {msg}");
     }
@@ -238,7 +284,8 @@ mod tests {
 
     #[test]
     fn bad_ring_buffer_size_names_field() {
-        let err = Config::parse("[kernel]\nring_buffer_bytes = 5000\n", Path::new("x.toml")).unwrap_err();
+        let err =
+            Config::parse("[kernel]\nring_buffer_bytes = 5000\n", Path::new("x.toml")).unwrap_err();
         assert_eq!(
             err.to_string(),
             "x.toml: invalid value for `kernel.ring_buffer_bytes`: 5000 is not a power of two >= 4096"

@@ -9,7 +9,10 @@ use std::{
 };
 
 use anyhow::Context as _;
-use aya::maps::{HashMap, MapData, PerCpuArray};
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray},
+    programs::ProgramFd,
+};
 use observer_common::KindCounters;
 use tokio::sync::{mpsc, watch};
 
@@ -20,7 +23,7 @@ use crate::{
     format::rfc3339,
     kernel_config,
     loader::{self, LoadOptions},
-    loss::{read_kernel, LossTracker},
+    loss::{read_kernel, read_skipped, LossTracker, Snapshot},
     reader::{self, Msg, UserDrops},
     record::{Record, StartRecord, StatsRecord},
 };
@@ -37,12 +40,12 @@ pub struct RunOptions {
     pub events: EventsOutput,
 }
 
-/// Adds tgids to the kernel's watched set.
-struct KernelWatch(HashMap<MapData, u32, u8>);
+/// Marks tgids watched in the kernel's per-process flags.
+struct KernelWatch(HashMap<MapData, u32, u32>);
 
 impl WatchControl for KernelWatch {
     fn watch(&mut self, tgid: u32) {
-        if let Err(e) = self.0.insert(tgid, 1, 0) {
+        if let Err(e) = self.0.insert(tgid, observer_common::PROCESS_WATCHED, 0) {
             log::warn!("cannot watch pid {tgid}: {e}");
         }
     }
@@ -57,8 +60,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     kernel_config::check_tracepoint_layout(&tracefs)?;
     let kernel = kernel_config::kernel_config(
         &cfg.kernel.btf_path,
-        cfg.kernel.wakeup_bytes,
-        cfg.kernel.open_dedup_ms * 1_000_000,
+        &kernel_config::Tunables {
+            wakeup_bytes: cfg.kernel.wakeup_bytes,
+            open_dedup_ns: cfg.kernel.open_dedup_ms * 1_000_000,
+            watch_enabled: !cfg.watch.executables.is_empty(),
+        },
     )?;
     let probes = loader::load(&LoadOptions {
         kernel,
@@ -67,7 +73,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         suffixes: &cfg.files.suffixes,
     })?;
     log::info!("attached {} probes", probes.attached.len());
-    let loader::Probes { ebpf, events, counters, watched, excluded, attached } = probes;
+    let loader::Probes {
+        ebpf,
+        events,
+        counters,
+        process_flags,
+        attached,
+        programs,
+    } = probes;
 
     let env_patterns = match &cfg.enrich.env_names {
         Some(names) => names
@@ -83,7 +96,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             env_patterns,
             watch_executables: cfg.watch.executables.clone(),
         },
-        Box::new(KernelWatch(watched)),
+        Box::new(KernelWatch(process_flags)),
     );
     // Scanned after attaching, so no process falls between scan and probes.
     let scanned = enricher.scan_proc();
@@ -113,8 +126,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         stop_rx.clone(),
     ));
     let accounting = tokio::spawn(account_losses(
-        counters,
-        drops.clone(),
+        Counters {
+            kernel: counters,
+            programs,
+            user: drops.clone(),
+        },
         tx.clone(),
         Duration::from_millis(cfg.kernel.counters_interval_ms),
         stop_rx,
@@ -127,33 +143,51 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let read = reader.await??;
     let (counters, mut tracker) = accounting.await?;
     // Final accounting after the last drain, so the totals are complete.
-    let kernel_now = read_kernel(&counters);
-    let user_now = drops.snapshot();
-    if let Some(loss) = tracker.update(kernel_now.clone(), user_now.clone(), rfc3339(SystemTime::now())) {
+    let now = counters.snapshot();
+    if let Some(loss) = tracker.update(now.clone(), rfc3339(SystemTime::now())) {
         tx.send(Msg::Record(Record::Loss(loss))).await?;
     }
-    tx.send(Msg::Record(Record::ObserverStop(StatsRecord {
+    let stats = StatsRecord {
         time: rfc3339(SystemTime::now()),
-        kernel: kernel_now,
-        user_drops: user_now,
+        kernel: now.kernel,
+        user_drops: now.user,
+        kernel_skipped: now.skipped,
         events_written: 0,
-    })))
-    .await?;
+    };
+    log::info!("final counters: {}", serde_json::to_string(&stats)?);
+    tx.send(Msg::Record(Record::ObserverStop(stats))).await?;
     drop(tx);
-    let written = writer.join().map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
+    let written = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
     log::info!("read {read} kernel records, wrote {written} records");
-    drop(excluded);
     drop(ebpf);
     Ok(())
 }
 
+/// Every counter of lost events, kernel and user space.
+struct Counters {
+    kernel: PerCpuArray<MapData, KindCounters>,
+    programs: Vec<(&'static str, ProgramFd)>,
+    user: Arc<UserDrops>,
+}
+
+impl Counters {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            kernel: read_kernel(&self.kernel),
+            user: self.user.snapshot(),
+            skipped: read_skipped(&self.programs),
+        }
+    }
+}
+
 async fn account_losses(
-    counters: PerCpuArray<MapData, KindCounters>,
-    drops: Arc<UserDrops>,
+    counters: Counters,
     tx: mpsc::Sender<Msg>,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
-) -> (PerCpuArray<MapData, KindCounters>, LossTracker) {
+) -> (Counters, LossTracker) {
     let mut tracker = LossTracker::default();
     let mut tick = tokio::time::interval(interval);
     loop {
@@ -162,8 +196,14 @@ async fn account_losses(
             _ = stop.changed() => return (counters, tracker),
         }
         let time = rfc3339(SystemTime::now());
-        if let Some(loss) = tracker.update(read_kernel(&counters), drops.snapshot(), time) {
-            log::warn!("lost {} events: kernel {:?}, user {:?}", loss.total, loss.kernel, loss.user);
+        if let Some(loss) = tracker.update(counters.snapshot(), time) {
+            log::warn!(
+                "lost {} events: kernel {:?}, user {:?}, skipped {:?}",
+                loss.total,
+                loss.kernel,
+                loss.user,
+                loss.kernel_skipped
+            );
             // Loss records wait for room: they must not be dropped themselves.
             if tx.send(Msg::Record(Record::Loss(loss))).await.is_err() {
                 return (counters, tracker);

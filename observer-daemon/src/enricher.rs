@@ -85,7 +85,10 @@ impl Enricher {
     pub fn enrich(&mut self, ev: &Event) -> EnrichedEvent {
         let h = &ev.header;
         match &ev.body {
-            Body::Fork { parent_tgid, child_tgid } => self.table.on_fork(*parent_tgid, *child_tgid, h.boot_ns),
+            Body::Fork {
+                parent_tgid,
+                child_tgid,
+            } => self.table.on_fork(*parent_tgid, *child_tgid, h.boot_ns),
             Body::Exec(e) if e.retval == 0 => self.apply_exec(h, e),
             _ => {}
         }
@@ -93,13 +96,22 @@ impl Enricher {
         let parents = self.parents(h.tgid);
         let detail = match &ev.body {
             Body::Exec(e) => Detail::Exec(exec_detail(e)),
-            Body::Fork { parent_tgid, child_tgid } => {
-                Detail::Fork(ForkDetail { parent_pid: *parent_tgid, child_pid: *child_tgid })
-            }
+            Body::Fork {
+                parent_tgid,
+                child_tgid,
+            } => Detail::Fork(ForkDetail {
+                parent_pid: *parent_tgid,
+                child_pid: *child_tgid,
+            }),
             Body::Exit { exit_code, ppid } => {
                 self.table.on_exit(h.tgid, *ppid, *exit_code, h.boot_ns);
                 let (code, signal, core_dumped) = format::wait_status(*exit_code);
-                Detail::Exit(ExitDetail { exit_code: code, signal, core_dumped, status: *exit_code })
+                Detail::Exit(ExitDetail {
+                    exit_code: code,
+                    signal,
+                    core_dumped,
+                    status: *exit_code,
+                })
             }
             Body::Net(n) => net_detail(h, n),
             Body::FileOpen(o) => Detail::FileOpen(open_detail(o)),
@@ -143,7 +155,11 @@ impl Enricher {
             cgroup_id: h.cgroup_id,
         };
         self.table.on_exec(h.tgid, h.boot_ns, info);
-        let mut p = self.table.get(h.tgid).cloned().expect("on_exec inserted it");
+        let mut p = self
+            .table
+            .get(h.tgid)
+            .cloned()
+            .expect("on_exec inserted it");
         if self.apply_watch(&mut p, Some(&e.filename)) {
             if let Some(entry) = self.table.get_mut(h.tgid) {
                 entry.watched = true;
@@ -157,9 +173,15 @@ impl Enricher {
         if p.watched || self.watch_executables.is_empty() {
             return false;
         }
-        let hit = p.exe.as_deref().is_some_and(|x| self.watch_executables.contains(x))
+        let hit = p
+            .exe
+            .as_deref()
+            .is_some_and(|x| self.watch_executables.contains(x))
             || filename.is_some_and(|f| self.watch_executables.contains(f))
-            || p.argv.iter().take(2).any(|a| self.watch_executables.contains(a));
+            || p.argv
+                .iter()
+                .take(2)
+                .any(|a| self.watch_executables.contains(a));
         if hit {
             p.watched = true;
             self.watch.watch(p.pid);
@@ -183,7 +205,10 @@ impl Enricher {
             }
         }
         let p = self.table.get(h.tgid).expect("ensured above").clone();
-        let cgroup = self.cgroups.as_mut().and_then(|r| r.path_for_id(h.cgroup_id));
+        let cgroup = self
+            .cgroups
+            .as_mut()
+            .and_then(|r| r.path_for_id(h.cgroup_id));
         ProcessView {
             pid: h.tgid,
             tid: h.tid,
@@ -211,7 +236,11 @@ impl Enricher {
         self.table
             .ancestors(pid, MAX_PARENTS)
             .into_iter()
-            .map(|p| Ancestor { pid: p.pid, comm: p.comm.clone(), exe: p.exe.clone() })
+            .map(|p| Ancestor {
+                pid: p.pid,
+                comm: p.comm.clone(),
+                exe: p.exe.clone(),
+            })
             .collect()
     }
 }

@@ -11,9 +11,18 @@ pub enum DecodeError {
     #[error("unknown event kind {0}")]
     UnknownKind(u32),
     #[error("{kind} record of {got} bytes, expected at least {need}")]
-    Short { kind: &'static str, need: usize, got: usize },
+    Short {
+        kind: &'static str,
+        need: usize,
+        got: usize,
+    },
     #[error("{kind}: field {field} = {value} exceeds its buffer of {max} bytes")]
-    Length { kind: &'static str, field: &'static str, value: u32, max: usize },
+    Length {
+        kind: &'static str,
+        field: &'static str,
+        value: u32,
+        max: usize,
+    },
 }
 
 impl DecodeError {
@@ -115,11 +124,17 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::Exec => Body::Exec(decode_exec(need(kind, bytes)?)?),
         EventKind::Fork => {
             let f: ForkEvent = need(kind, bytes)?;
-            Body::Fork { parent_tgid: f.parent_tgid, child_tgid: f.child_tgid }
+            Body::Fork {
+                parent_tgid: f.parent_tgid,
+                child_tgid: f.child_tgid,
+            }
         }
         EventKind::Exit => {
             let e: ExitEvent = need(kind, bytes)?;
-            Body::Exit { exit_code: e.exit_code, ppid: e.ppid }
+            Body::Exit {
+                exit_code: e.exit_code,
+                ppid: e.ppid,
+            }
         }
         EventKind::Connect | EventKind::Accept | EventKind::Bind | EventKind::Listen => {
             Body::Net(decode_net(need(kind, bytes)?))
@@ -201,8 +216,18 @@ fn read_struct<T: Copy>(bytes: &[u8]) -> Option<T> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
-fn bounded<'a>(buf: &'a [u8], len: u32, kind: &'static str, field: &'static str) -> Result<&'a [u8], DecodeError> {
-    buf.get(..len as usize).ok_or(DecodeError::Length { kind, field, value: len, max: buf.len() })
+fn bounded<'a>(
+    buf: &'a [u8],
+    len: u32,
+    kind: &'static str,
+    field: &'static str,
+) -> Result<&'a [u8], DecodeError> {
+    buf.get(..len as usize).ok_or(DecodeError::Length {
+        kind,
+        field,
+        value: len,
+        max: buf.len(),
+    })
 }
 
 fn c_string(bytes: &[u8]) -> String {
@@ -289,7 +314,9 @@ mod tests {
         assert_eq!(bytes.len(), std::mem::size_of::<ExecEvent>());
         let ev = decode(&bytes).unwrap();
         assert_eq!(ev.header, expected_header(EventKind::Exec));
-        let Body::Exec(e) = ev.body else { panic!("not exec") };
+        let Body::Exec(e) = ev.body else {
+            panic!("not exec")
+        };
         assert_eq!(e.ppid, 3999);
         assert_eq!(e.loginuid, None);
         assert_eq!(e.retval, 0);
@@ -301,7 +328,9 @@ mod tests {
     #[test]
     fn decodes_failed_exec_error() {
         let ev = decode(&exec_fixture(-2, EXEC_FLAG_ARGS_TRUNCATED, b"nope\0", 1)).unwrap();
-        let Body::Exec(e) = ev.body else { panic!("not exec") };
+        let Body::Exec(e) = ev.body else {
+            panic!("not exec")
+        };
         assert_eq!(e.retval, -2);
         assert!(e.args_truncated);
         assert_eq!(e.argv, vec!["nope"]);
@@ -313,7 +342,12 @@ mod tests {
         bytes[64 + 20..64 + 24].copy_from_slice(&(ARGS_LEN as u32 + 1).to_le_bytes());
         assert_eq!(
             decode(&bytes),
-            Err(DecodeError::Length { kind: "exec", field: "args_len", value: ARGS_LEN as u32 + 1, max: ARGS_LEN })
+            Err(DecodeError::Length {
+                kind: "exec",
+                field: "args_len",
+                value: ARGS_LEN as u32 + 1,
+                max: ARGS_LEN
+            })
         );
     }
 
@@ -322,12 +356,21 @@ mod tests {
         let fork = Fixture::header(2).u32(4000).u32(4100).0;
         assert_eq!(
             decode(&fork).unwrap().body,
-            Body::Fork { parent_tgid: 4000, child_tgid: 4100 }
+            Body::Fork {
+                parent_tgid: 4000,
+                child_tgid: 4100
+            }
         );
         let exit = Fixture::header(3).u32(3 << 8).u32(1).0;
         let ev = decode(&exit).unwrap();
         assert_eq!(ev.header.kind, EventKind::Exit);
-        assert_eq!(ev.body, Body::Exit { exit_code: 0x300, ppid: 1 });
+        assert_eq!(
+            ev.body,
+            Body::Exit {
+                exit_code: 0x300,
+                ppid: 1
+            }
+        );
     }
 
     #[test]
@@ -346,7 +389,9 @@ mod tests {
             .bytes(&local, 16)
             .bytes(&remote, 16)
             .0;
-        let Body::Net(n) = decode(&bytes).unwrap().body else { panic!("not net") };
+        let Body::Net(n) = decode(&bytes).unwrap().body else {
+            panic!("not net")
+        };
         assert_eq!(n.ret, -111);
         assert_eq!(n.remote_addr, "127.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(n.local_addr, "127.0.0.2".parse::<IpAddr>().unwrap());
@@ -367,7 +412,9 @@ mod tests {
             .0;
         let ev = decode(&bytes).unwrap();
         assert_eq!(ev.header.kind, EventKind::Listen);
-        let Body::Net(n) = ev.body else { panic!("not net") };
+        let Body::Net(n) = ev.body else {
+            panic!("not net")
+        };
         assert_eq!(n.local_addr, IpAddr::V6(Ipv6Addr::LOCALHOST));
         assert_eq!(n.local_port, 11434);
     }
@@ -386,18 +433,30 @@ mod tests {
             .u32(0)
             .bytes(path, PATH_LEN)
             .0;
-        let Body::FileOpen(o) = decode(&bytes).unwrap().body else { panic!("not open") };
+        let Body::FileOpen(o) = decode(&bytes).unwrap().body else {
+            panic!("not open")
+        };
         assert_eq!(o.path, "/models/llama.gguf");
-        assert_eq!((o.ret, o.dfd, o.reason, o.openat2), (7, -100, OPEN_REASON_SUFFIX, true));
+        assert_eq!(
+            (o.ret, o.dfd, o.reason, o.openat2),
+            (7, -100, OPEN_REASON_SUFFIX, true)
+        );
     }
 
     #[test]
     fn rejects_short_and_unknown_records() {
         assert_eq!(decode(&[0u8; 10]), Err(DecodeError::ShortHeader(10)));
-        assert_eq!(decode(&Fixture::header(99).0), Err(DecodeError::UnknownKind(99)));
+        assert_eq!(
+            decode(&Fixture::header(99).0),
+            Err(DecodeError::UnknownKind(99))
+        );
         assert_eq!(
             decode(&Fixture::header(2).u32(1).0),
-            Err(DecodeError::Short { kind: "fork", need: 72, got: 68 })
+            Err(DecodeError::Short {
+                kind: "fork",
+                need: 72,
+                got: 68
+            })
         );
     }
 }

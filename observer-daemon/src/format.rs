@@ -90,7 +90,9 @@ impl BootClock {
     pub fn now() -> BootClock {
         let boot = clock_ns(libc::CLOCK_BOOTTIME);
         let real = clock_ns(libc::CLOCK_REALTIME);
-        BootClock { realtime_minus_boot_ns: real - boot }
+        BootClock {
+            realtime_minus_boot_ns: real - boot,
+        }
     }
 
     pub fn boot_ns_now() -> u64 {
@@ -112,7 +114,10 @@ pub fn rfc3339(t: SystemTime) -> String {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid clock id and a valid out pointer.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
@@ -133,8 +138,14 @@ mod tests {
     #[test]
     fn open_flag_text() {
         assert_eq!(open_flags(0), "O_RDONLY");
-        assert_eq!(open_flags(libc::O_WRONLY as u32 | libc::O_CREAT as u32 | libc::O_TRUNC as u32), "O_WRONLY|O_CREAT|O_TRUNC");
-        assert_eq!(open_flags(libc::O_RDONLY as u32 | libc::O_CLOEXEC as u32), "O_RDONLY|O_CLOEXEC");
+        assert_eq!(
+            open_flags(libc::O_WRONLY as u32 | libc::O_CREAT as u32 | libc::O_TRUNC as u32),
+            "O_WRONLY|O_CREAT|O_TRUNC"
+        );
+        assert_eq!(
+            open_flags(libc::O_RDONLY as u32 | libc::O_CLOEXEC as u32),
+            "O_RDONLY|O_CLOEXEC"
+        );
         assert_eq!(open_flags(libc::O_SYNC as u32), "O_RDONLY|O_SYNC");
     }
 

@@ -12,12 +12,20 @@ pub enum KernelCheckError {
     #[error("kernel BTF is required to read task and socket fields: {0}")]
     Btf(#[from] BtfError),
     #[error("cannot read tracepoint format {path}: {source}")]
-    Format { path: String, source: std::io::Error },
+    Format {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(
         "tracepoint {tracepoint} has `{field}` at offset {found:?}, the probes expect {expected}; \
          this kernel's record layout is not supported"
     )]
-    Layout { tracepoint: String, field: String, expected: u32, found: Option<u32> },
+    Layout {
+        tracepoint: String,
+        field: String,
+        expected: u32,
+        found: Option<u32>,
+    },
 }
 
 /// Resolves every offset in [`KernelOffsets`]. Fields the kernel lacks
@@ -25,7 +33,10 @@ pub enum KernelCheckError {
 /// fields are required.
 pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, KernelCheckError> {
     let required = |s: &str, m: &str| btf.member_offset(s, m);
-    let optional = |s: &str, m: &str| btf.member_offset(s, m).unwrap_or(KernelOffsets::UNAVAILABLE);
+    let optional = |s: &str, m: &str| {
+        btf.member_offset(s, m)
+            .unwrap_or(KernelOffsets::UNAVAILABLE)
+    };
     let sk = |m: &str| optional("sock", &format!("__sk_common.{m}"));
     Ok(KernelOffsets {
         task_pid: required("task_struct", "pid")?,
@@ -51,9 +62,23 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, KernelCheckErro
     })
 }
 
-pub fn kernel_config(btf_path: &Path, wakeup_bytes: u64, open_dedup_ns: u64) -> Result<KernelConfig, KernelCheckError> {
+/// Tunables written into the programs' read-only data at load.
+pub struct Tunables {
+    pub wakeup_bytes: u64,
+    pub open_dedup_ns: u64,
+    /// Some process may be watched (configured executables or agents).
+    pub watch_enabled: bool,
+}
+
+pub fn kernel_config(btf_path: &Path, t: &Tunables) -> Result<KernelConfig, KernelCheckError> {
     let btf = KernelBtf::from_file(btf_path)?;
-    Ok(KernelConfig { offsets: resolve_offsets(&btf)?, wakeup_bytes, open_dedup_ns })
+    Ok(KernelConfig {
+        offsets: resolve_offsets(&btf)?,
+        wakeup_bytes: t.wakeup_bytes,
+        open_dedup_ns: t.open_dedup_ns,
+        watch_enabled: t.watch_enabled as u32,
+        _pad: 0,
+    })
 }
 
 /// (tracepoint, field, offset) the programs read without BTF.
@@ -73,8 +98,10 @@ const EXPECTED_LAYOUT: &[(&str, &str, u32)] = &[
 pub fn check_tracepoint_layout(tracefs: &Path) -> Result<(), KernelCheckError> {
     for (tracepoint, field, expected) in EXPECTED_LAYOUT {
         let path = tracefs.join("events").join(tracepoint).join("format");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| KernelCheckError::Format { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| KernelCheckError::Format {
+            path: path.display().to_string(),
+            source,
+        })?;
         let found = field_offset(&text, field);
         if found != Some(*expected) {
             return Err(KernelCheckError::Layout {
@@ -98,7 +125,8 @@ pub fn field_offset(format: &str, field: &str) -> Option<u32> {
         if name != field {
             return None;
         }
-        rest.split(';').find_map(|kv| kv.trim().strip_prefix("offset:")?.parse().ok())
+        rest.split(';')
+            .find_map(|kv| kv.trim().strip_prefix("offset:")?.parse().ok())
     })
 }
 
@@ -118,7 +146,13 @@ mod tests {
         assert_eq!(field_offset(EXEC_FORMAT, "old_pid"), Some(16));
         assert_eq!(field_offset(EXEC_FORMAT, "pid"), Some(12));
         assert_eq!(field_offset(EXEC_FORMAT, "missing"), None);
-        assert_eq!(field_offset("\tfield:const char * filename;\toffset:24;\tsize:8;", "filename"), Some(24));
+        assert_eq!(
+            field_offset(
+                "\tfield:const char * filename;\toffset:24;\tsize:8;",
+                "filename"
+            ),
+            Some(24)
+        );
     }
 
     #[test]
@@ -129,10 +163,21 @@ mod tests {
 
     #[test]
     fn running_kernel_offsets_resolve() {
-        let cfg = kernel_config(Path::new("/sys/kernel/btf/vmlinux"), 0, 0).unwrap();
+        let t = Tunables {
+            wakeup_bytes: 0,
+            open_dedup_ns: 0,
+            watch_enabled: false,
+        };
+        let cfg = kernel_config(Path::new("/sys/kernel/btf/vmlinux"), &t).unwrap();
         let o = cfg.offsets;
         assert_eq!(o.task_tgid, o.task_pid + 4);
-        for off in [o.task_loginuid, o.task_files, o.socket_sk, o.sock_skc_num, o.sock_skc_v6_daddr] {
+        for off in [
+            o.task_loginuid,
+            o.task_files,
+            o.socket_sk,
+            o.sock_skc_num,
+            o.sock_skc_v6_daddr,
+        ] {
             assert_ne!(off, KernelOffsets::UNAVAILABLE);
         }
     }

@@ -14,6 +14,7 @@ pub mod loader;
 pub mod loss;
 pub mod proc_scan;
 pub mod process_table;
+pub mod prog_stats;
 pub mod reader;
 pub mod record;
 pub mod redact;

@@ -3,11 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use aya::{
-    maps::{lpm_trie::Key, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
-    programs::{ProgramError, RawTracePoint, TracePoint},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
+    programs::{ProgramError, ProgramFd, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
-use observer_common::{KernelConfig, KindCounters, PREFIX_KEY_LEN, SUFFIX_KEY_LEN};
+use observer_common::{
+    KernelConfig, KindCounters, PREFIX_KEY_LEN, PROCESS_EXCLUDED, SUFFIX_KEY_LEN,
+};
 
 /// The object built by build.rs from observer-ebpf.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer"));
@@ -25,11 +27,21 @@ pub enum LoadError {
     #[error("eBPF map `{map}` is missing or has the wrong type")]
     Map { map: &'static str },
     #[error("eBPF program `{program}` failed to load: {source}")]
-    Load { program: &'static str, source: ProgramError },
+    Load {
+        program: &'static str,
+        source: ProgramError,
+    },
     #[error("eBPF program `{program}` failed to attach to {target}: {source}")]
-    Attach { program: &'static str, target: String, source: ProgramError },
+    Attach {
+        program: &'static str,
+        target: String,
+        source: ProgramError,
+    },
     #[error("filling map `{map}` failed: {source}")]
-    Fill { map: &'static str, source: aya::maps::MapError },
+    Fill {
+        map: &'static str,
+        source: aya::maps::MapError,
+    },
 }
 
 /// What a program attaches to.
@@ -39,22 +51,72 @@ enum Hook {
 }
 
 const PROGRAMS: &[(&str, Hook)] = &[
-    ("execve_enter", Hook::TracePoint(&[("syscalls", "sys_enter_execve")])),
-    ("execveat_enter", Hook::TracePoint(&[("syscalls", "sys_enter_execveat")])),
-    ("exec_exit", Hook::TracePoint(&[("syscalls", "sys_exit_execve"), ("syscalls", "sys_exit_execveat")])),
-    ("sched_process_exec", Hook::TracePoint(&[("sched", "sched_process_exec")])),
-    ("sched_process_exit", Hook::TracePoint(&[("sched", "sched_process_exit")])),
-    ("sched_process_fork", Hook::RawTracePoint("sched_process_fork")),
-    ("connect_enter", Hook::TracePoint(&[("syscalls", "sys_enter_connect")])),
-    ("connect_exit", Hook::TracePoint(&[("syscalls", "sys_exit_connect")])),
-    ("bind_enter", Hook::TracePoint(&[("syscalls", "sys_enter_bind")])),
-    ("bind_exit", Hook::TracePoint(&[("syscalls", "sys_exit_bind")])),
-    ("listen_enter", Hook::TracePoint(&[("syscalls", "sys_enter_listen")])),
-    ("listen_exit", Hook::TracePoint(&[("syscalls", "sys_exit_listen")])),
-    ("accept_exit", Hook::TracePoint(&[("syscalls", "sys_exit_accept"), ("syscalls", "sys_exit_accept4")])),
-    ("openat_enter", Hook::TracePoint(&[("syscalls", "sys_enter_openat")])),
-    ("openat2_enter", Hook::TracePoint(&[("syscalls", "sys_enter_openat2")])),
-    ("open_exit", Hook::TracePoint(&[("syscalls", "sys_exit_openat"), ("syscalls", "sys_exit_openat2")])),
+    (
+        "execve_enter",
+        Hook::TracePoint(&[("syscalls", "sys_enter_execve")]),
+    ),
+    (
+        "execveat_enter",
+        Hook::TracePoint(&[("syscalls", "sys_enter_execveat")]),
+    ),
+    (
+        "exec_exit",
+        Hook::TracePoint(&[
+            ("syscalls", "sys_exit_execve"),
+            ("syscalls", "sys_exit_execveat"),
+        ]),
+    ),
+    (
+        "sched_process_exec",
+        Hook::TracePoint(&[("sched", "sched_process_exec")]),
+    ),
+    (
+        "sched_process_exit",
+        Hook::TracePoint(&[("sched", "sched_process_exit")]),
+    ),
+    (
+        "sched_process_fork",
+        Hook::RawTracePoint("sched_process_fork"),
+    ),
+    (
+        "connect_enter",
+        Hook::TracePoint(&[("syscalls", "sys_enter_connect")]),
+    ),
+    (
+        "connect_exit",
+        Hook::TracePoint(&[("syscalls", "sys_exit_connect")]),
+    ),
+    (
+        "bind_enter",
+        Hook::TracePoint(&[("syscalls", "sys_enter_bind")]),
+    ),
+    (
+        "bind_exit",
+        Hook::TracePoint(&[("syscalls", "sys_exit_bind")]),
+    ),
+    (
+        "listen_enter",
+        Hook::TracePoint(&[("syscalls", "sys_enter_listen")]),
+    ),
+    (
+        "listen_exit",
+        Hook::TracePoint(&[("syscalls", "sys_exit_listen")]),
+    ),
+    (
+        "accept_exit",
+        Hook::TracePoint(&[
+            ("syscalls", "sys_exit_accept"),
+            ("syscalls", "sys_exit_accept4"),
+        ]),
+    ),
+    (
+        "openat_exit",
+        Hook::TracePoint(&[("syscalls", "sys_exit_openat")]),
+    ),
+    (
+        "openat2_exit",
+        Hook::TracePoint(&[("syscalls", "sys_exit_openat2")]),
+    ),
 ];
 
 /// Settings the loader needs.
@@ -71,9 +133,11 @@ pub struct Probes {
     pub ebpf: Ebpf,
     pub events: RingBuf<MapData>,
     pub counters: PerCpuArray<MapData, KindCounters>,
-    pub watched: HashMap<MapData, u32, u8>,
-    pub excluded: HashMap<MapData, u32, u8>,
+    /// `PROCESS_WATCHED` / `PROCESS_EXCLUDED` per tgid.
+    pub process_flags: HashMap<MapData, u32, u32>,
     pub attached: Vec<String>,
+    /// A handle on each loaded program, for its kernel-side skip counter.
+    pub programs: Vec<(&'static str, ProgramFd)>,
 }
 
 /// Mounts tracefs if it is not mounted; tracepoint attachment needs it.
@@ -84,8 +148,14 @@ pub fn ensure_tracefs() -> Result<PathBuf, LoadError> {
         }
     }
     let target = "/sys/kernel/tracing";
-    nix::mount::mount(Some("tracefs"), target, Some("tracefs"), nix::mount::MsFlags::empty(), None::<&str>)
-        .map_err(|e| LoadError::Tracefs(e.into()))?;
+    nix::mount::mount(
+        Some("tracefs"),
+        target,
+        Some("tracefs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| LoadError::Tracefs(e.into()))?;
     Ok(PathBuf::from(target))
 }
 
@@ -99,41 +169,80 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
         .override_global("CONFIG", &opts.kernel, true)
         .load(EBPF_OBJECT)?;
     fill_path_filters(&mut ebpf, opts)?;
-    let mut excluded: HashMap<MapData, u32, u8> = take_map(&mut ebpf, "EXCLUDED_TGIDS")?;
+    let mut process_flags: HashMap<MapData, u32, u32> = take_map(&mut ebpf, "PROCESS_FLAGS")?;
     // Exclude ourselves before attaching, so our own writes never become events.
-    excluded
-        .insert(std::process::id(), 1, 0)
-        .map_err(|source| LoadError::Fill { map: "EXCLUDED_TGIDS", source })?;
+    process_flags
+        .insert(std::process::id(), PROCESS_EXCLUDED, 0)
+        .map_err(|source| LoadError::Fill {
+            map: "PROCESS_FLAGS",
+            source,
+        })?;
     let attached = attach_all(&mut ebpf)?;
+    let programs = program_fds(&ebpf)?;
     Ok(Probes {
+        programs,
         events: take_map(&mut ebpf, "EVENTS")?,
         counters: take_map(&mut ebpf, "COUNTERS")?,
-        watched: take_map(&mut ebpf, "WATCHED_TGIDS")?,
-        excluded,
+        process_flags,
         attached,
         ebpf,
     })
 }
 
-fn take_map<T: TryFrom<aya::maps::Map>>(ebpf: &mut Ebpf, map: &'static str) -> Result<T, LoadError> {
+fn take_map<T: TryFrom<aya::maps::Map>>(
+    ebpf: &mut Ebpf,
+    map: &'static str,
+) -> Result<T, LoadError> {
     let raw = ebpf.take_map(map).ok_or(LoadError::Map { map })?;
     T::try_from(raw).map_err(|_| LoadError::Map { map })
 }
 
 fn fill_path_filters(ebpf: &mut Ebpf, opts: &LoadOptions) -> Result<(), LoadError> {
     let mut prefixes: LpmTrie<&mut MapData, [u8; PREFIX_KEY_LEN], u32> =
-        LpmTrie::try_from(ebpf.map_mut("PATH_PREFIXES").ok_or(LoadError::Map { map: "PATH_PREFIXES" })?)
-            .map_err(|_| LoadError::Map { map: "PATH_PREFIXES" })?;
+        LpmTrie::try_from(ebpf.map_mut("PATH_PREFIXES").ok_or(LoadError::Map {
+            map: "PATH_PREFIXES",
+        })?)
+        .map_err(|_| LoadError::Map {
+            map: "PATH_PREFIXES",
+        })?;
     for p in opts.prefixes {
         let mut data = [0u8; PREFIX_KEY_LEN];
         data[..p.len()].copy_from_slice(p.as_bytes());
         prefixes
             .insert(&Key::new(p.len() as u32 * 8, data), 1, 0)
-            .map_err(|source| LoadError::Fill { map: "PATH_PREFIXES", source })?;
+            .map_err(|source| LoadError::Fill {
+                map: "PATH_PREFIXES",
+                source,
+            })?;
+    }
+    let mut first_bytes: Array<&mut MapData, u8> =
+        Array::try_from(ebpf.map_mut("PREFIX_FIRST_BYTES").ok_or(LoadError::Map {
+            map: "PREFIX_FIRST_BYTES",
+        })?)
+        .map_err(|_| LoadError::Map {
+            map: "PREFIX_FIRST_BYTES",
+        })?;
+    for p in opts.prefixes.iter().map(|p| p.as_bytes()) {
+        let seconds: Vec<u8> = match p.get(1) {
+            Some(b) => vec![*b],
+            None => (0..=255).collect(),
+        };
+        for second in seconds {
+            first_bytes
+                .set(u16::from_le_bytes([p[0], second]) as u32, 1, 0)
+                .map_err(|source| LoadError::Fill {
+                    map: "PREFIX_FIRST_BYTES",
+                    source,
+                })?;
+        }
     }
     let mut suffixes: LpmTrie<&mut MapData, [u8; SUFFIX_KEY_LEN], u32> =
-        LpmTrie::try_from(ebpf.map_mut("PATH_SUFFIXES").ok_or(LoadError::Map { map: "PATH_SUFFIXES" })?)
-            .map_err(|_| LoadError::Map { map: "PATH_SUFFIXES" })?;
+        LpmTrie::try_from(ebpf.map_mut("PATH_SUFFIXES").ok_or(LoadError::Map {
+            map: "PATH_SUFFIXES",
+        })?)
+        .map_err(|_| LoadError::Map {
+            map: "PATH_SUFFIXES",
+        })?;
     for s in opts.suffixes {
         let mut data = [0u8; SUFFIX_KEY_LEN];
         for (i, b) in s.bytes().rev().enumerate() {
@@ -141,32 +250,74 @@ fn fill_path_filters(ebpf: &mut Ebpf, opts: &LoadOptions) -> Result<(), LoadErro
         }
         suffixes
             .insert(&Key::new(s.len() as u32 * 8, data), 1, 0)
-            .map_err(|source| LoadError::Fill { map: "PATH_SUFFIXES", source })?;
+            .map_err(|source| LoadError::Fill {
+                map: "PATH_SUFFIXES",
+                source,
+            })?;
+    }
+    let mut last_bytes: Array<&mut MapData, u8> =
+        Array::try_from(ebpf.map_mut("SUFFIX_LAST_BYTE").ok_or(LoadError::Map {
+            map: "SUFFIX_LAST_BYTE",
+        })?)
+        .map_err(|_| LoadError::Map {
+            map: "SUFFIX_LAST_BYTE",
+        })?;
+    for last in opts.suffixes.iter().filter_map(|s| s.bytes().last()) {
+        last_bytes
+            .set(last as u32, 1, 0)
+            .map_err(|source| LoadError::Fill {
+                map: "SUFFIX_LAST_BYTE",
+                source,
+            })?;
     }
     Ok(())
+}
+
+fn program_fds(ebpf: &Ebpf) -> Result<Vec<(&'static str, ProgramFd)>, LoadError> {
+    PROGRAMS
+        .iter()
+        .map(|(program, _)| {
+            let prog = ebpf
+                .program(program)
+                .ok_or(LoadError::MissingProgram { program })?;
+            let fd = prog
+                .fd()
+                .and_then(|fd| fd.try_clone().map_err(ProgramError::from))
+                .map_err(|source| LoadError::Load { program, source })?;
+            Ok((*program, fd))
+        })
+        .collect()
 }
 
 fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<String>, LoadError> {
     let mut attached = Vec::new();
     for (program, hook) in PROGRAMS {
-        let prog = ebpf.program_mut(program).ok_or(LoadError::MissingProgram { program })?;
+        let prog = ebpf
+            .program_mut(program)
+            .ok_or(LoadError::MissingProgram { program })?;
         match hook {
             Hook::TracePoint(targets) => {
-                let tp: &mut TracePoint = prog.try_into().map_err(|source| LoadError::Load { program, source })?;
-                tp.load().map_err(|source| LoadError::Load { program, source })?;
+                let tp: &mut TracePoint = prog
+                    .try_into()
+                    .map_err(|source| LoadError::Load { program, source })?;
+                tp.load()
+                    .map_err(|source| LoadError::Load { program, source })?;
                 for (category, name) in *targets {
-                    tp.attach(category, name).map_err(|source| LoadError::Attach {
-                        program,
-                        target: format!("tracepoint {category}/{name}"),
-                        source,
-                    })?;
+                    tp.attach(category, name)
+                        .map_err(|source| LoadError::Attach {
+                            program,
+                            target: format!("tracepoint {category}/{name}"),
+                            source,
+                        })?;
                     attached.push(format!("{program} -> {category}/{name}"));
                 }
             }
             Hook::RawTracePoint(name) => {
-                let rtp: &mut RawTracePoint =
-                    prog.try_into().map_err(|source| LoadError::Load { program, source })?;
-                rtp.load().map_err(|source| LoadError::Load { program, source })?;
+                let rtp: &mut RawTracePoint = prog
+                    .try_into()
+                    .map_err(|source| LoadError::Load { program, source })?;
+                rtp.load()
+                    .map_err(|source| LoadError::Load { program, source })?;
                 rtp.attach(name).map_err(|source| LoadError::Attach {
                     program,
                     target: format!("raw_tracepoint {name}"),

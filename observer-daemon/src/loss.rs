@@ -2,13 +2,18 @@
 //! user-space drop counters, and turns any increase into a loss record.
 use std::collections::BTreeMap;
 
-use aya::maps::{MapData, PerCpuArray};
+use aya::{
+    maps::{MapData, PerCpuArray},
+    programs::ProgramFd,
+};
 use observer_common::{EventKind, KindCounters};
 
 use crate::record::{KernelKindLoss, KernelKindStats, LossRecord};
 
 /// Sums the per-CPU counters of every kind.
-pub fn read_kernel(counters: &PerCpuArray<MapData, KindCounters>) -> BTreeMap<&'static str, KernelKindStats> {
+pub fn read_kernel(
+    counters: &PerCpuArray<MapData, KindCounters>,
+) -> BTreeMap<&'static str, KernelKindStats> {
     let mut out = BTreeMap::new();
     for kind in EventKind::ALL {
         let mut s = KernelKindStats::default();
@@ -25,25 +30,35 @@ pub fn read_kernel(counters: &PerCpuArray<MapData, KindCounters>) -> BTreeMap<&'
     out
 }
 
+/// Skipped runs per program (see `prog_stats`); unreadable ones count 0.
+pub fn read_skipped(programs: &[(&'static str, ProgramFd)]) -> BTreeMap<&'static str, u64> {
+    programs
+        .iter()
+        .map(|(name, fd)| (*name, crate::prog_stats::recursion_misses(fd).unwrap_or(0)))
+        .collect()
+}
+
+/// Everything counted at one moment.
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    pub kernel: BTreeMap<&'static str, KernelKindStats>,
+    pub user: BTreeMap<String, u64>,
+    pub skipped: BTreeMap<&'static str, u64>,
+}
+
 /// Remembers what was last reported so each record carries deltas.
 #[derive(Default)]
 pub struct LossTracker {
-    kernel: BTreeMap<&'static str, KernelKindStats>,
-    user: BTreeMap<String, u64>,
+    last: Snapshot,
 }
 
 impl LossTracker {
     /// A loss record if anything was dropped since the previous call.
-    pub fn update(
-        &mut self,
-        kernel: BTreeMap<&'static str, KernelKindStats>,
-        user: BTreeMap<String, u64>,
-        time: String,
-    ) -> Option<LossRecord> {
+    pub fn update(&mut self, now: Snapshot, time: String) -> Option<LossRecord> {
         let mut total = 0;
         let mut kernel_loss = BTreeMap::new();
-        for (kind, now) in &kernel {
-            let before = self.kernel.get(kind).cloned().unwrap_or_default();
+        for (kind, now) in &now.kernel {
+            let before = self.last.kernel.get(kind).cloned().unwrap_or_default();
             let d = KernelKindLoss {
                 ringbuf_full: now.dropped_ringbuf_full - before.dropped_ringbuf_full,
                 read_error: now.dropped_read_error - before.dropped_read_error,
@@ -54,16 +69,29 @@ impl LossTracker {
             }
         }
         let mut user_loss = BTreeMap::new();
-        for (reason, now) in &user {
-            let d = now - self.user.get(reason).copied().unwrap_or(0);
+        for (reason, count) in &now.user {
+            let d = count - self.last.user.get(reason).copied().unwrap_or(0);
             if d > 0 {
                 total += d;
                 user_loss.insert(reason.clone(), d);
             }
         }
-        self.kernel = kernel;
-        self.user = user;
-        (total > 0).then_some(LossRecord { time, kernel: kernel_loss, user: user_loss, total })
+        let mut skipped = BTreeMap::new();
+        for (program, count) in &now.skipped {
+            let d = count.saturating_sub(self.last.skipped.get(program).copied().unwrap_or(0));
+            if d > 0 {
+                total += d;
+                skipped.insert(*program, d);
+            }
+        }
+        self.last = now;
+        (total > 0).then_some(LossRecord {
+            time,
+            kernel: kernel_loss,
+            user: user_loss,
+            kernel_skipped: skipped,
+            total,
+        })
     }
 }
 
@@ -73,21 +101,37 @@ mod tests {
 
     fn kernel(ring_full: u64) -> BTreeMap<&'static str, KernelKindStats> {
         let mut m = BTreeMap::new();
-        m.insert("file_open", KernelKindStats { emitted: 10, dropped_ringbuf_full: ring_full, ..Default::default() });
+        m.insert(
+            "file_open",
+            KernelKindStats {
+                emitted: 10,
+                dropped_ringbuf_full: ring_full,
+                ..Default::default()
+            },
+        );
         m
+    }
+
+    fn snapshot(ring_full: u64, decode_short: u64, skipped: u64) -> Snapshot {
+        Snapshot {
+            kernel: kernel(ring_full),
+            user: BTreeMap::from([("decode_short".into(), decode_short)]),
+            skipped: BTreeMap::from([("openat_exit", skipped)]),
+        }
     }
 
     #[test]
     fn reports_only_increases_as_deltas() {
         let mut t = LossTracker::default();
-        assert!(t.update(kernel(0), BTreeMap::new(), "t0".into()).is_none());
-        let r = t.update(kernel(5), BTreeMap::from([("decode_short".into(), 2)]), "t1".into()).unwrap();
-        assert_eq!(r.total, 7);
+        assert!(t.update(snapshot(0, 0, 0), "t0".into()).is_none());
+        let r = t.update(snapshot(5, 2, 1), "t1".into()).unwrap();
+        assert_eq!(r.total, 8);
         assert_eq!(r.kernel["file_open"].ringbuf_full, 5);
         assert_eq!(r.user["decode_short"], 2);
-        assert!(t.update(kernel(5), BTreeMap::from([("decode_short".into(), 2)]), "t2".into()).is_none());
-        let r = t.update(kernel(8), BTreeMap::from([("decode_short".into(), 2)]), "t3".into()).unwrap();
+        assert_eq!(r.kernel_skipped["openat_exit"], 1);
+        assert!(t.update(snapshot(5, 2, 1), "t2".into()).is_none());
+        let r = t.update(snapshot(8, 2, 1), "t3".into()).unwrap();
         assert_eq!((r.total, r.kernel["file_open"].ringbuf_full), (3, 3));
-        assert!(r.user.is_empty());
+        assert!(r.user.is_empty() && r.kernel_skipped.is_empty());
     }
 }

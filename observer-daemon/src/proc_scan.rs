@@ -10,13 +10,20 @@ pub fn scan() -> Vec<Process> {
         return Vec::new();
     };
     let ticks = procfs::ticks_per_second().max(1);
-    all.filter_map(Result::ok).filter_map(|p| describe(&p, ticks)).collect()
+    all.filter_map(Result::ok)
+        .filter_map(|p| describe(&p, ticks))
+        .collect()
 }
 
 fn describe(p: &ProcfsProcess, ticks_per_second: u64) -> Option<Process> {
     let stat = p.stat().ok()?;
     let start_boot_ns = stat.starttime.saturating_mul(1_000_000_000) / ticks_per_second;
-    let mut out = Process::new(p.pid as u32, stat.ppid as u32, start_boot_ns, Origin::ProcScan);
+    let mut out = Process::new(
+        p.pid as u32,
+        stat.ppid as u32,
+        start_boot_ns,
+        Origin::ProcScan,
+    );
     out.comm = stat.comm;
     out.exe = p.exe().ok().map(|e| e.display().to_string());
     out.argv = p.cmdline().unwrap_or_default();

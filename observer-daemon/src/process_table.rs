@@ -95,7 +95,12 @@ pub struct ProcessTable {
 
 impl ProcessTable {
     pub fn new(capacity: usize) -> ProcessTable {
-        ProcessTable { procs: HashMap::new(), exited: VecDeque::new(), capacity, evicted: 0 }
+        ProcessTable {
+            procs: HashMap::new(),
+            exited: VecDeque::new(),
+            capacity,
+            evicted: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -139,7 +144,11 @@ impl ProcessTable {
             }
         }
         let mut p = match self.procs.get(&parent) {
-            Some(parent_proc) => Process { pid: child, ppid: parent, ..parent_proc.clone() },
+            Some(parent_proc) => Process {
+                pid: child,
+                ppid: parent,
+                ..parent_proc.clone()
+            },
             None => Process::new(child, parent, boot_ns, Origin::Fork),
         };
         p.origin = Origin::Fork;
@@ -236,7 +245,11 @@ impl ProcessTable {
                 }
                 None => {
                     // Only live processes left: drop the oldest one.
-                    let oldest = self.procs.values().min_by_key(|p| p.start_boot_ns).map(|p| p.pid);
+                    let oldest = self
+                        .procs
+                        .values()
+                        .min_by_key(|p| p.start_boot_ns)
+                        .map(|p| p.pid);
                     if let Some(pid) = oldest {
                         self.procs.remove(&pid);
                         self.evicted += 1;
@@ -252,7 +265,12 @@ mod tests {
     use super::*;
 
     fn exec_info(exe: &str, ppid: u32) -> ExecInfo {
-        ExecInfo { ppid, comm: "x".into(), exe: Some(exe.into()), ..Default::default() }
+        ExecInfo {
+            ppid,
+            comm: "x".into(),
+            exe: Some(exe.into()),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -266,7 +284,10 @@ mod tests {
         let child = t.get(11).unwrap();
         assert_eq!(child.exe.as_deref(), Some("/usr/bin/curl"));
         assert_eq!(child.start_boot_ns, 200);
-        assert_eq!(t.ancestors(11, 8).iter().map(|p| p.pid).collect::<Vec<_>>(), vec![10]);
+        assert_eq!(
+            t.ancestors(11, 8).iter().map(|p| p.pid).collect::<Vec<_>>(),
+            vec![10]
+        );
     }
 
     #[test]
@@ -321,7 +342,10 @@ mod tests {
         t.on_exec(1, 1, exec_info("/init", 2));
         t.on_exec(2, 2, exec_info("/x", 1));
         t.on_exec(3, 3, exec_info("/y", 2));
-        assert_eq!(t.ancestors(3, 8).iter().map(|p| p.pid).collect::<Vec<_>>(), vec![2, 1]);
+        assert_eq!(
+            t.ancestors(3, 8).iter().map(|p| p.pid).collect::<Vec<_>>(),
+            vec![2, 1]
+        );
         assert_eq!(t.ancestors(3, 1).len(), 1);
     }
 }

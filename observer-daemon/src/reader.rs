@@ -41,7 +41,10 @@ impl UserDrops {
     }
 
     pub fn count_decode(&self, err: &DecodeError) {
-        let i = DECODE_REASONS.iter().position(|r| *r == err.reason()).unwrap_or(0);
+        let i = DECODE_REASONS
+            .iter()
+            .position(|r| *r == err.reason())
+            .unwrap_or(0);
         self.decode[i].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -55,7 +58,10 @@ impl UserDrops {
             );
         }
         for (i, reason) in DECODE_REASONS.iter().enumerate() {
-            out.insert((*reason).to_string(), self.decode[i].load(Ordering::Relaxed));
+            out.insert(
+                (*reason).to_string(),
+                self.decode[i].load(Ordering::Relaxed),
+            );
         }
         out
     }

@@ -167,6 +167,9 @@ pub struct LossRecord {
     pub kernel: BTreeMap<&'static str, KernelKindLoss>,
     /// User-space drops by reason (`channel_full:<kind>`, `decode_*`).
     pub user: BTreeMap<String, u64>,
+    /// Program runs the kernel skipped (another tracing program was running
+    /// on that CPU), by program.
+    pub kernel_skipped: BTreeMap<&'static str, u64>,
     pub total: u64,
 }
 
@@ -183,5 +186,6 @@ pub struct StatsRecord {
     pub time: String,
     pub kernel: BTreeMap<&'static str, KernelKindStats>,
     pub user_drops: BTreeMap<String, u64>,
+    pub kernel_skipped: BTreeMap<&'static str, u64>,
     pub events_written: u64,
 }

@@ -9,19 +9,41 @@ fn observerd() -> Command {
 fn unknown_config_key_is_refused_with_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "[kernel]\npoll_interval_ms = 5\nring_bufer_bytes = 4096\n").unwrap();
-    let out = observerd().arg("--config").arg(&path).arg("--check-config").output().unwrap();
+    std::fs::write(
+        &path,
+        "[kernel]\npoll_interval_ms = 5\nring_bufer_bytes = 4096\n",
+    )
+    .unwrap();
+    let out = observerd()
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("{}: line 3, column 1", path.display())), "{stderr}");
-    assert!(stderr.contains("unknown field `ring_bufer_bytes`"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: line 3, column 1", path.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("unknown field `ring_bufer_bytes`"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn repository_config_is_valid() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../observer.toml");
-    let out = observerd().args(["--config", path, "--check-config"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = observerd()
+        .args(["--config", path, "--check-config"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -37,7 +37,9 @@ fn suffix_match_is_recorded_and_uninteresting_open_is_not() {
     d.wait_for(|r| is_event(r, "file_open") && r["file_open"]["path"] == marker_path.as_str());
     let plain_path = plain.display().to_string();
     assert!(
-        !d.records().iter().any(|r| r["file_open"]["path"] == plain_path.as_str()),
+        !d.records()
+            .iter()
+            .any(|r| r["file_open"]["path"] == plain_path.as_str()),
         "an uninteresting open by an unwatched process must not be reported"
     );
 }
@@ -46,7 +48,9 @@ fn suffix_match_is_recorded_and_uninteresting_open_is_not() {
 fn prefix_match_and_failed_open_are_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("{}/", dir.path().display());
-    let mut d = Daemon::start(&format!("[files]\nprefixes = [{prefix:?}]\nsuffixes = []\n"));
+    let mut d = Daemon::start(&format!(
+        "[files]\nprefixes = [{prefix:?}]\nsuffixes = []\n"
+    ));
     let missing = dir.path().join("missing.cfg");
     std::fs::File::open(&missing).expect_err("does not exist");
     let path = missing.display().to_string();
@@ -68,17 +72,26 @@ fn every_open_of_a_watched_process_and_its_children_is_recorded() {
     let mut d = Daemon::start(&config(&[], &extra));
     // The pause lets the daemon see the exec and watch the shell before it
     // opens anything; the cat child is watched by the kernel at fork.
-    let script = format!("sleep 1; exec 3< {}; cat {} > /dev/null", one.display(), two.display());
-    let child = Command::new(&sh).args(["-c", &script]).spawn().expect("spawn");
+    let script = format!(
+        "sleep 1; exec 3< {}; cat {} > /dev/null",
+        one.display(),
+        two.display()
+    );
+    let child = Command::new(&sh)
+        .args(["-c", &script])
+        .spawn()
+        .expect("spawn");
     let pid = child.id();
     assert!(child.wait_with_output().unwrap().status.success());
     let one_path = one.display().to_string();
-    let ev = d.wait_for(|r| is_event(r, "file_open") && r["file_open"]["path"] == one_path.as_str());
+    let ev =
+        d.wait_for(|r| is_event(r, "file_open") && r["file_open"]["path"] == one_path.as_str());
     assert_eq!(ev["process"]["pid"], pid);
     assert_eq!(ev["process"]["watched"], true);
     assert_eq!(ev["file_open"]["reasons"], serde_json::json!(["watched"]));
     let two_path = two.display().to_string();
-    let ev = d.wait_for(|r| is_event(r, "file_open") && r["file_open"]["path"] == two_path.as_str());
+    let ev =
+        d.wait_for(|r| is_event(r, "file_open") && r["file_open"]["path"] == two_path.as_str());
     assert_eq!(ev["process"]["comm"], "cat");
     assert_eq!(ev["process"]["ppid"], pid, "the child of the watched shell");
     assert_eq!(ev["file_open"]["reasons"], serde_json::json!(["watched"]));
@@ -86,5 +99,8 @@ fn every_open_of_a_watched_process_and_its_children_is_recorded() {
     std::fs::File::open(&one).unwrap();
     let me = std::process::id();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(!d.records().iter().any(|r| is_event(r, "file_open") && r["process"]["pid"] == me));
+    assert!(!d
+        .records()
+        .iter()
+        .any(|r| is_event(r, "file_open") && r["process"]["pid"] == me));
 }

@@ -14,7 +14,9 @@ fn check_connect(listen_on: &str, family: &str) {
     let (_accepted, _) = listener.accept().expect("accept");
     let me = std::process::id();
     let ip = listener.local_addr().unwrap().ip().to_string();
-    let ev = d.wait_for(|r| is_event(r, "connect") && r["connect"]["remote_port"] == port && r["process"]["pid"] == me);
+    let ev = d.wait_for(|r| {
+        is_event(r, "connect") && r["connect"]["remote_port"] == port && r["process"]["pid"] == me
+    });
     let c = &ev["connect"];
     assert_eq!(c["result"], 0);
     assert_eq!(c["error"], serde_json::Value::Null);
@@ -23,8 +25,13 @@ fn check_connect(listen_on: &str, family: &str) {
     assert_eq!(c["remote_addr"], ip.as_str());
     assert_eq!(c["local_addr"], ip.as_str());
     assert_eq!(c["local_port"], local_port);
-    let acc = d.wait_for(|r| is_event(r, "accept") && r["accept"]["local_port"] == port && r["process"]["pid"] == me);
-    assert_eq!(acc["accept"]["remote_port"], local_port, "the peer is the connecting socket");
+    let acc = d.wait_for(|r| {
+        is_event(r, "accept") && r["accept"]["local_port"] == port && r["process"]["pid"] == me
+    });
+    assert_eq!(
+        acc["accept"]["remote_port"], local_port,
+        "the peer is the connecting socket"
+    );
     assert_eq!(acc["accept"]["remote_addr"], ip.as_str());
     assert_eq!(acc["accept"]["family"], family);
 }
@@ -50,7 +57,10 @@ fn refused_connect_is_recorded_with_econnrefused() {
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
     let me = std::process::id();
     let ev = d.wait_for(|r| {
-        is_event(r, "connect") && r["connect"]["remote_port"] == port && r["process"]["pid"] == me && r["connect"]["result"] != 0
+        is_event(r, "connect")
+            && r["connect"]["remote_port"] == port
+            && r["process"]["pid"] == me
+            && r["connect"]["result"] != 0
     });
     assert_eq!(ev["connect"]["result"], -111);
     assert_eq!(ev["connect"]["error"], "ECONNREFUSED");
@@ -71,11 +81,17 @@ fn listen_by_a_named_process_is_recorded_with_its_port() {
     let ev = d.wait_for(|r| is_event(r, "listen") && r["listen"]["local_port"] == port);
     assert_eq!(ev["process"]["comm"], "obs-inference");
     assert_eq!(ev["process"]["pid"], std::process::id());
-    assert_eq!(ev["process"]["exe"], std::env::current_exe().unwrap().display().to_string());
+    assert_eq!(
+        ev["process"]["exe"],
+        std::env::current_exe().unwrap().display().to_string()
+    );
     assert_eq!(ev["listen"]["local_addr"], "::");
     assert_eq!(ev["listen"]["family"], "inet6");
     assert_eq!(ev["listen"]["result"], 0);
     let bind = d.wait_for(|r| is_event(r, "bind") && r["process"]["comm"] == "obs-inference");
-    assert_eq!(bind["bind"]["local_port"], 0, "bind asked for an ephemeral port");
+    assert_eq!(
+        bind["bind"]["local_port"], 0,
+        "bind asked for an ephemeral port"
+    );
     assert_eq!(bind["bind"]["result"], 0);
 }

@@ -1,7 +1,10 @@
 //! Process lifecycle events from the real kernel, through the real daemon.
 mod common;
 
-use std::{io::Write, process::{Command, Stdio}};
+use std::{
+    io::Write,
+    process::{Command, Stdio},
+};
 
 use common::*;
 
@@ -23,7 +26,11 @@ fn exec_of_unique_binary_has_exact_fields_and_redacted_secrets() {
     assert_eq!(p["uid"], nix::unistd::getuid().as_raw());
     assert_eq!(p["gid"], nix::unistd::getgid().as_raw());
     assert_eq!(p["user"], "root");
-    assert_eq!(p["comm"], name[..15].to_string(), "comm is the first 15 bytes of the file name");
+    assert_eq!(
+        p["comm"],
+        name[..15].to_string(),
+        "comm is the first 15 bytes of the file name"
+    );
     assert_eq!(p["exe"], path.as_str());
     assert_eq!(p["exe_sha256"], sha256_file(&exe));
     let argv = serde_json::json!([path, "--alpha", "two words", "--api-key=[REDACTED]"]);
@@ -37,14 +44,20 @@ fn exec_of_unique_binary_has_exact_fields_and_redacted_secrets() {
     assert_eq!(exit["exit"]["exit_code"], 0);
     let all = std::fs::read_to_string(&d.events).unwrap();
     assert!(!all.contains(secret), "the secret never reaches the output");
-    assert!(!all.contains("AbCdEfGhIjKlMnOp"), "no fragment of the secret either");
+    assert!(
+        !all.contains("AbCdEfGhIjKlMnOp"),
+        "no fragment of the secret either"
+    );
 }
 
 #[test]
 fn failed_exec_is_recorded_with_its_error() {
     let mut d = Daemon::start(&config(&[], ""));
     let missing = format!("/nonexistent-{}/prog", unique("dir"));
-    let err = Command::new(&missing).arg("--flag").spawn().expect_err("exec must fail");
+    let err = Command::new(&missing)
+        .arg("--flag")
+        .spawn()
+        .expect_err("exec must fail");
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     let ev = d.wait_for(|r| is_event(r, "exec") && r["exec"]["filename"] == missing.as_str());
     assert_eq!(ev["exec"]["result"], -2);
@@ -57,7 +70,10 @@ fn fork_and_exit_code_are_recorded() {
     let mut d = Daemon::start(&config(&[], ""));
     let name = unique("sh");
     let sh = copy_executable("/bin/sh", d.dir.path(), &name);
-    let child = Command::new(&sh).args(["-c", "exit 7"]).spawn().expect("spawn sh");
+    let child = Command::new(&sh)
+        .args(["-c", "exit 7"])
+        .spawn()
+        .expect("spawn sh");
     let pid = child.id();
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(7));
@@ -93,7 +109,11 @@ fn process_running_before_the_daemon_is_in_the_process_table() {
     let sh = copy_executable("/bin/sh", dir.path(), &name);
     let true_copy = copy_executable("/bin/true", dir.path(), &unique("after"));
     let script = format!("read line; {}", true_copy.display());
-    let mut pre = Command::new(&sh).args(["-c", &script]).stdin(Stdio::piped()).spawn().expect("spawn");
+    let mut pre = Command::new(&sh)
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     let pre_pid = pre.id();
 
     let mut d = Daemon::start(&config(&[], ""));
@@ -104,9 +124,14 @@ fn process_running_before_the_daemon_is_in_the_process_table() {
     let fork = d.wait_for(|r| is_event(r, "fork") && r["process"]["pid"] == pre_pid);
     assert_eq!(fork["process"]["origin"], "proc_scan");
     assert_eq!(fork["process"]["exe"], sh.display().to_string());
-    assert_eq!(fork["process"]["argv"], serde_json::json!([sh.display().to_string(), "-c", script]));
+    assert_eq!(
+        fork["process"]["argv"],
+        serde_json::json!([sh.display().to_string(), "-c", script])
+    );
     assert_eq!(fork["process"]["exe_sha256"], sha256_file(&sh));
-    let exec = d.wait_for(|r| is_event(r, "exec") && r["exec"]["filename"] == true_copy.display().to_string());
+    let exec = d.wait_for(|r| {
+        is_event(r, "exec") && r["exec"]["filename"] == true_copy.display().to_string()
+    });
     assert_eq!(exec["parents"][0]["pid"], pre_pid);
     assert_eq!(exec["parents"][0]["exe"], sh.display().to_string());
 }

@@ -7,9 +7,9 @@ use aya_ebpf::{
         generated::{bpf_get_current_cgroup_id, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
     },
 };
-use observer_common::{EventHeader, EventKind};
+use observer_common::{EventHeader, EventKind, PROCESS_EXCLUDED};
 
-use crate::maps::{CONFIG, COUNTERS, EVENTS, EXCLUDED_TGIDS, SEQ};
+use crate::maps::{CONFIG, COUNTERS, EVENTS, PROCESS_FLAGS, SEQ};
 
 /// Which counter of a kind to bump.
 #[derive(Clone, Copy)]
@@ -39,11 +39,17 @@ pub fn count(kind: EventKind, outcome: Outcome) {
     }
 }
 
+/// `PROCESS_*` flags of a process (0 when it has none).
+#[inline(always)]
+pub fn process_flags(tgid: u32) -> u32 {
+    // SAFETY: the value is copied out at once.
+    unsafe { PROCESS_FLAGS.get(&tgid).copied().unwrap_or(0) }
+}
+
 /// True for processes the daemon asked never to report (itself).
 #[inline(always)]
 pub fn is_excluded(tgid: u32) -> bool {
-    // SAFETY: the value is only tested for presence.
-    unsafe { EXCLUDED_TGIDS.get(&tgid).is_some() }
+    process_flags(tgid) & PROCESS_EXCLUDED != 0
 }
 
 #[inline(always)]

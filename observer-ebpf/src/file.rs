@@ -2,12 +2,16 @@
 //! watched process or of a path with an interesting prefix or suffix reach
 //! the ring buffer, and repeats inside the dedup window are suppressed.
 //!
-//! The path is read at syscall exit: at entry the user page holding it is
-//! sometimes not resident yet and the read comes back empty.
+//! Everything happens at syscall exit, in one program: the arguments come
+//! from the registers the task saved on syscall entry, so no entry program
+//! and no per-thread stash map sit on the hot path. Reading the path at
+//! exit also avoids empty reads: at entry the user page holding it is
+//! sometimes not resident yet.
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_kernel_buf, bpf_probe_read_user,
-        bpf_probe_read_user_str_bytes, generated::bpf_ktime_get_boot_ns,
+        bpf_probe_read_user_str_bytes,
+        generated::{bpf_get_current_task_btf, bpf_ktime_get_boot_ns, bpf_task_pt_regs},
     },
     macros::tracepoint,
     programs::TracePointContext,
@@ -16,136 +20,211 @@ use aya_ebpf::{
 use observer_common::*;
 
 use crate::{
-    emit::{count, emit, fill_header, is_excluded, Outcome},
+    emit::{count, emit, fill_header, process_flags, Outcome},
     maps::{
-        SyscallArgs, CONFIG, OPEN_DEDUP, OPEN_SCRATCH, PATH_PREFIXES, PATH_SUFFIXES, SOCKADDR_LEN,
-        SYSCALL_STASH, WATCHED_TGIDS,
+        OpenScratch, CONFIG, OPEN_DEDUP, OPEN_SCRATCH, PATH_PREFIXES, PATH_SUFFIXES,
+        PREFIX_FIRST_BYTES, SUFFIX_LAST_BYTE,
     },
 };
 
-#[inline(always)]
-fn arg(ctx: &TracePointContext, index: usize) -> u64 {
-    // SAFETY: syscall enter records hold u64 arguments from offset 16.
-    unsafe { *(ctx.as_ptr().add(16 + index * 8) as *const u64) }
+/// Byte offsets in `struct pt_regs` of the first four syscall arguments.
+#[cfg(bpf_target_arch = "x86_64")]
+const SYSCALL_ARG_REGS: [usize; 4] = [112, 104, 96, 56]; // di, si, dx, r10
+#[cfg(bpf_target_arch = "aarch64")]
+const SYSCALL_ARG_REGS: [usize; 4] = [272, 8, 16, 24]; // orig_x0, x1, x2, x3
+
+/// The saved user registers of the current task, holding the arguments of
+/// the syscall it is returning from.
+#[derive(Clone, Copy)]
+struct SyscallRegs(*const u8);
+
+impl SyscallRegs {
+    #[inline(always)]
+    fn current() -> SyscallRegs {
+        // SAFETY: both helpers take the current task, which always exists.
+        SyscallRegs(unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const u8)
+    }
+
+    /// Argument `n` (0-based). A direct load: `regs` is a BTF-typed
+    /// pointer, so the verifier checks the offset against `struct pt_regs`
+    /// and the load cannot fault; this is ~100 ns cheaper per open than
+    /// bpf_probe_read_kernel.
+    #[inline(always)]
+    fn arg(self, n: usize) -> u64 {
+        // SAFETY: an in-bounds, aligned field of struct pt_regs.
+        unsafe { core::ptr::read_volatile(self.0.add(SYSCALL_ARG_REGS[n]) as *const u64) }
+    }
 }
 
 #[inline(always)]
-fn save(dfd: u64, filename: u64, flags: u64, mode: u64, source: u32) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if is_excluded((pid_tgid >> 32) as u32) {
+fn exit_ret(ctx: &TracePointContext) -> i64 {
+    // SAFETY: syscall exit records hold `long ret` at offset 16.
+    unsafe { *(ctx.as_ptr().add(16) as *const i64) }
+}
+
+/// sys_exit_openat: openat(dfd, filename, flags, mode).
+#[tracepoint]
+pub fn openat_exit(ctx: TracePointContext) -> u32 {
+    on_open(exit_ret(&ctx), OPEN_SOURCE_OPENAT);
+    0
+}
+
+/// sys_exit_openat2: openat2(dfd, filename, struct open_how *how, size).
+#[tracepoint]
+pub fn openat2_exit(ctx: TracePointContext) -> u32 {
+    on_open(exit_ret(&ctx), OPEN_SOURCE_OPENAT2);
+    0
+}
+
+/// flags and mode: arguments of openat, the first two u64 of openat2's
+/// `struct open_how`. Read only for opens that are reported.
+#[inline(always)]
+fn flags_and_mode(regs: SyscallRegs, source: u32) -> (u64, u64) {
+    if source == OPEN_SOURCE_OPENAT2 {
+        // SAFETY: the helper validates the user pointer.
+        let [flags, mode] =
+            unsafe { bpf_probe_read_user(regs.arg(2) as *const [u64; 2]) }.unwrap_or([0, 0]);
+        (flags, mode)
+    } else {
+        (regs.arg(2), regs.arg(3))
+    }
+}
+
+#[inline(always)]
+fn on_open(ret: i64, source: u32) {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // The per-process flags cost a hash lookup; without watching they are
+    // only needed once a path matched (to honour exclusion), which is rare.
+    let watching = CONFIG.load().watch_enabled != 0;
+    let mut process = if watching { process_flags(tgid) } else { 0 };
+    if process & PROCESS_EXCLUDED != 0 {
         return;
     }
-    let saved = SyscallArgs {
-        args: [dfd, filename, flags, mode],
-        sockaddr_len: source,
-        _pad: 0,
-        sockaddr: [0; SOCKADDR_LEN],
-    };
-    let _ = SYSCALL_STASH.insert(&(pid_tgid as u32), &saved, 0);
-}
-
-#[tracepoint]
-pub fn openat_enter(ctx: TracePointContext) -> u32 {
-    save(arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2), arg(&ctx, 3), OPEN_SOURCE_OPENAT);
-    0
-}
-
-/// openat2(dfd, filename, struct open_how *how, size): flags and mode
-/// are the first two u64 of `open_how`.
-#[tracepoint]
-pub fn openat2_enter(ctx: TracePointContext) -> u32 {
-    let how = arg(&ctx, 2) as *const [u64; 2];
-    // SAFETY: the helper validates the user pointer.
-    let [flags, mode] = unsafe { bpf_probe_read_user(how) }.unwrap_or([0, 0]);
-    save(arg(&ctx, 0), arg(&ctx, 1), flags, mode, OPEN_SOURCE_OPENAT2);
-    0
-}
-
-/// Attached to sys_exit_openat and sys_exit_openat2.
-#[tracepoint]
-pub fn open_exit(ctx: TracePointContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tid = pid_tgid as u32;
-    // SAFETY: copied out before the entry is removed.
-    let Some(saved) = (unsafe { SYSCALL_STASH.get(&tid).copied() }) else {
-        return 0;
-    };
-    let _ = SYSCALL_STASH.remove(&tid);
     let Some(scratch) = OPEN_SCRATCH.get_ptr_mut(0) else {
-        return 0;
+        return;
     };
     // SAFETY: per-CPU scratch, exclusively ours for this invocation.
     let scratch = unsafe { &mut *scratch };
-    let ev = &mut scratch.event;
+    let regs = SyscallRegs::current();
+    let filename = regs.arg(1);
     // SAFETY: the helper validates the user pointer.
     let len = match unsafe {
-        bpf_probe_read_user_str_bytes(saved.args[1] as *const u8, &mut ev.path)
+        bpf_probe_read_user_str_bytes(filename as *const u8, &mut scratch.prefix_key.data)
     } {
         Ok(path) => path.len(),
         Err(_) => {
             count(EventKind::FileOpen, Outcome::ReadError);
-            return 0;
+            return;
         }
     };
-    let tgid = (pid_tgid >> 32) as u32;
-    // SAFETY: presence test only.
-    let mut reason = if unsafe { WATCHED_TGIDS.get(&tgid).is_some() } {
-        OPEN_REASON_WATCHED_TGID
+    // A path that filled the key was cut short: the suffix test and the
+    // event need the whole path, so read it again into the event buffer.
+    let truncated = len >= PREFIX_KEY_LEN - 1;
+    let path_len = if truncated {
+        // SAFETY: the helper validates the user pointer.
+        match unsafe {
+            bpf_probe_read_user_str_bytes(filename as *const u8, &mut scratch.event.path)
+        } {
+            Ok(path) => path.len(),
+            Err(_) => return,
+        }
     } else {
-        0
+        len
     };
-    if reason == 0 {
-        reason = match_filters(scratch, len);
+    let mut reason = 0;
+    if process & PROCESS_WATCHED != 0 {
+        reason = OPEN_REASON_WATCHED_TGID;
+    } else {
+        if prefix_matches(scratch, len) {
+            reason = OPEN_REASON_PREFIX;
+        } else if suffix_matches(scratch, path_len, !truncated) {
+            reason = OPEN_REASON_SUFFIX;
+        }
     }
     if reason == 0 {
-        return 0;
+        return;
     }
-    // SAFETY: reading the syscall exit record's `long ret` at offset 16.
-    let ret = unsafe { *(ctx.as_ptr().add(16) as *const i64) };
-    if is_repeat(tgid, &scratch.event.path, len, ret < 0) {
-        count(EventKind::FileOpen, Outcome::Suppressed);
-        return 0;
+    if !watching {
+        process = process_flags(tgid);
+        if process & PROCESS_EXCLUDED != 0 {
+            return;
+        }
+    }
+    if !truncated {
+        // SAFETY: copying between two buffers of this per-CPU value.
+        let copied = unsafe {
+            bpf_probe_read_kernel_buf(
+                scratch.prefix_key.data.as_ptr(),
+                &mut scratch.event.path[..PREFIX_KEY_LEN],
+            )
+        };
+        if copied.is_err() {
+            return;
+        }
     }
     let ev = &mut scratch.event;
+    if is_repeat(tgid, &ev.path, path_len, ret < 0) {
+        count(EventKind::FileOpen, Outcome::Suppressed);
+        return;
+    }
+    let (flags, mode) = flags_and_mode(regs, source);
     ev.ret = ret as i32;
-    ev.dfd = saved.args[0] as i32;
-    ev.flags = saved.args[2] as u32;
-    ev.mode = saved.args[3] as u32;
-    ev.path_len = len as u32;
+    ev.dfd = regs.arg(0) as i32;
+    ev.flags = flags as u32;
+    ev.mode = mode as u32;
+    ev.path_len = path_len as u32;
     ev.reason = reason;
-    ev.source = saved.sockaddr_len;
+    ev.source = source;
     ev._pad = 0;
     fill_header(&mut ev.header, EventKind::FileOpen);
     emit(EventKind::FileOpen, ev);
-    0
 }
 
-/// Longest-prefix lookups of the path and of its reversed tail.
+/// Prefix test: an array lookup of the path's first two bytes, then the
+/// prefix trie.
 #[inline(always)]
-fn match_filters(scratch: &mut crate::maps::OpenScratch, len: usize) -> u32 {
-    let mut reason = 0;
-    let path = &scratch.event.path;
-    let prefix = &mut scratch.prefix_key;
-    // SAFETY: copying between two buffers of this per-CPU value.
-    if unsafe { bpf_probe_read_kernel_buf(path.as_ptr(), &mut prefix.data) }.is_ok() {
-        prefix.prefix_len = (len.min(PREFIX_KEY_LEN) * 8) as u32;
-        if PATH_PREFIXES.get(&*prefix).is_some() {
-            reason |= OPEN_REASON_PREFIX;
+fn prefix_matches(scratch: &mut OpenScratch, len: usize) -> bool {
+    if len == 0 {
+        return false;
+    }
+    if len >= 2 {
+        let head = u16::from_le_bytes([scratch.prefix_key.data[0], scratch.prefix_key.data[1]]);
+        if PREFIX_FIRST_BYTES.get(head as u32).copied().unwrap_or(0) == 0 {
+            return false;
         }
     }
-    let suffix = &mut scratch.suffix_key;
+    scratch.prefix_key.prefix_len = (len * 8) as u32;
+    PATH_PREFIXES.get(&scratch.prefix_key).is_some()
+}
+
+/// Suffix test on the path's tail: an array lookup of its last byte first,
+/// then the reversed tail against the suffix trie.
+#[inline(always)]
+fn suffix_matches(scratch: &mut OpenScratch, len: usize, in_key: bool) -> bool {
+    if len == 0 {
+        return false;
+    }
+    let last = if in_key {
+        scratch.prefix_key.data[(len - 1) & (PREFIX_KEY_LEN - 1)]
+    } else {
+        scratch.event.path[(len - 1) & (PATH_LEN - 1)]
+    };
+    if SUFFIX_LAST_BYTE.get(last as u32).copied().unwrap_or(0) == 0 {
+        return false;
+    }
     let n = len.min(SUFFIX_KEY_LEN);
     for i in 0..SUFFIX_KEY_LEN {
         if i >= n {
             break;
         }
-        suffix.data[i] = path[(len - 1 - i) & (PATH_LEN - 1)];
+        scratch.suffix_key.data[i] = if in_key {
+            scratch.prefix_key.data[(len - 1 - i) & (PREFIX_KEY_LEN - 1)]
+        } else {
+            scratch.event.path[(len - 1 - i) & (PATH_LEN - 1)]
+        };
     }
-    suffix.prefix_len = (n * 8) as u32;
-    if PATH_SUFFIXES.get(&*suffix).is_some() {
-        reason |= OPEN_REASON_SUFFIX;
-    }
-    reason
+    scratch.suffix_key.prefix_len = (n * 8) as u32;
+    PATH_SUFFIXES.get(&scratch.suffix_key).is_some()
 }
 
 /// True if this (tgid, path, failed?) was reported inside the dedup window;
@@ -157,12 +236,12 @@ fn is_repeat(tgid: u32, path: &[u8; PATH_LEN], len: usize, failed: bool) -> bool
         return false;
     }
     // FNV-1a over the path, seeded with the tgid and the outcome.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ ((tgid as u64) << 1 | failed as u64);
-    for i in 0..PATH_LEN {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ (((tgid as u64) << 1) | failed as u64);
+    for (i, b) in path.iter().enumerate() {
         if i >= len {
             break;
         }
-        hash = (hash ^ path[i] as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        hash = (hash ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3);
     }
     // SAFETY: no arguments.
     let now = unsafe { bpf_ktime_get_boot_ns() };

@@ -2,7 +2,7 @@
 //! `EVENTS` and `COUNTERS`.
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     Global,
 };
 use observer_common::*;
@@ -24,7 +24,8 @@ pub static SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// argv and filename captured at execve entry, keyed by thread id, consumed
 /// at `sched_process_exec` (success) or syscall exit (failure).
 #[map]
-pub static EXEC_STASH: LruHashMap<u32, ExecEvent> = LruHashMap::with_max_entries(EXEC_STASH_ENTRIES, 0);
+pub static EXEC_STASH: LruHashMap<u32, ExecEvent> =
+    LruHashMap::with_max_entries(EXEC_STASH_ENTRIES, 0);
 
 /// Per-CPU room to build an exec event (too big for the 512-byte stack).
 #[map]
@@ -40,18 +41,25 @@ pub static SYSCALL_STASH: LruHashMap<u32, SyscallArgs> =
 #[map]
 pub static OPEN_SCRATCH: PerCpuArray<OpenScratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// Processes whose every open is reported.
+/// Per-process flags (`PROCESS_WATCHED`, `PROCESS_EXCLUDED`), one lookup
+/// on every hot path.
 #[map]
-pub static WATCHED_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(WATCHED_TGID_ENTRIES, 0);
-
-/// Processes whose activity is never reported (the daemon itself).
-#[map]
-pub static EXCLUDED_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(EXCLUDED_TGID_ENTRIES, 0);
+pub static PROCESS_FLAGS: HashMap<u32, u32> = HashMap::with_max_entries(PROCESS_FLAG_ENTRIES, 0);
 
 /// Path prefixes of interest (key data: the prefix bytes).
 #[map]
 pub static PATH_PREFIXES: LpmTrie<[u8; PREFIX_KEY_LEN], u32> =
     LpmTrie::with_max_entries(PATH_FILTER_ENTRIES, 0);
+
+/// Nonzero at index `b0 | b1 << 8` if some prefix starts with bytes b0 b1
+/// (a one-byte prefix sets all 256 entries for its byte).
+#[map]
+pub static PREFIX_FIRST_BYTES: Array<u8> = Array::with_max_entries(65536, 0);
+
+/// Nonzero at index `b` if some suffix ends with byte `b`: most paths are
+/// rejected by this one array lookup before the suffix trie is consulted.
+#[map]
+pub static SUFFIX_LAST_BYTE: Array<u8> = Array::with_max_entries(256, 0);
 
 /// Path suffixes of interest, stored reversed so a longest-prefix match on
 /// the reversed path is a suffix match.
@@ -80,9 +88,11 @@ pub struct SyscallArgs {
 /// `sizeof(struct sockaddr_in6)` rounded up to 8.
 pub const SOCKADDR_LEN: usize = 32;
 
+/// The path is read straight into `prefix_key.data`, so an open that
+/// matches nothing costs no copy; only a match fills `event`.
 #[repr(C)]
 pub struct OpenScratch {
-    pub event: FileOpenEvent,
     pub prefix_key: aya_ebpf::maps::lpm_trie::Key<[u8; PREFIX_KEY_LEN]>,
     pub suffix_key: aya_ebpf::maps::lpm_trie::Key<[u8; SUFFIX_KEY_LEN]>,
+    pub event: FileOpenEvent,
 }

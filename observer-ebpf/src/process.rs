@@ -1,7 +1,9 @@
 //! Process lifecycle: exec (with argv captured at syscall entry), fork and
 //! exit.
 use aya_ebpf::{
-    helpers::{bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes},
+    helpers::{
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+    },
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
     EbpfContext,
@@ -9,9 +11,9 @@ use aya_ebpf::{
 use observer_common::*;
 
 use crate::{
-    emit::{count, current_tgid, emit, fill_header, is_excluded, Outcome},
+    emit::{count, current_tgid, emit, fill_header, is_excluded, process_flags, Outcome},
     kernel::{current_task, offsets, parent_tgid, read_at},
-    maps::{EXEC_SCRATCH, EXEC_STASH, WATCHED_TGIDS},
+    maps::{EXEC_SCRATCH, EXEC_STASH, PROCESS_FLAGS},
 };
 
 /// Offsets in the syscall tracepoint records (see
@@ -189,14 +191,16 @@ pub fn exec_exit(ctx: TracePointContext) -> u32 {
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     let parent_tgid = current_tgid();
-    if is_excluded(parent_tgid) {
+    let parent_flags = process_flags(parent_tgid);
+    if parent_flags & PROCESS_EXCLUDED != 0 {
         return 0;
     }
     let child: u64 = ctx.arg(1);
     let o = offsets();
-    let (Some(child_pid), Some(child_tgid)) =
-        (read_at::<u32>(child, o.task_pid), read_at::<u32>(child, o.task_tgid))
-    else {
+    let (Some(child_pid), Some(child_tgid)) = (
+        read_at::<u32>(child, o.task_pid),
+        read_at::<u32>(child, o.task_tgid),
+    ) else {
         count(EventKind::Fork, Outcome::ReadError);
         return 0;
     };
@@ -205,9 +209,8 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     }
     // Watching is inherited here, in the kernel, so a watched process's
     // child is watched before it runs rather than when the daemon catches up.
-    // SAFETY: presence test only.
-    if unsafe { WATCHED_TGIDS.get(&parent_tgid).is_some() } {
-        let _ = WATCHED_TGIDS.insert(&child_tgid, &1, 0);
+    if parent_flags & PROCESS_WATCHED != 0 {
+        let _ = PROCESS_FLAGS.insert(&child_tgid, &PROCESS_WATCHED, 0);
     }
     let mut ev = ForkEvent {
         header: empty_header(),
@@ -228,7 +231,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     if group_dead == 0 || is_excluded(tgid) {
         return 0;
     }
-    let _ = WATCHED_TGIDS.remove(&tgid);
+    let _ = PROCESS_FLAGS.remove(&tgid);
     let o = offsets();
     let task = current_task();
     let mut ev = ExitEvent {

@@ -1,1 +1,105 @@
-fn main() {}
+//! Developer tasks: `cargo xtask run | test | bench | setup`.
+mod bench;
+mod setup;
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the eBPF toolchain pieces (idempotent).
+    Setup,
+    /// Set up, build, and run observerd as root with the repository config,
+    /// printing enriched events as JSON lines on stdout.
+    Run {
+        /// Extra arguments for observerd.
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then run formatting and lint checks and every test,
+    /// including the BPF integration tests (needs root).
+    Test,
+    /// Overhead and throughput benchmarks against a baseline measured in the
+    /// same run (needs root).
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::ensure_all(),
+        Task::Run { args } => {
+            setup::ensure_all()?;
+            require_root("cargo xtask run")?;
+            cargo(&["build", "--release", "--package", "observer-daemon"])?;
+            let root = workspace_root();
+            let status = Command::new(root.join("target/release/observerd"))
+                .arg("--config")
+                .arg(root.join("observer.toml"))
+                .args(["--events-jsonl", "-"])
+                .args(args)
+                .status()
+                .context("starting observerd")?;
+            if !status.success() {
+                bail!("observerd exited with {status}");
+            }
+            Ok(())
+        }
+        Task::Test => {
+            setup::ensure_all()?;
+            require_root("cargo xtask test (the integration tests load eBPF programs)")?;
+            cargo(&["fmt", "--all", "--", "--check"])?;
+            cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])?;
+            cargo(&["test", "--workspace", "--no-fail-fast"])
+        }
+        Task::Bench(args) => {
+            setup::ensure_all()?;
+            require_root("cargo xtask bench")?;
+            cargo(&["build", "--release", "--package", "observer-daemon"])?;
+            bench::run(&workspace_root(), &args)
+        }
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is in the workspace")
+        .to_path_buf()
+}
+
+fn require_root(what: &str) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{what} must run as root");
+    }
+    Ok(())
+}
+
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed with {status}", args.join(" "));
+    }
+    Ok(())
+}

@@ -9,7 +9,11 @@ use observer_daemon::{
 };
 
 #[derive(Parser)]
-#[command(name = "observerd", version, about = "eBPF host observer for AI agents")]
+#[command(
+    name = "observerd",
+    version,
+    about = "eBPF host observer for AI agents"
+)]
 struct Cli {
     /// Configuration file (see observer.toml in the repository for every key).
     #[arg(long, value_name = "PATH")]

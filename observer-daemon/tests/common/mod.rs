@@ -25,7 +25,10 @@ impl Daemon {
     /// Starts observerd with `config` (TOML text) and waits until it
     /// reports that its probes are attached.
     pub fn start(config: &str) -> Daemon {
-        assert!(nix::unistd::geteuid().is_root(), "integration tests load eBPF programs and must run as root");
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "integration tests load eBPF programs and must run as root"
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("observer.toml");
         std::fs::write(&config_path, config).expect("write config");
@@ -40,7 +43,12 @@ impl Daemon {
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))
             .spawn()
             .expect("spawn observerd");
-        let mut d = Daemon { child: Some(child), dir, events, stderr };
+        let mut d = Daemon {
+            child: Some(child),
+            dir,
+            events,
+            stderr,
+        };
         d.wait_for(|r| r["kind"] == "observer_start");
         d
     }
@@ -68,10 +76,18 @@ impl Daemon {
             if let Some(r) = self.records().into_iter().find(|r| pred(r)) {
                 return r;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().expect("try_wait")) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().expect("try_wait"))
+            {
                 panic!("observerd exited ({status}): {}", self.stderr_text());
             }
-            assert!(start.elapsed() < WAIT, "no matching record within {WAIT:?}; stderr:\n{}", self.stderr_text());
+            assert!(
+                start.elapsed() < WAIT,
+                "no matching record within {WAIT:?}; stderr:\n{}",
+                self.stderr_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -79,10 +95,17 @@ impl Daemon {
     /// Stops the daemon with SIGTERM and returns every record it wrote.
     pub fn stop(mut self) -> Vec<Value> {
         let mut child = self.child.take().expect("running");
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-            .expect("SIGTERM");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("SIGTERM");
         let status = child.wait().expect("wait");
-        assert!(status.success(), "observerd exit {status}: {}", self.stderr_text());
+        assert!(
+            status.success(),
+            "observerd exit {status}: {}",
+            self.stderr_text()
+        );
         self.records()
     }
 
@@ -112,7 +135,10 @@ impl Drop for Daemon {
 
 /// A name no other test or process on the host will use.
 pub fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     format!("obs-{tag}-{}-{nanos:x}", std::process::id())
 }
 
@@ -135,10 +161,16 @@ pub fn is_event(r: &Value, event: &str) -> bool {
 
 /// A config with no default file filters and only the given suffixes.
 pub fn config(suffixes: &[&str], extra: &str) -> String {
-    let list = suffixes.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+    let list = suffixes
+        .iter()
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!("[files]\nprefixes = []\nsuffixes = [{list}]\n{extra}\n")
 }
 
 pub fn write_file(path: &Path, text: &str) {
-    std::fs::File::create(path).and_then(|mut f| f.write_all(text.as_bytes())).expect("write file");
+    std::fs::File::create(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .expect("write file");
 }

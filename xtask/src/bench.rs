@@ -1,0 +1,332 @@
+//! `cargo xtask bench`: what the probes cost the traced workload. Every
+//! figure is a ratio against a baseline measured in the same run, with
+//! baseline and attached rounds alternating so drift hits both alike. The
+//! workload is pinned to one CPU, and the best round of each side is
+//! compared: on a shared VM, noise only ever adds time, so the fastest round
+//! is the closest to the true cost (medians are printed too).
+use std::{
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use serde_json::Value;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// fork+exec count of the exec storm.
+    #[arg(long, default_value_t = 20_000)]
+    execs: u32,
+    /// open+close count of each openat storm.
+    #[arg(long, default_value_t = 1_000_000)]
+    opens: u32,
+    /// Alternating baseline/attached rounds of each openat storm.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    /// Alternating baseline/attached rounds of the exec storm.
+    #[arg(long, default_value_t = 2)]
+    exec_rounds: u32,
+}
+
+pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
+    let work = std::env::temp_dir().join(format!("observer-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let result = run_in(root, &work, args);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn run_in(root: &Path, work: &Path, args: &BenchArgs) -> anyhow::Result<()> {
+    let default_config = std::fs::read_to_string(root.join("observer.toml"))?;
+    let tiny = work.join("tiny-true");
+    std::fs::copy("/bin/true", &tiny)?;
+    let plain = work.join("plain.txt");
+    std::fs::write(&plain, "uninteresting")?;
+
+    pin_to_last_cpu()?;
+    println!("observer benchmark: ratios are attached / baseline, best round of each (median in brackets)");
+
+    let exec_rounds = args.exec_rounds.max(1);
+    let mut base = Vec::new();
+    let mut attached = Vec::new();
+    let mut daemon_cpu = Vec::new();
+    let mut exec_drops = 0;
+    let mut exec_events = 0;
+    for _ in 0..exec_rounds {
+        base.push(exec_storm(&tiny, args.execs)?);
+        let d = Daemon::start(root, work, &default_config, true)?;
+        attached.push(exec_storm(&tiny, args.execs)?);
+        let stats = d.stop()?;
+        daemon_cpu.push(stats.cpu_secs);
+        exec_drops += stats.dropped(&["exec", "fork", "exit"]);
+        exec_events += stats.emitted(&["exec"]);
+    }
+    let (b, a) = (best_low(&base), best_low(&attached));
+    println!(
+        "exec storm ({} fork+exec of a tiny binary): baseline {:.2} s CPU, attached {:.2} s CPU, \
+         ratio {:.3} [{:.3}] (target <= 1.03); daemon {:.2} s CPU incl. startup; exec events {}; \
+         drops {} (target 0)",
+        args.execs,
+        b,
+        a,
+        a / b,
+        median(&attached) / median(&base),
+        median(&daemon_cpu),
+        exec_events,
+        exec_drops
+    );
+
+    let filtered = openat_rounds(root, work, &plain, args, &default_config)?;
+    println!(
+        "openat storm ({} open+close of an uninteresting file), default filter: baseline {:.0}/s, \
+         attached {:.0}/s, ratio {:.3} [{:.3}] (target >= 0.90)",
+        args.opens,
+        filtered.base,
+        filtered.attached,
+        filtered.attached / filtered.base,
+        filtered.median_ratio
+    );
+    let unfiltered_config =
+        "[files]\nprefixes = [\"/\"]\nsuffixes = []\n[kernel]\nopen_dedup_ms = 0\n".to_string();
+    let unfiltered = openat_rounds(root, work, &plain, args, &unfiltered_config)?;
+    println!(
+        "openat storm, unfiltered (every open emitted): baseline {:.0}/s, attached {:.0}/s, ratio {:.3} [{:.3}]; \
+         events delivered {:.0}/s, drops {}",
+        unfiltered.base,
+        unfiltered.attached,
+        unfiltered.attached / unfiltered.base,
+        unfiltered.median_ratio,
+        unfiltered.delivered_per_sec,
+        unfiltered.drops
+    );
+    Ok(())
+}
+
+struct OpenResult {
+    base: f64,
+    attached: f64,
+    median_ratio: f64,
+    delivered_per_sec: f64,
+    drops: u64,
+}
+
+fn openat_rounds(
+    root: &Path,
+    work: &Path,
+    plain: &Path,
+    args: &BenchArgs,
+    config: &str,
+) -> anyhow::Result<OpenResult> {
+    let (mut base, mut attached, mut delivered, mut drops) =
+        (Vec::new(), Vec::new(), Vec::new(), 0);
+    for _ in 0..args.rounds {
+        base.push(args.opens as f64 / openat_storm(plain, args.opens)?);
+        let d = Daemon::start(root, work, config, false)?;
+        let secs = openat_storm(plain, args.opens)?;
+        attached.push(args.opens as f64 / secs);
+        let stats = d.stop()?;
+        delivered.push((stats.emitted(&["file_open"]) - stats.user_drops()) as f64 / secs);
+        drops += stats.dropped(&["file_open"]);
+    }
+    Ok(OpenResult {
+        base: best_high(&base),
+        attached: best_high(&attached),
+        median_ratio: median(&attached) / median(&base),
+        delivered_per_sec: median(&delivered),
+        drops,
+    })
+}
+
+/// CPU seconds (user + system) the children of `n` fork+execs used.
+fn exec_storm(binary: &Path, n: u32) -> anyhow::Result<f64> {
+    let before = children_cpu();
+    for _ in 0..n {
+        let status = Command::new(binary).status().context("exec storm")?;
+        if !status.success() {
+            bail!("{} failed: {status}", binary.display());
+        }
+    }
+    Ok(children_cpu() - before)
+}
+
+/// Wall seconds for `n` open+close pairs.
+fn openat_storm(path: &Path, n: u32) -> anyhow::Result<f64> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    let start = Instant::now();
+    for _ in 0..n {
+        // SAFETY: a valid NUL-terminated path; the fd is closed at once.
+        let fd = unsafe { libc::open(c_path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            bail!(
+                "open {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        // SAFETY: fd was just opened by us.
+        unsafe { libc::close(fd) };
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage writes into a valid rusage struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn best_low(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn best_high(values: &[f64]) -> f64 {
+    values.iter().copied().fold(0.0, f64::max)
+}
+
+/// Pins the benchmark (and the workloads it forks) to the last CPU, so the
+/// daemon's threads are the only other load there.
+fn pin_to_last_cpu() -> anyhow::Result<()> {
+    // SAFETY: sysconf and sched_setaffinity on our own process with a
+    // zero-initialised, valid cpu_set_t.
+    unsafe {
+        let cpus = libc::sysconf(libc::_SC_NPROCESSORS_ONLN).max(1) as usize;
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpus - 1, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// A release observerd started for one measurement.
+struct Daemon {
+    child: Child,
+    stderr: PathBuf,
+}
+
+struct DaemonStats {
+    cpu_secs: f64,
+    counters: Value,
+}
+
+impl DaemonStats {
+    fn emitted(&self, kinds: &[&str]) -> u64 {
+        kinds
+            .iter()
+            .map(|k| self.counters["kernel"][k]["emitted"].as_u64().unwrap_or(0))
+            .sum()
+    }
+
+    fn dropped(&self, kinds: &[&str]) -> u64 {
+        let kernel: u64 = kinds
+            .iter()
+            .map(|k| {
+                let c = &self.counters["kernel"][k];
+                c["dropped_ringbuf_full"].as_u64().unwrap_or(0)
+                    + c["dropped_read_error"].as_u64().unwrap_or(0)
+            })
+            .sum();
+        let user: u64 = kinds
+            .iter()
+            .map(|k| {
+                self.counters["user_drops"][format!("channel_full:{k}")]
+                    .as_u64()
+                    .unwrap_or(0)
+            })
+            .sum();
+        kernel + user
+    }
+
+    fn user_drops(&self) -> u64 {
+        self.counters["user_drops"]["channel_full:file_open"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
+
+impl Daemon {
+    fn start(root: &Path, work: &Path, config: &str, write_events: bool) -> anyhow::Result<Daemon> {
+        let config_path = work.join("bench.toml");
+        std::fs::write(&config_path, config)?;
+        let stderr = work.join("observerd.stderr");
+        let mut cmd = Command::new(root.join("target/release/observerd"));
+        cmd.arg("--config").arg(&config_path);
+        if write_events {
+            cmd.arg("--events-jsonl").arg(work.join("events.jsonl"));
+        }
+        // The daemon runs where the scheduler puts it, not on the pinned CPU.
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                for cpu in 0..libc::CPU_SETSIZE as usize {
+                    libc::CPU_SET(cpu, &mut set);
+                }
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr)?)
+            .spawn()
+            .context("starting observerd")?;
+        let d = Daemon { child, stderr };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !d.log().contains("observerd ready") {
+            if Instant::now() > deadline {
+                bail!("observerd did not become ready: {}", d.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(d)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn stop(mut self) -> anyhow::Result<DaemonStats> {
+        let cpu_secs = process_cpu(self.child.id())?;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("observerd failed: {}", self.log());
+        }
+        let log = self.log();
+        let line = log
+            .lines()
+            .find_map(|l| {
+                l.split_once("final counters: ")
+                    .map(|(_, json)| json.to_string())
+            })
+            .context("observerd did not log its final counters")?;
+        Ok(DaemonStats {
+            cpu_secs,
+            counters: serde_json::from_str(&line)?,
+        })
+    }
+}
+
+/// utime + stime of a running process, from /proc/<pid>/stat.
+fn process_cpu(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_comm = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks / hz)
+}

@@ -1,0 +1,97 @@
+//! Idempotent installation of what building the eBPF object needs. The
+//! versions are pinned: newer bpf-linker and aya releases need a newer
+//! rustc than the hosts have.
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+
+pub const BPF_LINKER_VERSION: &str = "0.10.3";
+/// The eBPF crate builds with this rustup toolchain (LLVM 22).
+pub const EBPF_TOOLCHAIN: &str = "nightly";
+
+pub fn ensure_all() -> anyhow::Result<()> {
+    ensure_nightly()?;
+    ensure_rust_src()?;
+    ensure_bpf_linker()
+}
+
+fn output(cmd: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {cmd}"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn run(cmd: &str, args: &[&str]) -> anyhow::Result<()> {
+    eprintln!("setup: {cmd} {}", args.join(" "));
+    let status = Command::new(cmd)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {cmd}"))?;
+    if !status.success() {
+        bail!("{cmd} {} failed with {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+fn ensure_nightly() -> anyhow::Result<()> {
+    let toolchains = output("rustup", &["toolchain", "list"])?;
+    if !toolchains.lines().any(|l| l.starts_with(EBPF_TOOLCHAIN)) {
+        run(
+            "rustup",
+            &[
+                "toolchain",
+                "install",
+                EBPF_TOOLCHAIN,
+                "--profile",
+                "minimal",
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+fn ensure_rust_src() -> anyhow::Result<()> {
+    let installed = output(
+        "rustup",
+        &[
+            "component",
+            "list",
+            "--toolchain",
+            EBPF_TOOLCHAIN,
+            "--installed",
+        ],
+    )?;
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        run(
+            "rustup",
+            &[
+                "component",
+                "add",
+                "rust-src",
+                "--toolchain",
+                EBPF_TOOLCHAIN,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+fn ensure_bpf_linker() -> anyhow::Result<()> {
+    let current = output("bpf-linker", &["--version"]).unwrap_or_default();
+    if !current.contains(BPF_LINKER_VERSION) {
+        run(
+            "cargo",
+            &[
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+                "--force",
+            ],
+        )?;
+    }
+    Ok(())
+}
