@@ -116,7 +116,7 @@ pub fn check_tracepoint_layout(tracefs: &Path) -> Result<(), KernelCheckError> {
 }
 
 /// Offset of `field` in a tracepoint format description, e.g.
-/// `field:pid_t old_pid;	offset:16;	size:4;	signed:1;`.
+/// `field:pid_t old_pid; offset:16; size:4; signed:1;`.
 pub fn field_offset(format: &str, field: &str) -> Option<u32> {
     format.lines().find_map(|line| {
         let decl = line.trim().strip_prefix("field:")?;

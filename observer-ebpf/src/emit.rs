@@ -43,7 +43,7 @@ pub fn count(kind: EventKind, outcome: Outcome) {
 #[inline(always)]
 pub fn process_flags(tgid: u32) -> u32 {
     // SAFETY: the value is copied out at once.
-    unsafe { PROCESS_FLAGS.get(&tgid).copied().unwrap_or(0) }
+    unsafe { PROCESS_FLAGS.get(tgid).copied().unwrap_or(0) }
 }
 
 /// True for processes the daemon asked never to report (itself).

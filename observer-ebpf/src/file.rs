@@ -246,11 +246,11 @@ fn is_repeat(tgid: u32, path: &[u8; PATH_LEN], len: usize, failed: bool) -> bool
     // SAFETY: no arguments.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     // SAFETY: value copied out immediately.
-    if let Some(last) = unsafe { OPEN_DEDUP.get(&hash).copied() } {
+    if let Some(last) = unsafe { OPEN_DEDUP.get(hash).copied() } {
         if now.wrapping_sub(last) < window {
             return true;
         }
     }
-    let _ = OPEN_DEDUP.insert(&hash, &now, 0);
+    let _ = OPEN_DEDUP.insert(hash, now, 0);
     false
 }

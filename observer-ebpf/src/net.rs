@@ -58,16 +58,16 @@ fn stash(fd: u64, addr: u64, addr_len: u64) {
             saved.sockaddr_len = len;
         }
     }
-    let _ = SYSCALL_STASH.insert(&tid(), &saved, 0);
+    let _ = SYSCALL_STASH.insert(tid(), saved, 0);
 }
 
 #[inline(always)]
 fn take_stash() -> Option<SyscallArgs> {
     let key = tid();
     // SAFETY: copied out before the entry is removed.
-    let saved = unsafe { SYSCALL_STASH.get(&key).copied() };
+    let saved = unsafe { SYSCALL_STASH.get(key).copied() };
     if saved.is_some() {
-        let _ = SYSCALL_STASH.remove(&key);
+        let _ = SYSCALL_STASH.remove(key);
     }
     saved
 }

@@ -72,7 +72,9 @@ fn stash_exec(filename: u64, argv: u64, flags: u32) {
     }
     read_argv(ev, argv);
     let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
-    if EXEC_STASH.insert(&tid, &*ev, 0).is_err() {
+    // By reference: the event is far larger than the 512-byte BPF stack.
+    let stashed: &ExecEvent = ev;
+    if EXEC_STASH.insert(tid, stashed, 0).is_err() {
         count(EventKind::Exec, Outcome::ReadError);
     }
 }
@@ -136,7 +138,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
             *(ctx.as_ptr().add(EXEC_OLD_PID) as *const u32),
         )
     };
-    let (ev, from_stash) = match EXEC_STASH.get_ptr_mut(&old_pid) {
+    let (ev, from_stash) = match EXEC_STASH.get_ptr_mut(old_pid) {
         Some(ev) => (ev, true),
         None => match EXEC_SCRATCH.get_ptr_mut(0) {
             Some(ev) => (ev, false),
@@ -162,7 +164,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     finish_exec(ev, 0);
     emit(EventKind::Exec, ev);
     if from_stash {
-        let _ = EXEC_STASH.remove(&old_pid);
+        let _ = EXEC_STASH.remove(old_pid);
     }
     0
 }
@@ -175,14 +177,14 @@ pub fn exec_exit(ctx: TracePointContext) -> u32 {
     let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
     let ret = ctx_ret(&ctx);
     if ret < 0 {
-        if let Some(ev) = EXEC_STASH.get_ptr_mut(&tid) {
+        if let Some(ev) = EXEC_STASH.get_ptr_mut(tid) {
             // SAFETY: this thread's stash entry.
             let ev = unsafe { &mut *ev };
             finish_exec(ev, ret as i32);
             emit(EventKind::Exec, ev);
         }
     }
-    let _ = EXEC_STASH.remove(&tid);
+    let _ = EXEC_STASH.remove(tid);
     0
 }
 
@@ -210,7 +212,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     // Watching is inherited here, in the kernel, so a watched process's
     // child is watched before it runs rather than when the daemon catches up.
     if parent_flags & PROCESS_WATCHED != 0 {
-        let _ = PROCESS_FLAGS.insert(&child_tgid, &PROCESS_WATCHED, 0);
+        let _ = PROCESS_FLAGS.insert(child_tgid, PROCESS_WATCHED, 0);
     }
     let mut ev = ForkEvent {
         header: empty_header(),
@@ -231,7 +233,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     if group_dead == 0 || is_excluded(tgid) {
         return 0;
     }
-    let _ = PROCESS_FLAGS.remove(&tgid);
+    let _ = PROCESS_FLAGS.remove(tgid);
     let o = offsets();
     let task = current_task();
     let mut ev = ExitEvent {
