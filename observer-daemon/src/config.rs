@@ -301,8 +301,23 @@ mod tests {
     }
 
     #[test]
-    fn repo_default_config_parses() {
+    fn repo_config_states_the_built_in_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../observer.toml");
-        Config::load(&path).unwrap();
+        let repo = Config::load(&path).unwrap();
+        let builtin = Config::defaults();
+        assert_eq!(
+            format!("{:?}", repo.kernel),
+            format!("{:?}", builtin.kernel)
+        );
+        assert_eq!(format!("{:?}", repo.files), format!("{:?}", builtin.files));
+        assert_eq!(format!("{:?}", repo.watch), format!("{:?}", builtin.watch));
+        assert_eq!(
+            format!("{:?}", repo.enrich),
+            format!("{:?}", builtin.enrich)
+        );
+        assert_eq!(
+            format!("{:?}", repo.pipeline),
+            format!("{:?}", builtin.pipeline)
+        );
     }
 }

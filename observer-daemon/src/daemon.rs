@@ -3,6 +3,7 @@
 //! until SIGINT or SIGTERM, and shut down without losing what was read.
 use std::{
     io::Write,
+    os::unix::fs::OpenOptionsExt,
     path::PathBuf,
     sync::Arc,
     time::{Duration, SystemTime},
@@ -227,10 +228,12 @@ fn open_output(events: &EventsOutput) -> anyhow::Result<Option<Box<dyn Write + S
     Ok(match events {
         EventsOutput::None => None,
         EventsOutput::Stdout => Some(Box::new(std::io::stdout())),
+        // 0600: the records hold every user's command lines and paths.
         EventsOutput::File(path) => Some(Box::new(
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(path)
                 .with_context(|| format!("opening events output {}", path.display()))?,
         )),

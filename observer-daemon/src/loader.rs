@@ -197,78 +197,63 @@ fn take_map<T: TryFrom<aya::maps::Map>>(
     T::try_from(raw).map_err(|_| LoadError::Map { map })
 }
 
+/// A typed handle on a map the loaded object keeps owning.
+fn map_mut<'a, T>(ebpf: &'a mut Ebpf, map: &'static str) -> Result<T, LoadError>
+where
+    T: TryFrom<&'a mut aya::maps::Map>,
+{
+    let raw = ebpf.map_mut(map).ok_or(LoadError::Map { map })?;
+    T::try_from(raw).map_err(|_| LoadError::Map { map })
+}
+
+fn fill_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> LoadError {
+    move |source| LoadError::Fill { map, source }
+}
+
+/// The prefix and suffix tries, and the one-lookup prefilter tables in
+/// front of them (first two bytes of a prefix, last byte of a suffix).
 fn fill_path_filters(ebpf: &mut Ebpf, opts: &LoadOptions) -> Result<(), LoadError> {
     let mut prefixes: LpmTrie<&mut MapData, [u8; PREFIX_KEY_LEN], u32> =
-        LpmTrie::try_from(ebpf.map_mut("PATH_PREFIXES").ok_or(LoadError::Map {
-            map: "PATH_PREFIXES",
-        })?)
-        .map_err(|_| LoadError::Map {
-            map: "PATH_PREFIXES",
-        })?;
+        map_mut(ebpf, "PATH_PREFIXES")?;
     for p in opts.prefixes {
         let mut data = [0u8; PREFIX_KEY_LEN];
         data[..p.len()].copy_from_slice(p.as_bytes());
+        let key = Key::new(p.len() as u32 * 8, data);
         prefixes
-            .insert(&Key::new(p.len() as u32 * 8, data), 1, 0)
-            .map_err(|source| LoadError::Fill {
-                map: "PATH_PREFIXES",
-                source,
-            })?;
+            .insert(&key, 1, 0)
+            .map_err(fill_error("PATH_PREFIXES"))?;
     }
-    let mut first_bytes: Array<&mut MapData, u8> =
-        Array::try_from(ebpf.map_mut("PREFIX_FIRST_BYTES").ok_or(LoadError::Map {
-            map: "PREFIX_FIRST_BYTES",
-        })?)
-        .map_err(|_| LoadError::Map {
-            map: "PREFIX_FIRST_BYTES",
-        })?;
+    let mut first_bytes: Array<&mut MapData, u8> = map_mut(ebpf, "PREFIX_FIRST_BYTES")?;
     for p in opts.prefixes.iter().map(|p| p.as_bytes()) {
+        // A one-byte prefix matches whatever its second byte is.
         let seconds: Vec<u8> = match p.get(1) {
             Some(b) => vec![*b],
             None => (0..=255).collect(),
         };
         for second in seconds {
+            let index = u16::from_le_bytes([p[0], second]) as u32;
             first_bytes
-                .set(u16::from_le_bytes([p[0], second]) as u32, 1, 0)
-                .map_err(|source| LoadError::Fill {
-                    map: "PREFIX_FIRST_BYTES",
-                    source,
-                })?;
+                .set(index, 1, 0)
+                .map_err(fill_error("PREFIX_FIRST_BYTES"))?;
         }
     }
     let mut suffixes: LpmTrie<&mut MapData, [u8; SUFFIX_KEY_LEN], u32> =
-        LpmTrie::try_from(ebpf.map_mut("PATH_SUFFIXES").ok_or(LoadError::Map {
-            map: "PATH_SUFFIXES",
-        })?)
-        .map_err(|_| LoadError::Map {
-            map: "PATH_SUFFIXES",
-        })?;
+        map_mut(ebpf, "PATH_SUFFIXES")?;
     for s in opts.suffixes {
         let mut data = [0u8; SUFFIX_KEY_LEN];
         for (i, b) in s.bytes().rev().enumerate() {
             data[i] = b;
         }
+        let key = Key::new(s.len() as u32 * 8, data);
         suffixes
-            .insert(&Key::new(s.len() as u32 * 8, data), 1, 0)
-            .map_err(|source| LoadError::Fill {
-                map: "PATH_SUFFIXES",
-                source,
-            })?;
+            .insert(&key, 1, 0)
+            .map_err(fill_error("PATH_SUFFIXES"))?;
     }
-    let mut last_bytes: Array<&mut MapData, u8> =
-        Array::try_from(ebpf.map_mut("SUFFIX_LAST_BYTE").ok_or(LoadError::Map {
-            map: "SUFFIX_LAST_BYTE",
-        })?)
-        .map_err(|_| LoadError::Map {
-            map: "SUFFIX_LAST_BYTE",
-        })?;
+    let mut last_bytes: Array<&mut MapData, u8> = map_mut(ebpf, "SUFFIX_LAST_BYTE")?;
     for last in opts.suffixes.iter().filter_map(|s| s.bytes().last()) {
         last_bytes
             .set(last as u32, 1, 0)
-            .map_err(|source| LoadError::Fill {
-                map: "SUFFIX_LAST_BYTE",
-                source,
-            })?;
+            .map_err(fill_error("SUFFIX_LAST_BYTE"))?;
     }
     Ok(())
 }

@@ -42,6 +42,9 @@ fn exec_of_unique_binary_has_exact_fields_and_redacted_secrets() {
     let pid = p["pid"].as_u64().unwrap();
     let exit = d.wait_for(|r| is_event(r, "exit") && r["process"]["pid"] == pid);
     assert_eq!(exit["exit"]["exit_code"], 0);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&d.events).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the events file is private to root");
     let all = std::fs::read_to_string(&d.events).unwrap();
     assert!(!all.contains(secret), "the secret never reaches the output");
     assert!(

@@ -126,7 +126,10 @@ fn on_open(ret: i64, source: u32) {
             bpf_probe_read_user_str_bytes(filename as *const u8, &mut scratch.event.path)
         } {
             Ok(path) => path.len(),
-            Err(_) => return,
+            Err(_) => {
+                count(EventKind::FileOpen, Outcome::ReadError);
+                return;
+            }
         }
     } else {
         len
