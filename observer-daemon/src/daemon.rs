@@ -113,9 +113,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     })))
     .await?;
     let out = open_output(&opts.events)?;
+    let (writer_done_tx, writer_done) = tokio::sync::oneshot::channel::<()>();
     let writer = std::thread::Builder::new()
         .name("observer-writer".into())
-        .spawn(move || write_records(rx, enricher, out))?;
+        .spawn(move || {
+            let result = write_records(rx, enricher, out);
+            let _ = writer_done_tx.send(());
+            result
+        })?;
 
     let drops = Arc::new(UserDrops::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -138,15 +143,23 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     ));
     log::info!("observerd ready (pid {})", std::process::id());
 
-    wait_for_shutdown().await?;
+    tokio::select! {
+        signal = wait_for_shutdown() => signal?,
+        // The writer only stops early on an output error: stop capturing
+        // too, and report that error below.
+        _ = writer_done => log::error!("the event writer stopped"),
+    }
     log::info!("shutting down");
+    // Detach first: the final drain below then sees every event the kernel
+    // will ever emit, and the final counters match what was delivered.
+    drop(ebpf);
     stop_tx.send(true)?;
     let read = reader.await??;
     let (counters, mut tracker) = accounting.await?;
     // Final accounting after the last drain, so the totals are complete.
     let now = counters.snapshot();
     if let Some(loss) = tracker.update(now.clone(), rfc3339(SystemTime::now())) {
-        tx.send(Msg::Record(Record::Loss(loss))).await?;
+        let _ = tx.send(Msg::Record(Record::Loss(loss))).await;
     }
     let stats = StatsRecord {
         time: rfc3339(SystemTime::now()),
@@ -156,13 +169,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         events_written: 0,
     };
     log::info!("final counters: {}", serde_json::to_string(&stats)?);
-    tx.send(Msg::Record(Record::ObserverStop(stats))).await?;
+    // If the writer is gone these sends fail; its own error is returned below.
+    let _ = tx.send(Msg::Record(Record::ObserverStop(stats))).await;
     drop(tx);
     let written = writer
         .join()
         .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
     log::info!("read {read} kernel records, wrote {written} records");
-    drop(ebpf);
     Ok(())
 }
 

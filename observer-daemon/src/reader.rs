@@ -108,7 +108,9 @@ fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Msg>, drops: &UserDrops)
         match decode(&item) {
             Ok(ev) => {
                 let kind = ev.header.kind;
-                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(Msg::Event(ev)) {
+                // Full: enrichment is behind. Closed: the writer stopped and
+                // the daemon is shutting down. Either way the event is counted.
+                if tx.try_send(Msg::Event(ev)).is_err() {
                     drops.count_channel_full(kind);
                 }
             }

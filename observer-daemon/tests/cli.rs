@@ -53,3 +53,20 @@ fn unprivileged_start_fails_with_a_clear_reason() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("must run as root"), "{stderr}");
 }
+
+#[test]
+fn output_failure_stops_the_daemon_with_the_error() {
+    let started = std::time::Instant::now();
+    let out = observerd()
+        .args(["--events-jsonl", "/dev/full"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a daemon that cannot write must not keep running"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the event writer stopped"), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
