@@ -79,16 +79,15 @@ const PROGRAMS: &[(&str, Hook)] = &[
         Hook::RawTracePoint("sched_process_fork"),
     ),
     (
-        "connect_enter",
-        Hook::TracePoint(&[("syscalls", "sys_enter_connect")]),
+        "sockaddr_enter",
+        Hook::TracePoint(&[
+            ("syscalls", "sys_enter_connect"),
+            ("syscalls", "sys_enter_bind"),
+        ]),
     ),
     (
         "connect_exit",
         Hook::TracePoint(&[("syscalls", "sys_exit_connect")]),
-    ),
-    (
-        "bind_enter",
-        Hook::TracePoint(&[("syscalls", "sys_enter_bind")]),
     ),
     (
         "bind_exit",

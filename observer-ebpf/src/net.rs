@@ -109,8 +109,10 @@ fn socket_readable(ret: i64) -> bool {
     ret != -EBADF && ret != -ENOTSOCK
 }
 
+/// Attached to sys_enter_connect and sys_enter_bind, which share the
+/// argument layout (fd, struct sockaddr *, addrlen).
 #[tracepoint]
-pub fn connect_enter(ctx: TracePointContext) -> u32 {
+pub fn sockaddr_enter(ctx: TracePointContext) -> u32 {
     stash(arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2));
     0
 }
@@ -141,12 +143,6 @@ pub fn connect_exit(ctx: TracePointContext) -> u32 {
 }
 
 #[tracepoint]
-pub fn bind_enter(ctx: TracePointContext) -> u32 {
-    stash(arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2));
-    0
-}
-
-#[tracepoint]
 pub fn bind_exit(ctx: TracePointContext) -> u32 {
     let Some(saved) = take_stash() else { return 0 };
     let Some((family, port, addr)) = parse_sockaddr(&saved) else {
@@ -156,8 +152,10 @@ pub fn bind_exit(ctx: TracePointContext) -> u32 {
     let fd = saved.args[0] as i32;
     let mut ev = new_event(fd, ret);
     let o = offsets();
-    if let Some((socket, _)) = socket_of_fd(fd, &o) {
-        ev.sock_type = crate::kernel::read_at::<u16>(socket, o.socket_type).unwrap_or(0);
+    if socket_readable(ret) {
+        if let Some((socket, _)) = socket_of_fd(fd, &o) {
+            ev.sock_type = crate::kernel::read_at::<u16>(socket, o.socket_type).unwrap_or(0);
+        }
     }
     ev.family = family;
     ev.local_port = port;
