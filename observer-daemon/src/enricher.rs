@@ -250,6 +250,7 @@ fn exec_detail(e: &Exec) -> ExecDetail {
         filename: e.filename.clone(),
         argv: redact_argv(&e.argv),
         argv_truncated: e.args_truncated,
+        argv_missing: e.no_args,
         result: e.retval,
         error: format::errno_name(e.retval),
         execveat: e.execveat,

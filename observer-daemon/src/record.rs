@@ -97,6 +97,9 @@ pub struct ExecDetail {
     pub filename: String,
     pub argv: Vec<String>,
     pub argv_truncated: bool,
+    /// The kernel had no argv for this exec (it did not enter through
+    /// execve, or the entry probe was not attached yet or any more).
+    pub argv_missing: bool,
     /// 0 on success, otherwise the negative errno.
     pub result: i32,
     /// errno name of a failed exec (ENOENT, EACCES, ...).

@@ -38,6 +38,8 @@ fn exec_of_unique_binary_has_exact_fields_and_redacted_secrets() {
     assert_eq!(p["argv"], argv);
     assert_eq!(ev["exec"]["result"], 0);
     assert_eq!(ev["exec"]["error"], serde_json::Value::Null);
+    assert_eq!(ev["exec"]["argv_missing"], false);
+    assert_eq!(ev["exec"]["argv_truncated"], false);
     assert_eq!(ev["parents"][0]["pid"], std::process::id());
     let pid = p["pid"].as_u64().unwrap();
     let exit = d.wait_for(|r| is_event(r, "exit") && r["process"]["pid"] == pid);
