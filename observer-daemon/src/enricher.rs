@@ -12,7 +12,7 @@ use crate::{
     },
     event::{Body, Event, Exec, FileOpen, Header, Net},
     format::{self, BootClock},
-    process_table::{ExecInfo, Origin, Process, ProcessTable},
+    process_table::{Image, Origin, Process, ProcessTable},
     record::*,
     redact::redact_argv,
 };
@@ -70,11 +70,11 @@ impl Enricher {
         let scanned = crate::proc_scan::scan();
         let n = scanned.len();
         for mut p in scanned {
-            p.argv = redact_argv(&p.argv);
+            p.image.argv = redact_argv(&p.image.argv);
             // Hashed now, while the process certainly runs; the cache is
             // keyed by inode, so shared executables are read once.
             if let Ok((_, hash)) = self.hashes.hash_proc_exe(p.pid) {
-                p.exe_sha256 = Some(hash);
+                p.image.exe_sha256 = Some(hash);
             }
             self.apply_watch(&mut p, None);
             self.table.insert_scanned(p);
@@ -142,8 +142,7 @@ impl Enricher {
         let env_names = environ::read_proc_environ(h.tgid)
             .map(|blob| environ::env_names_of_interest(&blob, &self.env_patterns))
             .unwrap_or_default();
-        let info = ExecInfo {
-            ppid: e.ppid,
+        let image = Image {
             comm: h.comm.clone(),
             exe,
             exe_sha256,
@@ -152,9 +151,9 @@ impl Enricher {
             uid: h.uid,
             gid: h.gid,
             loginuid: e.loginuid,
-            cgroup_id: h.cgroup_id,
+            cgroup_id: Some(h.cgroup_id),
         };
-        self.table.on_exec(h.tgid, h.boot_ns, info);
+        self.table.on_exec(h.tgid, e.ppid, h.boot_ns, image);
         let mut p = self
             .table
             .get(h.tgid)
@@ -174,11 +173,13 @@ impl Enricher {
             return false;
         }
         let hit = p
+            .image
             .exe
             .as_deref()
             .is_some_and(|x| self.watch_executables.contains(x))
             || filename.is_some_and(|f| self.watch_executables.contains(f))
-            || p.argv
+            || p.image
+                .argv
                 .iter()
                 .take(2)
                 .any(|a| self.watch_executables.contains(a));
@@ -191,17 +192,17 @@ impl Enricher {
 
     fn process_view(&mut self, h: &Header) -> ProcessView {
         let p = self.table.ensure(h.tgid, h.boot_ns);
-        if p.origin == Origin::Inferred && p.comm.is_empty() {
-            p.comm = h.comm.clone();
-            p.uid = h.uid;
-            p.gid = h.gid;
+        if p.origin == Origin::Inferred && p.image.comm.is_empty() {
+            p.image.comm = h.comm.clone();
+            p.image.uid = h.uid;
+            p.image.gid = h.gid;
         }
-        if p.exe_sha256.is_none() && !p.has_exited() {
+        if p.image.exe_sha256.is_none() && !p.has_exited() {
             // Processes found by the scan are hashed lazily, on first use.
             if let Ok((path, hash)) = self.hashes.hash_proc_exe(h.tgid) {
                 let p = self.table.get_mut(h.tgid).expect("ensured above");
-                p.exe = Some(path.display().to_string());
-                p.exe_sha256 = Some(hash);
+                p.image.exe = Some(path.display().to_string());
+                p.image.exe_sha256 = Some(hash);
             }
         }
         let p = self.table.get(h.tgid).expect("ensured above").clone();
@@ -217,12 +218,12 @@ impl Enricher {
             user: self.users.user_name(h.uid),
             gid: h.gid,
             group: self.users.group_name(h.gid),
-            loginuid: p.loginuid,
+            loginuid: p.image.loginuid,
             comm: h.comm.clone(),
-            exe: p.exe,
-            exe_sha256: p.exe_sha256,
-            argv: p.argv,
-            env_names: p.env_names,
+            exe: p.image.exe,
+            exe_sha256: p.image.exe_sha256,
+            argv: p.image.argv,
+            env_names: p.image.env_names,
             cgroup_id: h.cgroup_id,
             unit: cgroup.as_deref().and_then(cgroup::systemd_unit),
             container_id: cgroup.as_deref().and_then(cgroup::container_id),
@@ -238,8 +239,8 @@ impl Enricher {
             .into_iter()
             .map(|p| Ancestor {
                 pid: p.pid,
-                comm: p.comm.clone(),
-                exe: p.exe.clone(),
+                comm: p.image.comm.clone(),
+                exe: p.image.exe.clone(),
             })
             .collect()
     }

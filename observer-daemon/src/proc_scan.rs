@@ -24,13 +24,13 @@ fn describe(p: &ProcfsProcess, ticks_per_second: u64) -> Option<Process> {
         start_boot_ns,
         Origin::ProcScan,
     );
-    out.comm = stat.comm;
-    out.exe = p.exe().ok().map(|e| e.display().to_string());
-    out.argv = p.cmdline().unwrap_or_default();
+    out.image.comm = stat.comm;
+    out.image.exe = p.exe().ok().map(|e| e.display().to_string());
+    out.image.argv = p.cmdline().unwrap_or_default();
     if let Ok(status) = p.status() {
-        out.uid = status.ruid;
-        out.gid = status.rgid;
+        out.image.uid = status.ruid;
+        out.image.gid = status.rgid;
     }
-    out.loginuid = p.loginuid().ok().filter(|u| *u != u32::MAX);
+    out.image.loginuid = p.loginuid().ok().filter(|u| *u != u32::MAX);
     Some(out)
 }

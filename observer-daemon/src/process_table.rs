@@ -17,10 +17,9 @@ pub enum Origin {
     Inferred,
 }
 
-#[derive(Debug, Clone)]
-pub struct Process {
-    pub pid: u32,
-    pub ppid: u32,
+/// The program a process runs: set by exec, copied to the child by fork.
+#[derive(Debug, Clone, Default)]
+pub struct Image {
     pub comm: String,
     pub exe: Option<String>,
     pub exe_sha256: Option<String>,
@@ -31,6 +30,13 @@ pub struct Process {
     pub gid: u32,
     pub loginuid: Option<u32>,
     pub cgroup_id: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    pub image: Image,
     /// Boot-time ns of the fork (or of the first sighting).
     pub start_boot_ns: u64,
     /// Boot-time ns of the latest exec.
@@ -47,15 +53,7 @@ impl Process {
         Process {
             pid,
             ppid,
-            comm: String::new(),
-            exe: None,
-            exe_sha256: None,
-            argv: Vec::new(),
-            env_names: Vec::new(),
-            uid: 0,
-            gid: 0,
-            loginuid: None,
-            cgroup_id: None,
+            image: Image::default(),
             start_boot_ns,
             exec_boot_ns: None,
             exit_code: None,
@@ -68,21 +66,6 @@ impl Process {
     pub fn has_exited(&self) -> bool {
         self.exit_boot_ns.is_some()
     }
-}
-
-/// What an exec event says about the process image.
-#[derive(Debug, Clone, Default)]
-pub struct ExecInfo {
-    pub ppid: u32,
-    pub comm: String,
-    pub exe: Option<String>,
-    pub exe_sha256: Option<String>,
-    pub argv: Vec<String>,
-    pub env_names: Vec<String>,
-    pub uid: u32,
-    pub gid: u32,
-    pub loginuid: Option<u32>,
-    pub cgroup_id: u64,
 }
 
 pub struct ProcessTable {
@@ -160,30 +143,21 @@ impl ProcessTable {
     }
 
     /// A successful exec replaces the image; lineage and start time stay.
-    pub fn on_exec(&mut self, pid: u32, boot_ns: u64, info: ExecInfo) -> &Process {
+    pub fn on_exec(&mut self, pid: u32, ppid: u32, boot_ns: u64, image: Image) -> &Process {
         let reused = self
             .procs
             .get(&pid)
             .is_some_and(|p| p.exit_boot_ns.is_some_and(|exit| exit < boot_ns));
         if reused || !self.procs.contains_key(&pid) {
-            self.insert(Process::new(pid, info.ppid, boot_ns, Origin::Exec));
+            self.insert(Process::new(pid, ppid, boot_ns, Origin::Exec));
         }
         let p = self.procs.get_mut(&pid).expect("inserted above");
-        let newer = p.exec_boot_ns.is_none_or(|t| t <= boot_ns);
-        if newer {
+        if p.exec_boot_ns.is_none_or(|t| t <= boot_ns) {
             p.exec_boot_ns = Some(boot_ns);
-            if info.ppid != 0 {
-                p.ppid = info.ppid;
+            if ppid != 0 {
+                p.ppid = ppid;
             }
-            p.comm = info.comm;
-            p.exe = info.exe;
-            p.exe_sha256 = info.exe_sha256;
-            p.argv = info.argv;
-            p.env_names = info.env_names;
-            p.uid = info.uid;
-            p.gid = info.gid;
-            p.loginuid = info.loginuid;
-            p.cgroup_id = Some(info.cgroup_id);
+            p.image = image;
         }
         p
     }
@@ -264,9 +238,8 @@ impl ProcessTable {
 mod tests {
     use super::*;
 
-    fn exec_info(exe: &str, ppid: u32) -> ExecInfo {
-        ExecInfo {
-            ppid,
+    fn image(exe: &str) -> Image {
+        Image {
             comm: "x".into(),
             exe: Some(exe.into()),
             ..Default::default()
@@ -276,13 +249,13 @@ mod tests {
     #[test]
     fn fork_copies_parent_image_then_exec_replaces_it() {
         let mut t = ProcessTable::new(100);
-        t.on_exec(10, 100, exec_info("/bin/bash", 1));
+        t.on_exec(10, 1, 100, image("/bin/bash"));
         t.on_fork(10, 11, 200);
-        assert_eq!(t.get(11).unwrap().exe.as_deref(), Some("/bin/bash"));
+        assert_eq!(t.get(11).unwrap().image.exe.as_deref(), Some("/bin/bash"));
         assert_eq!(t.get(11).unwrap().ppid, 10);
-        t.on_exec(11, 300, exec_info("/usr/bin/curl", 10));
+        t.on_exec(11, 10, 300, image("/usr/bin/curl"));
         let child = t.get(11).unwrap();
-        assert_eq!(child.exe.as_deref(), Some("/usr/bin/curl"));
+        assert_eq!(child.image.exe.as_deref(), Some("/usr/bin/curl"));
         assert_eq!(child.start_boot_ns, 200);
         assert_eq!(
             t.ancestors(11, 8).iter().map(|p| p.pid).collect::<Vec<_>>(),
@@ -293,11 +266,11 @@ mod tests {
     #[test]
     fn exec_before_fork_keeps_exec_image() {
         let mut t = ProcessTable::new(100);
-        t.on_exec(10, 100, exec_info("/bin/sh", 1));
-        t.on_exec(11, 300, exec_info("/usr/bin/true", 10));
+        t.on_exec(10, 1, 100, image("/bin/sh"));
+        t.on_exec(11, 10, 300, image("/usr/bin/true"));
         t.on_fork(10, 11, 200); // arrives late
         let child = t.get(11).unwrap();
-        assert_eq!(child.exe.as_deref(), Some("/usr/bin/true"));
+        assert_eq!(child.image.exe.as_deref(), Some("/usr/bin/true"));
         assert_eq!((child.ppid, child.start_boot_ns), (10, 200));
     }
 
@@ -305,31 +278,31 @@ mod tests {
     fn exit_before_exec_keeps_both() {
         let mut t = ProcessTable::new(100);
         t.on_exit(12, 1, 0x100, 500);
-        t.on_exec(12, 400, exec_info("/usr/bin/false", 1)); // older than the exit
+        t.on_exec(12, 1, 400, image("/usr/bin/false")); // older than the exit
         let p = t.get(12).unwrap();
-        assert_eq!(p.exe.as_deref(), Some("/usr/bin/false"));
+        assert_eq!(p.image.exe.as_deref(), Some("/usr/bin/false"));
         assert_eq!(p.exit_code, Some(0x100));
     }
 
     #[test]
     fn exec_after_exit_is_pid_reuse() {
         let mut t = ProcessTable::new(100);
-        t.on_exec(13, 100, exec_info("/old", 1));
+        t.on_exec(13, 1, 100, image("/old"));
         t.on_exit(13, 1, 0, 200);
-        t.on_exec(13, 300, exec_info("/new", 1));
+        t.on_exec(13, 1, 300, image("/new"));
         let p = t.get(13).unwrap();
-        assert_eq!(p.exe.as_deref(), Some("/new"));
+        assert_eq!(p.image.exe.as_deref(), Some("/new"));
         assert!(!p.has_exited());
     }
 
     #[test]
     fn capacity_evicts_exited_first() {
         let mut t = ProcessTable::new(3);
-        t.on_exec(1, 10, exec_info("/a", 0));
-        t.on_exec(2, 20, exec_info("/b", 0));
+        t.on_exec(1, 0, 10, image("/a"));
+        t.on_exec(2, 0, 20, image("/b"));
         t.on_exit(2, 0, 0, 25);
-        t.on_exec(3, 30, exec_info("/c", 0));
-        t.on_exec(4, 40, exec_info("/d", 0));
+        t.on_exec(3, 0, 30, image("/c"));
+        t.on_exec(4, 0, 40, image("/d"));
         assert_eq!(t.len(), 3);
         assert!(t.get(2).is_none(), "exited process evicted first");
         assert!(t.get(1).is_some());
@@ -339,9 +312,9 @@ mod tests {
     #[test]
     fn ancestors_stop_at_cycles_and_limit() {
         let mut t = ProcessTable::new(100);
-        t.on_exec(1, 1, exec_info("/init", 2));
-        t.on_exec(2, 2, exec_info("/x", 1));
-        t.on_exec(3, 3, exec_info("/y", 2));
+        t.on_exec(1, 2, 1, image("/init"));
+        t.on_exec(2, 1, 2, image("/x"));
+        t.on_exec(3, 2, 3, image("/y"));
         assert_eq!(
             t.ancestors(3, 8).iter().map(|p| p.pid).collect::<Vec<_>>(),
             vec![2, 1]
