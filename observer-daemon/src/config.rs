@@ -30,6 +30,8 @@ pub struct ConfigFile {
     pub watch: WatchSection,
     pub enrich: EnrichSection,
     pub pipeline: PipelineSection,
+    pub receipts: ReceiptsSection,
+    pub agents: Vec<AgentEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,6 +160,66 @@ impl Default for PipelineSection {
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiptsSection {
+    /// Write signed observation receipts. Default true.
+    pub enabled: bool,
+    /// SQLite store (created 0600). Default /var/lib/observer/observer.db.
+    pub store: PathBuf,
+    /// 32-byte master seed (created 0600 on first start). Every chain key
+    /// derives from it. Default /var/lib/observer/master.seed.
+    pub master_seed: PathBuf,
+    /// The deployer's LEI, EIN or DID, the first part of every issuer_id.
+    /// Default "did:web:example.invalid": set it.
+    pub deployer_id: String,
+    /// Host name in issuer ids. Default: the kernel's host name.
+    pub hostname: Option<String>,
+    /// "payload" keeps each receipt's context; "hash" keeps only its digest
+    /// (agent chains; the observer's own receipts always keep theirs).
+    pub mode: crate::receipt::payload::Mode,
+    /// A signed checkpoint at least this often while receipts flow.
+    /// Default 1000.
+    pub checkpoint_interval_ms: u64,
+    /// ML-DSA-65 signing threads. Default 2.
+    pub signing_threads: usize,
+    /// Receipts queued for signing and for the writer. Default 4096.
+    pub queue_capacity: usize,
+    /// Most receipts per SQLite transaction. Default 1024.
+    pub batch_max: usize,
+    /// Opens of one path by one agent process within this window become
+    /// one file.open receipt with a count. Default 1000.
+    pub file_open_window_ms: u64,
+}
+
+impl Default for ReceiptsSection {
+    fn default() -> Self {
+        ReceiptsSection {
+            enabled: true,
+            store: PathBuf::from("/var/lib/observer/observer.db"),
+            master_seed: PathBuf::from("/var/lib/observer/master.seed"),
+            deployer_id: "did:web:example.invalid".into(),
+            hostname: None,
+            mode: crate::receipt::payload::Mode::Payload,
+            checkpoint_interval_ms: 1000,
+            signing_threads: 2,
+            queue_capacity: 4096,
+            batch_max: 1024,
+            file_open_window_ms: 1000,
+        }
+    }
+}
+
+/// A registered agent (interim form until policies/agents.toml lands):
+/// processes that exec one of `executables` (exact path of the binary or
+/// of the script an interpreter runs), and all their descendants, are it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEntry {
+    pub id: String,
+    pub executables: Vec<String>,
+}
+
 /// A validated configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -167,6 +229,8 @@ pub struct Config {
     pub watch: WatchSection,
     pub enrich: EnrichSection,
     pub pipeline: PipelineSection,
+    pub receipts: ReceiptsSection,
+    pub agents: Vec<AgentEntry>,
 }
 
 impl Config {
@@ -234,6 +298,51 @@ impl Config {
                 "capacities must be > 0".into(),
             ));
         }
+        let r = &file.receipts;
+        if r.checkpoint_interval_ms == 0
+            || r.signing_threads == 0
+            || r.queue_capacity == 0
+            || r.batch_max == 0
+        {
+            return Err(invalid(
+                "receipts",
+                "checkpoint_interval_ms, signing_threads, queue_capacity and batch_max must be > 0"
+                    .into(),
+            ));
+        }
+        if r.deployer_id.is_empty() || r.deployer_id.contains(char::is_whitespace) {
+            return Err(invalid(
+                "receipts.deployer_id",
+                format!("{:?} must be a non-empty id without spaces", r.deployer_id),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for a in &file.agents {
+            let valid = !a.id.is_empty()
+                && a.id != crate::receipt::payload::OBSERVER_AGENT
+                && !a.id.starts_with("unregistered:")
+                && a.id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !valid {
+                return Err(invalid(
+                    "agents.id",
+                    format!("{:?}: use letters, digits, '-', '_' or '.'; \"observer\" and \"unregistered:*\" are reserved", a.id),
+                ));
+            }
+            if !seen.insert(a.id.as_str()) {
+                return Err(invalid(
+                    "agents.id",
+                    format!("{:?} is registered twice", a.id),
+                ));
+            }
+            if a.executables.is_empty() || a.executables.iter().any(|x| !x.starts_with('/')) {
+                return Err(invalid(
+                    "agents.executables",
+                    format!("agent {:?} needs one or more absolute paths", a.id),
+                ));
+            }
+        }
         Ok(Config {
             source,
             kernel: file.kernel,
@@ -241,6 +350,8 @@ impl Config {
             watch: file.watch,
             enrich: file.enrich,
             pipeline: file.pipeline,
+            receipts: file.receipts,
+            agents: file.agents,
         })
     }
 }
@@ -319,5 +430,48 @@ mod tests {
             format!("{:?}", repo.pipeline),
             format!("{:?}", builtin.pipeline)
         );
+        assert_eq!(
+            format!("{:?}", repo.receipts),
+            format!("{:?}", builtin.receipts)
+        );
+        assert!(repo.agents.is_empty());
+    }
+
+    #[test]
+    fn agents_are_validated() {
+        let err = Config::parse(
+            "[[agents]]\nid = \"observer\"\nexecutables = [\"/x\"]\n",
+            Path::new("a.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("a.toml") && err.contains("agents.id") && err.contains("reserved"),
+            "{err}"
+        );
+        let err = Config::parse(
+            "[[agents]]\nid = \"a\"\nexecutables = [\"bin/x\"]\n",
+            Path::new("a.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("agents.executables"), "{err}");
+        let err = Config::parse(
+            "[[agents]]\nid = \"a\"\nexecutable = [\"/x\"]\n",
+            Path::new("a.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("executable") && err.contains("line 3"),
+            "{err}"
+        );
+        let ok = Config::parse(
+            "[receipts]\nmode = \"hash\"\n[[agents]]\nid = \"claude-code\"\nexecutables = [\"/usr/bin/claude\"]\n",
+            Path::new("a.toml"),
+        )
+        .unwrap();
+        assert_eq!(ok.agents[0].id, "claude-code");
+        assert_eq!(ok.receipts.mode, crate::receipt::payload::Mode::Hash);
     }
 }

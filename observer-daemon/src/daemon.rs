@@ -3,7 +3,7 @@
 //! until SIGINT or SIGTERM, and shut down without losing what was read.
 use std::{
     io::Write,
-    os::unix::fs::OpenOptionsExt,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::PathBuf,
     sync::Arc,
     time::{Duration, SystemTime},
@@ -25,7 +25,15 @@ use crate::{
     kernel_config,
     loader::{self, LoadOptions},
     loss::{read_kernel, read_skipped, LossTracker, Snapshot},
+    processor::{file_sha256, Processor, Receipts},
     reader::{self, Msg, UserDrops},
+    receipt::{
+        chain::Identity,
+        keys::MasterSeed,
+        pipeline::{Pipeline, PipelineConfig},
+        select::Selector,
+        store::RunKind,
+    },
     record::{Record, StartRecord, StatsRecord},
 };
 
@@ -64,7 +72,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         &kernel_config::Tunables {
             wakeup_bytes: cfg.kernel.wakeup_bytes,
             open_dedup_ns: cfg.kernel.open_dedup_ms * 1_000_000,
-            watch_enabled: !cfg.watch.executables.is_empty(),
+            watch_enabled: !cfg.watch.executables.is_empty() || !cfg.agents.is_empty(),
         },
     )?;
     let probes = loader::load(&LoadOptions {
@@ -96,6 +104,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             hash_max_bytes: cfg.enrich.hash_max_bytes,
             env_patterns,
             watch_executables: cfg.watch.executables.clone(),
+            agents: cfg
+                .agents
+                .iter()
+                .map(|a| (a.id.clone(), a.executables.clone()))
+                .collect(),
         },
         Box::new(KernelWatch(process_flags)),
     );
@@ -113,17 +126,24 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     })))
     .await?;
     let out = open_output(&opts.events)?;
+    let receipts = if cfg.receipts.enabled {
+        Some(start_receipts(cfg)?)
+    } else {
+        None
+    };
+    let processor = Processor::new(enricher, out, receipts);
     let (writer_done_tx, writer_done) = tokio::sync::oneshot::channel::<()>();
     let writer = std::thread::Builder::new()
         .name("observer-writer".into())
         .spawn(move || {
-            let result = write_records(rx, enricher, out);
+            let result = processor.run(rx);
             let _ = writer_done_tx.send(());
             result
         })?;
 
     let drops = Arc::new(UserDrops::default());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_rx_tick = stop_rx.clone();
     let reader = tokio::spawn(reader::run(
         events,
         tx.clone(),
@@ -141,6 +161,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         Duration::from_millis(cfg.kernel.counters_interval_ms),
         stop_rx,
     ));
+    let ticker = tokio::spawn(tick(tx.clone(), stop_rx_tick));
     log::info!("observerd ready (pid {})", std::process::id());
 
     tokio::select! {
@@ -155,6 +176,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     drop(ebpf);
     stop_tx.send(true)?;
     let read = reader.await??;
+    ticker.await?;
     let (counters, mut tracker) = accounting.await?;
     // Final accounting after the last drain, so the totals are complete.
     let now = counters.snapshot();
@@ -226,6 +248,96 @@ async fn account_losses(
     }
 }
 
+/// Lets the writer stage close time windows while no events arrive.
+async fn tick(tx: mpsc::Sender<Msg>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        // A full channel already wakes the writer; a lost tick is harmless.
+        let _ = tx.try_send(Msg::Tick);
+    }
+}
+
+/// Opens the store and the master seed and starts the receipt pipeline.
+fn start_receipts(cfg: &Config) -> anyhow::Result<Receipts> {
+    let r = &cfg.receipts;
+    // The state directory (systemd's StateDirectory in production) holds
+    // the seed and the store: private to root.
+    for path in [&r.master_seed, &r.store] {
+        if let Some(dir) = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
+    }
+    let (master, created) = MasterSeed::load_or_create(&r.master_seed)?;
+    if created {
+        log::warn!(
+            "created a new master seed at {}: back it up; its public key anchors every receipt",
+            r.master_seed.display()
+        );
+    }
+    let hostname = match &r.hostname {
+        Some(h) => h.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading the host name")?
+            .trim()
+            .to_string(),
+    };
+    let observer_executable_hash = std::env::current_exe()
+        .and_then(|exe| file_sha256(&exe))
+        .context("hashing the observerd executable")?;
+    let identity = Identity {
+        deployer_id: r.deployer_id.clone(),
+        hostname,
+        mode: r.mode,
+        observer_executable_hash: observer_executable_hash.clone(),
+    };
+    let (pipeline, resumed) = Pipeline::start(
+        &PipelineConfig {
+            store: r.store.clone(),
+            signing_threads: r.signing_threads,
+            queue_capacity: r.queue_capacity,
+            checkpoint_interval: Duration::from_millis(r.checkpoint_interval_ms),
+            batch_max: r.batch_max,
+        },
+        identity,
+        master,
+        RunKind::Daemon,
+        &rfc3339(SystemTime::now()),
+    )
+    .with_context(|| format!("opening the receipt store {}", r.store.display()))?;
+    log::info!(
+        "receipt store {}: {} receipts, run {}",
+        r.store.display(),
+        resumed.log_size,
+        resumed.run_id
+    );
+    let policy = serde_json::json!({
+        "event": "policy_loaded",
+        "config": cfg.source.as_ref().map(|p| p.display().to_string()),
+        "mode": r.mode.as_str(),
+        "agents": cfg.agents.iter().map(|a| serde_json::json!({"id": a.id, "executables": a.executables})).collect::<Vec<_>>(),
+        "file_open_window_ms": r.file_open_window_ms,
+    });
+    Ok(Receipts {
+        pipeline,
+        resumed,
+        selector: Selector::new(r.file_open_window_ms * 1_000_000),
+        observer_executable_hash,
+        policy,
+        master_seed_created: created,
+    })
+}
+
 async fn wait_for_shutdown() -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
@@ -251,46 +363,4 @@ fn open_output(events: &EventsOutput) -> anyhow::Result<Option<Box<dyn Write + S
                 .with_context(|| format!("opening events output {}", path.display()))?,
         )),
     })
-}
-
-/// The writer stage: enrich each event and write one JSON line per record,
-/// flushing whenever the channel runs empty so readers see events promptly.
-fn write_records(
-    mut rx: mpsc::Receiver<Msg>,
-    mut enricher: Enricher,
-    out: Option<Box<dyn Write + Send>>,
-) -> anyhow::Result<u64> {
-    let mut out = out.map(|w| std::io::BufWriter::with_capacity(1 << 16, w));
-    let mut written = 0u64;
-    loop {
-        let msg = match rx.try_recv() {
-            Ok(msg) => msg,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                if let Some(w) = out.as_mut() {
-                    w.flush().context("flushing events output")?;
-                }
-                match rx.blocking_recv() {
-                    Some(msg) => msg,
-                    None => break,
-                }
-            }
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-        };
-        let mut record = match msg {
-            Msg::Event(ev) => Record::Event(Box::new(enricher.enrich(&ev))),
-            Msg::Record(r) => r,
-        };
-        if let Record::ObserverStop(stats) = &mut record {
-            stats.events_written = written;
-        }
-        if let Some(w) = out.as_mut() {
-            serde_json::to_writer(&mut *w, &record)?;
-            w.write_all(b"\n").context("writing events output")?;
-        }
-        written += 1;
-    }
-    if let Some(w) = out.as_mut() {
-        w.flush().context("flushing events output")?;
-    }
-    Ok(written)
 }

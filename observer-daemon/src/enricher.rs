@@ -2,7 +2,10 @@
 //! from the process table, executable hash, redacted argv, environment
 //! variable names, user and group names, cgroup path, systemd unit and
 //! container id, and the parent chain.
-use std::collections::HashSet;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use crate::{
     enrich::{
@@ -30,6 +33,9 @@ pub struct EnricherOptions {
     pub hash_max_bytes: u64,
     pub env_patterns: Vec<EnvPattern>,
     pub watch_executables: Vec<String>,
+    /// Registered agents: id and the executables (or scripts) that start
+    /// one. Their process trees are attributed to them and watched.
+    pub agents: Vec<(String, Vec<String>)>,
 }
 
 pub struct Enricher {
@@ -39,6 +45,7 @@ pub struct Enricher {
     users: UserNames,
     env_patterns: Vec<EnvPattern>,
     watch_executables: HashSet<String>,
+    agent_executables: HashMap<String, Arc<str>>,
     watch: Box<dyn WatchControl>,
     clock: BootClock,
 }
@@ -52,6 +59,14 @@ impl Enricher {
             users: UserNames::new(1024),
             env_patterns: opts.env_patterns,
             watch_executables: opts.watch_executables.into_iter().collect(),
+            agent_executables: opts
+                .agents
+                .into_iter()
+                .flat_map(|(id, exes)| {
+                    let id: Arc<str> = id.into();
+                    exes.into_iter().map(move |x| (x, id.clone()))
+                })
+                .collect(),
             watch,
             clock: BootClock::now(),
         }
@@ -76,10 +91,38 @@ impl Enricher {
             if let Ok((_, hash)) = self.hashes.hash_proc_exe(p.pid) {
                 p.image.exe_sha256 = Some(hash);
             }
+            p.agent = self.agent_of_image(&p, None);
             self.apply_watch(&mut p, None);
             self.table.insert_scanned(p);
         }
+        self.inherit_scanned_agents();
         n
+    }
+
+    /// Scanned processes whose ancestor is an agent belong to it (the scan
+    /// sees children before it can know their parents' identity).
+    fn inherit_scanned_agents(&mut self) {
+        let orphans: Vec<u32> = self
+            .table
+            .pids()
+            .filter(|pid| self.table.get(*pid).is_some_and(|p| p.agent.is_none()))
+            .collect();
+        for pid in orphans {
+            let agent = self
+                .table
+                .ancestors(pid, usize::MAX)
+                .into_iter()
+                .find_map(|a| a.agent.clone());
+            if let Some(agent) = agent {
+                let mut p = self.table.get(pid).cloned().expect("listed above");
+                p.agent = Some(agent);
+                self.apply_watch(&mut p, None);
+                if let Some(entry) = self.table.get_mut(pid) {
+                    entry.agent = p.agent;
+                    entry.watched = p.watched;
+                }
+            }
+        }
     }
 
     pub fn enrich(&mut self, ev: &Event) -> EnrichedEvent {
@@ -159,30 +202,32 @@ impl Enricher {
             .get(h.tgid)
             .cloned()
             .expect("on_exec inserted it");
-        if self.apply_watch(&mut p, Some(&e.filename)) {
-            if let Some(entry) = self.table.get_mut(h.tgid) {
-                entry.watched = true;
-            }
+        if let Some(agent) = self.agent_of_image(&p, Some(&e.filename)) {
+            p.agent = Some(agent);
         }
+        self.apply_watch(&mut p, Some(&e.filename));
+        if let Some(entry) = self.table.get_mut(h.tgid) {
+            entry.watched = p.watched;
+            entry.agent = p.agent;
+        }
+    }
+
+    /// The agent whose executable (or script) this image is, if any.
+    fn agent_of_image(&self, p: &Process, filename: Option<&str>) -> Option<Arc<str>> {
+        if self.agent_executables.is_empty() {
+            return None;
+        }
+        image_names(p, filename).find_map(|name| self.agent_executables.get(name).cloned())
     }
 
     /// Marks `p` watched (and tells the kernel) if its executable, or the
     /// script it exec'd, is configured as watched. Returns true if newly set.
     fn apply_watch(&mut self, p: &mut Process, filename: Option<&str>) -> bool {
-        if p.watched || self.watch_executables.is_empty() {
+        if p.watched {
             return false;
         }
-        let hit = p
-            .image
-            .exe
-            .as_deref()
-            .is_some_and(|x| self.watch_executables.contains(x))
-            || filename.is_some_and(|f| self.watch_executables.contains(f))
-            || p.image
-                .argv
-                .iter()
-                .take(2)
-                .any(|a| self.watch_executables.contains(a));
+        let hit = p.agent.is_some()
+            || image_names(p, filename).any(|name| self.watch_executables.contains(name));
         if hit {
             p.watched = true;
             self.watch.watch(p.pid);
@@ -230,6 +275,7 @@ impl Enricher {
             cgroup,
             origin: p.origin,
             watched: p.watched,
+            agent: p.agent.as_deref().map(str::to_string),
         }
     }
 
@@ -244,6 +290,17 @@ impl Enricher {
             })
             .collect()
     }
+}
+
+/// The names an image answers to: its executable, the path it exec'd, and
+/// its first two argv entries (an interpreter's script).
+fn image_names<'a>(p: &'a Process, filename: Option<&'a str>) -> impl Iterator<Item = &'a str> {
+    p.image
+        .exe
+        .as_deref()
+        .into_iter()
+        .chain(filename)
+        .chain(p.image.argv.iter().take(2).map(String::as_str))
 }
 
 fn exec_detail(e: &Exec) -> ExecDetail {

@@ -46,6 +46,10 @@ pub struct Process {
     pub origin: Origin,
     /// All opens of this process are reported (inherited by descendants).
     pub watched: bool,
+    /// The registered agent this process belongs to: set when it execs an
+    /// agent's executable, inherited by every descendant at fork, kept
+    /// across exec unless the new image is another agent.
+    pub agent: Option<std::sync::Arc<str>>,
 }
 
 impl Process {
@@ -60,6 +64,7 @@ impl Process {
             exit_boot_ns: None,
             origin,
             watched: false,
+            agent: None,
         }
     }
 
@@ -105,6 +110,10 @@ impl ProcessTable {
 
     pub fn get_mut(&mut self, pid: u32) -> Option<&mut Process> {
         self.procs.get_mut(&pid)
+    }
+
+    pub fn pids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.procs.keys().copied()
     }
 
     /// Adds a process found by the startup scan unless events already told

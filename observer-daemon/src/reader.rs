@@ -24,6 +24,9 @@ use crate::{
 pub enum Msg {
     Event(Event),
     Record(Record),
+    /// Time passes: lets the writer stage close time windows (folded file
+    /// opens) while no events arrive.
+    Tick,
 }
 
 /// User-space drop counters, shared by the reader and the loss tracker.

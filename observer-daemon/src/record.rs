@@ -69,6 +69,8 @@ pub struct ProcessView {
     pub container_id: Option<String>,
     pub origin: Origin,
     pub watched: bool,
+    /// The registered agent whose process tree this process is in.
+    pub agent: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

@@ -57,7 +57,19 @@ fn unprivileged_start_fails_with_a_clear_reason() {
 #[test]
 fn output_failure_stops_the_daemon_with_the_error() {
     let started = std::time::Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("observer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[receipts]\nstore = \"{0}/observer.db\"\nmaster_seed = \"{0}/master.seed\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
     let out = observerd()
+        .arg("--config")
+        .arg(&config)
         .args(["--events-jsonl", "/dev/full"])
         .output()
         .unwrap();

@@ -19,7 +19,7 @@ fn delivered_plus_counted_drops_equals_generated_exactly() {
     for p in &paths {
         write_file(p, "x");
     }
-    d.signal(Signal::SIGSTOP);
+    d.freeze();
     for p in &paths {
         std::fs::File::open(p).expect("open");
     }

@@ -1,11 +1,16 @@
 //! `observerd`: the observer daemon.
-use std::path::PathBuf;
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use observer_daemon::{
     config::Config,
     daemon::{self, EventsOutput, RunOptions},
+    receipt::{
+        json, keys,
+        store::Store,
+        verify::{self, VerifyOptions},
+    },
 };
 
 #[derive(Parser)]
@@ -16,7 +21,7 @@ use observer_daemon::{
 )]
 struct Cli {
     /// Configuration file (see observer.toml in the repository for every key).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     config: Option<PathBuf>,
     /// Write enriched events as JSON lines to PATH, or to stdout with `-`.
     #[arg(long, value_name = "PATH|-")]
@@ -24,18 +29,107 @@ struct Cli {
     /// Validate the configuration and exit.
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Subcommand)]
+enum Command {
+    /// Verify a receipt store offline: signatures, keys, chains, digests,
+    /// the Merkle log and its checkpoints. Exit status 1 on any failure.
+    Verify {
+        /// The SQLite receipt store.
+        #[arg(long, value_name = "PATH")]
+        db: PathBuf,
+        /// The pinned master public key as an AKP JWK (JSON). Without it,
+        /// the key is derived from the master seed (root only).
+        #[arg(long, value_name = "FILE")]
+        pubkey: Option<PathBuf>,
+        /// Master seed to derive the public key from. Default: the
+        /// configuration's receipts.master_seed.
+        #[arg(long, value_name = "FILE", conflicts_with = "pubkey")]
+        master_seed: Option<PathBuf>,
+        /// A signed checkpoint kept off-host (repeatable): the log must
+        /// still contain it (detects a truncated log).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Vec<PathBuf>,
+        /// Also verify every signature with the second ML-DSA-65
+        /// implementation (RustCrypto ml-dsa).
+        #[arg(long)]
+        independent: bool,
+        /// Print the full report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("observerd: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = match &cli.config {
         Some(path) => Config::load(path)?,
         None => Config::defaults(),
     };
+    if let Some(Command::Verify {
+        db,
+        pubkey,
+        master_seed,
+        checkpoint,
+        independent,
+        json,
+    }) = cli.command
+    {
+        let master_public_key = match pubkey {
+            Some(path) => read_jwk(&path)?,
+            None => {
+                let path = master_seed.unwrap_or(config.receipts.master_seed.clone());
+                let seed = keys::MasterSeed::load_existing(&path)
+                    .with_context(|| format!("master seed {}", path.display()))?;
+                keys::ChainKey::master_key(&seed).public_key().to_vec()
+            }
+        };
+        let external_checkpoints = checkpoint
+            .iter()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("reading checkpoint {}", p.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let store = Store::open_read_only(&db)?;
+        let report = verify::verify_store(
+            &store,
+            &VerifyOptions {
+                master_public_key,
+                now_unix_ns: observer_daemon::processor::now_unix_ns(),
+                external_checkpoints,
+                independent,
+                threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            },
+        )?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print_report(&db, &report);
+        }
+        return Ok(if report.ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
     if cli.check_config {
         println!("configuration ok");
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     let events = match cli.events_jsonl.as_deref() {
         None => EventsOutput::None,
@@ -47,5 +141,47 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(daemon::run(RunOptions { config, events }))
+    runtime.block_on(daemon::run(RunOptions { config, events }))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_jwk(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let jwk = json::parse_strict(&text).with_context(|| format!("{}", path.display()))?;
+    keys::public_key_from_jwk(&jwk).with_context(|| format!("{}", path.display()))
+}
+
+fn print_report(db: &std::path::Path, report: &verify::Report) {
+    println!(
+        "{}: {} receipts in {} chains, log size {}, {} checkpoints verified, {} receipts after the newest checkpoint",
+        db.display(),
+        report.receipts,
+        report.chains,
+        report.log_size,
+        report.checkpoints_verified,
+        report.uncheckpointed
+    );
+    for (check, c) in &report.checks {
+        println!(
+            "  {check:<22} pass {:>8}  fail {:>6}  unverifiable {:>6}",
+            c.pass, c.fail, c.unverifiable
+        );
+    }
+    if report.erased_contexts > 0 {
+        println!("  {} contexts erased on request", report.erased_contexts);
+    }
+    match report.first_failure() {
+        None => println!("verification passed ({})", report.verifiers.join(", ")),
+        Some(f) => {
+            println!("verification FAILED: {} failures", report.failures.len());
+            if f.chain.is_empty() {
+                println!("first failure: {}: {}", f.check, f.reason);
+            } else {
+                println!(
+                    "first failure: chain {} seq {} receipt {}: {}: {}",
+                    f.chain, f.seq, f.receipt_hash, f.check, f.reason
+                );
+            }
+        }
+    }
 }

@@ -16,24 +16,57 @@ pub const WAIT: Duration = Duration::from_secs(15);
 /// A running daemon; stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Daemon {
     child: Option<Child>,
-    pub dir: tempfile::TempDir,
+    pub dir: StateDir,
     pub events: PathBuf,
     pub stderr: PathBuf,
 }
 
+/// Where a daemon keeps its config, output, store and master seed: its own
+/// temporary directory, or one a test shares between successive daemons.
+pub enum StateDir {
+    Owned(tempfile::TempDir),
+    Shared(PathBuf),
+}
+
+impl StateDir {
+    pub fn path(&self) -> &Path {
+        match self {
+            StateDir::Owned(t) => t.path(),
+            StateDir::Shared(p) => p,
+        }
+    }
+}
+
 impl Daemon {
     /// Starts observerd with `config` (TOML text) and waits until it
-    /// reports that its probes are attached.
+    /// reports that its probes are attached. `@DIR@` in the config is the
+    /// daemon's directory; without a `[receipts]` section the receipt store
+    /// and master seed go there.
     pub fn start(config: &str) -> Daemon {
+        Self::start_in(
+            StateDir::Owned(tempfile::tempdir().expect("tempdir")),
+            config,
+        )
+    }
+
+    pub fn start_in(dir: StateDir, config: &str) -> Daemon {
         assert!(
             nix::unistd::geteuid().is_root(),
             "integration tests load eBPF programs and must run as root"
         );
-        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = config.to_string();
+        if !config.contains("[receipts]") {
+            config.push_str(
+                "\n[receipts]\nstore = \"@DIR@/observer.db\"\nmaster_seed = \"@DIR@/master.seed\"\n",
+            );
+        }
+        let config = config.replace("@DIR@", &dir.path().display().to_string());
         let config_path = dir.path().join("observer.toml");
         std::fs::write(&config_path, config).expect("write config");
-        let events = dir.path().join("events.jsonl");
-        let stderr = dir.path().join("stderr.log");
+        // Fresh files per start: a shared directory sees several daemons.
+        let run = unique("run");
+        let events = dir.path().join(format!("{run}.events.jsonl"));
+        let stderr = dir.path().join(format!("{run}.stderr.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_observerd"))
             .arg("--config")
             .arg(&config_path)
@@ -53,8 +86,47 @@ impl Daemon {
         d
     }
 
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("observer.db")
+    }
+
+    pub fn master_seed(&self) -> PathBuf {
+        self.dir.path().join("master.seed")
+    }
+
+    /// SIGKILL: no clean stop, no final checkpoint.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGSTOP, returning once every thread of the daemon is stopped (the
+    /// signal is asynchronous: a reader thread may drain a little longer).
+    pub fn freeze(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+        let start = Instant::now();
+        let tasks = format!("/proc/{}/task", self.pid());
+        loop {
+            let all_stopped = std::fs::read_dir(&tasks)
+                .expect("task dir")
+                .filter_map(Result::ok)
+                .all(|t| {
+                    let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                    // The state follows the ")" that ends the comm field.
+                    stat.rsplit_once(')')
+                        .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+                });
+            if all_stopped {
+                return;
+            }
+            assert!(start.elapsed() < WAIT, "observerd did not stop");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
@@ -178,4 +250,118 @@ pub fn write_file(path: &Path, text: &str) {
     std::fs::File::create(path)
         .and_then(|mut f| f.write_all(text.as_bytes()))
         .expect("write file");
+}
+
+/// One stored receipt, parsed.
+#[derive(Debug, Clone)]
+pub struct StoredReceipt {
+    pub leaf: u64,
+    pub hash: String,
+    pub chain: String,
+    pub seq: u64,
+    pub payload: Value,
+    pub envelope: String,
+    pub context: Option<Value>,
+}
+
+/// The receipts of one action type, in log order.
+pub fn stored_receipts_of(db: &Path, action_type: &str) -> Vec<StoredReceipt> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open store");
+    let mut stmt = c
+        .prepare(
+            "SELECT r.leaf_index, r.receipt_hash, r.issuer_id, r.seq, r.envelope, c.context
+             FROM receipts r LEFT JOIN contexts c USING (leaf_index)
+             WHERE r.action_type = ?1 ORDER BY r.leaf_index",
+        )
+        .expect("prepare");
+    let rows = stmt
+        .query_map([action_type], |r| {
+            let envelope: String = r.get(4)?;
+            let context: Option<String> = r.get(5)?;
+            let parsed: Value = serde_json::from_str(&envelope).expect("envelope JSON");
+            Ok(StoredReceipt {
+                leaf: r.get::<_, i64>(0)? as u64,
+                hash: hex::encode(r.get::<_, Vec<u8>>(1)?),
+                chain: r.get(2)?,
+                seq: r.get::<_, i64>(3)? as u64,
+                payload: parsed["payload"].clone(),
+                envelope,
+                context: context.map(|c| serde_json::from_str(&c).expect("context JSON")),
+            })
+        })
+        .expect("query");
+    rows.map(|r| r.expect("row")).collect()
+}
+
+/// Every receipt of a store, in log order.
+pub fn stored_receipts(db: &Path) -> Vec<StoredReceipt> {
+    let store = observer_daemon::receipt::store::Store::open_read_only(db).expect("open store");
+    let mut out = Vec::new();
+    store
+        .for_each_receipt(|row| {
+            let envelope: Value = serde_json::from_str(&row.envelope).expect("envelope JSON");
+            out.push(StoredReceipt {
+                leaf: row.leaf_index,
+                hash: hex::encode(&row.receipt_hash),
+                chain: row.issuer_id.clone(),
+                seq: row.seq,
+                payload: envelope["payload"].clone(),
+                envelope: row.envelope.clone(),
+                context: row
+                    .context
+                    .as_deref()
+                    .map(|c| serde_json::from_str(c).expect("context JSON")),
+            });
+            true
+        })
+        .expect("read receipts");
+    out
+}
+
+/// The master public key derived from a daemon's master seed.
+pub fn master_public_key(seed: &Path) -> Vec<u8> {
+    use observer_daemon::receipt::keys;
+    let seed = keys::MasterSeed::load_existing(seed).expect("master seed");
+    keys::ChainKey::master_key(&seed).public_key().to_vec()
+}
+
+/// Verifies a store with both ML-DSA implementations.
+pub fn verify_store(
+    db: &Path,
+    seed: &Path,
+    external: Vec<String>,
+) -> observer_daemon::receipt::verify::Report {
+    verify_store_with(db, seed, external, true)
+}
+
+pub fn verify_store_with(
+    db: &Path,
+    seed: &Path,
+    external: Vec<String>,
+    independent: bool,
+) -> observer_daemon::receipt::verify::Report {
+    let store = observer_daemon::receipt::store::Store::open_read_only(db).expect("open store");
+    observer_daemon::receipt::verify::verify_store(
+        &store,
+        &observer_daemon::receipt::verify::VerifyOptions {
+            master_public_key: master_public_key(seed),
+            now_unix_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64,
+            external_checkpoints: external,
+            independent,
+            threads: 2,
+        },
+    )
+    .expect("verify")
+}
+
+/// A config registering `exe` as agent `id`.
+pub fn agent_config(id: &str, exe: &Path, extra: &str) -> String {
+    format!(
+        "[files]\nprefixes = []\nsuffixes = []\n{extra}\n[[agents]]\nid = {id:?}\nexecutables = [{:?}]\n",
+        exe.display().to_string()
+    )
 }

@@ -1,0 +1,272 @@
+//! The stage after the ring-buffer reader: enriches each event, writes the
+//! optional JSON-lines output, and turns the events of registered agents
+//! and the observer's own lifecycle into signed receipts.
+use std::{
+    io::Write,
+    sync::atomic::Ordering,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context as _;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::{
+    enricher::Enricher,
+    reader::Msg,
+    receipt::{
+        chain::Draft,
+        payload::{self, Mappings, RiskClass, UnsignedGap, OBSERVER_AGENT},
+        pipeline::{Pipeline, Resumed},
+        select::Selector,
+    },
+    record::{LossRecord, Record, StartRecord, StatsRecord},
+};
+
+/// The receipt side of the processor.
+pub struct Receipts {
+    pub pipeline: Pipeline,
+    pub resumed: Resumed,
+    pub selector: Selector,
+    /// `sha256:<hex>` of the running observerd.
+    pub observer_executable_hash: String,
+    /// What `observer.policy` records at start: the agents and settings
+    /// that decide what becomes a receipt.
+    pub policy: Value,
+    pub master_seed_created: bool,
+}
+
+pub fn now_unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// `sha256:<hex>` of a file.
+pub fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+}
+
+pub struct Processor {
+    enricher: Enricher,
+    out: Option<std::io::BufWriter<Box<dyn Write + Send>>>,
+    receipts: Option<Receipts>,
+    drafts: Vec<Draft>,
+    /// Start of the current loss window.
+    loss_window_from: u64,
+    written: u64,
+}
+
+impl Processor {
+    pub fn new(
+        enricher: Enricher,
+        out: Option<Box<dyn Write + Send>>,
+        receipts: Option<Receipts>,
+    ) -> Processor {
+        Processor {
+            enricher,
+            out: out.map(|w| std::io::BufWriter::with_capacity(1 << 16, w)),
+            receipts,
+            drafts: Vec::new(),
+            loss_window_from: now_unix_ns(),
+            written: 0,
+        }
+    }
+
+    /// Runs until the channel closes; returns the records written.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Msg>) -> anyhow::Result<u64> {
+        loop {
+            let msg = match rx.try_recv() {
+                Ok(msg) => msg,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    if let Some(w) = self.out.as_mut() {
+                        w.flush().context("flushing events output")?;
+                    }
+                    match rx.blocking_recv() {
+                        Some(msg) => msg,
+                        None => break,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            };
+            self.handle(msg)?;
+        }
+        if let Some(w) = self.out.as_mut() {
+            w.flush().context("flushing events output")?;
+        }
+        if let Some(r) = self.receipts.take() {
+            r.pipeline
+                .finish(&payload::issued_at(now_unix_ns()))
+                .context("finishing the receipt store")?;
+        }
+        Ok(self.written)
+    }
+
+    fn handle(&mut self, msg: Msg) -> anyhow::Result<()> {
+        let mut record = match msg {
+            Msg::Event(ev) => {
+                let enriched = self.enricher.enrich(&ev);
+                if let Some(r) = self.receipts.as_mut() {
+                    let unix_ns = self
+                        .enricher
+                        .clock()
+                        .wall(enriched.boot_ns)
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as u64);
+                    r.selector.on_event(&enriched, unix_ns, &mut self.drafts);
+                }
+                Record::Event(Box::new(enriched))
+            }
+            Msg::Tick => {
+                if let Some(r) = self.receipts.as_mut() {
+                    r.selector.flush_due(now_unix_ns(), &mut self.drafts);
+                }
+                return self.submit();
+            }
+            Msg::Record(r) => r,
+        };
+        match &mut record {
+            Record::ObserverStart(start) => self.on_start(start),
+            Record::Loss(loss) => self.on_loss(loss),
+            Record::ObserverStop(stats) => {
+                stats.events_written = self.written;
+                self.on_stop(stats);
+            }
+            Record::Event(_) => {}
+        }
+        self.submit()?;
+        if let Some(w) = self.out.as_mut() {
+            serde_json::to_writer(&mut *w, &record)?;
+            w.write_all(b"\n").context("writing events output")?;
+        }
+        self.written += 1;
+        Ok(())
+    }
+
+    fn submit(&mut self) -> anyhow::Result<()> {
+        let Some(r) = self.receipts.as_mut() else {
+            return Ok(());
+        };
+        for draft in self.drafts.drain(..) {
+            if let Err(e) = r.pipeline.submit(draft) {
+                if r.pipeline.writer_stopped() {
+                    if let Some(cause) = r.pipeline.writer_error() {
+                        return Err(cause).context("the receipt writer stopped");
+                    }
+                }
+                return Err(e).context("submitting a receipt");
+            }
+        }
+        Ok(())
+    }
+
+    fn observer_draft(&self, action_type: &'static str, context: Value) -> Option<Draft> {
+        let r = self.receipts.as_ref()?;
+        Some(Draft {
+            agent_id: OBSERVER_AGENT.to_string(),
+            action_type,
+            unix_ns: now_unix_ns(),
+            context,
+            risk_class: RiskClass::Low,
+            executable_hash: r.observer_executable_hash.clone(),
+            mappings: Mappings::default(),
+            detection_rules_digest: None,
+            erases: None,
+        })
+    }
+
+    fn on_start(&mut self, start: &StartRecord) {
+        let Some(r) = self.receipts.as_ref() else {
+            return;
+        };
+        let resumed = &r.resumed;
+        let previous = resumed.previous_run.as_ref().map(|run| {
+            json!({
+                "run_id": run.id,
+                "pid": run.pid,
+                "version": run.version,
+                "started_at": run.started_at,
+                "stopped_at": run.stopped_at,
+                "clean_stop": run.clean_stop,
+            })
+        });
+        let unclean = resumed
+            .previous_run
+            .as_ref()
+            .is_some_and(|run| !run.clean_stop);
+        let last_checkpoint = resumed.last_checkpoint.as_ref().map(
+            |c| json!({"size": c.size, "root": hex::encode(&c.root), "created_at": c.created_at}),
+        );
+        // The daemon was down from its last receipt (or its clean stop) to
+        // now: whatever happened meanwhile was not observed.
+        let down_from = resumed
+            .previous_run
+            .as_ref()
+            .and_then(|run| run.stopped_at.clone())
+            .or_else(|| resumed.last_issued_ns.map(payload::issued_at));
+        let context = json!({
+            "pid": start.pid,
+            "version": env!("CARGO_PKG_VERSION"),
+            "run_id": resumed.run_id,
+            "probes": start.probes,
+            "processes_scanned": start.processes_scanned,
+            "config": start.config,
+            "log_size": resumed.log_size,
+            "master_seed_created": r.master_seed_created,
+            "previous_run": previous,
+            "previous_stop_unclean": unclean,
+            "last_checkpoint": last_checkpoint,
+            "unobserved": down_from.map(|from| json!({"from": from, "to": payload::issued_at(now_unix_ns())})),
+        });
+        if unclean {
+            log::warn!(
+                "the previous run did not stop cleanly; last checkpoint {:?}",
+                resumed.last_checkpoint.as_ref().map(|c| c.size)
+            );
+        }
+        let policy = r.policy.clone();
+        self.drafts
+            .extend(self.observer_draft("observer.start", context));
+        self.drafts
+            .extend(self.observer_draft("observer.policy", policy));
+    }
+
+    fn on_loss(&mut self, loss: &LossRecord) {
+        let now = now_unix_ns();
+        let gap = UnsignedGap {
+            count: loss.total,
+            from: payload::issued_at(self.loss_window_from),
+            to: payload::issued_at(now),
+        };
+        self.loss_window_from = now;
+        let Ok(mut context) = serde_json::to_value(loss) else {
+            return;
+        };
+        context["from"] = json!(gap.from);
+        context["to"] = json!(gap.to);
+        if let Some(r) = self.receipts.as_mut() {
+            r.pipeline.record_loss(&gap);
+        }
+        self.drafts
+            .extend(self.observer_draft("observer.loss", context));
+    }
+
+    fn on_stop(&mut self, stats: &StatsRecord) {
+        let Some(r) = self.receipts.as_mut() else {
+            return;
+        };
+        r.selector.flush_all(&mut self.drafts);
+        let m = r.pipeline.metrics();
+        let Ok(mut context) = serde_json::to_value(stats) else {
+            return;
+        };
+        context["receipts_committed_this_run"] = json!(m.committed.load(Ordering::Relaxed));
+        context["log_size_before_stop"] = json!(m.log_size.load(Ordering::Relaxed));
+        self.drafts
+            .extend(self.observer_draft("observer.stop", context));
+    }
+}

@@ -1,0 +1,957 @@
+//! Strict JSON reader for verifiers.
+//!
+//! A verifier must see exactly the document the signer meant, and two
+//! conformant verifiers must never disagree about what a document says. The
+//! ordinary reader (`serde_json::from_slice`) is lenient where that matters:
+//! it keeps the last of two members with the same name, and it silently
+//! rounds integer literals that have no exact IEEE-754 double. An attacker
+//! can exploit either to make one verifier check a different value than
+//! another (RFC 8785 section 3.1, I-JSON RFC 7493, the asqav-25 vectors).
+//!
+//! [`parse_strict`] is a small hand-written RFC 8259 parser that refuses:
+//! - duplicate member names at any depth, compared after escape decoding;
+//! - integer literals outside the I-JSON safe range ±(2^53−1), judged on the
+//!   source digits, before any conversion could lose them;
+//! - numbers that overflow to ±infinity;
+//! - invalid UTF-8, lone surrogate escapes, raw control characters in
+//!   strings, trailing data, and nesting deeper than [`MAX_DEPTH`].
+//!
+//! It is hand-written rather than a `serde` visitor over
+//! `serde_json::Deserializer` because the visitor cannot tell an integer
+//! literal too long for `u64` (which `serde_json` hands over as `f64`) from a
+//! float literal, and it reports no byte offsets. The result is an ordinary
+//! [`serde_json::Value`], so the rest of the code base keeps one value type.
+
+use std::fmt;
+
+use serde_json::{map::Entry, Map, Number, Value};
+
+use super::jcs::MAX_SAFE_INTEGER;
+
+/// Deepest nesting of arrays and objects accepted, the same limit as
+/// `serde_json`'s default: receipts are shallow, and the limit keeps a hostile
+/// document from exhausting the stack.
+pub const MAX_DEPTH: usize = 128;
+
+/// Where in the input an error was found. `line` and `column` are 1-based;
+/// `column` counts bytes, as `serde_json` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub offset: usize,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Position {
+    fn locate(bytes: &[u8], offset: usize) -> Self {
+        let before = &bytes[..offset.min(bytes.len())];
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |newline| newline + 1);
+        Self {
+            offset,
+            line: 1 + before.iter().filter(|&&b| b == b'\n').count(),
+            column: 1 + before.len() - line_start,
+        }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "line {}, column {} (byte {})",
+            self.line, self.column, self.offset
+        )
+    }
+}
+
+/// Why a document was refused. Every variant says where; the semantic ones
+/// (duplicate member, unsafe or non-finite number) also carry the RFC 6901
+/// JSON Pointer of the offending member, `""` being the whole document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonError {
+    #[error("invalid UTF-8 at {at}")]
+    InvalidUtf8 { at: Position },
+    #[error("unexpected end of input at {at}: expected {expected}")]
+    UnexpectedEnd {
+        expected: &'static str,
+        at: Position,
+    },
+    #[error("syntax error at {at}: expected {expected}")]
+    Syntax {
+        expected: &'static str,
+        at: Position,
+    },
+    #[error("raw control character in a string at {at}: it must be escaped")]
+    ControlCharacter { at: Position },
+    #[error("invalid escape sequence at {at}")]
+    InvalidEscape { at: Position },
+    #[error("lone UTF-16 surrogate escape at {at}: it encodes no character")]
+    LoneSurrogate { at: Position },
+    #[error("invalid number at {at}: {reason}")]
+    InvalidNumber { reason: &'static str, at: Position },
+    #[error(
+        "integer {literal} at pointer \"{path}\" ({at}) is outside the I-JSON safe range \
+         ±(2^53-1); such values must be carried as strings"
+    )]
+    UnsafeInteger {
+        literal: String,
+        path: String,
+        at: Position,
+    },
+    #[error("number {literal} at pointer \"{path}\" ({at}) is not a finite double")]
+    NonFiniteNumber {
+        literal: String,
+        path: String,
+        at: Position,
+    },
+    #[error("duplicate member name \"{name}\" at pointer \"{path}\" ({at})")]
+    DuplicateMember {
+        name: String,
+        path: String,
+        at: Position,
+    },
+    #[error("nesting deeper than {limit} arrays or objects at {at}")]
+    TooDeep { limit: usize, at: Position },
+    #[error("trailing data after the JSON value at {at}")]
+    TrailingData { at: Position },
+}
+
+impl JsonError {
+    /// Prefixes the pointer of a path-carrying error with the member or
+    /// element it was found in. Paths are built while the error unwinds, so
+    /// a successful parse pays nothing for them.
+    fn nested_in(mut self, segment: PathSegment<'_>) -> Self {
+        if let Self::UnsafeInteger { path, .. }
+        | Self::NonFiniteNumber { path, .. }
+        | Self::DuplicateMember { path, .. } = &mut self
+        {
+            let mut prefixed = String::with_capacity(path.len() + 8);
+            segment.push_pointer_token(&mut prefixed);
+            prefixed.push_str(path);
+            *path = prefixed;
+        }
+        self
+    }
+}
+
+#[derive(Clone, Copy)]
+enum PathSegment<'a> {
+    Member(&'a str),
+    Element(usize),
+}
+
+impl PathSegment<'_> {
+    /// Appends `/token`, escaping `~` and `/` as RFC 6901 requires.
+    fn push_pointer_token(self, out: &mut String) {
+        out.push('/');
+        match self {
+            Self::Member(name) => {
+                for c in name.chars() {
+                    match c {
+                        '~' => out.push_str("~0"),
+                        '/' => out.push_str("~1"),
+                        _ => out.push(c),
+                    }
+                }
+            }
+            Self::Element(index) => out.push_str(&index.to_string()),
+        }
+    }
+}
+
+/// Parses one JSON document, refusing everything a verifier must not accept
+/// (see the module documentation).
+pub fn parse_strict(bytes: &[u8]) -> Result<Value, JsonError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| JsonError::InvalidUtf8 {
+        at: Position::locate(bytes, e.valid_up_to()),
+    })?;
+    let mut parser = Parser {
+        text,
+        bytes,
+        pos: 0,
+    };
+    let value = parser.parse_value(0)?;
+    parser.skip_whitespace();
+    if parser.pos != bytes.len() {
+        return Err(JsonError::TrailingData {
+            at: parser.position(parser.pos),
+        });
+    }
+    Ok(value)
+}
+
+struct Parser<'a> {
+    /// The input, already checked to be UTF-8. Every slice taken from it
+    /// starts and ends next to an ASCII byte, hence on a char boundary.
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn position(&self, offset: usize) -> Position {
+        Position::locate(self.bytes, offset)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn unexpected(&self, expected: &'static str) -> JsonError {
+        if self.pos >= self.bytes.len() {
+            JsonError::UnexpectedEnd {
+                expected,
+                at: self.position(self.pos),
+            }
+        } else {
+            JsonError::Syntax {
+                expected,
+                at: self.position(self.pos),
+            }
+        }
+    }
+
+    /// Slices the input; `start..end` always lies on char boundaries (see
+    /// [`Parser::text`]), the fallback only keeps the code panic-free.
+    fn slice(&self, start: usize, end: usize) -> Result<&'a str, JsonError> {
+        self.text
+            .get(start..end)
+            .ok_or_else(|| JsonError::InvalidUtf8 {
+                at: self.position(start),
+            })
+    }
+
+    fn parse_value(&mut self, depth: usize) -> Result<Value, JsonError> {
+        self.skip_whitespace();
+        match self.peek() {
+            Some(b'{') => self.parse_object(depth + 1),
+            Some(b'[') => self.parse_array(depth + 1),
+            Some(b'"') => self.parse_string().map(Value::String),
+            Some(b't') => self.parse_literal("true", Value::Bool(true)),
+            Some(b'f') => self.parse_literal("false", Value::Bool(false)),
+            Some(b'n') => self.parse_literal("null", Value::Null),
+            Some(b'-' | b'0'..=b'9') => self.parse_number().map(Value::Number),
+            _ => Err(self.unexpected("a JSON value")),
+        }
+    }
+
+    fn parse_literal(&mut self, word: &'static str, value: Value) -> Result<Value, JsonError> {
+        if self.bytes[self.pos..].starts_with(word.as_bytes()) {
+            self.pos += word.len();
+            Ok(value)
+        } else {
+            Err(self.unexpected(word))
+        }
+    }
+
+    fn enter(&self, depth: usize) -> Result<(), JsonError> {
+        if depth > MAX_DEPTH {
+            Err(JsonError::TooDeep {
+                limit: MAX_DEPTH,
+                at: self.position(self.pos),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn parse_object(&mut self, depth: usize) -> Result<Value, JsonError> {
+        self.enter(depth)?;
+        self.pos += 1;
+        let mut members = Map::new();
+        self.skip_whitespace();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(Value::Object(members));
+        }
+        loop {
+            self.skip_whitespace();
+            let name_at = self.pos;
+            if self.peek() != Some(b'"') {
+                return Err(self.unexpected("a member name"));
+            }
+            let name = self.parse_string()?;
+            self.skip_whitespace();
+            if self.peek() != Some(b':') {
+                return Err(self.unexpected("':'"));
+            }
+            self.pos += 1;
+            let value = self
+                .parse_value(depth)
+                .map_err(|e| e.nested_in(PathSegment::Member(&name)))?;
+            match members.entry(name) {
+                Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                Entry::Occupied(existing) => {
+                    let name = existing.key().clone();
+                    let mut path = String::with_capacity(name.len() + 1);
+                    PathSegment::Member(&name).push_pointer_token(&mut path);
+                    return Err(JsonError::DuplicateMember {
+                        name,
+                        path,
+                        at: self.position(name_at),
+                    });
+                }
+            }
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(Value::Object(members));
+                }
+                _ => return Err(self.unexpected("',' or '}'")),
+            }
+        }
+    }
+
+    fn parse_array(&mut self, depth: usize) -> Result<Value, JsonError> {
+        self.enter(depth)?;
+        self.pos += 1;
+        let mut elements = Vec::new();
+        self.skip_whitespace();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(Value::Array(elements));
+        }
+        loop {
+            let index = elements.len();
+            let element = self
+                .parse_value(depth)
+                .map_err(|e| e.nested_in(PathSegment::Element(index)))?;
+            elements.push(element);
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Value::Array(elements));
+                }
+                _ => return Err(self.unexpected("',' or ']'")),
+            }
+        }
+    }
+
+    /// Parses a string starting at its opening quote. Runs without escapes
+    /// are copied as they are; the input is valid UTF-8 already.
+    fn parse_string(&mut self) -> Result<String, JsonError> {
+        self.pos += 1;
+        let mut decoded = String::new();
+        loop {
+            let run_start = self.pos;
+            self.skip_plain_string_words();
+            while let Some(b) = self.peek() {
+                if b == b'"' || b == b'\\' || b < 0x20 {
+                    break;
+                }
+                self.pos += 1;
+            }
+            decoded.push_str(self.slice(run_start, self.pos)?);
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(decoded);
+                }
+                Some(b'\\') => self.parse_escape(&mut decoded)?,
+                Some(_) => {
+                    return Err(JsonError::ControlCharacter {
+                        at: self.position(self.pos),
+                    })
+                }
+                None => return Err(self.unexpected("'\"' closing the string")),
+            }
+        }
+    }
+
+    /// Skips eight bytes at a time while none of them ends the run (a quote,
+    /// a backslash or a control character); long base64 signatures make up
+    /// most of an envelope. The tests are exact about whether such a byte is
+    /// present, so the byte loop after this sees every one of them.
+    fn skip_plain_string_words(&mut self) {
+        const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+        const HIGH_BITS: u64 = u64::from_ne_bytes([0x80; 8]);
+        let has_byte_below = |word: u64, limit: u8| {
+            word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGH_BITS != 0
+        };
+        while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
+            let mut word_bytes = [0u8; 8];
+            word_bytes.copy_from_slice(chunk);
+            let word = u64::from_ne_bytes(word_bytes);
+            if has_byte_below(word ^ (ONES * u64::from(b'"')), 1)
+                || has_byte_below(word ^ (ONES * u64::from(b'\\')), 1)
+                || has_byte_below(word, 0x20)
+            {
+                return;
+            }
+            self.pos += 8;
+        }
+    }
+
+    fn parse_escape(&mut self, out: &mut String) -> Result<(), JsonError> {
+        let escape_at = self.pos;
+        self.pos += 1;
+        let simple = match self.peek() {
+            Some(b'"') => '"',
+            Some(b'\\') => '\\',
+            Some(b'/') => '/',
+            Some(b'b') => '\u{8}',
+            Some(b'f') => '\u{c}',
+            Some(b'n') => '\n',
+            Some(b'r') => '\r',
+            Some(b't') => '\t',
+            Some(b'u') => {
+                self.pos += 1;
+                let unit = self.parse_hex4(escape_at)?;
+                let c = match unit {
+                    0xD800..=0xDBFF => {
+                        if !self.bytes[self.pos..].starts_with(b"\\u") {
+                            return Err(JsonError::LoneSurrogate {
+                                at: self.position(escape_at),
+                            });
+                        }
+                        self.pos += 2;
+                        let low = self.parse_hex4(escape_at)?;
+                        if !(0xDC00..=0xDFFF).contains(&low) {
+                            return Err(JsonError::LoneSurrogate {
+                                at: self.position(escape_at),
+                            });
+                        }
+                        0x10000 + ((u32::from(unit) - 0xD800) << 10) + (u32::from(low) - 0xDC00)
+                    }
+                    0xDC00..=0xDFFF => {
+                        return Err(JsonError::LoneSurrogate {
+                            at: self.position(escape_at),
+                        })
+                    }
+                    _ => u32::from(unit),
+                };
+                let c = char::from_u32(c).ok_or_else(|| JsonError::LoneSurrogate {
+                    at: self.position(escape_at),
+                })?;
+                out.push(c);
+                return Ok(());
+            }
+            Some(_) => {
+                return Err(JsonError::InvalidEscape {
+                    at: self.position(escape_at),
+                })
+            }
+            None => return Err(self.unexpected("an escape sequence")),
+        };
+        self.pos += 1;
+        out.push(simple);
+        Ok(())
+    }
+
+    fn parse_hex4(&mut self, escape_at: usize) -> Result<u16, JsonError> {
+        let mut unit: u16 = 0;
+        for _ in 0..4 {
+            let digit = match self.peek() {
+                Some(b @ b'0'..=b'9') => b - b'0',
+                Some(b @ b'a'..=b'f') => b - b'a' + 10,
+                Some(b @ b'A'..=b'F') => b - b'A' + 10,
+                Some(_) => {
+                    return Err(JsonError::InvalidEscape {
+                        at: self.position(escape_at),
+                    })
+                }
+                None => return Err(self.unexpected("four hex digits")),
+            };
+            unit = (unit << 4) | u16::from(digit);
+            self.pos += 1;
+        }
+        Ok(unit)
+    }
+
+    fn skip_digits(&mut self) -> usize {
+        let start = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    /// Parses a number per the RFC 8259 grammar. Integer literals (no
+    /// fraction, no exponent) are judged on their digits against the safe
+    /// range, so `9007199254740993` is refused instead of being rounded.
+    fn parse_number(&mut self) -> Result<Number, JsonError> {
+        let start = self.pos;
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.pos += 1;
+        }
+        let integer_start = self.pos;
+        match self.peek() {
+            Some(b'0') => {
+                self.pos += 1;
+                if let Some(b'0'..=b'9') = self.peek() {
+                    return Err(JsonError::InvalidNumber {
+                        reason: "leading zero",
+                        at: self.position(start),
+                    });
+                }
+            }
+            Some(b'1'..=b'9') => {
+                self.skip_digits();
+            }
+            _ => {
+                return Err(JsonError::InvalidNumber {
+                    reason: "expected a digit",
+                    at: self.position(self.pos),
+                })
+            }
+        }
+        let integer_end = self.pos;
+        let mut is_integer = true;
+        if self.peek() == Some(b'.') {
+            is_integer = false;
+            self.pos += 1;
+            if self.skip_digits() == 0 {
+                return Err(JsonError::InvalidNumber {
+                    reason: "expected a digit after '.'",
+                    at: self.position(self.pos),
+                });
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            is_integer = false;
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if self.skip_digits() == 0 {
+                return Err(JsonError::InvalidNumber {
+                    reason: "expected a digit in the exponent",
+                    at: self.position(self.pos),
+                });
+            }
+        }
+        let literal = self.slice(start, self.pos)?;
+        if is_integer {
+            self.integer(
+                literal,
+                &self.bytes[integer_start..integer_end],
+                negative,
+                start,
+            )
+        } else {
+            let value: f64 = literal.parse().map_err(|_| JsonError::InvalidNumber {
+                reason: "not a decimal number",
+                at: self.position(start),
+            })?;
+            Number::from_f64(value).ok_or_else(|| JsonError::NonFiniteNumber {
+                literal: literal.to_owned(),
+                path: String::new(),
+                at: self.position(start),
+            })
+        }
+    }
+
+    fn integer(
+        &self,
+        literal: &str,
+        digits: &[u8],
+        negative: bool,
+        start: usize,
+    ) -> Result<Number, JsonError> {
+        let unsafe_integer = || JsonError::UnsafeInteger {
+            literal: literal.to_owned(),
+            path: String::new(),
+            at: self.position(start),
+        };
+        // 2^53-1 has 16 digits; longer literals (no leading zeros) are larger
+        // and could overflow the accumulator below.
+        if digits.len() > 16 {
+            return Err(unsafe_integer());
+        }
+        let magnitude = digits
+            .iter()
+            .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
+        if magnitude > MAX_SAFE_INTEGER {
+            return Err(unsafe_integer());
+        }
+        if !negative {
+            return Ok(Number::from(magnitude));
+        }
+        if magnitude == 0 {
+            // `-0` is read as the double -0.0, exactly as serde_json reads
+            // it; JCS writes it as `0`.
+            return Number::from_f64(-0.0).ok_or_else(unsafe_integer);
+        }
+        // The magnitude is below 2^53, so the conversion cannot fail.
+        i64::try_from(magnitude)
+            .map(|m| Number::from(-m))
+            .map_err(|_| unsafe_integer())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn refuse(text: &str) -> JsonError {
+        match parse_strict(text.as_bytes()) {
+            Ok(value) => panic!("{text:?} was accepted as {value}"),
+            Err(e) => e,
+        }
+    }
+
+    fn accept(text: &str) -> Value {
+        parse_strict(text.as_bytes()).unwrap_or_else(|e| panic!("{text:?} refused: {e}"))
+    }
+
+    #[test]
+    fn duplicate_member_at_depth_three_is_refused_with_its_name_and_place() {
+        let text = "{\"a\": {\"b\": {\"c\": 1,\n \"c\": 2}}}";
+        let err = refuse(text);
+        assert_eq!(
+            err,
+            JsonError::DuplicateMember {
+                name: "c".into(),
+                path: "/a/b/c".into(),
+                at: Position {
+                    offset: text.rfind("\"c\"").unwrap(),
+                    line: 2,
+                    column: 2,
+                },
+            }
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("\"c\"") && message.contains("/a/b/c"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn duplicates_are_compared_after_escape_decoding() {
+        let err = refuse(r#"[0, {"x": [{"é": 1, "\u00e9": 2}]}]"#);
+        assert!(
+            matches!(&err, JsonError::DuplicateMember { name, path, .. }
+                if name == "é" && path == "/1/x/0/é"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn duplicate_pointer_escapes_tilde_and_slash() {
+        let err = refuse(r#"{"a/b": {"~": 1, "~": 2}}"#);
+        assert!(
+            matches!(&err, JsonError::DuplicateMember { path, .. } if path == "/a~1b/~0"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn same_name_in_sibling_objects_is_not_a_duplicate() {
+        assert_eq!(
+            accept(r#"{"a": {"x": 1}, "b": {"x": 2}}"#),
+            json!({"a": {"x": 1}, "b": {"x": 2}})
+        );
+    }
+
+    #[test]
+    fn integers_are_refused_outside_the_safe_range_on_their_digits() {
+        assert_eq!(accept("9007199254740991"), json!(9_007_199_254_740_991u64));
+        assert_eq!(
+            accept("-9007199254740991"),
+            json!(-9_007_199_254_740_991i64)
+        );
+        for text in [
+            "9007199254740992",
+            "-9007199254740992",
+            "9007199254740993",
+            "18446744073709551616",
+            "100000000000000000000",
+            "-123456789012345678901234567890",
+        ] {
+            assert!(
+                matches!(refuse(text), JsonError::UnsafeInteger { ref literal, .. } if literal == text),
+                "{text}"
+            );
+        }
+        let err = refuse(r#"{"outer": [1, {"n": 9007199254740992}]}"#);
+        assert!(
+            matches!(&err, JsonError::UnsafeInteger { path, at, .. }
+                if path == "/outer/1/n" && at.offset == 20),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn float_literals_are_doubles_and_must_be_finite() {
+        assert_eq!(accept("1e20"), json!(1e20));
+        assert_eq!(accept("9007199254740993.0"), json!(9_007_199_254_740_992.0));
+        assert_eq!(accept("1e-400"), json!(0.0));
+        assert_eq!(accept("-0").as_f64(), Some(0.0));
+        assert!(accept("-0").as_f64().unwrap().is_sign_negative());
+        for text in ["1e400", "-1e400", "[1.7976931348623159e308]"] {
+            assert!(
+                matches!(refuse(text), JsonError::NonFiniteNumber { .. }),
+                "{text}"
+            );
+        }
+        for text in ["NaN", "Infinity", "-Infinity", "+1", ".5"] {
+            assert!(
+                matches!(
+                    refuse(text),
+                    JsonError::Syntax { .. } | JsonError::InvalidNumber { .. }
+                ),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_numbers_are_refused() {
+        for text in ["01", "-01", "1.", "1.e5", "1e", "1e+", "-", "-a", "0x10"] {
+            let err = refuse(text);
+            assert!(
+                matches!(
+                    err,
+                    JsonError::InvalidNumber { .. } | JsonError::TrailingData { .. }
+                ),
+                "{text}: {err:?}"
+            );
+        }
+    }
+
+    /// Floats must be correctly rounded: serde_json's default reader is
+    /// not (without its `float_roundtrip` feature it reads
+    /// 333333333.33333329 one ulp off), and a verifier that reads a
+    /// different double than the signer computes different canonical bytes.
+    #[test]
+    fn floats_are_read_correctly_rounded() {
+        let mut checked = 0;
+        for text in [
+            "0.1",
+            "1E2",
+            "1e-7",
+            "4.50",
+            "333333333.33333329",
+            "1424953923781206.25",
+            "2.2250738585072011e-308",
+            "1.7976931348623157e308",
+            "5e-324",
+            "0.30000000000000004",
+        ] {
+            let expected: f64 = text.parse().unwrap();
+            assert_eq!(
+                accept(text).as_f64().map(f64::to_bits),
+                Some(expected.to_bits()),
+                "{text}"
+            );
+            checked += 1;
+        }
+        assert_eq!(checked, 10);
+        assert_eq!(accept("0"), json!(0));
+        assert_eq!(accept("-1"), json!(-1));
+        assert!(accept("7").is_u64() && accept("-7").is_i64() && accept("7.0").is_f64());
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_with_its_offset() {
+        let err = parse_strict(b"{\"a\": \"x\xff\"}").unwrap_err();
+        assert!(
+            matches!(err, JsonError::InvalidUtf8 { at } if at.offset == 8),
+            "{err:?}"
+        );
+        // An overlong encoding of '/' and an encoded surrogate are not UTF-8.
+        assert!(parse_strict(b"\"\xc0\xaf\"").is_err());
+        assert!(parse_strict(b"\"\xed\xa0\x80\"").is_err());
+    }
+
+    #[test]
+    fn lone_surrogates_are_refused_and_pairs_decoded() {
+        assert_eq!(accept(r#""\ud83d\ude00""#), json!("😀"));
+        assert_eq!(accept(r#""\uD83D\uDE00""#), json!("😀"));
+        for text in [
+            r#""\ud800""#,
+            r#""\udc00""#,
+            r#""\ud800x""#,
+            r#""\ud800\u0041""#,
+            r#""\ude00\ud83d""#,
+            r#""\ud800\ud800""#,
+        ] {
+            assert!(
+                matches!(refuse(text), JsonError::LoneSurrogate { at } if at.offset == 1),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn escapes_decode_and_bad_escapes_are_refused() {
+        assert_eq!(
+            accept(r#""\"\\\/\b\f\n\r\t\u0000\u001F\u00e9""#),
+            json!("\"\\/\u{8}\u{c}\n\r\t\u{0}\u{1f}é")
+        );
+        for text in [r#""\x41""#, r#""\u12""#, r#""\u12G4""#, r#""\'""#] {
+            assert!(
+                matches!(refuse(text), JsonError::InvalidEscape { .. }),
+                "{text}"
+            );
+        }
+    }
+
+    /// Strings are scanned eight bytes at a time; a quote, backslash or
+    /// control character must be found at every offset within a word.
+    #[test]
+    fn string_run_ends_are_found_at_every_word_offset() {
+        let mut checked = 0;
+        for prefix in ["", "é😀", "\u{7f}\u{80}"] {
+            for len in 0..24 {
+                let run: String = prefix
+                    .chars()
+                    .chain(std::iter::repeat('a'))
+                    .take(len)
+                    .collect();
+                let tail = "b".repeat(17);
+                assert_eq!(accept(&format!("\"{run}\"")), json!(run));
+                assert_eq!(
+                    accept(&format!("\"{run}\\n{tail}\"")),
+                    json!(format!("{run}\n{tail}"))
+                );
+                let err = refuse(&format!("\"{run}\u{1}{tail}\""));
+                assert!(
+                    matches!(err, JsonError::ControlCharacter { at } if at.offset == 1 + run.len()),
+                    "{run:?}: {err:?}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 72);
+    }
+
+    #[test]
+    fn raw_control_characters_in_strings_are_refused() {
+        let err = refuse("\"a\tb\"");
+        assert!(
+            matches!(err, JsonError::ControlCharacter { at } if at.offset == 2),
+            "{err:?}"
+        );
+        assert!(matches!(
+            refuse("\"a\nb\""),
+            JsonError::ControlCharacter { .. }
+        ));
+        // DEL and U+2028 are not control characters to JSON.
+        assert_eq!(accept("\"\u{7f}\u{2028}\""), json!("\u{7f}\u{2028}"));
+    }
+
+    #[test]
+    fn trailing_data_is_refused_but_trailing_whitespace_is_not() {
+        assert_eq!(accept(" {} \r\n\t"), json!({}));
+        for (text, offset) in [("{} {}", 3), ("1 2", 2), ("{}x", 2), ("\"a\"\"b\"", 3)] {
+            assert!(
+                matches!(refuse(text), JsonError::TrailingData { at } if at.offset == offset),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn syntax_errors_are_refused() {
+        for text in [
+            "",
+            "   ",
+            "{",
+            "[",
+            "[1,]",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{a:1}",
+            "{'a':1}",
+            "[1 2]",
+            "tru",
+            "nul",
+            "\"open",
+            "// comment\n{}",
+            "\u{feff}{}",
+            "{\"a\":1 /* c */}",
+        ] {
+            let err = refuse(text);
+            assert!(
+                matches!(
+                    err,
+                    JsonError::Syntax { .. }
+                        | JsonError::UnexpectedEnd { .. }
+                        | JsonError::InvalidNumber { .. }
+                ),
+                "{text:?}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_carry_line_and_column() {
+        let err = refuse("{\n  \"a\": 1,\n  \"b\": tru\n}");
+        assert_eq!(
+            err,
+            JsonError::Syntax {
+                expected: "true",
+                at: Position {
+                    offset: 19,
+                    line: 3,
+                    column: 8
+                }
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "syntax error at line 3, column 8 (byte 19): expected true"
+        );
+    }
+
+    #[test]
+    fn nesting_is_limited() {
+        let nested = |depth: usize| "[".repeat(depth) + &"]".repeat(depth);
+        assert!(parse_strict(nested(MAX_DEPTH).as_bytes()).is_ok());
+        let err = refuse(&nested(MAX_DEPTH + 1));
+        assert!(
+            matches!(err, JsonError::TooDeep { limit, at } if limit == MAX_DEPTH && at.offset == MAX_DEPTH),
+            "{err:?}"
+        );
+        let objects = "{\"a\":".repeat(MAX_DEPTH + 1) + "1" + &"}".repeat(MAX_DEPTH + 1);
+        assert!(matches!(refuse(&objects), JsonError::TooDeep { .. }));
+    }
+
+    #[test]
+    fn asqav_25_input_texts_are_refused_as_unsafe_integers() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/vectors/receipts/conformance/vectors.json"
+        );
+        let file = parse_strict(&std::fs::read(path).unwrap()).unwrap();
+        let mut refused = Vec::new();
+        for vector in file["vectors"].as_array().unwrap() {
+            if let Some(text) = vector.get("input_text").and_then(Value::as_str) {
+                let err = refuse(text);
+                assert!(
+                    matches!(&err, JsonError::UnsafeInteger { path, .. } if path == "/n"),
+                    "{}: {err:?}",
+                    vector["name"]
+                );
+                assert_eq!(vector["expected"]["refused_at"], "parse");
+                refused.push(vector["name"].as_str().unwrap().to_owned());
+            }
+        }
+        assert_eq!(
+            refused,
+            [
+                "asqav-25-number-above-safe-range-rejected",
+                "asqav-25-number-above-safe-range-boundary-rejected"
+            ]
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! Wires the receipt stages together: chain builder (caller's thread) →
+//! bounded queue → signing pool → bounded queue → writer thread.
+//! `submit` blocks when the queues are full; the daemon's ring-buffer
+//! reader never waits on it (it counts drops instead).
+use std::{path::PathBuf, sync::Arc, thread::JoinHandle, time::Duration};
+
+use crossbeam_channel::{bounded, Sender};
+
+use super::{
+    chain::{ChainBuilder, ChainError, Draft, Identity, Sealed},
+    keys::MasterSeed,
+    merkle::Frontier,
+    payload::UnsignedGap,
+    signing::{self, WriterMsg},
+    store::{CheckpointRow, RunKind, RunRow, Store, StoreError, StoreNodes, WriterLock},
+    writer::{Writer, WriterConfig, WriterError, WriterMetrics},
+};
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub store: PathBuf,
+    pub signing_threads: usize,
+    /// Receipts waiting for a signer, and signed receipts waiting for the
+    /// writer.
+    pub queue_capacity: usize,
+    pub checkpoint_interval: Duration,
+    pub batch_max: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    Writer(#[from] WriterError),
+    #[error("resuming the Merkle log of {path}: {message}")]
+    Resume { path: PathBuf, message: String },
+    #[error("the receipt writer stopped")]
+    WriterGone,
+    #[error("starting receipt threads: {0}")]
+    Spawn(#[from] std::io::Error),
+}
+
+/// What the store said about earlier runs when the pipeline started.
+#[derive(Debug, Clone)]
+pub struct Resumed {
+    pub previous_run: Option<RunRow>,
+    pub last_checkpoint: Option<CheckpointRow>,
+    pub last_issued_ns: Option<u64>,
+    pub log_size: u64,
+    pub run_id: i64,
+}
+
+pub struct Pipeline {
+    builder: ChainBuilder,
+    sealed: Vec<Sealed>,
+    to_sign: Option<Sender<Sealed>>,
+    to_writer: Option<Sender<WriterMsg>>,
+    signers: Vec<JoinHandle<()>>,
+    writer: Option<JoinHandle<Result<(), WriterError>>>,
+    metrics: Arc<WriterMetrics>,
+    _lock: WriterLock,
+}
+
+impl Pipeline {
+    /// Opens the store, resumes chains and the Merkle log, records this run.
+    pub fn start(
+        cfg: &PipelineConfig,
+        identity: Identity,
+        master: MasterSeed,
+        run_kind: RunKind,
+        started_at: &str,
+    ) -> Result<(Pipeline, Resumed), PipelineError> {
+        let lock = WriterLock::acquire(&cfg.store)?;
+        let store = Store::open(&cfg.store)?;
+        let previous_run = store.last_run()?;
+        let last_checkpoint = store.latest_checkpoint()?;
+        let last_issued_ns = store.last_issued_ns()?;
+        let log_size = store.log_size()?;
+        let frontier = Frontier::from_nodes(log_size, &StoreNodes(&store)).map_err(|e| {
+            PipelineError::Resume {
+                path: cfg.store.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        let heads = store.chain_heads()?;
+        let origin = format!("{}/host/{}", identity.deployer_id, identity.hostname);
+        let builder = ChainBuilder::new(identity, master, heads, log_size)?;
+        let run_id = store.begin_run(
+            run_kind,
+            std::process::id(),
+            env!("CARGO_PKG_VERSION"),
+            started_at,
+        )?;
+        let metrics = Arc::new(WriterMetrics::default());
+        let writer = Writer::new(
+            store,
+            frontier,
+            builder.master_key(),
+            WriterConfig {
+                origin,
+                checkpoint_interval: cfg.checkpoint_interval,
+                batch_max: cfg.batch_max,
+                run_id,
+            },
+            metrics.clone(),
+        )?;
+        let (to_sign, sign_rx) = bounded::<Sealed>(cfg.queue_capacity);
+        let (to_writer, writer_rx) = bounded::<WriterMsg>(cfg.queue_capacity);
+        let signers = signing::spawn(cfg.signing_threads, sign_rx, to_writer.clone())?;
+        let writer = std::thread::Builder::new()
+            .name("observer-store".into())
+            .spawn(move || writer.run(writer_rx))?;
+        Ok((
+            Pipeline {
+                builder,
+                sealed: Vec::new(),
+                to_sign: Some(to_sign),
+                to_writer: Some(to_writer),
+                signers,
+                writer: Some(writer),
+                metrics,
+                _lock: lock,
+            },
+            Resumed {
+                previous_run,
+                last_checkpoint,
+                last_issued_ns,
+                log_size,
+                run_id,
+            },
+        ))
+    }
+
+    pub fn metrics(&self) -> &Arc<WriterMetrics> {
+        &self.metrics
+    }
+
+    pub fn observer_issuer(&self) -> &str {
+        self.builder.observer_issuer()
+    }
+
+    /// Chains and signs `draft` (and a key announcement first if its
+    /// chain is new). Blocks while the signers are saturated.
+    pub fn submit(&mut self, draft: Draft) -> Result<(), PipelineError> {
+        self.builder.issue(draft, &mut self.sealed)?;
+        let to_sign = self.to_sign.as_ref().ok_or(PipelineError::WriterGone)?;
+        for sealed in self.sealed.drain(..) {
+            if to_sign.send(sealed).is_err() {
+                return Err(PipelineError::WriterGone);
+            }
+        }
+        Ok(())
+    }
+
+    /// Events were lost: the next receipt of every agent chain says so.
+    pub fn record_loss(&mut self, gap: &UnsignedGap) {
+        self.builder.record_loss(gap);
+    }
+
+    /// True if the writer thread has stopped (it only stops on an error
+    /// before `finish`).
+    pub fn writer_stopped(&self) -> bool {
+        self.writer.as_ref().is_none_or(|w| w.is_finished())
+    }
+
+    /// Clean stop: everything submitted is signed and committed, a final
+    /// checkpoint is signed, and the run is marked clean.
+    pub fn finish(mut self, stopped_at: &str) -> Result<(), PipelineError> {
+        drop(self.to_sign.take());
+        for s in self.signers.drain(..) {
+            let _ = s.join();
+        }
+        if let Some(tx) = self.to_writer.take() {
+            let _ = tx.send(WriterMsg::Finish {
+                stopped_at: stopped_at.to_string(),
+            });
+        }
+        self.join_writer()
+    }
+
+    fn join_writer(&mut self) -> Result<(), PipelineError> {
+        match self.writer.take() {
+            Some(w) => match w.join() {
+                Ok(result) => Ok(result?),
+                Err(_) => Err(PipelineError::WriterGone),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// The writer's error, after it stopped on its own.
+    pub fn writer_error(&mut self) -> Option<PipelineError> {
+        drop(self.to_sign.take());
+        drop(self.to_writer.take());
+        self.join_writer().err()
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        // Not a clean stop: let the threads end without a final checkpoint.
+        drop(self.to_sign.take());
+        drop(self.to_writer.take());
+    }
+}

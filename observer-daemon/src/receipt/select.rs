@@ -1,0 +1,134 @@
+//! Which events become receipts, and with what context: every event of a
+//! registered agent's process tree. File opens are folded into one
+//! `file.open` receipt per (process, path, window) with a count, so a build
+//! that opens 100k files does not produce 100k receipts.
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use super::{
+    chain::Draft,
+    payload::{Mappings, RiskClass},
+};
+use crate::record::{Detail, EnrichedEvent};
+
+/// `executable_hash` when the executable could not be hashed (it was
+/// deleted, or is larger than `hash_max_bytes`): all zeros, with the reason
+/// in the context (`executable_hash_unavailable`).
+pub const UNKNOWN_EXECUTABLE_HASH: &str =
+    "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+struct Fold {
+    draft: Draft,
+    count: u64,
+    last_unix_ns: u64,
+}
+
+pub struct Selector {
+    window_ns: u64,
+    folds: HashMap<(u32, String), Fold>,
+}
+
+impl Selector {
+    pub fn new(file_open_window_ns: u64) -> Selector {
+        Selector {
+            window_ns: file_open_window_ns,
+            folds: HashMap::new(),
+        }
+    }
+
+    /// Drafts for `ev` (at `unix_ns`), plus folded opens whose window ended.
+    pub fn on_event(&mut self, ev: &EnrichedEvent, unix_ns: u64, out: &mut Vec<Draft>) {
+        self.flush_due(unix_ns, out);
+        let Some(agent) = ev.process.agent.as_deref() else {
+            return;
+        };
+        let action_type = match &ev.detail {
+            Detail::Exec(_) => "process.exec",
+            Detail::Exit(_) => "process.exit",
+            Detail::Connect(_) => "network.connect",
+            Detail::Listen(_) => "network.listen",
+            // A bound datagram socket receives without listen(2).
+            Detail::Bind(n) if n.socket_type == "dgram" => "network.listen",
+            Detail::Accept(_) => "network.accept",
+            Detail::FileOpen(_) => "file.open",
+            Detail::Fork(_) | Detail::Bind(_) => return,
+        };
+        let mut context = match serde_json::to_value(ev) {
+            Ok(v) => v,
+            Err(e) => {
+                log::error!("cannot serialise an event for its receipt: {e}");
+                return;
+            }
+        };
+        let executable_hash = match &ev.process.exe_sha256 {
+            Some(h) if super::payload::is_executable_hash(h) => h.clone(),
+            _ => {
+                context["executable_hash_unavailable"] = Value::Bool(true);
+                UNKNOWN_EXECUTABLE_HASH.to_string()
+            }
+        };
+        let draft = Draft {
+            agent_id: agent.to_string(),
+            action_type,
+            unix_ns,
+            context,
+            risk_class: RiskClass::Low,
+            executable_hash,
+            mappings: Mappings::default(),
+            detection_rules_digest: None,
+            erases: None,
+        };
+        match &ev.detail {
+            Detail::FileOpen(o) if self.window_ns > 0 => {
+                let key = (ev.process.pid, o.path.clone());
+                match self.folds.get_mut(&key) {
+                    Some(f) => {
+                        f.count += 1;
+                        f.last_unix_ns = unix_ns;
+                    }
+                    None => {
+                        self.folds.insert(
+                            key,
+                            Fold {
+                                draft,
+                                count: 1,
+                                last_unix_ns: unix_ns,
+                            },
+                        );
+                    }
+                }
+            }
+            _ => out.push(draft),
+        }
+    }
+
+    /// Emits folded opens whose window closed before `now_unix_ns`.
+    pub fn flush_due(&mut self, now_unix_ns: u64, out: &mut Vec<Draft>) {
+        if self.folds.is_empty() {
+            return;
+        }
+        let window = self.window_ns;
+        let due: Vec<_> = self
+            .folds
+            .iter()
+            .filter(|(_, f)| now_unix_ns >= f.draft.unix_ns + window)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut flushed: Vec<Fold> = due.iter().filter_map(|k| self.folds.remove(k)).collect();
+        flushed.sort_by_key(|f| f.draft.unix_ns);
+        out.extend(flushed.into_iter().map(finish_fold));
+    }
+
+    /// Emits every folded open (at stop).
+    pub fn flush_all(&mut self, out: &mut Vec<Draft>) {
+        self.flush_due(u64::MAX - self.window_ns, out);
+    }
+}
+
+fn finish_fold(f: Fold) -> Draft {
+    let mut draft = f.draft;
+    draft.context["file_open"]["count"] = json!(f.count);
+    draft.context["file_open"]["last_time"] = json!(super::payload::issued_at(f.last_unix_ns));
+    draft
+}

@@ -1,0 +1,949 @@
+//! Offline verification of a receipt store: every check of RECEIPTS.md
+//! "Verification", per receipt and for the whole log, with per-check
+//! counts and the first failure named by chain, seq and receipt hash.
+//!
+//! Only the pinned master public key is trusted. Chain keys are trusted
+//! because an `observer.key` receipt, signed by the master key, announced
+//! them; the store's keys table is an index that is cross-checked, never
+//! believed.
+use std::collections::{BTreeMap, HashMap};
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::{
+    checkpoint, jcs, json, keys,
+    merkle::{self, Frontier, Hash},
+    mldsa::{LibcruxVerifier, RustCryptoVerifier, Verifier},
+    payload::{self, ACTION_TYPES, GENESIS_HASH, OBSERVER_AGENT},
+    store::{ReceiptRow, Store, StoreError},
+};
+
+/// A receipt's `issued_at` may be at most this far ahead of the verifier.
+pub const MAX_FUTURE_NS: u64 = 300 * 1_000_000_000;
+
+pub struct VerifyOptions {
+    /// The pinned master public key (raw ML-DSA-65, 1952 bytes).
+    pub master_public_key: Vec<u8>,
+    pub now_unix_ns: u64,
+    /// Signed checkpoints kept off-host (forwarded copies): the log must
+    /// still contain and be consistent with each of them.
+    pub external_checkpoints: Vec<String>,
+    /// Also verify every signature with the second implementation.
+    pub independent: bool,
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    Unverifiable,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CheckCounts {
+    pub pass: u64,
+    pub fail: u64,
+    pub unverifiable: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub check: &'static str,
+    pub outcome: Outcome,
+    /// The chain (issuer_id), `seq` and receipt hash of the receipt at
+    /// fault; empty for log-wide failures.
+    pub chain: String,
+    pub seq: u64,
+    pub receipt_hash: String,
+    pub leaf_index: Option<u64>,
+    pub reason: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub receipts: u64,
+    pub chains: usize,
+    pub checks: BTreeMap<&'static str, CheckCounts>,
+    /// Contexts erased on request (a pass with a note).
+    pub erased_contexts: u64,
+    /// Receipts in hash-only mode (no context to recompute).
+    pub hash_only: u64,
+    pub checkpoints_verified: u64,
+    pub log_size: u64,
+    /// Receipts after the newest checkpoint (not yet covered by one).
+    pub uncheckpointed: u64,
+    /// Every failure, receipt failures in log order first.
+    pub failures: Vec<Failure>,
+    pub verifiers: Vec<&'static str>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    pub fn first_failure(&self) -> Option<&Failure> {
+        self.failures.first()
+    }
+
+    fn count(&mut self, check: &'static str, outcome: Outcome) {
+        let c = self.checks.entry(check).or_default();
+        match outcome {
+            Outcome::Pass => c.pass += 1,
+            Outcome::Fail => c.fail += 1,
+            Outcome::Unverifiable => c.unverifiable += 1,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("pinned master public key: {0}")]
+    MasterKey(String),
+}
+
+/// What the parallel first pass learns from one row.
+struct Parsed {
+    row: ReceiptRow,
+    /// SHA-256 of the envelope as stored (its JCS form when intact).
+    receipt_hash: Hash,
+    payload: Option<Value>,
+    payload_jcs: Vec<u8>,
+    payload_hash: String,
+    kid: String,
+    signature: Vec<u8>,
+    context: Option<Value>,
+    /// Check results computed without chain state.
+    results: Vec<(&'static str, Outcome, String)>,
+}
+
+/// Verifies the whole store.
+pub fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report, VerifyError> {
+    if opts.master_public_key.len() != super::mldsa::PUBLIC_KEY_LEN {
+        return Err(VerifyError::MasterKey(format!(
+            "{} bytes, an ML-DSA-65 public key has {}",
+            opts.master_public_key.len(),
+            super::mldsa::PUBLIC_KEY_LEN
+        )));
+    }
+    let mut state = State::new(opts);
+    state.wanted_sizes = store.checkpoints()?.iter().map(|c| c.size).collect();
+    state.wanted_sizes.extend(
+        opts.external_checkpoints
+            .iter()
+            .filter_map(|note| note.lines().nth(1)?.parse::<u64>().ok()),
+    );
+    let mut chunk = Vec::with_capacity(CHUNK);
+    store.for_each_receipt(|row| {
+        chunk.push(row);
+        if chunk.len() == CHUNK {
+            state.process_chunk(std::mem::take(&mut chunk), opts);
+        }
+        true
+    })?;
+    if !chunk.is_empty() {
+        state.process_chunk(chunk, opts);
+    }
+    state.finish_log(store, opts)?;
+    state.check_keys_table(store)?;
+    state.check_erasures();
+    Ok(state.into_report())
+}
+
+const CHUNK: usize = 2048;
+
+struct AuthorisedKey {
+    issuer_id: String,
+    public_key: Vec<u8>,
+}
+
+struct ChainState {
+    seq: u64,
+    head: String,
+}
+
+struct State {
+    report: Report,
+    receipt_failures: Vec<Failure>,
+    log_failures: Vec<Failure>,
+    master_kid: String,
+    master_public_key: Vec<u8>,
+    observer_issuer: Option<String>,
+    keys: HashMap<String, AuthorisedKey>,
+    chains: HashMap<String, ChainState>,
+    frontier: Frontier,
+    /// Roots at every size, kept only for sizes a checkpoint names.
+    roots: HashMap<u64, Hash>,
+    wanted_sizes: std::collections::HashSet<u64>,
+    next_leaf: u64,
+    /// Erased contexts: (erased receipt hash, the erasure receipt named).
+    erasure_claims: Vec<(String, String)>,
+    /// Erasure receipts: observer.policy contexts naming what they erased.
+    erasures: HashMap<String, String>,
+}
+
+impl State {
+    fn new(opts: &VerifyOptions) -> State {
+        State {
+            report: Report::default(),
+            receipt_failures: Vec::new(),
+            log_failures: Vec::new(),
+            master_kid: keys::thumbprint(&opts.master_public_key),
+            master_public_key: opts.master_public_key.clone(),
+            observer_issuer: None,
+            keys: HashMap::new(),
+            chains: HashMap::new(),
+            frontier: Frontier::new(),
+            roots: HashMap::new(),
+            wanted_sizes: Default::default(),
+            next_leaf: 0,
+            erasure_claims: Vec::new(),
+            erasures: HashMap::new(),
+        }
+    }
+
+    fn record(&mut self, p: &ReceiptLabel, check: &'static str, outcome: Outcome, reason: String) {
+        self.report.count(check, outcome);
+        if outcome != Outcome::Pass {
+            self.receipt_failures.push(Failure {
+                check,
+                outcome,
+                chain: p.chain.clone(),
+                seq: p.seq,
+                receipt_hash: p.hash.clone(),
+                leaf_index: Some(p.leaf),
+                reason,
+            });
+        }
+    }
+
+    fn log_failure(&mut self, check: &'static str, reason: String) {
+        self.report.count(check, Outcome::Fail);
+        self.log_failures.push(Failure {
+            check,
+            outcome: Outcome::Fail,
+            chain: String::new(),
+            seq: 0,
+            receipt_hash: String::new(),
+            leaf_index: None,
+            reason,
+        });
+    }
+
+    fn process_chunk(&mut self, rows: Vec<ReceiptRow>, opts: &VerifyOptions) {
+        let parsed = parallel_map(rows, opts.threads, |row| parse_row(row, opts.now_unix_ns));
+        let mut signature_jobs = Vec::with_capacity(parsed.len());
+        for p in parsed {
+            let label = ReceiptLabel::of(&p);
+            self.report.receipts += 1;
+            for (check, outcome, reason) in &p.results {
+                self.record(&label, check, *outcome, reason.clone());
+            }
+            self.check_position(&p, &label);
+            if let Some(by) = p
+                .context
+                .as_ref()
+                .filter(|c| c.get("erased") == Some(&Value::Bool(true)))
+                .map(|c| c["by"].as_str().unwrap_or_default().to_string())
+            {
+                self.report.erased_contexts += 1;
+                self.erasure_claims.push((label.hash.clone(), by));
+            }
+            if p.payload.as_ref().is_some_and(|v| v["mode"] == "hash") {
+                self.report.hash_only += 1;
+            }
+            let key = self.chain_checks(&p, &label);
+            match key {
+                Some(pk) => signature_jobs.push((label, pk, p.payload_jcs, p.signature)),
+                None => self.record(
+                    &label,
+                    "signature",
+                    Outcome::Unverifiable,
+                    "no authorised key to check it with".into(),
+                ),
+            }
+        }
+        let mut verifiers: Vec<Box<dyn Verifier>> = vec![Box::new(LibcruxVerifier)];
+        if opts.independent {
+            verifiers.push(Box::new(RustCryptoVerifier));
+        }
+        self.report.verifiers = verifiers.iter().map(|v| v.name()).collect();
+        let results = parallel_map(signature_jobs, opts.threads, |(label, pk, msg, sig)| {
+            let failures: Vec<String> = verifiers
+                .iter()
+                .filter_map(|v| {
+                    v.verify(&pk, &msg, &sig)
+                        .err()
+                        .map(|e| format!("{}: {e}", v.name()))
+                })
+                .collect();
+            (label, failures)
+        });
+        for (label, failures) in results {
+            if failures.is_empty() {
+                self.record(&label, "signature", Outcome::Pass, String::new());
+            } else {
+                self.record(&label, "signature", Outcome::Fail, failures.join("; "));
+            }
+        }
+    }
+
+    /// Log position and Merkle leaf: indices are contiguous from 0.
+    fn check_position(&mut self, p: &Parsed, label: &ReceiptLabel) {
+        if p.row.leaf_index != self.next_leaf {
+            self.log_failure(
+                "log_continuity",
+                format!(
+                    "log indices {}..{} are missing (the next stored receipt is {} at index {})",
+                    self.next_leaf, p.row.leaf_index, label.hash, p.row.leaf_index
+                ),
+            );
+        }
+        self.next_leaf = p.row.leaf_index + 1;
+        if p.row.receipt_hash != p.receipt_hash {
+            self.record(
+                label,
+                "receipt_hash",
+                Outcome::Fail,
+                format!(
+                    "stored receipt hash {} is not SHA-256 of the stored envelope",
+                    hex::encode(&p.row.receipt_hash)
+                ),
+            );
+        } else {
+            self.report.count("receipt_hash", Outcome::Pass);
+        }
+        self.frontier.append(merkle::leaf_hash(&p.receipt_hash));
+        if self.wanted_sizes.contains(&self.frontier.size()) {
+            self.roots
+                .insert(self.frontier.size(), self.frontier.root());
+        }
+    }
+
+    /// Chain link, seq and key authorisation. Returns the public key the
+    /// signature must verify under.
+    fn chain_checks(&mut self, p: &Parsed, label: &ReceiptLabel) -> Option<Vec<u8>> {
+        let payload = p.payload.as_ref()?;
+        let issuer = payload["issuer_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let agent = payload["agent_id"].as_str().unwrap_or_default();
+        let seq = payload["seq"].as_u64().unwrap_or(0);
+        let prev = payload["previousReceiptHash"].as_str().unwrap_or_default();
+        if issuer != p.row.issuer_id || seq != p.row.seq {
+            self.record(
+                label,
+                "index",
+                Outcome::Fail,
+                format!(
+                    "stored as {} seq {} but the payload says {} seq {}",
+                    p.row.issuer_id, p.row.seq, issuer, seq
+                ),
+            );
+        }
+        let chain = self.chains.entry(issuer.clone()).or_insert(ChainState {
+            seq: 0,
+            head: GENESIS_HASH.to_string(),
+        });
+        if seq == chain.seq + 1 && prev == chain.head {
+            self.report.count("chain_link", Outcome::Pass);
+        } else {
+            let reason = if seq > chain.seq + 1 {
+                format!(
+                    "seq {} follows seq {}: receipts {}..{} of this chain are missing",
+                    seq,
+                    chain.seq,
+                    chain.seq + 1,
+                    seq - 1
+                )
+            } else if seq != chain.seq + 1 {
+                format!(
+                    "seq {} after seq {}: out of order or duplicated",
+                    seq, chain.seq
+                )
+            } else {
+                format!(
+                    "previousReceiptHash {} is not the hash of seq {}'s payload ({})",
+                    prev, chain.seq, chain.head
+                )
+            };
+            let (check, outcome) = ("chain_link", Outcome::Fail);
+            self.record(label, check, outcome, reason);
+        }
+        // Continue from this receipt so one break is reported once.
+        let chain = self.chains.get_mut(&issuer).expect("inserted above");
+        chain.seq = seq;
+        chain.head = p.payload_hash.clone();
+
+        // The observer's chain is the master key's.
+        if agent == OBSERVER_AGENT && self.observer_issuer.is_none() {
+            self.observer_issuer = Some(issuer.clone());
+        }
+        let is_observer = self.observer_issuer.as_deref() == Some(issuer.as_str());
+        let key = if is_observer {
+            (p.kid == self.master_kid).then(|| self.master_public_key.clone())
+        } else {
+            self.keys
+                .get(&p.kid)
+                .filter(|k| k.issuer_id == issuer)
+                .map(|k| k.public_key.clone())
+        };
+        match &key {
+            Some(pk) => {
+                self.report.count("key_authorised", Outcome::Pass);
+                let thumb = keys::thumbprint(pk);
+                if payload["key_thumbprint"].as_str() == Some(thumb.as_str()) && p.kid == thumb {
+                    self.report.count("key_thumbprint", Outcome::Pass);
+                } else {
+                    self.record(
+                        label,
+                        "key_thumbprint",
+                        Outcome::Fail,
+                        format!("key_thumbprint and kid must both be {thumb}"),
+                    );
+                }
+            }
+            None => self.record(
+                label,
+                "key_authorised",
+                Outcome::Fail,
+                format!(
+                    "key {} is not authorised for {} by the pinned master key",
+                    p.kid, issuer
+                ),
+            ),
+        }
+        if is_observer && key.is_some() {
+            self.observer_context(p, payload);
+        }
+        key
+    }
+
+    /// Key announcements and erasures on the observer's chain. The master
+    /// key signed the payload, which binds the context by its digest; a
+    /// context that fails its digest has already been reported and is
+    /// not used.
+    fn observer_context(&mut self, p: &Parsed, payload: &Value) {
+        let digest_ok = p
+            .results
+            .iter()
+            .all(|(check, outcome, _)| *check != "payload_digest" || *outcome == Outcome::Pass);
+        let Some(context) = p.context.as_ref().filter(|_| digest_ok) else {
+            return;
+        };
+        match payload["action_type"].as_str() {
+            Some("observer.key") => {
+                let (Some(issuer), Some(kid)) =
+                    (context["issuer_id"].as_str(), context["kid"].as_str())
+                else {
+                    return;
+                };
+                if let Ok(pk) = keys::public_key_from_jwk(&context["jwk"]) {
+                    if keys::thumbprint(&pk) == kid {
+                        self.keys.insert(
+                            kid.to_string(),
+                            AuthorisedKey {
+                                issuer_id: issuer.to_string(),
+                                public_key: pk,
+                            },
+                        );
+                    }
+                }
+            }
+            Some("observer.policy") => {
+                if let Some(erased) = context["erase"].as_str() {
+                    self.erasures
+                        .insert(erased.to_string(), hex::encode(p.receipt_hash));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn finish_log(&mut self, store: &Store, opts: &VerifyOptions) -> Result<(), VerifyError> {
+        self.report.log_size = self.frontier.size();
+        self.report.chains = self.chains.len();
+        let origin = self
+            .observer_issuer
+            .as_deref()
+            .and_then(|i| i.strip_suffix("/agent/observer"))
+            .map(str::to_string);
+        let stored = store.checkpoints()?;
+        let mut notes: Vec<(String, String)> = stored
+            .iter()
+            .map(|c| {
+                (
+                    format!("stored checkpoint at size {}", c.size),
+                    c.note.clone(),
+                )
+            })
+            .collect();
+        notes.extend(
+            opts.external_checkpoints
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("external checkpoint #{}", i + 1), n.clone())),
+        );
+        let Some(origin) = origin else {
+            if !notes.is_empty() {
+                self.log_failure(
+                    "checkpoint",
+                    "checkpoints exist but the log has no observer chain to name its origin".into(),
+                );
+            }
+            return Ok(());
+        };
+        let verifier = LibcruxVerifier;
+        let mut newest = 0;
+        // The roots at checkpoint sizes were only kept if asked for before
+        // the pass; recompute them now from a second, cheap pass if needed.
+        let mut needed = Vec::new();
+        let mut opened = Vec::new();
+        for (what, note) in notes {
+            match checkpoint::open_note(&note, &origin, &self.master_public_key, |msg, sig| {
+                verifier.verify(&self.master_public_key, msg, sig).is_ok()
+            }) {
+                Ok(cp) => {
+                    needed.push(cp.size);
+                    opened.push((what, cp));
+                }
+                Err(e) => self.log_failure("checkpoint_signature", format!("{what}: {e}")),
+            }
+        }
+        needed.retain(|size| !self.roots.contains_key(size));
+        if !needed.is_empty() {
+            self.roots_at(store, &needed)?;
+        }
+        for (what, cp) in opened {
+            self.report.count("checkpoint_signature", Outcome::Pass);
+            if cp.size > self.frontier.size() {
+                self.log_failure(
+                    "log_root",
+                    format!(
+                        "{what} covers {} receipts but the log has only {}: the log was truncated",
+                        cp.size,
+                        self.frontier.size()
+                    ),
+                );
+                continue;
+            }
+            match self.roots.get(&cp.size) {
+                Some(root) if *root == cp.root => {
+                    self.report.count("log_root", Outcome::Pass);
+                    self.report.checkpoints_verified += 1;
+                    newest = newest.max(cp.size);
+                }
+                _ => self.log_failure(
+                    "log_root",
+                    format!(
+                        "{what}: the Merkle root of the first {} receipts is not the checkpoint's root",
+                        cp.size
+                    ),
+                ),
+            }
+        }
+        self.report.uncheckpointed = self.frontier.size() - newest.min(self.frontier.size());
+        Ok(())
+    }
+
+    /// Roots of the log's prefixes of the given sizes, recomputed from the
+    /// stored envelopes (never from stored Merkle nodes).
+    fn roots_at(&mut self, store: &Store, sizes: &[u64]) -> Result<(), VerifyError> {
+        let wanted: std::collections::HashSet<u64> = sizes.iter().copied().collect();
+        let mut frontier = Frontier::new();
+        let mut roots = HashMap::new();
+        store.for_each_receipt(|row| {
+            frontier.append(merkle::leaf_hash(&Sha256::digest(row.envelope.as_bytes())));
+            if wanted.contains(&frontier.size()) {
+                roots.insert(frontier.size(), frontier.root());
+            }
+            true
+        })?;
+        self.roots.extend(roots);
+        Ok(())
+    }
+
+    /// The keys table must hold exactly the announced keys.
+    fn check_keys_table(&mut self, store: &Store) -> Result<(), VerifyError> {
+        for row in store.keys()? {
+            let announced = self.keys.get(&row.kid);
+            let stored_pk = json::parse_strict(row.jwk.as_bytes())
+                .ok()
+                .and_then(|jwk| keys::public_key_from_jwk(&jwk).ok());
+            let is_master = row.kid == self.master_kid;
+            let ok = match (announced, stored_pk) {
+                (Some(a), Some(pk)) => a.public_key == pk && a.issuer_id == row.issuer_id,
+                (None, Some(pk)) => is_master && pk == self.master_public_key,
+                _ => false,
+            };
+            if ok {
+                self.report.count("keys_table", Outcome::Pass);
+            } else {
+                self.log_failure(
+                    "keys_table",
+                    format!(
+                        "stored key {} for {} is not the key its observer.key receipt announced",
+                        row.kid, row.issuer_id
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Every erased context must name a real erasure receipt for it.
+    fn check_erasures(&mut self) {
+        for (erased, by) in std::mem::take(&mut self.erasure_claims) {
+            if self.erasures.get(&erased) != Some(&by) {
+                self.log_failure(
+                    "erasure",
+                    format!("receipt {erased} has an erased context, but {by} is not an observer.policy receipt erasing it"),
+                );
+            }
+        }
+    }
+
+    fn into_report(mut self) -> Report {
+        // Signature results arrive per chunk: restore log order.
+        self.receipt_failures.sort_by_key(|f| f.leaf_index);
+        self.report.failures = self.receipt_failures;
+        self.report.failures.extend(self.log_failures);
+        self.report
+    }
+}
+
+struct ReceiptLabel {
+    chain: String,
+    seq: u64,
+    hash: String,
+    leaf: u64,
+}
+
+impl ReceiptLabel {
+    fn of(p: &Parsed) -> ReceiptLabel {
+        ReceiptLabel {
+            chain: p.row.issuer_id.clone(),
+            seq: p.row.seq,
+            hash: hex::encode(p.receipt_hash),
+            leaf: p.row.leaf_index,
+        }
+    }
+}
+
+/// Checks that need no chain state: structure, canonical form, action_ref,
+/// payload_digest, issued_at.
+fn parse_row(row: ReceiptRow, now_unix_ns: u64) -> Parsed {
+    let receipt_hash: Hash = Sha256::digest(row.envelope.as_bytes()).into();
+    let mut parsed = Parsed {
+        row,
+        receipt_hash,
+        payload: None,
+        payload_jcs: Vec::new(),
+        payload_hash: String::new(),
+        kid: String::new(),
+        signature: Vec::new(),
+        context: None,
+        results: Vec::new(),
+    };
+    let envelope = match json::parse_strict(parsed.row.envelope.as_bytes()) {
+        Ok(v) => v,
+        Err(e) => {
+            parsed
+                .results
+                .push(("structure", Outcome::Fail, format!("envelope: {e}")));
+            return parsed;
+        }
+    };
+    match jcs::canonicalize(&envelope) {
+        Ok(c) if c == parsed.row.envelope.as_bytes() => {}
+        _ => parsed.results.push((
+            "structure",
+            Outcome::Fail,
+            "the stored envelope is not in JCS form".into(),
+        )),
+    }
+    let payload = envelope["payload"].clone();
+    let problems = structure_problems(&envelope);
+    if problems.is_empty() {
+        parsed
+            .results
+            .push(("structure", Outcome::Pass, String::new()));
+    } else {
+        parsed
+            .results
+            .push(("structure", Outcome::Fail, problems.join("; ")));
+    }
+    parsed.kid = envelope["signature"]["kid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    parsed.signature = envelope["signature"]["sig"]
+        .as_str()
+        .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
+        .unwrap_or_default();
+    parsed.payload_jcs = jcs::canonicalize(&payload).unwrap_or_default();
+    parsed.payload_hash = payload::sha256_hex(&parsed.payload_jcs);
+
+    // action_ref
+    let s = |k: &str| payload[k].as_str().unwrap_or_default();
+    match payload::action_ref(s("agent_id"), s("action_type"), s("issued_at")) {
+        Ok(expected) if expected == s("action_ref") => {
+            parsed
+                .results
+                .push(("action_ref", Outcome::Pass, String::new()))
+        }
+        _ => parsed.results.push((
+            "action_ref",
+            Outcome::Fail,
+            "action_ref is not the hash of agent, action type and issued_at".into(),
+        )),
+    }
+    // issued_at freshness
+    match humantime::parse_rfc3339(s("issued_at")) {
+        Ok(t) => {
+            let ns = t
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            if ns > now_unix_ns + MAX_FUTURE_NS {
+                parsed.results.push((
+                    "issued_at",
+                    Outcome::Fail,
+                    format!(
+                        "issued_at {} is more than 300 s in the future",
+                        s("issued_at")
+                    ),
+                ));
+            } else {
+                parsed
+                    .results
+                    .push(("issued_at", Outcome::Pass, String::new()));
+            }
+        }
+        Err(_) => parsed.results.push((
+            "issued_at",
+            Outcome::Fail,
+            format!("issued_at {:?} is not RFC 3339", s("issued_at")),
+        )),
+    }
+    // payload_digest against the stored context
+    let mode = s("mode").to_string();
+    let digest_hash = payload["payload_digest"]["hash"]
+        .as_str()
+        .unwrap_or_default();
+    let digest_size = payload["payload_digest"]["size"].as_u64();
+    match (parsed.row.context.clone(), mode.as_str()) {
+        (None, "hash") => {
+            parsed
+                .results
+                .push(("payload_digest", Outcome::Pass, "hash-only receipt".into()))
+        }
+        (None, _) => parsed.results.push((
+            "payload_digest",
+            Outcome::Fail,
+            "the context of this payload-mode receipt is missing".into(),
+        )),
+        (Some(text), _) => match json::parse_strict(text.as_bytes()) {
+            Ok(ctx)
+                if ctx.get("erased") == Some(&Value::Bool(true))
+                    && ctx.as_object().is_some_and(|o| o.len() == 2) =>
+            {
+                parsed
+                    .results
+                    .push(("payload_digest", Outcome::Pass, "context erased".into()));
+                parsed.context = Some(ctx);
+            }
+            Ok(ctx) => {
+                let ok = payload::sha256_hex(text.as_bytes()) == digest_hash
+                    && digest_size == Some(text.len() as u64)
+                    && jcs::canonicalize(&ctx).is_ok_and(|c| c == text.as_bytes());
+                if ok {
+                    parsed
+                        .results
+                        .push(("payload_digest", Outcome::Pass, String::new()));
+                } else {
+                    parsed.results.push((
+                        "payload_digest",
+                        Outcome::Fail,
+                        "the stored context does not match payload_digest".into(),
+                    ));
+                }
+                parsed.context = Some(ctx);
+            }
+            Err(e) => parsed.results.push((
+                "payload_digest",
+                Outcome::Fail,
+                format!("the stored context is not valid JSON: {e}"),
+            )),
+        },
+    }
+    parsed.payload = Some(payload);
+    parsed
+}
+
+/// Required members present and well formed.
+pub fn structure_problems(envelope: &Value) -> Vec<String> {
+    let mut bad = Vec::new();
+    let p = &envelope["payload"];
+    let sig = &envelope["signature"];
+    if !p.is_object() {
+        return vec!["payload is not an object".into()];
+    }
+    let str_of = |k: &str| p[k].as_str();
+    if p["v"] != 1 {
+        bad.push("v must be 1".into());
+    }
+    if !matches!(str_of("mode"), Some("payload" | "hash")) {
+        bad.push("mode must be \"payload\" or \"hash\"".into());
+    }
+    if let Err(e) = payload::false_attestation_guard(
+        payload::CAPTURE_TOPOLOGY,
+        str_of("type").unwrap_or_default(),
+    ) {
+        bad.push(e.to_string());
+    }
+    if !str_of("issued_at").is_some_and(is_issued_at) {
+        bad.push("issued_at must be RFC 3339 UTC with nine fractional digits".into());
+    }
+    let agent = str_of("agent_id").unwrap_or_default();
+    if agent.is_empty()
+        || !str_of("issuer_id").is_some_and(|i| i.ends_with(&format!("/agent/{agent}")))
+    {
+        bad.push("issuer_id must end with /agent/<agent_id>".into());
+    }
+    if !str_of("action_type").is_some_and(|a| ACTION_TYPES.contains(&a)) {
+        bad.push("action_type is not an observation action".into());
+    }
+    if str_of("decision") != Some("observation") {
+        bad.push("decision must be \"observation\"".into());
+    }
+    if !p["policy_digest"].is_null() || p.get("policy_digest").is_none() {
+        bad.push("policy_digest must be null".into());
+    }
+    if !p["payload_digest"]["hash"]
+        .as_str()
+        .is_some_and(payload::is_lower_hex64)
+        || !p["payload_digest"]["size"].is_u64()
+    {
+        bad.push("payload_digest must be {hash: 64 hex, size: integer}".into());
+    }
+    if !str_of("action_ref")
+        .and_then(|r| r.strip_prefix("sha256:"))
+        .is_some_and(payload::is_lower_hex64)
+    {
+        bad.push("action_ref must be sha256:<64 hex>".into());
+    }
+    if !str_of("previousReceiptHash").is_some_and(payload::is_lower_hex64) {
+        bad.push("previousReceiptHash must be 64 lowercase hex".into());
+    }
+    if p["seq"].as_u64().is_none_or(|s| s < 1) {
+        bad.push("seq must be an integer >= 1".into());
+    }
+    if !str_of("key_thumbprint").is_some_and(|k| !k.is_empty() && payload::is_base64url(k)) {
+        bad.push("key_thumbprint must be base64url".into());
+    }
+    if !matches!(
+        str_of("risk_class"),
+        Some("low" | "medium" | "high" | "unknown")
+    ) {
+        bad.push("risk_class must be low, medium, high or unknown".into());
+    }
+    if !str_of("executable_hash").is_some_and(payload::is_executable_hash) {
+        bad.push("executable_hash must be sha256:<64 hex>".into());
+    }
+    let mut mapped = false;
+    for k in ["mitre_techniques", "mitre_atlas", "owasp_llm_top10"] {
+        if let Some(v) = p.get(k) {
+            mapped = true;
+            let ok = v.as_array().is_some_and(|a| {
+                !a.is_empty()
+                    && a.iter()
+                        .all(|s| s.as_str().is_some_and(|s| s.chars().count() <= 128))
+            });
+            if !ok {
+                bad.push(format!(
+                    "{k} must be a non-empty array of strings <= 128 characters"
+                ));
+            }
+        }
+    }
+    if mapped && p["framework_mappings_self_declared"] != Value::Bool(true) {
+        bad.push("framework mappings require framework_mappings_self_declared: true".into());
+    }
+    if let Some(g) = p.get("unsigned_gap") {
+        let ok = g["count"].is_u64()
+            && g["from"].as_str().is_some_and(is_issued_at)
+            && g["to"].as_str().is_some_and(is_issued_at);
+        if !ok {
+            bad.push("unsigned_gap must be {count, from, to}".into());
+        }
+    }
+    if sig["alg"] != "ML-DSA-65" {
+        bad.push("signature.alg must be ML-DSA-65".into());
+    }
+    if !sig["kid"]
+        .as_str()
+        .is_some_and(|k| !k.is_empty() && payload::is_base64url(k))
+    {
+        bad.push("signature.kid must be base64url".into());
+    }
+    if !sig["sig"].as_str().is_some_and(payload::is_base64url) {
+        bad.push("signature.sig must be base64url without padding".into());
+    }
+    bad
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+pub fn is_issued_at(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 30
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            29 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+        && humantime::parse_rfc3339(s).is_ok()
+}
+
+/// Maps `items` with `f` on up to `threads` threads, keeping order.
+fn parallel_map<T: Send, R: Send>(
+    items: Vec<T>,
+    threads: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads.max(1);
+    if threads == 1 || items.len() < 64 {
+        return items.into_iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let mut parts: Vec<Vec<T>> = Vec::new();
+    let mut items = items.into_iter();
+    loop {
+        let part: Vec<T> = items.by_ref().take(per).collect();
+        if part.is_empty() {
+            break;
+        }
+        parts.push(part);
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| s.spawn(move || part.into_iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("verifier thread panicked"))
+            .collect()
+    })
+}
