@@ -266,6 +266,12 @@ impl Processor {
         };
         context["receipts_committed_this_run"] = json!(m.committed.load(Ordering::Relaxed));
         context["log_size_before_stop"] = json!(m.log_size.load(Ordering::Relaxed));
+        // Kernel event to committed receipt, over this run so far.
+        context["commit_latency_ms"] = json!({
+            "p50": m.latency_ms_quantile(0.50),
+            "p99": m.latency_ms_quantile(0.99),
+            "max": m.latency_ms_quantile(1.0),
+        });
         self.drafts
             .extend(self.observer_draft("observer.stop", context));
     }
