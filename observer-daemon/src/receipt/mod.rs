@@ -23,3 +23,6 @@ pub mod signing;
 pub mod store;
 pub mod verify;
 pub mod writer;
+
+#[cfg(test)]
+mod conformance_tests;
