@@ -190,6 +190,10 @@ pub struct ReceiptsSection {
     /// Opens of one path by one agent process within this window become
     /// one file.open receipt with a count. Default 1000.
     pub file_open_window_ms: u64,
+    /// Delete receipts older than this ("90d", "12h"); the deleted prefix
+    /// is replaced by a signed anchor, so the rest still verifies. Default:
+    /// keep everything.
+    pub retention: Option<String>,
 }
 
 impl Default for ReceiptsSection {
@@ -206,6 +210,7 @@ impl Default for ReceiptsSection {
             queue_capacity: 4096,
             batch_max: 1024,
             file_open_window_ms: 1000,
+            retention: None,
         }
     }
 }
@@ -315,6 +320,18 @@ impl Config {
                 "receipts.deployer_id",
                 format!("{:?} must be a non-empty id without spaces", r.deployer_id),
             ));
+        }
+        if let Some(text) = &r.retention {
+            match humantime::parse_duration(text) {
+                Ok(d) if d >= std::time::Duration::from_secs(1) => {}
+                Ok(_) => {
+                    return Err(invalid(
+                        "receipts.retention",
+                        format!("{text:?} is shorter than 1s"),
+                    ))
+                }
+                Err(e) => return Err(invalid("receipts.retention", format!("{text:?}: {e}"))),
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for a in &file.agents {

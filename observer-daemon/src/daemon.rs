@@ -327,6 +327,7 @@ fn start_receipts(cfg: &Config) -> anyhow::Result<Receipts> {
         "mode": r.mode.as_str(),
         "agents": cfg.agents.iter().map(|a| serde_json::json!({"id": a.id, "executables": a.executables})).collect::<Vec<_>>(),
         "file_open_window_ms": r.file_open_window_ms,
+        "retention": r.retention,
     });
     Ok(Receipts {
         pipeline,
@@ -335,6 +336,14 @@ fn start_receipts(cfg: &Config) -> anyhow::Result<Receipts> {
         observer_executable_hash,
         policy,
         master_seed_created: created,
+        retention: r
+            .retention
+            .as_deref()
+            .map(humantime::parse_duration)
+            .transpose()
+            .context("receipts.retention")?,
+        store_path: r.store.clone(),
+        last_prune_check: None,
     })
 }
 

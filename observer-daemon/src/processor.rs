@@ -3,8 +3,9 @@
 //! and the observer's own lifecycle into signed receipts.
 use std::{
     io::Write,
+    path::PathBuf,
     sync::atomic::Ordering,
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::Context as _;
@@ -19,7 +20,9 @@ use crate::{
         chain::Draft,
         payload::{self, Mappings, RiskClass, UnsignedGap, OBSERVER_AGENT},
         pipeline::{Pipeline, Resumed},
+        retention,
         select::Selector,
+        store::Store,
     },
     record::{LossRecord, Record, StartRecord, StatsRecord},
 };
@@ -35,6 +38,10 @@ pub struct Receipts {
     /// that decide what becomes a receipt.
     pub policy: Value,
     pub master_seed_created: bool,
+    /// Receipts older than this are pruned (behind a signed anchor).
+    pub retention: Option<Duration>,
+    pub store_path: PathBuf,
+    pub last_prune_check: Option<Instant>,
 }
 
 pub fn now_unix_ns() -> u64 {
@@ -125,6 +132,7 @@ impl Processor {
                 if let Some(r) = self.receipts.as_mut() {
                     r.selector.flush_due(now_unix_ns(), &mut self.drafts);
                 }
+                self.maybe_prune();
                 return self.submit();
             }
             Msg::Record(r) => r,
@@ -164,6 +172,50 @@ impl Processor {
         Ok(())
     }
 
+    /// Retention: at most every quarter of the retention period (and at
+    /// least every 10 minutes), prune what has aged out. A failure is
+    /// logged and retried; it never stops capture.
+    fn maybe_prune(&mut self) {
+        let Some(r) = self.receipts.as_mut() else {
+            return;
+        };
+        let Some(retention) = r.retention else {
+            return;
+        };
+        let every = (retention / 4).clamp(Duration::from_millis(200), Duration::from_secs(600));
+        if r.last_prune_check.is_some_and(|t| t.elapsed() < every) {
+            return;
+        }
+        r.last_prune_check = Some(Instant::now());
+        let cutoff = now_unix_ns().saturating_sub(retention.as_nanos() as u64);
+        let planned = Store::open_read_only(&r.store_path)
+            .map_err(retention::RetentionError::from)
+            .and_then(|store| {
+                retention::plan(
+                    &store,
+                    cutoff,
+                    &r.pipeline.origin(),
+                    &r.pipeline.master_key(),
+                )
+            })
+            .and_then(|anchor| {
+                anchor
+                    .map(|a| retention::prune_draft(&a, &r.observer_executable_hash))
+                    .transpose()
+            });
+        match planned {
+            Ok(Some(draft)) => {
+                log::info!(
+                    "retention: pruning receipts below log index {:?}",
+                    draft.prunes
+                );
+                self.drafts.push(draft);
+            }
+            Ok(None) => {}
+            Err(e) => log::error!("retention: {e}"),
+        }
+    }
+
     fn observer_draft(&self, action_type: &'static str, context: Value) -> Option<Draft> {
         let r = self.receipts.as_ref()?;
         Some(Draft {
@@ -176,6 +228,7 @@ impl Processor {
             mappings: Mappings::default(),
             detection_rules_digest: None,
             erases: None,
+            prunes: None,
         })
     }
 

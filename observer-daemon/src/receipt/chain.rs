@@ -27,6 +27,8 @@ pub struct Draft {
     pub detection_rules_digest: Option<String>,
     /// Leaf index of a receipt whose context this receipt erases.
     pub erases: Option<u64>,
+    /// Receipts below this log index are deleted when this one commits.
+    pub prunes: Option<u64>,
 }
 
 /// A new chain key announced by an `observer.key` receipt: stored in the
@@ -56,6 +58,7 @@ pub struct Sealed {
     pub key: Arc<ChainKey>,
     pub key_intro: Option<KeyIntro>,
     pub erases: Option<u64>,
+    pub prunes: Option<u64>,
 }
 
 /// A chain's head as stored, enough to continue it after a restart.
@@ -247,6 +250,7 @@ impl ChainBuilder {
             mappings: Mappings::default(),
             detection_rules_digest: None,
             erases: None,
+            prunes: None,
         };
         let observer_issuer = self.observer_issuer.clone();
         let sealed = self.seal(&observer_issuer, draft, Some(intro))?;
@@ -331,6 +335,7 @@ impl ChainBuilder {
             key: chain.key.clone(),
             key_intro,
             erases: draft.erases,
+            prunes: draft.prunes,
         })
     }
 }

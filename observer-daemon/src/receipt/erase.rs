@@ -83,6 +83,7 @@ pub fn erase(
         mappings: Mappings::default(),
         detection_rules_digest: None,
         erases: Some(row.leaf_index),
+        prunes: None,
     })?;
     pipeline.finish(&payload::issued_at(crate::processor::now_unix_ns()))?;
     Ok(())

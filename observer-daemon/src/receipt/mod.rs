@@ -18,6 +18,7 @@ pub mod merkle;
 pub mod mldsa;
 pub mod payload;
 pub mod pipeline;
+pub mod retention;
 pub mod select;
 pub mod signing;
 pub mod store;

@@ -8,7 +8,7 @@ use crossbeam_channel::{bounded, Sender};
 
 use super::{
     chain::{ChainBuilder, ChainError, Draft, Identity, Sealed},
-    keys::MasterSeed,
+    keys::{ChainKey, MasterSeed},
     merkle::Frontier,
     payload::UnsignedGap,
     signing::{self, WriterMsg},
@@ -140,6 +140,17 @@ impl Pipeline {
 
     pub fn observer_issuer(&self) -> &str {
         self.builder.observer_issuer()
+    }
+
+    /// The master key (observer chain, checkpoints).
+    pub fn master_key(&self) -> Arc<ChainKey> {
+        self.builder.master_key()
+    }
+
+    /// The origin line of this log's checkpoints.
+    pub fn origin(&self) -> String {
+        let id = self.builder.identity();
+        format!("{}/host/{}", id.deployer_id, id.hostname)
     }
 
     /// Chains and signs `draft` (and a key announcement first if its

@@ -78,6 +78,7 @@ impl Selector {
             mappings: Mappings::default(),
             detection_rules_digest: None,
             erases: None,
+            prunes: None,
         };
         match &ev.detail {
             Detail::FileOpen(o) if self.window_ns > 0 => {

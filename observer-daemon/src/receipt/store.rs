@@ -692,6 +692,19 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// Deletes the receipts (and contexts) below log index `cut`. Merkle
+    /// nodes stay: proofs for the remaining receipts need some of them, and
+    /// they hold nothing observed.
+    pub fn prune_below(&mut self, cut: u64) -> rusqlite::Result<()> {
+        self.tx
+            .prepare_cached("DELETE FROM contexts WHERE leaf_index < ?1")?
+            .execute([cut as i64])?;
+        self.tx
+            .prepare_cached("DELETE FROM receipts WHERE leaf_index < ?1")?
+            .execute([cut as i64])?;
+        Ok(())
+    }
+
     /// Replaces a context with the erasure marker.
     pub fn erase_context(&mut self, leaf_index: u64, marker: &str) -> rusqlite::Result<usize> {
         self.tx

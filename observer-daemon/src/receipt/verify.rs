@@ -18,6 +18,7 @@ use super::{
     merkle::{self, Frontier, Hash},
     mldsa::{LibcruxVerifier, RustCryptoVerifier, Verifier},
     payload::{self, ACTION_TYPES, GENESIS_HASH, OBSERVER_AGENT},
+    retention::{self, PruneAnchor},
     store::{ReceiptRow, Store, StoreError},
 };
 
@@ -75,6 +76,11 @@ pub struct Report {
     pub hash_only: u64,
     pub checkpoints_verified: u64,
     pub log_size: u64,
+    /// Receipts below this log index were pruned by retention; the log is
+    /// verified from the signed anchor that replaced them.
+    pub pruned_below: u64,
+    /// Stored checkpoints older than the prune cut: signature checked only.
+    pub checkpoints_before_cut: u64,
     /// Receipts after the newest checkpoint (not yet covered by one).
     pub uncheckpointed: u64,
     /// Every failure, receipt failures in log order first.
@@ -140,6 +146,9 @@ pub fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report, Verif
             .iter()
             .filter_map(|note| note.lines().nth(1)?.parse::<u64>().ok()),
     );
+    if let Some((envelope, context)) = retention::latest_prune(store)? {
+        state.start_from_anchor(&envelope, &context);
+    }
     let mut chunk = Vec::with_capacity(CHUNK);
     store.for_each_receipt(|row| {
         chunk.push(row);
@@ -207,6 +216,102 @@ impl State {
             erasure_claims: Vec::new(),
             erasures: HashMap::new(),
         }
+    }
+
+    /// Continues from the newest retention anchor: it must be a receipt
+    /// signed by the master key whose context matches its digest, and its
+    /// compact range must reproduce its own signed checkpoint.
+    fn start_from_anchor(&mut self, envelope: &str, context: &str) {
+        match self.check_anchor(envelope, context) {
+            Ok((issuer, anchor, frontier)) => {
+                self.report.count("prune_anchor", Outcome::Pass);
+                self.report.pruned_below = anchor.cut;
+                self.next_leaf = anchor.cut;
+                self.roots.insert(anchor.cut, frontier.root());
+                self.frontier = frontier;
+                self.observer_issuer = Some(issuer);
+                for c in anchor.chains {
+                    self.chains.insert(
+                        c.issuer_id,
+                        ChainState {
+                            seq: c.seq,
+                            head: c.payload_hash,
+                        },
+                    );
+                }
+                for k in anchor.keys {
+                    if let Ok(pk) = keys::public_key_from_jwk(&k.jwk) {
+                        if keys::thumbprint(&pk) == k.kid {
+                            self.keys.insert(
+                                k.kid,
+                                AuthorisedKey {
+                                    issuer_id: k.issuer_id,
+                                    public_key: pk,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+            Err(reason) => self.log_failure("prune_anchor", reason),
+        }
+    }
+
+    fn check_anchor(
+        &self,
+        envelope: &str,
+        context: &str,
+    ) -> Result<(String, PruneAnchor, Frontier), String> {
+        let env =
+            json::parse_strict(envelope.as_bytes()).map_err(|e| format!("anchor envelope: {e}"))?;
+        let p = &env["payload"];
+        if p["agent_id"] != OBSERVER_AGENT || p["action_type"] != "observer.policy" {
+            return Err("the prune anchor is not an observer.policy receipt".into());
+        }
+        if env["signature"]["kid"].as_str() != Some(self.master_kid.as_str()) {
+            return Err("the prune anchor is not signed by the pinned master key".into());
+        }
+        let sig = env["signature"]["sig"]
+            .as_str()
+            .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
+            .unwrap_or_default();
+        let message = jcs::canonicalize(p).map_err(|e| e.to_string())?;
+        LibcruxVerifier
+            .verify(&self.master_public_key, &message, &sig)
+            .map_err(|e| format!("prune anchor signature: {e}"))?;
+        if p["payload_digest"]["hash"].as_str()
+            != Some(payload::sha256_hex(context.as_bytes()).as_str())
+            || p["payload_digest"]["size"].as_u64() != Some(context.len() as u64)
+        {
+            return Err("the prune anchor's context does not match its payload_digest".into());
+        }
+        let anchor: PruneAnchor = json::parse_strict(context.as_bytes())
+            .map_err(|e| e.to_string())
+            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+            .map_err(|e| format!("prune anchor context: {e}"))?;
+        let issuer = p["issuer_id"].as_str().unwrap_or_default().to_string();
+        let origin = issuer
+            .strip_suffix("/agent/observer")
+            .ok_or("the prune anchor's issuer is not an observer chain")?;
+        let frontier = retention::anchor_frontier(&anchor)?;
+        let cp = checkpoint::open_note(
+            &anchor.checkpoint,
+            origin,
+            &self.master_public_key,
+            |m, s| {
+                LibcruxVerifier
+                    .verify(&self.master_public_key, m, s)
+                    .is_ok()
+            },
+        )
+        .map_err(|e| format!("prune anchor checkpoint: {e}"))?;
+        if cp.size != anchor.cut || cp.root != frontier.root() {
+            return Err(format!(
+                "the prune anchor's compact range does not give its checkpoint's root at size {}",
+                anchor.cut
+            ));
+        }
+        Ok((issuer, anchor, frontier))
     }
 
     fn record(&mut self, p: &ReceiptLabel, check: &'static str, outcome: Outcome, reason: String) {
@@ -503,27 +608,25 @@ impl State {
         };
         let verifier = LibcruxVerifier;
         let mut newest = 0;
-        // The roots at checkpoint sizes were only kept if asked for before
-        // the pass; recompute them now from a second, cheap pass if needed.
-        let mut needed = Vec::new();
+        // The first pass kept the recomputed root at every size a
+        // checkpoint names.
         let mut opened = Vec::new();
         for (what, note) in notes {
             match checkpoint::open_note(&note, &origin, &self.master_public_key, |msg, sig| {
                 verifier.verify(&self.master_public_key, msg, sig).is_ok()
             }) {
                 Ok(cp) => {
-                    needed.push(cp.size);
                     opened.push((what, cp));
                 }
                 Err(e) => self.log_failure("checkpoint_signature", format!("{what}: {e}")),
             }
         }
-        needed.retain(|size| !self.roots.contains_key(size));
-        if !needed.is_empty() {
-            self.roots_at(store, &needed)?;
-        }
         for (what, cp) in opened {
             self.report.count("checkpoint_signature", Outcome::Pass);
+            if cp.size < self.report.pruned_below {
+                self.report.checkpoints_before_cut += 1;
+                continue;
+            }
             if cp.size > self.frontier.size() {
                 self.log_failure(
                     "log_root",
@@ -551,23 +654,6 @@ impl State {
             }
         }
         self.report.uncheckpointed = self.frontier.size() - newest.min(self.frontier.size());
-        Ok(())
-    }
-
-    /// Roots of the log's prefixes of the given sizes, recomputed from the
-    /// stored envelopes (never from stored Merkle nodes).
-    fn roots_at(&mut self, store: &Store, sizes: &[u64]) -> Result<(), VerifyError> {
-        let wanted: std::collections::HashSet<u64> = sizes.iter().copied().collect();
-        let mut frontier = Frontier::new();
-        let mut roots = HashMap::new();
-        store.for_each_receipt(|row| {
-            frontier.append(merkle::leaf_hash(&Sha256::digest(row.envelope.as_bytes())));
-            if wanted.contains(&frontier.size()) {
-                roots.insert(frontier.size(), frontier.root());
-            }
-            true
-        })?;
-        self.roots.extend(roots);
         Ok(())
     }
 

@@ -247,6 +247,9 @@ impl Writer {
                         &s.receipt_hash,
                     )?;
                 }
+                if let Some(cut) = sealed.prunes {
+                    tx.prune_below(cut)?;
+                }
                 if let Some(erased) = sealed.erases {
                     let marker = json!({"erased": true, "by": hex::encode(s.receipt_hash)});
                     tx.erase_context(erased, &marker.to_string())?;
