@@ -241,6 +241,49 @@ fn agent_activity_becomes_signed_chained_verified_receipts() {
             .unwrap();
     }
 
+    // Inclusion proofs from the store's Merkle nodes against the signed
+    // checkpoint, in the C2SP tlog-proof layout, and consistency between
+    // the first and the last checkpoint.
+    {
+        use observer_daemon::receipt::{
+            checkpoint, merkle,
+            store::{Store, StoreNodes},
+        };
+        let store = Store::open_read_only(&db).unwrap();
+        let cps = store.checkpoints().unwrap();
+        let latest = cps.last().unwrap();
+        let origin = agent_chain.rsplit_once("/agent/").unwrap().0.to_string();
+        let master = master_public_key(&seed);
+        let verify_sig = |m: &[u8], s: &[u8]| RustCryptoVerifier.verify(&master, m, s).is_ok();
+        for r in [&chain[0], chain.last().unwrap()] {
+            let proof = merkle::inclusion_proof(&StoreNodes(&store), r.leaf, latest.size).unwrap();
+            let text = checkpoint::format_tlog_proof(r.leaf, &proof, &latest.note);
+            let parsed = checkpoint::parse_tlog_proof(&text).unwrap();
+            let leaf = merkle::leaf_hash(&hex::decode(&r.hash).unwrap());
+            let cp = parsed.verify(&leaf, &origin, &master, verify_sig).unwrap();
+            assert_eq!(cp.size, latest.size);
+            // The proof does not fit any other receipt.
+            let other = merkle::leaf_hash(&hex::decode(&observer[0].hash).unwrap());
+            assert!(parsed.verify(&other, &origin, &master, verify_sig).is_err());
+        }
+        let first = cps.first().unwrap();
+        if first.size < latest.size {
+            let proof =
+                merkle::consistency_proof(&StoreNodes(&store), first.size, latest.size).unwrap();
+            let root = |c: &observer_daemon::receipt::store::CheckpointRow| -> merkle::Hash {
+                c.root.clone().try_into().unwrap()
+            };
+            merkle::verify_consistency(
+                first.size,
+                latest.size,
+                &root(first),
+                &root(latest),
+                &proof,
+            )
+            .unwrap();
+        }
+    }
+
     // observerd verify agrees, and a wrong pinned key fails.
     let out = Command::new(env!("CARGO_BIN_EXE_observerd"))
         .args(["verify", "--db"])
@@ -256,6 +299,24 @@ fn agent_activity_becomes_signed_chained_verified_receipts() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("verification passed"), "{text}");
+    let wrong = observer_daemon::receipt::keys::ChainKey::master_key(
+        &observer_daemon::receipt::keys::MasterSeed::from_bytes([9; 32]),
+    );
+    let jwk = run.dir.path().join("wrong.jwk");
+    std::fs::write(&jwk, wrong.jwk().to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_observerd"))
+        .args(["verify", "--db"])
+        .arg(&db)
+        .arg("--pubkey")
+        .arg(&jwk)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("first failure: chain ") && text.contains("key_authorised"),
+        "{text}"
+    );
 }
 
 /// Copies a store to a new file for one tamper case.
