@@ -23,6 +23,7 @@ pub mod select;
 pub mod signing;
 pub mod store;
 pub mod verify;
+mod verify_checks;
 pub mod writer;
 
 #[cfg(test)]
