@@ -25,6 +25,7 @@ use crate::{
     kernel_config,
     loader::{self, LoadOptions},
     loss::{read_kernel, read_skipped, LossTracker, Snapshot},
+    notify::Notifier,
     processor::{file_sha256, Processor, Receipts},
     reader::{self, Msg, UserDrops},
     receipt::{
@@ -144,6 +145,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let drops = Arc::new(UserDrops::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_rx_tick = stop_rx.clone();
+    let stop_rx_watchdog = stop_rx.clone();
     let reader = tokio::spawn(reader::run(
         events,
         tx.clone(),
@@ -162,6 +164,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         stop_rx,
     ));
     let ticker = tokio::spawn(tick(tx.clone(), stop_rx_tick));
+    let notifier = Notifier::from_env().context("NOTIFY_SOCKET")?;
+    if let Some(n) = &notifier {
+        n.notify(&format!(
+            "READY=1\nMAINPID={}\nSTATUS=observing",
+            std::process::id()
+        ))
+        .context("telling systemd we are ready")?;
+    }
+    let watchdog = match (Notifier::watchdog_interval(), Notifier::from_env()?) {
+        (Some(every), Some(n)) => Some(tokio::spawn(keep_watchdog_fed(n, every, stop_rx_watchdog))),
+        _ => None,
+    };
     log::info!("observerd ready (pid {})", std::process::id());
 
     tokio::select! {
@@ -171,12 +185,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         _ = writer_done => log::error!("the event writer stopped"),
     }
     log::info!("shutting down");
+    if let Some(n) = &notifier {
+        let _ = n.notify("STOPPING=1\nSTATUS=draining, signing the final checkpoint");
+    }
     // Detach first: the final drain below then sees every event the kernel
     // will ever emit, and the final counters match what was delivered.
     drop(ebpf);
     stop_tx.send(true)?;
     let read = reader.await??;
     ticker.await?;
+    if let Some(w) = watchdog {
+        w.await?;
+    }
     let (counters, mut tracker) = accounting.await?;
     // Final accounting after the last drain, so the totals are complete.
     let now = counters.snapshot();
@@ -244,6 +264,22 @@ async fn account_losses(
             if tx.send(Msg::Record(Record::Loss(loss))).await.is_err() {
                 return (counters, tracker);
             }
+        }
+    }
+}
+
+/// Pings systemd's watchdog until shutdown begins. The drain after that is
+/// bounded by the unit's stop timeout.
+async fn keep_watchdog_fed(n: Notifier, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = n.notify("WATCHDOG=1") {
+                    log::warn!("systemd watchdog: {e}");
+                }
+            }
+            _ = stop.changed() => return,
         }
     }
 }

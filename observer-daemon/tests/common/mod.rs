@@ -50,6 +50,17 @@ impl Daemon {
     }
 
     pub fn start_in(dir: StateDir, config: &str) -> Daemon {
+        Self::start_with(dir, config, &[], &[])
+    }
+
+    /// Starts observerd through `wrapper` (a command and its arguments that
+    /// then run observerd, e.g. setpriv), with extra environment.
+    pub fn start_with(
+        dir: StateDir,
+        config: &str,
+        wrapper: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         assert!(
             nix::unistd::geteuid().is_root(),
             "integration tests load eBPF programs and must run as root"
@@ -67,7 +78,16 @@ impl Daemon {
         let run = unique("run");
         let events = dir.path().join(format!("{run}.events.jsonl"));
         let stderr = dir.path().join(format!("{run}.stderr.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_observerd"))
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_observerd"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_observerd")),
+        };
+        let child = command
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(&config_path)
             .arg("--events-jsonl")
