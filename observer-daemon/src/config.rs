@@ -297,6 +297,14 @@ impl Config {
                 ));
             }
         }
+        for x in &file.watch.executables {
+            if !x.starts_with('/') || x.len() >= observer_common::PREFIX_KEY_LEN - 1 {
+                return Err(invalid(
+                    "watch.executables",
+                    format!("{x:?} must be an absolute path of < 255 bytes"),
+                ));
+            }
+        }
         if file.pipeline.channel_capacity == 0 || file.enrich.process_table_capacity == 0 {
             return Err(invalid(
                 "pipeline.channel_capacity",
@@ -353,10 +361,17 @@ impl Config {
                     format!("{:?} is registered twice", a.id),
                 ));
             }
-            if a.executables.is_empty() || a.executables.iter().any(|x| !x.starts_with('/')) {
+            if a.executables.is_empty()
+                || a.executables
+                    .iter()
+                    .any(|x| !x.starts_with('/') || x.len() >= observer_common::PREFIX_KEY_LEN - 1)
+            {
                 return Err(invalid(
                     "agents.executables",
-                    format!("agent {:?} needs one or more absolute paths", a.id),
+                    format!(
+                        "agent {:?} needs one or more absolute paths of < 255 bytes",
+                        a.id
+                    ),
                 ));
             }
         }

@@ -81,6 +81,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         ring_buffer_bytes: cfg.kernel.ring_buffer_bytes,
         prefixes: &cfg.files.prefixes,
         suffixes: &cfg.files.suffixes,
+        watched_executables: &cfg
+            .watch
+            .executables
+            .iter()
+            .chain(cfg.agents.iter().flat_map(|a| a.executables.iter()))
+            .cloned()
+            .collect::<Vec<_>>(),
     })?;
     log::info!("attached {} probes", probes.attached.len());
     let loader::Probes {

@@ -124,6 +124,8 @@ pub struct LoadOptions<'a> {
     pub ring_buffer_bytes: u32,
     pub prefixes: &'a [String],
     pub suffixes: &'a [String],
+    /// Executables whose processes the kernel watches from exec on.
+    pub watched_executables: &'a [String],
 }
 
 /// The loaded, attached probes and the maps the daemon uses.
@@ -247,6 +249,15 @@ fn fill_path_filters(ebpf: &mut Ebpf, opts: &LoadOptions) -> Result<(), LoadErro
         suffixes
             .insert(&key, 1, 0)
             .map_err(fill_error("PATH_SUFFIXES"))?;
+    }
+    let mut exes: LpmTrie<&mut MapData, [u8; PREFIX_KEY_LEN], u32> = map_mut(ebpf, "WATCHED_EXES")?;
+    for x in opts.watched_executables {
+        // Path plus its NUL (zeroed already): an exact match, not a prefix.
+        let mut data = [0u8; PREFIX_KEY_LEN];
+        data[..x.len()].copy_from_slice(x.as_bytes());
+        let key = Key::new((x.len() as u32 + 1) * 8, data);
+        exes.insert(&key, 1, 0)
+            .map_err(fill_error("WATCHED_EXES"))?;
     }
     let mut last_bytes: Array<&mut MapData, u8> = map_mut(ebpf, "SUFFIX_LAST_BYTE")?;
     for last in opts.suffixes.iter().filter_map(|s| s.bytes().last()) {

@@ -40,11 +40,10 @@ fn run_agent(extra: &str) -> AgentRun {
     let accept = std::thread::spawn(move || {
         let _ = listener.accept();
     });
-    // The pause lets the daemon mark the agent watched before it forks the
-    // cats: file opens are filtered in the kernel, and the mark travels
-    // through user space (execs and connects are never filtered).
+    // No pause: the kernel marks the agent watched at its exec, so the cats
+    // it forks at once are watched too.
     let script = format!(
-        "/bin/true; sleep 0.5; for i in 1 2 3; do cat {f} >/dev/null; done; \
+        "/bin/true; for i in 1 2 3; do cat {f} >/dev/null; done; \
          /usr/bin/curl -s --max-time 2 http://127.0.0.1:{port}/ >/dev/null; exit 3",
         f = file.display()
     );

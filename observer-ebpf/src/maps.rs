@@ -46,6 +46,18 @@ pub static OPEN_SCRATCH: PerCpuArray<OpenScratch> = PerCpuArray::with_max_entrie
 #[map]
 pub static PROCESS_FLAGS: HashMap<u32, u32> = HashMap::with_max_entries(PROCESS_FLAG_ENTRIES, 0);
 
+/// Executables whose processes are watched from their exec on, set in
+/// the kernel so no open slips through before the daemon could mark them
+/// (key data: the path and its NUL, matched exactly).
+#[map]
+pub static WATCHED_EXES: LpmTrie<[u8; PREFIX_KEY_LEN], u32> =
+    LpmTrie::with_max_entries(PATH_FILTER_ENTRIES, 0);
+
+/// Per-CPU room for the exec'd path as a `WATCHED_EXES` key.
+#[map]
+pub static EXEC_WATCH_KEY: PerCpuArray<aya_ebpf::maps::lpm_trie::Key<[u8; PREFIX_KEY_LEN]>> =
+    PerCpuArray::with_max_entries(1, 0);
+
 /// Path prefixes of interest (key data: the prefix bytes).
 #[map]
 pub static PATH_PREFIXES: LpmTrie<[u8; PREFIX_KEY_LEN], u32> =

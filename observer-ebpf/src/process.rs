@@ -13,7 +13,7 @@ use observer_common::*;
 use crate::{
     emit::{count, current_tgid, emit, fill_header, is_excluded, process_flags, Outcome},
     kernel::{current_task, offsets, parent_tgid, read_at},
-    maps::{EXEC_SCRATCH, EXEC_STASH, PROCESS_FLAGS},
+    maps::{CONFIG, EXEC_SCRATCH, EXEC_STASH, EXEC_WATCH_KEY, PROCESS_FLAGS, WATCHED_EXES},
 };
 
 /// Offsets in the syscall tracepoint records (see
@@ -163,10 +163,40 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     }
     finish_exec(ev, 0);
     emit(EventKind::Exec, ev);
+    if CONFIG.load().watch_enabled != 0 {
+        watch_if_listed(name_ptr);
+    }
     if from_stash {
         let _ = EXEC_STASH.remove(old_pid);
     }
     0
+}
+
+/// Marks the current process watched if it exec'd a listed executable.
+#[inline(always)]
+fn watch_if_listed(name_ptr: *const u8) {
+    let tgid = current_tgid();
+    if process_flags(tgid) & PROCESS_WATCHED != 0 {
+        return;
+    }
+    let Some(key) = EXEC_WATCH_KEY.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch key, used only within this invocation.
+    let key = unsafe { &mut *key };
+    // SAFETY: the same in-record kernel string read above.
+    let len = match unsafe { bpf_probe_read_kernel_str_bytes(name_ptr, &mut key.data) } {
+        Ok(name) => name.len(),
+        Err(_) => return,
+    };
+    if len + 1 >= PREFIX_KEY_LEN {
+        return;
+    }
+    // The terminating NUL is part of the key: only the exact path matches.
+    key.prefix_len = ((len + 1) * 8) as u32;
+    if WATCHED_EXES.get(key).is_some() {
+        let _ = PROCESS_FLAGS.insert(tgid, PROCESS_WATCHED, 0);
+    }
 }
 
 /// Attached to sys_exit_execve and sys_exit_execveat: a failed exec is
