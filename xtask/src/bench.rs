@@ -566,3 +566,26 @@ fn process_cpu(pid: u32) -> anyhow::Result<f64> {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     Ok(ticks / hz)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipts_keys_replace_existing_lines_or_add_the_table() {
+        let keys = state_in(Path::new("/w"));
+        let repo = std::fs::read_to_string(crate::workspace_root().join("observer.toml")).unwrap();
+        let out = with_receipts_keys(&repo, &keys);
+        assert!(!out.contains("/var/lib/observer"));
+        assert_eq!(out.matches("\nstore = ").count(), 1);
+        assert_eq!(out.matches("\nmaster_seed = ").count(), 1);
+        assert!(out.contains("store = \"/w/observer.db\"\n"));
+        assert!(out.contains("enabled = true"));
+
+        let bare = with_receipts_keys("[files]\nprefixes = []\n", &keys);
+        assert_eq!(
+            bare,
+            "[files]\nprefixes = []\n\n[receipts]\nstore = \"/w/observer.db\"\nmaster_seed = \"/w/master.seed\"\n"
+        );
+    }
+}
