@@ -18,6 +18,7 @@
 //! commit), `bytes_per_receipt` (database + WAL after finish / receipts),
 //! `verify_per_s`, and the baselines.
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     sync::{atomic::Ordering, Arc},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -141,6 +142,8 @@ fn main() -> anyhow::Result<()> {
         &payload::issued_at(now_unix_ns()),
     )?;
     let metrics = pipeline.metrics().clone();
+    let sampler = ThreadSampler::start();
+    let main_before = thread_cpu_secs();
     let cpu_before = self_cpu_secs();
     let start = Instant::now();
     let mut submitted = 0u64;
@@ -171,6 +174,16 @@ fn main() -> anyhow::Result<()> {
     pipeline.finish(&payload::issued_at(now_unix_ns()))?;
     let seconds = start.elapsed().as_secs_f64();
     let cpu_secs = self_cpu_secs() - cpu_before;
+    let main_cpu = thread_cpu_secs() - main_before;
+    let threads = sampler.stop();
+    let by_prefix = |prefix: &str| -> f64 {
+        threads
+            .values()
+            .filter(|(comm, _)| comm.starts_with(prefix))
+            .map(|(_, cpu)| cpu)
+            .sum()
+    };
+    let (signing_cpu, writer_cpu) = (by_prefix("observer-sign"), by_prefix("observer-store"));
     // Every receipt committed, including the observer chain's key
     // announcements (one per chain).
     let receipts = metrics.committed.load(Ordering::Relaxed);
@@ -201,6 +214,14 @@ fn main() -> anyhow::Result<()> {
         "receipts_per_s": receipts as f64 / seconds,
         "cpu_seconds": cpu_secs,
         "cpu_us_per_receipt": cpu_secs * 1e6 / receipts as f64,
+        // Per stage, from the threads' own CPU time: drafts and chain
+        // builder (the submitting thread), signers (payload signature,
+        // envelope, receipt hash), writer (SQLite, Merkle, checkpoints).
+        "cpu_us_per_receipt_by_stage": {
+            "submit": main_cpu * 1e6 / receipts as f64,
+            "signing": signing_cpu * 1e6 / receipts as f64,
+            "writer": writer_cpu * 1e6 / receipts as f64,
+        },
         "latency_ms": {
             "p50": metrics.latency_ms_quantile(0.50),
             "p99": metrics.latency_ms_quantile(0.99),
@@ -393,6 +414,83 @@ fn now_unix_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// CPU seconds of every thread of this process by thread id, with its
+/// name, sampled from /proc until stopped: the pipeline's threads exit in
+/// `finish`, so the last sample of each (at most one period old) stands.
+struct ThreadSampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<HashMap<u32, (String, f64)>>,
+}
+
+impl ThreadSampler {
+    const PERIOD: Duration = Duration::from_millis(10);
+
+    fn start() -> ThreadSampler {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut seen = HashMap::new();
+            loop {
+                sample_threads(&mut seen);
+                if stop_flag.load(Ordering::Relaxed) {
+                    return seen;
+                }
+                std::thread::sleep(Self::PERIOD);
+            }
+        });
+        ThreadSampler { stop, handle }
+    }
+
+    fn stop(self) -> HashMap<u32, (String, f64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap_or_default()
+    }
+}
+
+fn sample_threads(seen: &mut HashMap<u32, (String, f64)>) {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    for task in tasks.flatten() {
+        let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(task.path().join("comm")),
+            std::fs::read_to_string(task.path().join("stat")),
+        ) else {
+            continue;
+        };
+        let Some((_, after_comm)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = after_comm.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let cpu = (ticks(11) + ticks(12)) / hz;
+        seen.insert(tid, (comm.trim().to_string(), cpu));
+    }
+}
+
+/// User + system CPU seconds of the calling thread.
+fn thread_cpu_secs() -> f64 {
+    // SAFETY: getrusage writes into a valid rusage struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// User + system CPU seconds of this process, all threads.

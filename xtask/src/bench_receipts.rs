@@ -126,6 +126,21 @@ fn pipeline_max(root: &Path, work: &Path, args: &ReceiptArgs) -> anyhow::Result<
         num(r, "stored_context_bytes"),
         s1 / TARGET_RATE,
     );
+    let fastest = &runs[rate
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)];
+    let stage = &fastest["cpu_us_per_receipt_by_stage"];
+    println!(
+        "  CPU per receipt by stage (fastest round, threads' own CPU time): signing {:.0} us \
+         (signature, envelope, receipt hash), writer {:.0} us (SQLite, Merkle nodes, checkpoints), \
+         drafts and chain builder {:.0} us; {} commits",
+        num(stage, "signing"),
+        num(stage, "writer"),
+        num(stage, "submit"),
+        fastest["batches"],
+    );
     let v = best_high(&verify);
     println!(
         "receipt verification (verify_store of those stores, {} threads, {} receipts): {v:.0} receipts/s \
