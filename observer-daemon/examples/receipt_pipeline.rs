@@ -7,8 +7,8 @@
 //! `submit` accepts them (`--count N`) or paced (`--rate R --seconds S`).
 //! Then verifies the store it produced with the offline verifier, and
 //! measures in the same process the baseline the pipeline is compared to:
-//! raw ML-DSA-65 signing of a payload of the same size, one thread and
-//! `signing_threads` threads.
+//! raw ML-DSA-65 signing of a payload of the same size, on one thread and
+//! on `signing_threads` threads, and raw verification on `verify_threads`.
 //!
 //! Prints one JSON line:
 //! `receipts`, `seconds`, `receipts_per_s` (submit of the first draft to the
@@ -31,7 +31,7 @@ use observer_daemon::{
     receipt::{
         chain::{ChainBuilder, Draft, Identity},
         keys::{ChainKey, MasterSeed},
-        mldsa::{LibcruxKeyPair, Signer as _},
+        mldsa::{LibcruxKeyPair, LibcruxVerifier, Signer as _, Verifier as _},
         payload::{self, Mappings, Mode, RiskClass},
         pipeline::{Pipeline, PipelineConfig},
         store::{RunKind, Store},
@@ -57,7 +57,8 @@ struct Args {
     /// Signing threads (default: the daemon's default).
     #[arg(long)]
     signing_threads: Option<usize>,
-    /// Seconds of raw signing for each baseline (0: skip the baselines).
+    /// Seconds of raw signing or verifying for each baseline (0: skip the
+    /// baselines).
     #[arg(long, default_value_t = 2.0)]
     baseline_seconds: f64,
     /// Verifier threads (0: do not verify, e.g. while profiling the run).
@@ -121,15 +122,16 @@ fn main() -> anyhow::Result<()> {
         (sealed.payload_jcs.clone(), context)
     };
     let payload_len = message.len();
-    let baseline = (args.baseline_seconds > 0.0)
-        .then(|| {
-            (
-                sign_rate(&message, 1, args.baseline_seconds),
-                sign_rate(&message, signing_threads, args.baseline_seconds),
-            )
-        })
-        .map(|(a, b)| -> anyhow::Result<_> { Ok((a?, b?)) })
-        .transpose()?;
+    let secs = args.baseline_seconds;
+    let baseline = if secs > 0.0 {
+        Some((
+            raw_rate(1, secs, || sign_op(&message))?,
+            raw_rate(signing_threads, secs, || sign_op(&message))?,
+            raw_rate(args.verify_threads.max(1), secs, || verify_op(&message))?,
+        ))
+    } else {
+        None
+    };
 
     // The run.
     let (master, _) = MasterSeed::load_or_create(&seed_path)?;
@@ -240,6 +242,7 @@ fn main() -> anyhow::Result<()> {
         "verify_threads": args.verify_threads,
         "baseline_sign_1t_per_s": baseline.as_ref().map(|b| b.0),
         "baseline_sign_threads_per_s": baseline.as_ref().map(|b| b.1),
+        "baseline_verify_threads_per_s": baseline.as_ref().map(|b| b.2),
     });
     println!("{out}");
     Ok(())
@@ -357,31 +360,62 @@ impl DraftMaker {
 
 const EXE_HASH: &str = "sha256:c79bf44242829108e323378531f4ac839513ca1fba45efd6583643526e1e9fd2";
 
-/// Raw ML-DSA-65 signatures per second of `message` on `threads` threads,
-/// each with its own key, for about `seconds`.
-fn sign_rate(message: &[u8], threads: usize, seconds: f64) -> anyhow::Result<f64> {
-    let message = Arc::new(message.to_vec());
+/// Operations per second on `threads` threads for about `seconds`; each
+/// thread runs its own operation from `make` (keys are made before the
+/// clock starts).
+fn raw_rate<F, Op>(threads: usize, seconds: f64, make: F) -> anyhow::Result<f64>
+where
+    F: Fn() -> Op + Sync,
+    Op: FnMut() -> anyhow::Result<()> + Send,
+{
+    let ops: Vec<Op> = (0..threads.max(1)).map(|_| make()).collect();
     let start = Instant::now();
-    let handles: Vec<_> = (0..threads.max(1))
-        .map(|i| {
-            let message = message.clone();
-            std::thread::spawn(move || -> anyhow::Result<u64> {
-                let key = LibcruxKeyPair::from_seed(&[i as u8 + 1; 32]);
-                let mut n = 0u64;
-                let t = Instant::now();
-                while t.elapsed().as_secs_f64() < seconds {
-                    key.sign(&message)?;
-                    n += 1;
-                }
-                Ok(n)
+    let counts = std::thread::scope(|s| {
+        let handles: Vec<_> = ops
+            .into_iter()
+            .map(|mut op| {
+                s.spawn(move || -> anyhow::Result<u64> {
+                    let mut n = 0u64;
+                    while start.elapsed().as_secs_f64() < seconds {
+                        op()?;
+                        n += 1;
+                    }
+                    Ok(n)
+                })
             })
-        })
-        .collect();
-    let mut total = 0;
-    for h in handles {
-        total += h.join().map_err(|_| anyhow::anyhow!("signer panicked"))??;
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("baseline thread panicked"))?
+            })
+            .collect::<anyhow::Result<Vec<u64>>>()
+    })?;
+    Ok(counts.iter().sum::<u64>() as f64 / start.elapsed().as_secs_f64())
+}
+
+/// One raw ML-DSA-65 signature of `message` per call.
+fn sign_op(message: &[u8]) -> impl FnMut() -> anyhow::Result<()> + Send + '_ {
+    let key = LibcruxKeyPair::from_seed(&[1; 32]);
+    move || {
+        key.sign(message)?;
+        Ok(())
     }
-    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+/// One raw ML-DSA-65 verification (libcrux) of a signature of `message`
+/// per call.
+fn verify_op(message: &[u8]) -> impl FnMut() -> anyhow::Result<()> + Send + '_ {
+    let key = LibcruxKeyPair::from_seed(&[1; 32]);
+    let signature = key.sign(message);
+    let public_key = key.public_key().to_vec();
+    move || {
+        let signature = signature.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+        LibcruxVerifier
+            .verify(&public_key, message, signature)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
 }
 
 /// Average stored envelope and context lengths.
