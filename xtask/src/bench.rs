@@ -79,6 +79,7 @@ fn probes(root: &Path, work: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     let plain = work.join("plain.txt");
     std::fs::write(&plain, "uninteresting")?;
 
+    warn_if_other_observers()?;
     let _pinned = PinToLastCpu::new()?;
     println!("observer benchmark: ratios are attached / baseline, best round of each (median in brackets)");
 
@@ -270,18 +271,37 @@ fn with_probe_stats(work: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result
 }
 
 fn probe_run_time() -> anyhow::Result<u64> {
+    Ok(our_programs()?.iter().sum())
+}
+
+/// Run time (ns) of every loaded program named like one of ours.
+fn our_programs() -> anyhow::Result<Vec<u64>> {
     let ours: Vec<&str> = PROGRAM_NAMES
         .iter()
         .map(|n| &n[..n.len().min(15)])
         .collect();
-    let mut total = 0u64;
+    let mut found = Vec::new();
     for info in aya::programs::loaded_programs() {
         let info = info?;
         if info.name_as_str().is_some_and(|n| ours.contains(&n)) {
-            total += info.run_time().as_nanos() as u64;
+            found.push(info.run_time().as_nanos() as u64);
         }
     }
-    Ok(total)
+    Ok(found)
+}
+
+/// Another observerd on the host (a test, `cargo xtask run`) taxes the
+/// workloads of baseline and attached rounds alike, and its programs count
+/// in the probe time measured by the kernel: say so before measuring.
+pub fn warn_if_other_observers() -> anyhow::Result<()> {
+    let others = our_programs()?.len();
+    if others > 0 {
+        println!(
+            "WARNING: {others} programs of another observer are loaded: probe times and costs \
+             below include them"
+        );
+    }
+    Ok(())
 }
 
 fn best_low(values: &[f64]) -> f64 {

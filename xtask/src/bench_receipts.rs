@@ -67,6 +67,7 @@ pub fn run(root: &Path, work: &Path, args: &ReceiptArgs) -> anyhow::Result<()> {
     println!(
         "receipts: ratios are against the targets and against raw ML-DSA-65 signing and verifying measured in the same run"
     );
+    crate::bench::warn_if_other_observers()?;
     pipeline_max(root, work, args)?;
     pipeline_paced(root, work, args)?;
     let base_config = std::fs::read_to_string(root.join("observer.toml"))?;
