@@ -4,6 +4,10 @@
 //! workload is pinned to one CPU, and the best round of each side is
 //! compared: on a shared VM, noise only ever adds time, so the fastest round
 //! is the closest to the true cost (medians are printed too).
+//!
+//! `cargo xtask bench` runs every section; `cargo xtask bench probes` or
+//! `cargo xtask bench receipts` runs one (the receipt section is in
+//! [`crate::bench_receipts`]).
 use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
@@ -14,8 +18,20 @@ use std::{
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    /// What the probes cost the traced workload (exec and openat storms).
+    Probes,
+    /// Signed receipts: pipeline throughput, latency, size, verification,
+    /// and the real daemon end to end.
+    Receipts,
+}
+
 #[derive(clap::Args)]
 pub struct BenchArgs {
+    /// Sections to run (default: all).
+    #[arg(value_enum)]
+    sections: Vec<Section>,
     /// fork+exec count of the exec storm.
     #[arg(long, default_value_t = 20_000)]
     execs: u32,
@@ -28,6 +44,14 @@ pub struct BenchArgs {
     /// Alternating baseline/attached rounds of the exec storm.
     #[arg(long, default_value_t = 2)]
     exec_rounds: u32,
+    #[command(flatten)]
+    pub receipts: crate::bench_receipts::ReceiptArgs,
+}
+
+impl BenchArgs {
+    pub fn runs(&self, section: Section) -> bool {
+        self.sections.is_empty() || self.sections.contains(&section)
+    }
 }
 
 pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
@@ -39,13 +63,24 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
 }
 
 fn run_in(root: &Path, work: &Path, args: &BenchArgs) -> anyhow::Result<()> {
+    if args.runs(Section::Probes) {
+        probes(root, work, args)?;
+    }
+    if args.runs(Section::Receipts) {
+        crate::bench_receipts::run(root, work, &args.receipts)?;
+    }
+    Ok(())
+}
+
+fn probes(root: &Path, work: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     let default_config = std::fs::read_to_string(root.join("observer.toml"))?;
     let tiny = work.join("tiny-true");
     std::fs::copy("/bin/true", &tiny)?;
     let plain = work.join("plain.txt");
     std::fs::write(&plain, "uninteresting")?;
 
-    pin_to_last_cpu()?;
+    warn_if_other_observers()?;
+    let _pinned = PinToLastCpu::new()?;
     println!("observer benchmark: ratios are attached / baseline, best round of each (median in brackets)");
 
     let exec_rounds = args.exec_rounds.max(1);
@@ -236,18 +271,37 @@ fn with_probe_stats(work: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result
 }
 
 fn probe_run_time() -> anyhow::Result<u64> {
+    Ok(our_programs()?.iter().sum())
+}
+
+/// Run time (ns) of every loaded program named like one of ours.
+fn our_programs() -> anyhow::Result<Vec<u64>> {
     let ours: Vec<&str> = PROGRAM_NAMES
         .iter()
         .map(|n| &n[..n.len().min(15)])
         .collect();
-    let mut total = 0u64;
+    let mut found = Vec::new();
     for info in aya::programs::loaded_programs() {
         let info = info?;
         if info.name_as_str().is_some_and(|n| ours.contains(&n)) {
-            total += info.run_time().as_nanos() as u64;
+            found.push(info.run_time().as_nanos() as u64);
         }
     }
-    Ok(total)
+    Ok(found)
+}
+
+/// Another observerd on the host (a test, `cargo xtask run`) taxes the
+/// workloads of baseline and attached rounds alike, and its programs count
+/// in the probe time measured by the kernel: say so before measuring.
+pub fn warn_if_other_observers() -> anyhow::Result<()> {
+    let others = our_programs()?.len();
+    if others > 0 {
+        println!(
+            "WARNING: {others} programs of another observer are loaded: probe times and costs \
+             below include them"
+        );
+    }
+    Ok(())
 }
 
 fn best_low(values: &[f64]) -> f64 {
@@ -259,14 +313,34 @@ fn best_high(values: &[f64]) -> f64 {
 }
 
 /// Pins the benchmark (and the workloads it forks) to the last CPU, so the
-/// daemon's threads are the only other load there.
-fn pin_to_last_cpu() -> anyhow::Result<()> {
-    // SAFETY: sysconf and sched_setaffinity on our own process with a
-    // zero-initialised, valid cpu_set_t.
+/// daemon's threads are the only other load there; every CPU again when
+/// dropped.
+struct PinToLastCpu;
+
+impl PinToLastCpu {
+    fn new() -> anyhow::Result<PinToLastCpu> {
+        // SAFETY: sysconf has no preconditions.
+        let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+        set_affinity(&[cpus - 1])?;
+        Ok(PinToLastCpu)
+    }
+}
+
+impl Drop for PinToLastCpu {
+    fn drop(&mut self) {
+        let all: Vec<usize> = (0..libc::CPU_SETSIZE as usize).collect();
+        let _ = set_affinity(&all);
+    }
+}
+
+fn set_affinity(cpus: &[usize]) -> anyhow::Result<()> {
+    // SAFETY: sched_setaffinity on our own process with a zero-initialised,
+    // valid cpu_set_t.
     unsafe {
-        let cpus = libc::sysconf(libc::_SC_NPROCESSORS_ONLN).max(1) as usize;
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpus - 1, &mut set);
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
             bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
         }
@@ -274,21 +348,84 @@ fn pin_to_last_cpu() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn median(values: &[f64]) -> f64 {
+/// Lets a child run where the scheduler puts it, whatever our own pinning.
+pub fn unpinned(cmd: &mut Command) -> &mut Command {
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for cpu in 0..libc::CPU_SETSIZE as usize {
+                libc::CPU_SET(cpu, &mut set);
+            }
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            Ok(())
+        })
+    }
+}
+
+/// `config` (TOML text) with the `[receipts]` keys in `keys` set to the
+/// given TOML values: lines setting them in an existing `[receipts]` table
+/// are replaced, and the table is added when the config has none. The
+/// benchmark's daemons keep their store and master seed in its work
+/// directory, never in the system's.
+pub fn with_receipts_keys(config: &str, keys: &[(&str, String)]) -> String {
+    let ours = keys
+        .iter()
+        .map(|(k, v)| format!("{k} = {v}\n"))
+        .collect::<String>();
+    let mut out = String::with_capacity(config.len() + ours.len() + 16);
+    let mut in_receipts = false;
+    let mut seen = false;
+    for line in config.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_receipts = t == "[receipts]";
+            if in_receipts {
+                seen = true;
+                out.push_str(line);
+                out.push('\n');
+                out.push_str(&ours);
+                continue;
+            }
+        }
+        let key = t.split_once('=').map(|(k, _)| k.trim());
+        if in_receipts && key.is_some_and(|k| keys.iter().any(|(ours, _)| *ours == k)) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if !seen {
+        out.push_str("\n[receipts]\n");
+        out.push_str(&ours);
+    }
+    out
+}
+
+/// The `[receipts]` keys that put a daemon's store and master seed in `dir`.
+pub fn state_in(dir: &Path) -> Vec<(&'static str, String)> {
+    let quoted = |p: PathBuf| format!("{:?}", p.display().to_string());
+    vec![
+        ("store", quoted(dir.join("observer.db"))),
+        ("master_seed", quoted(dir.join("master.seed"))),
+    ]
+}
+
+pub fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
 /// A release observerd started for one measurement.
-struct Daemon {
+pub struct Daemon {
     child: Child,
     stderr: PathBuf,
 }
 
-struct DaemonStats {
-    cpu_secs: f64,
-    counters: Value,
+pub struct DaemonStats {
+    pub cpu_secs: f64,
+    pub counters: Value,
 }
 
 impl DaemonStats {
@@ -324,10 +461,52 @@ impl DaemonStats {
             .as_u64()
             .unwrap_or(0)
     }
+
+    /// Every event lost in the kernel (ring buffer full, read errors) and
+    /// every program run the kernel skipped.
+    pub fn kernel_drops(&self) -> u64 {
+        let sum = |v: &Value, fields: &[&str]| -> u64 {
+            v.as_object().map_or(0, |o| {
+                o.values()
+                    .map(|c| {
+                        if fields.is_empty() {
+                            c.as_u64().unwrap_or(0)
+                        } else {
+                            fields.iter().map(|f| c[f].as_u64().unwrap_or(0)).sum()
+                        }
+                    })
+                    .sum()
+            })
+        };
+        sum(
+            &self.counters["kernel"],
+            &["dropped_ringbuf_full", "dropped_read_error"],
+        ) + sum(&self.counters["kernel_skipped"], &[])
+    }
+
+    /// Every event lost in user space (channel full, decode errors).
+    pub fn all_user_drops(&self) -> u64 {
+        self.counters["user_drops"]
+            .as_object()
+            .map_or(0, |o| o.values().filter_map(Value::as_u64).sum())
+    }
 }
 
 impl Daemon {
+    /// Starts observerd with `config`, its receipt store and master seed in
+    /// `work/state`.
     fn start(root: &Path, work: &Path, config: &str, write_events: bool) -> anyhow::Result<Daemon> {
+        let config = with_receipts_keys(config, &state_in(&work.join("state")));
+        Self::start_with(root, work, &config, write_events)
+    }
+
+    /// Starts observerd with `config` as it is.
+    pub fn start_with(
+        root: &Path,
+        work: &Path,
+        config: &str,
+        write_events: bool,
+    ) -> anyhow::Result<Daemon> {
         let config_path = work.join("bench.toml");
         std::fs::write(&config_path, config)?;
         let stderr = work.join("observerd.stderr");
@@ -337,17 +516,7 @@ impl Daemon {
             cmd.arg("--events-jsonl").arg(work.join("events.jsonl"));
         }
         // The daemon runs where the scheduler puts it, not on the pinned CPU.
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                for cpu in 0..libc::CPU_SETSIZE as usize {
-                    libc::CPU_SET(cpu, &mut set);
-                }
-                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-                Ok(())
-            });
-        }
+        unpinned(&mut cmd);
         let child = cmd
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr)?)
@@ -368,7 +537,12 @@ impl Daemon {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
-    fn stop(mut self) -> anyhow::Result<DaemonStats> {
+    /// CPU seconds the daemon has used so far.
+    pub fn cpu_secs(&self) -> anyhow::Result<f64> {
+        process_cpu(self.child.id())
+    }
+
+    pub fn stop(mut self) -> anyhow::Result<DaemonStats> {
         let cpu_secs = process_cpu(self.child.id())?;
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
@@ -391,6 +565,17 @@ impl Daemon {
     }
 }
 
+impl Drop for Daemon {
+    /// A benchmark that failed half way still stops its daemon.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: signalling our own child, which has not been reaped.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// utime + stime of a running process, from /proc/<pid>/stat.
 fn process_cpu(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -400,4 +585,27 @@ fn process_cpu(pid: u32) -> anyhow::Result<f64> {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     Ok(ticks / hz)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipts_keys_replace_existing_lines_or_add_the_table() {
+        let keys = state_in(Path::new("/w"));
+        let repo = std::fs::read_to_string(crate::workspace_root().join("observer.toml")).unwrap();
+        let out = with_receipts_keys(&repo, &keys);
+        assert!(!out.contains("/var/lib/observer"));
+        assert_eq!(out.matches("\nstore = ").count(), 1);
+        assert_eq!(out.matches("\nmaster_seed = ").count(), 1);
+        assert!(out.contains("store = \"/w/observer.db\"\n"));
+        assert!(out.contains("enabled = true"));
+
+        let bare = with_receipts_keys("[files]\nprefixes = []\n", &keys);
+        assert_eq!(
+            bare,
+            "[files]\nprefixes = []\n\n[receipts]\nstore = \"/w/observer.db\"\nmaster_seed = \"/w/master.seed\"\n"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! Developer tasks: `cargo xtask run | test | bench | setup`.
 mod bench;
+mod bench_receipts;
 mod setup;
 
 use std::{path::PathBuf, process::Command};
@@ -29,7 +30,8 @@ enum Task {
     /// including the BPF integration tests (needs root).
     Test,
     /// Overhead and throughput benchmarks against a baseline measured in the
-    /// same run (needs root).
+    /// same run (needs root): `bench` runs every section, `bench probes` or
+    /// `bench receipts` one.
     Bench(bench::BenchArgs),
 }
 
@@ -89,6 +91,9 @@ fn main() -> anyhow::Result<()> {
             setup::ensure_all()?;
             require_root("cargo xtask bench")?;
             cargo(&["build", "--release", "--package", "observer-daemon"])?;
+            if args.runs(bench::Section::Receipts) {
+                bench_receipts::build()?;
+            }
             bench::run(&workspace_root(), &args)
         }
     }
