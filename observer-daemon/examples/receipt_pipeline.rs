@@ -354,6 +354,7 @@ impl DraftMaker {
             mappings: Mappings::default(),
             detection_rules_digest: None,
             erases: None,
+            prunes: None,
         }
     }
 }

@@ -135,17 +135,30 @@ pub fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report, Verif
     if let Some((envelope, context)) = retention::latest_prune(store)? {
         state.start_from_anchor(&envelope, &context);
     }
-    let mut chunk = Vec::with_capacity(CHUNK);
-    store.for_each_receipt(|row| {
-        chunk.push(row);
-        if chunk.len() == CHUNK {
-            state.process_chunk(std::mem::take(&mut chunk), opts);
+    // A second connection reads the next chunk while this one is checked.
+    let reader = Store::open_read_only(store.path())?;
+    std::thread::scope(|scope| -> Result<(), VerifyError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<ReceiptRow>>(2);
+        let reading = scope.spawn(move || {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let result = reader.for_each_receipt(|row| {
+                chunk.push(row);
+                if chunk.len() == CHUNK {
+                    return tx.send(std::mem::take(&mut chunk)).is_ok();
+                }
+                true
+            });
+            if !chunk.is_empty() {
+                let _ = tx.send(chunk);
+            }
+            result
+        });
+        for chunk in rx {
+            state.process_chunk(chunk, opts);
         }
-        true
+        reading.join().expect("receipt reader panicked")?;
+        Ok(())
     })?;
-    if !chunk.is_empty() {
-        state.process_chunk(chunk, opts);
-    }
     state.finish_log(store, opts)?;
     state.check_keys_table(store)?;
     state.check_erasures();
@@ -329,9 +342,44 @@ impl State {
     }
 
     fn process_chunk(&mut self, rows: Vec<ReceiptRow>, opts: &VerifyOptions) {
-        let parsed = parallel_map(rows, opts.threads, |row| parse_row(row, opts.now_unix_ns));
-        let mut signature_jobs = Vec::with_capacity(parsed.len());
-        for p in parsed {
+        let mut verifiers: Vec<Box<dyn Verifier>> = vec![Box::new(LibcruxVerifier)];
+        if opts.independent {
+            verifiers.push(Box::new(RustCryptoVerifier));
+        }
+        self.report.verifiers = verifiers.iter().map(|v| v.name()).collect();
+        let check_signature = |pk: &[u8], msg: &[u8], sig: &[u8]| -> Vec<String> {
+            verifiers
+                .iter()
+                .filter_map(|v| {
+                    v.verify(pk, msg, sig)
+                        .err()
+                        .map(|e| format!("{}: {e}", v.name()))
+                })
+                .collect()
+        };
+        // Signatures are checked in the parallel pass under the key their
+        // kid names among the keys authorised so far; the in-order pass
+        // then only confirms that this was the right key (and checks the
+        // few receipts whose key was announced within this chunk).
+        let known: HashMap<&str, &[u8]> = self
+            .keys
+            .iter()
+            .map(|(kid, k)| (kid.as_str(), k.public_key.as_slice()))
+            .chain([(self.master_kid.as_str(), self.master_public_key.as_slice())])
+            .collect();
+        let parsed = parallel_map(rows, opts.threads, |row| {
+            let p = parse_row(row, opts.now_unix_ns);
+            let early = known.get(p.kid.as_str()).map(|pk| {
+                (
+                    pk.to_vec(),
+                    check_signature(pk, &p.payload_jcs, &p.signature),
+                )
+            });
+            (p, early)
+        });
+        drop(known);
+        let mut signature_jobs = Vec::new();
+        for (p, early) in parsed {
             let label = ReceiptLabel::of(&p);
             self.report.receipts += 1;
             for (check, outcome, reason) in &p.results {
@@ -352,7 +400,12 @@ impl State {
             }
             let key = self.chain_checks(&p, &label);
             match key {
-                Some(pk) => signature_jobs.push((label, pk, p.payload_jcs, p.signature)),
+                Some(pk) => match early {
+                    Some((early_pk, failures)) if early_pk == pk => {
+                        self.signature_outcome(&label, failures)
+                    }
+                    _ => signature_jobs.push((label, pk, p.payload_jcs, p.signature)),
+                },
                 None => self.record(
                     &label,
                     "signature",
@@ -361,28 +414,20 @@ impl State {
                 ),
             }
         }
-        let mut verifiers: Vec<Box<dyn Verifier>> = vec![Box::new(LibcruxVerifier)];
-        if opts.independent {
-            verifiers.push(Box::new(RustCryptoVerifier));
-        }
-        self.report.verifiers = verifiers.iter().map(|v| v.name()).collect();
         let results = parallel_map(signature_jobs, opts.threads, |(label, pk, msg, sig)| {
-            let failures: Vec<String> = verifiers
-                .iter()
-                .filter_map(|v| {
-                    v.verify(&pk, &msg, &sig)
-                        .err()
-                        .map(|e| format!("{}: {e}", v.name()))
-                })
-                .collect();
+            let failures = check_signature(&pk, &msg, &sig);
             (label, failures)
         });
         for (label, failures) in results {
-            if failures.is_empty() {
-                self.record(&label, "signature", Outcome::Pass, String::new());
-            } else {
-                self.record(&label, "signature", Outcome::Fail, failures.join("; "));
-            }
+            self.signature_outcome(&label, failures);
+        }
+    }
+
+    fn signature_outcome(&mut self, label: &ReceiptLabel, failures: Vec<String>) {
+        if failures.is_empty() {
+            self.record(label, "signature", Outcome::Pass, String::new());
+        } else {
+            self.record(label, "signature", Outcome::Fail, failures.join("; "));
         }
     }
 
