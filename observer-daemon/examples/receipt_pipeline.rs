@@ -442,7 +442,7 @@ fn file_len(path: &Path) -> u64 {
 }
 
 fn file_sha256(path: &Path) -> anyhow::Result<String> {
-    Ok(observer_daemon::processor::file_sha256(path)?)
+    Ok(observer_daemon::enrich::ExeHashCache::new(1, u64::MAX).hash_path(path)?)
 }
 
 fn now_unix_ns() -> u64 {

@@ -19,14 +19,17 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     config::Config,
-    enrich::environ::{default_env_patterns, EnvPattern},
+    enrich::{
+        environ::{default_env_patterns, EnvPattern},
+        ExeHashCache,
+    },
     enricher::{Enricher, EnricherOptions, WatchControl},
     format::rfc3339,
     kernel_config,
     loader::{self, LoadOptions},
     loss::{read_kernel, read_skipped, LossTracker, Snapshot},
     notify::Notifier,
-    processor::{file_sha256, Processor, Receipts},
+    processor::{Processor, Receipts},
     reader::{self, Msg, UserDrops},
     receipt::{
         chain::Identity,
@@ -336,7 +339,8 @@ fn start_receipts(cfg: &Config) -> anyhow::Result<Receipts> {
             .to_string(),
     };
     let observer_executable_hash = std::env::current_exe()
-        .and_then(|exe| file_sha256(&exe))
+        .map_err(anyhow::Error::from)
+        .and_then(|exe| Ok(ExeHashCache::new(1, u64::MAX).hash_path(&exe)?))
         .context("hashing the observerd executable")?;
     let identity = Identity {
         deployer_id: r.deployer_id.clone(),

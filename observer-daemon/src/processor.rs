@@ -10,7 +10,6 @@ use std::{
 
 use anyhow::Context as _;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::{
@@ -48,14 +47,6 @@ pub fn now_unix_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// `sha256:<hex>` of a file.
-pub fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h)?;
-    Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
 pub struct Processor {

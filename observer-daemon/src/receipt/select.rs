@@ -2,7 +2,7 @@
 //! registered agent's process tree. File opens are folded into one
 //! `file.open` receipt per (process, path, window) with a count, so a build
 //! that opens 100k files does not produce 100k receipts.
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use serde_json::{json, Value};
 
@@ -27,6 +27,9 @@ struct Fold {
 pub struct Selector {
     window_ns: u64,
     folds: HashMap<(u32, String), Fold>,
+    /// Open folds by window start, oldest first: checking for due windows
+    /// on every event costs one look at the front.
+    order: VecDeque<(u64, (u32, String))>,
 }
 
 impl Selector {
@@ -34,6 +37,7 @@ impl Selector {
         Selector {
             window_ns: file_open_window_ns,
             folds: HashMap::new(),
+            order: VecDeque::new(),
         }
     }
 
@@ -89,6 +93,7 @@ impl Selector {
                         f.last_unix_ns = unix_ns;
                     }
                     None => {
+                        self.order.push_back((unix_ns, key.clone()));
                         self.folds.insert(
                             key,
                             Fold {
@@ -106,24 +111,20 @@ impl Selector {
 
     /// Emits folded opens whose window closed before `now_unix_ns`.
     pub fn flush_due(&mut self, now_unix_ns: u64, out: &mut Vec<Draft>) {
-        if self.folds.is_empty() {
-            return;
+        while let Some((start, _)) = self.order.front() {
+            if now_unix_ns < start.saturating_add(self.window_ns) {
+                break;
+            }
+            let (_, key) = self.order.pop_front().expect("front exists");
+            if let Some(fold) = self.folds.remove(&key) {
+                out.push(finish_fold(fold));
+            }
         }
-        let window = self.window_ns;
-        let due: Vec<_> = self
-            .folds
-            .iter()
-            .filter(|(_, f)| now_unix_ns >= f.draft.unix_ns + window)
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut flushed: Vec<Fold> = due.iter().filter_map(|k| self.folds.remove(k)).collect();
-        flushed.sort_by_key(|f| f.draft.unix_ns);
-        out.extend(flushed.into_iter().map(finish_fold));
     }
 
     /// Emits every folded open (at stop).
     pub fn flush_all(&mut self, out: &mut Vec<Draft>) {
-        self.flush_due(u64::MAX - self.window_ns, out);
+        self.flush_due(u64::MAX, out);
     }
 }
 

@@ -379,29 +379,6 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    pub fn runs(&self) -> Result<Vec<RunRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id, pid, version, started_at, stopped_at, clean_stop FROM runs ORDER BY id",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(RunRow {
-                    id: r.get(0)?,
-                    pid: r.get(1)?,
-                    version: r.get(2)?,
-                    started_at: r.get(3)?,
-                    stopped_at: r.get(4)?,
-                    clean_stop: r.get::<_, i64>(5)? != 0,
-                })
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| self.err(e));
-        rows
-    }
-
     pub fn chain_heads(&self) -> Result<Vec<ChainHead>, StoreError> {
         let mut stmt = self
             .conn
@@ -501,17 +478,7 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
-            let row = (|| {
-                Ok::<_, rusqlite::Error>(ReceiptRow {
-                    leaf_index: r.get::<_, i64>(0)? as u64,
-                    receipt_hash: r.get(1)?,
-                    issuer_id: r.get(2)?,
-                    seq: r.get::<_, i64>(3)? as u64,
-                    envelope: r.get(4)?,
-                    context: r.get(5)?,
-                })
-            })()
-            .map_err(|e| self.err(e))?;
+            let row = receipt_row(r).map_err(|e| self.err(e))?;
             if !f(row) {
                 break;
             }
@@ -526,16 +493,7 @@ impl Store {
                  FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index
                  WHERE r.receipt_hash = ?1",
                 [receipt_hash],
-                |r| {
-                    Ok(ReceiptRow {
-                        leaf_index: r.get::<_, i64>(0)? as u64,
-                        receipt_hash: r.get(1)?,
-                        issuer_id: r.get(2)?,
-                        seq: r.get::<_, i64>(3)? as u64,
-                        envelope: r.get(4)?,
-                        context: r.get(5)?,
-                    })
-                },
+                receipt_row,
             )
             .optional()
             .map_err(|e| self.err(e))
@@ -581,6 +539,18 @@ impl Store {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// Maps `leaf_index, receipt_hash, issuer_id, seq, envelope, context`.
+fn receipt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReceiptRow> {
+    Ok(ReceiptRow {
+        leaf_index: r.get::<_, i64>(0)? as u64,
+        receipt_hash: r.get(1)?,
+        issuer_id: r.get(2)?,
+        seq: r.get::<_, i64>(3)? as u64,
+        envelope: r.get(4)?,
+        context: r.get(5)?,
+    })
 }
 
 fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckpointRow> {
