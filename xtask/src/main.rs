@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Task::Test => {
-            setup::ensure_all()?;
+            setup::ensure_test_tools()?;
             require_root("cargo xtask test (the integration tests load eBPF programs)")?;
             cargo(&["fmt", "--all", "--", "--check"])?;
             // The eBPF crate is linted on its own target with its toolchain;

@@ -9,10 +9,54 @@ pub const BPF_LINKER_VERSION: &str = "0.10.3";
 /// The eBPF crate builds with this rustup toolchain (LLVM 22).
 pub const EBPF_TOOLCHAIN: &str = "nightly";
 
+/// Debian packages the integration tests run for real (receivers, servers,
+/// clients). Installed only by `cargo xtask test`.
+pub const TEST_APT_PACKAGES: &[&str] = &[];
+
 pub fn ensure_all() -> anyhow::Result<()> {
     ensure_nightly()?;
     ensure_rust_src()?;
     ensure_bpf_linker()
+}
+
+/// What `cargo xtask test` needs on top of [`ensure_all`].
+pub fn ensure_test_tools() -> anyhow::Result<()> {
+    ensure_all()?;
+    ensure_apt_packages(TEST_APT_PACKAGES)
+}
+
+/// Installs the packages that `dpkg-query` does not report as installed.
+fn ensure_apt_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            !output("dpkg-query", &["-W", "-f=${Status}", p])
+                .unwrap_or_default()
+                .contains("install ok installed")
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let apt = |args: &[&str]| -> anyhow::Result<()> {
+        eprintln!("setup: apt-get {}", args.join(" "));
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get")?;
+        if !status.success() {
+            bail!("apt-get {} failed with {status}", args.join(" "));
+        }
+        Ok(())
+    };
+    apt(&["update", "-q"])?;
+    apt(&[
+        &["install", "-y", "-q", "--no-install-recommends"][..],
+        &missing[..],
+    ]
+    .concat())
 }
 
 fn output(cmd: &str, args: &[&str]) -> anyhow::Result<String> {
