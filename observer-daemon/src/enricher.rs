@@ -326,6 +326,7 @@ fn net_detail(h: &Header, n: &Net) -> Detail {
         local_port: n.local_port,
         remote_addr: n.remote_addr.to_string(),
         remote_port: n.remote_port,
+        dst_names: Vec::new(),
     };
     match h.kind {
         observer_common::EventKind::Accept => Detail::Accept(d),

@@ -140,6 +140,26 @@ pub struct NetDetail {
     pub local_port: u16,
     pub remote_addr: String,
     pub remote_port: u16,
+    /// Names the remote address is known by, each with where it was seen
+    /// (connect only; empty when none is known). Policies match names,
+    /// not addresses: AI APIs share CDN addresses.
+    pub dst_names: Vec<DstName>,
+}
+
+/// A name for a connection's remote address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DstName {
+    pub name: String,
+    pub source: NameSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NameSource {
+    /// A DNS answer this host received (A/AAAA, or a CNAME leading to one).
+    Dns,
+    /// The server name in the TLS ClientHello the process sent.
+    Sni,
 }
 
 #[derive(Debug, Serialize)]
