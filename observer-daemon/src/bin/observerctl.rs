@@ -1,0 +1,356 @@
+//! `observerctl`: queries, verification, proofs, audit packs, keys and
+//! erasure over the receipt store (docs/observerctl.md). Parsing and
+//! dispatch only; the work is in `observer_daemon::ctl`.
+use std::{io::Write, path::PathBuf, process::ExitCode};
+
+use clap::Parser;
+use observer_daemon::{
+    config::Config,
+    ctl::{
+        self, agents, audit_pack,
+        cli::{self, AuditPackCommand, Cli, Command, KeysCommand, ReceiptsCommand},
+        erase, keys, output, proof, receipts,
+        time::parse_time,
+        verify, CtlError, Output, Paths,
+    },
+    processor::now_unix_ns,
+    receipt::{keys as receipt_keys, verify::VerifyOptions},
+};
+use serde_json::json;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let json_requested = args.iter().any(|a| a == "--json" || a == "--jsonl");
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || !json_requested
+            {
+                let _ = e.print();
+                return ExitCode::from(if e.use_stderr() { cli::EXIT_USAGE } else { 0 });
+            }
+            let err = CtlError::Usage(e.kind().to_string());
+            let detail = e.render().to_string();
+            let first = detail.lines().next().unwrap_or_default();
+            let err = if first.is_empty() {
+                err
+            } else {
+                CtlError::Usage(first.trim_start_matches("error: ").to_string())
+            };
+            println!("{}", output::error_object(&err));
+            return ExitCode::from(cli::EXIT_USAGE);
+        }
+    };
+    let mode = Output::from_flags(cli.json, cli.jsonl);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match run(cli, mode, &mut out) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if mode.is_json() {
+                let _ = writeln!(out, "{}", output::error_object(&e));
+            } else {
+                eprintln!("observerctl: {}", output::sanitise(&e.to_string()));
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn paths(cli: &Cli) -> Result<Paths, CtlError> {
+    let config = match &cli.config {
+        Some(p) => Config::load(p).map_err(|e| CtlError::Usage(e.to_string()))?,
+        None => Config::defaults(),
+    };
+    Ok(Paths {
+        db: cli.db.clone().unwrap_or(config.receipts.store.clone()),
+        master_seed: config.receipts.master_seed.clone(),
+    })
+}
+
+fn window(
+    since: &Option<String>,
+    until: &Option<String>,
+) -> Result<(Option<u64>, Option<u64>), CtlError> {
+    let now = now_unix_ns();
+    Ok((
+        since
+            .as_deref()
+            .map(|t| parse_time("--since", t, now))
+            .transpose()?,
+        until
+            .as_deref()
+            .map(|t| parse_time("--until", t, now))
+            .transpose()?,
+    ))
+}
+
+fn verdict(ok: bool) -> u8 {
+    if ok {
+        cli::EXIT_OK
+    } else {
+        cli::EXIT_VERIFY_FAILED
+    }
+}
+
+fn read_file(path: &PathBuf) -> Result<Vec<u8>, CtlError> {
+    std::fs::read(path).map_err(|e| CtlError::Usage(format!("{}: {e}", path.display())))
+}
+
+fn write_out(path: &PathBuf, bytes: &[u8]) -> Result<(), CtlError> {
+    std::fs::write(path, bytes).map_err(|e| CtlError::Io(format!("{}: {e}", path.display())))
+}
+
+fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
+    let p = paths(&cli)?;
+    match cli.command {
+        Command::Receipts { show: None, filter } => {
+            let (since_ns, until_ns) = window(&filter.window.since, &filter.window.until)?;
+            let store = ctl::open_store(&p.db)?;
+            let rows = receipts::query(
+                &store,
+                &receipts::Query {
+                    agent: filter.agent,
+                    action: filter.action,
+                    risk: filter.risk.map(|r| r.as_str().to_string()),
+                    pid: filter.pid,
+                    exe: filter.exe,
+                    chain: filter.chain,
+                    since_ns,
+                    until_ns,
+                    limit: filter.limit,
+                },
+            )?;
+            receipts::print_list(out, mode, &rows)?;
+        }
+        Command::Receipts {
+            show: Some(ReceiptsCommand::Show { receipt, pubkey }),
+            ..
+        } => {
+            let pinned = pubkey.as_deref().map(ctl::read_pubkey).transpose()?;
+            let store = ctl::open_store(&p.db)?;
+            let hash = ctl::resolve_receipt(&store, &receipt)?;
+            let v = receipts::show(&store, &hash, pinned)?;
+            receipts::print_show(out, mode, &v)?;
+        }
+        Command::Agents => {
+            let store = ctl::open_store(&p.db)?;
+            agents::print_agents(out, mode, &agents::agents(&store)?)?;
+        }
+        Command::Shadow { window: w } => {
+            let (since, until) = window(&w.since, &w.until)?;
+            let store = ctl::open_store(&p.db)?;
+            agents::print_shadow(out, mode, &agents::shadow(&store, since, until)?)?;
+        }
+        Command::Verify(args) => {
+            let (since_ns, _) = window(&args.since, &None)?;
+            let master_public_key = match (&args.pubkey, &args.master_seed) {
+                (Some(path), _) => ctl::read_pubkey(path)?,
+                (None, seed) => {
+                    let seed = ctl::load_master_seed(seed.as_ref().unwrap_or(&p.master_seed))?;
+                    receipt_keys::ChainKey::master_key(&seed)
+                        .public_key()
+                        .to_vec()
+                }
+            };
+            let external_checkpoints = args
+                .checkpoint
+                .iter()
+                .map(|c| {
+                    read_file(c).and_then(|b| {
+                        String::from_utf8(b).map_err(|_| {
+                            CtlError::Usage(format!("checkpoint {}: not UTF-8", c.display()))
+                        })
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let store = ctl::open_store(&p.db)?;
+            let (v, ok) = verify::run(
+                &store,
+                &VerifyOptions {
+                    master_public_key,
+                    now_unix_ns: now_unix_ns(),
+                    external_checkpoints,
+                    independent: args.independent,
+                    threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                },
+                &verify::Scope {
+                    since_ns,
+                    chain: args.chain,
+                },
+            )?;
+            verify::print(out, mode, &p.db, &v)?;
+            return Ok(verdict(ok));
+        }
+        Command::Proof { receipt, out: file } => {
+            let store = ctl::open_store(&p.db)?;
+            let hash = ctl::resolve_receipt(&store, &receipt)?;
+            let text = proof::make_proof(&store, &hash)?;
+            match file {
+                Some(f) => {
+                    write_out(&f, text.as_bytes())?;
+                    if mode.is_json() {
+                        output::write_json(
+                            out,
+                            mode,
+                            &json!({"receipt_hash": hex::encode(&hash), "out": f}),
+                        )?;
+                    }
+                }
+                None => out.write_all(text.as_bytes())?,
+            }
+        }
+        Command::VerifyProof { file, pubkey } => {
+            let master = ctl::read_pubkey(&pubkey)?;
+            let text = String::from_utf8_lossy(&read_file(&file)?).into_owned();
+            let (v, ok) = proof::verify_proof(&text, &master);
+            print_verdict(out, mode, &v, "proof")?;
+            return Ok(verdict(ok));
+        }
+        Command::AuditPack(AuditPackCommand::Export {
+            start,
+            end,
+            out: file,
+            master_seed,
+        }) => {
+            let now = now_unix_ns();
+            let start = parse_time("--start", &start, now)?;
+            let end = parse_time("--end", &end, now)?;
+            let seed = ctl::load_master_seed(master_seed.as_ref().unwrap_or(&p.master_seed))?;
+            let master = receipt_keys::ChainKey::master_key(&seed);
+            let store = ctl::open_store(&p.db)?;
+            let (bytes, summary) = audit_pack::export(&store, start, end, &master)?;
+            write_out(&file, &bytes)?;
+            if mode.is_json() {
+                output::write_json(out, mode, &summary)?;
+            } else {
+                writeln!(
+                    out,
+                    "{}: {} receipts in {} chains, {} checkpoints, {}",
+                    file.display(),
+                    summary["receipts"],
+                    summary["chains"],
+                    summary["checkpoints"],
+                    summary["bundle_digest"].as_str().unwrap_or_default()
+                )?;
+            }
+        }
+        Command::AuditPack(AuditPackCommand::Verify { bundle, pubkey }) => {
+            let master = ctl::read_pubkey(&pubkey)?;
+            let bytes = read_file(&bundle)?;
+            let (v, ok) = audit_pack::verify(&bytes, &master);
+            print_verdict(out, mode, &v, "audit pack")?;
+            return Ok(verdict(ok));
+        }
+        Command::Keys(KeysCommand::Show) => {
+            let store = ctl::open_store(&p.db)?;
+            output::write_list(
+                out,
+                mode,
+                "keys",
+                &keys::show(&store)?,
+                &[
+                    ("KID", |r| output::s(r, &["kid"])),
+                    ("AGENT", |r| output::s(r, &["agent_id"])),
+                    ("MASTER", |r| output::s(r, &["master"])),
+                    ("ISSUER_ID", |r| output::s(r, &["issuer_id"])),
+                ],
+            )?;
+        }
+        Command::Keys(KeysCommand::Export { master }) => {
+            let store = ctl::open_store(&p.db)?;
+            let v = if master {
+                keys::master_jwk(&store)?
+            } else {
+                keys::jwks(&store)?
+            };
+            // A JWK (Set) is JSON whatever the output mode.
+            output::write_json(
+                out,
+                if mode == Output::Jsonl {
+                    mode
+                } else {
+                    Output::Json
+                },
+                &v,
+            )?;
+        }
+        Command::Erase {
+            receipt,
+            reason,
+            master_seed,
+        } => {
+            let hash = ctl::resolve_receipt(&ctl::open_store(&p.db)?, &receipt)?;
+            let seed = ctl::load_master_seed(master_seed.as_ref().unwrap_or(&p.master_seed))?;
+            let v = erase::erase(&p.db, &hash, seed, &reason)?;
+            if mode.is_json() {
+                output::write_json(out, mode, &v)?;
+            } else {
+                writeln!(
+                    out,
+                    "erased the context of {}; recorded by observer.policy receipt {}",
+                    v["erased"].as_str().unwrap_or_default(),
+                    v["erasure_receipt"].as_str().unwrap_or_default()
+                )?;
+            }
+        }
+    }
+    Ok(cli::EXIT_OK)
+}
+
+fn print_verdict(
+    out: &mut impl Write,
+    mode: Output,
+    v: &serde_json::Value,
+    what: &str,
+) -> Result<(), CtlError> {
+    if mode.is_json() {
+        return output::write_json(out, mode, v);
+    }
+    if let Some(checks) = v["checks"].as_array() {
+        for c in checks {
+            writeln!(
+                out,
+                "  {:<18} {:<13} {}",
+                output::s(c, &["check"]),
+                output::s(c, &["outcome"]),
+                output::s(c, &["detail"])
+            )?;
+        }
+    } else if let Some(checks) = v["checks"].as_object() {
+        for (k, c) in checks {
+            writeln!(
+                out,
+                "  {k:<20} pass {:>7}  fail {:>5}",
+                c["pass"], c["fail"]
+            )?;
+        }
+    }
+    if v["ok"] == true {
+        writeln!(out, "{what} verified")?;
+    } else {
+        let f = &v["first_failure"];
+        let text = match f {
+            serde_json::Value::String(s) => s.clone(),
+            other => {
+                let st = |k: &str| other[k].as_str().unwrap_or_default().to_string();
+                if st("chain").is_empty() {
+                    format!("{}: {}", st("check"), st("reason"))
+                } else {
+                    format!(
+                        "chain {} seq {} receipt {}: {}: {}",
+                        st("chain"),
+                        other["seq"],
+                        st("receipt_hash"),
+                        st("check"),
+                        st("reason")
+                    )
+                }
+            }
+        };
+        writeln!(out, "{what} verification FAILED: {text}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,237 @@
+//! The `observerctl` command line. Only clap and std here: `cargo xtask
+//! man` includes this file to generate the man pages and shell completions
+//! from the same definitions the binary parses.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exit status: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a verification failed (receipts, proof, audit pack).
+pub const EXIT_VERIFY_FAILED: u8 = 1;
+/// Exit status: bad usage or bad input (arguments, times, files).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status: the daemon is needed but unreachable, or it holds the store.
+pub const EXIT_DAEMON: u8 = 3;
+/// Exit status: the receipt store cannot be opened or read.
+pub const EXIT_STORE: u8 = 4;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "observerctl",
+    version,
+    about = "Query, verify and prove the observer's signed receipts",
+    long_about = "Query, verify and prove the observer's signed observation receipts. \
+                  These commands read the SQLite receipt store directly (read-only); the \
+                  daemon does not need to run.\n\nExit status: 0 ok, 1 verification failure, \
+                  2 usage or bad input, 3 daemon unreachable or holding the store, 4 store \
+                  unreadable."
+)]
+pub struct Cli {
+    /// The receipt store. Default: receipts.store of --config, else
+    /// /var/lib/observer/observer.db.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub db: Option<PathBuf>,
+    /// The daemon's configuration (for the default store and master seed).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+    /// One JSON document on stdout (errors as {"error": {...}}).
+    #[arg(long, global = true, conflicts_with = "jsonl")]
+    pub json: bool,
+    /// JSON lines: one object per row (lists), else as --json.
+    #[arg(long, global = true)]
+    pub jsonl: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List receipts matching filters, in log order; `receipts show` one.
+    #[command(visible_alias = "events", args_conflicts_with_subcommands = true)]
+    Receipts {
+        #[command(subcommand)]
+        show: Option<ReceiptsCommand>,
+        #[command(flatten)]
+        filter: Filter,
+    },
+    /// Agent chains: first/last seen, receipt counts, chain head, key id.
+    Agents,
+    /// shadow_ai.finding receipts grouped by agent, executable, user,
+    /// indicator and rule.
+    Shadow {
+        #[command(flatten)]
+        window: Window,
+    },
+    /// Verify the store offline (every check of RECEIPTS.md); exit 1 on
+    /// any failure, naming the first.
+    Verify(VerifyArgs),
+    /// Write an inclusion proof (c2sp.org/tlog-proof) of a receipt against
+    /// the latest checkpoint, with the receipt and its key announcement.
+    Proof {
+        /// Receipt hash (64 hex) or `<agent_id>:<seq>`.
+        receipt: String,
+        /// Write to FILE instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Check a proof file offline with only the pinned master public key.
+    VerifyProof {
+        /// A file written by `observerctl proof`.
+        file: PathBuf,
+        /// The pinned master public key (AKP JWK file).
+        #[arg(long, value_name = "FILE")]
+        pubkey: PathBuf,
+    },
+    /// Signed audit packs of a time window (RECEIPTS.md "Audit pack").
+    #[command(subcommand)]
+    AuditPack(AuditPackCommand),
+    /// The public keys of the store.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Erase a receipt's context (right to erasure), recorded as an
+    /// observer.policy receipt. Offline only: refused while the daemon
+    /// holds the store.
+    Erase {
+        /// Receipt hash (64 hex) or `<agent_id>:<seq>`.
+        receipt: String,
+        /// Why (recorded in the erasure receipt).
+        #[arg(long, default_value = "erasure request")]
+        reason: String,
+        /// The master seed. Default: receipts.master_seed of --config.
+        #[arg(long, value_name = "FILE")]
+        master_seed: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReceiptsCommand {
+    /// One receipt with its context and its verification result.
+    Show {
+        /// Receipt hash (64 hex) or `<agent_id>:<seq>`.
+        receipt: String,
+        /// Pinned master public key (AKP JWK file) to check the key
+        /// announcement; without it the chain key is checked against its
+        /// announcement only.
+        #[arg(long, value_name = "FILE")]
+        pubkey: Option<PathBuf>,
+    },
+}
+
+/// A time window: RFC 3339 (`2026-11-22T18:00:00Z`) or relative to now
+/// (`90s`, `30m`, `1h`, `2d`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct Window {
+    /// Only receipts issued at or after TIME.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only receipts issued at or before TIME.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct Filter {
+    /// Agent id (exact).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Action type (exact), e.g. process.exec.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Risk class.
+    #[arg(long, value_enum)]
+    pub risk: Option<Risk>,
+    /// Process id in the context.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Executable: its path in the context, or its sha256 (`sha256:<hex>` or 64 hex).
+    #[arg(long, value_name = "PATH|HASH")]
+    pub exe: Option<String>,
+    /// Chain (issuer_id, exact).
+    #[arg(long, value_name = "ISSUER_ID")]
+    pub chain: Option<String>,
+    #[command(flatten)]
+    pub window: Window,
+    /// At most N receipts: the N most recent matches, printed in log order.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Risk {
+    Low,
+    Medium,
+    High,
+    Unknown,
+}
+
+impl Risk {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+            Risk::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Report only failures of receipts issued at or after TIME (the whole
+    /// log is still checked: links and the Merkle root need every receipt).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Report only failures of this chain (issuer_id).
+    #[arg(long, value_name = "ISSUER_ID")]
+    pub chain: Option<String>,
+    /// Also verify every signature with the second ML-DSA-65 implementation.
+    #[arg(long)]
+    pub independent: bool,
+    /// The pinned master public key (AKP JWK file).
+    #[arg(long, value_name = "FILE")]
+    pub pubkey: Option<PathBuf>,
+    /// Derive the master public key from this seed (root). Default, without
+    /// --pubkey: receipts.master_seed of --config.
+    #[arg(long, value_name = "FILE", conflicts_with = "pubkey")]
+    pub master_seed: Option<PathBuf>,
+    /// A signed checkpoint kept off-host (repeatable): the log must still
+    /// contain it.
+    #[arg(long, value_name = "NOTE")]
+    pub checkpoint: Vec<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditPackCommand {
+    /// Write the signed audit pack of the receipts issued in [start, end].
+    Export {
+        #[arg(long, value_name = "TIME")]
+        start: String,
+        #[arg(long, value_name = "TIME")]
+        end: String,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The master seed that signs the pack. Default: receipts.master_seed of --config.
+        #[arg(long, value_name = "FILE")]
+        master_seed: Option<PathBuf>,
+    },
+    /// Verify an audit pack offline with only the pinned master public key.
+    Verify {
+        bundle: PathBuf,
+        /// The pinned master public key (AKP JWK file).
+        #[arg(long, value_name = "FILE")]
+        pubkey: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// The keys: kid, chain, agent.
+    Show,
+    /// The JWK Set of the master and chain public keys.
+    Export {
+        /// Only the master public key, as one JWK (the key to pin).
+        #[arg(long)]
+        master: bool,
+    },
+}
