@@ -1,6 +1,7 @@
 //! Developer tasks: `cargo xtask run | test | bench | setup`.
 mod bench;
 mod bench_receipts;
+mod man;
 mod setup;
 
 use std::{path::PathBuf, process::Command};
@@ -33,11 +34,15 @@ enum Task {
     /// same run (needs root): `bench` runs every section, `bench probes` or
     /// `bench receipts` one.
     Bench(bench::BenchArgs),
+    /// Generate observerctl's man pages and shell completions from its
+    /// clap definitions (default: target/observerctl-docs).
+    Man(man::ManArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Setup => setup::ensure_all(),
+        Task::Man(args) => man::run(args, &workspace_root()),
         Task::Run { args } => {
             setup::ensure_all()?;
             require_root("cargo xtask run")?;

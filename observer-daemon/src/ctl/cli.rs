@@ -47,7 +47,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// List receipts matching filters, in log order; `receipts show` one.
+    /// List receipts matching filters, in time order; `receipts show` one.
     #[command(visible_alias = "events", args_conflicts_with_subcommands = true)]
     Receipts {
         #[command(subcommand)]
