@@ -25,6 +25,9 @@ pub enum Section {
     /// Signed receipts: pipeline throughput, latency, size, verification,
     /// and the real daemon end to end.
     Receipts,
+    /// observerctl over a 1,000,000-receipt store: filtered query latency
+    /// and verify throughput.
+    Ctl,
 }
 
 #[derive(clap::Args)]
@@ -46,6 +49,8 @@ pub struct BenchArgs {
     exec_rounds: u32,
     #[command(flatten)]
     pub receipts: crate::bench_receipts::ReceiptArgs,
+    #[command(flatten)]
+    pub ctl: crate::bench_ctl::CtlArgs,
 }
 
 impl BenchArgs {
@@ -68,6 +73,9 @@ fn run_in(root: &Path, work: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.runs(Section::Receipts) {
         crate::bench_receipts::run(root, work, &args.receipts)?;
+    }
+    if args.runs(Section::Ctl) {
+        crate::bench_ctl::run(root, work, &args.ctl)?;
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Developer tasks: `cargo xtask run | test | bench | setup`.
 mod bench;
+mod bench_ctl;
 mod bench_receipts;
 mod man;
 mod setup;
@@ -96,7 +97,7 @@ fn main() -> anyhow::Result<()> {
             setup::ensure_all()?;
             require_root("cargo xtask bench")?;
             cargo(&["build", "--release", "--package", "observer-daemon"])?;
-            if args.runs(bench::Section::Receipts) {
+            if args.runs(bench::Section::Receipts) || args.runs(bench::Section::Ctl) {
                 bench_receipts::build()?;
             }
             bench::run(&workspace_root(), &args)

@@ -1,0 +1,195 @@
+//! `cargo xtask bench ctl`: `observerctl` over a large store (default
+//! 1,000,000 receipts written by the real library pipeline through the
+//! `receipt_pipeline` example, spread over 8 agent chains).
+//!
+//! - Filtered queries (`receipts --json` by agent and a one-minute window,
+//!   by agent with `--limit 100`, by a one-second window): p50 and p90 of
+//!   the whole command (process start, open, query, JSON out), against the
+//!   100 ms target and against the same SQL run in this process on the same
+//!   store (the baseline: what SQLite alone takes).
+//! - `verify`: receipts per second, against the 10,000/s target and against
+//!   `observerd verify` on the same store (same library: the ratio should
+//!   be 1).
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use anyhow::{bail, Context as _};
+
+use crate::bench::median;
+
+#[derive(clap::Args)]
+pub struct CtlArgs {
+    /// Receipts in the store the ctl section queries.
+    #[arg(long, default_value_t = 1_000_000)]
+    ctl_receipts: u64,
+    /// Runs of each query (p50 and p90 reported).
+    #[arg(long, default_value_t = 21)]
+    ctl_queries: usize,
+}
+
+const TARGET_QUERY_MS: f64 = 100.0;
+const TARGET_VERIFY: f64 = 10_000.0;
+const AGENTS: usize = 8;
+
+pub fn run(root: &Path, work: &Path, args: &CtlArgs) -> anyhow::Result<()> {
+    let dir = work.join("ctl");
+    std::fs::create_dir_all(&dir)?;
+    println!(
+        "ctl: building a store of {} receipts over {AGENTS} agent chains",
+        args.ctl_receipts
+    );
+    let start = Instant::now();
+    let status = Command::new(root.join("target/release/examples/receipt_pipeline"))
+        .args(["--count", &args.ctl_receipts.to_string()])
+        .args(["--agents", &AGENTS.to_string()])
+        .args(["--baseline-seconds", "0", "--verify-threads", "0"])
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .status()
+        .context("running the receipt_pipeline example")?;
+    if !status.success() {
+        bail!("receipt_pipeline failed: {status}");
+    }
+    println!("  store built in {:.0} s", start.elapsed().as_secs_f64());
+    let db = dir.join("observer.db");
+    let ctl = root.join("target/release/observerctl");
+    let conn =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let (lo, hi): (i64, i64) = conn.query_row(
+        "SELECT MIN(issued_ns), MAX(issued_ns) FROM receipts",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let minute = 60_000_000_000i64;
+    let second = 1_000_000_000i64;
+    // Windows ending in the middle of the store's time range.
+    let mid = lo + (hi - lo) / 2;
+    let rfc = |ns: i64| {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns as u64);
+        humantime::format_rfc3339_nanos(t).to_string()
+    };
+    let agent = "bench-agent-3";
+    let queries: Vec<(&str, Vec<String>, String, Vec<rusqlite::types::Value>)> = vec![
+        (
+            "agent + 1 min window",
+            vec![
+                "--agent".into(),
+                agent.into(),
+                "--since".into(),
+                rfc(mid - minute),
+                "--until".into(),
+                rfc(mid),
+            ],
+            "SELECT r.envelope, c.context FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index \
+             WHERE r.agent_id = ?1 AND r.issued_ns >= ?2 AND r.issued_ns <= ?3 ORDER BY r.issued_ns, r.leaf_index"
+                .into(),
+            vec![agent.to_string().into(), (mid - minute).into(), mid.into()],
+        ),
+        (
+            "agent, latest 100",
+            vec!["--agent".into(), agent.into(), "--limit".into(), "100".into()],
+            "SELECT r.envelope, c.context FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index \
+             WHERE r.agent_id = ?1 ORDER BY r.issued_ns DESC, r.leaf_index DESC LIMIT 100"
+                .into(),
+            vec![agent.to_string().into()],
+        ),
+        (
+            "1 s window",
+            vec![
+                "--since".into(),
+                rfc(mid - second),
+                "--until".into(),
+                rfc(mid),
+            ],
+            "SELECT r.envelope, c.context FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index \
+             WHERE r.issued_ns >= ?1 AND r.issued_ns <= ?2 ORDER BY r.issued_ns, r.leaf_index"
+                .into(),
+            vec![(mid - second).into(), mid.into()],
+        ),
+    ];
+    for (name, filters, sql, params) in &queries {
+        let mut ctl_ms = Vec::new();
+        let mut rows = 0usize;
+        for _ in 0..args.ctl_queries {
+            let t = Instant::now();
+            let out = Command::new(&ctl)
+                .arg("--db")
+                .arg(&db)
+                .args(["receipts", "--jsonl"])
+                .args(filters)
+                .stderr(Stdio::inherit())
+                .output()
+                .context("running observerctl")?;
+            ctl_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            if !out.status.success() {
+                bail!("observerctl receipts {filters:?} failed: {}", out.status);
+            }
+            rows = out.stdout.iter().filter(|b| **b == b'\n').count();
+        }
+        let mut sql_ms = Vec::new();
+        for _ in 0..args.ctl_queries {
+            let t = Instant::now();
+            let mut stmt = conn.prepare(sql)?;
+            let n = stmt
+                .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                    Ok(r.get::<_, String>(0)?.len())
+                })?
+                .count();
+            sql_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            if n != rows {
+                bail!("{name}: observerctl returned {rows} rows, SQL {n}");
+            }
+        }
+        let p50 = median(&ctl_ms);
+        let p90 = quantile(&ctl_ms, 0.9);
+        let base = median(&sql_ms);
+        println!(
+            "  query {name}: {rows} rows, p50 {p50:.1} ms, p90 {p90:.1} ms (target < {TARGET_QUERY_MS} ms: {}); \
+             SQL alone p50 {base:.1} ms, ratio {:.1}",
+            if p50 < TARGET_QUERY_MS { "met" } else { "NOT met" },
+            p50 / base.max(0.001)
+        );
+    }
+    let seed = dir.join("master.seed");
+    let time = |program: &Path, args: &[&str]| -> anyhow::Result<f64> {
+        let t = Instant::now();
+        let status = Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .with_context(|| format!("running {}", program.display()))?;
+        if !status.success() {
+            bail!("{} {args:?} failed: {status}", program.display());
+        }
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let db_s = db.display().to_string();
+    let seed_s = seed.display().to_string();
+    let ctl_s = time(
+        &ctl,
+        &["--db", &db_s, "verify", "--master-seed", &seed_s, "--json"],
+    )?;
+    let observerd_s = time(
+        &root.join("target/release/observerd"),
+        &["verify", "--db", &db_s, "--master-seed", &seed_s, "--json"],
+    )?;
+    let n = args.ctl_receipts as f64;
+    println!(
+        "  verify: observerctl {:.0} receipts/s (target >= {TARGET_VERIFY}: {}), observerd verify {:.0}/s, ratio {:.2}",
+        n / ctl_s,
+        if n / ctl_s >= TARGET_VERIFY { "met" } else { "NOT met" },
+        n / observerd_s,
+        observerd_s / ctl_s
+    );
+    Ok(())
+}
+
+fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
