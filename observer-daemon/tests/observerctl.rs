@@ -12,15 +12,18 @@ use std::{
     sync::OnceLock,
 };
 
+use base64::{engine::general_purpose::STANDARD, Engine as _};
 use common::*;
 use observer_daemon::receipt::{
     chain::{Draft, Identity},
+    jcs,
     keys::{ChainKey, MasterSeed},
     payload::{self, Mappings, Mode, RiskClass},
     pipeline::{Pipeline, PipelineConfig},
     store::RunKind,
 };
 use serde_json::{json, Value};
+use sha2::Digest as _;
 
 /// A store filled by a real daemon run, shared by the tests (read-only;
 /// tests that change a store work on a copy).
@@ -791,6 +794,87 @@ fn audit_pack_exports_and_verifies_offline() {
         assert_eq!(v.code, 1, "{what} changed at {pos}: {}", v.stdout);
         assert_eq!(v.json()["ok"], false, "{what}");
     }
+    // Re-signed by the real master key, a pack still fails when a receipt
+    // is missing from its chain or a context does not match its digest:
+    // the signature vouches for the pack, not for the receipts.
+    let seed = MasterSeed::load_existing(&f.seed()).unwrap();
+    let master = ChainKey::master_key(&seed);
+    let resign = |mut pack: Value| -> PathBuf {
+        let m = pack["manifest"].as_object_mut().unwrap();
+        m.remove("bundle_digest");
+        m.remove("bundle_signature");
+        let p = jcs::canonicalize(&pack).unwrap();
+        let sig = observer_daemon::receipt::mldsa::Signer::sign(&master, &p).unwrap();
+        pack["manifest"]["bundle_digest"] =
+            json!(format!("sha256:{}", hex::encode(sha2::Sha256::digest(&p))));
+        pack["manifest"]["bundle_signature"] = json!(STANDARD.encode(sig));
+        let file = out.path().join(format!("{}.json", unique("resigned")));
+        std::fs::write(&file, jcs::canonicalize(&pack).unwrap()).unwrap();
+        file
+    };
+    let as_is = resign(pack.clone());
+    let v = ctl(
+        nowhere,
+        &[
+            "audit-pack",
+            "verify",
+            as_is.to_str().unwrap(),
+            "--pubkey",
+            pk,
+        ],
+    );
+    assert_eq!(v.code, 0, "re-signing alone changes nothing: {}", v.stdout);
+    let agent_at = |pack: &Value, seq: u64| {
+        pack["receipts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|r| {
+                r["envelope"]["payload"]["agent_id"] == "ctl-agent"
+                    && r["envelope"]["payload"]["seq"] == seq
+            })
+            .unwrap()
+    };
+    let mut gap = pack.clone();
+    let i = agent_at(&gap, 3);
+    gap["receipts"].as_array_mut().unwrap().remove(i);
+    let v = ctl(
+        nowhere,
+        &[
+            "audit-pack",
+            "verify",
+            resign(gap).to_str().unwrap(),
+            "--pubkey",
+            pk,
+            "--json",
+        ],
+    );
+    assert_eq!(v.code, 1);
+    let first = v.json()["first_failure"].clone();
+    assert_eq!(first["check"], "chain_link", "{first}");
+    assert_eq!(first["chain"], chain.as_str());
+    assert_eq!(first["seq"], 4);
+    let mut ctx = pack.clone();
+    let i = agent_at(&ctx, 2);
+    ctx["receipts"][i]["context"]["process"]["pid"] = json!(1);
+    let target_hash = ctx["receipts"][i]["receipt_hash"].clone();
+    let v = ctl(
+        nowhere,
+        &[
+            "audit-pack",
+            "verify",
+            resign(ctx).to_str().unwrap(),
+            "--pubkey",
+            pk,
+            "--json",
+        ],
+    );
+    assert_eq!(v.code, 1);
+    let first = v.json()["first_failure"].clone();
+    assert_eq!(first["check"], "payload_digest", "{first}");
+    assert_eq!(first["receipt_hash"], target_hash);
+    assert_eq!(first["seq"], 2);
+
     // Another master key refuses it.
     let other = out.path().join("other.jwk");
     let jwk = ChainKey::master_key(&MasterSeed::from_bytes([3; 32])).jwk();

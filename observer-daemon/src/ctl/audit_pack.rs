@@ -160,7 +160,7 @@ pub fn export(
             "issuer_id": r.issuer_id, "seq": r.seq, "payload_hash": receipt_check::payload_hash(p),
         });
         let head_before = json!({
-            "issuer_id": r.issuer_id, "seq": r.seq - 1, "payload_hash": p["previousReceiptHash"],
+            "issuer_id": r.issuer_id, "seq": r.seq.saturating_sub(1), "payload_hash": p["previousReceiptHash"],
         });
         heads
             .entry(r.issuer_id.clone())
