@@ -35,13 +35,17 @@ pub enum EventKind {
     Bind = 6,
     Listen = 7,
     FileOpen = 8,
+    /// A TLS ClientHello at the start of a TCP payload (cgroup_skb egress).
+    TlsHello = 9,
+    /// A DNS message from source port 53 (cgroup_skb ingress).
+    DnsMessage = 10,
 }
 
 /// Number of counter slots (index 0 is unused).
-pub const EVENT_KIND_COUNT: u32 = 9;
+pub const EVENT_KIND_COUNT: u32 = 11;
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -50,6 +54,8 @@ impl EventKind {
         EventKind::Bind,
         EventKind::Listen,
         EventKind::FileOpen,
+        EventKind::TlsHello,
+        EventKind::DnsMessage,
     ];
 
     pub fn from_u32(value: u32) -> Option<Self> {
@@ -66,6 +72,8 @@ impl EventKind {
             EventKind::Bind => "bind",
             EventKind::Listen => "listen",
             EventKind::FileOpen => "file_open",
+            EventKind::TlsHello => "tls_hello",
+            EventKind::DnsMessage => "dns_message",
         }
     }
 }
@@ -187,6 +195,85 @@ pub struct FileOpenEvent {
     pub _pad: u32,
     pub path: [u8; PATH_LEN],
 }
+
+/// Payload bytes a [`PacketEvent`] can carry.
+pub const PACKET_PAYLOAD_LEN: usize = 1024;
+
+/// `PacketEvent.flags`: the socket's owner was not in `SOCK_OWNERS` (it
+/// connected before the probes were attached, or its entry was evicted);
+/// the header's process fields are zero.
+pub const PACKET_FLAG_OWNER_UNKNOWN: u8 = 1;
+
+/// A packet payload the names programs (cgroup_skb) captured: a TLS
+/// ClientHello leaving a TCP socket, or a DNS message arriving from port 53.
+/// The header's process fields are those of the socket's owner, recorded
+/// when it connected (packets are often handled in softirq context, where
+/// the current task is unrelated).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PacketEvent {
+    pub header: EventHeader,
+    /// `bpf_get_socket_cookie`: stable for the socket's lifetime.
+    pub cookie: u64,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub protocol: u8,
+    pub flags: u8,
+    /// Host byte order; local is this host's end of the socket.
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// IPv4 addresses use the first 4 bytes.
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    /// Bytes of payload the packet held from the capture offset on.
+    pub payload_len: u32,
+    /// Bytes copied to `payload` (at most the configured capture size).
+    pub captured_len: u32,
+    pub payload: [u8; PACKET_PAYLOAD_LEN],
+}
+
+/// Who owns a socket: recorded by the cgroup connect4/connect6 programs in
+/// `SOCK_OWNERS`, keyed by socket cookie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SockOwner {
+    pub tgid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    /// `SOCK_OWNER_*` bits.
+    pub flags: u32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// The owner is a process the daemon excludes (itself): its packets are
+/// never reported.
+pub const SOCK_OWNER_EXCLUDED: u32 = 1;
+
+/// Tunables of the names programs, a global set before load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NamesConfig {
+    /// ClientHello bytes copied (1..=PACKET_PAYLOAD_LEN).
+    pub tls_capture_bytes: u32,
+    /// DNS message bytes copied (1..=PACKET_PAYLOAD_LEN).
+    pub dns_capture_bytes: u32,
+}
+
+impl NamesConfig {
+    pub const fn defaults() -> Self {
+        NamesConfig {
+            tls_capture_bytes: PACKET_PAYLOAD_LEN as u32,
+            dns_capture_bytes: PACKET_PAYLOAD_LEN as u32,
+        }
+    }
+}
+
+/// Default size of the socket-owner LRU map (the daemon may override it).
+pub const SOCK_OWNER_ENTRIES: u32 = 65536;
 
 /// Per-kind kernel counters; one entry per [`EventKind`] in a per-CPU array.
 #[repr(C)]
@@ -311,6 +398,10 @@ const _: () = assert!(size_of::<ExitEvent>() == 72);
 const _: () = assert!(size_of::<NetEvent>() == 112);
 const _: () = assert!(size_of::<FileOpenEvent>() == 64 + 32 + PATH_LEN);
 const _: () = assert!(size_of::<KindCounters>() == 32);
+const _: () = assert!(size_of::<PacketEvent>() == 64 + 56 + PACKET_PAYLOAD_LEN);
+const _: () = assert!(size_of::<SockOwner>() == 48);
+const _: () = assert!(size_of::<NamesConfig>() == 8);
+const _: () = assert!(PACKET_PAYLOAD_LEN.is_power_of_two());
 const _: () = assert!(size_of::<KernelOffsets>() == 80);
 const _: () = assert!(size_of::<KernelConfig>() == 104);
 const _: () = assert!(PATH_LEN.is_power_of_two() && ARGS_LEN.is_power_of_two());
@@ -321,4 +412,6 @@ mod pod {
     // arrays, and have no padding (checked by the size assertions above).
     unsafe impl aya::Pod for super::KindCounters {}
     unsafe impl aya::Pod for super::KernelConfig {}
+    unsafe impl aya::Pod for super::NamesConfig {}
+    unsafe impl aya::Pod for super::SockOwner {}
 }

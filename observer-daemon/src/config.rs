@@ -32,6 +32,7 @@ pub struct ConfigFile {
     pub pipeline: PipelineSection,
     pub receipts: ReceiptsSection,
     pub agents: Vec<AgentEntry>,
+    pub names: crate::names::config::NamesSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +237,7 @@ pub struct Config {
     pub pipeline: PipelineSection,
     pub receipts: ReceiptsSection,
     pub agents: Vec<AgentEntry>,
+    pub names: crate::names::config::NamesSection,
 }
 
 impl Config {
@@ -341,6 +343,9 @@ impl Config {
                 Err(e) => return Err(invalid("receipts.retention", format!("{text:?}: {e}"))),
             }
         }
+        file.names
+            .validate()
+            .map_err(|(field, reason)| invalid(field, reason))?;
         let mut seen = std::collections::HashSet::new();
         for a in &file.agents {
             let valid = !a.id.is_empty()
@@ -384,6 +389,7 @@ impl Config {
             pipeline: file.pipeline,
             receipts: file.receipts,
             agents: file.agents,
+            names: file.names,
         })
     }
 }
@@ -467,6 +473,7 @@ mod tests {
             format!("{:?}", builtin.receipts)
         );
         assert!(repo.agents.is_empty());
+        assert_eq!(format!("{:?}", repo.names), format!("{:?}", builtin.names));
     }
 
     #[test]

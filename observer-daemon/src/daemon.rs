@@ -79,6 +79,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             watch_enabled: !cfg.watch.executables.is_empty() || !cfg.agents.is_empty(),
         },
     )?;
+    let names_cgroup = if cfg.names.enabled {
+        Some(match &cfg.names.cgroup {
+            Some(p) => p.clone(),
+            None => crate::enrich::cgroup::find_cgroup2_mount().context(
+                "names: no cgroup2 mount found; set names.cgroup or names.enabled = false",
+            )?,
+        })
+    } else {
+        None
+    };
     let probes = loader::load(&LoadOptions {
         kernel,
         ring_buffer_bytes: cfg.kernel.ring_buffer_bytes,
@@ -91,6 +101,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             .chain(cfg.agents.iter().flat_map(|a| a.executables.iter()))
             .cloned()
             .collect::<Vec<_>>(),
+        names: names_cgroup.as_deref().map(|cgroup| loader::NamesLoad {
+            cgroup,
+            config: observer_common::NamesConfig {
+                tls_capture_bytes: cfg.names.tls_capture_bytes,
+                dns_capture_bytes: cfg.names.dns_capture_bytes,
+            },
+            owner_entries: cfg.names.socket_owner_entries,
+        }),
     })?;
     log::info!("attached {} probes", probes.attached.len());
     let loader::Probes {
@@ -142,7 +160,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     } else {
         None
     };
-    let processor = Processor::new(enricher, out, receipts);
+    let names = cfg
+        .names
+        .enabled
+        .then(|| crate::names::Names::new(&cfg.names));
+    let processor = Processor::new(enricher, names, out, receipts);
     let (writer_done_tx, writer_done) = tokio::sync::oneshot::channel::<()>();
     let writer = std::thread::Builder::new()
         .name("observer-writer".into())
@@ -219,6 +241,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         user_drops: now.user,
         kernel_skipped: now.skipped,
         events_written: 0,
+        names: Default::default(),
     };
     log::info!("final counters: {}", serde_json::to_string(&stats)?);
     // If the writer is gone these sends fail; its own error is returned below.

@@ -125,7 +125,9 @@ impl Enricher {
         }
     }
 
-    pub fn enrich(&mut self, ev: &Event) -> EnrichedEvent {
+    /// The enriched record of `ev`; `None` for packet payloads, which
+    /// become records (or names) only through the names stage.
+    pub fn enrich(&mut self, ev: &Event) -> Option<EnrichedEvent> {
         let h = &ev.header;
         match &ev.body {
             Body::Fork {
@@ -135,8 +137,6 @@ impl Enricher {
             Body::Exec(e) if e.retval == 0 => self.apply_exec(h, e),
             _ => {}
         }
-        let process = self.process_view(h);
-        let parents = self.parents(h.tgid);
         let detail = match &ev.body {
             Body::Exec(e) => Detail::Exec(exec_detail(e)),
             Body::Fork {
@@ -147,20 +147,30 @@ impl Enricher {
                 child_pid: *child_tgid,
             }),
             Body::Exit { exit_code, ppid } => {
+                // The view is taken before the exit is applied, as before.
+                let enriched =
+                    self.enrich_with(h, h.kind.name(), Detail::Exit(exit_detail(*exit_code)));
                 self.table.on_exit(h.tgid, *ppid, *exit_code, h.boot_ns);
-                let (code, signal, core_dumped) = format::wait_status(*exit_code);
-                Detail::Exit(ExitDetail {
-                    exit_code: code,
-                    signal,
-                    core_dumped,
-                    status: *exit_code,
-                })
+                return Some(enriched);
             }
             Body::Net(n) => net_detail(h, n),
             Body::FileOpen(o) => Detail::FileOpen(open_detail(o)),
+            Body::Packet(_) => return None,
         };
+        Some(self.enrich_with(h, h.kind.name(), detail))
+    }
+
+    /// A record of `detail` by the process in `h`, named `event`.
+    pub fn enrich_with(
+        &mut self,
+        h: &Header,
+        event: &'static str,
+        detail: Detail,
+    ) -> EnrichedEvent {
+        let process = self.process_view(h);
+        let parents = self.parents(h.tgid);
         EnrichedEvent {
-            event: h.kind.name(),
+            event,
             time: self.clock.rfc3339(h.boot_ns),
             boot_ns: h.boot_ns,
             cpu: h.cpu,
@@ -301,6 +311,16 @@ fn image_names<'a>(p: &'a Process, filename: Option<&'a str>) -> impl Iterator<I
         .into_iter()
         .chain(filename)
         .chain(p.image.argv.iter().take(2).map(String::as_str))
+}
+
+fn exit_detail(exit_code: u32) -> ExitDetail {
+    let (code, signal, core_dumped) = format::wait_status(exit_code);
+    ExitDetail {
+        exit_code: code,
+        signal,
+        core_dumped,
+        status: exit_code,
+    }
 }
 
 fn exec_detail(e: &Exec) -> ExecDetail {

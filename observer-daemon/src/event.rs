@@ -89,6 +89,24 @@ pub struct FileOpen {
     pub openat2: bool,
 }
 
+/// A packet payload from the names programs (TLS ClientHello or DNS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    pub cookie: u64,
+    pub family: u16,
+    /// 6 (TCP) or 17 (UDP).
+    pub protocol: u8,
+    /// The socket's owner was unknown; the header's process fields are 0.
+    pub owner_unknown: bool,
+    pub local_addr: IpAddr,
+    pub local_port: u16,
+    pub remote_addr: IpAddr,
+    pub remote_port: u16,
+    /// Payload bytes the packet held; `payload` may be a prefix of them.
+    pub payload_len: u32,
+    pub payload: Vec<u8>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
     Exec(Exec),
@@ -96,6 +114,7 @@ pub enum Body {
     Exit { exit_code: u32, ppid: u32 },
     Net(Net),
     FileOpen(FileOpen),
+    Packet(Packet),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +159,9 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             Body::Net(decode_net(need(kind, bytes)?))
         }
         EventKind::FileOpen => Body::FileOpen(decode_open(need(kind, bytes)?)?),
+        EventKind::TlsHello | EventKind::DnsMessage => {
+            Body::Packet(decode_packet(kind, need(kind, bytes)?)?)
+        }
     };
     Ok(Event { header, body })
 }
@@ -165,14 +187,32 @@ fn decode_exec(e: ExecEvent) -> Result<Exec, DecodeError> {
     })
 }
 
+fn inet_addr(family: u16, bytes: [u8; 16]) -> IpAddr {
+    if family == 10 {
+        IpAddr::V6(Ipv6Addr::from(bytes))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    }
+}
+
+fn decode_packet(kind: EventKind, p: PacketEvent) -> Result<Packet, DecodeError> {
+    let payload = bounded(&p.payload, p.captured_len, kind.name(), "captured_len")?;
+    Ok(Packet {
+        cookie: p.cookie,
+        family: p.family,
+        protocol: p.protocol,
+        owner_unknown: p.flags & PACKET_FLAG_OWNER_UNKNOWN != 0,
+        local_addr: inet_addr(p.family, p.local_addr),
+        local_port: p.local_port,
+        remote_addr: inet_addr(p.family, p.remote_addr),
+        remote_port: p.remote_port,
+        payload_len: p.payload_len,
+        payload: payload.to_vec(),
+    })
+}
+
 fn decode_net(n: NetEvent) -> Net {
-    let addr = |bytes: [u8; 16]| -> IpAddr {
-        if n.family == 10 {
-            IpAddr::V6(Ipv6Addr::from(bytes))
-        } else {
-            IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
-        }
-    };
+    let addr = |bytes: [u8; 16]| inet_addr(n.family, bytes);
     Net {
         fd: n.fd,
         ret: n.ret,
@@ -440,6 +480,74 @@ mod tests {
         assert_eq!(
             (o.ret, o.dfd, o.reason, o.openat2),
             (7, -100, OPEN_REASON_SUFFIX, true)
+        );
+    }
+
+    fn packet_fixture(kind: u32, flags: u8, captured: u32, payload: &[u8]) -> Vec<u8> {
+        let mut local = [0u8; 16];
+        local[..4].copy_from_slice(&[10, 203, 0, 2]);
+        let mut remote = [0u8; 16];
+        remote[..4].copy_from_slice(&[10, 203, 0, 1]);
+        Fixture::header(kind)
+            .u64(0xc00c1e)
+            .u16(2)
+            .0
+            .into_iter()
+            .chain([6u8, flags])
+            .chain(40000u16.to_le_bytes())
+            .chain(443u16.to_le_bytes())
+            .chain(local)
+            .chain(remote)
+            .chain(1500u32.to_le_bytes())
+            .chain(captured.to_le_bytes())
+            .chain({
+                let mut p = payload.to_vec();
+                p.resize(PACKET_PAYLOAD_LEN, 0);
+                p
+            })
+            .collect()
+    }
+
+    #[test]
+    fn decodes_tls_hello_packet() {
+        let bytes = packet_fixture(9, 0, 3, b"\x16\x03\x01");
+        assert_eq!(bytes.len(), std::mem::size_of::<PacketEvent>());
+        let ev = decode(&bytes).unwrap();
+        assert_eq!(ev.header, expected_header(EventKind::TlsHello));
+        assert_eq!(
+            ev.body,
+            Body::Packet(Packet {
+                cookie: 0xc00c1e,
+                family: 2,
+                protocol: 6,
+                owner_unknown: false,
+                local_addr: "10.203.0.2".parse().unwrap(),
+                local_port: 40000,
+                remote_addr: "10.203.0.1".parse().unwrap(),
+                remote_port: 443,
+                payload_len: 1500,
+                payload: vec![0x16, 3, 1],
+            })
+        );
+    }
+
+    #[test]
+    fn decodes_dns_packet_and_rejects_bad_capture_length() {
+        let ev = decode(&packet_fixture(10, PACKET_FLAG_OWNER_UNKNOWN, 0, b"")).unwrap();
+        let Body::Packet(p) = ev.body else {
+            panic!("not a packet")
+        };
+        assert!(p.owner_unknown && p.payload.is_empty());
+        assert_eq!(ev.header.kind, EventKind::DnsMessage);
+        let bad = packet_fixture(10, 0, PACKET_PAYLOAD_LEN as u32 + 1, b"");
+        assert_eq!(
+            decode(&bad),
+            Err(DecodeError::Length {
+                kind: "dns_message",
+                field: "captured_len",
+                value: PACKET_PAYLOAD_LEN as u32 + 1,
+                max: PACKET_PAYLOAD_LEN
+            })
         );
     }
 

@@ -13,6 +13,7 @@ pub mod format;
 pub mod kernel_config;
 pub mod loader;
 pub mod loss;
+pub mod names;
 pub mod notify;
 pub mod proc_scan;
 pub mod process_table;

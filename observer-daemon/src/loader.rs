@@ -126,6 +126,17 @@ pub struct LoadOptions<'a> {
     pub suffixes: &'a [String],
     /// Executables whose processes the kernel watches from exec on.
     pub watched_executables: &'a [String],
+    /// The names programs (DNS, TLS SNI, socket owners), when enabled.
+    pub names: Option<NamesLoad<'a>>,
+}
+
+/// Where and how the names programs run.
+pub struct NamesLoad<'a> {
+    /// cgroup v2 directory they attach to.
+    pub cgroup: &'a Path,
+    pub config: observer_common::NamesConfig,
+    /// Entries of the socket-owner LRU map.
+    pub owner_entries: u32,
 }
 
 /// The loaded, attached probes and the maps the daemon uses.
@@ -165,10 +176,16 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
         return Err(LoadError::NotRoot);
     }
     ensure_tracefs()?;
-    let mut ebpf = EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    loader
         .map_max_entries("EVENTS", opts.ring_buffer_bytes)
-        .override_global("CONFIG", &opts.kernel, true)
-        .load(EBPF_OBJECT)?;
+        .override_global("CONFIG", &opts.kernel, true);
+    if let Some(n) = &opts.names {
+        loader
+            .map_max_entries("SOCK_OWNERS", n.owner_entries)
+            .override_global("NAMES_CONFIG", &n.config, true);
+    }
+    let mut ebpf = loader.load(EBPF_OBJECT)?;
     fill_path_filters(&mut ebpf, opts)?;
     let mut process_flags: HashMap<MapData, u32, u32> = take_map(&mut ebpf, "PROCESS_FLAGS")?;
     // Exclude ourselves before attaching, so our own writes never become events.
@@ -178,7 +195,10 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
             map: "PROCESS_FLAGS",
             source,
         })?;
-    let attached = attach_all(&mut ebpf)?;
+    let mut attached = attach_all(&mut ebpf)?;
+    if let Some(n) = &opts.names {
+        attached.extend(crate::names::attach::attach(&mut ebpf, n.cgroup)?);
+    }
     let programs = program_fds(&ebpf)?;
     Ok(Probes {
         programs,

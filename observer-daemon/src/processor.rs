@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     enricher::Enricher,
+    names::Names,
     reader::Msg,
     receipt::{
         chain::Draft,
@@ -51,6 +52,8 @@ pub fn now_unix_ns() -> u64 {
 
 pub struct Processor {
     enricher: Enricher,
+    /// DNS and SNI names for connect records (None: names disabled).
+    names: Option<Names>,
     out: Option<std::io::BufWriter<Box<dyn Write + Send>>>,
     receipts: Option<Receipts>,
     drafts: Vec<Draft>,
@@ -62,11 +65,13 @@ pub struct Processor {
 impl Processor {
     pub fn new(
         enricher: Enricher,
+        names: Option<Names>,
         out: Option<Box<dyn Write + Send>>,
         receipts: Option<Receipts>,
     ) -> Processor {
         Processor {
             enricher,
+            names,
             out: out.map(|w| std::io::BufWriter::with_capacity(1 << 16, w)),
             receipts,
             drafts: Vec::new(),
@@ -107,36 +112,70 @@ impl Processor {
     fn handle(&mut self, msg: Msg) -> anyhow::Result<()> {
         let mut record = match msg {
             Msg::Event(ev) => {
-                let enriched = self.enricher.enrich(&ev);
-                if let Some(r) = self.receipts.as_mut() {
-                    let unix_ns = self
-                        .enricher
-                        .clock()
-                        .wall(enriched.boot_ns)
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(0, |d| d.as_nanos() as u64);
-                    r.selector.on_event(&enriched, unix_ns, &mut self.drafts);
+                let mut ready = Vec::new();
+                match self.names.as_mut() {
+                    Some(names) => {
+                        names.on_event(&ev, &mut self.enricher, Instant::now(), &mut ready)
+                    }
+                    None => ready.extend(self.enricher.enrich(&ev)),
                 }
-                Record::Event(Box::new(enriched))
+                return self.write_events(ready);
             }
             Msg::Tick => {
                 if let Some(r) = self.receipts.as_mut() {
                     r.selector.flush_due(now_unix_ns(), &mut self.drafts);
                 }
                 self.maybe_prune();
-                return self.submit();
+                self.submit()?;
+                let mut ready = Vec::new();
+                if let Some(names) = self.names.as_mut() {
+                    names.flush_due(Instant::now(), &mut ready);
+                }
+                return self.write_events(ready);
             }
             Msg::Record(r) => r,
         };
+        if let Record::ObserverStop(_) = &record {
+            // Connect records still waiting for a ClientHello go first.
+            let mut ready = Vec::new();
+            if let Some(names) = self.names.as_mut() {
+                names.flush_all(&mut ready);
+            }
+            self.write_events(ready)?;
+        }
         match &mut record {
             Record::ObserverStart(start) => self.on_start(start),
             Record::Loss(loss) => self.on_loss(loss),
             Record::ObserverStop(stats) => {
                 stats.events_written = self.written;
+                if let Some(names) = &self.names {
+                    stats.names = names.counters();
+                }
                 self.on_stop(stats);
             }
             Record::Event(_) => {}
         }
+        self.write_record(record)
+    }
+
+    /// Receipts and output for enriched events, in order.
+    fn write_events(&mut self, events: Vec<crate::record::EnrichedEvent>) -> anyhow::Result<()> {
+        for enriched in events {
+            if let Some(r) = self.receipts.as_mut() {
+                let unix_ns = self
+                    .enricher
+                    .clock()
+                    .wall(enriched.boot_ns)
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                r.selector.on_event(&enriched, unix_ns, &mut self.drafts);
+            }
+            self.write_record(Record::Event(Box::new(enriched)))?;
+        }
+        Ok(())
+    }
+
+    fn write_record(&mut self, record: Record) -> anyhow::Result<()> {
         self.submit()?;
         if let Some(w) = self.out.as_mut() {
             serde_json::to_writer(&mut *w, &record)?;

@@ -91,6 +91,31 @@ pub enum Detail {
     Bind(NetDetail),
     Listen(NetDetail),
     FileOpen(OpenDetail),
+    /// A DNS answer the process received (event `dns_answer`).
+    DnsAnswer(DnsAnswerDetail),
+}
+
+/// A DNS response received by a socket of the process (docs/names.md).
+#[derive(Debug, Serialize)]
+pub struct DnsAnswerDetail {
+    /// udp or tcp.
+    pub transport: &'static str,
+    pub server_addr: String,
+    pub server_port: u16,
+    pub local_addr: String,
+    pub local_port: u16,
+    pub id: u16,
+    /// NOERROR, NXDOMAIN, ...
+    pub rcode: String,
+    /// The server set TC, or the message was longer than the capture.
+    pub truncated: bool,
+    pub question: crate::names::dns::Question,
+    /// A, AAAA and CNAME records of the answer section.
+    pub answers: Vec<crate::names::dns::Answer>,
+    /// The question name, then each CNAME target in order.
+    pub cname_chain: Vec<String>,
+    /// Addresses of the chain's names: each now carries every chain name.
+    pub addresses: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -213,4 +238,7 @@ pub struct StatsRecord {
     pub user_drops: BTreeMap<String, u64>,
     pub kernel_skipped: BTreeMap<&'static str, u64>,
     pub events_written: u64,
+    /// The names stage's counters (docs/names.md): parse failures by
+    /// reason, SNI joined or not, connect records that waited.
+    pub names: BTreeMap<&'static str, u64>,
 }

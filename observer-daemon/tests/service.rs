@@ -90,6 +90,7 @@ fn the_daemon_runs_with_only_the_units_capabilities() {
         m | 1u64
             << match c.as_str() {
                 "CAP_DAC_READ_SEARCH" => 2,
+                "CAP_NET_ADMIN" => 12,
                 "CAP_SYS_PTRACE" => 19,
                 "CAP_PERFMON" => 38,
                 "CAP_BPF" => 39,

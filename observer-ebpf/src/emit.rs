@@ -106,7 +106,7 @@ fn next_seq() -> u64 {
 /// written without a wakeup until `wakeup_bytes` have accumulated; the
 /// daemon also polls on a short timer so a quiet system is not starved.
 #[inline(always)]
-fn wakeup_flags() -> u64 {
+pub fn wakeup_flags() -> u64 {
     let threshold = CONFIG.load().wakeup_bytes;
     if threshold == 0 || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
         BPF_RB_FORCE_WAKEUP as u64

@@ -9,6 +9,7 @@ mod emit;
 mod file;
 mod kernel;
 mod maps;
+mod names;
 mod net;
 mod process;
 

@@ -56,6 +56,7 @@ impl Selector {
             Detail::Bind(n) if n.socket_type == "dgram" => "network.listen",
             Detail::Accept(_) => "network.accept",
             Detail::FileOpen(_) => "file.open",
+            Detail::DnsAnswer(_) => "dns.resolve",
             Detail::Fork(_) | Detail::Bind(_) => return,
         };
         let mut context = match serde_json::to_value(ev) {

@@ -1,0 +1,367 @@
+//! Names for connections on the real kernel: a network namespace whose
+//! resolv.conf points at a real dnsmasq inside it, a real `openssl
+//! s_server` with a certificate from a test CA, and real curl. Each test
+//! uses its own subnet so concurrently running daemons (which see every
+//! socket on the host) cannot mix up their names.
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// A child process killed (and reaped) when the guard drops.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A network namespace whose `lo` also holds `<subnet>.1`, `.2` and `.3`
+/// (this kernel has no dummy interfaces; local addresses on lo behave
+/// the same for sockets), and /etc/netns files pointing its resolver
+/// at `<subnet>.1`. Deleted, with its files, on drop.
+struct Netns {
+    name: String,
+    etc: PathBuf,
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Netns {
+    fn new(subnet: &str) -> Netns {
+        let name = unique("names");
+        let etc = PathBuf::from("/etc/netns").join(&name);
+        run(Command::new("ip").args(["netns", "add", &name]));
+        // From here on the guard deletes whatever was made.
+        let ns = Netns { name, etc };
+        std::fs::create_dir_all(&ns.etc).expect("mkdir /etc/netns/<ns>");
+        write_file(
+            &ns.etc.join("resolv.conf"),
+            &format!("nameserver {subnet}.1\n"),
+        );
+        write_file(&ns.etc.join("hosts"), "127.0.0.1 localhost\n");
+        let n = ns.name.as_str();
+        run(Command::new("ip").args(["-n", n, "link", "set", "lo", "up"]));
+        for host in 1..=3 {
+            run(Command::new("ip").args([
+                "-n",
+                n,
+                "addr",
+                "add",
+                &format!("{subnet}.{host}/24"),
+                "dev",
+                "lo",
+            ]));
+        }
+        ns
+    }
+
+    /// `ip netns exec <ns> <args>`: ip execs the program, so the child's
+    /// pid is the program's.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(args);
+        c
+    }
+
+    /// Waits until something listens on `port` (`proto` "t" or "u").
+    fn wait_listening(&self, proto: &str, port: u16) {
+        let start = Instant::now();
+        loop {
+            let out = self
+                .command(&["ss", &format!("-l{proto}nH"), &format!("sport = :{port}")])
+                .output()
+                .expect("ss");
+            if !out.stdout.is_empty() {
+                return;
+            }
+            assert!(start.elapsed() < WAIT, "nothing listens on {proto} {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.etc);
+    }
+}
+
+/// A test CA and a server certificate for the AI API names and `ip`.
+fn make_certs(dir: &Path, ip: &str) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(Command::new("openssl")
+        .current_dir(dir)
+        .args(["req", "-x509"])
+        .args(ec)
+        .args(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"])
+        .args(["-subj", "/CN=observer names test CA"]));
+    run(Command::new("openssl")
+        .current_dir(dir)
+        .arg("req")
+        .args(ec)
+        .args(["-keyout", "server.key", "-out", "server.csr"])
+        .args(["-subj", "/CN=api.openai.com"]));
+    write_file(
+        &dir.join("san.ext"),
+        &format!("subjectAltName=DNS:api.openai.com,DNS:api.anthropic.com,IP:{ip}\n"),
+    );
+    run(Command::new("openssl").current_dir(dir).args([
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]));
+}
+
+/// dnsmasq answering api.openai.com with `.1` and api.anthropic.com with
+/// a CNAME to edge.anthropic-cdn.test, which has `.3`.
+fn start_dnsmasq(ns: &Netns, dir: &Path, subnet: &str) -> Proc {
+    let child = ns
+        .command(&[
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            &format!("--listen-address={subnet}.1"),
+            "--user=root",
+            &format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
+            &format!("--log-facility={}", dir.join("dnsmasq.log").display()),
+            "--log-queries",
+            &format!("--address=/api.openai.com/{subnet}.1"),
+            &format!("--host-record=edge.anthropic-cdn.test,{subnet}.3"),
+            "--cname=api.anthropic.com,edge.anthropic-cdn.test",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn dnsmasq");
+    let p = Proc(child);
+    ns.wait_listening("u", 53);
+    p
+}
+
+fn start_tls_server(ns: &Netns, dir: &Path) -> Proc {
+    let child = ns
+        .command(&[
+            "openssl",
+            "s_server",
+            "-accept",
+            "443",
+            "-cert",
+            "server.pem",
+            "-key",
+            "server.key",
+            "-www",
+            "-quiet",
+        ])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn openssl s_server");
+    let p = Proc(child);
+    ns.wait_listening("t", 443);
+    p
+}
+
+/// Runs curl in the namespace; returns its pid.
+fn curl(ns: &Netns, dir: &Path, url: &str) -> u32 {
+    let child = ns
+        .command(&["curl", "-sS", "--cacert", "ca.pem", "-o", "/dev/null", url])
+        .current_dir(dir)
+        .spawn()
+        .expect("spawn curl");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("curl");
+    assert!(out.status.success(), "curl {url}: {}", out.status);
+    pid
+}
+
+fn name(n: &str, source: &str) -> Value {
+    json!({"name": n, "source": source})
+}
+
+fn connect_of(d: &mut Daemon, pid: u32, addr: &str) -> Value {
+    d.wait_for(|r| {
+        is_event(r, "connect")
+            && r["process"]["pid"] == pid
+            && r["connect"]["remote_addr"] == addr
+            && r["connect"]["remote_port"] == 443
+    })
+}
+
+fn dns_answer_of(d: &mut Daemon, pid: u32, question: &str) -> Value {
+    d.wait_for(|r| {
+        is_event(r, "dns_answer")
+            && r["process"]["pid"] == pid
+            && r["dns_answer"]["question"]["name"] == question
+            && r["dns_answer"]["question"]["type"] == "A"
+    })
+}
+
+#[test]
+fn curl_connections_carry_dns_and_sni_names() {
+    let subnet = "10.213.77";
+    let ns = Netns::new(subnet);
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_certs(dir.path(), &format!("{subnet}.2"));
+    let _dns = start_dnsmasq(&ns, dir.path(), subnet);
+    let _tls = start_tls_server(&ns, dir.path());
+    let mut d = Daemon::start(&config(&[], "[receipts]\nenabled = false\n"));
+
+    // A name from DNS, and the same name in the ClientHello.
+    let pid = curl(&ns, dir.path(), "https://api.openai.com/v1/models");
+    let c = connect_of(&mut d, pid, &format!("{subnet}.1"));
+    assert_eq!(c["process"]["comm"], "curl");
+    assert_eq!(c["connect"]["socket_type"], "stream");
+    assert_eq!(
+        c["connect"]["dst_names"],
+        json!([name("api.openai.com", "dns"), name("api.openai.com", "sni")])
+    );
+    let a = dns_answer_of(&mut d, pid, "api.openai.com");
+    assert_eq!(a["process"]["comm"], "curl");
+    let a = &a["dns_answer"];
+    assert_eq!(a["transport"], "udp");
+    assert_eq!(a["server_addr"], format!("{subnet}.1"));
+    assert_eq!(a["server_port"], 53);
+    assert_eq!(a["rcode"], "NOERROR");
+    assert_eq!(a["truncated"], false);
+    assert_eq!(
+        a["answers"],
+        json!([{"name": "api.openai.com", "ttl": 0, "type": "A", "data": format!("{subnet}.1")}])
+    );
+    assert_eq!(a["cname_chain"], json!(["api.openai.com"]));
+    assert_eq!(a["addresses"], json!([format!("{subnet}.1")]));
+
+    // A CNAME chain: every name of it names the final address.
+    let pid = curl(&ns, dir.path(), "https://api.anthropic.com/v1/messages");
+    let c = connect_of(&mut d, pid, &format!("{subnet}.3"));
+    assert_eq!(
+        c["connect"]["dst_names"],
+        json!([
+            name("api.anthropic.com", "dns"),
+            name("edge.anthropic-cdn.test", "dns"),
+            name("api.anthropic.com", "sni")
+        ])
+    );
+    let a = dns_answer_of(&mut d, pid, "api.anthropic.com");
+    let a = &a["dns_answer"];
+    assert_eq!(
+        a["cname_chain"],
+        json!(["api.anthropic.com", "edge.anthropic-cdn.test"])
+    );
+    assert_eq!(a["answers"][0]["type"], "CNAME");
+    assert_eq!(a["answers"][0]["data"], "edge.anthropic-cdn.test");
+    assert_eq!(a["addresses"], json!([format!("{subnet}.3")]));
+
+    // An address no DNS answer named, and no SNI (curl sends none for an
+    // IP literal): no names at all.
+    let pid = curl(&ns, dir.path(), &format!("https://{subnet}.2/"));
+    let c = connect_of(&mut d, pid, &format!("{subnet}.2"));
+    assert_eq!(c["connect"]["dst_names"], json!([]));
+
+    let records = d.stop();
+    let stop = records
+        .iter()
+        .find(|r| r["kind"] == "observer_stop")
+        .expect("observer_stop");
+    let names = &stop["names"];
+    assert!(names["sni_joined"].as_u64().unwrap() >= 2, "{names}");
+    assert!(names["dns_answers"].as_u64().unwrap() >= 2, "{names}");
+    assert_eq!(stop["kernel"]["tls_hello"]["dropped_ringbuf_full"], 0);
+}
+
+/// Malformed DNS messages from port 53 and a malformed ClientHello to port
+/// 443: counted by reason, no record names anything, the daemon runs on.
+#[test]
+fn malformed_dns_and_tls_are_counted_and_name_nothing() {
+    let subnet = "10.214.77";
+    let ns = Netns::new(subnet);
+    let mut d = Daemon::start(&config(&[], "[receipts]\nenabled = false\n"));
+    let script = format!(
+        r#"
+import socket
+ip = "{subnet}.1"
+srv = socket.socket(); srv.bind((ip, 443)); srv.listen()
+c = socket.create_connection((ip, 443))
+a, _ = srv.accept()
+body = b"\x03\x03" + bytes(32) + b"\xff" + bytes(40)   # session id length 255
+hs = b"\x01" + len(body).to_bytes(3, "big") + body
+c.sendall(b"\x16\x03\x01" + len(hs).to_bytes(2, "big") + hs)
+a.recv(4096)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind((ip, 53))
+q = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); q.connect((ip, 53))
+q.send(b"query")
+_, peer = u.recvfrom(100)
+loop = bytes.fromhex("000181800001000000000000") + b"\xc0\x0c\x00\x01\x00\x01"
+query = bytes.fromhex("000201000001000000000000") + b"\x01a\x07example\x00\x00\x01\x00\x01"
+for m in (loop, query):
+    u.sendto(m, peer)
+    q.recv(2048)
+"#
+    );
+    let child = ns
+        .command(&["/usr/bin/python3", "-c", &script])
+        .spawn()
+        .expect("spawn python3");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("python3");
+    assert!(out.status.success(), "python3: {}", out.status);
+    let c = connect_of(&mut d, pid, &format!("{subnet}.1"));
+    assert_eq!(c["connect"]["dst_names"], json!([]));
+    let records = d.stop();
+    assert!(
+        !records
+            .iter()
+            .any(|r| is_event(r, "dns_answer") && r["process"]["pid"] == pid),
+        "a malformed answer became a dns_answer record"
+    );
+    let stop = records
+        .iter()
+        .find(|r| r["kind"] == "observer_stop")
+        .expect("observer_stop");
+    let names = &stop["names"];
+    for reason in ["sni_malformed", "dns_bad_name", "dns_not_response"] {
+        assert!(names[reason].as_u64().unwrap() >= 1, "{reason}: {names}");
+    }
+    assert!(stop["kernel"]["dns_message"]["emitted"].as_u64().unwrap() >= 2);
+}
