@@ -121,6 +121,7 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
                     since_ns,
                     until_ns,
                     limit: filter.limit,
+                    after_leaf: None,
                 },
             )?;
             receipts::print_list(out, mode, &rows)?;
@@ -134,6 +135,27 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             let hash = ctl::resolve_receipt(&store, &receipt)?;
             let v = receipts::show(&store, &hash, pinned)?;
             receipts::print_show(out, mode, &v)?;
+        }
+        Command::Tail {
+            follow,
+            lines,
+            filter,
+        } => {
+            let (since_ns, until_ns) = window(&filter.window.since, &filter.window.until)?;
+            let store = ctl::open_store(&p.db)?;
+            let q = receipts::Query {
+                agent: filter.agent,
+                action: filter.action,
+                risk: filter.risk.map(|r| r.as_str().to_string()),
+                pid: filter.pid,
+                exe: filter.exe,
+                chain: filter.chain,
+                since_ns,
+                until_ns,
+                limit: None,
+                after_leaf: None,
+            };
+            receipts::tail(&store, &q, filter.limit.unwrap_or(lines), follow, mode, out)?;
         }
         Command::Agents => {
             let store = ctl::open_store(&p.db)?;
