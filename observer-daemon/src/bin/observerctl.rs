@@ -31,14 +31,15 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::from(if e.use_stderr() { cli::EXIT_USAGE } else { 0 });
             }
-            let err = CtlError::Usage(e.kind().to_string());
-            let detail = e.render().to_string();
-            let first = detail.lines().next().unwrap_or_default();
-            let err = if first.is_empty() {
-                err
-            } else {
-                CtlError::Usage(first.trim_start_matches("error: ").to_string())
-            };
+            // clap's own message, first line, without its "error: " prefix.
+            let rendered = e.render().to_string();
+            let message = rendered
+                .lines()
+                .next()
+                .map(|l| l.trim_start_matches("error: ").to_string())
+                .filter(|l| !l.is_empty())
+                .unwrap_or_else(|| e.kind().to_string());
+            let err = CtlError::Usage(message);
             println!("{}", output::error_object(&err));
             return ExitCode::from(cli::EXIT_USAGE);
         }
