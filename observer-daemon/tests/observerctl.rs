@@ -1236,3 +1236,96 @@ fn shadow_groups_findings() {
     assert!(table.stdout.starts_with("COUNT"));
     assert!(table.stdout.contains("llm-api-call"));
 }
+
+/// A child process killed when dropped.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn tail_follow_shows_new_receipts_as_they_are_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent_exe = copy_executable("/bin/sh", dir.path(), &unique("tailagent"));
+    let mut d = Daemon::start_in(
+        StateDir::Shared(dir.path().to_owned()),
+        &agent_config("tail-agent", &agent_exe, ""),
+    );
+    let db = dir.path().join("observer.db");
+    let mut child = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_observerctl"))
+            .arg("--db")
+            .arg(&db)
+            .args([
+                "tail",
+                "-f",
+                "--jsonl",
+                "--agent",
+                "tail-agent",
+                "--action",
+                "process.exec",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    // Nothing of this agent yet: tail prints nothing until it acts.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(rx.try_recv().is_err());
+    let marker = unique("marker");
+    let status = Command::new(&agent_exe)
+        .args(["-c", &format!("/bin/echo {marker} >/dev/null")])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    let echo = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let row = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no exec of /bin/echo from tail -f; saw {seen:#?}"));
+        if row["context"]["exec"]["filename"] == "/bin/echo" {
+            break row;
+        }
+        seen.push(row);
+    };
+    assert_eq!(echo["agent_id"], "tail-agent");
+    assert_eq!(echo["action_type"], "process.exec");
+    assert_eq!(
+        echo["context"]["exec"]["argv"],
+        json!(["/bin/echo", marker])
+    );
+    // The agent's own exec came first, in commit order.
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(
+        seen[0]["context"]["exec"]["filename"],
+        agent_exe.display().to_string().as_str()
+    );
+    let pid = echo["pid"].as_u64().unwrap();
+    d.wait_for(|r| is_event(r, "exit") && r["process"]["pid"] == pid);
+    // What tail printed is what the store holds.
+    let stored = stored_receipts(&db);
+    let s = stored
+        .iter()
+        .find(|r| r.hash == echo["receipt_hash"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(echo["envelope"]["payload"], s.payload);
+    drop(child);
+    d.stop();
+}

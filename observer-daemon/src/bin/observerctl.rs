@@ -31,14 +31,15 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::from(if e.use_stderr() { cli::EXIT_USAGE } else { 0 });
             }
-            let err = CtlError::Usage(e.kind().to_string());
-            let detail = e.render().to_string();
-            let first = detail.lines().next().unwrap_or_default();
-            let err = if first.is_empty() {
-                err
-            } else {
-                CtlError::Usage(first.trim_start_matches("error: ").to_string())
-            };
+            // clap's own message, first line, without its "error: " prefix.
+            let rendered = e.render().to_string();
+            let message = rendered
+                .lines()
+                .next()
+                .map(|l| l.trim_start_matches("error: ").to_string())
+                .filter(|l| !l.is_empty())
+                .unwrap_or_else(|| e.kind().to_string());
+            let err = CtlError::Usage(message);
             println!("{}", output::error_object(&err));
             return ExitCode::from(cli::EXIT_USAGE);
         }
@@ -121,6 +122,7 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
                     since_ns,
                     until_ns,
                     limit: filter.limit,
+                    after_leaf: None,
                 },
             )?;
             receipts::print_list(out, mode, &rows)?;
@@ -134,6 +136,27 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             let hash = ctl::resolve_receipt(&store, &receipt)?;
             let v = receipts::show(&store, &hash, pinned)?;
             receipts::print_show(out, mode, &v)?;
+        }
+        Command::Tail {
+            follow,
+            lines,
+            filter,
+        } => {
+            let (since_ns, until_ns) = window(&filter.window.since, &filter.window.until)?;
+            let store = ctl::open_store(&p.db)?;
+            let q = receipts::Query {
+                agent: filter.agent,
+                action: filter.action,
+                risk: filter.risk.map(|r| r.as_str().to_string()),
+                pid: filter.pid,
+                exe: filter.exe,
+                chain: filter.chain,
+                since_ns,
+                until_ns,
+                limit: None,
+                after_leaf: None,
+            };
+            receipts::tail(&store, &q, filter.limit.unwrap_or(lines), follow, mode, out)?;
         }
         Command::Agents => {
             let store = ctl::open_store(&p.db)?;

@@ -183,7 +183,7 @@ pub fn export(
     }
     let master_kid = keys::thumbprint(master.public_key());
     let mut announcements = Vec::new();
-    let mut jwks = vec![keys_jwk(master)];
+    let mut jwks = vec![master.jwk()];
     for kid in kids.iter().filter(|k| **k != master_kid) {
         let (env, ctx) = key_announcement(store, kid)?.ok_or_else(|| {
             CtlError::Store(format!(
@@ -236,20 +236,12 @@ pub fn export(
     let bytes = jcs::canonicalize(&pack).map_err(|e| CtlError::Store(e.to_string()))?;
     let summary = json!({
         "receipts": rows.len(),
-        "chains": start_heads_len(&pack),
+        "chains": pack["chain_heads"]["start"].as_array().map_or(0, Vec::len),
         "checkpoints": cps.len(),
         "bundle_digest": digest,
         "bytes": bytes.len(),
     });
     Ok((bytes, summary))
-}
-
-fn start_heads_len(pack: &Value) -> usize {
-    pack["chain_heads"]["start"].as_array().map_or(0, Vec::len)
-}
-
-fn keys_jwk(master: &ChainKey) -> Value {
-    master.jwk()
 }
 
 /// Failures found while verifying, in order.

@@ -55,6 +55,19 @@ pub enum Command {
         #[command(flatten)]
         filter: Filter,
     },
+    /// The latest matching receipts; with -f, then every new one as it is
+    /// committed (polls the store; the daemon's control socket will serve
+    /// this later).
+    Tail {
+        /// Keep printing receipts as they are committed, until interrupted.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// How many of the latest matches to print first.
+        #[arg(short = 'n', long, default_value_t = 10, value_name = "N")]
+        lines: u64,
+        #[command(flatten)]
+        filter: Filter,
+    },
     /// Agent chains: first/last seen, receipt counts, chain head, key id.
     Agents,
     /// shadow_ai.finding receipts grouped by agent, executable, user,

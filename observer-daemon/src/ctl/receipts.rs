@@ -23,6 +23,9 @@ pub struct Query {
     pub since_ns: Option<u64>,
     pub until_ns: Option<u64>,
     pub limit: Option<u64>,
+    /// Only receipts with a log index in (after, upto], in log order
+    /// (tail -f; -1 is before the first).
+    pub after_leaf: Option<(i64, i64)>,
 }
 
 const COLUMNS: &str = "r.leaf_index, r.receipt_hash, r.issuer_id, r.seq, r.agent_id, \
@@ -91,6 +94,12 @@ pub fn query(store: &Store, q: &Query) -> Result<Vec<Value>, CtlError> {
             SqlValue::Text(hash),
         );
     }
+    if let Some((after, upto)) = q.after_leaf {
+        push(&mut sql, " AND r.leaf_index > ?", SqlValue::Integer(after));
+        push(&mut sql, " AND r.leaf_index <= ?", SqlValue::Integer(upto));
+        sql.push_str(" ORDER BY r.leaf_index");
+        return run_query(store, &sql, params, false);
+    }
     match q.limit {
         Some(n) => {
             sql.push_str(" ORDER BY r.issued_ns DESC, r.leaf_index DESC");
@@ -102,8 +111,18 @@ pub fn query(store: &Store, q: &Query) -> Result<Vec<Value>, CtlError> {
         }
         None => sql.push_str(" ORDER BY r.issued_ns, r.leaf_index"),
     }
+    let newest_first = q.limit.is_some();
+    run_query(store, &sql, params, newest_first)
+}
+
+fn run_query(
+    store: &Store,
+    sql: &str,
+    params: Vec<SqlValue>,
+    newest_first: bool,
+) -> Result<Vec<Value>, CtlError> {
     let conn = store.connection();
-    let mut stmt = conn.prepare(&sql).map_err(sql_err(store))?;
+    let mut stmt = conn.prepare(sql).map_err(sql_err(store))?;
     let mut rows = stmt
         .query(rusqlite::params_from_iter(params))
         .map_err(sql_err(store))?;
@@ -111,10 +130,112 @@ pub fn query(store: &Store, q: &Query) -> Result<Vec<Value>, CtlError> {
     while let Some(r) = rows.next().map_err(sql_err(store))? {
         out.push(row_json(r).map_err(sql_err(store))?);
     }
-    if q.limit.is_some() {
+    if newest_first {
         out.reverse();
     }
     Ok(out)
+}
+
+/// The newest log index, if any receipt is stored.
+pub fn newest_leaf(store: &Store) -> Result<Option<u64>, CtlError> {
+    store
+        .connection()
+        .query_row("SELECT MAX(leaf_index) FROM receipts", [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })
+        .map(|n| n.map(|n| n as u64))
+        .map_err(sql_err(store))
+}
+
+/// How often `tail -f` looks for new receipts. The writer commits in
+/// batches within a few hundred milliseconds of an event.
+pub const FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// `tail`: the latest `lines` matches, then (with `follow`) every new
+/// match in commit order until stdout is closed (or the process is
+/// interrupted).
+pub fn tail(
+    store: &Store,
+    q: &Query,
+    lines: u64,
+    follow: bool,
+    mode: Output,
+    out: &mut impl Write,
+) -> Result<(), CtlError> {
+    // Everything up to `last` is printed (or older than the first lines).
+    let mut last: i64 = newest_leaf(store)?.map_or(-1, |l| l as i64);
+    let leaf = |r: &Value| r["leaf_index"].as_i64().unwrap_or(-1);
+    let mut initial = query(
+        store,
+        &Query {
+            limit: Some(lines),
+            ..q.clone()
+        },
+    )?;
+    initial.retain(|r| leaf(r) <= last);
+    if write_rows(out, mode, &initial, true).is_err() {
+        return Ok(());
+    }
+    if !follow {
+        return Ok(());
+    }
+    loop {
+        std::thread::sleep(FOLLOW_INTERVAL);
+        // The log's end first, then the filtered rows up to it: the mark
+        // moves past receipts the filters skip, and a commit landing
+        // between the two reads waits for the next round.
+        let end: i64 = newest_leaf(store)?.map_or(-1, |l| l as i64);
+        if end <= last {
+            continue;
+        }
+        let next = query(
+            store,
+            &Query {
+                limit: None,
+                after_leaf: Some((last, end)),
+                ..q.clone()
+            },
+        )?;
+        last = end;
+        if write_rows(out, mode, &next, false).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Rows as they come: JSON lines in JSON modes, fixed columns otherwise.
+fn write_rows(
+    out: &mut impl Write,
+    mode: Output,
+    rows: &[Value],
+    header: bool,
+) -> std::io::Result<()> {
+    if mode == Output::Table && header {
+        writeln!(
+            out,
+            "{:<31} {:<20} {:>6} {:<16} {:<7} {:>8} {:<12} SUMMARY",
+            "ISSUED_AT", "AGENT", "SEQ", "ACTION", "RISK", "PID", "RECEIPT"
+        )?;
+    }
+    for r in rows {
+        if mode.is_json() {
+            writeln!(out, "{r}")?;
+        } else {
+            writeln!(
+                out,
+                "{:<31} {:<20} {:>6} {:<16} {:<7} {:>8} {:<12} {}",
+                s(r, &["issued_at"]),
+                s(r, &["agent_id"]),
+                s(r, &["seq"]),
+                s(r, &["action_type"]),
+                s(r, &["risk_class"]),
+                s(r, &["pid"]),
+                s(r, &["receipt_hash"]).chars().take(12).collect::<String>(),
+                s(r, &["summary"])
+            )?;
+        }
+    }
+    out.flush()
 }
 
 /// `sha256:<hex>` for a hash given with or without the prefix; anything
