@@ -221,7 +221,12 @@ fn start_tls_server(ns: &Netns, dir: &Path) -> Proc {
 
 /// Runs curl in the namespace with `extra` arguments; returns its pid.
 fn curl_with(ns: &Netns, dir: &Path, extra: &[&str], url: &str) -> u32 {
-    let mut args = vec!["curl", "-sS", "--cacert", "ca.pem", "-o", "/dev/null"];
+    run_curl(ns, dir, "curl", extra, url)
+}
+
+/// Runs `program` (a curl) in the namespace; returns its pid.
+fn run_curl(ns: &Netns, dir: &Path, program: &str, extra: &[&str], url: &str) -> u32 {
+    let mut args = vec![program, "-sS", "--cacert", "ca.pem", "-o", "/dev/null"];
     args.extend_from_slice(extra);
     args.push(url);
     let child = ns
@@ -436,4 +441,56 @@ for m in (loop, query):
         assert!(names[reason].as_u64().unwrap() >= 1, "{reason}: {names}");
     }
     assert!(stop["kernel"]["dns_message"]["emitted"].as_u64().unwrap() >= 2);
+}
+
+/// A registered agent's lookup and connection become `dns.resolve` and
+/// `network.connect` receipts carrying the answer and the names.
+#[test]
+fn an_agents_lookup_and_named_connection_become_receipts() {
+    let subnet = "10.215.77";
+    let ns = Netns::new(subnet);
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_certs(dir.path(), &format!("{subnet}.2"));
+    let _dns = start_dnsmasq(&ns, dir.path(), subnet);
+    let _tls = start_tls_server(&ns, dir.path());
+    let state = tempfile::tempdir().expect("tempdir");
+    let exe = copy_executable("/usr/bin/curl", state.path(), &unique("agent-curl"));
+    let mut d = Daemon::start_in(
+        StateDir::Shared(state.path().to_owned()),
+        &agent_config("names-agent", &exe, ""),
+    );
+    let program = exe.display().to_string();
+    let pid = run_curl(
+        &ns,
+        dir.path(),
+        &program,
+        &[],
+        "https://api.openai.com/v1/models",
+    );
+    let c = connect_of(&mut d, pid, &format!("{subnet}.1"));
+    assert_eq!(c["process"]["agent"], "names-agent");
+    let db = d.store();
+    d.stop();
+    let resolves = stored_receipts_of(&db, "dns.resolve");
+    let ours: Vec<&Value> = resolves
+        .iter()
+        .filter_map(|r| r.context.as_ref())
+        .filter(|c| c["process"]["pid"] == pid)
+        .collect();
+    assert!(
+        ours.iter().any(|c| c["dns_answer"]["question"]
+            == json!({"name": "api.openai.com", "type": "A"})
+            && c["dns_answer"]["addresses"] == json!([format!("{subnet}.1")])),
+        "{ours:#?}"
+    );
+    let connects = stored_receipts_of(&db, "network.connect");
+    let connect = connects
+        .iter()
+        .filter_map(|r| r.context.as_ref())
+        .find(|c| c["process"]["pid"] == pid && c["connect"]["remote_port"] == 443)
+        .expect("network.connect receipt of the agent");
+    assert_eq!(
+        connect["connect"]["dst_names"],
+        json!([name("api.openai.com", "dns"), name("api.openai.com", "sni")])
+    );
 }
