@@ -1,5 +1,6 @@
 //! Developer tasks: `cargo xtask run | test | bench | setup`.
 mod bench;
+mod bench_names;
 mod bench_receipts;
 mod setup;
 
@@ -93,6 +94,9 @@ fn main() -> anyhow::Result<()> {
             cargo(&["build", "--release", "--package", "observer-daemon"])?;
             if args.runs(bench::Section::Receipts) {
                 bench_receipts::build()?;
+            }
+            if args.runs(bench::Section::Names) {
+                bench_names::build()?;
             }
             bench::run(&workspace_root(), &args)
         }
