@@ -327,6 +327,27 @@ fn curl_connections_carry_dns_and_sni_names() {
     let c = connect_of(&mut d, pid, &format!("{subnet}.2"));
     assert_eq!(c["connect"]["dst_names"], json!([]));
 
+    // An unconnected UDP socket (sendto), as dig and DNS libraries use:
+    // the owner is recorded on its first send.
+    let script = format!(
+        r#"
+import socket
+q = bytes.fromhex("abcd01000001000000000000") + b"\x03api\x06openai\x03com\x00\x00\x01\x00\x01"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(q, ("{subnet}.1", 53))
+s.recvfrom(512)
+"#
+    );
+    let child = ns
+        .command(&["/usr/bin/python3", "-c", &script])
+        .spawn()
+        .expect("spawn python3");
+    let pid = child.id();
+    assert!(child.wait_with_output().expect("python3").status.success());
+    let a = dns_answer_of(&mut d, pid, "api.openai.com");
+    assert_eq!(a["dns_answer"]["id"], 0xabcd);
+    assert_eq!(a["dns_answer"]["addresses"], json!([format!("{subnet}.1")]));
+
     // IPv6, the name from the ClientHello only (curl was told the
     // address, no DNS answer names it).
     let v6 = format!("{}::1", v6_prefix(subnet));
