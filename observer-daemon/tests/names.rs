@@ -69,6 +69,16 @@ impl Netns {
                 "lo",
             ]));
         }
+        run(Command::new("ip").args([
+            "-n",
+            n,
+            "addr",
+            "add",
+            &format!("{}::1/64", v6_prefix(subnet)),
+            "dev",
+            "lo",
+            "nodad",
+        ]));
         ns
     }
 
@@ -104,6 +114,12 @@ impl Drop for Netns {
             .status();
         let _ = std::fs::remove_dir_all(&self.etc);
     }
+}
+
+/// The namespace's IPv6 prefix: fd00: plus the subnet's last two octets.
+fn v6_prefix(subnet: &str) -> String {
+    let parts: Vec<&str> = subnet.split('.').collect();
+    format!("fd00:{}:{}", parts[1], parts[2])
 }
 
 /// A test CA and a server certificate for the AI API names and `ip`.
@@ -203,10 +219,18 @@ fn start_tls_server(ns: &Netns, dir: &Path) -> Proc {
     p
 }
 
-/// Runs curl in the namespace; returns its pid.
-fn curl(ns: &Netns, dir: &Path, url: &str) -> u32 {
+/// Runs curl in the namespace with `extra` arguments; returns its pid.
+fn curl_with(ns: &Netns, dir: &Path, extra: &[&str], url: &str) -> u32 {
+    run_curl(ns, dir, "curl", extra, url)
+}
+
+/// Runs `program` (a curl) in the namespace; returns its pid.
+fn run_curl(ns: &Netns, dir: &Path, program: &str, extra: &[&str], url: &str) -> u32 {
+    let mut args = vec![program, "-sS", "--cacert", "ca.pem", "-o", "/dev/null"];
+    args.extend_from_slice(extra);
+    args.push(url);
     let child = ns
-        .command(&["curl", "-sS", "--cacert", "ca.pem", "-o", "/dev/null", url])
+        .command(&args)
         .current_dir(dir)
         .spawn()
         .expect("spawn curl");
@@ -214,6 +238,10 @@ fn curl(ns: &Netns, dir: &Path, url: &str) -> u32 {
     let out = child.wait_with_output().expect("curl");
     assert!(out.status.success(), "curl {url}: {}", out.status);
     pid
+}
+
+fn curl(ns: &Netns, dir: &Path, url: &str) -> u32 {
+    curl_with(ns, dir, &[], url)
 }
 
 fn name(n: &str, source: &str) -> Value {
@@ -299,19 +327,58 @@ fn curl_connections_carry_dns_and_sni_names() {
     let c = connect_of(&mut d, pid, &format!("{subnet}.2"));
     assert_eq!(c["connect"]["dst_names"], json!([]));
 
+    // An unconnected UDP socket (sendto), as dig and DNS libraries use:
+    // the owner is recorded on its first send.
+    let script = format!(
+        r#"
+import socket
+q = bytes.fromhex("abcd01000001000000000000") + b"\x03api\x06openai\x03com\x00\x00\x01\x00\x01"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(q, ("{subnet}.1", 53))
+s.recvfrom(512)
+"#
+    );
+    let child = ns
+        .command(&["/usr/bin/python3", "-c", &script])
+        .spawn()
+        .expect("spawn python3");
+    let pid = child.id();
+    assert!(child.wait_with_output().expect("python3").status.success());
+    let a = dns_answer_of(&mut d, pid, "api.openai.com");
+    assert_eq!(a["dns_answer"]["id"], 0xabcd);
+    assert_eq!(a["dns_answer"]["addresses"], json!([format!("{subnet}.1")]));
+
+    // IPv6, the name from the ClientHello only (curl was told the
+    // address, no DNS answer names it).
+    let v6 = format!("{}::1", v6_prefix(subnet));
+    let pid = curl_with(
+        &ns,
+        dir.path(),
+        &["--resolve", &format!("api.openai.com:443:[{v6}]")],
+        "https://api.openai.com/v1/models",
+    );
+    let c = connect_of(&mut d, pid, &v6);
+    assert_eq!(c["connect"]["family"], "inet6");
+    assert_eq!(c["connect"]["local_addr"], v6.as_str());
+    assert_eq!(
+        c["connect"]["dst_names"],
+        json!([name("api.openai.com", "sni")])
+    );
+
     let records = d.stop();
     let stop = records
         .iter()
         .find(|r| r["kind"] == "observer_stop")
         .expect("observer_stop");
     let names = &stop["names"];
-    assert!(names["sni_joined"].as_u64().unwrap() >= 2, "{names}");
+    assert!(names["sni_joined"].as_u64().unwrap() >= 3, "{names}");
     assert!(names["dns_answers"].as_u64().unwrap() >= 2, "{names}");
     assert_eq!(stop["kernel"]["tls_hello"]["dropped_ringbuf_full"], 0);
 }
 
-/// Malformed DNS messages from port 53 and a malformed ClientHello to port
-/// 443: counted by reason, no record names anything, the daemon runs on.
+/// Malformed DNS messages from port 53, a malformed ClientHello and one
+/// split across two segments before its server_name: counted by reason, no
+/// record names anything, the daemon runs on.
 #[test]
 fn malformed_dns_and_tls_are_counted_and_name_nothing() {
     let subnet = "10.214.77";
@@ -328,6 +395,24 @@ body = b"\x03\x03" + bytes(32) + b"\xff" + bytes(40)   # session id length 255
 hs = b"\x01" + len(body).to_bytes(3, "big") + body
 c.sendall(b"\x16\x03\x01" + len(hs).to_bytes(2, "big") + hs)
 a.recv(4096)
+# A valid ClientHello written in two pieces: the first segment ends before
+# the server_name extension.
+name = b"api.openai.com"
+entry = b"\x00" + len(name).to_bytes(2, "big") + name
+sni = (0).to_bytes(2, "big") + (len(entry) + 2).to_bytes(2, "big") + len(entry).to_bytes(2, "big") + entry
+exts = sni
+body = b"\x03\x03" + bytes(32) + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00" + len(exts).to_bytes(2, "big") + exts
+hs = b"\x01" + len(body).to_bytes(3, "big") + body
+hello = b"\x16\x03\x01" + len(hs).to_bytes(2, "big") + hs
+s2 = socket.create_connection((ip, 443))
+s2.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+b2, _ = srv.accept()
+s2.sendall(hello[:30])
+import time; time.sleep(0.1)
+s2.sendall(hello[30:])
+got = b""
+while len(got) < len(hello):
+    got += b2.recv(4096)
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind((ip, 53))
 q = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); q.connect((ip, 53))
 q.send(b"query")
@@ -346,9 +431,17 @@ for m in (loop, query):
     let pid = child.id();
     let out = child.wait_with_output().expect("python3");
     assert!(out.status.success(), "python3: {}", out.status);
-    let c = connect_of(&mut d, pid, &format!("{subnet}.1"));
-    assert_eq!(c["connect"]["dst_names"], json!([]));
+    connect_of(&mut d, pid, &format!("{subnet}.1"));
     let records = d.stop();
+    let connects: Vec<&Value> = records
+        .iter()
+        .filter(|r| is_event(r, "connect") && r["process"]["pid"] == pid)
+        .filter(|r| r["connect"]["remote_port"] == 443)
+        .collect();
+    assert_eq!(connects.len(), 2, "the malformed and the split hello");
+    for c in connects {
+        assert_eq!(c["connect"]["dst_names"], json!([]), "{c}");
+    }
     assert!(
         !records
             .iter()
@@ -360,8 +453,65 @@ for m in (loop, query):
         .find(|r| r["kind"] == "observer_stop")
         .expect("observer_stop");
     let names = &stop["names"];
-    for reason in ["sni_malformed", "dns_bad_name", "dns_not_response"] {
+    for reason in [
+        "sni_malformed",
+        "sni_truncated",
+        "dns_bad_name",
+        "dns_not_response",
+    ] {
         assert!(names[reason].as_u64().unwrap() >= 1, "{reason}: {names}");
     }
     assert!(stop["kernel"]["dns_message"]["emitted"].as_u64().unwrap() >= 2);
+}
+
+/// A registered agent's lookup and connection become `dns.resolve` and
+/// `network.connect` receipts carrying the answer and the names.
+#[test]
+fn an_agents_lookup_and_named_connection_become_receipts() {
+    let subnet = "10.215.77";
+    let ns = Netns::new(subnet);
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_certs(dir.path(), &format!("{subnet}.2"));
+    let _dns = start_dnsmasq(&ns, dir.path(), subnet);
+    let _tls = start_tls_server(&ns, dir.path());
+    let state = tempfile::tempdir().expect("tempdir");
+    let exe = copy_executable("/usr/bin/curl", state.path(), &unique("agent-curl"));
+    let mut d = Daemon::start_in(
+        StateDir::Shared(state.path().to_owned()),
+        &agent_config("names-agent", &exe, ""),
+    );
+    let program = exe.display().to_string();
+    let pid = run_curl(
+        &ns,
+        dir.path(),
+        &program,
+        &[],
+        "https://api.openai.com/v1/models",
+    );
+    let c = connect_of(&mut d, pid, &format!("{subnet}.1"));
+    assert_eq!(c["process"]["agent"], "names-agent");
+    let db = d.store();
+    d.stop();
+    let resolves = stored_receipts_of(&db, "dns.resolve");
+    let ours: Vec<&Value> = resolves
+        .iter()
+        .filter_map(|r| r.context.as_ref())
+        .filter(|c| c["process"]["pid"] == pid)
+        .collect();
+    assert!(
+        ours.iter().any(|c| c["dns_answer"]["question"]
+            == json!({"name": "api.openai.com", "type": "A"})
+            && c["dns_answer"]["addresses"] == json!([format!("{subnet}.1")])),
+        "{ours:#?}"
+    );
+    let connects = stored_receipts_of(&db, "network.connect");
+    let connect = connects
+        .iter()
+        .filter_map(|r| r.context.as_ref())
+        .find(|c| c["process"]["pid"] == pid && c["connect"]["remote_port"] == 443)
+        .expect("network.connect receipt of the agent");
+    assert_eq!(
+        connect["connect"]["dst_names"],
+        json!([name("api.openai.com", "dns"), name("api.openai.com", "sni")])
+    );
 }

@@ -44,23 +44,51 @@ const MIN_HELLO_PACKET: u32 = 20 + 20 + 6;
 
 #[cgroup_sock_addr(connect4)]
 pub fn names_connect4(ctx: SockAddrContext) -> i32 {
-    record_owner(&ctx);
+    record_owner(cookie_of(&ctx));
     1
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn names_connect6(ctx: SockAddrContext) -> i32 {
-    record_owner(&ctx);
+    record_owner(cookie_of(&ctx));
     1
+}
+
+#[inline(always)]
+fn cookie_of(ctx: &SockAddrContext) -> u64 {
+    // SAFETY: the helper accepts the program's own context.
+    unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) }
+}
+
+/// Unconnected UDP sockets (sendto with an address, as dig and many DNS
+/// libraries do) are recorded on their first send; later sends cost one
+/// lookup.
+#[cgroup_sock_addr(sendmsg4)]
+pub fn names_sendmsg4(ctx: SockAddrContext) -> i32 {
+    record_owner_once(&ctx);
+    1
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn names_sendmsg6(ctx: SockAddrContext) -> i32 {
+    record_owner_once(&ctx);
+    1
+}
+
+#[inline(always)]
+fn record_owner_once(ctx: &SockAddrContext) {
+    let cookie = cookie_of(ctx);
+    // SAFETY: only tested for presence.
+    if unsafe { SOCK_OWNERS.get(cookie) }.is_none() {
+        record_owner(cookie);
+    }
 }
 
 /// Runs in the connecting task, so the current process is the owner. UDP
 /// sockets are recorded too: glibc's resolver connect()s its socket, so the
 /// answer it receives is attributed to the process that asked.
 #[inline(always)]
-fn record_owner(ctx: &SockAddrContext) {
-    // SAFETY: the helper accepts the program's own context.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+fn record_owner(cookie: u64) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     let tgid = (pid_tgid >> 32) as u32;

@@ -7,7 +7,7 @@
 //!
 //! `cargo xtask bench` runs every section; `cargo xtask bench probes` or
 //! `cargo xtask bench receipts` runs one (the receipt section is in
-//! [`crate::bench_receipts`]).
+//! [`crate::bench_receipts`], the names section in [`crate::bench_names`]).
 use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
@@ -28,6 +28,9 @@ pub enum Section {
     /// observerctl over a 1,000,000-receipt store: filtered query latency
     /// and verify throughput.
     Ctl,
+    /// Names: a loopback connect storm with TLS ClientHellos (cost and SNI
+    /// attribution), and the DNS and SNI parse rates.
+    Names,
 }
 
 #[derive(clap::Args)]
@@ -47,6 +50,9 @@ pub struct BenchArgs {
     /// Alternating baseline/attached rounds of the exec storm.
     #[arg(long, default_value_t = 2)]
     exec_rounds: u32,
+    /// TCP connects (each sending a ClientHello) per connect-storm round.
+    #[arg(long, default_value_t = 20_000)]
+    pub connects: u32,
     #[command(flatten)]
     pub receipts: crate::bench_receipts::ReceiptArgs,
     #[command(flatten)]
@@ -76,6 +82,9 @@ fn run_in(root: &Path, work: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.runs(Section::Ctl) {
         crate::bench_ctl::run(root, work, &args.ctl)?;
+    }
+    if args.runs(Section::Names) {
+        crate::bench_names::run(root, work, args.connects, args.rounds)?;
     }
     Ok(())
 }
@@ -316,17 +325,17 @@ fn best_low(values: &[f64]) -> f64 {
     values.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
-fn best_high(values: &[f64]) -> f64 {
+pub(crate) fn best_high(values: &[f64]) -> f64 {
     values.iter().copied().fold(0.0, f64::max)
 }
 
 /// Pins the benchmark (and the workloads it forks) to the last CPU, so the
 /// daemon's threads are the only other load there; every CPU again when
 /// dropped.
-struct PinToLastCpu;
+pub(crate) struct PinToLastCpu;
 
 impl PinToLastCpu {
-    fn new() -> anyhow::Result<PinToLastCpu> {
+    pub(crate) fn new() -> anyhow::Result<PinToLastCpu> {
         // SAFETY: sysconf has no preconditions.
         let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
         set_affinity(&[cpus - 1])?;
@@ -503,7 +512,12 @@ impl DaemonStats {
 impl Daemon {
     /// Starts observerd with `config`, its receipt store and master seed in
     /// `work/state`.
-    fn start(root: &Path, work: &Path, config: &str, write_events: bool) -> anyhow::Result<Daemon> {
+    pub(crate) fn start(
+        root: &Path,
+        work: &Path,
+        config: &str,
+        write_events: bool,
+    ) -> anyhow::Result<Daemon> {
         let config = with_receipts_keys(config, &state_in(&work.join("state")));
         Self::start_with(root, work, &config, write_events)
     }

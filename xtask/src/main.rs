@@ -1,6 +1,7 @@
 //! Developer tasks: `cargo xtask run | test | bench | setup`.
 mod bench;
 mod bench_ctl;
+mod bench_names;
 mod bench_receipts;
 mod man;
 mod setup;
@@ -99,6 +100,9 @@ fn main() -> anyhow::Result<()> {
             cargo(&["build", "--release", "--package", "observer-daemon"])?;
             if args.runs(bench::Section::Receipts) || args.runs(bench::Section::Ctl) {
                 bench_receipts::build()?;
+            }
+            if args.runs(bench::Section::Names) {
+                bench_names::build()?;
             }
             bench::run(&workspace_root(), &args)
         }

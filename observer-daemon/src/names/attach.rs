@@ -9,7 +9,7 @@ use aya::{
 
 use crate::loader::LoadError;
 
-/// Loads and attaches the four names programs; returns what was attached.
+/// Loads and attaches the names programs; returns what was attached.
 /// `Single` mode: on kernels with BPF links aya attaches through a link,
 /// which coexists with other programs on the same cgroup.
 pub fn attach(ebpf: &mut Ebpf, cgroup: &Path) -> Result<Vec<String>, LoadError> {
@@ -20,7 +20,12 @@ pub fn attach(ebpf: &mut Ebpf, cgroup: &Path) -> Result<Vec<String>, LoadError> 
         source: aya::programs::ProgramError::IOError(e),
     })?;
     let mut attached = Vec::new();
-    for program in ["names_connect4", "names_connect6"] {
+    for program in [
+        "names_connect4",
+        "names_connect6",
+        "names_sendmsg4",
+        "names_sendmsg6",
+    ] {
         let prog: &mut CgroupSockAddr = ebpf
             .program_mut(program)
             .ok_or(LoadError::MissingProgram { program })?

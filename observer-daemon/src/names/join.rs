@@ -8,10 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{
-    event::{Body, Event, Packet},
-    record::EnrichedEvent,
-};
+use crate::event::{Body, Event, Packet};
 
 use super::cache::canonical;
 
@@ -57,18 +54,19 @@ impl JoinKey {
     }
 }
 
-pub struct Waiting {
+/// Records (`T`: an enriched connect record) waiting for their hello.
+pub struct Waiting<T> {
     wait: Duration,
     max: usize,
     /// Arrival order: (deadline, key, ticket); a ticket no longer in
     /// `records` was joined already.
     order: VecDeque<(Instant, JoinKey, u64)>,
-    records: HashMap<JoinKey, (u64, EnrichedEvent)>,
+    records: HashMap<JoinKey, (u64, T)>,
     next_ticket: u64,
 }
 
-impl Waiting {
-    pub fn new(wait: Duration, max: usize) -> Waiting {
+impl<T> Waiting<T> {
+    pub fn new(wait: Duration, max: usize) -> Waiting<T> {
         Waiting {
             wait,
             max: max.max(1),
@@ -81,12 +79,7 @@ impl Waiting {
     /// Holds `record`; returns a record that must be written now: the
     /// oldest one when the limit is reached, or one this key replaces (the
     /// same socket tuple reused, so the older connect got no hello).
-    pub fn push(
-        &mut self,
-        key: JoinKey,
-        record: EnrichedEvent,
-        now: Instant,
-    ) -> Option<EnrichedEvent> {
+    pub fn push(&mut self, key: JoinKey, record: T, now: Instant) -> Option<T> {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         let mut early = self
@@ -100,7 +93,7 @@ impl Waiting {
         early
     }
 
-    fn pop_oldest(&mut self) -> Option<EnrichedEvent> {
+    fn pop_oldest(&mut self) -> Option<T> {
         while let Some((_, key, ticket)) = self.order.pop_front() {
             if self.records.get(&key).is_some_and(|(t, _)| *t == ticket) {
                 return self.records.remove(&key).map(|(_, r)| r);
@@ -109,12 +102,12 @@ impl Waiting {
         None
     }
 
-    pub fn take(&mut self, key: &JoinKey) -> Option<EnrichedEvent> {
+    pub fn take(&mut self, key: &JoinKey) -> Option<T> {
         self.records.remove(key).map(|(_, r)| r)
     }
 
     /// Records whose deadline passed, oldest first.
-    pub fn pop_due(&mut self, now: Instant, out: &mut Vec<EnrichedEvent>) {
+    pub fn pop_due(&mut self, now: Instant, out: &mut Vec<T>) {
         while let Some((deadline, _, _)) = self.order.front() {
             if *deadline > now {
                 break;
@@ -129,7 +122,7 @@ impl Waiting {
         }
     }
 
-    pub fn pop_all(&mut self, out: &mut Vec<EnrichedEvent>) {
+    pub fn pop_all(&mut self, out: &mut Vec<T>) {
         while let Some(r) = self.pop_oldest() {
             out.push(r);
         }
@@ -141,5 +134,66 @@ impl Waiting {
 
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(port: u16) -> JoinKey {
+        JoinKey {
+            pid: 7,
+            local_port: port,
+            remote_addr: "::ffff:10.0.0.1".parse::<IpAddr>().map(canonical).unwrap(),
+            remote_port: 443,
+        }
+    }
+
+    #[test]
+    fn joined_records_leave_at_once_others_at_their_deadline() {
+        let t0 = Instant::now();
+        let mut w = Waiting::new(Duration::from_millis(500), 10);
+        assert_eq!(w.push(key(1), "a", t0), None);
+        assert_eq!(w.push(key(2), "b", t0 + Duration::from_millis(100)), None);
+        assert_eq!(w.take(&key(1)), Some("a"));
+        assert_eq!(w.take(&key(1)), None);
+        let mut out = Vec::new();
+        w.pop_due(t0 + Duration::from_millis(599), &mut out);
+        assert!(out.is_empty(), "b waits until 600 ms; a was joined");
+        w.pop_due(t0 + Duration::from_millis(600), &mut out);
+        assert_eq!(out, vec!["b"]);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn the_limit_and_a_reused_tuple_release_early() {
+        let t0 = Instant::now();
+        let mut w = Waiting::new(Duration::from_secs(5), 2);
+        assert_eq!(w.push(key(1), "a", t0), None);
+        assert_eq!(w.push(key(2), "b", t0), None);
+        assert_eq!(w.push(key(3), "c", t0), Some("a"), "oldest goes");
+        assert_eq!(w.push(key(3), "d", t0), Some("c"), "same tuple again");
+        assert_eq!(w.len(), 2);
+        let mut out = Vec::new();
+        w.pop_all(&mut out);
+        assert_eq!(out, vec!["b", "d"]);
+    }
+
+    #[test]
+    fn mapped_and_plain_ipv4_join() {
+        let p = Packet {
+            cookie: 1,
+            family: 2,
+            protocol: 6,
+            owner_unknown: false,
+            local_addr: "10.0.0.2".parse().unwrap(),
+            local_port: 1,
+            remote_addr: "10.0.0.1".parse().unwrap(),
+            remote_port: 443,
+            payload_len: 0,
+            payload: Vec::new(),
+        };
+        assert_eq!(JoinKey::of_packet(7, &p), key(1));
     }
 }

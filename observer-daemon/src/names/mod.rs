@@ -51,7 +51,7 @@ pub const COUNTERS: &[&str] = &[
 
 pub struct Names {
     cache: NameCache,
-    waiting: Waiting,
+    waiting: Waiting<EnrichedEvent>,
     counters: BTreeMap<&'static str, u64>,
 }
 
