@@ -8,7 +8,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{
-    jcs, json,
+    jcs, jcs_scan, json,
     merkle::Hash,
     payload::{self, ACTION_TYPES},
     store::ReceiptRow,
@@ -32,8 +32,12 @@ pub(super) struct Parsed {
 
 /// Checks that need no chain state: structure, canonical form, action_ref,
 /// payload_digest, issued_at.
-pub(super) fn parse_row(row: ReceiptRow, now_unix_ns: u64) -> Parsed {
+pub(super) fn parse_row(mut row: ReceiptRow, now_unix_ns: u64) -> Parsed {
     let receipt_hash: Hash = Sha256::digest(row.envelope.as_bytes()).into();
+    // The stored texts are not needed after this pass: they leave now, on
+    // the thread that read them, rather than after the in-order pass.
+    let envelope = std::mem::take(&mut row.envelope);
+    let context = row.context.take();
     let mut parsed = Parsed {
         row,
         receipt_hash,
@@ -45,43 +49,13 @@ pub(super) fn parse_row(row: ReceiptRow, now_unix_ns: u64) -> Parsed {
         context: None,
         results: Vec::new(),
     };
-    let envelope = match json::parse_strict(parsed.row.envelope.as_bytes()) {
-        Ok(v) => v,
-        Err(e) => {
-            parsed
-                .results
-                .push(("structure", Outcome::Fail, format!("envelope: {e}")));
-            return parsed;
-        }
+    let payload = match signer_form(&envelope, &mut parsed) {
+        Some(payload) => payload,
+        None => match any_form(&envelope, &mut parsed) {
+            Some(payload) => payload,
+            None => return parsed,
+        },
     };
-    match jcs::canonicalize(&envelope) {
-        Ok(c) if c == parsed.row.envelope.as_bytes() => {}
-        _ => parsed.results.push((
-            "structure",
-            Outcome::Fail,
-            "the stored envelope is not in JCS form".into(),
-        )),
-    }
-    let payload = envelope["payload"].clone();
-    let problems = structure_problems(&envelope);
-    if problems.is_empty() {
-        parsed
-            .results
-            .push(("structure", Outcome::Pass, String::new()));
-    } else {
-        parsed
-            .results
-            .push(("structure", Outcome::Fail, problems.join("; ")));
-    }
-    parsed.kid = envelope["signature"]["kid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    parsed.signature = envelope["signature"]["sig"]
-        .as_str()
-        .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
-        .unwrap_or_default();
-    parsed.payload_jcs = jcs::canonicalize(&payload).unwrap_or_default();
     parsed.payload_hash = payload::sha256_hex(&parsed.payload_jcs);
 
     // action_ref
@@ -126,12 +100,12 @@ pub(super) fn parse_row(row: ReceiptRow, now_unix_ns: u64) -> Parsed {
         )),
     }
     // payload_digest against the stored context
-    let mode = s("mode").to_string();
+    let mode = s("mode");
     let digest_hash = payload["payload_digest"]["hash"]
         .as_str()
         .unwrap_or_default();
     let digest_size = payload["payload_digest"]["size"].as_u64();
-    match (parsed.row.context.clone(), mode.as_str()) {
+    match (context, mode) {
         (None, "hash") => {
             parsed
                 .results
@@ -142,42 +116,150 @@ pub(super) fn parse_row(row: ReceiptRow, now_unix_ns: u64) -> Parsed {
             Outcome::Fail,
             "the context of this payload-mode receipt is missing".into(),
         )),
-        (Some(text), _) => match json::parse_strict(text.as_bytes()) {
-            Ok(ctx)
-                if ctx.get("erased") == Some(&Value::Bool(true))
-                    && ctx.as_object().is_some_and(|o| o.len() == 2) =>
-            {
-                parsed
-                    .results
-                    .push(("payload_digest", Outcome::Pass, "context erased".into()));
-                parsed.context = Some(ctx);
-            }
-            Ok(ctx) => {
-                let ok = payload::sha256_hex(text.as_bytes()) == digest_hash
+        (Some(text), _) => {
+            let digest_matches = || {
+                payload::sha256_hex(text.as_bytes()) == digest_hash
                     && digest_size == Some(text.len() as u64)
-                    && jcs::canonicalize(&ctx).is_ok_and(|c| c == text.as_bytes());
-                if ok {
-                    parsed
-                        .results
-                        .push(("payload_digest", Outcome::Pass, String::new()));
-                } else {
-                    parsed.results.push((
+            };
+            match jcs_scan::scan(&text) {
+                // Canonical and no erasure marker: the digest decides.
+                // The value is needed only where the in-order pass reads
+                // the context: key announcements and erasures.
+                Some(shape) if !shape.has_erased_member => {
+                    parsed.results.push(digest_outcome(digest_matches()));
+                    if matches!(s("action_type"), "observer.key" | "observer.policy") {
+                        parsed.context = json::parse_strict(text.as_bytes()).ok();
+                    }
+                }
+                _ => match json::parse_strict(text.as_bytes()) {
+                    Ok(ctx)
+                        if ctx.get("erased") == Some(&Value::Bool(true))
+                            && ctx.as_object().is_some_and(|o| o.len() == 2) =>
+                    {
+                        parsed.results.push((
+                            "payload_digest",
+                            Outcome::Pass,
+                            "context erased".into(),
+                        ));
+                        parsed.context = Some(ctx);
+                    }
+                    Ok(ctx) => {
+                        let ok = digest_matches()
+                            && jcs::canonicalize(&ctx).is_ok_and(|c| c == text.as_bytes());
+                        parsed.results.push(digest_outcome(ok));
+                        parsed.context = Some(ctx);
+                    }
+                    Err(e) => parsed.results.push((
                         "payload_digest",
                         Outcome::Fail,
-                        "the stored context does not match payload_digest".into(),
-                    ));
-                }
-                parsed.context = Some(ctx);
+                        format!("the stored context is not valid JSON: {e}"),
+                    )),
+                },
             }
-            Err(e) => parsed.results.push((
-                "payload_digest",
-                Outcome::Fail,
-                format!("the stored context is not valid JSON: {e}"),
-            )),
-        },
+        }
     }
     parsed.payload = Some(payload);
     parsed
+}
+
+fn digest_outcome(ok: bool) -> (&'static str, Outcome, String) {
+    if ok {
+        ("payload_digest", Outcome::Pass, String::new())
+    } else {
+        (
+            "payload_digest",
+            Outcome::Fail,
+            "the stored context does not match payload_digest".into(),
+        )
+    }
+}
+
+/// The envelope exactly as the signer writes it,
+/// `payload::envelope_jcs(JCS(payload), kid, sig)`: then its structure,
+/// canonical form, payload, kid and signature follow from the payload
+/// text alone, without parsing and re-serialising the 4.4 KB signature.
+/// `None` (nothing recorded) for any other text, which [`any_form`]
+/// then checks in full; on `Some` the results are the ones [`any_form`]
+/// would give.
+fn signer_form(envelope: &str, parsed: &mut Parsed) -> Option<Value> {
+    const HEAD: &str = r#"{"payload":"#;
+    const SIGNATURE_HEAD: &str = r#","signature":{"alg":"ML-DSA-65","kid":""#;
+    const BETWEEN: &str = r#"","sig":""#;
+    const TAIL: &str = r#""}}"#;
+    let body = envelope.strip_prefix(HEAD)?.strip_suffix(TAIL)?;
+    // kid and sig are base64url, so the last quotes delimit them.
+    let sig_at = body.rfind('"')? + 1;
+    let sig = &body[sig_at..];
+    let rest = body[..sig_at].strip_suffix(BETWEEN)?;
+    let kid_at = rest.rfind('"')? + 1;
+    let kid = &rest[kid_at..];
+    let payload_text = rest[..kid_at].strip_suffix(SIGNATURE_HEAD)?;
+    if kid.is_empty() || !payload::is_base64url(kid) {
+        return None;
+    }
+    // A successful decode also proves `sig` base64url without padding.
+    let signature = URL_SAFE_NO_PAD.decode(sig).ok()?;
+    // The payload is a member of the envelope object: nested one deep.
+    let payload = json::parse_strict_nested(payload_text.as_bytes(), 1).ok()?;
+    if !payload.is_object() {
+        return None;
+    }
+    let payload_jcs = jcs::canonicalize(&payload).ok()?;
+    if payload_jcs != payload_text.as_bytes() {
+        return None;
+    }
+    // The envelope is envelope_jcs(payload_jcs, kid, sig): its own JCS.
+    let mut problems = Vec::new();
+    payload_problems(&payload, &mut problems);
+    parsed.results.push(structure_outcome(problems));
+    parsed.kid = kid.to_string();
+    parsed.signature = signature;
+    parsed.payload_jcs = payload_jcs;
+    Some(payload)
+}
+
+/// Any stored envelope: parsed strictly and canonicalised again, with
+/// every structure problem named. `None` when it is not JSON at all.
+fn any_form(envelope: &str, parsed: &mut Parsed) -> Option<Value> {
+    let envelope_value = match json::parse_strict(envelope.as_bytes()) {
+        Ok(v) => v,
+        Err(e) => {
+            parsed
+                .results
+                .push(("structure", Outcome::Fail, format!("envelope: {e}")));
+            return None;
+        }
+    };
+    match jcs::canonicalize(&envelope_value) {
+        Ok(c) if c == envelope.as_bytes() => {}
+        _ => parsed.results.push((
+            "structure",
+            Outcome::Fail,
+            "the stored envelope is not in JCS form".into(),
+        )),
+    }
+    let payload = envelope_value["payload"].clone();
+    parsed
+        .results
+        .push(structure_outcome(structure_problems(&envelope_value)));
+    parsed.kid = envelope_value["signature"]["kid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    parsed.signature = envelope_value["signature"]["sig"]
+        .as_str()
+        .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
+        .unwrap_or_default();
+    parsed.payload_jcs = jcs::canonicalize(&payload).unwrap_or_default();
+    Some(payload)
+}
+
+fn structure_outcome(problems: Vec<String>) -> (&'static str, Outcome, String) {
+    if problems.is_empty() {
+        ("structure", Outcome::Pass, String::new())
+    } else {
+        ("structure", Outcome::Fail, problems.join("; "))
+    }
 }
 
 /// Required members present and well formed.
@@ -188,6 +270,24 @@ pub fn structure_problems(envelope: &Value) -> Vec<String> {
     if !p.is_object() {
         return vec!["payload is not an object".into()];
     }
+    payload_problems(p, &mut bad);
+    if sig["alg"] != "ML-DSA-65" {
+        bad.push("signature.alg must be ML-DSA-65".into());
+    }
+    if !sig["kid"]
+        .as_str()
+        .is_some_and(|k| !k.is_empty() && payload::is_base64url(k))
+    {
+        bad.push("signature.kid must be base64url".into());
+    }
+    if !sig["sig"].as_str().is_some_and(payload::is_base64url) {
+        bad.push("signature.sig must be base64url without padding".into());
+    }
+    bad
+}
+
+/// The payload's part of [`structure_problems`], for a payload object.
+fn payload_problems(p: &Value, bad: &mut Vec<String>) {
     let str_of = |k: &str| p[k].as_str();
     if p["v"] != 1 {
         bad.push("v must be 1".into());
@@ -205,8 +305,11 @@ pub fn structure_problems(envelope: &Value) -> Vec<String> {
         bad.push("issued_at must be RFC 3339 UTC with nine fractional digits".into());
     }
     let agent = str_of("agent_id").unwrap_or_default();
+    // `issuer_id` ends with "/agent/<agent_id>".
     if agent.is_empty()
-        || !str_of("issuer_id").is_some_and(|i| i.ends_with(&format!("/agent/{agent}")))
+        || !str_of("issuer_id")
+            .and_then(|i| i.strip_suffix(agent))
+            .is_some_and(|i| i.ends_with("/agent/"))
     {
         bad.push("issuer_id must end with /agent/<agent_id>".into());
     }
@@ -277,19 +380,6 @@ pub fn structure_problems(envelope: &Value) -> Vec<String> {
             bad.push("unsigned_gap must be {count, from, to}".into());
         }
     }
-    if sig["alg"] != "ML-DSA-65" {
-        bad.push("signature.alg must be ML-DSA-65".into());
-    }
-    if !sig["kid"]
-        .as_str()
-        .is_some_and(|k| !k.is_empty() && payload::is_base64url(k))
-    {
-        bad.push("signature.kid must be base64url".into());
-    }
-    if !sig["sig"].as_str().is_some_and(payload::is_base64url) {
-        bad.push("signature.sig must be base64url without padding".into());
-    }
-    bad
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
