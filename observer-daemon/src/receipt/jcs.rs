@@ -220,7 +220,7 @@ impl<'v> Canonicalizer<'v> {
 /// or the lead byte of a different character in each. Leads 0xEE and 0xEF
 /// start U+E000–U+FFFF, leads 0xF0–0xF4 start U+10000 and up; only that
 /// pairing reverses the byte order.
-fn compare_utf16(a: &str, b: &str) -> Ordering {
+pub(crate) fn compare_utf16(a: &str, b: &str) -> Ordering {
     let first_difference = a
         .bytes()
         .zip(b.bytes())

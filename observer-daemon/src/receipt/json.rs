@@ -165,6 +165,14 @@ impl PathSegment<'_> {
 /// Parses one JSON document, refusing everything a verifier must not accept
 /// (see the module documentation).
 pub fn parse_strict(bytes: &[u8]) -> Result<Value, JsonError> {
+    parse_strict_nested(bytes, 0)
+}
+
+/// [`parse_strict`] of a document that sits `depth` arrays or objects deep
+/// inside another one: the nesting limit counts from the outer document's
+/// top, so a member parsed on its own is refused exactly when the whole
+/// document would be. Positions are relative to `bytes`.
+pub fn parse_strict_nested(bytes: &[u8], depth: usize) -> Result<Value, JsonError> {
     let text = std::str::from_utf8(bytes).map_err(|e| JsonError::InvalidUtf8 {
         at: Position::locate(bytes, e.valid_up_to()),
     })?;
@@ -173,7 +181,7 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, JsonError> {
         bytes,
         pos: 0,
     };
-    let value = parser.parse_value(0)?;
+    let value = parser.parse_value(depth)?;
     parser.skip_whitespace();
     if parser.pos != bytes.len() {
         return Err(JsonError::TrailingData {

@@ -6,7 +6,10 @@
 //! because an `observer.key` receipt, signed by the master key, announced
 //! them; the store's keys table is an index that is cross-checked, never
 //! believed.
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex, PoisonError, RwLock},
+};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use serde::Serialize;
@@ -135,7 +138,30 @@ pub fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report, Verif
     if let Some((envelope, context)) = retention::latest_prune(store)? {
         state.start_from_anchor(&envelope, &context);
     }
-    // A second connection reads the next chunk while this one is checked.
+    let mut verifiers: Vec<Box<dyn Verifier>> = vec![Box::new(LibcruxVerifier)];
+    if opts.independent {
+        verifiers.push(Box::new(RustCryptoVerifier));
+    }
+    state.report.verifiers = verifiers.iter().map(|v| v.name()).collect();
+    let hints = Arc::clone(&state.key_hints);
+    // Each receipt is parsed and its signature checked in parallel under
+    // the key its kid names among the keys authorised so far (a hint the
+    // in-order pass confirms).
+    let check_row = |row: ReceiptRow| -> Checked {
+        let p = parse_row(row, opts.now_unix_ns);
+        let hint = hints
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(p.kid.as_str())
+            .cloned();
+        let early = hint.map(|pk| {
+            let failures = check_signature(&verifiers, &pk, &p.payload_jcs, &p.signature);
+            (pk, failures)
+        });
+        (p, early)
+    };
+    // A second connection reads the next chunk while this one is checked,
+    // and the in-order pass over one chunk runs while the next is checked.
     let reader = Store::open_read_only(store.path())?;
     std::thread::scope(|scope| -> Result<(), VerifyError> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<ReceiptRow>>(2);
@@ -153,8 +179,17 @@ pub fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report, Verif
             }
             result
         });
+        let mut checked: Option<Vec<Checked>> = None;
         for chunk in rx {
-            state.process_chunk(chunk, opts);
+            let previous = checked.take();
+            checked = Some(overlap(chunk, opts.threads, check_row, || {
+                if let Some(previous) = previous {
+                    state.in_order(previous, &verifiers, opts.threads);
+                }
+            }));
+        }
+        if let Some(last) = checked {
+            state.in_order(last, &verifiers, opts.threads);
         }
         reading.join().expect("receipt reader panicked")?;
         Ok(())
@@ -167,9 +202,30 @@ pub fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report, Verif
 
 const CHUNK: usize = 2048;
 
+/// A parsed receipt and, when its kid named a key authorised at the time,
+/// that key and the signature failures under it.
+type Checked = (Parsed, Option<(Arc<[u8]>, Vec<String>)>);
+
+/// Every verifier's complaint about one signature (none: valid).
+fn check_signature(
+    verifiers: &[Box<dyn Verifier>],
+    pk: &[u8],
+    msg: &[u8],
+    sig: &[u8],
+) -> Vec<String> {
+    verifiers
+        .iter()
+        .filter_map(|v| {
+            v.verify(pk, msg, sig)
+                .err()
+                .map(|e| format!("{}: {e}", v.name()))
+        })
+        .collect()
+}
+
 struct AuthorisedKey {
     issuer_id: String,
-    public_key: Vec<u8>,
+    public_key: Arc<[u8]>,
 }
 
 struct ChainState {
@@ -182,9 +238,12 @@ struct State {
     receipt_failures: Vec<Failure>,
     log_failures: Vec<Failure>,
     master_kid: String,
-    master_public_key: Vec<u8>,
+    master_public_key: Arc<[u8]>,
     observer_issuer: Option<String>,
     keys: HashMap<String, AuthorisedKey>,
+    /// kid to public key of the master key and every key authorised so
+    /// far, read by the parallel pass while the in-order pass adds to it.
+    key_hints: Arc<RwLock<HashMap<String, Arc<[u8]>>>>,
     chains: HashMap<String, ChainState>,
     frontier: Frontier,
     /// Roots at every size, kept only for sizes a checkpoint names.
@@ -199,14 +258,18 @@ struct State {
 
 impl State {
     fn new(opts: &VerifyOptions) -> State {
+        let master_kid = keys::thumbprint(&opts.master_public_key);
+        let master_public_key: Arc<[u8]> = opts.master_public_key.as_slice().into();
+        let key_hints = HashMap::from([(master_kid.clone(), Arc::clone(&master_public_key))]);
         State {
             report: Report::default(),
             receipt_failures: Vec::new(),
             log_failures: Vec::new(),
-            master_kid: keys::thumbprint(&opts.master_public_key),
-            master_public_key: opts.master_public_key.clone(),
+            master_kid,
+            master_public_key,
             observer_issuer: None,
             keys: HashMap::new(),
+            key_hints: Arc::new(RwLock::new(key_hints)),
             chains: HashMap::new(),
             frontier: Frontier::new(),
             roots: HashMap::new(),
@@ -241,13 +304,7 @@ impl State {
                 for k in anchor.keys {
                     if let Ok(pk) = keys::public_key_from_jwk(&k.jwk) {
                         if keys::thumbprint(&pk) == k.kid {
-                            self.keys.insert(
-                                k.kid,
-                                AuthorisedKey {
-                                    issuer_id: k.issuer_id,
-                                    public_key: pk,
-                                },
-                            );
+                            self.authorise(k.kid, k.issuer_id, pk);
                         }
                     }
                 }
@@ -313,6 +370,23 @@ impl State {
         Ok((issuer, anchor, frontier))
     }
 
+    /// Files a key under `kid`, which callers have checked to be its
+    /// thumbprint.
+    fn authorise(&mut self, kid: String, issuer_id: String, public_key: Vec<u8>) {
+        let public_key: Arc<[u8]> = public_key.into();
+        self.key_hints
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(kid.clone(), Arc::clone(&public_key));
+        self.keys.insert(
+            kid,
+            AuthorisedKey {
+                issuer_id,
+                public_key,
+            },
+        );
+    }
+
     fn record(&mut self, p: &ReceiptLabel, check: &'static str, outcome: Outcome, reason: String) {
         self.report.count(check, outcome);
         if outcome != Outcome::Pass {
@@ -341,43 +415,10 @@ impl State {
         });
     }
 
-    fn process_chunk(&mut self, rows: Vec<ReceiptRow>, opts: &VerifyOptions) {
-        let mut verifiers: Vec<Box<dyn Verifier>> = vec![Box::new(LibcruxVerifier)];
-        if opts.independent {
-            verifiers.push(Box::new(RustCryptoVerifier));
-        }
-        self.report.verifiers = verifiers.iter().map(|v| v.name()).collect();
-        let check_signature = |pk: &[u8], msg: &[u8], sig: &[u8]| -> Vec<String> {
-            verifiers
-                .iter()
-                .filter_map(|v| {
-                    v.verify(pk, msg, sig)
-                        .err()
-                        .map(|e| format!("{}: {e}", v.name()))
-                })
-                .collect()
-        };
-        // Signatures are checked in the parallel pass under the key their
-        // kid names among the keys authorised so far; the in-order pass
-        // then only confirms that this was the right key (and checks the
-        // few receipts whose key was announced within this chunk).
-        let known: HashMap<&str, &[u8]> = self
-            .keys
-            .iter()
-            .map(|(kid, k)| (kid.as_str(), k.public_key.as_slice()))
-            .chain([(self.master_kid.as_str(), self.master_public_key.as_slice())])
-            .collect();
-        let parsed = parallel_map(rows, opts.threads, |row| {
-            let p = parse_row(row, opts.now_unix_ns);
-            let early = known.get(p.kid.as_str()).map(|pk| {
-                (
-                    pk.to_vec(),
-                    check_signature(pk, &p.payload_jcs, &p.signature),
-                )
-            });
-            (p, early)
-        });
-        drop(known);
+    /// The in-order pass over one chunk: log position, chain links, key
+    /// authorisation, and the signature outcome, re-checked under the
+    /// right key where the parallel pass had no key or another one.
+    fn in_order(&mut self, parsed: Vec<Checked>, verifiers: &[Box<dyn Verifier>], threads: usize) {
         let mut signature_jobs = Vec::new();
         for (p, early) in parsed {
             let label = ReceiptLabel::of(&p);
@@ -401,7 +442,7 @@ impl State {
             let key = self.chain_checks(&p, &label);
             match key {
                 Some(pk) => match early {
-                    Some((early_pk, failures)) if early_pk == pk => {
+                    Some((early_pk, failures)) if *early_pk == *pk => {
                         self.signature_outcome(&label, failures)
                     }
                     _ => signature_jobs.push((label, pk, p.payload_jcs, p.signature)),
@@ -414,8 +455,8 @@ impl State {
                 ),
             }
         }
-        let results = parallel_map(signature_jobs, opts.threads, |(label, pk, msg, sig)| {
-            let failures = check_signature(&pk, &msg, &sig);
+        let results = parallel_map(signature_jobs, threads, |(label, pk, msg, sig)| {
+            let failures = check_signature(verifiers, &pk, &msg, &sig);
             (label, failures)
         });
         for (label, failures) in results {
@@ -465,7 +506,7 @@ impl State {
 
     /// Chain link, seq and key authorisation. Returns the public key the
     /// signature must verify under.
-    fn chain_checks(&mut self, p: &Parsed, label: &ReceiptLabel) -> Option<Vec<u8>> {
+    fn chain_checks(&mut self, p: &Parsed, label: &ReceiptLabel) -> Option<Arc<[u8]>> {
         let payload = p.payload.as_ref()?;
         let issuer = payload["issuer_id"]
             .as_str()
@@ -524,19 +565,26 @@ impl State {
             self.observer_issuer = Some(issuer.clone());
         }
         let is_observer = self.observer_issuer.as_deref() == Some(issuer.as_str());
+        // With the key, its thumbprint: a key is only ever filed under its
+        // own thumbprint (computed when it was pinned or announced).
         let key = if is_observer {
-            (p.kid == self.master_kid).then(|| self.master_public_key.clone())
+            (p.kid == self.master_kid).then(|| {
+                (
+                    Arc::clone(&self.master_public_key),
+                    self.master_kid.as_str(),
+                )
+            })
         } else {
             self.keys
-                .get(&p.kid)
-                .filter(|k| k.issuer_id == issuer)
-                .map(|k| k.public_key.clone())
+                .get_key_value(&p.kid)
+                .filter(|(_, k)| k.issuer_id == issuer)
+                .map(|(kid, k)| (Arc::clone(&k.public_key), kid.as_str()))
         };
+        let key = key.map(|(pk, thumb)| (pk, thumb.to_string()));
         match &key {
-            Some(pk) => {
+            Some((_, thumb)) => {
                 self.report.count("key_authorised", Outcome::Pass);
-                let thumb = keys::thumbprint(pk);
-                if payload["key_thumbprint"].as_str() == Some(thumb.as_str()) && p.kid == thumb {
+                if payload["key_thumbprint"].as_str() == Some(thumb.as_str()) && p.kid == *thumb {
                     self.report.count("key_thumbprint", Outcome::Pass);
                 } else {
                     self.record(
@@ -560,7 +608,7 @@ impl State {
         if is_observer && key.is_some() {
             self.observer_context(p, payload);
         }
-        key
+        key.map(|(pk, _)| pk)
     }
 
     /// Key announcements and erasures on the observer's chain. The master
@@ -584,13 +632,7 @@ impl State {
                 };
                 if let Ok(pk) = keys::public_key_from_jwk(&context["jwk"]) {
                     if keys::thumbprint(&pk) == kid {
-                        self.keys.insert(
-                            kid.to_string(),
-                            AuthorisedKey {
-                                issuer_id: issuer.to_string(),
-                                public_key: pk,
-                            },
-                        );
+                        self.authorise(kid.to_string(), issuer.to_string(), pk);
                     }
                 }
             }
@@ -697,8 +739,8 @@ impl State {
                 .and_then(|jwk| keys::public_key_from_jwk(&jwk).ok());
             let is_master = row.kid == self.master_kid;
             let ok = match (announced, stored_pk) {
-                (Some(a), Some(pk)) => a.public_key == pk && a.issuer_id == row.issuer_id,
-                (None, Some(pk)) => is_master && pk == self.master_public_key,
+                (Some(a), Some(pk)) => *a.public_key == *pk && a.issuer_id == row.issuer_id,
+                (None, Some(pk)) => is_master && *pk == *self.master_public_key,
                 _ => false,
             };
             if ok {
@@ -789,4 +831,50 @@ fn parallel_map<T: Send, R: Send>(
             .flat_map(|h| h.join().expect("verifier thread panicked"))
             .collect()
     })
+}
+
+/// Maps `items` with `f` on `threads` threads, the caller's included,
+/// keeping order, while the caller first runs `serial`: so the in-order
+/// pass over one chunk overlaps the parallel pass over the next, and no
+/// core waits for it. Items are handed out in small blocks, so the threads
+/// finish together.
+fn overlap<T: Send, R: Send>(
+    items: Vec<T>,
+    threads: usize,
+    f: impl Fn(T) -> R + Sync,
+    serial: impl FnOnce(),
+) -> Vec<R> {
+    const BLOCK: usize = 16;
+    let mut blocks = Vec::with_capacity(items.len().div_ceil(BLOCK));
+    let mut items = items.into_iter();
+    loop {
+        let block: Vec<T> = items.by_ref().take(BLOCK).collect();
+        if block.is_empty() {
+            break;
+        }
+        blocks.push((blocks.len(), block));
+    }
+    let count = blocks.len();
+    let queue = Mutex::new(blocks.into_iter());
+    let done = Mutex::new(Vec::with_capacity(count));
+    let work = || loop {
+        let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
+        let Some((index, block)) = next else {
+            break;
+        };
+        let results: Vec<R> = block.into_iter().map(&f).collect();
+        done.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((index, results));
+    };
+    std::thread::scope(|s| {
+        for _ in 1..threads.max(1) {
+            s.spawn(work);
+        }
+        serial();
+        work();
+    });
+    let mut done = done.into_inner().unwrap_or_else(PoisonError::into_inner);
+    done.sort_unstable_by_key(|(index, _)| *index);
+    done.into_iter().flat_map(|(_, results)| results).collect()
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{
-    jcs, json,
+    jcs, jcs_scan, json,
     merkle::Hash,
     payload::{self, ACTION_TYPES},
     store::ReceiptRow,
@@ -32,8 +32,12 @@ pub(super) struct Parsed {
 
 /// Checks that need no chain state: structure, canonical form, action_ref,
 /// payload_digest, issued_at.
-pub(super) fn parse_row(row: ReceiptRow, now_unix_ns: u64) -> Parsed {
+pub(super) fn parse_row(mut row: ReceiptRow, now_unix_ns: u64) -> Parsed {
     let receipt_hash: Hash = Sha256::digest(row.envelope.as_bytes()).into();
+    // The stored texts are not needed after this pass: they leave now, on
+    // the thread that read them, rather than after the in-order pass.
+    let envelope = std::mem::take(&mut row.envelope);
+    let context = row.context.take();
     let mut parsed = Parsed {
         row,
         receipt_hash,
@@ -45,43 +49,13 @@ pub(super) fn parse_row(row: ReceiptRow, now_unix_ns: u64) -> Parsed {
         context: None,
         results: Vec::new(),
     };
-    let envelope = match json::parse_strict(parsed.row.envelope.as_bytes()) {
-        Ok(v) => v,
-        Err(e) => {
-            parsed
-                .results
-                .push(("structure", Outcome::Fail, format!("envelope: {e}")));
-            return parsed;
-        }
+    let payload = match signer_form(&envelope, &mut parsed) {
+        Some(payload) => payload,
+        None => match any_form(&envelope, &mut parsed) {
+            Some(payload) => payload,
+            None => return parsed,
+        },
     };
-    match jcs::canonicalize(&envelope) {
-        Ok(c) if c == parsed.row.envelope.as_bytes() => {}
-        _ => parsed.results.push((
-            "structure",
-            Outcome::Fail,
-            "the stored envelope is not in JCS form".into(),
-        )),
-    }
-    let payload = envelope["payload"].clone();
-    let problems = structure_problems(&envelope);
-    if problems.is_empty() {
-        parsed
-            .results
-            .push(("structure", Outcome::Pass, String::new()));
-    } else {
-        parsed
-            .results
-            .push(("structure", Outcome::Fail, problems.join("; ")));
-    }
-    parsed.kid = envelope["signature"]["kid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    parsed.signature = envelope["signature"]["sig"]
-        .as_str()
-        .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
-        .unwrap_or_default();
-    parsed.payload_jcs = jcs::canonicalize(&payload).unwrap_or_default();
     parsed.payload_hash = payload::sha256_hex(&parsed.payload_jcs);
 
     // action_ref
@@ -126,12 +100,12 @@ pub(super) fn parse_row(row: ReceiptRow, now_unix_ns: u64) -> Parsed {
         )),
     }
     // payload_digest against the stored context
-    let mode = s("mode").to_string();
+    let mode = s("mode");
     let digest_hash = payload["payload_digest"]["hash"]
         .as_str()
         .unwrap_or_default();
     let digest_size = payload["payload_digest"]["size"].as_u64();
-    match (parsed.row.context.clone(), mode.as_str()) {
+    match (context, mode) {
         (None, "hash") => {
             parsed
                 .results
@@ -142,42 +116,150 @@ pub(super) fn parse_row(row: ReceiptRow, now_unix_ns: u64) -> Parsed {
             Outcome::Fail,
             "the context of this payload-mode receipt is missing".into(),
         )),
-        (Some(text), _) => match json::parse_strict(text.as_bytes()) {
-            Ok(ctx)
-                if ctx.get("erased") == Some(&Value::Bool(true))
-                    && ctx.as_object().is_some_and(|o| o.len() == 2) =>
-            {
-                parsed
-                    .results
-                    .push(("payload_digest", Outcome::Pass, "context erased".into()));
-                parsed.context = Some(ctx);
-            }
-            Ok(ctx) => {
-                let ok = payload::sha256_hex(text.as_bytes()) == digest_hash
+        (Some(text), _) => {
+            let digest_matches = || {
+                payload::sha256_hex(text.as_bytes()) == digest_hash
                     && digest_size == Some(text.len() as u64)
-                    && jcs::canonicalize(&ctx).is_ok_and(|c| c == text.as_bytes());
-                if ok {
-                    parsed
-                        .results
-                        .push(("payload_digest", Outcome::Pass, String::new()));
-                } else {
-                    parsed.results.push((
+            };
+            match jcs_scan::scan(&text) {
+                // Canonical and no erasure marker: the digest decides.
+                // The value is needed only where the in-order pass reads
+                // the context: key announcements and erasures.
+                Some(shape) if !shape.has_erased_member => {
+                    parsed.results.push(digest_outcome(digest_matches()));
+                    if matches!(s("action_type"), "observer.key" | "observer.policy") {
+                        parsed.context = json::parse_strict(text.as_bytes()).ok();
+                    }
+                }
+                _ => match json::parse_strict(text.as_bytes()) {
+                    Ok(ctx)
+                        if ctx.get("erased") == Some(&Value::Bool(true))
+                            && ctx.as_object().is_some_and(|o| o.len() == 2) =>
+                    {
+                        parsed.results.push((
+                            "payload_digest",
+                            Outcome::Pass,
+                            "context erased".into(),
+                        ));
+                        parsed.context = Some(ctx);
+                    }
+                    Ok(ctx) => {
+                        let ok = digest_matches()
+                            && jcs::canonicalize(&ctx).is_ok_and(|c| c == text.as_bytes());
+                        parsed.results.push(digest_outcome(ok));
+                        parsed.context = Some(ctx);
+                    }
+                    Err(e) => parsed.results.push((
                         "payload_digest",
                         Outcome::Fail,
-                        "the stored context does not match payload_digest".into(),
-                    ));
-                }
-                parsed.context = Some(ctx);
+                        format!("the stored context is not valid JSON: {e}"),
+                    )),
+                },
             }
-            Err(e) => parsed.results.push((
-                "payload_digest",
-                Outcome::Fail,
-                format!("the stored context is not valid JSON: {e}"),
-            )),
-        },
+        }
     }
     parsed.payload = Some(payload);
     parsed
+}
+
+fn digest_outcome(ok: bool) -> (&'static str, Outcome, String) {
+    if ok {
+        ("payload_digest", Outcome::Pass, String::new())
+    } else {
+        (
+            "payload_digest",
+            Outcome::Fail,
+            "the stored context does not match payload_digest".into(),
+        )
+    }
+}
+
+/// The envelope exactly as the signer writes it,
+/// `payload::envelope_jcs(JCS(payload), kid, sig)`: then its structure,
+/// canonical form, payload, kid and signature follow from the payload
+/// text alone, without parsing and re-serialising the 4.4 KB signature.
+/// `None` (nothing recorded) for any other text, which [`any_form`]
+/// then checks in full; on `Some` the results are the ones [`any_form`]
+/// would give.
+fn signer_form(envelope: &str, parsed: &mut Parsed) -> Option<Value> {
+    const HEAD: &str = r#"{"payload":"#;
+    const SIGNATURE_HEAD: &str = r#","signature":{"alg":"ML-DSA-65","kid":""#;
+    const BETWEEN: &str = r#"","sig":""#;
+    const TAIL: &str = r#""}}"#;
+    let body = envelope.strip_prefix(HEAD)?.strip_suffix(TAIL)?;
+    // kid and sig are base64url, so the last quotes delimit them.
+    let sig_at = body.rfind('"')? + 1;
+    let sig = &body[sig_at..];
+    let rest = body[..sig_at].strip_suffix(BETWEEN)?;
+    let kid_at = rest.rfind('"')? + 1;
+    let kid = &rest[kid_at..];
+    let payload_text = rest[..kid_at].strip_suffix(SIGNATURE_HEAD)?;
+    if kid.is_empty() || !payload::is_base64url(kid) {
+        return None;
+    }
+    // A successful decode also proves `sig` base64url without padding.
+    let signature = URL_SAFE_NO_PAD.decode(sig).ok()?;
+    // The payload is a member of the envelope object: nested one deep.
+    let payload = json::parse_strict_nested(payload_text.as_bytes(), 1).ok()?;
+    if !payload.is_object() {
+        return None;
+    }
+    let payload_jcs = jcs::canonicalize(&payload).ok()?;
+    if payload_jcs != payload_text.as_bytes() {
+        return None;
+    }
+    // The envelope is envelope_jcs(payload_jcs, kid, sig): its own JCS.
+    let mut problems = Vec::new();
+    payload_problems(&payload, &mut problems);
+    parsed.results.push(structure_outcome(problems));
+    parsed.kid = kid.to_string();
+    parsed.signature = signature;
+    parsed.payload_jcs = payload_jcs;
+    Some(payload)
+}
+
+/// Any stored envelope: parsed strictly and canonicalised again, with
+/// every structure problem named. `None` when it is not JSON at all.
+fn any_form(envelope: &str, parsed: &mut Parsed) -> Option<Value> {
+    let envelope_value = match json::parse_strict(envelope.as_bytes()) {
+        Ok(v) => v,
+        Err(e) => {
+            parsed
+                .results
+                .push(("structure", Outcome::Fail, format!("envelope: {e}")));
+            return None;
+        }
+    };
+    match jcs::canonicalize(&envelope_value) {
+        Ok(c) if c == envelope.as_bytes() => {}
+        _ => parsed.results.push((
+            "structure",
+            Outcome::Fail,
+            "the stored envelope is not in JCS form".into(),
+        )),
+    }
+    let payload = envelope_value["payload"].clone();
+    parsed
+        .results
+        .push(structure_outcome(structure_problems(&envelope_value)));
+    parsed.kid = envelope_value["signature"]["kid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    parsed.signature = envelope_value["signature"]["sig"]
+        .as_str()
+        .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
+        .unwrap_or_default();
+    parsed.payload_jcs = jcs::canonicalize(&payload).unwrap_or_default();
+    Some(payload)
+}
+
+fn structure_outcome(problems: Vec<String>) -> (&'static str, Outcome, String) {
+    if problems.is_empty() {
+        ("structure", Outcome::Pass, String::new())
+    } else {
+        ("structure", Outcome::Fail, problems.join("; "))
+    }
 }
 
 /// Required members present and well formed.
@@ -188,6 +270,24 @@ pub fn structure_problems(envelope: &Value) -> Vec<String> {
     if !p.is_object() {
         return vec!["payload is not an object".into()];
     }
+    payload_problems(p, &mut bad);
+    if sig["alg"] != "ML-DSA-65" {
+        bad.push("signature.alg must be ML-DSA-65".into());
+    }
+    if !sig["kid"]
+        .as_str()
+        .is_some_and(|k| !k.is_empty() && payload::is_base64url(k))
+    {
+        bad.push("signature.kid must be base64url".into());
+    }
+    if !sig["sig"].as_str().is_some_and(payload::is_base64url) {
+        bad.push("signature.sig must be base64url without padding".into());
+    }
+    bad
+}
+
+/// The payload's part of [`structure_problems`], for a payload object.
+fn payload_problems(p: &Value, bad: &mut Vec<String>) {
     let str_of = |k: &str| p[k].as_str();
     if p["v"] != 1 {
         bad.push("v must be 1".into());
@@ -205,8 +305,11 @@ pub fn structure_problems(envelope: &Value) -> Vec<String> {
         bad.push("issued_at must be RFC 3339 UTC with nine fractional digits".into());
     }
     let agent = str_of("agent_id").unwrap_or_default();
+    // `issuer_id` ends with "/agent/<agent_id>".
     if agent.is_empty()
-        || !str_of("issuer_id").is_some_and(|i| i.ends_with(&format!("/agent/{agent}")))
+        || !str_of("issuer_id")
+            .and_then(|i| i.strip_suffix(agent))
+            .is_some_and(|i| i.ends_with("/agent/"))
     {
         bad.push("issuer_id must end with /agent/<agent_id>".into());
     }
@@ -277,19 +380,6 @@ pub fn structure_problems(envelope: &Value) -> Vec<String> {
             bad.push("unsigned_gap must be {count, from, to}".into());
         }
     }
-    if sig["alg"] != "ML-DSA-65" {
-        bad.push("signature.alg must be ML-DSA-65".into());
-    }
-    if !sig["kid"]
-        .as_str()
-        .is_some_and(|k| !k.is_empty() && payload::is_base64url(k))
-    {
-        bad.push("signature.kid must be base64url".into());
-    }
-    if !sig["sig"].as_str().is_some_and(payload::is_base64url) {
-        bad.push("signature.sig must be base64url without padding".into());
-    }
-    bad
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
@@ -305,4 +395,227 @@ pub fn is_issued_at(s: &str) -> bool {
             _ => c.is_ascii_digit(),
         })
         && humantime::parse_rfc3339(s).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blank() -> Parsed {
+        Parsed {
+            row: ReceiptRow {
+                leaf_index: 0,
+                receipt_hash: Vec::new(),
+                issuer_id: String::new(),
+                seq: 0,
+                envelope: String::new(),
+                context: None,
+            },
+            receipt_hash: [0; 32],
+            payload: None,
+            payload_jcs: Vec::new(),
+            payload_hash: String::new(),
+            kid: String::new(),
+            signature: Vec::new(),
+            context: None,
+            results: Vec::new(),
+        }
+    }
+
+    fn payload() -> Value {
+        serde_json::json!({
+            "v": 1, "mode": "payload", "type": "protectmcp:observation",
+            "issued_at": "2026-11-22T18:00:00.123456789Z",
+            "issuer_id": "did:web:example/host/h/agent/a1", "agent_id": "a1",
+            "action_type": "process.exec", "decision": "observation",
+            "policy_digest": null,
+            "payload_digest": {"hash": "ab".repeat(32), "size": 12},
+            "action_ref": format!("sha256:{}", "cd".repeat(32)),
+            "previousReceiptHash": "00".repeat(32), "seq": 1,
+            "key_thumbprint": "kid_-0", "risk_class": "low",
+            "executable_hash": format!("sha256:{}", "ef".repeat(32)),
+            "mitre_techniques": ["T1059"], "framework_mappings_self_declared": true,
+            "note": "a \"quoted\" é\n",
+        })
+    }
+
+    fn sig_b64() -> String {
+        let sig: Vec<u8> = (0..3309u32).map(|i| (i * 7 + 3) as u8).collect();
+        URL_SAFE_NO_PAD.encode(sig)
+    }
+
+    /// Both paths, on the same text: the fast one must either decline
+    /// (recording nothing) or agree with the full one in every field.
+    fn agree(envelope: &str) -> bool {
+        let mut fast = blank();
+        let Some(fast_payload) = signer_form(envelope, &mut fast) else {
+            assert!(fast.results.is_empty() && fast.kid.is_empty(), "{envelope}");
+            return false;
+        };
+        let mut full = blank();
+        let full_payload = any_form(envelope, &mut full).expect("the full path parses it");
+        assert_eq!(fast_payload, full_payload, "{envelope}");
+        assert_eq!(fast.results, full.results, "{envelope}");
+        assert_eq!(fast.kid, full.kid);
+        assert_eq!(fast.signature, full.signature);
+        assert_eq!(fast.payload_jcs, full.payload_jcs);
+        true
+    }
+
+    fn envelope_of(payload: &Value, kid: &str, sig: &str) -> String {
+        let jcs = jcs::canonicalize(payload).unwrap();
+        String::from_utf8(payload::envelope_jcs(&jcs, kid, sig)).unwrap()
+    }
+
+    #[test]
+    fn the_signers_form_is_checked_fast_with_the_full_paths_results() {
+        let sig = sig_b64();
+        let good = envelope_of(&payload(), "kid_-0", &sig);
+        assert!(agree(&good));
+        let mut full = blank();
+        any_form(&good, &mut full);
+        assert_eq!(
+            full.results,
+            vec![("structure", Outcome::Pass, String::new())]
+        );
+        assert_eq!(full.signature.len(), 3309);
+        // Structure problems inside a signer-form envelope: same report.
+        for (member, value) in [
+            ("v", serde_json::json!(2)),
+            ("issuer_id", serde_json::json!("x/agent/a2")),
+            ("seq", serde_json::json!(0)),
+            ("mitre_techniques", serde_json::json!([])),
+            ("type", serde_json::json!("protectmcp:decision")),
+        ] {
+            let mut p = payload();
+            p[member] = value;
+            assert!(agree(&envelope_of(&p, "kid_-0", &sig)), "{member}");
+        }
+    }
+
+    #[test]
+    fn any_other_form_is_left_to_the_full_path() {
+        let sig = sig_b64();
+        let good = envelope_of(&payload(), "kid_-0", &sig);
+        let declined = [
+            good.replacen(r#""agent_id":"#, r#""agent_id": "#, 1),
+            good.replacen(r#"{"payload":"#, r#"{ "payload":"#, 1),
+            good.replacen(r#""alg":"ML-DSA-65","#, r#""alg":"ML-DSA-44","#, 1),
+            good.replacen(r#""kid":"kid_-0""#, r#""kid":"""#, 1),
+            good.replacen(r#""kid":"kid_-0""#, r#""kid":"kid+0""#, 1),
+            good.replacen(r#""sig":""#, r#""sig":"="#, 1),
+            good.replacen(r#""sig":""#, r#""sig":"A"#, 1),
+            good.replacen(r#""}}"#, r#"=="}}"#, 1),
+            good.replacen(r#""}}"#, r#""} }"#, 1),
+            good.replacen(r#""v":1"#, r#""v":1,"v":1"#, 1),
+            good.replacen(r#""v":1"#, r#""v":1.0"#, 1),
+            good.replacen(r#""signature":{"#, r#""signature":{"alg":"ML-DSA-65","#, 1),
+            good.replacen(r#"{"payload":{"#, r#"{"payload":[{"#, 1)
+                .replacen(r#","signature":"#, r#"],"signature":"#, 1),
+            good.replacen(r#"{"payload":"#, r#"{"a":1,"payload":"#, 1),
+            format!("{good} "),
+            envelope_of(&serde_json::json!("text"), "kid_-0", &sig),
+        ];
+        for envelope in declined {
+            assert!(!agree(&envelope), "{envelope}");
+        }
+    }
+
+    #[test]
+    fn the_nesting_limit_counts_from_the_envelope() {
+        let sig = sig_b64();
+        let nested = |depth: usize| {
+            let mut p = payload();
+            p["deep"] =
+                serde_json::from_str(&format!("{}{}", "[".repeat(depth), "]".repeat(depth)))
+                    .unwrap();
+            envelope_of(&p, "kid_-0", &sig)
+        };
+        // Envelope 1 + payload 1 + arrays: at the limit, and one beyond.
+        let at_limit = nested(json::MAX_DEPTH - 2);
+        assert!(json::parse_strict(at_limit.as_bytes()).is_ok());
+        assert!(agree(&at_limit));
+        let beyond = nested(json::MAX_DEPTH - 1);
+        assert!(json::parse_strict(beyond.as_bytes()).is_err());
+        assert!(!agree(&beyond));
+    }
+
+    /// The payload_digest result the full path gives: parse, the erasure
+    /// marker, then digest and canonical form.
+    fn full_path_digest(text: &str, hash: &str, size: u64) -> (Outcome, String, Option<Value>) {
+        match json::parse_strict(text.as_bytes()) {
+            Ok(ctx)
+                if ctx.get("erased") == Some(&Value::Bool(true))
+                    && ctx.as_object().is_some_and(|o| o.len() == 2) =>
+            {
+                (Outcome::Pass, "context erased".into(), Some(ctx))
+            }
+            Ok(ctx) => {
+                let ok = payload::sha256_hex(text.as_bytes()) == hash
+                    && size == text.len() as u64
+                    && jcs::canonicalize(&ctx).is_ok_and(|c| c == text.as_bytes());
+                let (_, outcome, reason) = digest_outcome(ok);
+                (outcome, reason, Some(ctx))
+            }
+            Err(e) => (
+                Outcome::Fail,
+                format!("the stored context is not valid JSON: {e}"),
+                None,
+            ),
+        }
+    }
+
+    #[test]
+    fn contexts_get_the_full_paths_digest_result() {
+        let sig = sig_b64();
+        let signed = r#"{"argv":["sh","-c","x"],"pid":42}"#;
+        let contexts = [
+            signed.to_string(),
+            r#"{"argv":["sh","-c","y"],"pid":42}"#.to_string(),
+            r#"{"pid":42,"argv":["sh","-c","x"]}"#.to_string(),
+            r#"{"argv":["sh","-c","x"],"pid":42.0}"#.to_string(),
+            r#"{"by":"ab","erased":true}"#.to_string(),
+            r#"{"by":"ab","erased":true,"x":1}"#.to_string(),
+            r#"{"by":"ab","erased":false}"#.to_string(),
+            r#"{"a":1,"a":2}"#.to_string(),
+            "not json".to_string(),
+        ];
+        for action_type in ["process.exec", "observer.key", "observer.policy"] {
+            for text in &contexts {
+                let mut p = payload();
+                p["action_type"] = action_type.into();
+                p["payload_digest"] = serde_json::json!({
+                    "hash": payload::sha256_hex(signed.as_bytes()),
+                    "size": signed.len(),
+                });
+                let row = ReceiptRow {
+                    envelope: envelope_of(&p, "kid_-0", &sig),
+                    context: Some(text.clone()),
+                    ..blank().row
+                };
+                let parsed = parse_row(row, 0);
+                let digest: Vec<_> = parsed
+                    .results
+                    .iter()
+                    .filter(|r| r.0 == "payload_digest")
+                    .collect();
+                let (outcome, reason, value) = full_path_digest(
+                    text,
+                    &payload::sha256_hex(signed.as_bytes()),
+                    signed.len() as u64,
+                );
+                assert_eq!(digest, [&("payload_digest", outcome, reason)], "{text}");
+                // The in-order pass reads the value for erasure claims and
+                // for key announcements and erasures on the observer chain.
+                let erased = |v: &Option<Value>| {
+                    v.as_ref()
+                        .is_some_and(|c| c.get("erased") == Some(&Value::Bool(true)))
+                };
+                assert_eq!(erased(&parsed.context), erased(&value), "{text}");
+                if action_type != "process.exec" {
+                    assert_eq!(parsed.context, value, "{text}");
+                }
+            }
+        }
+    }
 }
