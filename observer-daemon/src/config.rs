@@ -25,6 +25,10 @@ pub enum ConfigError {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConfigFile {
+    /// Policy directory (agents.toml, rules.toml, indicators/): see
+    /// docs/policies.md. Default: none (only `[[agents]]`, no rules).
+    /// Must come before the first `[section]` in the file.
+    pub policies_dir: Option<PathBuf>,
     pub kernel: KernelSection,
     pub files: FilesSection,
     pub watch: WatchSection,
@@ -229,6 +233,7 @@ pub struct AgentEntry {
 #[derive(Debug)]
 pub struct Config {
     pub source: Option<PathBuf>,
+    pub policies_dir: Option<PathBuf>,
     pub kernel: KernelSection,
     pub files: FilesSection,
     pub watch: WatchSection,
@@ -377,6 +382,7 @@ impl Config {
         }
         Ok(Config {
             source,
+            policies_dir: file.policies_dir,
             kernel: file.kernel,
             files: file.files,
             watch: file.watch,
@@ -467,6 +473,7 @@ mod tests {
             format!("{:?}", builtin.receipts)
         );
         assert!(repo.agents.is_empty());
+        assert_eq!(repo.policies_dir, builtin.policies_dir);
     }
 
     #[test]

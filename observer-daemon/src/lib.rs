@@ -13,6 +13,7 @@ pub mod kernel_config;
 pub mod loader;
 pub mod loss;
 pub mod notify;
+pub mod policy;
 pub mod proc_scan;
 pub mod process_table;
 pub mod processor;
