@@ -190,8 +190,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     ));
     let ticker = tokio::spawn(tick(tx.clone(), stop_rx_tick));
     let reloader = cfg.policies_dir.clone().map(|dir| {
+        // Registered now, so a SIGHUP from here on never hits the default
+        // action (terminate).
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         tokio::spawn(reload_policies(
             dir,
+            hup,
             cfg.agents.clone(),
             tx.clone(),
             stop_tx.subscribe(),
@@ -384,12 +388,12 @@ impl KernelPush for KernelFilters {
 /// or refused, goes to the processor, which applies and records it.
 async fn reload_policies(
     dir: PathBuf,
+    hup: std::io::Result<tokio::signal::unix::Signal>,
     config_agents: Vec<crate::config::AgentEntry>,
     tx: mpsc::Sender<Msg>,
     mut stop: watch::Receiver<bool>,
 ) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
+    let mut hup = match hup {
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot handle SIGHUP, policies reload on file change only: {e}");
