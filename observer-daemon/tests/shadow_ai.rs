@@ -578,8 +578,23 @@ fn broken_policy_is_refused_and_the_old_one_keeps_working() {
     assert_eq!(f.payload["detection_rules_digest"], digest);
     assert_eq!(f.payload["risk_class"], "medium");
 
-    // A valid edit, applied on SIGHUP (and by the file poll, whichever is
-    // first): the new digest classifies from then on.
+    // A path the kernel does not report yet: dropped in the kernel.
+    let probe = work.path().join("weights.obstest");
+    write_file(&probe, "x");
+    let before = run(Command::new("/usr/bin/cat").arg(&probe));
+
+    // A valid edit (a new model-file suffix, a stricter risk), applied on
+    // SIGHUP or by the file poll, whichever is first. The indicator file is
+    // written while rules.toml is still broken, so no half-edited set loads.
+    let models = dir.join("indicators/model_files.toml");
+    let text = std::fs::read_to_string(&models).unwrap();
+    let with_probe = text.replacen(
+        "suffixes = [\".gguf\",",
+        "suffixes = [\".obstest\", \".gguf\",",
+        1,
+    );
+    assert_ne!(with_probe, text);
+    std::fs::write(&models, with_probe).unwrap();
     let stricter = good.replacen(
         "risk = \"medium\"\nreason = \"model weights were opened",
         "risk = \"high\"\nreason = \"model weights were opened",
@@ -592,6 +607,24 @@ fn broken_policy_is_refused_and_the_old_one_keeps_working() {
     assert_eq!(reloaded["previous_digest"], digest);
     let new_digest = reloaded["policy_digest"].as_str().unwrap().to_string();
     assert_ne!(new_digest, digest);
+    // The new suffix was pushed into the kernel's filters.
+    let after = run(Command::new("/usr/bin/cat").arg(&probe));
+    let f = wait_finding(&db, "model-weights-unregistered", after);
+    assert_eq!(f.payload["detection_rules_digest"], new_digest);
+    assert_eq!(
+        f.context.as_ref().unwrap()["matched"],
+        json!({"indicator": "model_file", "path": probe.display().to_string()})
+    );
+    let opened = |pid: u32| {
+        d.records()
+            .iter()
+            .any(|r| is_event(r, "file_open") && r["process"]["pid"] == pid)
+    };
+    assert!(opened(after));
+    assert!(
+        !opened(before),
+        "before the reload the kernel dropped the open"
+    );
     let gguf2 = work.path().join("m2.gguf");
     write_file(&gguf2, "GGUF");
     let pid = run(Command::new("/usr/bin/cat").arg(&gguf2));

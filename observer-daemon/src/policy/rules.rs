@@ -475,17 +475,18 @@ impl Cx<'_, '_> {
                 }))
             }
             IndicatorRef::LocalInference => {
-                let server = ind
+                let by_name = ind
                     .servers
                     .iter()
-                    .find(|s| self.names().any(|n| s.names.matches(n)))
-                    .or_else(|| {
-                        if ind.servers.iter().all(|s| s.argv.is_empty()) {
-                            return None;
-                        }
-                        let argv = self.joined_argv().to_string();
-                        ind.servers.iter().find(|s| s.argv.matches(&argv))
-                    })?;
+                    .find(|s| self.names().any(|n| s.names.matches(n)));
+                let server = match by_name {
+                    Some(s) => s,
+                    None if ind.servers.iter().all(|s| s.argv.is_empty()) => return None,
+                    None => {
+                        let argv = self.joined_argv();
+                        ind.servers.iter().find(|s| s.argv.matches(argv))?
+                    }
+                };
                 let port = self.net().map(|n| n.local_port);
                 Some(json!({
                     "indicator": "local_inference",

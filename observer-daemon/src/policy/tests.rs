@@ -697,3 +697,72 @@ fn no_match_path_is_cheap() {
     // and reports a finite cost.
     assert!(per_event.as_nanos() > 0);
 }
+
+/// Counts this thread's heap allocations, to prove the no-match path
+/// allocates nothing.
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: CountingAlloc = CountingAlloc;
+
+#[test]
+fn the_no_match_path_allocates_nothing() {
+    let p = default_policy();
+    let events = [
+        event(
+            process("make", "/usr/bin/make", &["make", "-j8"], None),
+            open("/usr/include/stdio.h"),
+        ),
+        event(
+            process("gcc", "/usr/bin/gcc", &["gcc", "-c", "x.c"], None),
+            exec(&["gcc", "-c", "x.c"]),
+        ),
+        event(
+            process(
+                "curl",
+                "/usr/bin/curl",
+                &["curl", "https://example.com"],
+                None,
+            ),
+            Detail::Connect(net(
+                "93.184.216.34",
+                443,
+                &[("example.com", NameSource::Sni)],
+            )),
+        ),
+        event(
+            process("nginx", "/usr/sbin/nginx", &["nginx"], None),
+            listen("0.0.0.0", 80),
+        ),
+    ];
+    let mut argv = String::new();
+    let mut out = Vec::new();
+    // Warm up: the argv buffer grows once, the regex caches fill.
+    for ev in &events {
+        p.evaluate(ev, &mut argv, &mut out);
+    }
+    assert!(out.is_empty());
+    let before = ALLOCATIONS.with(|c| c.get());
+    for _ in 0..100 {
+        for ev in &events {
+            p.evaluate(ev, &mut argv, &mut out);
+        }
+    }
+    assert_eq!(ALLOCATIONS.with(|c| c.get()) - before, 0);
+    assert!(out.is_empty());
+}
