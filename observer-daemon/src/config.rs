@@ -25,6 +25,10 @@ pub enum ConfigError {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConfigFile {
+    /// Policy directory (agents.toml, rules.toml, indicators/): see
+    /// docs/policies.md. Default: none (only `[[agents]]`, no rules).
+    /// Must come before the first `[section]` in the file.
+    pub policies_dir: Option<PathBuf>,
     pub kernel: KernelSection,
     pub files: FilesSection,
     pub watch: WatchSection,
@@ -230,6 +234,7 @@ pub struct AgentEntry {
 #[derive(Debug)]
 pub struct Config {
     pub source: Option<PathBuf>,
+    pub policies_dir: Option<PathBuf>,
     pub kernel: KernelSection,
     pub files: FilesSection,
     pub watch: WatchSection,
@@ -382,6 +387,7 @@ impl Config {
         }
         Ok(Config {
             source,
+            policies_dir: file.policies_dir,
             kernel: file.kernel,
             files: file.files,
             watch: file.watch,
@@ -474,6 +480,7 @@ mod tests {
         );
         assert!(repo.agents.is_empty());
         assert_eq!(format!("{:?}", repo.names), format!("{:?}", builtin.names));
+        assert_eq!(repo.policies_dir, builtin.policies_dir);
     }
 
     #[test]

@@ -26,10 +26,11 @@ use crate::{
     enricher::{Enricher, EnricherOptions, WatchControl},
     format::rfc3339,
     kernel_config,
-    loader::{self, LoadOptions},
+    loader::{self, FilterSet, LoadOptions, PathFilters},
     loss::{read_kernel, read_skipped, LossTracker, Snapshot},
     notify::Notifier,
-    processor::{Processor, Receipts},
+    policy::{KernelInterest, Policy, PolicyUpdate},
+    processor::{KernelPush, Processor, Receipts},
     reader::{self, Msg, UserDrops},
     receipt::{
         chain::Identity,
@@ -76,9 +77,20 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         &kernel_config::Tunables {
             wakeup_bytes: cfg.kernel.wakeup_bytes,
             open_dedup_ns: cfg.kernel.open_dedup_ms * 1_000_000,
-            watch_enabled: !cfg.watch.executables.is_empty() || !cfg.agents.is_empty(),
+            // With a policy directory a reload may register agents later.
+            watch_enabled: !cfg.watch.executables.is_empty()
+                || !cfg.agents.is_empty()
+                || cfg.policies_dir.is_some(),
         },
     )?;
+    let policy = Arc::new(load_policy(cfg)?);
+    log::info!(
+        "policy {}: {} agents, {} rules",
+        policy.digest,
+        policy.registry.len(),
+        policy.rules.rules.len()
+    );
+    let wanted = kernel_filters(cfg, &policy.kernel);
     let names_cgroup = if cfg.names.enabled {
         Some(match &cfg.names.cgroup {
             Some(p) => p.clone(),
@@ -92,15 +104,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let probes = loader::load(&LoadOptions {
         kernel,
         ring_buffer_bytes: cfg.kernel.ring_buffer_bytes,
-        prefixes: &cfg.files.prefixes,
-        suffixes: &cfg.files.suffixes,
-        watched_executables: &cfg
-            .watch
-            .executables
-            .iter()
-            .chain(cfg.agents.iter().flat_map(|a| a.executables.iter()))
-            .cloned()
-            .collect::<Vec<_>>(),
+        prefixes: &wanted.prefixes,
+        suffixes: &wanted.suffixes,
+        watched_executables: &wanted.watched_executables,
         names: names_cgroup.as_deref().map(|cgroup| loader::NamesLoad {
             cgroup,
             config: observer_common::NamesConfig {
@@ -116,6 +122,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         events,
         counters,
         process_flags,
+        filters,
         attached,
         programs,
     } = probes;
@@ -133,11 +140,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             hash_max_bytes: cfg.enrich.hash_max_bytes,
             env_patterns,
             watch_executables: cfg.watch.executables.clone(),
-            agents: cfg
-                .agents
-                .iter()
-                .map(|a| (a.id.clone(), a.executables.clone()))
-                .collect(),
+            policy: policy.clone(),
         },
         Box::new(KernelWatch(process_flags)),
     );
@@ -156,15 +159,28 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     .await?;
     let out = open_output(&opts.events)?;
     let receipts = if cfg.receipts.enabled {
-        Some(start_receipts(cfg)?)
+        Some(start_receipts(cfg, &policy)?)
     } else {
         None
+    };
+    let kernel_push = KernelFilters {
+        filters,
+        files_prefixes: cfg.files.prefixes.clone(),
+        files_suffixes: cfg.files.suffixes.clone(),
+        watched: cfg.watch.executables.clone(),
     };
     let names = cfg
         .names
         .enabled
         .then(|| crate::names::Names::new(&cfg.names));
-    let processor = Processor::new(enricher, names, out, receipts);
+    let processor = Processor::new(
+        enricher,
+        names,
+        out,
+        receipts,
+        policy.clone(),
+        Some(Box::new(kernel_push)),
+    );
     let (writer_done_tx, writer_done) = tokio::sync::oneshot::channel::<()>();
     let writer = std::thread::Builder::new()
         .name("observer-writer".into())
@@ -196,6 +212,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         stop_rx,
     ));
     let ticker = tokio::spawn(tick(tx.clone(), stop_rx_tick));
+    let reloader = cfg.policies_dir.clone().map(|dir| {
+        // Registered now, so a SIGHUP from here on never hits the default
+        // action (terminate).
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+        tokio::spawn(reload_policies(
+            dir,
+            hup,
+            cfg.agents.clone(),
+            tx.clone(),
+            stop_tx.subscribe(),
+        ))
+    });
     let notifier = Notifier::from_env().context("NOTIFY_SOCKET")?;
     if let Some(n) = &notifier {
         n.notify(&format!(
@@ -226,6 +254,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     stop_tx.send(true)?;
     let read = reader.await??;
     ticker.await?;
+    if let Some(r) = reloader {
+        r.await?;
+    }
     if let Some(w) = watchdog {
         w.await?;
     }
@@ -330,8 +361,106 @@ async fn tick(tx: mpsc::Sender<Msg>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// The policy set at start: the policy directory if configured (an error
+/// stops the start), else observer.toml's `[[agents]]` only.
+fn load_policy(cfg: &Config) -> anyhow::Result<Policy> {
+    match &cfg.policies_dir {
+        Some(dir) => Policy::load(dir, &cfg.agents)
+            .with_context(|| format!("loading policies from {}", dir.display())),
+        None => Ok(Policy::from_config(&cfg.agents)),
+    }
+}
+
+/// What the kernel filters must hold: observer.toml's `[files]` and
+/// `[watch]` lists plus the policy's interest.
+fn kernel_filters(cfg: &Config, interest: &KernelInterest) -> FilterSet {
+    let m = interest.merged(
+        &cfg.files.prefixes,
+        &cfg.files.suffixes,
+        &cfg.watch.executables,
+    );
+    FilterSet {
+        prefixes: m.prefixes,
+        suffixes: m.suffixes,
+        watched_executables: m.watched_executables,
+    }
+}
+
+/// The kernel's path filters, updated on every accepted reload.
+struct KernelFilters {
+    filters: PathFilters,
+    files_prefixes: Vec<String>,
+    files_suffixes: Vec<String>,
+    watched: Vec<String>,
+}
+
+impl KernelPush for KernelFilters {
+    fn push(&mut self, interest: &KernelInterest) -> Result<(), String> {
+        let m = interest.merged(&self.files_prefixes, &self.files_suffixes, &self.watched);
+        self.filters
+            .apply(&FilterSet {
+                prefixes: m.prefixes,
+                suffixes: m.suffixes,
+                watched_executables: m.watched_executables,
+            })
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Reloads the policy directory on SIGHUP and when its files change
+/// (modification time or size, polled every second). The outcome, loaded
+/// or refused, goes to the processor, which applies and records it.
+async fn reload_policies(
+    dir: PathBuf,
+    hup: std::io::Result<tokio::signal::unix::Signal>,
+    config_agents: Vec<crate::config::AgentEntry>,
+    tx: mpsc::Sender<Msg>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut hup = match hup {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot handle SIGHUP, policies reload on file change only: {e}");
+            return;
+        }
+    };
+    let mut seen = crate::policy::load::fingerprint(&dir);
+    let mut poll = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let trigger = tokio::select! {
+            _ = hup.recv() => "sighup",
+            _ = poll.tick() => {
+                if crate::policy::load::fingerprint(&dir) == seen {
+                    continue;
+                }
+                "file_change"
+            }
+            _ = stop.changed() => return,
+        };
+        // Files edited in place may still be being written: read them after
+        // a short pause, and remember what was read.
+        if trigger == "file_change" {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        seen = crate::policy::load::fingerprint(&dir);
+        let update = match Policy::load(&dir, &config_agents) {
+            Ok(policy) => PolicyUpdate::Loaded {
+                policy: Arc::new(policy),
+                trigger,
+            },
+            Err(e) => PolicyUpdate::Refused {
+                error: e.to_string(),
+                trigger,
+            },
+        };
+        if tx.send(Msg::Policy(update)).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Opens the store and the master seed and starts the receipt pipeline.
-fn start_receipts(cfg: &Config) -> anyhow::Result<Receipts> {
+fn start_receipts(cfg: &Config, policy: &Policy) -> anyhow::Result<Receipts> {
     let r = &cfg.receipts;
     // The state directory (systemd's StateDirectory in production) holds
     // the seed and the store: private to root.
@@ -398,6 +527,8 @@ fn start_receipts(cfg: &Config) -> anyhow::Result<Receipts> {
         "agents": cfg.agents.iter().map(|a| serde_json::json!({"id": a.id, "executables": a.executables})).collect::<Vec<_>>(),
         "file_open_window_ms": r.file_open_window_ms,
         "retention": r.retention,
+        "policy": policy.summary(),
+        "policy_digest": policy.digest,
     });
     Ok(Receipts {
         pipeline,

@@ -2,10 +2,7 @@
 //! from the process table, executable hash, redacted argv, environment
 //! variable names, user and group names, cgroup path, systemd unit and
 //! container id, and the parent chain.
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+use std::{collections::HashSet, sync::Arc};
 
 use crate::{
     enrich::{
@@ -15,6 +12,7 @@ use crate::{
     },
     event::{Body, Event, Exec, FileOpen, Header, Net},
     format::{self, BootClock},
+    policy::{agents::ImageFacts, Policy},
     process_table::{Image, Origin, Process, ProcessTable},
     record::*,
     redact::redact_argv,
@@ -33,9 +31,9 @@ pub struct EnricherOptions {
     pub hash_max_bytes: u64,
     pub env_patterns: Vec<EnvPattern>,
     pub watch_executables: Vec<String>,
-    /// Registered agents: id and the executables (or scripts) that start
-    /// one. Their process trees are attributed to them and watched.
-    pub agents: Vec<(String, Vec<String>)>,
+    /// The policy whose agent registry attributes processes to registered
+    /// agents (their trees are attributed to them and watched).
+    pub policy: Arc<Policy>,
 }
 
 pub struct Enricher {
@@ -45,7 +43,7 @@ pub struct Enricher {
     users: UserNames,
     env_patterns: Vec<EnvPattern>,
     watch_executables: HashSet<String>,
-    agent_executables: HashMap<String, Arc<str>>,
+    policy: Arc<Policy>,
     watch: Box<dyn WatchControl>,
     clock: BootClock,
 }
@@ -59,14 +57,7 @@ impl Enricher {
             users: UserNames::new(1024),
             env_patterns: opts.env_patterns,
             watch_executables: opts.watch_executables.into_iter().collect(),
-            agent_executables: opts
-                .agents
-                .into_iter()
-                .flat_map(|(id, exes)| {
-                    let id: Arc<str> = id.into();
-                    exes.into_iter().map(move |x| (x, id.clone()))
-                })
-                .collect(),
+            policy: opts.policy,
             watch,
             clock: BootClock::now(),
         }
@@ -80,6 +71,12 @@ impl Enricher {
         &self.clock
     }
 
+    /// A reloaded policy: new execs are attributed by its registry;
+    /// processes already attributed keep their agent.
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        self.policy = policy;
+    }
+
     /// Adds the processes that already run; returns how many were found.
     pub fn scan_proc(&mut self) -> usize {
         let scanned = crate::proc_scan::scan();
@@ -91,7 +88,7 @@ impl Enricher {
             if let Ok((_, hash)) = self.hashes.hash_proc_exe(p.pid) {
                 p.image.exe_sha256 = Some(hash);
             }
-            p.agent = self.agent_of_image(&p, None);
+            p.agent = self.agent_of_image(&p, None, None);
             self.apply_watch(&mut p, None);
             self.table.insert_scanned(p);
         }
@@ -212,7 +209,7 @@ impl Enricher {
             .get(h.tgid)
             .cloned()
             .expect("on_exec inserted it");
-        if let Some(agent) = self.agent_of_image(&p, Some(&e.filename)) {
+        if let Some(agent) = self.agent_of_image(&p, Some(&e.filename), Some(h.cgroup_id)) {
             p.agent = Some(agent);
         }
         self.apply_watch(&mut p, Some(&e.filename));
@@ -222,12 +219,32 @@ impl Enricher {
         }
     }
 
-    /// The agent whose executable (or script) this image is, if any.
-    fn agent_of_image(&self, p: &Process, filename: Option<&str>) -> Option<Arc<str>> {
-        if self.agent_executables.is_empty() {
+    /// The registered agent this image matches, if any.
+    fn agent_of_image(
+        &mut self,
+        p: &Process,
+        filename: Option<&str>,
+        cgroup_id: Option<u64>,
+    ) -> Option<Arc<str>> {
+        if self.policy.registry.is_empty() {
             return None;
         }
-        image_names(p, filename).find_map(|name| self.agent_executables.get(name).cloned())
+        let user = self.users.user_name(p.image.uid);
+        let cgroup = match (cgroup_id.or(p.image.cgroup_id), self.cgroups.as_mut()) {
+            (Some(id), Some(r)) => r.path_for_id(id),
+            _ => None,
+        };
+        let unit = cgroup.as_deref().and_then(cgroup::systemd_unit);
+        self.policy.registry.match_image(&ImageFacts {
+            exe: p.image.exe.as_deref(),
+            filename,
+            argv: &p.image.argv,
+            sha256: p.image.exe_sha256.as_deref(),
+            uid: p.image.uid,
+            user: user.as_deref(),
+            cgroup: cgroup.as_deref(),
+            unit: unit.as_deref(),
+        })
     }
 
     /// Marks `p` watched (and tells the kernel) if its executable, or the

@@ -15,6 +15,7 @@ pub mod loader;
 pub mod loss;
 pub mod names;
 pub mod notify;
+pub mod policy;
 pub mod proc_scan;
 pub mod process_table;
 pub mod processor;

@@ -37,6 +37,8 @@ pub enum LoadError {
         target: String,
         source: ProgramError,
     },
+    #[error("a path filter entry is empty or longer than the kernel's keys (prefix < 255, suffix <= 64 bytes)")]
+    Filter,
     #[error("filling map `{map}` failed: {source}")]
     Fill {
         map: &'static str,
@@ -147,6 +149,8 @@ pub struct Probes {
     pub counters: PerCpuArray<MapData, KindCounters>,
     /// `PROCESS_WATCHED` / `PROCESS_EXCLUDED` per tgid.
     pub process_flags: HashMap<MapData, u32, u32>,
+    /// Path filters and watched executables, for policy reloads.
+    pub filters: PathFilters,
     pub attached: Vec<String>,
     /// A handle on each loaded program, for its kernel-side skip counter.
     pub programs: Vec<(&'static str, ProgramFd)>,
@@ -186,7 +190,12 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
             .override_global("NAMES_CONFIG", &n.config, true);
     }
     let mut ebpf = loader.load(EBPF_OBJECT)?;
-    fill_path_filters(&mut ebpf, opts)?;
+    let mut filters = PathFilters::take(&mut ebpf)?;
+    filters.apply(&FilterSet {
+        prefixes: opts.prefixes.to_vec(),
+        suffixes: opts.suffixes.to_vec(),
+        watched_executables: opts.watched_executables.to_vec(),
+    })?;
     let mut process_flags: HashMap<MapData, u32, u32> = take_map(&mut ebpf, "PROCESS_FLAGS")?;
     // Exclude ourselves before attaching, so our own writes never become events.
     process_flags
@@ -205,6 +214,7 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
         events: take_map(&mut ebpf, "EVENTS")?,
         counters: take_map(&mut ebpf, "COUNTERS")?,
         process_flags,
+        filters,
         attached,
         ebpf,
     })
@@ -218,74 +228,163 @@ fn take_map<T: TryFrom<aya::maps::Map>>(
     T::try_from(raw).map_err(|_| LoadError::Map { map })
 }
 
-/// A typed handle on a map the loaded object keeps owning.
-fn map_mut<'a, T>(ebpf: &'a mut Ebpf, map: &'static str) -> Result<T, LoadError>
-where
-    T: TryFrom<&'a mut aya::maps::Map>,
-{
-    let raw = ebpf.map_mut(map).ok_or(LoadError::Map { map })?;
-    T::try_from(raw).map_err(|_| LoadError::Map { map })
-}
-
 fn fill_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> LoadError {
     move |source| LoadError::Fill { map, source }
 }
 
-/// The prefix and suffix tries, and the one-lookup prefilter tables in
-/// front of them (first two bytes of a prefix, last byte of a suffix).
-fn fill_path_filters(ebpf: &mut Ebpf, opts: &LoadOptions) -> Result<(), LoadError> {
-    let mut prefixes: LpmTrie<&mut MapData, [u8; PREFIX_KEY_LEN], u32> =
-        map_mut(ebpf, "PATH_PREFIXES")?;
-    for p in opts.prefixes {
-        let mut data = [0u8; PREFIX_KEY_LEN];
-        data[..p.len()].copy_from_slice(p.as_bytes());
-        let key = Key::new(p.len() as u32 * 8, data);
-        prefixes
-            .insert(&key, 1, 0)
-            .map_err(fill_error("PATH_PREFIXES"))?;
+/// The kernel's path filters and watched-executable trie, kept after load
+/// so a policy reload can change them: new entries are added before stale
+/// ones are removed, so no open of interest slips through meanwhile.
+pub struct PathFilters {
+    prefixes: LpmTrie<MapData, [u8; PREFIX_KEY_LEN], u32>,
+    first_bytes: Array<MapData, u8>,
+    suffixes: LpmTrie<MapData, [u8; SUFFIX_KEY_LEN], u32>,
+    last_byte: Array<MapData, u8>,
+    exes: LpmTrie<MapData, [u8; PREFIX_KEY_LEN], u32>,
+    current: FilterSet,
+}
+
+/// What the filters hold.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FilterSet {
+    pub prefixes: Vec<String>,
+    pub suffixes: Vec<String>,
+    pub watched_executables: Vec<String>,
+}
+
+fn prefix_key(p: &str) -> Key<[u8; PREFIX_KEY_LEN]> {
+    let mut data = [0u8; PREFIX_KEY_LEN];
+    data[..p.len()].copy_from_slice(p.as_bytes());
+    Key::new(p.len() as u32 * 8, data)
+}
+
+fn suffix_key(s: &str) -> Key<[u8; SUFFIX_KEY_LEN]> {
+    let mut data = [0u8; SUFFIX_KEY_LEN];
+    for (i, b) in s.bytes().rev().enumerate() {
+        data[i] = b;
     }
-    let mut first_bytes: Array<&mut MapData, u8> = map_mut(ebpf, "PREFIX_FIRST_BYTES")?;
-    for p in opts.prefixes.iter().map(|p| p.as_bytes()) {
-        // A one-byte prefix matches whatever its second byte is.
+    Key::new(s.len() as u32 * 8, data)
+}
+
+/// Path plus its NUL (zeroed already): an exact match, not a prefix.
+fn exe_key(x: &str) -> Key<[u8; PREFIX_KEY_LEN]> {
+    let mut data = [0u8; PREFIX_KEY_LEN];
+    data[..x.len()].copy_from_slice(x.as_bytes());
+    Key::new((x.len() as u32 + 1) * 8, data)
+}
+
+/// Indexes of the prefix prefilter (first two bytes; a one-byte prefix
+/// matches whatever its second byte is).
+fn first_byte_indexes(prefixes: &[String]) -> std::collections::BTreeSet<u32> {
+    let mut out = std::collections::BTreeSet::new();
+    for p in prefixes.iter().map(|p| p.as_bytes()) {
         let seconds: Vec<u8> = match p.get(1) {
             Some(b) => vec![*b],
             None => (0..=255).collect(),
         };
         for second in seconds {
-            let index = u16::from_le_bytes([p[0], second]) as u32;
-            first_bytes
-                .set(index, 1, 0)
+            out.insert(u16::from_le_bytes([p[0], second]) as u32);
+        }
+    }
+    out
+}
+
+fn last_byte_indexes(suffixes: &[String]) -> std::collections::BTreeSet<u32> {
+    suffixes
+        .iter()
+        .filter_map(|s| s.bytes().last())
+        .map(u32::from)
+        .collect()
+}
+
+fn valid_filters(f: &FilterSet) -> bool {
+    f.prefixes
+        .iter()
+        .all(|p| !p.is_empty() && p.len() < PREFIX_KEY_LEN)
+        && f.suffixes
+            .iter()
+            .all(|s| !s.is_empty() && s.len() <= SUFFIX_KEY_LEN)
+        && f.watched_executables
+            .iter()
+            .all(|x| x.len() + 1 < PREFIX_KEY_LEN)
+}
+
+impl PathFilters {
+    fn take(ebpf: &mut Ebpf) -> Result<PathFilters, LoadError> {
+        Ok(PathFilters {
+            prefixes: take_map(ebpf, "PATH_PREFIXES")?,
+            first_bytes: take_map(ebpf, "PREFIX_FIRST_BYTES")?,
+            suffixes: take_map(ebpf, "PATH_SUFFIXES")?,
+            last_byte: take_map(ebpf, "SUFFIX_LAST_BYTE")?,
+            exes: take_map(ebpf, "WATCHED_EXES")?,
+            current: FilterSet::default(),
+        })
+    }
+
+    pub fn current(&self) -> &FilterSet {
+        &self.current
+    }
+
+    /// Makes the kernel's filters hold exactly `new`.
+    pub fn apply(&mut self, new: &FilterSet) -> Result<(), LoadError> {
+        if !valid_filters(new) {
+            return Err(LoadError::Filter);
+        }
+        let old = std::mem::take(&mut self.current);
+        for p in &new.prefixes {
+            self.prefixes
+                .insert(&prefix_key(p), 1, 0)
+                .map_err(fill_error("PATH_PREFIXES"))?;
+        }
+        for i in first_byte_indexes(&new.prefixes) {
+            self.first_bytes
+                .set(i, 1, 0)
                 .map_err(fill_error("PREFIX_FIRST_BYTES"))?;
         }
-    }
-    let mut suffixes: LpmTrie<&mut MapData, [u8; SUFFIX_KEY_LEN], u32> =
-        map_mut(ebpf, "PATH_SUFFIXES")?;
-    for s in opts.suffixes {
-        let mut data = [0u8; SUFFIX_KEY_LEN];
-        for (i, b) in s.bytes().rev().enumerate() {
-            data[i] = b;
+        for s in &new.suffixes {
+            self.suffixes
+                .insert(&suffix_key(s), 1, 0)
+                .map_err(fill_error("PATH_SUFFIXES"))?;
         }
-        let key = Key::new(s.len() as u32 * 8, data);
-        suffixes
-            .insert(&key, 1, 0)
-            .map_err(fill_error("PATH_SUFFIXES"))?;
+        for i in last_byte_indexes(&new.suffixes) {
+            self.last_byte
+                .set(i, 1, 0)
+                .map_err(fill_error("SUFFIX_LAST_BYTE"))?;
+        }
+        for x in &new.watched_executables {
+            self.exes
+                .insert(&exe_key(x), 1, 0)
+                .map_err(fill_error("WATCHED_EXES"))?;
+        }
+        // Then what the new set no longer holds.
+        for p in old.prefixes.iter().filter(|p| !new.prefixes.contains(p)) {
+            let _ = self.prefixes.remove(&prefix_key(p));
+        }
+        let keep = first_byte_indexes(&new.prefixes);
+        for i in first_byte_indexes(&old.prefixes).difference(&keep) {
+            self.first_bytes
+                .set(*i, 0, 0)
+                .map_err(fill_error("PREFIX_FIRST_BYTES"))?;
+        }
+        for s in old.suffixes.iter().filter(|s| !new.suffixes.contains(s)) {
+            let _ = self.suffixes.remove(&suffix_key(s));
+        }
+        let keep = last_byte_indexes(&new.suffixes);
+        for i in last_byte_indexes(&old.suffixes).difference(&keep) {
+            self.last_byte
+                .set(*i, 0, 0)
+                .map_err(fill_error("SUFFIX_LAST_BYTE"))?;
+        }
+        for x in old
+            .watched_executables
+            .iter()
+            .filter(|x| !new.watched_executables.contains(x))
+        {
+            let _ = self.exes.remove(&exe_key(x));
+        }
+        self.current = new.clone();
+        Ok(())
     }
-    let mut exes: LpmTrie<&mut MapData, [u8; PREFIX_KEY_LEN], u32> = map_mut(ebpf, "WATCHED_EXES")?;
-    for x in opts.watched_executables {
-        // Path plus its NUL (zeroed already): an exact match, not a prefix.
-        let mut data = [0u8; PREFIX_KEY_LEN];
-        data[..x.len()].copy_from_slice(x.as_bytes());
-        let key = Key::new((x.len() as u32 + 1) * 8, data);
-        exes.insert(&key, 1, 0)
-            .map_err(fill_error("WATCHED_EXES"))?;
-    }
-    let mut last_bytes: Array<&mut MapData, u8> = map_mut(ebpf, "SUFFIX_LAST_BYTE")?;
-    for last in opts.suffixes.iter().filter_map(|s| s.bytes().last()) {
-        last_bytes
-            .set(last as u32, 1, 0)
-            .map_err(fill_error("SUFFIX_LAST_BYTE"))?;
-    }
-    Ok(())
 }
 
 fn program_fds(ebpf: &Ebpf) -> Result<Vec<(&'static str, ProgramFd)>, LoadError> {

@@ -4,7 +4,7 @@
 use std::{
     io::Write,
     path::PathBuf,
-    sync::atomic::Ordering,
+    sync::{atomic::Ordering, Arc},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -15,17 +15,32 @@ use tokio::sync::mpsc;
 use crate::{
     enricher::Enricher,
     names::Names,
+    policy::{
+        finding::{self, Dedup},
+        rules::Hit,
+        KernelInterest, Policy, PolicyUpdate,
+    },
     reader::Msg,
     receipt::{
         chain::Draft,
         payload::{self, Mappings, RiskClass, UnsignedGap, OBSERVER_AGENT},
         pipeline::{Pipeline, Resumed},
         retention,
-        select::Selector,
+        select::{self, Selector},
         store::Store,
     },
-    record::{LossRecord, Record, StartRecord, StatsRecord},
+    record::{EnrichedEvent, LossRecord, Record, StartRecord, StatsRecord},
 };
+
+/// Where a (re)loaded policy's kernel interest goes: the BPF path filters
+/// and watched-executable trie.
+pub trait KernelPush: Send {
+    fn push(&mut self, interest: &KernelInterest) -> Result<(), String>;
+}
+
+/// Findings of one rule for one process and one match are reported once
+/// per this window.
+pub const FINDING_REPEAT_WINDOW_NS: u64 = 60_000_000_000;
 
 /// The receipt side of the processor.
 pub struct Receipts {
@@ -60,6 +75,11 @@ pub struct Processor {
     /// Start of the current loss window.
     loss_window_from: u64,
     written: u64,
+    policy: Arc<Policy>,
+    kernel: Option<Box<dyn KernelPush>>,
+    argv_buf: String,
+    hits: Vec<Hit>,
+    dedup: Dedup,
 }
 
 impl Processor {
@@ -68,6 +88,8 @@ impl Processor {
         names: Option<Names>,
         out: Option<Box<dyn Write + Send>>,
         receipts: Option<Receipts>,
+        policy: Arc<Policy>,
+        kernel: Option<Box<dyn KernelPush>>,
     ) -> Processor {
         Processor {
             enricher,
@@ -77,6 +99,11 @@ impl Processor {
             drafts: Vec::new(),
             loss_window_from: now_unix_ns(),
             written: 0,
+            policy,
+            kernel,
+            argv_buf: String::new(),
+            hits: Vec::new(),
+            dedup: Dedup::new(FINDING_REPEAT_WINDOW_NS),
         }
     }
 
@@ -121,6 +148,10 @@ impl Processor {
                 }
                 return self.write_events(ready);
             }
+            Msg::Policy(update) => {
+                self.on_policy(update);
+                return self.submit();
+            }
             Msg::Tick => {
                 if let Some(r) = self.receipts.as_mut() {
                     r.selector.flush_due(now_unix_ns(), &mut self.drafts);
@@ -161,14 +192,14 @@ impl Processor {
     /// Receipts and output for enriched events, in order.
     fn write_events(&mut self, events: Vec<crate::record::EnrichedEvent>) -> anyhow::Result<()> {
         for enriched in events {
-            if let Some(r) = self.receipts.as_mut() {
+            if self.receipts.is_some() {
                 let unix_ns = self
                     .enricher
                     .clock()
                     .wall(enriched.boot_ns)
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_nanos() as u64);
-                r.selector.on_event(&enriched, unix_ns, &mut self.drafts);
+                self.on_event(&enriched, unix_ns)?;
             }
             self.write_record(Record::Event(Box::new(enriched)))?;
         }
@@ -185,21 +216,134 @@ impl Processor {
         Ok(())
     }
 
-    fn submit(&mut self) -> anyhow::Result<()> {
+    /// Rules first: an event that produces findings becomes their evidence
+    /// receipt right away (on its agent's chain, or its executable's
+    /// `unregistered:` chain); any other event goes to normal selection.
+    fn on_event(&mut self, ev: &EnrichedEvent, unix_ns: u64) -> anyhow::Result<()> {
+        self.hits.clear();
+        self.policy.evaluate(ev, &mut self.argv_buf, &mut self.hits);
+        let pid = ev.process.pid;
+        let dedup = &mut self.dedup;
+        self.hits.retain(|h| dedup.admit(h, pid, unix_ns));
         let Some(r) = self.receipts.as_mut() else {
             return Ok(());
         };
-        for draft in self.drafts.drain(..) {
-            if let Err(e) = r.pipeline.submit(draft) {
-                if r.pipeline.writer_stopped() {
-                    if let Some(cause) = r.pipeline.writer_error() {
-                        return Err(cause).context("the receipt writer stopped");
+        if self.hits.is_empty() {
+            r.selector.on_event(ev, unix_ns, &mut self.drafts);
+            return Ok(());
+        }
+        r.selector.flush_due(unix_ns, &mut self.drafts);
+        let Some(evidence) = select::draft_for(ev, unix_ns, finding::chain_agent_id(ev)) else {
+            return Ok(());
+        };
+        self.drafts.push(evidence);
+        let placed = self.submit_placed()?;
+        let Some(evidence) = placed.last().cloned() else {
+            return Ok(());
+        };
+        let hits = std::mem::take(&mut self.hits);
+        for hit in &hits {
+            let rule = &self.policy.rules.rules[hit.rule];
+            log::warn!(
+                "shadow_ai.finding {} ({}): {}; pid {} comm {} on chain {} evidence seq {}",
+                rule.id,
+                hit.risk.as_str(),
+                hit.reason,
+                pid,
+                ev.process.comm,
+                evidence.agent_id,
+                evidence.seq
+            );
+            self.drafts.push(finding::draft(
+                &self.policy,
+                hit,
+                ev,
+                std::slice::from_ref(&evidence),
+                select::executable_hash(ev),
+                unix_ns,
+            ));
+        }
+        self.hits = hits;
+        self.submit()
+    }
+
+    /// A reload attempt's outcome: a valid set replaces the rules, the
+    /// registry and the kernel filters; a broken one leaves everything as
+    /// it was. Both are recorded as `observer.policy` receipts.
+    fn on_policy(&mut self, update: PolicyUpdate) {
+        let previous = self.policy.digest.clone();
+        let context = match update {
+            PolicyUpdate::Loaded { policy, trigger } => {
+                if let Some(k) = self.kernel.as_mut() {
+                    if let Err(e) = k.push(&policy.kernel) {
+                        log::error!("policy reload ({trigger}): kernel filters not updated: {e}");
+                        let mut c = json!({
+                            "event": "policy_refused",
+                            "trigger": trigger,
+                            "error": format!("kernel filters: {e}"),
+                            "refused_digest": policy.digest,
+                            "policy_digest": previous,
+                        });
+                        c["in_force"] = self.policy.summary();
+                        self.drafts
+                            .extend(self.observer_draft("observer.policy", c));
+                        return;
                     }
                 }
-                return Err(e).context("submitting a receipt");
+                log::info!(
+                    "policy reloaded ({trigger}): {} (was {previous})",
+                    policy.digest
+                );
+                self.enricher.set_policy(policy.clone());
+                self.dedup.clear();
+                self.policy = policy;
+                let mut c = self.policy.summary();
+                c["event"] = json!("policy_reloaded");
+                c["trigger"] = json!(trigger);
+                c["previous_digest"] = json!(previous);
+                c
+            }
+            PolicyUpdate::Refused { error, trigger } => {
+                log::error!(
+                    "policy reload ({trigger}) refused, {previous} stays in force: {error}"
+                );
+                json!({
+                    "event": "policy_refused",
+                    "trigger": trigger,
+                    "error": error,
+                    "policy_digest": previous,
+                    "policies_dir": self.policy.dir.as_ref().map(|d| d.display().to_string()),
+                })
+            }
+        };
+        self.drafts
+            .extend(self.observer_draft("observer.policy", context));
+    }
+
+    /// Submits the pending drafts, returning where each was placed.
+    fn submit_placed(&mut self) -> anyhow::Result<Vec<crate::receipt::pipeline::Submitted>> {
+        let mut placed = Vec::new();
+        let Some(r) = self.receipts.as_mut() else {
+            return Ok(placed);
+        };
+        for draft in self.drafts.drain(..) {
+            match r.pipeline.submit(draft) {
+                Ok(p) => placed.push(p),
+                Err(e) => {
+                    if r.pipeline.writer_stopped() {
+                        if let Some(cause) = r.pipeline.writer_error() {
+                            return Err(cause).context("the receipt writer stopped");
+                        }
+                    }
+                    return Err(e).context("submitting a receipt");
+                }
             }
         }
-        Ok(())
+        Ok(placed)
+    }
+
+    fn submit(&mut self) -> anyhow::Result<()> {
+        self.submit_placed().map(drop)
     }
 
     /// Retention: at most every quarter of the retention period (and at

@@ -27,6 +27,8 @@ pub enum Msg {
     /// Time passes: lets the writer stage close time windows (folded file
     /// opens) while no events arrive.
     Tick,
+    /// The outcome of a policy reload.
+    Policy(crate::policy::PolicyUpdate),
 }
 
 /// User-space drop counters, shared by the reader and the loss tracker.

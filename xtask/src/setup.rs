@@ -11,7 +11,8 @@ pub const EBPF_TOOLCHAIN: &str = "nightly";
 
 /// Debian packages the integration tests run for real (receivers, servers,
 /// clients). Installed only by `cargo xtask test`.
-pub const TEST_APT_PACKAGES: &[&str] = &["dnsmasq-base"];
+/// nodejs: `npx` for the real MCP server (tests/shadow_ai.rs).
+pub const TEST_APT_PACKAGES: &[&str] = &["dnsmasq-base", "nodejs"];
 
 pub fn ensure_all() -> anyhow::Result<()> {
     ensure_nightly()?;

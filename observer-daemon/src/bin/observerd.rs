@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use observer_daemon::{
     config::Config,
     daemon::{self, EventsOutput, RunOptions},
+    policy::Policy,
     receipt::{
         json, keys,
         store::Store,
@@ -29,6 +30,10 @@ struct Cli {
     /// Validate the configuration and exit.
     #[arg(long)]
     check_config: bool,
+    /// Validate a policy directory (agents.toml, rules.toml, indicators/)
+    /// and exit: 0 if valid, 1 with `file:line:col: error` if not.
+    #[arg(long, value_name = "DIR")]
+    check_policies: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -80,6 +85,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(path) => Config::load(path)?,
         None => Config::defaults(),
     };
+    if let Some(dir) = &cli.check_policies {
+        return Ok(match Policy::load(dir, &config.agents) {
+            Ok(p) => {
+                println!(
+                    "policies ok: {} ({} agents, {} rules, {} providers)",
+                    p.digest,
+                    p.registry.len(),
+                    p.rules.rules.len(),
+                    p.indicators.providers.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        });
+    }
     if let Some(Command::Verify {
         db,
         pubkey,

@@ -53,6 +53,20 @@ pub struct Resumed {
     pub run_id: i64,
 }
 
+/// Where a submitted receipt was placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub issuer_id: String,
+    pub agent_id: String,
+    pub action_type: &'static str,
+    pub seq: u64,
+    /// SHA-256 of JCS(payload), lowercase hex: what the chain's next
+    /// `previousReceiptHash` holds.
+    pub payload_hash: String,
+    /// Position in the host-wide Merkle log.
+    pub leaf_index: u64,
+}
+
 pub struct Pipeline {
     builder: ChainBuilder,
     sealed: Vec<Sealed>,
@@ -154,16 +168,31 @@ impl Pipeline {
     }
 
     /// Chains and signs `draft` (and a key announcement first if its
-    /// chain is new). Blocks while the signers are saturated.
-    pub fn submit(&mut self, draft: Draft) -> Result<(), PipelineError> {
+    /// chain is new). Blocks while the signers are saturated. Returns the
+    /// chain position and log index the receipt was given, so a later
+    /// receipt (a finding) can name it as evidence.
+    pub fn submit(&mut self, draft: Draft) -> Result<Submitted, PipelineError> {
         self.builder.issue(draft, &mut self.sealed)?;
+        // `issue` pushes the draft's own receipt last.
+        let submitted = self
+            .sealed
+            .last()
+            .map(|s| Submitted {
+                issuer_id: s.issuer_id.clone(),
+                agent_id: s.agent_id.clone(),
+                action_type: s.action_type,
+                seq: s.seq,
+                payload_hash: s.payload_hash.clone(),
+                leaf_index: s.index,
+            })
+            .ok_or(PipelineError::WriterGone)?;
         let to_sign = self.to_sign.as_ref().ok_or(PipelineError::WriterGone)?;
         for sealed in self.sealed.drain(..) {
             if to_sign.send(sealed).is_err() {
                 return Err(PipelineError::WriterGone);
             }
         }
-        Ok(())
+        Ok(submitted)
     }
 
     /// Events were lost: the next receipt of every agent chain says so.

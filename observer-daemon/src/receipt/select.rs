@@ -47,43 +47,8 @@ impl Selector {
         let Some(agent) = ev.process.agent.as_deref() else {
             return;
         };
-        let action_type = match &ev.detail {
-            Detail::Exec(_) => "process.exec",
-            Detail::Exit(_) => "process.exit",
-            Detail::Connect(_) => "network.connect",
-            Detail::Listen(_) => "network.listen",
-            // A bound datagram socket receives without listen(2).
-            Detail::Bind(n) if n.socket_type == "dgram" => "network.listen",
-            Detail::Accept(_) => "network.accept",
-            Detail::FileOpen(_) => "file.open",
-            Detail::DnsAnswer(_) => "dns.resolve",
-            Detail::Fork(_) | Detail::Bind(_) => return,
-        };
-        let mut context = match serde_json::to_value(ev) {
-            Ok(v) => v,
-            Err(e) => {
-                log::error!("cannot serialise an event for its receipt: {e}");
-                return;
-            }
-        };
-        let executable_hash = match &ev.process.exe_sha256 {
-            Some(h) if super::payload::is_executable_hash(h) => h.clone(),
-            _ => {
-                context["executable_hash_unavailable"] = Value::Bool(true);
-                UNKNOWN_EXECUTABLE_HASH.to_string()
-            }
-        };
-        let draft = Draft {
-            agent_id: agent.to_string(),
-            action_type,
-            unix_ns,
-            context,
-            risk_class: RiskClass::Low,
-            executable_hash,
-            mappings: Mappings::default(),
-            detection_rules_digest: None,
-            erases: None,
-            prunes: None,
+        let Some(draft) = draft_for(ev, unix_ns, agent.to_string()) else {
+            return;
         };
         match &ev.detail {
             Detail::FileOpen(o) if self.window_ns > 0 => {
@@ -126,6 +91,55 @@ impl Selector {
     /// Emits every folded open (at stop).
     pub fn flush_all(&mut self, out: &mut Vec<Draft>) {
         self.flush_due(u64::MAX, out);
+    }
+}
+
+/// The receipt of one event on `agent_id`'s chain (never folded): what
+/// an agent's events become, and the evidence a finding rests on. None for
+/// events that never become receipts (fork, non-datagram bind).
+pub fn draft_for(ev: &EnrichedEvent, unix_ns: u64, agent_id: String) -> Option<Draft> {
+    let action_type = match &ev.detail {
+        Detail::Exec(_) => "process.exec",
+        Detail::Exit(_) => "process.exit",
+        Detail::Connect(_) => "network.connect",
+        Detail::Listen(_) => "network.listen",
+        // A bound datagram socket receives without listen(2).
+        Detail::Bind(n) if n.socket_type == "dgram" => "network.listen",
+        Detail::Accept(_) => "network.accept",
+        Detail::FileOpen(_) => "file.open",
+        Detail::DnsAnswer(_) => "dns.resolve",
+        Detail::Fork(_) | Detail::Bind(_) => return None,
+    };
+    let mut context = match serde_json::to_value(ev) {
+        Ok(v) => v,
+        Err(e) => {
+            log::error!("cannot serialise an event for its receipt: {e}");
+            return None;
+        }
+    };
+    let executable_hash = executable_hash(ev);
+    if executable_hash == UNKNOWN_EXECUTABLE_HASH {
+        context["executable_hash_unavailable"] = Value::Bool(true);
+    }
+    Some(Draft {
+        agent_id,
+        action_type,
+        unix_ns,
+        context,
+        risk_class: RiskClass::Low,
+        executable_hash,
+        mappings: Mappings::default(),
+        detection_rules_digest: None,
+        erases: None,
+        prunes: None,
+    })
+}
+
+/// `sha256:<hex>` of the event's executable, or [`UNKNOWN_EXECUTABLE_HASH`].
+pub fn executable_hash(ev: &EnrichedEvent) -> String {
+    match &ev.process.exe_sha256 {
+        Some(h) if super::payload::is_executable_hash(h) => h.clone(),
+        _ => UNKNOWN_EXECUTABLE_HASH.to_string(),
     }
 }
 

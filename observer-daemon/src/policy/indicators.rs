@@ -1,0 +1,235 @@
+//! The indicator lists, compiled for matching.
+use std::{collections::HashMap, net::IpAddr};
+
+use super::{
+    error::PolicyError,
+    load::{PolicyFiles, Source},
+    matchers::{valid_domain_pattern, Cidr, DomainSet, GlobSet, PathSet, Regexes},
+    model::{PathsFile, ProvidersFile},
+};
+
+/// Where a provider's list came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    AiApi,
+    AiGateway,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::AiApi => "ai_api",
+            ProviderKind::AiGateway => "ai_gateway",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Provider {
+    pub id: String,
+    pub kind: ProviderKind,
+}
+
+#[derive(Debug)]
+pub struct Server {
+    pub id: String,
+    pub names: GlobSet,
+    pub argv: Regexes,
+    pub ports: Vec<u16>,
+}
+
+#[derive(Debug)]
+pub struct Cli {
+    pub id: String,
+    pub names: GlobSet,
+    pub autonomous_flags: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Launcher {
+    pub id: String,
+    pub argv: Regexes,
+}
+
+#[derive(Debug)]
+pub struct Credential {
+    pub id: String,
+    pub suffixes: Vec<String>,
+    pub owners: GlobSet,
+}
+
+#[derive(Debug, Default)]
+pub struct Indicators {
+    pub providers: Vec<Provider>,
+    pub domains: DomainSet<u16>,
+    pub cidrs: Vec<(Cidr, u16)>,
+    pub servers: Vec<Server>,
+    pub clis: Vec<Cli>,
+    pub launchers: Vec<Launcher>,
+    pub model_files: PathSet,
+    pub ai_sdks: PathSet,
+    pub gpu_devices: PathSet,
+    pub secret_files: PathSet,
+    pub credentials: Vec<Credential>,
+}
+
+/// A destination that matched a provider list.
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderHit<'a> {
+    pub provider: &'a Provider,
+    /// The matching name, or the address for a range match.
+    pub via: &'a str,
+    /// `dns`, `sni` or `address`.
+    pub source: &'static str,
+}
+
+impl Indicators {
+    pub fn provider_of_name(&self, name: &str) -> Option<&Provider> {
+        self.domains
+            .lookup(name)
+            .map(|i| &self.providers[i as usize])
+    }
+
+    pub fn provider_of_addr(&self, addr: &str) -> Option<&Provider> {
+        let ip: IpAddr = addr.parse().ok()?;
+        self.cidrs
+            .iter()
+            .find(|(c, _)| c.contains(ip))
+            .map(|(_, i)| &self.providers[*i as usize])
+    }
+
+    pub fn provider_by_id(&self, id: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.id == id)
+    }
+}
+
+fn at<'a, T>(src: &'a Source<T>, value: &str) -> impl Fn(String) -> PolicyError + 'a {
+    let value = value.to_string();
+    move |m| src.error_at_value(&value, m)
+}
+
+fn providers(
+    src: &Source<ProvidersFile>,
+    kind: ProviderKind,
+    out: &mut Indicators,
+) -> Result<(), PolicyError> {
+    for p in &src.value.provider {
+        if out.providers.iter().any(|q| q.id == p.id) {
+            return Err(
+                src.error_at_value(&p.id, format!("provider id `{}` is listed twice", p.id))
+            );
+        }
+        let index = out.providers.len() as u16;
+        out.providers.push(Provider {
+            id: p.id.clone(),
+            kind,
+        });
+        for d in &p.domains {
+            if !valid_domain_pattern(d) {
+                return Err(src.error_at_value(
+                    d,
+                    format!("`{d}` is not a lower-case domain name or `*.suffix` wildcard"),
+                ));
+            }
+            if out
+                .domains
+                .lookup(d.strip_prefix("*.").unwrap_or(d))
+                .is_some()
+                && !d.starts_with("*.")
+            {
+                return Err(src.error_at_value(d, format!("domain `{d}` is listed twice")));
+            }
+            out.domains.insert(d, index);
+        }
+        for c in &p.cidrs {
+            out.cidrs.push((Cidr::parse(c).map_err(at(src, c))?, index));
+        }
+    }
+    Ok(())
+}
+
+/// Literal prefixes (absolute, < 255 bytes) and suffixes (<= 64 bytes),
+/// the sizes of the kernel's path filter keys.
+fn paths(src: &Source<PathsFile>) -> Result<PathSet, PolicyError> {
+    let f = &src.value;
+    for p in &f.prefixes {
+        if !p.starts_with('/') || p.len() >= observer_common::PREFIX_KEY_LEN {
+            return Err(src.error_at_value(
+                p,
+                format!("prefix {p:?} must be an absolute path of < 255 bytes"),
+            ));
+        }
+    }
+    for s in &f.suffixes {
+        check_suffix(src, s)?;
+    }
+    for c in &f.contains {
+        if c.is_empty() {
+            return Err(src.error_at("contains", "an empty `contains` entry matches every path"));
+        }
+    }
+    Ok(PathSet {
+        prefixes: f.prefixes.clone(),
+        suffixes: f.suffixes.clone(),
+        contains: f.contains.clone(),
+    })
+}
+
+fn check_suffix<T>(src: &Source<T>, s: &str) -> Result<(), PolicyError> {
+    if s.is_empty() || s.len() > observer_common::SUFFIX_KEY_LEN {
+        return Err(src.error_at_value(s, format!("suffix {s:?} must be 1..=64 bytes")));
+    }
+    Ok(())
+}
+
+pub fn compile(files: &PolicyFiles) -> Result<Indicators, PolicyError> {
+    let mut out = Indicators::default();
+    providers(&files.ai_endpoints, ProviderKind::AiApi, &mut out)?;
+    providers(&files.ai_gateways, ProviderKind::AiGateway, &mut out)?;
+    let src = &files.local_inference;
+    for s in &src.value.server {
+        out.servers.push(Server {
+            id: s.id.clone(),
+            names: GlobSet::new(&s.process_names).map_err(at(src, &s.id))?,
+            argv: Regexes::new(&s.argv).map_err(at(src, &s.id))?,
+            ports: s.ports.clone(),
+        });
+    }
+    let src = &files.agent_clis;
+    for c in &src.value.cli {
+        out.clis.push(Cli {
+            id: c.id.clone(),
+            names: GlobSet::new(&c.process_names).map_err(at(src, &c.id))?,
+            autonomous_flags: c.autonomous_flags.clone(),
+        });
+    }
+    let src = &files.mcp_servers;
+    for l in &src.value.launcher {
+        out.launchers.push(Launcher {
+            id: l.id.clone(),
+            argv: Regexes::new(&l.argv).map_err(at(src, &l.id))?,
+        });
+    }
+    out.model_files = paths(&files.model_files)?;
+    out.ai_sdks = paths(&files.ai_sdks)?;
+    out.gpu_devices = paths(&files.gpu_devices)?;
+    out.secret_files = paths(&files.secret_files)?;
+    let src = &files.ai_credentials;
+    let mut seen = HashMap::new();
+    for c in &src.value.credential {
+        if seen.insert(c.id.clone(), ()).is_some() {
+            return Err(
+                src.error_at_value(&c.id, format!("credential id `{}` is listed twice", c.id))
+            );
+        }
+        for s in &c.suffixes {
+            check_suffix(src, s)?;
+        }
+        out.credentials.push(Credential {
+            id: c.id.clone(),
+            suffixes: c.suffixes.clone(),
+            owners: GlobSet::new(&c.owners).map_err(at(src, &c.id))?,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,176 @@
+//! Reads a policy directory: `agents.toml`, `rules.toml` and one file per
+//! indicator list under `indicators/`. Every file must be present (a
+//! missing list would silently weaken the rules that name it) and nothing
+//! else may be there (a misspelt file name is refused with a suggestion).
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use super::{error::PolicyError, model::*};
+
+/// The indicator files, in digest order.
+pub const INDICATOR_FILES: &[&str] = &[
+    "ai_endpoints.toml",
+    "ai_gateways.toml",
+    "local_inference.toml",
+    "agent_clis.toml",
+    "mcp_servers.toml",
+    "model_files.toml",
+    "ai_sdks.toml",
+    "ai_credentials.toml",
+    "gpu_devices.toml",
+    "secret_files.toml",
+];
+
+/// A parsed file with its text (for locating validation errors).
+#[derive(Debug, Clone)]
+pub struct Source<T> {
+    pub path: PathBuf,
+    pub text: String,
+    pub value: T,
+}
+
+impl<T> Source<T> {
+    /// An error at the first occurrence of `needle` (a quoted value or a
+    /// key) in this file, or at the file when it cannot be found.
+    pub fn error_at(&self, needle: &str, message: impl Into<String>) -> PolicyError {
+        match self.text.find(needle) {
+            Some(at) => PolicyError::at(&self.path, &self.text, at, message),
+            None => PolicyError::file(&self.path, message),
+        }
+    }
+
+    /// An error at a string value (searched for as a TOML basic or
+    /// literal string).
+    pub fn error_at_value(&self, value: &str, message: impl Into<String>) -> PolicyError {
+        let message = message.into();
+        for needle in [format!("{value:?}"), format!("'{value}'")] {
+            if let Some(at) = self.text.find(&needle) {
+                return PolicyError::at(&self.path, &self.text, at, message);
+            }
+        }
+        PolicyError::file(&self.path, message)
+    }
+}
+
+/// Every file of a policy directory, parsed but not yet validated.
+#[derive(Debug, Clone)]
+pub struct PolicyFiles {
+    pub dir: PathBuf,
+    pub agents: Source<AgentsFile>,
+    pub rules: Source<RulesFile>,
+    pub ai_endpoints: Source<ProvidersFile>,
+    pub ai_gateways: Source<ProvidersFile>,
+    pub local_inference: Source<ServersFile>,
+    pub agent_clis: Source<ClisFile>,
+    pub mcp_servers: Source<LaunchersFile>,
+    pub model_files: Source<PathsFile>,
+    pub ai_sdks: Source<PathsFile>,
+    pub ai_credentials: Source<CredentialsFile>,
+    pub gpu_devices: Source<PathsFile>,
+    pub secret_files: Source<PathsFile>,
+}
+
+pub fn parse_file<T: DeserializeOwned>(path: &Path) -> Result<Source<T>, PolicyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_text(path, text)
+}
+
+pub fn parse_text<T: DeserializeOwned>(
+    path: &Path,
+    text: String,
+) -> Result<Source<T>, PolicyError> {
+    let value = toml::from_str(&text).map_err(|e| PolicyError::from_toml(path, &text, &e))?;
+    Ok(Source {
+        path: path.to_owned(),
+        text,
+        value,
+    })
+}
+
+pub fn read_dir(dir: &Path) -> Result<PolicyFiles, PolicyError> {
+    check_names(
+        dir,
+        &["agents.toml", "rules.toml", "indicators", "README.md"],
+    )?;
+    let ind = dir.join("indicators");
+    check_names(&ind, INDICATOR_FILES)?;
+    let i = |name: &str| ind.join(name);
+    Ok(PolicyFiles {
+        dir: dir.to_owned(),
+        agents: parse_file(&dir.join("agents.toml"))?,
+        rules: parse_file(&dir.join("rules.toml"))?,
+        ai_endpoints: parse_file(&i("ai_endpoints.toml"))?,
+        ai_gateways: parse_file(&i("ai_gateways.toml"))?,
+        local_inference: parse_file(&i("local_inference.toml"))?,
+        agent_clis: parse_file(&i("agent_clis.toml"))?,
+        mcp_servers: parse_file(&i("mcp_servers.toml"))?,
+        model_files: parse_file(&i("model_files.toml"))?,
+        ai_sdks: parse_file(&i("ai_sdks.toml"))?,
+        ai_credentials: parse_file(&i("ai_credentials.toml"))?,
+        gpu_devices: parse_file(&i("gpu_devices.toml"))?,
+        secret_files: parse_file(&i("secret_files.toml"))?,
+    })
+}
+
+/// Refuses `.toml` files (and directories) in `dir` that are not among
+/// `known`, suggesting the closest name; other files (editor backups) are
+/// ignored.
+fn check_names(dir: &Path, known: &[&str]) -> Result<(), PolicyError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| PolicyError::Read {
+        path: dir.to_owned(),
+        source,
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| PolicyError::Read {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let relevant = name.ends_with(".toml") || entry.path().is_dir();
+        if relevant && !known.contains(&name.as_str()) {
+            let hint = super::error::closest(&name, known.iter().copied())
+                .map(|c| format!("; did you mean `{c}`?"))
+                .unwrap_or_default();
+            return Err(PolicyError::file(
+                &entry.path(),
+                format!("unknown policy file `{name}`{hint}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The files of a policy directory with their modification times, for
+/// change detection.
+pub fn fingerprint(dir: &Path) -> Vec<(PathBuf, Option<std::time::SystemTime>, u64)> {
+    let mut paths = vec![dir.join("agents.toml"), dir.join("rules.toml")];
+    paths.extend(
+        INDICATOR_FILES
+            .iter()
+            .map(|f| dir.join("indicators").join(f)),
+    );
+    // New or removed files count as a change too.
+    for d in [dir.to_path_buf(), dir.join("indicators")] {
+        if let Ok(entries) = std::fs::read_dir(&d) {
+            for e in entries.flatten() {
+                if !paths.contains(&e.path()) {
+                    paths.push(e.path());
+                }
+            }
+        }
+    }
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p).ok();
+            let mtime = meta.as_ref().and_then(|m| m.modified().ok());
+            let len = meta.map_or(u64::MAX, |m| m.len());
+            (p, mtime, len)
+        })
+        .collect()
+}

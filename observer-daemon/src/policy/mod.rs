@@ -1,0 +1,210 @@
+//! Agent and shadow-AI policies (`policies/`, docs/policies.md): strict
+//! loading with file:line:col errors, the agent registry, indicator lists,
+//! rules, the policy digest, and what the kernel is told to report.
+pub mod agents;
+pub mod error;
+pub mod finding;
+pub mod indicators;
+pub mod load;
+pub mod matchers;
+pub mod model;
+pub mod rules;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+pub use error::PolicyError;
+
+use crate::{config::AgentEntry, record::EnrichedEvent};
+
+/// The outcome of a reload attempt, for the processor to apply and record.
+#[derive(Debug)]
+pub enum PolicyUpdate {
+    Loaded {
+        policy: std::sync::Arc<Policy>,
+        /// `sighup` or `file_change`.
+        trigger: &'static str,
+    },
+    Refused {
+        /// `path:line:col: message`.
+        error: String,
+        trigger: &'static str,
+    },
+}
+
+/// A compiled, validated policy set.
+#[derive(Debug)]
+pub struct Policy {
+    /// None for the built-in set made of observer.toml's `[[agents]]` only.
+    pub dir: Option<PathBuf>,
+    /// `sha256:<hex>` over the canonical form of every file's content (the
+    /// parsed values, not the text): `detection_rules_digest`.
+    pub digest: String,
+    pub registry: agents::Registry,
+    pub indicators: indicators::Indicators,
+    pub rules: rules::Rules,
+    pub kernel: KernelInterest,
+}
+
+/// What the kernel must report for the rules to see it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KernelInterest {
+    pub prefixes: Vec<String>,
+    pub suffixes: Vec<String>,
+    /// Exact executable and script paths of agents: watched from exec on.
+    pub watched_executables: Vec<String>,
+}
+
+impl KernelInterest {
+    /// This interest plus observer.toml's `[files]` and `[watch]` lists,
+    /// sorted and without duplicates.
+    pub fn merged(
+        &self,
+        prefixes: &[String],
+        suffixes: &[String],
+        watched: &[String],
+    ) -> KernelInterest {
+        let merge = |a: &[String], b: &[String]| {
+            let mut v: Vec<String> = a.iter().chain(b).cloned().collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        KernelInterest {
+            prefixes: merge(&self.prefixes, prefixes),
+            suffixes: merge(&self.suffixes, suffixes),
+            watched_executables: merge(&self.watched_executables, watched),
+        }
+    }
+}
+
+impl Policy {
+    /// Only the interim registry from observer.toml; no rules.
+    pub fn from_config(config_agents: &[AgentEntry]) -> Policy {
+        let registry = agents::Registry::from_config(config_agents);
+        let digest_input = json!({"config_agents": config_agents.iter().map(|a| json!({"id": a.id, "executables": a.executables})).collect::<Vec<_>>()});
+        Policy {
+            dir: None,
+            digest: digest_of(&digest_input),
+            kernel: KernelInterest {
+                watched_executables: registry
+                    .agents()
+                    .iter()
+                    .flat_map(|a| a.exact_paths.iter().cloned())
+                    .collect(),
+                ..Default::default()
+            },
+            registry,
+            indicators: indicators::Indicators::default(),
+            rules: rules::Rules::default(),
+        }
+    }
+
+    /// Reads, validates and compiles a policy directory.
+    pub fn load(dir: &Path, config_agents: &[AgentEntry]) -> Result<Policy, PolicyError> {
+        let files = load::read_dir(dir)?;
+        let indicators = indicators::compile(&files)?;
+        let registry = agents::Registry::compile(&files.agents, config_agents, &indicators)?;
+        let rules = rules::Rules::compile(&files.rules)?;
+        let canonical = json!({
+            "config_agents": config_agents.iter().map(|a| json!({"id": a.id, "executables": a.executables})).collect::<Vec<_>>(),
+            "agents": files.agents.value,
+            "rules": files.rules.value,
+            "indicators": {
+                "ai_endpoints": files.ai_endpoints.value,
+                "ai_gateways": files.ai_gateways.value,
+                "local_inference": files.local_inference.value,
+                "agent_clis": files.agent_clis.value,
+                "mcp_servers": files.mcp_servers.value,
+                "model_files": files.model_files.value,
+                "ai_sdks": files.ai_sdks.value,
+                "ai_credentials": files.ai_credentials.value,
+                "gpu_devices": files.gpu_devices.value,
+                "secret_files": files.secret_files.value,
+            },
+        });
+        let mut kernel = KernelInterest::default();
+        for set in [
+            &indicators.model_files,
+            &indicators.ai_sdks,
+            &indicators.gpu_devices,
+            &indicators.secret_files,
+        ] {
+            kernel.prefixes.extend(set.prefixes.iter().cloned());
+            kernel.suffixes.extend(set.suffixes.iter().cloned());
+        }
+        for c in &indicators.credentials {
+            kernel.suffixes.extend(c.suffixes.iter().cloned());
+        }
+        kernel.watched_executables = registry
+            .agents()
+            .iter()
+            .flat_map(|a| a.exact_paths.iter().cloned())
+            .collect();
+        let kernel = kernel.merged(&[], &[], &[]);
+        Ok(Policy {
+            dir: Some(dir.to_owned()),
+            digest: digest_of(&canonical),
+            registry,
+            indicators,
+            rules,
+            kernel,
+        })
+    }
+
+    /// Appends the rules `ev` matches.
+    pub fn evaluate(&self, ev: &EnrichedEvent, argv_buf: &mut String, out: &mut Vec<rules::Hit>) {
+        self.rules
+            .evaluate(ev, &self.indicators, &self.registry, argv_buf, out);
+    }
+
+    /// What an `observer.policy` receipt records about this set.
+    pub fn summary(&self) -> Value {
+        json!({
+            "policies_dir": self.dir.as_ref().map(|d| d.display().to_string()),
+            "policy_digest": self.digest,
+            "agents": self.registry.agents().iter().map(|a| a.id.to_string()).collect::<Vec<_>>(),
+            "rules": self.rules.rules.iter().map(|r| json!({"id": r.id, "risk_class": r.risk.as_str()})).collect::<Vec<_>>(),
+            "providers": self.indicators.providers.len(),
+            "kernel": {
+                "prefixes": self.kernel.prefixes.len(),
+                "suffixes": self.kernel.suffixes.len(),
+                "watched_executables": self.kernel.watched_executables.len(),
+            },
+        })
+    }
+}
+
+fn digest_of(v: &Value) -> String {
+    let bytes = crate::receipt::jcs::canonicalize(v).unwrap_or_default();
+    format!("sha256:{}", crate::receipt::payload::sha256_hex(&bytes))
+}
+
+/// The agent id of shadow activity: `unregistered:` and the first 16 hex
+/// digits (64 bits) of the executable's sha256 — enough to keep distinct
+/// executables on distinct chains, short enough to read.
+pub fn unregistered_agent_id(exe_sha256: Option<&str>) -> String {
+    let hex = exe_sha256
+        .and_then(|h| h.strip_prefix("sha256:"))
+        .filter(|h| h.len() >= 16)
+        .map_or("0000000000000000", |h| &h[..16]);
+    format!("unregistered:{hex}")
+}
+
+/// Rule evaluation cost per event: `n` evaluations of `ev`, average
+/// duration. The scratch buffers are reused as in the processor, so a
+/// no-match event measures the allocation-free path.
+pub fn bench_evaluate(policy: &Policy, ev: &EnrichedEvent, n: u32) -> std::time::Duration {
+    let mut argv = String::new();
+    let mut out = Vec::new();
+    let start = std::time::Instant::now();
+    for _ in 0..n.max(1) {
+        out.clear();
+        policy.evaluate(std::hint::black_box(ev), &mut argv, &mut out);
+    }
+    start.elapsed() / n.max(1)
+}
+
+#[cfg(test)]
+mod tests;

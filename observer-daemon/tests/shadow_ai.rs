@@ -1,0 +1,687 @@
+//! Shadow-AI detection end to end: the real daemon with the shipped
+//! policies, real processes on the real kernel, and the findings and their
+//! evidence read back from the signed store.
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::{json, Value};
+
+const FINDING_WAIT: Duration = Duration::from_secs(30);
+
+/// Kills and reaps a child when dropped.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
+/// Copies the shipped policies to `dir/policies`, appending `agents` to
+/// agents.toml.
+fn install_policies(dir: &Path, agents: &str) -> PathBuf {
+    let out = dir.join("policies");
+    std::fs::create_dir_all(out.join("indicators")).unwrap();
+    for entry in std::fs::read_dir(shipped().join("indicators")).unwrap() {
+        let e = entry.unwrap();
+        std::fs::copy(e.path(), out.join("indicators").join(e.file_name())).unwrap();
+    }
+    std::fs::copy(shipped().join("rules.toml"), out.join("rules.toml")).unwrap();
+    let text = std::fs::read_to_string(shipped().join("agents.toml")).unwrap();
+    std::fs::write(out.join("agents.toml"), format!("{text}\n{agents}")).unwrap();
+    out
+}
+
+/// No `[files]` entries of its own: every path the rules need reaches the
+/// daemon because the policy pushed it into the kernel's filters.
+fn policy_config() -> String {
+    "policies_dir = \"@DIR@/policies\"\n[files]\nprefixes = []\nsuffixes = []\n".into()
+}
+
+fn payload_hash(payload: &Value) -> String {
+    let bytes = observer_daemon::receipt::jcs::canonicalize(payload).unwrap();
+    observer_daemon::receipt::payload::sha256_hex(&bytes)
+}
+
+/// The first stored finding of `rule` for `pid`, waiting for it.
+fn wait_finding(db: &Path, rule: &str, pid: u32) -> StoredReceipt {
+    let start = Instant::now();
+    loop {
+        if let Some(r) = findings(db).into_iter().find(|r| {
+            let c = r.context.as_ref().unwrap();
+            c["rule_id"] == rule && c["process"]["pid"] == pid
+        }) {
+            return r;
+        }
+        assert!(
+            start.elapsed() < FINDING_WAIT,
+            "no {rule} finding for pid {pid}; findings: {:#?}",
+            findings(db)
+                .iter()
+                .map(|r| r.context.clone())
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn findings(db: &Path) -> Vec<StoredReceipt> {
+    if !db.exists() {
+        return vec![];
+    }
+    stored_receipts_of(db, "shadow_ai.finding")
+}
+
+fn findings_for(db: &Path, pid: u32) -> Vec<StoredReceipt> {
+    findings(db)
+        .into_iter()
+        .filter(|r| r.context.as_ref().unwrap()["process"]["pid"] == pid)
+        .collect()
+}
+
+/// Checks the finding's payload members and that its evidence names a
+/// stored receipt of `action_type` on the same chain; returns that receipt.
+/// What a finding must say: chain, risk, ATLAS and OWASP ids.
+struct Expect<'a>(&'a str, &'a str, &'a [&'a str], &'a [&'a str]);
+
+fn check_finding(
+    db: &Path,
+    f: &StoredReceipt,
+    Expect(agent_id, risk, atlas, owasp): Expect,
+    digest: &str,
+    evidence_action: &str,
+) -> StoredReceipt {
+    let p = &f.payload;
+    assert_eq!(p["type"], "protectmcp:observation");
+    assert_eq!(p["action_type"], "shadow_ai.finding");
+    assert_eq!(p["agent_id"], agent_id);
+    assert_eq!(p["risk_class"], risk);
+    assert_eq!(p["mitre_atlas"], json!(atlas));
+    assert_eq!(p["owasp_llm_top10"], json!(owasp));
+    assert_eq!(p["framework_mappings_self_declared"], true);
+    assert_eq!(p["detection_rules_digest"], digest);
+    let c = f.context.as_ref().unwrap();
+    assert_eq!(c["risk_class"], risk);
+    assert_eq!(c["policy_digest"], digest);
+    assert_eq!(c["registered"], !agent_id.starts_with("unregistered:"));
+    let ev = &c["evidence"].as_array().unwrap()[0];
+    assert_eq!(c["evidence"].as_array().unwrap().len(), 1);
+    let stored = stored_receipts(db)
+        .into_iter()
+        .find(|r| r.leaf == ev["leaf_index"].as_u64().unwrap())
+        .expect("evidence receipt stored");
+    assert_eq!(ev["action_type"], evidence_action);
+    assert_eq!(stored.payload["action_type"], evidence_action);
+    assert_eq!(ev["agent_id"], agent_id);
+    assert_eq!(stored.payload["agent_id"], agent_id);
+    assert_eq!(ev["issuer_id"], stored.chain);
+    assert_eq!(f.chain, stored.chain, "finding and evidence share a chain");
+    assert_eq!(ev["seq"], stored.seq);
+    assert_eq!(ev["payload_hash"], payload_hash(&stored.payload));
+    assert!(f.seq > stored.seq, "the finding follows its evidence");
+    assert_eq!(p["executable_hash"], stored.payload["executable_hash"]);
+    stored
+}
+
+fn unregistered(exe: &Path) -> String {
+    let h = sha256_file(exe);
+    format!("unregistered:{}", &h["sha256:".len().."sha256:".len() + 16])
+}
+
+fn start_digest(db: &Path) -> String {
+    let start = Instant::now();
+    loop {
+        if let Some(r) = stored_receipts_of(db, "observer.policy").first() {
+            return r.context.as_ref().unwrap()["policy_digest"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        }
+        assert!(start.elapsed() < FINDING_WAIT, "no observer.policy receipt");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A copy of python named `ollama` listening on `addr`:11434.
+fn fake_ollama(dir: &Path, addr: &str) -> ChildGuard {
+    let exe = dir.join("ollama");
+    if !exe.exists() {
+        copy_executable("/usr/bin/python3.11", dir, "ollama");
+    }
+    let mut child = Command::new(&exe)
+        .args([
+            "-c",
+            "import socket,sys,time\n\
+             s=socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)\n\
+             s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+             s.bind((sys.argv[1],11434)); s.listen()\n\
+             print('listening',flush=True); time.sleep(60)",
+            addr,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start ollama");
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "listening");
+    ChildGuard(child)
+}
+
+fn run(cmd: &mut Command) -> u32 {
+    let child = cmd.stdout(Stdio::null()).spawn().expect("spawn");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{cmd:?}: {}", out.status);
+    pid
+}
+
+#[test]
+fn findings_rest_on_evidence_receipts() {
+    let state = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let agentcat = copy_executable("/usr/bin/cat", work.path(), "agentcat");
+    install_policies(
+        state.path(),
+        &format!(
+            "[[agent]]\nid = \"test-agent\"\nexecutables = [{:?}]\n",
+            agentcat.display().to_string()
+        ),
+    );
+    let d = Daemon::start_in(StateDir::Shared(state.path().to_owned()), &policy_config());
+    let db = d.store();
+    let digest = start_digest(&db);
+    assert!(digest.starts_with("sha256:"));
+
+    // Negatives first: a random .bin and a non-AI listener.
+    let bin = work.path().join("weights.bin");
+    write_file(&bin, "not a model");
+    let neg_open = run(Command::new("/usr/bin/cat").arg(&bin));
+    let neg_listen = {
+        let mut g = ChildGuard(
+            Command::new("/usr/bin/python3.11")
+                .args(["-c", "import socket,time; s=socket.socket(); s.bind(('0.0.0.0',0)); s.listen(); print('x',flush=True); time.sleep(30)"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(g.0.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "x");
+        g.0.id()
+    };
+
+    // A local inference server on loopback, then on every address.
+    let lo = fake_ollama(work.path(), "127.0.0.1");
+    let ollama_exe = work.path().join("ollama");
+    let shadow_ollama = unregistered(&ollama_exe);
+    let f = wait_finding(&db, "local-inference-listening", lo.0.id());
+    let ev = check_finding(
+        &db,
+        &f,
+        Expect(&shadow_ollama, "medium", &["AML.T0044"], &["LLM10"]),
+        &digest,
+        "network.listen",
+    );
+    let c = f.context.as_ref().unwrap();
+    assert_eq!(
+        c["matched"],
+        json!({"indicator": "local_inference", "server": "ollama", "default_port": true})
+    );
+    assert_eq!(c["process"]["comm"], "ollama");
+    assert_eq!(c["process"]["exe"], ollama_exe.display().to_string());
+    assert_eq!(c["reason"], "a local inference server is listening");
+    assert_eq!(p_ctx(&ev)["listen"]["local_addr"], "127.0.0.1");
+    assert_eq!(p_ctx(&ev)["listen"]["local_port"], 11434);
+    let started = wait_finding(&db, "local-inference-server-started", lo.0.id());
+    check_finding(
+        &db,
+        &started,
+        Expect(&shadow_ollama, "low", &["AML.T0044"], &["LLM03"]),
+        &digest,
+        "process.exec",
+    );
+    drop(lo);
+    let any = fake_ollama(work.path(), "0.0.0.0");
+    let f = wait_finding(&db, "local-inference-listening", any.0.id());
+    let ev = check_finding(
+        &db,
+        &f,
+        Expect(&shadow_ollama, "high", &["AML.T0044"], &["LLM10"]),
+        &digest,
+        "network.listen",
+    );
+    assert_eq!(
+        f.context.as_ref().unwrap()["reason"],
+        "a local inference server is listening; on a non-loopback address (reachable from the network, usually without authentication)"
+    );
+    assert_eq!(p_ctx(&ev)["listen"]["local_addr"], "0.0.0.0");
+    drop(any);
+
+    // Model weights opened by an unregistered process.
+    let gguf = work.path().join("tiny.gguf");
+    write_file(&gguf, "GGUF");
+    let cat_pid = run(Command::new("/usr/bin/cat").arg(&gguf));
+    let f = wait_finding(&db, "model-weights-unregistered", cat_pid);
+    let shadow_cat = unregistered(Path::new("/usr/bin/cat"));
+    let ev = check_finding(
+        &db,
+        &f,
+        Expect(&shadow_cat, "medium", &["AML.T0044"], &["LLM03"]),
+        &digest,
+        "file.open",
+    );
+    assert_eq!(p_ctx(&ev)["file_open"]["path"], gguf.display().to_string());
+    assert_eq!(
+        f.context.as_ref().unwrap()["matched"],
+        json!({"indicator": "model_file", "path": gguf.display().to_string()})
+    );
+
+    // An agent CLI in autonomous mode, outside the registry.
+    let claude = work.path().join("claude");
+    // It stays alive a moment so its executable (the shell) is hashed
+    // from /proc, as for any agent that runs longer than an instant.
+    write_file(&claude, "#!/bin/sh\nsleep 1\n");
+    std::fs::set_permissions(&claude, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let claude_pid = run(Command::new(&claude).arg("--dangerously-skip-permissions"));
+    let shadow_sh = unregistered(&std::fs::canonicalize("/bin/sh").unwrap());
+    let f = wait_finding(&db, "agent-cli-unregistered", claude_pid);
+    check_finding(
+        &db,
+        &f,
+        Expect(&shadow_sh, "medium", &["AML.T0047"], &["LLM06"]),
+        &digest,
+        "process.exec",
+    );
+    let f = wait_finding(&db, "agent-autonomous-mode", claude_pid);
+    check_finding(
+        &db,
+        &f,
+        Expect(&shadow_sh, "high", &["AML.T0053"], &["LLM06"]),
+        &digest,
+        "process.exec",
+    );
+    assert_eq!(
+        f.context.as_ref().unwrap()["matched"],
+        json!({"indicator": "autonomous_mode", "cli": "claude-code", "flag": "--dangerously-skip-permissions"})
+    );
+
+    // An AI credential file read by cat under a temporary HOME.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".claude")).unwrap();
+    let cred = home.path().join(".claude/.credentials.json");
+    write_file(&cred, "{}");
+    let cred_pid = run(Command::new("/bin/sh")
+        .args([
+            "-c",
+            "exec /usr/bin/cat \"$HOME/.claude/.credentials.json\"",
+        ])
+        .env("HOME", home.path()));
+    let f = wait_finding(&db, "ai-credential-read-by-non-owner", cred_pid);
+    let ev = check_finding(
+        &db,
+        &f,
+        Expect(&shadow_cat, "high", &["AML.T0055"], &["LLM02"]),
+        &digest,
+        "file.open",
+    );
+    assert_eq!(p_ctx(&ev)["file_open"]["path"], cred.display().to_string());
+    assert_eq!(
+        f.context.as_ref().unwrap()["matched"],
+        json!({"indicator": "ai_credential", "credential": "claude-code", "path": cred.display().to_string(), "owner": false})
+    );
+
+    // A registered agent reading an SSH key: on the agent's own chain.
+    std::fs::create_dir(home.path().join(".ssh")).unwrap();
+    let key = home.path().join(".ssh/id_ed25519");
+    write_file(&key, "secret");
+    let agent_pid = run(Command::new(&agentcat).arg(&key));
+    let f = wait_finding(&db, "agent-reads-other-secrets", agent_pid);
+    let ev = check_finding(
+        &db,
+        &f,
+        Expect("test-agent", "high", &["AML.T0055"], &["LLM06", "LLM02"]),
+        &digest,
+        "file.open",
+    );
+    assert_eq!(p_ctx(&ev)["process"]["agent"], "test-agent");
+    assert_eq!(
+        f.payload["mitre_techniques"],
+        json!(["T1552.001", "T1552.004"])
+    );
+
+    // The negatives were seen before everything above, and found nothing.
+    assert_eq!(findings_for(&db, neg_open).len(), 0);
+    assert_eq!(findings_for(&db, neg_listen).len(), 0);
+    let records = d.stop();
+    assert!(records
+        .iter()
+        .any(|r| is_event(r, "listen") && r["process"]["pid"] == neg_listen));
+    let report = verify_store(&db, &state.path().join("master.seed"), vec![]);
+    assert!(report.ok(), "{:?}", report.first_failure());
+}
+
+fn p_ctx(r: &StoredReceipt) -> &Value {
+    r.context.as_ref().unwrap()
+}
+
+/// The npm cache the real MCP server is installed into once (idempotent:
+/// npx reuses it on later runs).
+const NPM_CACHE: &str = "/var/tmp/observer-test-npm";
+
+fn npx(dir: &Path) -> Command {
+    let mut c = Command::new("/usr/bin/npx");
+    c.args(["-y", "@modelcontextprotocol/server-filesystem"])
+        .arg(dir)
+        .env("npm_config_cache", NPM_CACHE)
+        .env("npm_config_update_notifier", "false");
+    c
+}
+
+#[test]
+fn real_mcp_server_launched_by_npx() {
+    let work = tempfile::tempdir().unwrap();
+    // Install (or reuse) the package before observing. The first run
+    // downloads it from the npm registry.
+    let log = work.path().join("npx.log");
+    let mut install = ChildGuard(
+        npx(work.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("npx"),
+    );
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("Secure MCP Filesystem Server running on stdio")
+    {
+        assert!(
+            install.0.try_wait().unwrap().is_none(),
+            "npx -y @modelcontextprotocol/server-filesystem exited: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "npx install timed out"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(install);
+
+    let state = tempfile::tempdir().unwrap();
+    install_policies(state.path(), "");
+    let d = Daemon::start_in(StateDir::Shared(state.path().to_owned()), &policy_config());
+    let db = d.store();
+    let digest = start_digest(&db);
+    let server = ChildGuard(
+        npx(work.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("npx"),
+    );
+    // npx execs `node /usr/bin/npx -y @modelcontextprotocol/server-filesystem DIR`.
+    let start = Instant::now();
+    let f = loop {
+        let hit = findings(&db).into_iter().find(|r| {
+            let c = r.context.as_ref().unwrap();
+            c["rule_id"] == "mcp-server-launched"
+                && c["process"]["pid"] == server.0.id()
+                && c["process"]["argv"].as_array().is_some_and(|a| {
+                    a.iter()
+                        .any(|x| x == "@modelcontextprotocol/server-filesystem")
+                })
+        });
+        if let Some(f) = hit {
+            break f;
+        }
+        assert!(
+            start.elapsed() < FINDING_WAIT,
+            "no MCP finding: {:#?}",
+            findings(&db)
+                .iter()
+                .map(|r| r.context.clone())
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The npx exec (its shebang runs env, which execs node): the
+    // executable hashed is whichever the process ran when enriched.
+    let hash = f.context.as_ref().unwrap()["process"]["exe_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let node = sha256_file(&std::fs::canonicalize("/usr/bin/node").unwrap());
+    let env = sha256_file(Path::new("/usr/bin/env"));
+    assert!(hash == node || hash == env, "{hash}");
+    let chain = format!("unregistered:{}", &hash[7..23]);
+    let ev = check_finding(
+        &db,
+        &f,
+        Expect(&chain, "medium", &["AML.T0053"], &["LLM06", "LLM03"]),
+        &digest,
+        "process.exec",
+    );
+    let c = f.context.as_ref().unwrap();
+    assert_eq!(
+        c["matched"],
+        json!({"indicator": "mcp_server", "launcher": "npm-modelcontextprotocol"})
+    );
+    assert_eq!(
+        c["reason"],
+        "an MCP server was launched; by a process that is not a registered agent"
+    );
+    let argv: Vec<&str> = p_ctx(&ev)["exec"]["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let dir = work.path().display().to_string();
+    assert!(
+        argv.ends_with(&[
+            "-y",
+            "@modelcontextprotocol/server-filesystem",
+            dir.as_str()
+        ]),
+        "{argv:?}"
+    );
+    drop(server);
+    d.stop();
+    let report = verify_store(&db, &state.path().join("master.seed"), vec![]);
+    assert!(report.ok(), "{:?}", report.first_failure());
+}
+
+fn wait_policy_event(db: &Path, event: &str, after: usize) -> Value {
+    let start = Instant::now();
+    loop {
+        let all = stored_receipts_of(db, "observer.policy");
+        if let Some(r) = all
+            .iter()
+            .skip(after)
+            .find(|r| r.context.as_ref().unwrap()["event"] == event)
+        {
+            return r.context.clone().unwrap();
+        }
+        assert!(
+            start.elapsed() < FINDING_WAIT,
+            "no {event} observer.policy receipt"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn broken_policy_is_refused_and_the_old_one_keeps_working() {
+    let state = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let dir = install_policies(state.path(), "");
+    let d = Daemon::start_in(StateDir::Shared(state.path().to_owned()), &policy_config());
+    let db = d.store();
+    let digest = start_digest(&db);
+    let rules = dir.join("rules.toml");
+    let good = std::fs::read_to_string(&rules).unwrap();
+    let anchor =
+        "when = { event = [\"file_open\"], registered = false, indicator = \"model_file\" }";
+    assert!(good.contains(anchor));
+    let broken = good.replace(anchor, &anchor.replace("registered", "registerd"));
+    std::fs::write(&rules, &broken).unwrap();
+    let line = broken
+        .lines()
+        .position(|l| l.contains("registerd"))
+        .unwrap()
+        + 1;
+    let col = broken
+        .lines()
+        .nth(line - 1)
+        .unwrap()
+        .find("registerd")
+        .unwrap()
+        + 1;
+    let refused = wait_policy_event(&db, "policy_refused", 0);
+    assert_eq!(refused["trigger"], "file_change");
+    assert_eq!(
+        refused["policy_digest"], digest,
+        "the old set stays in force"
+    );
+    assert_eq!(
+        refused["error"],
+        format!(
+            "{}:{line}:{col}: unknown field `registerd`, expected one of `event`, `registered`, `indicator`, `process_names`, `not_process_names`, `exe_paths`, `argv`, `ancestor_names`, `paths`, `ports`, `loopback`, `uids`, `credential_owner`, `outside_agent_scope`; did you mean `registered`?",
+            rules.display()
+        )
+    );
+    // The old rules still find.
+    let gguf = work.path().join("m.gguf");
+    write_file(&gguf, "GGUF");
+    let pid = run(Command::new("/usr/bin/cat").arg(&gguf));
+    let f = wait_finding(&db, "model-weights-unregistered", pid);
+    assert_eq!(f.payload["detection_rules_digest"], digest);
+    assert_eq!(f.payload["risk_class"], "medium");
+
+    // A path the kernel does not report yet: dropped in the kernel.
+    let probe = work.path().join("weights.obstest");
+    write_file(&probe, "x");
+    let before = run(Command::new("/usr/bin/cat").arg(&probe));
+
+    // A valid edit (a new model-file suffix, a stricter risk), applied on
+    // SIGHUP or by the file poll, whichever is first. The indicator file is
+    // written while rules.toml is still broken, so no half-edited set loads.
+    let models = dir.join("indicators/model_files.toml");
+    let text = std::fs::read_to_string(&models).unwrap();
+    let with_probe = text.replacen(
+        "suffixes = [\".gguf\",",
+        "suffixes = [\".obstest\", \".gguf\",",
+        1,
+    );
+    assert_ne!(with_probe, text);
+    std::fs::write(&models, with_probe).unwrap();
+    let stricter = good.replacen(
+        "risk = \"medium\"\nreason = \"model weights were opened",
+        "risk = \"high\"\nreason = \"model weights were opened",
+        1,
+    );
+    assert_ne!(stricter, good);
+    std::fs::write(&rules, &stricter).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    let reloaded = wait_policy_event(&db, "policy_reloaded", 0);
+    assert_eq!(reloaded["previous_digest"], digest);
+    let new_digest = reloaded["policy_digest"].as_str().unwrap().to_string();
+    assert_ne!(new_digest, digest);
+    // The new suffix was pushed into the kernel's filters.
+    let after = run(Command::new("/usr/bin/cat").arg(&probe));
+    let f = wait_finding(&db, "model-weights-unregistered", after);
+    assert_eq!(f.payload["detection_rules_digest"], new_digest);
+    assert_eq!(
+        f.context.as_ref().unwrap()["matched"],
+        json!({"indicator": "model_file", "path": probe.display().to_string()})
+    );
+    let opened = |pid: u32| {
+        d.records()
+            .iter()
+            .any(|r| is_event(r, "file_open") && r["process"]["pid"] == pid)
+    };
+    assert!(opened(after));
+    assert!(
+        !opened(before),
+        "before the reload the kernel dropped the open"
+    );
+    let gguf2 = work.path().join("m2.gguf");
+    write_file(&gguf2, "GGUF");
+    let pid = run(Command::new("/usr/bin/cat").arg(&gguf2));
+    let f = wait_finding(&db, "model-weights-unregistered", pid);
+    assert_eq!(f.payload["detection_rules_digest"], new_digest);
+    assert_eq!(f.payload["risk_class"], "high");
+    d.stop();
+    let report = verify_store(&db, &state.path().join("master.seed"), vec![]);
+    assert!(report.ok(), "{:?}", report.first_failure());
+}
+
+#[test]
+fn check_policies_validates_without_running() {
+    let out = Command::new(env!("CARGO_BIN_EXE_observerd"))
+        .arg("--check-policies")
+        .arg(shipped())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("policies ok: sha256:") && stdout.contains("13 rules"),
+        "{stdout}"
+    );
+
+    let state = tempfile::tempdir().unwrap();
+    let dir = install_policies(
+        state.path(),
+        "[[agent]]\nid = \"x\"\nexecutable = [\"/usr/bin/x\"]\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_observerd"))
+        .arg("--check-policies")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(dir.join("agents.toml")).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("executable ="))
+        .unwrap()
+        + 1;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "{}:{line}:1: unknown field `executable`",
+            dir.join("agents.toml").display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.trim_end().ends_with("did you mean `executables`?"),
+        "{stderr}"
+    );
+}
