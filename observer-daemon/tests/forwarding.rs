@@ -197,16 +197,32 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 struct Rsyslog {
     dir: PathBuf,
     port: u16,
-    tls: bool,
+    mode: Mode,
     child: Option<Child>,
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Tcp,
+    Tls,
+    Udp,
+}
+
+/// True once something listens on 127.0.0.1:`port`/udp.
+fn udp_bound(port: u16) -> bool {
+    let needle = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/udp")
+        .unwrap()
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(needle.as_str()))
+}
+
 impl Rsyslog {
-    fn start(dir: &Path, port: u16, tls: bool) -> Rsyslog {
+    fn start(dir: &Path, port: u16, mode: Mode) -> Rsyslog {
         let mut r = Rsyslog {
             dir: dir.to_owned(),
             port,
-            tls,
+            mode,
             child: None,
         };
         r.restart();
@@ -220,7 +236,7 @@ impl Rsyslog {
     fn restart(&mut self) {
         assert!(self.child.is_none());
         let d = self.dir.display();
-        let (global_tls, module) = if self.tls {
+        let (global_tls, module, input) = if self.mode == Mode::Tls {
             (
                 format!(
                     " DefaultNetstreamDriver=\"gtls\" DefaultNetstreamDriverCAFile=\"{d}/ca.pem\" \
@@ -229,14 +245,22 @@ impl Rsyslog {
                 // x509/certvalid: the client must present a certificate
                 // signed by the test CA.
                 "module(load=\"imtcp\" StreamDriver.Name=\"gtls\" StreamDriver.Mode=\"1\" StreamDriver.AuthMode=\"x509/certvalid\")",
+                "imtcp\"",
+            )
+        } else if self.mode == Mode::Udp {
+            // A receive buffer that holds a whole batch of datagrams.
+            (
+                String::new(),
+                "module(load=\"imudp\")",
+                "imudp\" rcvBufSize=\"16m\"",
             )
         } else {
-            (String::new(), "module(load=\"imtcp\")")
+            (String::new(), "module(load=\"imtcp\")", "imtcp\"")
         };
         let conf = format!(
             "global(workDirectory=\"{d}\" maxMessageSize=\"1m\" parser.escapeControlCharactersOnReceive=\"off\"{global_tls})\n\
              {module}\n\
-             input(type=\"imtcp\" port=\"{port}\" address=\"127.0.0.1\")\n\
+             input(type=\"{input} port=\"{port}\" address=\"127.0.0.1\")\n\
              template(name=\"raw\" type=\"string\" string=\"%rawmsg:::json%\\n\")\n\
              action(type=\"omfile\" file=\"{d}/received.log\" template=\"raw\")\n",
             port = self.port
@@ -254,9 +278,10 @@ impl Rsyslog {
             .spawn()
             .expect("rsyslogd (apt install rsyslog rsyslog-gnutls)");
         self.child = Some(child);
-        let port = self.port;
-        wait_until("rsyslogd to listen", WAIT, || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        let (port, mode) = (self.port, self.mode);
+        wait_until("rsyslogd to listen", WAIT, || match mode {
+            Mode::Udp => udp_bound(port),
+            _ => TcpStream::connect(("127.0.0.1", port)).is_ok(),
         });
     }
 
@@ -465,7 +490,7 @@ fn rsyslog_tcp_receives_every_receipt_once_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let rs_dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let rsyslog = Rsyslog::start(rs_dir.path(), port, false);
+    let rsyslog = Rsyslog::start(rs_dir.path(), port, Mode::Tcp);
     let mport = free_port();
     let (exe, d) = agent_with_sinks(
         dir.path(),
@@ -532,7 +557,7 @@ fn rsyslog_tls_with_client_certificate_receives_ocsf() {
     let rs_dir = tempfile::tempdir().unwrap();
     make_pki(rs_dir.path());
     let port = free_port();
-    let rsyslog = Rsyslog::start(rs_dir.path(), port, true);
+    let rsyslog = Rsyslog::start(rs_dir.path(), port, Mode::Tls);
     let p = rs_dir.path().display();
     let tls = format!(
         "transport = \"tls\"\n[sinks.syslog.tls]\nca_file = \"{p}/ca.pem\"\ncert_file = \"{p}/client.pem\"\nkey_file = \"{p}/client.key\"\nserver_name = \"localhost\"\n"
@@ -625,6 +650,57 @@ fn rsyslog_tls_with_client_certificate_receives_ocsf() {
     drop(d2);
     assert_eq!(rsyslog.received().len(), before);
     assert!(!dir2.path().join("sinks/wrongca.cursor").exists());
+}
+
+#[test]
+fn rsyslog_udp_receives_cloudevents() {
+    let dir = tempfile::tempdir().unwrap();
+    let rs_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let rsyslog = Rsyslog::start(rs_dir.path(), port, Mode::Udp);
+    // Small batches: UDP has no flow control, the receiver's buffer must
+    // hold what one batch sends.
+    let sinks = syslog_sink("udp", port, "transport = \"udp\"").replace(
+        "type = \"syslog\"",
+        "type = \"syslog\"\nformat = \"cloudevents\"\nbatch_max = 20",
+    );
+    let (exe, d) = agent_with_sinks(dir.path(), &sinks);
+    agent_execs(&exe, 5);
+    let db = d.store();
+    d.stop();
+    let final_size = stored_receipts(&db).len().to_string();
+    wait_until("the final checkpoint over UDP", WAIT, || {
+        rsyslog
+            .received()
+            .last()
+            .is_some_and(|m| m.sd.get("size") == Some(&final_size))
+    });
+    let got = rsyslog.received();
+    let (want, _) = expected(&db);
+    assert_eq!(got.iter().map(rec_of).collect::<Vec<_>>(), want);
+    for (m, r) in got
+        .iter()
+        .filter(|m| m.sd_id == "receipt@32473")
+        .zip(stored_receipts(&db))
+    {
+        let ev: Value = serde_json::from_str(&m.msg).unwrap();
+        assert_eq!(ev["specversion"], "1.0");
+        assert_eq!(ev["id"], r.hash.as_str());
+        assert_eq!(ev["source"], r.chain.as_str());
+        assert_eq!(
+            ev["type"],
+            format!(
+                "dev.observer.receipt.{}",
+                r.payload["action_type"].as_str().unwrap()
+            )
+        );
+        assert_eq!(ev["time"], r.payload["issued_at"]);
+        assert_eq!(ev["data"]["capture_topology"], "passive_telemetry");
+        assert_eq!(
+            ev["data"]["receipt"],
+            serde_json::from_str::<Value>(&r.envelope).unwrap()
+        );
+    }
 }
 
 /// What the HTTP receiver saw.
@@ -980,7 +1056,7 @@ fn outage_of_30s_under_load_loses_nothing_and_never_blocks_capture() {
     let dir = tempfile::tempdir().unwrap();
     let rs_dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut rsyslog = Rsyslog::start(rs_dir.path(), port, false);
+    let mut rsyslog = Rsyslog::start(rs_dir.path(), port, Mode::Tcp);
     let mport = free_port();
     let (exe, d) = agent_with_sinks(
         dir.path(),
@@ -1091,7 +1167,7 @@ fn daemon_killed_mid_delivery_resumes_from_the_cursor() {
     let dir = tempfile::tempdir().unwrap();
     let rs_dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let rsyslog = Rsyslog::start(rs_dir.path(), port, false);
+    let rsyslog = Rsyslog::start(rs_dir.path(), port, Mode::Tcp);
     // Small batches and a long confirmation delay keep delivery behind.
     let sinks = syslog_sink("rsyslog", port, "")
         .replace("retry_max_ms = 1000", "retry_max_ms = 1000\nbatch_max = 10")
