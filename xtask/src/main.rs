@@ -1,6 +1,7 @@
-//! Developer tasks: `cargo xtask run | test | bench | setup`.
+//! Developer tasks: `cargo xtask run | test | bench | setup | install`.
 mod bench;
 mod bench_receipts;
+mod install;
 mod setup;
 
 use std::{path::PathBuf, process::Command};
@@ -33,6 +34,10 @@ enum Task {
     /// same run (needs root): `bench` runs every section, `bench probes` or
     /// `bench receipts` one.
     Bench(bench::BenchArgs),
+    /// Build and install observerd, the systemd unit, the default
+    /// configuration and policies (kept if present), and the `observer`
+    /// group (needs root unless --destdir).
+    Install(install::InstallArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -96,6 +101,7 @@ fn main() -> anyhow::Result<()> {
             }
             bench::run(&workspace_root(), &args)
         }
+        Task::Install(args) => install::run(&workspace_root(), &args),
     }
 }
 
