@@ -120,16 +120,17 @@ pub fn render(s: &Sources) -> String {
             "Signed checkpoints committed by this run.",
             w.checkpoints.load(Ordering::Relaxed),
         );
-        o.head(
-            "observer_event_to_commit_latency_seconds",
-            "gauge",
-            "Time from the kernel event to its signed receipt's commit (signing included), by quantile.",
-        );
-        for q in ["0.5", "0.99"] {
-            let ms = w.latency_ms_quantile(q.parse().unwrap_or(0.5)).unwrap_or(0);
-            o.sample(
-                "observer_event_to_commit_latency_seconds",
-                &[("quantile", q)],
+        // Gauges per quantile: the writer keeps a histogram, not the sum
+        // and count a Prometheus summary needs.
+        for (q, name) in [
+            (0.5, "observer_event_to_commit_latency_p50_seconds"),
+            (0.99, "observer_event_to_commit_latency_p99_seconds"),
+        ] {
+            let ms = w.latency_ms_quantile(q).unwrap_or(0);
+            o.one(
+                name,
+                "gauge",
+                "Time from the kernel event to its signed receipt's commit (signing included), this run.",
                 ms as f64 / 1000.0,
             );
         }

@@ -1240,3 +1240,96 @@ fn daemon_killed_mid_delivery_resumes_from_the_cursor() {
             == at_kill
     );
 }
+
+/// `promtool check metrics` (the prometheus apt package) on the endpoint's
+/// output.
+fn promtool_check(text: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (apt install prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn metrics_pass_promtool_and_count_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let mport = free_port();
+    let out = dir.path().join("archive.jsonl");
+    let sinks = format!(
+        "[metrics]\nlisten = \"127.0.0.1:{mport}\"\n[[sinks]]\nname = \"archive\"\ntype = \"file\"\n[sinks.file]\npath = \"{}\"\n",
+        out.display()
+    );
+    let (exe, d) = agent_with_sinks(dir.path(), &sinks);
+    let db = d.store();
+    let idle = |d: &Daemon| {
+        // Settled: everything committed is delivered.
+        let mut last = String::new();
+        wait_until("metrics to settle", WAIT, || {
+            let m = metrics(mport);
+            let n = stored_receipts(&db).len() as u64;
+            let settled = sample(&m, "observer_log_size") == n
+                && sample(&m, "observer_sink_cursor{sink=\"archive\",type=\"file\"}") == n
+                && sample(&m, "observer_kernel_events_total{kind=\"exec\"}") > 0;
+            last = m;
+            settled
+        });
+        let _ = (d, last);
+        // Kernel counters are read every counters_interval_ms (1 s).
+        std::thread::sleep(Duration::from_millis(1500));
+        metrics(mport)
+    };
+    let before = idle(&d);
+    promtool_check(&before);
+    agent_execs(&exe, 10);
+    wait_until("the agent's exits committed", WAIT, || {
+        stored_receipts_of(&db, "process.exit").len() > 10
+    });
+    let after = idle(&d);
+    promtool_check(&after);
+    let delta = |series: &str| sample(&after, series) - sample(&before, series);
+    // 10 execs of /bin/true and the agent's own: exec and exit receipts,
+    // and the file opens of its loader.
+    assert!(delta("observer_receipts_committed_total") >= 22, "{after}");
+    assert!(delta("observer_kernel_events_total{kind=\"exec\"}") >= 11);
+    assert!(delta("observer_kernel_events_total{kind=\"exit\"}") >= 11);
+    assert_eq!(
+        delta("observer_sink_delivered_total{sink=\"archive\",type=\"file\"}"),
+        delta("observer_receipts_committed_total")
+            + delta("observer_sink_checkpoints_delivered_total{sink=\"archive\",type=\"file\"}")
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "observer_sink_backlog{sink=\"archive\",type=\"file\"}"
+        ),
+        0
+    );
+    assert_eq!(
+        sample(&after, "observer_chains"),
+        2,
+        "observer and fwd-agent"
+    );
+    for line in after.lines().filter(|l| {
+        l.starts_with("observer_kernel_dropped_total")
+            || l.starts_with("observer_user_dropped_total")
+    }) {
+        assert!(line.ends_with(" 0"), "{line}");
+    }
+    d.stop();
+}

@@ -11,7 +11,7 @@ pub const EBPF_TOOLCHAIN: &str = "nightly";
 
 /// Debian packages the integration tests run for real (receivers, servers,
 /// clients). Installed only by `cargo xtask test`.
-pub const TEST_APT_PACKAGES: &[&str] = &["rsyslog", "rsyslog-gnutls"];
+pub const TEST_APT_PACKAGES: &[&str] = &["rsyslog", "rsyslog-gnutls", "prometheus"];
 
 pub fn ensure_all() -> anyhow::Result<()> {
     ensure_nightly()?;
