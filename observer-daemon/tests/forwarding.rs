@@ -495,13 +495,15 @@ fn rsyslog_tcp_receives_every_receipt_once_in_order() {
     let (exe, d) = agent_with_sinks(
         dir.path(),
         &format!(
-            "[metrics]\nlisten = \"127.0.0.1:{mport}\"\n{}",
-            syslog_sink("rsyslog", port, "")
+            "[metrics]\nlisten = \"127.0.0.1:{mport}\"\n{}{}",
+            syslog_sink("rsyslog", port, ""),
+            // A second sink with a filter no receipt matches: its cursor
+            // follows the log, and only checkpoints pass.
+            "[[sinks]]\nname = \"none\"\ntype = \"file\"\n[sinks.filter]\nrisks = [\"high\"]\nagents = [\"nobody\"]\n[sinks.file]\npath = \"@DIR@/filtered.jsonl\"\n"
         ),
     );
     agent_execs(&exe, 30);
     let db = d.store();
-    // Delivered while running, before any stop.
     // Delivered and confirmed while running, before any stop.
     wait_until("the agent's exits committed", WAIT, || {
         stored_receipts_of(&db, "process.exit").len() > 30
@@ -524,6 +526,14 @@ fn rsyslog_tcp_receives_every_receipt_once_in_order() {
         0,
         "{m}"
     );
+    wait_until("the filtering sink's cursor", WAIT, || {
+        let m = metrics(mport);
+        sample(&m, "observer_sink_cursor{sink=\"none\",type=\"file\"}") >= n
+            && sample(
+                &m,
+                "observer_sink_filtered_total{sink=\"none\",type=\"file\"}",
+            ) >= n
+    });
     d.stop();
     // The stop's receipts and the final checkpoint, flushed at SIGTERM.
     let final_size = Store::open_read_only(&db)
@@ -543,7 +553,31 @@ fn rsyslog_tcp_receives_every_receipt_once_in_order() {
             .last()
             .is_some_and(|m| m.sd.get("size") == Some(&final_size.to_string()))
     });
-    assert_exact_stream(&rsyslog.received(), &db);
+    let got = rsyslog.received();
+    assert_exact_stream(&got, &db);
+    // The forwarded final checkpoint verifies the host log (a truncated
+    // log would fail against it).
+    let note: Value = serde_json::from_str(&got.last().unwrap().msg).unwrap();
+    let note = note["checkpoint"]["note"].as_str().unwrap().to_string();
+    let report = verify_store(&db, &dir.path().join("master.seed"), vec![note]);
+    assert!(report.ok(), "{:#?}", report.failures);
+    let filtered: Vec<u64> = std::fs::read_to_string(dir.path().join("filtered.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["record"], "checkpoint", "{l}");
+            v["checkpoint"]["size"].as_u64().unwrap()
+        })
+        .collect();
+    let stored_cps: Vec<u64> = Store::open_read_only(&db)
+        .unwrap()
+        .checkpoints()
+        .unwrap()
+        .iter()
+        .map(|c| c.size)
+        .collect();
+    assert_eq!(filtered, stored_cps, "checkpoints pass every filter");
     let cursor = std::fs::read_to_string(dir.path().join("sinks/rsyslog.cursor")).unwrap();
     assert_eq!(
         cursor,

@@ -46,6 +46,8 @@ struct InFlight {
     sent_at: Instant,
     records: usize,
     checkpoints: usize,
+    /// False when the filter left nothing to send: nothing to confirm.
+    sent: bool,
 }
 
 /// At most this many batches wait for confirmation: bounds the duplicates
@@ -96,10 +98,7 @@ impl Runner {
             // Confirm what the receiver has had long enough.
             let before = durable;
             while let Some(f) = in_flight.front() {
-                if f.sent_at.elapsed() < sink.confirm_after() {
-                    break;
-                }
-                if !sink.healthy() {
+                if f.sent && (f.sent_at.elapsed() < sink.confirm_after() || !sink.healthy()) {
                     break;
                 }
                 durable = f.end;
@@ -116,7 +115,7 @@ impl Runner {
                     .cursor
                     .store(durable.next_leaf, Ordering::Relaxed);
             }
-            if !in_flight.is_empty() && !sink.healthy() {
+            if in_flight.iter().any(|f| f.sent) && !sink.healthy() {
                 self.fail(
                     &mut sink,
                     &mut sent,
@@ -204,6 +203,7 @@ impl Runner {
                         sent_at: Instant::now(),
                         records: batch.len(),
                         checkpoints,
+                        sent: !batch.is_empty(),
                     });
                 }
                 Err(e) => self.fail(&mut sink, &mut sent, durable, &mut in_flight, e),
