@@ -37,6 +37,9 @@ pub struct ConfigFile {
     pub receipts: ReceiptsSection,
     pub agents: Vec<AgentEntry>,
     pub names: crate::names::config::NamesSection,
+    pub forwarding: crate::forward::config::ForwardingSection,
+    pub sinks: Vec<crate::forward::config::SinkEntry>,
+    pub metrics: crate::forward::config::MetricsSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,6 +246,10 @@ pub struct Config {
     pub receipts: ReceiptsSection,
     pub agents: Vec<AgentEntry>,
     pub names: crate::names::config::NamesSection,
+    /// Forwarding to SIEMs: docs/forwarding.md.
+    pub forwarding: crate::forward::config::ForwardingSection,
+    pub sinks: Vec<crate::forward::config::SinkEntry>,
+    pub metrics: crate::forward::config::MetricsSection,
 }
 
 impl Config {
@@ -385,6 +392,15 @@ impl Config {
                 ));
             }
         }
+        crate::forward::config::validate(&file.sinks)
+            .map_err(|(field, reason)| invalid(field, reason))?;
+        if file.forwarding.poll_interval_ms == 0 {
+            return Err(invalid("forwarding.poll_interval_ms", "must be > 0".into()));
+        }
+        if let Some(listen) = &file.metrics.listen {
+            crate::metrics::parse_listen(listen)
+                .map_err(|e| invalid("metrics.listen", e.to_string()))?;
+        }
         Ok(Config {
             source,
             policies_dir: file.policies_dir,
@@ -396,6 +412,9 @@ impl Config {
             receipts: file.receipts,
             agents: file.agents,
             names: file.names,
+            forwarding: file.forwarding,
+            sinks: file.sinks,
+            metrics: file.metrics,
         })
     }
 }
@@ -481,6 +500,59 @@ mod tests {
         assert!(repo.agents.is_empty());
         assert_eq!(format!("{:?}", repo.names), format!("{:?}", builtin.names));
         assert_eq!(repo.policies_dir, builtin.policies_dir);
+        assert_eq!(
+            format!("{:?}", repo.forwarding),
+            format!("{:?}", builtin.forwarding)
+        );
+        assert_eq!(
+            format!("{:?}", repo.metrics),
+            format!("{:?}", builtin.metrics)
+        );
+        assert!(repo.sinks.is_empty());
+    }
+
+    #[test]
+    fn sinks_are_validated_with_their_defaults() {
+        let ok = Config::parse(
+            "[[sinks]]\nname = \"siem\"\ntype = \"syslog\"\nformat = \"ocsf\"\n[sinks.syslog]\naddress = \"127.0.0.1:6514\"\ntransport = \"tls\"\n[sinks.filter]\nagents = [\"claude\"]\n",
+            Path::new("s.toml"),
+        )
+        .unwrap();
+        let s = &ok.sinks[0];
+        assert_eq!(s.format, crate::export::Format::Ocsf);
+        assert_eq!(
+            (s.batch_max, s.retry_initial_ms, s.retry_max_ms),
+            (500, 200, 30_000)
+        );
+        let sl = s.syslog.as_ref().unwrap();
+        assert_eq!((sl.facility.as_str(), sl.ack_delay_ms), ("local0", 1000));
+        let err = Config::parse(
+            "[[sinks]]\nname = \"a\"\ntype = \"http\"\n[sinks.syslog]\naddress = \"x:1\"\n",
+            Path::new("s.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("sinks.type") && err.contains("[sinks.http]"),
+            "{err}"
+        );
+        let err = Config::parse(
+            "[[sinks]]\nname = \"a\"\ntype = \"file\"\n[sinks.file]\npath = \"/x\"\nmax_byte = 5\n",
+            Path::new("s.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 6") && err.contains("max_byte"), "{err}");
+        let err = Config::parse(
+            "[metrics]\nlisten = \"0.0.0.0:9464\"\n",
+            Path::new("s.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("metrics.listen") && err.contains("loopback"),
+            "{err}"
+        );
     }
 
     #[test]

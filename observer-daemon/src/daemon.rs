@@ -163,6 +163,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     } else {
         None
     };
+    let counters_shared = Arc::new(std::sync::Mutex::new(None));
+    let (sinks, metrics_listener) =
+        start_forwarding(cfg, receipts.as_ref(), &counters_shared).await?;
     let kernel_push = KernelFilters {
         filters,
         files_prefixes: cfg.files.prefixes.clone(),
@@ -207,6 +210,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             programs,
             user: drops.clone(),
         },
+        counters_shared.clone(),
         tx.clone(),
         Duration::from_millis(cfg.kernel.counters_interval_ms),
         stop_rx,
@@ -221,6 +225,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             hup,
             cfg.agents.clone(),
             tx.clone(),
+            stop_tx.subscribe(),
+        ))
+    });
+    let metrics = metrics_listener.map(|(listener, sources)| {
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            sources,
             stop_tx.subscribe(),
         ))
     });
@@ -280,7 +291,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     drop(tx);
     let written = writer
         .join()
-        .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
+        .map_err(|_| anyhow::anyhow!("writer thread panicked"));
+    // The final checkpoint is committed: sinks get a bounded time to
+    // deliver everything, then stop.
+    if let Some(sinks) = sinks {
+        let flush = Duration::from_millis(cfg.forwarding.flush_timeout_ms);
+        tokio::task::spawn_blocking(move || sinks.finish(flush)).await?;
+    }
+    if let Some(m) = metrics {
+        m.abort();
+    }
+    let written = written??;
     log::info!("read {read} kernel records, wrote {written} records");
     Ok(())
 }
@@ -304,6 +325,7 @@ impl Counters {
 
 async fn account_losses(
     counters: Counters,
+    shared: Arc<std::sync::Mutex<Option<Snapshot>>>,
     tx: mpsc::Sender<Msg>,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
@@ -316,7 +338,11 @@ async fn account_losses(
             _ = stop.changed() => return (counters, tracker),
         }
         let time = rfc3339(SystemTime::now());
-        if let Some(loss) = tracker.update(counters.snapshot(), time) {
+        let snapshot = counters.snapshot();
+        if let Ok(mut s) = shared.lock() {
+            *s = Some(snapshot.clone());
+        }
+        if let Some(loss) = tracker.update(snapshot, time) {
             log::warn!(
                 "lost {} events: kernel {:?}, user {:?}, skipped {:?}",
                 loss.total,
@@ -457,6 +483,60 @@ async fn reload_policies(
             return;
         }
     }
+}
+
+/// Starts the sinks (which read the receipt store) and binds the metrics
+/// endpoint.
+async fn start_forwarding(
+    cfg: &Config,
+    receipts: Option<&Receipts>,
+    counters: &Arc<std::sync::Mutex<Option<Snapshot>>>,
+) -> anyhow::Result<(
+    Option<crate::forward::Sinks>,
+    Option<(tokio::net::TcpListener, Arc<crate::metrics::Sources>)>,
+)> {
+    let sinks = match receipts {
+        Some(r) if !cfg.sinks.is_empty() => Some(crate::forward::Sinks::start(
+            &cfg.sinks,
+            &cfg.forwarding,
+            &r.store_path,
+            &host_name(cfg)?,
+        )?),
+        None if !cfg.sinks.is_empty() => {
+            anyhow::bail!("sinks forward receipts: they need receipts.enabled = true")
+        }
+        _ => None,
+    };
+    let listener = match &cfg.metrics.listen {
+        Some(listen) => {
+            let addr = crate::metrics::parse_listen(listen)?;
+            let sources = crate::metrics::Sources {
+                writer: receipts.map(|r| r.pipeline.metrics().clone()),
+                store: receipts.map(|r| r.store_path.clone()),
+                sinks: sinks
+                    .iter()
+                    .flat_map(|s| s.sinks.iter())
+                    .map(|h| (h.name.clone(), h.kind, h.counters.clone()))
+                    .collect(),
+                counters: counters.clone(),
+            };
+            let listener = crate::metrics::bind(addr).await?;
+            log::info!("metrics on http://{addr}/metrics");
+            Some((listener, Arc::new(sources)))
+        }
+        None => None,
+    };
+    Ok((sinks, listener))
+}
+
+fn host_name(cfg: &Config) -> anyhow::Result<String> {
+    Ok(match &cfg.receipts.hostname {
+        Some(h) => h.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading the host name")?
+            .trim()
+            .to_string(),
+    })
 }
 
 /// Opens the store and the master seed and starts the receipt pipeline.

@@ -1,8 +1,9 @@
-//! Developer tasks: `cargo xtask run | test | bench | setup`.
+//! Developer tasks: `cargo xtask run | test | bench | setup | install`.
 mod bench;
 mod bench_ctl;
 mod bench_names;
 mod bench_receipts;
+mod install;
 mod man;
 mod setup;
 
@@ -39,6 +40,10 @@ enum Task {
     /// Generate observerctl's man pages and shell completions from its
     /// clap definitions (default: target/observerctl-docs).
     Man(man::ManArgs),
+    /// Build and install observerd, the systemd unit, the default
+    /// configuration and policies (kept if present), and the `observer`
+    /// group (needs root unless --destdir).
+    Install(install::InstallArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -106,6 +111,7 @@ fn main() -> anyhow::Result<()> {
             }
             bench::run(&workspace_root(), &args)
         }
+        Task::Install(args) => install::run(&workspace_root(), &args),
     }
 }
 

@@ -12,7 +12,7 @@ pub const EBPF_TOOLCHAIN: &str = "nightly";
 /// Debian packages the integration tests run for real (receivers, servers,
 /// clients). Installed only by `cargo xtask test`.
 /// nodejs: `npx` for the real MCP server (tests/shadow_ai.rs).
-pub const TEST_APT_PACKAGES: &[&str] = &["dnsmasq-base", "nodejs"];
+pub const TEST_APT_PACKAGES: &[&str] = &["dnsmasq-base", "nodejs", "rsyslog", "rsyslog-gnutls", "prometheus"];
 
 pub fn ensure_all() -> anyhow::Result<()> {
     ensure_nightly()?;

@@ -1,0 +1,156 @@
+//! Record formats for forwarding and export: `receipt` (the signed envelope
+//! and its context), `cloudevents` (CloudEvents 1.0 JSON) and `ocsf` (OCSF
+//! 1.3 classes). Every record states `capture_topology: "passive_telemetry"`
+//! and carries what a receiver needs to verify it (receipt hash, signature,
+//! chain position). Checkpoints are exported too: a receiver holding them
+//! detects a truncated host log.
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub mod cloudevents;
+pub mod ocsf;
+pub mod receipt;
+
+/// Stated on every forwarded record (docs/RECEIPTS.md, the guard).
+pub const CAPTURE_TOPOLOGY: &str = "passive_telemetry";
+
+/// A stored receipt as the spool reads it.
+#[derive(Debug, Clone)]
+pub struct ReceiptItem {
+    pub leaf_index: u64,
+    pub receipt_hash: [u8; 32],
+    pub issuer_id: String,
+    pub seq: u64,
+    pub agent_id: String,
+    pub action_type: String,
+    pub issued_ns: u64,
+    pub risk_class: String,
+    /// The envelope's exact JCS bytes as stored.
+    pub envelope: String,
+    /// The JCS context, absent in hash-only mode.
+    pub context: Option<String>,
+}
+
+/// A stored signed checkpoint (C2SP signed note).
+#[derive(Debug, Clone)]
+pub struct CheckpointItem {
+    pub size: u64,
+    pub root: Vec<u8>,
+    pub note: String,
+    pub created_at: String,
+}
+
+impl CheckpointItem {
+    /// The note's first line: the log's origin.
+    pub fn origin(&self) -> &str {
+        self.note.lines().next().unwrap_or("")
+    }
+}
+
+/// One record of the forwarded stream, in log order: receipts by log
+/// index, each checkpoint of size `n` right after receipt `n - 1`.
+#[derive(Debug, Clone)]
+pub enum Item {
+    Receipt(ReceiptItem),
+    Checkpoint(CheckpointItem),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Receipt,
+    Cloudevents,
+    Ocsf,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Receipt => "receipt",
+            Format::Cloudevents => "cloudevents",
+            Format::Ocsf => "ocsf",
+        }
+    }
+}
+
+/// Formats one record as a JSON value.
+pub fn to_json(item: &Item, format: Format) -> Value {
+    match format {
+        Format::Receipt => receipt::format(item),
+        Format::Cloudevents => cloudevents::format(item),
+        Format::Ocsf => ocsf::format(item),
+    }
+}
+
+/// Parses stored JSON; a row that does not parse is forwarded as a string
+/// rather than dropped (the receiver still gets the signed bytes).
+pub(crate) fn parse_or_string(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+/// The envelope's signature object, or null.
+pub(crate) fn signature_of(envelope: &Value) -> Value {
+    envelope.get("signature").cloned().unwrap_or(Value::Null)
+}
+
+/// The checkpoint as every format embeds it.
+pub(crate) fn checkpoint_json(c: &CheckpointItem) -> Value {
+    json!({
+        "origin": c.origin(),
+        "size": c.size,
+        "root": hex::encode(&c.root),
+        "note": c.note,
+        "created_at": c.created_at,
+    })
+}
+
+/// RFC 3339 UTC with nanoseconds, as receipts state `issued_at`.
+pub(crate) fn rfc3339_ns(unix_ns: u64) -> String {
+    crate::receipt::payload::issued_at(unix_ns)
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    pub fn exec_receipt() -> ReceiptItem {
+        let context = json!({
+            "event": "exec",
+            "time": "2026-11-22T18:00:00.123456789Z",
+            "process": {"pid": 4242, "ppid": 4000, "uid": 0, "user": "root", "gid": 0,
+                        "comm": "sh", "exe": "/usr/bin/sh", "exe_sha256": "sha256:ab",
+                        "argv": ["sh", "-c", "true"], "cgroup": "/user.slice", "agent": "claude"},
+            "parents": [{"pid": 4000, "comm": "bash", "exe": "/usr/bin/bash"}],
+            "exec": {"filename": "/usr/bin/true", "argv": ["/usr/bin/true"], "result": 0},
+        });
+        let envelope = json!({
+            "payload": {"v": 1, "type": "protectmcp:observation", "agent_id": "claude",
+                        "action_type": "process.exec", "seq": 7, "risk_class": "medium",
+                        "issuer_id": "did:web:x/host/h/agent/claude",
+                        "issued_at": "2026-11-22T18:00:00.123456789Z",
+                        "previousReceiptHash": "11".repeat(32)},
+            "signature": {"alg": "ML-DSA-65", "kid": "k1", "sig": "c2ln"},
+        });
+        ReceiptItem {
+            leaf_index: 12,
+            receipt_hash: [0xab; 32],
+            issuer_id: "did:web:x/host/h/agent/claude".into(),
+            seq: 7,
+            agent_id: "claude".into(),
+            action_type: "process.exec".into(),
+            issued_ns: 1_795_370_400_123_456_789,
+            risk_class: "medium".into(),
+            envelope: envelope.to_string(),
+            context: Some(context.to_string()),
+        }
+    }
+
+    pub fn checkpoint() -> CheckpointItem {
+        CheckpointItem {
+            size: 13,
+            root: vec![0xcd; 32],
+            note: "did:web:x/host/h\n13\nzc3Nzc3N\n\n— did:web:x/host/h c2ln\n".into(),
+            created_at: "2026-11-22T18:00:01.000000000Z".into(),
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! `[forwarding]`, `[[sinks]]` and `[metrics]` of observer.toml. Every key
+//! has a documented default (also stated in observer.toml); unknown keys
+//! are refused.
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::export::Format;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardingSection {
+    /// Where each sink's cursor lives (`<dir>/<name>.cursor`). Default: a
+    /// `sinks` directory beside the receipt store.
+    pub cursor_dir: Option<PathBuf>,
+    /// On SIGTERM, sinks get this long to deliver what is committed
+    /// (including the final checkpoint) before the daemon exits. Default 5000.
+    pub flush_timeout_ms: u64,
+    /// How often an idle sink looks for new rows. Default 100.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for ForwardingSection {
+    fn default() -> Self {
+        ForwardingSection {
+            cursor_dir: None,
+            flush_timeout_ms: 5000,
+            poll_interval_ms: 100,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Loopback address of the Prometheus text endpoint (`GET /metrics`),
+    /// e.g. "127.0.0.1:9464". Default: off.
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkType {
+    Syslog,
+    Http,
+    File,
+}
+
+/// One `[[sinks]]` entry. The settings table named like `type` is required
+/// (`[sinks.syslog]`, `[sinks.http]` or `[sinks.file]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkEntry {
+    /// Unique; letters, digits, '-', '_'. Names the cursor file.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: SinkType,
+    /// receipt | cloudevents | ocsf. Default receipt.
+    #[serde(default = "default_format")]
+    pub format: Format,
+    /// Most records per delivery. Default 500.
+    #[serde(default = "default_batch_max")]
+    pub batch_max: usize,
+    /// First retry delay; doubles per failure up to retry_max_ms, with
+    /// jitter (a random delay in [d/2, d]). Defaults 200 and 30000.
+    #[serde(default = "default_retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+    #[serde(default)]
+    pub filter: FilterConfig,
+    pub syslog: Option<SyslogConfig>,
+    pub http: Option<HttpConfig>,
+    pub file: Option<FileConfig>,
+}
+
+fn default_format() -> Format {
+    Format::Receipt
+}
+fn default_batch_max() -> usize {
+    500
+}
+fn default_retry_initial_ms() -> u64 {
+    200
+}
+fn default_retry_max_ms() -> u64 {
+    30_000
+}
+
+/// Which receipts a sink forwards; empty lists match everything.
+/// Checkpoints are always forwarded.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    /// Agent ids (exact; "unregistered:*" matches every shadow agent).
+    pub agents: Vec<String>,
+    /// Action types, exact or a prefix ending in ".*" ("process.*").
+    pub actions: Vec<String>,
+    /// Risk classes: low, medium, high, unknown.
+    pub risks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogTransport {
+    Tcp,
+    Tls,
+    Udp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// host:port of the collector.
+    pub address: String,
+    /// tcp (RFC 6587 octet counting), tls (RFC 5425) or udp (RFC 5426, no
+    /// acknowledgement at all). Default tcp.
+    #[serde(default = "default_transport")]
+    pub transport: SyslogTransport,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Facility name (kern, user, daemon, auth, local0..local7). Default local0.
+    #[serde(default = "default_facility")]
+    pub facility: String,
+    /// APP-NAME. Default "observerd".
+    #[serde(default = "default_app_name")]
+    pub app_name: String,
+    /// A record counts as delivered once the collector's TCP stack acked
+    /// it and the connection was still up this much later (time for the
+    /// collector to read it from its socket). A reconnect re-sends every
+    /// record not yet confirmed. Default 1000.
+    #[serde(default = "default_ack_delay_ms")]
+    pub ack_delay_ms: u64,
+    /// Connect and write timeout. Default 10000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_transport() -> SyslogTransport {
+    SyslogTransport::Tcp
+}
+fn default_facility() -> String {
+    "local0".into()
+}
+fn default_app_name() -> String {
+    "observerd".into()
+}
+fn default_ack_delay_ms() -> u64 {
+    1000
+}
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+
+/// TLS client settings. The server certificate is always verified.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM CA certificates to trust. Default: the system bundle
+    /// /etc/ssl/certs/ca-certificates.crt.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain and key (both or neither).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Name checked against the server certificate. Default: the host of
+    /// `address` / `url`.
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpEncoding {
+    /// Splunk HEC event format: `{"time","host","source","sourcetype","event"}` objects.
+    SplunkHec,
+    /// Elastic `_bulk` NDJSON (`create` action per record).
+    ElasticBulk,
+    /// One JSON array of records.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// http:// or https:// URL the batches are POSTed to.
+    pub url: String,
+    pub encoding: HttpEncoding,
+    /// File holding the token (Splunk: "Authorization: Splunk <token>";
+    /// others: "Authorization: Bearer <token>"). Default: none.
+    pub token_file: Option<PathBuf>,
+    /// gzip request bodies. Default true.
+    #[serde(default = "default_true")]
+    pub gzip: bool,
+    /// Elastic `_index` / Splunk `index`. Default: none (receiver's default).
+    pub index: Option<String>,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Connect, write and response timeout. Default 10000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// JSON-lines file (0600); rotated to `<path>.1`, `<path>.2` ...
+    pub path: PathBuf,
+    /// Rotate before a write would take the file past this size.
+    /// Default 104857600 (100 MiB).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    /// Rotated files kept (the oldest is deleted). Default 10.
+    #[serde(default = "default_max_files")]
+    pub max_files: u32,
+}
+
+fn default_max_bytes() -> u64 {
+    100 << 20
+}
+fn default_max_files() -> u32 {
+    10
+}
+
+/// Checks a sink list; returns (field, reason) for the first problem.
+pub fn validate(sinks: &[SinkEntry]) -> Result<(), (&'static str, String)> {
+    let mut names = std::collections::HashSet::new();
+    for s in sinks {
+        let ok = !s.name.is_empty()
+            && s.name.len() <= 64
+            && s.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+        if !ok {
+            return Err((
+                "sinks.name",
+                format!("{:?}: 1..64 letters, digits, '-' or '_'", s.name),
+            ));
+        }
+        if !names.insert(s.name.as_str()) {
+            return Err(("sinks.name", format!("{:?} is used twice", s.name)));
+        }
+        if s.batch_max == 0 || s.retry_initial_ms == 0 || s.retry_max_ms < s.retry_initial_ms {
+            return Err((
+                "sinks.batch_max",
+                format!(
+                    "sink {:?}: batch_max and retry_initial_ms must be > 0, retry_max_ms >= retry_initial_ms",
+                    s.name
+                ),
+            ));
+        }
+        for r in &s.filter.risks {
+            if !["low", "medium", "high", "unknown"].contains(&r.as_str()) {
+                return Err((
+                    "sinks.filter.risks",
+                    format!(
+                        "sink {:?}: {r:?} is not low, medium, high or unknown",
+                        s.name
+                    ),
+                ));
+            }
+        }
+        let (has, table) = match s.kind {
+            SinkType::Syslog => (s.syslog.is_some(), "syslog"),
+            SinkType::Http => (s.http.is_some(), "http"),
+            SinkType::File => (s.file.is_some(), "file"),
+        };
+        let tables = [s.syslog.is_some(), s.http.is_some(), s.file.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if !has || tables != 1 {
+            return Err((
+                "sinks.type",
+                format!(
+                    "sink {:?} of type {table} needs exactly one settings table, [sinks.{table}]",
+                    s.name
+                ),
+            ));
+        }
+        if let Some(sl) = &s.syslog {
+            if super::syslog::facility_code(&sl.facility).is_none() {
+                return Err((
+                    "sinks.syslog.facility",
+                    format!("sink {:?}: unknown facility {:?}", s.name, sl.facility),
+                ));
+            }
+            if sl.address.rsplit_once(':').is_none() {
+                return Err((
+                    "sinks.syslog.address",
+                    format!("sink {:?}: {:?} is not host:port", s.name, sl.address),
+                ));
+            }
+            check_tls(&s.name, &sl.tls)?;
+        }
+        if let Some(h) = &s.http {
+            if let Err(e) = super::http::Url::parse(&h.url) {
+                return Err(("sinks.http.url", format!("sink {:?}: {e}", s.name)));
+            }
+            check_tls(&s.name, &h.tls)?;
+        }
+        if let Some(f) = &s.file {
+            if f.max_bytes < 4096 || f.max_files == 0 {
+                return Err((
+                    "sinks.file.max_bytes",
+                    format!(
+                        "sink {:?}: max_bytes must be >= 4096 and max_files >= 1",
+                        s.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_tls(name: &str, t: &TlsConfig) -> Result<(), (&'static str, String)> {
+    if t.cert_file.is_some() != t.key_file.is_some() {
+        return Err((
+            "sinks.tls.cert_file",
+            format!("sink {name:?}: cert_file and key_file go together"),
+        ));
+    }
+    Ok(())
+}

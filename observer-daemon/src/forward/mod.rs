@@ -1,0 +1,197 @@
+//! Forwarding: the receipt store is the spool. Each configured sink runs
+//! on its own thread with its own read-only connection and durable cursor
+//! (`<cursor_dir>/<name>.cursor`), so a slow or dead receiver never slows
+//! capture, the receipt writer, or another sink.
+use std::{
+    path::{Path, PathBuf},
+    sync::{atomic::AtomicU8, atomic::Ordering, Arc},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+pub mod backoff;
+pub mod config;
+pub mod counters;
+pub mod cursor;
+pub mod file;
+pub mod filter;
+pub mod http;
+pub mod runner;
+pub mod sink;
+pub mod spool;
+pub mod syslog;
+pub mod tls;
+pub mod transport;
+
+use config::{ForwardingSection, SinkEntry, SinkType, SyslogTransport};
+use counters::SinkCounters;
+use runner::{Runner, DRAINING, STOP};
+use sink::Sink;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("sink {sink}: {message}")]
+    Setup { sink: String, message: String },
+    #[error("starting sink {sink}: {source}")]
+    Spawn {
+        sink: String,
+        source: std::io::Error,
+    },
+}
+
+/// A running sink, as metrics and the stop path see it.
+pub struct SinkHandle {
+    pub name: String,
+    pub kind: SinkType,
+    pub counters: Arc<SinkCounters>,
+    thread: Option<JoinHandle<()>>,
+}
+
+pub struct Sinks {
+    pub sinks: Vec<SinkHandle>,
+    phase: Arc<AtomicU8>,
+}
+
+/// The cursor directory: configured, or `sinks/` beside the store.
+pub fn cursor_dir(section: &ForwardingSection, store: &Path) -> PathBuf {
+    section
+        .cursor_dir
+        .clone()
+        .unwrap_or_else(|| store.parent().unwrap_or(Path::new(".")).join("sinks"))
+}
+
+fn build(entry: &SinkEntry, hostname: &str) -> Result<Box<dyn Sink>, String> {
+    let tls_for = |t: &config::TlsConfig| tls::client_config(t).map_err(|e| e.to_string());
+    Ok(match entry.kind {
+        SinkType::Syslog => {
+            let s = entry.syslog.clone().ok_or("missing [sinks.syslog]")?;
+            let tls = match s.transport {
+                SyslogTransport::Tls => Some(tls_for(&s.tls)?),
+                _ => None,
+            };
+            let msg = syslog::MessageContext {
+                facility: syslog::facility_code(&s.facility).ok_or("unknown facility")?,
+                hostname: hostname.to_string(),
+                app_name: s.app_name.clone(),
+                procid: std::process::id().to_string(),
+                format: entry.format,
+            };
+            Box::new(syslog::SyslogSink::new(s, msg, tls))
+        }
+        SinkType::Http => {
+            let h = entry.http.clone().ok_or("missing [sinks.http]")?;
+            let token = match &h.token_file {
+                Some(p) => Some(
+                    std::fs::read_to_string(p)
+                        .map_err(|e| format!("token_file {}: {e}", p.display()))?
+                        .trim()
+                        .to_string(),
+                ),
+                None => None,
+            };
+            let tls = if h.url.starts_with("https://") {
+                Some(tls_for(&h.tls)?)
+            } else {
+                None
+            };
+            Box::new(http::HttpSink::new(
+                h,
+                entry.format,
+                token,
+                tls,
+                hostname.to_string(),
+            )?)
+        }
+        SinkType::File => {
+            let f = entry.file.clone().ok_or("missing [sinks.file]")?;
+            Box::new(file::FileSink::new(f, entry.format))
+        }
+    })
+}
+
+impl Sinks {
+    /// Starts every sink. Files they need (token, certificates) are read
+    /// now, so a mistake stops the daemon at start with its name.
+    pub fn start(
+        entries: &[SinkEntry],
+        section: &ForwardingSection,
+        store: &Path,
+        hostname: &str,
+    ) -> Result<Sinks, ForwardError> {
+        let phase = Arc::new(AtomicU8::new(runner::RUNNING));
+        let dir = cursor_dir(section, store);
+        let mut sinks = Vec::new();
+        for entry in entries {
+            let sink = build(entry, hostname).map_err(|message| ForwardError::Setup {
+                sink: entry.name.clone(),
+                message,
+            })?;
+            let counters = Arc::new(SinkCounters::default());
+            let runner = Runner {
+                name: entry.name.clone(),
+                store: store.to_owned(),
+                cursor: cursor::Cursor::new(&dir, &entry.name),
+                filter: filter::Filter::new(entry.filter.clone()),
+                batch_max: entry.batch_max,
+                backoff: backoff::Backoff::new(
+                    Duration::from_millis(entry.retry_initial_ms),
+                    Duration::from_millis(entry.retry_max_ms),
+                ),
+                poll: Duration::from_millis(section.poll_interval_ms),
+                counters: counters.clone(),
+                phase: phase.clone(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("sink-{}", entry.name))
+                .spawn(move || runner.run(sink))
+                .map_err(|source| ForwardError::Spawn {
+                    sink: entry.name.clone(),
+                    source,
+                })?;
+            sinks.push(SinkHandle {
+                name: entry.name.clone(),
+                kind: entry.kind,
+                counters,
+                thread: Some(thread),
+            });
+        }
+        Ok(Sinks { sinks, phase })
+    }
+
+    /// After the final checkpoint is committed: every sink delivers what
+    /// is in the store, for at most `timeout`, then stops.
+    pub fn finish(mut self, timeout: Duration) {
+        self.phase.store(DRAINING, Ordering::Relaxed);
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline
+            && self
+                .sinks
+                .iter()
+                .any(|s| s.thread.as_ref().is_some_and(|t| !t.is_finished()))
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.phase.store(STOP, Ordering::Relaxed);
+        for s in &mut self.sinks {
+            if let Some(t) = s.thread.take() {
+                let _ = t.join();
+            }
+            let c = &s.counters;
+            log::info!(
+                "sink {}: delivered {}, backlog {}, retries {}, re-sent {}, errors {:?}",
+                s.name,
+                SinkCounters::get(&c.delivered),
+                SinkCounters::get(&c.backlog),
+                SinkCounters::get(&c.retries),
+                SinkCounters::get(&c.resent),
+                c.errors()
+            );
+        }
+    }
+}
+
+impl Drop for Sinks {
+    fn drop(&mut self) {
+        self.phase.store(STOP, Ordering::Relaxed);
+    }
+}

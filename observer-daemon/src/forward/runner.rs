@@ -1,0 +1,261 @@
+//! The loop every sink runs on its own thread: read the spool after the
+//! cursor, filter, format and deliver in batches, confirm, and only then
+//! move the durable cursor. Failures rewind to the cursor and retry with
+//! backoff; nothing here ever waits on the capture path.
+use std::{
+    collections::VecDeque,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicU8, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use super::{
+    backoff::Backoff,
+    counters::SinkCounters,
+    cursor::{Cursor, Position},
+    filter::Filter,
+    sink::{SendError, Sink},
+    spool::Spool,
+};
+use crate::export::Item;
+
+pub const RUNNING: u8 = 0;
+/// Deliver what is committed, then exit.
+pub const DRAINING: u8 = 1;
+/// Exit now (the flush time is over).
+pub const STOP: u8 = 2;
+
+pub struct Runner {
+    pub name: String,
+    pub store: PathBuf,
+    pub cursor: Cursor,
+    pub filter: Filter,
+    pub batch_max: usize,
+    pub backoff: Backoff,
+    pub poll: Duration,
+    pub counters: Arc<SinkCounters>,
+    pub phase: Arc<AtomicU8>,
+}
+
+/// A batch sent and waiting for confirmation.
+struct InFlight {
+    end: Position,
+    sent_at: Instant,
+    records: usize,
+    checkpoints: usize,
+    /// False when the filter left nothing to send: nothing to confirm.
+    sent: bool,
+}
+
+/// At most this many batches wait for confirmation: bounds the duplicates
+/// a reconnect can cause.
+const MAX_IN_FLIGHT: usize = 16;
+
+impl Runner {
+    fn phase(&self) -> u8 {
+        self.phase.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps up to `d`, returning early when the sink must stop.
+    fn sleep(&self, d: Duration) {
+        let until = Instant::now() + d;
+        while self.phase() != STOP {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(20)));
+        }
+    }
+
+    pub fn run(mut self, mut sink: Box<dyn Sink>) {
+        lower_priority(&self.name);
+        let mut durable = loop {
+            match self.cursor.load() {
+                Ok(p) => break p,
+                Err(e) => {
+                    log::error!("sink {}: {e}", self.name);
+                    self.counters.error("cursor");
+                    let d = self.backoff.next_delay();
+                    self.sleep(d);
+                    if self.phase() != RUNNING {
+                        return;
+                    }
+                }
+            }
+        };
+        self.backoff.reset();
+        let mut spool: Option<Spool> = None;
+        let mut sent = durable;
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        self.counters
+            .cursor
+            .store(durable.next_leaf, Ordering::Relaxed);
+        while self.phase() != STOP {
+            // Confirm what the receiver has had long enough.
+            let before = durable;
+            while let Some(f) = in_flight.front() {
+                if f.sent && (f.sent_at.elapsed() < sink.confirm_after() || !sink.healthy()) {
+                    break;
+                }
+                durable = f.end;
+                SinkCounters::add(&self.counters.delivered, f.records as u64);
+                SinkCounters::add(&self.counters.checkpoints_delivered, f.checkpoints as u64);
+                in_flight.pop_front();
+            }
+            if durable != before {
+                if let Err(e) = self.cursor.store(durable) {
+                    log::error!("sink {}: {e}", self.name);
+                    self.counters.error("cursor");
+                }
+                self.counters
+                    .cursor
+                    .store(durable.next_leaf, Ordering::Relaxed);
+            }
+            if in_flight.iter().any(|f| f.sent) && !sink.healthy() {
+                self.fail(
+                    &mut sink,
+                    &mut sent,
+                    durable,
+                    &mut in_flight,
+                    SendError::new("connection_lost", "the receiver closed the connection", 0),
+                );
+                continue;
+            }
+            let Some(sp) = spool.as_ref() else {
+                match Spool::open(&self.store) {
+                    Ok(s) => spool = Some(s),
+                    Err(e) => {
+                        log::error!("sink {}: {e}", self.name);
+                        self.counters.error("spool");
+                        let d = self.backoff.next_delay();
+                        self.sleep(d);
+                    }
+                }
+                continue;
+            };
+            if let Ok(size) = sp.log_size() {
+                self.counters
+                    .backlog
+                    .store(size.saturating_sub(durable.next_leaf), Ordering::Relaxed);
+            }
+            if in_flight.len() >= MAX_IN_FLIGHT {
+                self.sleep(Duration::from_millis(5));
+                continue;
+            }
+            let read = match sp.read(sent, self.batch_max) {
+                Ok(r) => r,
+                Err(e) => {
+                    log::error!("sink {}: reading the spool: {e}", self.name);
+                    self.counters.error("spool");
+                    spool = None;
+                    let d = self.backoff.next_delay();
+                    self.sleep(d);
+                    continue;
+                }
+            };
+            if read.pruned > 0 {
+                log::warn!(
+                    "sink {}: {} receipts were pruned by retention before they were forwarded",
+                    self.name,
+                    read.pruned
+                );
+                SinkCounters::add(&self.counters.pruned_unsent, read.pruned);
+            }
+            let Some(end) = read.items.last().map(|(_, p)| *p) else {
+                if in_flight.is_empty() {
+                    if self.phase() == DRAINING {
+                        return;
+                    }
+                    self.sleep(self.poll);
+                } else {
+                    self.sleep(Duration::from_millis(5));
+                }
+                continue;
+            };
+            let mut batch = Vec::with_capacity(read.items.len());
+            let mut filtered = 0;
+            for (item, _) in read.items {
+                match &item {
+                    Item::Receipt(r) if !self.filter.matches(r) => filtered += 1,
+                    _ => batch.push(item),
+                }
+            }
+            SinkCounters::add(&self.counters.filtered, filtered);
+            let checkpoints = batch
+                .iter()
+                .filter(|i| matches!(i, Item::Checkpoint(_)))
+                .count();
+            let result = if batch.is_empty() {
+                Ok(())
+            } else {
+                sink.send(&batch)
+            };
+            match result {
+                Ok(()) => {
+                    self.backoff.reset();
+                    sent = end;
+                    in_flight.push_back(InFlight {
+                        end,
+                        sent_at: Instant::now(),
+                        records: batch.len(),
+                        checkpoints,
+                        sent: !batch.is_empty(),
+                    });
+                }
+                Err(e) => self.fail(&mut sink, &mut sent, durable, &mut in_flight, e),
+            }
+        }
+    }
+
+    /// Rewinds to the durable cursor: everything sent since is sent again.
+    fn fail(
+        &mut self,
+        sink: &mut Box<dyn Sink>,
+        sent: &mut Position,
+        durable: Position,
+        in_flight: &mut VecDeque<InFlight>,
+        e: SendError,
+    ) {
+        let unconfirmed: usize = in_flight.iter().map(|f| f.records).sum();
+        log::warn!(
+            "sink {}: {} ({}); {} records will be sent again",
+            self.name,
+            e.message,
+            e.reason,
+            unconfirmed + e.maybe_delivered
+        );
+        self.counters.error(e.reason);
+        SinkCounters::add(
+            &self.counters.resent,
+            (unconfirmed + e.maybe_delivered) as u64,
+        );
+        SinkCounters::add(&self.counters.retries, 1);
+        in_flight.clear();
+        *sent = durable;
+        sink.reset();
+        let d = self.backoff.next_delay();
+        self.sleep(d);
+    }
+}
+
+/// Forwarding can wait (the store is the spool); capture and signing
+/// cannot. The sink thread runs at nice 10 so that on a loaded host it
+/// yields the CPU to the reader, enrichment and the signers.
+fn lower_priority(name: &str) {
+    // SAFETY: gettid has no arguments and cannot fail.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
+    // SAFETY: setpriority on our own thread id; no memory is passed.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, SINK_NICE) } != 0 {
+        log::warn!(
+            "sink {name}: cannot lower the thread priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// The nice value of sink threads.
+pub const SINK_NICE: libc::c_int = 10;

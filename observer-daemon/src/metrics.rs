@@ -1,0 +1,330 @@
+//! Prometheus text exposition (format 0.0.4) on a loopback address:
+//! receipts, chains, commit latency, kernel events and drops by kind, user
+//! space drops by reason, and every sink's delivery counters.
+use std::{
+    fmt::Write as _,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{atomic::Ordering, Arc, Mutex},
+};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+    sync::watch,
+};
+
+use crate::{
+    forward::{config::SinkType, counters::SinkCounters},
+    loss::Snapshot,
+    receipt::{store::Store, writer::WriterMetrics},
+};
+
+/// What the endpoint reports.
+#[derive(Default)]
+pub struct Sources {
+    pub writer: Option<Arc<WriterMetrics>>,
+    pub store: Option<PathBuf>,
+    pub sinks: Vec<(String, SinkType, Arc<SinkCounters>)>,
+    /// The latest loss-accounting snapshot (kernel and user counters).
+    pub counters: Arc<Mutex<Option<Snapshot>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("metrics.listen {0:?}: {1}")]
+    Address(String, String),
+    #[error("metrics.listen {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// Parses `metrics.listen`; only loopback addresses are accepted (the
+/// endpoint has no authentication).
+pub fn parse_listen(text: &str) -> Result<SocketAddr, MetricsError> {
+    let addr: SocketAddr = text
+        .parse()
+        .map_err(|e| MetricsError::Address(text.into(), format!("{e}")))?;
+    if !addr.ip().is_loopback() {
+        return Err(MetricsError::Address(
+            text.into(),
+            "must be a loopback address (127.0.0.0/8 or ::1)".into(),
+        ));
+    }
+    Ok(addr)
+}
+
+struct Out(String);
+
+impl Out {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let v = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                let _ = write!(self.0, "{k}=\"{v}\"");
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    fn one(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        self.head(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+fn sink_type(t: SinkType) -> &'static str {
+    match t {
+        SinkType::Syslog => "syslog",
+        SinkType::Http => "http",
+        SinkType::File => "file",
+    }
+}
+
+pub fn render(s: &Sources) -> String {
+    let mut o = Out(String::new());
+    if let Some(w) = &s.writer {
+        o.one(
+            "observer_receipts_committed_total",
+            "counter",
+            "Receipts signed and committed to the store by this run.",
+            w.committed.load(Ordering::Relaxed),
+        );
+        o.one(
+            "observer_log_size",
+            "gauge",
+            "Receipts in the host log (Merkle tree size).",
+            w.log_size.load(Ordering::Relaxed),
+        );
+        o.one(
+            "observer_commit_batches_total",
+            "counter",
+            "SQLite transactions committed by the receipt writer.",
+            w.batches.load(Ordering::Relaxed),
+        );
+        o.one(
+            "observer_checkpoints_total",
+            "counter",
+            "Signed checkpoints committed by this run.",
+            w.checkpoints.load(Ordering::Relaxed),
+        );
+        // Gauges per quantile: the writer keeps a histogram, not the sum
+        // and count a Prometheus summary needs.
+        for (q, name) in [
+            (0.5, "observer_event_to_commit_latency_p50_seconds"),
+            (0.99, "observer_event_to_commit_latency_p99_seconds"),
+        ] {
+            let ms = w.latency_ms_quantile(q).unwrap_or(0);
+            o.one(
+                name,
+                "gauge",
+                "Time from the kernel event to its signed receipt's commit (signing included), this run.",
+                ms as f64 / 1000.0,
+            );
+        }
+    }
+    if let Some(chains) = s
+        .store
+        .as_ref()
+        .and_then(|p| Store::open_read_only(p).ok())
+        .and_then(|st| st.chain_heads().ok())
+    {
+        o.one(
+            "observer_chains",
+            "gauge",
+            "Receipt chains (one per agent, plus the observer's).",
+            chains.len(),
+        );
+    }
+    if let Some(snap) = s.counters.lock().ok().and_then(|g| g.clone()) {
+        o.head(
+            "observer_kernel_events_total",
+            "counter",
+            "Events the kernel probes wrote to the ring buffer, by kind.",
+        );
+        for (kind, k) in &snap.kernel {
+            o.sample("observer_kernel_events_total", &[("kind", kind)], k.emitted);
+        }
+        o.head(
+            "observer_kernel_dropped_total",
+            "counter",
+            "Events the kernel lost, by kind and reason.",
+        );
+        for (kind, k) in &snap.kernel {
+            o.sample(
+                "observer_kernel_dropped_total",
+                &[("kind", kind), ("reason", "ringbuf_full")],
+                k.dropped_ringbuf_full,
+            );
+            o.sample(
+                "observer_kernel_dropped_total",
+                &[("kind", kind), ("reason", "read_error")],
+                k.dropped_read_error,
+            );
+        }
+        o.head(
+            "observer_kernel_suppressed_total",
+            "counter",
+            "Repeat file opens suppressed in the kernel on purpose, by kind.",
+        );
+        for (kind, k) in &snap.kernel {
+            o.sample(
+                "observer_kernel_suppressed_total",
+                &[("kind", kind)],
+                k.suppressed,
+            );
+        }
+        o.head(
+            "observer_kernel_skipped_runs_total",
+            "counter",
+            "Probe runs the kernel skipped (recursion), by program.",
+        );
+        for (prog, n) in &snap.skipped {
+            o.sample(
+                "observer_kernel_skipped_runs_total",
+                &[("program", prog)],
+                n,
+            );
+        }
+        o.head(
+            "observer_user_dropped_total",
+            "counter",
+            "Events dropped in user space, by reason.",
+        );
+        for (reason, n) in &snap.user {
+            o.sample("observer_user_dropped_total", &[("reason", reason)], n);
+        }
+    }
+    type Get = fn(&SinkCounters) -> u64;
+    let per_sink: [(&str, &str, &str, Get); 8] = [
+        ("observer_sink_delivered_total", "counter", "Records the receiver acknowledged (receipts and checkpoints).", |c| SinkCounters::get(&c.delivered)),
+        ("observer_sink_checkpoints_delivered_total", "counter", "Signed checkpoints the receiver acknowledged.", |c| SinkCounters::get(&c.checkpoints_delivered)),
+        ("observer_sink_filtered_total", "counter", "Receipts the sink's filter left out.", |c| SinkCounters::get(&c.filtered)),
+        ("observer_sink_retries_total", "counter", "Delivery attempts after a failure.", |c| SinkCounters::get(&c.retries)),
+        ("observer_sink_resent_total", "counter", "Records sent again after a failure that an earlier attempt may have delivered (at-least-once duplicates, upper bound).", |c| SinkCounters::get(&c.resent)),
+        ("observer_sink_pruned_unsent_total", "counter", "Receipts removed by retention before the sink forwarded them.", |c| SinkCounters::get(&c.pruned_unsent)),
+        ("observer_sink_backlog", "gauge", "Receipts committed but not yet confirmed delivered (log size minus cursor).", |c| SinkCounters::get(&c.backlog)),
+        ("observer_sink_cursor", "gauge", "The sink's durable cursor: next log index to deliver.", |c| SinkCounters::get(&c.cursor)),
+    ];
+    if !s.sinks.is_empty() {
+        for (name, kind, help, get) in per_sink {
+            o.head(name, kind, help);
+            for (sink, t, c) in &s.sinks {
+                o.sample(name, &[("sink", sink), ("type", sink_type(*t))], get(c));
+            }
+        }
+        o.head(
+            "observer_sink_errors_total",
+            "counter",
+            "Delivery failures by reason.",
+        );
+        for (sink, t, c) in &s.sinks {
+            for (reason, n) in c.errors() {
+                o.sample(
+                    "observer_sink_errors_total",
+                    &[("sink", sink), ("type", sink_type(*t)), ("reason", reason)],
+                    n,
+                );
+            }
+        }
+    }
+    o.0
+}
+
+/// Binds the endpoint (at start, so a taken port is a start error).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| MetricsError::Bind(addr, e))
+}
+
+/// Serves `GET /metrics` until `stop`.
+pub async fn serve(listener: TcpListener, sources: Arc<Sources>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let (mut sock, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    log::warn!("metrics: accept: {e}");
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let sources = sources.clone();
+        tokio::spawn(async move {
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            // The request head only; bodies are not expected.
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+                match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))
+                    .await
+                {
+                    Ok(Ok(n)) if n > 0 => req.extend_from_slice(&buf[..n]),
+                    _ => return,
+                }
+            }
+            let line = String::from_utf8_lossy(&req);
+            let ok = line.starts_with("GET /metrics ") || line.starts_with("GET / ");
+            let (status, body) = if ok {
+                let s = sources.clone();
+                let body = tokio::task::spawn_blocking(move || render(&s))
+                    .await
+                    .unwrap_or_default();
+                ("200 OK", body)
+            } else {
+                ("404 Not Found", "only GET /metrics\n".to_string())
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_only() {
+        assert!(parse_listen("127.0.0.1:9464").is_ok());
+        assert!(parse_listen("[::1]:9464").is_ok());
+        let e = parse_listen("0.0.0.0:9464").unwrap_err().to_string();
+        assert!(e.contains("loopback"), "{e}");
+    }
+
+    #[test]
+    fn renders_sink_counters() {
+        let c = Arc::new(SinkCounters::default());
+        SinkCounters::add(&c.delivered, 5);
+        c.error("connect");
+        let s = Sources {
+            sinks: vec![("siem".into(), SinkType::Syslog, c)],
+            ..Default::default()
+        };
+        let text = render(&s);
+        assert!(
+            text.contains("observer_sink_delivered_total{sink=\"siem\",type=\"syslog\"} 5\n"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "observer_sink_errors_total{sink=\"siem\",type=\"syslog\",reason=\"connect\"} 1\n"
+        ));
+    }
+}

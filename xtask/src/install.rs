@@ -1,0 +1,181 @@
+//! `cargo xtask install`: the release binary, the systemd unit, the default
+//! configuration and policies, and the `observer` group. Existing
+//! configuration and policy files are kept (an upgrade never overwrites
+//! what an administrator edited); binaries and the unit are replaced.
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context as _};
+
+#[derive(clap::Args)]
+pub struct InstallArgs {
+    /// Stage everything under this directory instead of / (packaging,
+    /// tests); the group is then not created.
+    #[arg(long)]
+    pub destdir: Option<PathBuf>,
+    /// Skip `cargo build --release` (use the existing target/release).
+    #[arg(long)]
+    pub no_build: bool,
+}
+
+/// What goes where: (source relative to the workspace, destination, mode).
+const BINARIES: &[(&str, &str, u32)] =
+    &[("target/release/observerd", "usr/local/bin/observerd", 0o755)];
+const UNIT: (&str, &str, u32) = (
+    "systemd/observerd.service",
+    "etc/systemd/system/observerd.service",
+    0o644,
+);
+const CONFIG: (&str, &str, u32) = ("observer.toml", "etc/observer/observer.toml", 0o640);
+const POLICY_DIR: (&str, &str) = ("policies", "etc/observer/policies");
+
+pub const GROUP: &str = "observer";
+
+fn copy(src: &Path, dst: &Path, mode: u32, replace: bool) -> anyhow::Result<bool> {
+    if !replace && dst.exists() {
+        println!("kept     {}", dst.display());
+        return Ok(false);
+    }
+    if let Some(dir) = dst.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Copy to a temporary name and rename: a running observerd keeps its
+    // old executable, and no reader sees a half-written file.
+    let tmp = dst.with_extension("xtask-new");
+    std::fs::copy(src, &tmp)
+        .with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+    std::fs::rename(&tmp, dst).with_context(|| format!("installing {}", dst.display()))?;
+    println!("installed {} ({mode:o})", dst.display());
+    Ok(true)
+}
+
+fn ensure_group() -> anyhow::Result<()> {
+    let exists = Command::new("getent")
+        .args(["group", GROUP])
+        .output()
+        .context("running getent")?
+        .status
+        .success();
+    if exists {
+        return Ok(());
+    }
+    let status = Command::new("groupadd")
+        .args(["--system", GROUP])
+        .status()
+        .context("running groupadd")?;
+    if !status.success() {
+        bail!("groupadd --system {GROUP} failed with {status}");
+    }
+    println!("created group {GROUP}");
+    Ok(())
+}
+
+/// Installs from `root` (the workspace) into `dest` ("/" for the host).
+pub fn install_into(root: &Path, dest: &Path) -> anyhow::Result<()> {
+    for (src, dst, mode) in BINARIES.iter().chain([&UNIT]) {
+        copy(&root.join(src), &dest.join(dst), *mode, true)?;
+    }
+    copy(&root.join(CONFIG.0), &dest.join(CONFIG.1), CONFIG.2, false)?;
+    let policies = root.join(POLICY_DIR.0);
+    for entry in std::fs::read_dir(&policies).with_context(|| format!("{}", policies.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            copy(
+                &entry.path(),
+                &dest.join(POLICY_DIR.1).join(entry.file_name()),
+                0o640,
+                false,
+            )?;
+        }
+    }
+    // The configuration names the master seed and may name tokens: root
+    // only, readable by the observer group (observerctl users).
+    for dir in ["etc/observer", "etc/observer/policies"] {
+        std::fs::set_permissions(dest.join(dir), std::fs::Permissions::from_mode(0o750))?;
+    }
+    Ok(())
+}
+
+pub fn run(root: &Path, args: &InstallArgs) -> anyhow::Result<()> {
+    if !args.no_build {
+        crate::cargo(&["build", "--release", "--package", "observer-daemon"])?;
+    }
+    match &args.destdir {
+        Some(dest) => install_into(root, dest),
+        None => {
+            crate::require_root("cargo xtask install")?;
+            ensure_group()?;
+            install_into(root, Path::new("/"))?;
+            // Group ownership of the configuration, so members can read it.
+            let status = Command::new("chgrp")
+                .args(["-R", GROUP, "/etc/observer"])
+                .status()
+                .context("running chgrp")?;
+            if !status.success() {
+                bail!("chgrp -R {GROUP} /etc/observer failed with {status}");
+            }
+            let _ = Command::new("systemctl").arg("daemon-reload").status();
+            println!("now: systemctl enable --now observerd");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_every_file_and_keeps_edited_config() {
+        let root = crate::workspace_root();
+        let dest = std::env::temp_dir().join(format!("xtask-install-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dest);
+        // A stand-in binary where the release build would be: the test
+        // checks placement and modes, not the build.
+        let fake_root = dest.join("src");
+        for (src, ..) in BINARIES {
+            let p = fake_root.join(src);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, b"#!/bin/sh\n").unwrap();
+        }
+        for f in [UNIT.0, CONFIG.0] {
+            std::fs::create_dir_all(fake_root.join(f).parent().unwrap()).unwrap();
+            std::fs::copy(root.join(f), fake_root.join(f)).unwrap();
+        }
+        std::fs::create_dir_all(fake_root.join("policies")).unwrap();
+        for e in std::fs::read_dir(root.join("policies")).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), fake_root.join("policies").join(e.file_name())).unwrap();
+        }
+        let stage = dest.join("stage");
+        install_into(&fake_root, &stage).unwrap();
+        let mode = |p: &str| {
+            std::fs::metadata(stage.join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("usr/local/bin/observerd"), 0o755);
+        assert_eq!(mode("etc/systemd/system/observerd.service"), 0o644);
+        assert_eq!(mode("etc/observer/observer.toml"), 0o640);
+        assert_eq!(mode("etc/observer"), 0o750);
+        assert_eq!(
+            std::fs::read(stage.join("etc/systemd/system/observerd.service")).unwrap(),
+            std::fs::read(root.join(UNIT.0)).unwrap()
+        );
+        assert!(stage.join("etc/observer/policies/README.md").exists());
+        // An edited configuration survives a second install.
+        std::fs::write(stage.join("etc/observer/observer.toml"), "# edited\n").unwrap();
+        install_into(&fake_root, &stage).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(stage.join("etc/observer/observer.toml")).unwrap(),
+            "# edited\n"
+        );
+        std::fs::remove_dir_all(&dest).unwrap();
+    }
+}
