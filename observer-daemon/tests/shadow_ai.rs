@@ -713,3 +713,20 @@ fn check_policies_validates_without_running() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sighup_without_a_policy_directory_does_not_stop_the_daemon() {
+    let d = Daemon::start("[files]\nprefixes = []\nsuffixes = []\n");
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    let start = Instant::now();
+    while !d
+        .stderr_text()
+        .contains("SIGHUP: no policies_dir configured, nothing to reload")
+    {
+        assert!(start.elapsed() < WAIT, "{}", d.stderr_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Still running, and stops cleanly.
+    let records = d.stop();
+    assert!(records.iter().any(|r| r["kind"] == "observer_stop"));
+}
