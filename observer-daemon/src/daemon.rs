@@ -216,18 +216,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         stop_rx,
     ));
     let ticker = tokio::spawn(tick(tx.clone(), stop_rx_tick));
-    let reloader = cfg.policies_dir.clone().map(|dir| {
-        // Registered now, so a SIGHUP from here on never hits the default
-        // action (terminate).
-        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
-        tokio::spawn(reload_policies(
-            dir,
-            hup,
-            cfg.agents.clone(),
-            tx.clone(),
-            stop_tx.subscribe(),
-        ))
-    });
+    // Registered now, so a SIGHUP from here on never hits the default
+    // action (terminate), with or without a policy directory.
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    let reloader = tokio::spawn(reload_policies(
+        cfg.policies_dir.clone(),
+        hup,
+        cfg.agents.clone(),
+        tx.clone(),
+        stop_tx.subscribe(),
+    ));
     let metrics = metrics_listener.map(|(listener, sources)| {
         tokio::spawn(crate::metrics::serve(
             listener,
@@ -265,9 +263,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     stop_tx.send(true)?;
     let read = reader.await??;
     ticker.await?;
-    if let Some(r) = reloader {
-        r.await?;
-    }
+    reloader.await?;
     if let Some(w) = watchdog {
         w.await?;
     }
@@ -437,7 +433,7 @@ impl KernelPush for KernelFilters {
 /// (modification time or size, polled every second). The outcome, loaded
 /// or refused, goes to the processor, which applies and records it.
 async fn reload_policies(
-    dir: PathBuf,
+    dir: Option<PathBuf>,
     hup: std::io::Result<tokio::signal::unix::Signal>,
     config_agents: Vec<crate::config::AgentEntry>,
     tx: mpsc::Sender<Msg>,
@@ -448,6 +444,14 @@ async fn reload_policies(
         Err(e) => {
             log::error!("cannot handle SIGHUP, policies reload on file change only: {e}");
             return;
+        }
+    };
+    let Some(dir) = dir else {
+        loop {
+            tokio::select! {
+                _ = hup.recv() => log::info!("SIGHUP: no policies_dir configured, nothing to reload"),
+                _ = stop.changed() => return,
+            }
         }
     };
     let mut seen = crate::policy::load::fingerprint(&dir);

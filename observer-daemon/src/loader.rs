@@ -325,12 +325,23 @@ impl PathFilters {
         &self.current
     }
 
-    /// Makes the kernel's filters hold exactly `new`.
+    /// Makes the kernel's filters hold exactly `new`. On an error the
+    /// filters may hold part of `new` besides the old set, and
+    /// [`Self::current`] says so (both), so a later apply removes it.
     pub fn apply(&mut self, new: &FilterSet) -> Result<(), LoadError> {
         if !valid_filters(new) {
             return Err(LoadError::Filter);
         }
-        let old = std::mem::take(&mut self.current);
+        let old = self.current.clone();
+        let result = self.insert_then_remove(&old, new);
+        self.current = match result {
+            Ok(()) => new.clone(),
+            Err(_) => union(&old, new),
+        };
+        result
+    }
+
+    fn insert_then_remove(&mut self, old: &FilterSet, new: &FilterSet) -> Result<(), LoadError> {
         for p in &new.prefixes {
             self.prefixes
                 .insert(&prefix_key(p), 1, 0)
@@ -382,8 +393,21 @@ impl PathFilters {
         {
             let _ = self.exes.remove(&exe_key(x));
         }
-        self.current = new.clone();
         Ok(())
+    }
+}
+
+fn union(a: &FilterSet, b: &FilterSet) -> FilterSet {
+    let both = |x: &[String], y: &[String]| {
+        let mut v: Vec<String> = x.iter().chain(y).cloned().collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    FilterSet {
+        prefixes: both(&a.prefixes, &b.prefixes),
+        suffixes: both(&a.suffixes, &b.suffixes),
+        watched_executables: both(&a.watched_executables, &b.watched_executables),
     }
 }
 

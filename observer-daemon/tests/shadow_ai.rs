@@ -194,11 +194,18 @@ fn findings_rest_on_evidence_receipts() {
     let state = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let agentcat = copy_executable("/usr/bin/cat", work.path(), "agentcat");
+    let script = work.path().join("agent.py");
+    write_file(
+        &script,
+        "import subprocess,sys\np=subprocess.Popen(['/usr/bin/cat',sys.argv[1]],stdout=subprocess.DEVNULL)\nprint(p.pid,flush=True)\np.wait()\n",
+    );
     install_policies(
         state.path(),
         &format!(
-            "[[agent]]\nid = \"test-agent\"\nexecutables = [{:?}]\n",
-            agentcat.display().to_string()
+            "[[agent]]\nid = \"test-agent\"\nexecutables = [{:?}]\n\n\
+             [[agent]]\nid = \"py-agent\"\ninterpreters = [\"python3*\"]\nscripts = [{:?}]\n",
+            agentcat.display().to_string(),
+            script.display().to_string()
         ),
     );
     let d = Daemon::start_in(StateDir::Shared(state.path().to_owned()), &policy_config());
@@ -365,6 +372,27 @@ fn findings_rest_on_evidence_receipts() {
         f.payload["mitre_techniques"],
         json!(["T1552.001", "T1552.004"])
     );
+
+    // A python agent matched by interpreter and script: its child inherits
+    // the identity, and its read lands on the agent's chain.
+    let out = Command::new("/usr/bin/python3.11")
+        .arg(&script)
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let child: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let f = wait_finding(&db, "agent-reads-other-secrets", child);
+    let ev = check_finding(
+        &db,
+        &f,
+        Expect("py-agent", "high", &["AML.T0055"], &["LLM06", "LLM02"]),
+        &digest,
+        "file.open",
+    );
+    assert_eq!(p_ctx(&ev)["process"]["agent"], "py-agent");
+    assert_eq!(p_ctx(&ev)["process"]["comm"], "cat");
+    assert_eq!(p_ctx(&ev)["parents"][0]["comm"], "python3.11");
 
     // The negatives were seen before everything above, and found nothing.
     assert_eq!(findings_for(&db, neg_open).len(), 0);
@@ -684,4 +712,21 @@ fn check_policies_validates_without_running() {
         stderr.trim_end().ends_with("did you mean `executables`?"),
         "{stderr}"
     );
+}
+
+#[test]
+fn sighup_without_a_policy_directory_does_not_stop_the_daemon() {
+    let d = Daemon::start("[files]\nprefixes = []\nsuffixes = []\n");
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    let start = Instant::now();
+    while !d
+        .stderr_text()
+        .contains("SIGHUP: no policies_dir configured, nothing to reload")
+    {
+        assert!(start.elapsed() < WAIT, "{}", d.stderr_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Still running, and stops cleanly.
+    let records = d.stop();
+    assert!(records.iter().any(|r| r["kind"] == "observer_stop"));
 }
