@@ -52,6 +52,10 @@ fn main() -> anyhow::Result<()> {
         if !report.ok() {
             bail!("the store does not verify: {:?}", report.first_failure());
         }
+        let signatures = report.checks.get("signature").map_or(0, |c| c.pass);
+        if signatures != report.receipts {
+            bail!("{signatures} signatures passed, of {} receipts", report.receipts);
+        }
         let n = report.receipts as f64;
         println!(
             "round {round}: {} receipts, {:.0} receipts/s, CPU {:.1} us/receipt, {:.0}% CPU",
