@@ -54,7 +54,10 @@ fn main() -> anyhow::Result<()> {
         }
         let signatures = report.checks.get("signature").map_or(0, |c| c.pass);
         if signatures != report.receipts {
-            bail!("{signatures} signatures passed, of {} receipts", report.receipts);
+            bail!(
+                "{signatures} signatures passed, of {} receipts",
+                report.receipts
+            );
         }
         let n = report.receipts as f64;
         println!(

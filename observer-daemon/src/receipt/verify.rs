@@ -541,7 +541,9 @@ impl State {
             let key = self.chain_checks(&p, &label);
             match key {
                 Some(pk) => match early {
-                    Some((early_pk, failures)) if *early_pk == *pk => {
+                    Some((early_pk, failures))
+                        if Arc::ptr_eq(&early_pk, &pk) || *early_pk == *pk =>
+                    {
                         self.signature_outcome(&label, failures)
                     }
                     _ => signature_jobs.push((label, pk, p.payload_jcs, p.signature)),
