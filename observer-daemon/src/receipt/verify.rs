@@ -174,6 +174,7 @@ pub fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report, Verif
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
         let reader_done = done_tx.clone();
         let reading = scope.spawn(move || {
+            let _alarm = PanicAlarm(&reader_done);
             let mut block = Vec::with_capacity(BLOCK);
             let mut sent = 0;
             let send = |block: Vec<ReceiptRow>, sent: &mut usize| -> bool {
@@ -216,6 +217,8 @@ pub fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report, Verif
                 }
                 Done::Signature(label, failures) => state.signature_outcome(&label, failures),
                 Done::Read(blocks) => total = Some(blocks),
+                // Its block will never arrive: stop rather than wait.
+                Done::Panicked => panic!("a receipt verifier thread panicked"),
             }
             while let Some(checked) = waiting.remove(&next) {
                 next += 1;
@@ -258,6 +261,21 @@ enum Done {
     Signature(ReceiptLabel, Vec<String>),
     /// The reader is through: it sent this many blocks.
     Read(usize),
+    /// A reader or worker thread panicked.
+    Panicked,
+}
+
+/// Tells the in-order pass when its thread unwinds from a panic, so the
+/// pass stops instead of waiting for work that will never come (and the
+/// closed channels then stop every other thread).
+struct PanicAlarm<'a>(&'a crossbeam_channel::Sender<Done>);
+
+impl Drop for PanicAlarm<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.0.send(Done::Panicked);
+        }
+    }
 }
 
 /// A worker: parses blocks and checks signature jobs until both inputs
@@ -269,6 +287,7 @@ fn work(
     check_row: impl Fn(ReceiptRow) -> Checked,
     verifiers: &[Box<dyn Verifier>],
 ) {
+    let _alarm = PanicAlarm(done);
     let check_job = |(label, pk, msg, sig): SignatureJob| {
         let failures = check_signature(verifiers, &pk, &msg, &sig);
         let _ = done.send(Done::Signature(label, failures));
