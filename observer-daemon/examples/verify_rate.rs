@@ -55,7 +55,10 @@ fn main() -> anyhow::Result<()> {
                 println!("{f:?}");
             }
             println!("{:?}", report.checks);
-            bail!("the store does not verify: {} failures", report.failures.len());
+            bail!(
+                "the store does not verify: {} failures",
+                report.failures.len()
+            );
         }
         let signatures = report.checks.get("signature").map_or(0, |c| c.pass);
         if signatures != report.receipts {
