@@ -50,7 +50,22 @@ fn main() -> anyhow::Result<()> {
         let wall = start.elapsed().as_secs_f64();
         let cpu = self_cpu_secs() - cpu0;
         if !report.ok() {
-            bail!("the store does not verify: {:?}", report.first_failure());
+            // Every failure and the check counts, to compare builds.
+            for f in &report.failures {
+                println!("{f:?}");
+            }
+            println!("{:?}", report.checks);
+            bail!(
+                "the store does not verify: {} failures",
+                report.failures.len()
+            );
+        }
+        let signatures = report.checks.get("signature").map_or(0, |c| c.pass);
+        if signatures != report.receipts {
+            bail!(
+                "{signatures} signatures passed, of {} receipts",
+                report.receipts
+            );
         }
         let n = report.receipts as f64;
         println!(

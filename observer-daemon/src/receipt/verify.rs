@@ -8,7 +8,7 @@
 //! believed.
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex, PoisonError, RwLock},
+    sync::{Arc, PoisonError, RwLock},
 };
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
@@ -160,36 +160,81 @@ pub fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report, Verif
         });
         (p, early)
     };
-    // A second connection reads the next chunk while this one is checked,
-    // and the in-order pass over one chunk runs while the next is checked.
+    // A pipeline, so that no core waits: a second connection reads blocks
+    // of rows; `threads` workers parse them and check their signatures;
+    // this thread runs the in-order pass over each block as soon as it and
+    // all before it are done, and hands signatures the workers could not
+    // check yet (their key was announced in a block still in flight) back
+    // to them. At most WINDOW blocks are in flight.
     let reader = Store::open_read_only(store.path())?;
     std::thread::scope(|scope| -> Result<(), VerifyError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<ReceiptRow>>(2);
+        let (block_tx, block_rx) = crossbeam_channel::bounded::<(usize, Vec<ReceiptRow>)>(WINDOW);
+        let (credit_tx, credit_rx) = crossbeam_channel::bounded::<()>(WINDOW);
+        let (job_tx, job_rx) = crossbeam_channel::unbounded::<SignatureJob>();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+        let reader_done = done_tx.clone();
         let reading = scope.spawn(move || {
-            let mut chunk = Vec::with_capacity(CHUNK);
+            let _alarm = PanicAlarm(&reader_done);
+            let mut block = Vec::with_capacity(BLOCK);
+            let mut sent = 0;
+            let send = |block: Vec<ReceiptRow>, sent: &mut usize| -> bool {
+                if *sent >= WINDOW && credit_rx.recv().is_err() {
+                    return false;
+                }
+                let ok = block_tx.send((*sent, block)).is_ok();
+                *sent += 1;
+                ok
+            };
             let result = reader.for_each_receipt(|row| {
-                chunk.push(row);
-                if chunk.len() == CHUNK {
-                    return tx.send(std::mem::take(&mut chunk)).is_ok();
+                block.push(row);
+                if block.len() == BLOCK {
+                    return send(
+                        std::mem::replace(&mut block, Vec::with_capacity(BLOCK)),
+                        &mut sent,
+                    );
                 }
                 true
             });
-            if !chunk.is_empty() {
-                let _ = tx.send(chunk);
+            if !block.is_empty() {
+                send(block, &mut sent);
             }
+            let _ = reader_done.send(Done::Read(sent));
             result
         });
-        let mut checked: Option<Vec<Checked>> = None;
-        for chunk in rx {
-            let previous = checked.take();
-            checked = Some(overlap(chunk, opts.threads, check_row, || {
-                if let Some(previous) = previous {
-                    state.in_order(previous, &verifiers, opts.threads);
-                }
-            }));
+        let verifiers = &verifiers;
+        for _ in 0..opts.threads.max(1) {
+            let (block_rx, job_rx, done_tx) = (block_rx.clone(), job_rx.clone(), done_tx.clone());
+            scope.spawn(move || work(&block_rx, &job_rx, &done_tx, check_row, verifiers));
         }
-        if let Some(last) = checked {
-            state.in_order(last, &verifiers, opts.threads);
+        drop((block_rx, job_rx, done_tx));
+        let mut job_tx = Some(job_tx);
+        let mut waiting = BTreeMap::new();
+        let (mut next, mut total) = (0, None);
+        for done in done_rx.iter() {
+            match done {
+                Done::Block(index, checked) => {
+                    waiting.insert(index, checked);
+                }
+                Done::Signature(label, failures) => state.signature_outcome(&label, failures),
+                Done::Read(blocks) => total = Some(blocks),
+                // Its block will never arrive: stop rather than wait.
+                Done::Panicked => panic!("a receipt verifier thread panicked"),
+            }
+            while let Some(checked) = waiting.remove(&next) {
+                next += 1;
+                let jobs = state.in_order(checked);
+                if let Some(tx) = &job_tx {
+                    for job in jobs {
+                        let _ = tx.send(job);
+                    }
+                }
+                let _ = credit_tx.send(());
+            }
+            if total == Some(next) {
+                // Every block is in: the workers finish the signatures
+                // handed back and stop; the loop ends when they have.
+                job_tx = None;
+            }
         }
         reading.join().expect("receipt reader panicked")?;
         Ok(())
@@ -200,7 +245,80 @@ pub fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report, Verif
     Ok(state.into_report())
 }
 
-const CHUNK: usize = 2048;
+/// Rows per block of work.
+const BLOCK: usize = 16;
+/// Blocks read ahead of the in-order pass (1,024 receipts).
+const WINDOW: usize = 64;
+
+/// A signature to check under the key the in-order pass settled on.
+type SignatureJob = (ReceiptLabel, Arc<[u8]>, Vec<u8>, Vec<u8>);
+
+/// What reaches the in-order pass.
+enum Done {
+    /// A parsed block, by its position in the log.
+    Block(usize, Vec<Checked>),
+    /// The outcome of a signature job.
+    Signature(ReceiptLabel, Vec<String>),
+    /// The reader is through: it sent this many blocks.
+    Read(usize),
+    /// A reader or worker thread panicked.
+    Panicked,
+}
+
+/// Tells the in-order pass when its thread unwinds from a panic, so the
+/// pass stops instead of waiting for work that will never come (and the
+/// closed channels then stop every other thread).
+struct PanicAlarm<'a>(&'a crossbeam_channel::Sender<Done>);
+
+impl Drop for PanicAlarm<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.0.send(Done::Panicked);
+        }
+    }
+}
+
+/// A worker: parses blocks and checks signature jobs until both inputs
+/// are closed, jobs first.
+fn work(
+    blocks: &crossbeam_channel::Receiver<(usize, Vec<ReceiptRow>)>,
+    jobs: &crossbeam_channel::Receiver<SignatureJob>,
+    done: &crossbeam_channel::Sender<Done>,
+    check_row: impl Fn(ReceiptRow) -> Checked,
+    verifiers: &[Box<dyn Verifier>],
+) {
+    let _alarm = PanicAlarm(done);
+    let check_job = |(label, pk, msg, sig): SignatureJob| {
+        let failures = check_signature(verifiers, &pk, &msg, &sig);
+        let _ = done.send(Done::Signature(label, failures));
+    };
+    let check_block = |(index, rows): (usize, Vec<ReceiptRow>)| {
+        let checked = rows.into_iter().map(&check_row).collect();
+        let _ = done.send(Done::Block(index, checked));
+    };
+    loop {
+        if let Ok(job) = jobs.try_recv() {
+            check_job(job);
+            continue;
+        }
+        crossbeam_channel::select! {
+            recv(jobs) -> job => match job {
+                Ok(job) => check_job(job),
+                Err(_) => {
+                    blocks.iter().for_each(check_block);
+                    return;
+                }
+            },
+            recv(blocks) -> block => match block {
+                Ok(block) => check_block(block),
+                Err(_) => {
+                    jobs.iter().for_each(check_job);
+                    return;
+                }
+            },
+        }
+    }
+}
 
 /// A parsed receipt and, when its kid named a key authorised at the time,
 /// that key and the signature failures under it.
@@ -418,7 +536,7 @@ impl State {
     /// The in-order pass over one chunk: log position, chain links, key
     /// authorisation, and the signature outcome, re-checked under the
     /// right key where the parallel pass had no key or another one.
-    fn in_order(&mut self, parsed: Vec<Checked>, verifiers: &[Box<dyn Verifier>], threads: usize) {
+    fn in_order(&mut self, parsed: Vec<Checked>) -> Vec<SignatureJob> {
         let mut signature_jobs = Vec::new();
         for (p, early) in parsed {
             let label = ReceiptLabel::of(&p);
@@ -442,7 +560,9 @@ impl State {
             let key = self.chain_checks(&p, &label);
             match key {
                 Some(pk) => match early {
-                    Some((early_pk, failures)) if *early_pk == *pk => {
+                    Some((early_pk, failures))
+                        if Arc::ptr_eq(&early_pk, &pk) || *early_pk == *pk =>
+                    {
                         self.signature_outcome(&label, failures)
                     }
                     _ => signature_jobs.push((label, pk, p.payload_jcs, p.signature)),
@@ -455,13 +575,7 @@ impl State {
                 ),
             }
         }
-        let results = parallel_map(signature_jobs, threads, |(label, pk, msg, sig)| {
-            let failures = check_signature(verifiers, &pk, &msg, &sig);
-            (label, failures)
-        });
-        for (label, failures) in results {
-            self.signature_outcome(&label, failures);
-        }
+        signature_jobs
     }
 
     fn signature_outcome(&mut self, label: &ReceiptLabel, failures: Vec<String>) {
@@ -798,83 +912,4 @@ impl ReceiptLabel {
             leaf: p.row.leaf_index,
         }
     }
-}
-
-/// Maps `items` with `f` on up to `threads` threads, keeping order.
-fn parallel_map<T: Send, R: Send>(
-    items: Vec<T>,
-    threads: usize,
-    f: impl Fn(T) -> R + Sync,
-) -> Vec<R> {
-    let threads = threads.max(1);
-    if threads == 1 || items.len() < 64 {
-        return items.into_iter().map(f).collect();
-    }
-    let per = items.len().div_ceil(threads);
-    let mut parts: Vec<Vec<T>> = Vec::new();
-    let mut items = items.into_iter();
-    loop {
-        let part: Vec<T> = items.by_ref().take(per).collect();
-        if part.is_empty() {
-            break;
-        }
-        parts.push(part);
-    }
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| s.spawn(move || part.into_iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("verifier thread panicked"))
-            .collect()
-    })
-}
-
-/// Maps `items` with `f` on `threads` threads, the caller's included,
-/// keeping order, while the caller first runs `serial`: so the in-order
-/// pass over one chunk overlaps the parallel pass over the next, and no
-/// core waits for it. Items are handed out in small blocks, so the threads
-/// finish together.
-fn overlap<T: Send, R: Send>(
-    items: Vec<T>,
-    threads: usize,
-    f: impl Fn(T) -> R + Sync,
-    serial: impl FnOnce(),
-) -> Vec<R> {
-    const BLOCK: usize = 16;
-    let mut blocks = Vec::with_capacity(items.len().div_ceil(BLOCK));
-    let mut items = items.into_iter();
-    loop {
-        let block: Vec<T> = items.by_ref().take(BLOCK).collect();
-        if block.is_empty() {
-            break;
-        }
-        blocks.push((blocks.len(), block));
-    }
-    let count = blocks.len();
-    let queue = Mutex::new(blocks.into_iter());
-    let done = Mutex::new(Vec::with_capacity(count));
-    let work = || loop {
-        let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
-        let Some((index, block)) = next else {
-            break;
-        };
-        let results: Vec<R> = block.into_iter().map(&f).collect();
-        done.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((index, results));
-    };
-    std::thread::scope(|s| {
-        for _ in 1..threads.max(1) {
-            s.spawn(work);
-        }
-        serial();
-        work();
-    });
-    let mut done = done.into_inner().unwrap_or_else(PoisonError::into_inner);
-    done.sort_unstable_by_key(|(index, _)| *index);
-    done.into_iter().flat_map(|(_, results)| results).collect()
 }
