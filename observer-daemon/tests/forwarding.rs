@@ -988,11 +988,28 @@ fn file_sink_rotates_and_keeps_max_files() {
          [sinks.file]\npath = \"{}\"\nmax_bytes = 65536\nmax_files = 3\n",
         out.display()
     );
+    // A cursor left by another store, far past this log's end: reset to
+    // the start (counted), so this log is forwarded whole.
+    std::fs::create_dir_all(dir.path().join("sinks")).unwrap();
+    std::fs::write(
+        dir.path().join("sinks/file.cursor"),
+        "next_leaf=1000000\ncheckpoint_size=999999\n",
+    )
+    .unwrap();
     let (exe, d) = agent_with_sinks(dir.path(), &sinks);
     agent_execs(&exe, 150);
     let db = d.store();
+    let stderr = d.stderr.clone();
     d.stop();
+    assert!(std::fs::read_to_string(&stderr)
+        .unwrap()
+        .contains("cursor 1000000 is past the end of the log"),);
     let (want, bodies) = expected(&db);
+    let size = stored_receipts(&db).len();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("sinks/file.cursor")).unwrap(),
+        format!("next_leaf={size}\ncheckpoint_size={size}\n")
+    );
     let rotated = |n: u32| PathBuf::from(format!("{}.{n}", out.display()));
     assert!(rotated(3).exists(), "enough receipts for three rotations");
     assert!(!rotated(4).exists(), "max_files = 3");
