@@ -988,11 +988,28 @@ fn file_sink_rotates_and_keeps_max_files() {
          [sinks.file]\npath = \"{}\"\nmax_bytes = 65536\nmax_files = 3\n",
         out.display()
     );
+    // A cursor left by another store, far past this log's end: reset to
+    // the start (counted), so this log is forwarded whole.
+    std::fs::create_dir_all(dir.path().join("sinks")).unwrap();
+    std::fs::write(
+        dir.path().join("sinks/file.cursor"),
+        "next_leaf=1000000\ncheckpoint_size=999999\n",
+    )
+    .unwrap();
     let (exe, d) = agent_with_sinks(dir.path(), &sinks);
     agent_execs(&exe, 150);
     let db = d.store();
+    let stderr = d.stderr.clone();
     d.stop();
+    assert!(std::fs::read_to_string(&stderr)
+        .unwrap()
+        .contains("cursor 1000000 is past the end of the log"),);
     let (want, bodies) = expected(&db);
+    let size = stored_receipts(&db).len();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("sinks/file.cursor")).unwrap(),
+        format!("next_leaf={size}\ncheckpoint_size={size}\n")
+    );
     let rotated = |n: u32| PathBuf::from(format!("{}.{n}", out.display()));
     assert!(rotated(3).exists(), "enough receipts for three rotations");
     assert!(!rotated(4).exists(), "max_files = 3");
@@ -1189,7 +1206,7 @@ fn outage_of_30s_under_load_loses_nothing_and_never_blocks_capture() {
         dups as u64 <= resent,
         "{dups} duplicates, {resent} counted as re-sent"
     );
-    assert!(resent <= 16 * 500, "bounded by the in-flight window");
+    assert!(resent <= 32 * 500, "bounded by the in-flight window");
     eprintln!(
         "outage: {total} messages for {} records, {dups} duplicates, {resent} re-sent",
         want.len()
@@ -1266,7 +1283,7 @@ fn daemon_killed_mid_delivery_resumes_from_the_cursor() {
     assert!(got[..first_resumed]
         .iter()
         .all(|r| !matches!(r, Rec::Receipt { index, .. } if *index >= at_kill)));
-    assert!(dups <= 16 * 10 + 16, "{dups} duplicates");
+    assert!(dups <= 32 * 10 + 32, "{dups} duplicates");
     assert!(
         got.iter()
             .filter(|r| matches!(r, Rec::Receipt { index, .. } if *index < at_kill))

@@ -39,6 +39,13 @@ mod tests {
             serde_json::from_str::<Value>(&r.envelope).unwrap()
         );
         assert_eq!(v["context"]["exec"]["filename"], "/usr/bin/true");
+        // The fast text form is the same JSON.
+        let text: Value = serde_json::from_str(&super::super::to_json_text(
+            &Item::Receipt(r),
+            super::super::Format::Receipt,
+        ))
+        .unwrap();
+        assert_eq!(text, v);
         let c = format(&Item::Checkpoint(checkpoint()));
         assert_eq!(c["checkpoint"]["size"], 13);
         assert_eq!(c["checkpoint"]["origin"], "did:web:x/host/h");

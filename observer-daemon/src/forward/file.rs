@@ -75,7 +75,7 @@ impl FileSink {
     fn write_batch(&mut self, batch: &[Item]) -> std::io::Result<()> {
         self.open()?;
         for item in batch {
-            let mut line = serde_json::to_vec(&export::to_json(item, self.format))?;
+            let mut line = export::to_json_text(item, self.format).into_bytes();
             line.push(b'\n');
             let size = self.file.as_ref().map_or(0, |(_, s)| *s);
             if size > 0 && size + line.len() as u64 > self.cfg.max_bytes {

@@ -115,7 +115,7 @@ pub fn body(
                 }
                 let _ = serde_json::to_writer(&mut out, &action);
                 out.push(b'\n');
-                let _ = serde_json::to_writer(&mut out, &export::to_json(item, format));
+                out.extend_from_slice(export::to_json_text(item, format).as_bytes());
                 out.push(b'\n');
             }
         }

@@ -51,8 +51,9 @@ struct InFlight {
 }
 
 /// At most this many batches wait for confirmation: bounds the duplicates
-/// a reconnect can cause.
-const MAX_IN_FLIGHT: usize = 16;
+/// a reconnect can cause (and, with `ack_delay_ms`, the syslog throughput:
+/// 32 x 500 records per second at the defaults).
+pub const MAX_IN_FLIGHT: usize = 32;
 
 impl Runner {
     fn phase(&self) -> u8 {
@@ -138,6 +139,23 @@ impl Runner {
                 continue;
             };
             if let Ok(size) = sp.log_size() {
+                // A log never shrinks: a cursor past its end belongs to
+                // another store (the store was replaced). Start over so
+                // the new log is forwarded whole.
+                if size < durable.next_leaf && in_flight.is_empty() {
+                    log::error!(
+                        "sink {}: cursor {} is past the end of the log ({size}): the store was replaced; forwarding it from the start",
+                        self.name,
+                        durable.next_leaf
+                    );
+                    self.counters.error("cursor_ahead");
+                    durable = Position::default();
+                    sent = durable;
+                    if let Err(e) = self.cursor.store(durable) {
+                        log::error!("sink {}: {e}", self.name);
+                    }
+                    continue;
+                }
                 self.counters
                     .backlog
                     .store(size.saturating_sub(durable.next_leaf), Ordering::Relaxed);

@@ -98,7 +98,7 @@ pub struct MessageContext {
 
 /// One RFC 5424 message (without framing).
 pub fn message(item: &Item, m: &MessageContext) -> String {
-    let body = export::to_json(item, m.format).to_string();
+    let body = export::to_json_text(item, m.format);
     let (sev, time, msgid, sd) = match item {
         Item::Receipt(r) => (
             severity(&r.risk_class),
