@@ -11,8 +11,20 @@ pub const EBPF_TOOLCHAIN: &str = "nightly";
 
 /// Debian packages the integration tests run for real (receivers, servers,
 /// clients). Installed only by `cargo xtask test`.
-/// nodejs: `npx` for the real MCP server (tests/shadow_ai.rs).
-pub const TEST_APT_PACKAGES: &[&str] = &["dnsmasq-base", "nodejs", "rsyslog", "rsyslog-gnutls", "prometheus"];
+pub const TEST_APT_PACKAGES: &[&str] = &[
+    // The DNS server of the names tests (tests/names.rs).
+    "dnsmasq-base",
+    // `npx` for the real MCP server (tests/shadow_ai.rs); on this Debian
+    // build nodejs ships npx.
+    "nodejs",
+    // The interpreter the shadow-AI tests copy and run.
+    "python3.11-minimal",
+    // Syslog receivers over TCP, TLS and UDP (tests/forwarding.rs).
+    "rsyslog",
+    "rsyslog-gnutls",
+    // `promtool check metrics` (tests/forwarding.rs).
+    "prometheus",
+];
 
 pub fn ensure_all() -> anyhow::Result<()> {
     ensure_nightly()?;
