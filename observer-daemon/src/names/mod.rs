@@ -13,6 +13,8 @@ pub mod sni;
 
 #[cfg(test)]
 mod mutation_tests;
+#[cfg(test)]
+mod stage_tests;
 
 use std::{collections::BTreeMap, time::Instant};
 
