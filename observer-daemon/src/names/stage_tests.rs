@@ -31,7 +31,7 @@ fn enricher() -> Enricher {
             hash_max_bytes: 0,
             env_patterns: Vec::new(),
             watch_executables: Vec::new(),
-            agents: Vec::new(),
+            policy: std::sync::Arc::new(crate::policy::Policy::from_config(&[])),
         },
         Box::new(NoWatch),
     )

@@ -419,15 +419,33 @@ impl Cx<'_, '_> {
             }
         }
         match c.indicator {
+            // What an out-of-scope connection went to.
+            None if c.outside_agent_scope == Some(true) => {
+                let n = self.egress()?;
+                Some(json!({
+                    "outside_agent_scope": true,
+                    "remote_addr": n.remote_addr,
+                    "remote_port": n.remote_port,
+                    "dst_names": n.dst_names,
+                }))
+            }
             None => Some(Value::Null),
             Some(i) => self.indicator(i, c.credential_owner),
         }
     }
 
+    /// A connect to somewhere other than a DNS server: a lookup's connect
+    /// to its resolver is not egress to the names that resolver's address
+    /// happens to carry.
+    fn egress(&self) -> Option<&NetDetail> {
+        match &self.ev.detail {
+            Detail::Connect(n) if n.remote_port != DNS_PORT => Some(n),
+            _ => None,
+        }
+    }
+
     fn provider_hit(&self, kind: ProviderKind) -> Option<ProviderHit<'_>> {
-        let Detail::Connect(n) = &self.ev.detail else {
-            return None;
-        };
+        let n = self.egress()?;
         let ind = self.indicators;
         for d in &n.dst_names {
             if let Some(p) = ind.provider_of_name(&d.name).filter(|p| p.kind == kind) {
@@ -457,9 +475,7 @@ impl Cx<'_, '_> {
                     ProviderKind::AiGateway
                 };
                 let hit = self.provider_hit(kind)?;
-                let Detail::Connect(n) = &self.ev.detail else {
-                    return None;
-                };
+                let n = self.egress()?;
                 // Every source that named the matched destination.
                 let sources: Vec<&str> = n
                     .dst_names
@@ -553,9 +569,7 @@ impl Cx<'_, '_> {
     /// if the destination is outside it, false if inside; None when there
     /// is nothing to judge (not an agent, no scope, no name known).
     fn outside_scope(&self) -> Option<bool> {
-        let Detail::Connect(n) = &self.ev.detail else {
-            return None;
-        };
+        let n = self.egress()?;
         let agent = self.registry.get(self.ev.process.agent.as_deref()?)?;
         if !agent.has_scope() {
             return None;
@@ -589,6 +603,8 @@ impl Cx<'_, '_> {
         Some(!inside)
     }
 }
+
+const DNS_PORT: u16 = 53;
 
 fn source_name(s: NameSource) -> &'static str {
     match s {

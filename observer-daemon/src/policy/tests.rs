@@ -417,6 +417,25 @@ fn registered_agent_scope() {
         out,
         "a wildcard does not match its suffix"
     );
+    let out_of_scope = event(
+        process("x", "/usr/bin/x", &["x"], Some("cc")),
+        Detail::Connect(net("1.2.3.4", 443, &[("api.openai.com", NameSource::Dns)])),
+    );
+    assert_eq!(
+        hits(&p, &out_of_scope)[0].2,
+        serde_json::json!({"outside_agent_scope": true, "remote_addr": "1.2.3.4", "remote_port": 443,
+            "dst_names": [{"name": "api.openai.com", "source": "dns"}]})
+    );
+    // A lookup's connect to a resolver whose address also carries an AI
+    // name is not egress to that name: neither out of scope nor shadow AI.
+    let lookup = |agent: Option<&str>| {
+        event(
+            process("x", "/usr/bin/x", &["x"], agent),
+            Detail::Connect(net("1.2.3.4", 53, &[("api.openai.com", NameSource::Dns)])),
+        )
+    };
+    assert!(hits(&p, &lookup(Some("cc"))).is_empty());
+    assert!(hits(&p, &lookup(None)).is_empty());
 }
 
 #[test]

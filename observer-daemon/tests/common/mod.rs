@@ -385,3 +385,4 @@ pub fn agent_config(id: &str, exe: &Path, extra: &str) -> String {
         exe.display().to_string()
     )
 }
+pub mod netns;
