@@ -80,23 +80,30 @@ pub fn install_into(root: &Path, dest: &Path) -> anyhow::Result<()> {
         copy(&root.join(src), &dest.join(dst), *mode, true)?;
     }
     copy(&root.join(CONFIG.0), &dest.join(CONFIG.1), CONFIG.2, false)?;
-    let policies = root.join(POLICY_DIR.0);
-    for entry in std::fs::read_dir(&policies).with_context(|| format!("{}", policies.display()))? {
-        let entry = entry?;
-        if entry.file_type()?.is_file() {
-            copy(
-                &entry.path(),
-                &dest.join(POLICY_DIR.1).join(entry.file_name()),
-                0o640,
-                false,
-            )?;
-        }
-    }
+    install_policies(&root.join(POLICY_DIR.0), &dest.join(POLICY_DIR.1))?;
     // The configuration names the master seed and may name tokens: root
     // only, readable by the observer group (observerctl users).
-    for dir in ["etc/observer", "etc/observer/policies"] {
-        std::fs::set_permissions(dest.join(dir), std::fs::Permissions::from_mode(0o750))?;
+    std::fs::set_permissions(
+        dest.join("etc/observer"),
+        std::fs::Permissions::from_mode(0o750),
+    )?;
+    Ok(())
+}
+
+/// Copies the policy tree (agents.toml, rules.toml, indicators/...),
+/// keeping files that are already installed: they may have been edited.
+fn install_policies(src: &Path, dst: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dst).with_context(|| format!("creating {}", dst.display()))?;
+    for entry in std::fs::read_dir(src).with_context(|| format!("{}", src.display()))? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            install_policies(&entry.path(), &dst.join(entry.file_name()))?;
+        } else if kind.is_file() {
+            copy(&entry.path(), &dst.join(entry.file_name()), 0o640, false)?;
+        }
     }
+    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o750))?;
     Ok(())
 }
 
@@ -146,11 +153,7 @@ mod tests {
             std::fs::create_dir_all(fake_root.join(f).parent().unwrap()).unwrap();
             std::fs::copy(root.join(f), fake_root.join(f)).unwrap();
         }
-        std::fs::create_dir_all(fake_root.join("policies")).unwrap();
-        for e in std::fs::read_dir(root.join("policies")).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), fake_root.join("policies").join(e.file_name())).unwrap();
-        }
+        install_policies(&root.join("policies"), &fake_root.join("policies")).unwrap();
         let stage = dest.join("stage");
         install_into(&fake_root, &stage).unwrap();
         let mode = |p: &str| {
@@ -169,6 +172,14 @@ mod tests {
             std::fs::read(root.join(UNIT.0)).unwrap()
         );
         assert!(stage.join("etc/observer/policies/README.md").exists());
+        // The whole policy tree, indicator lists included.
+        assert_eq!(
+            std::fs::read(stage.join("etc/observer/policies/indicators/ai_endpoints.toml"))
+                .unwrap(),
+            std::fs::read(root.join("policies/indicators/ai_endpoints.toml")).unwrap()
+        );
+        assert_eq!(mode("etc/observer/policies/indicators"), 0o750);
+        assert_eq!(mode("etc/observer/policies/rules.toml"), 0o640);
         // An edited configuration survives a second install.
         std::fs::write(stage.join("etc/observer/observer.toml"), "# edited\n").unwrap();
         install_into(&fake_root, &stage).unwrap();
