@@ -165,23 +165,7 @@ impl Scanner<'_> {
     /// Skips eight bytes at a time while none of them is a quote, a
     /// backslash or a control character (the byte loop sees every one).
     fn skip_plain_words(&mut self) {
-        const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-        const HIGH_BITS: u64 = u64::from_ne_bytes([0x80; 8]);
-        let has_byte_below = |word: u64, limit: u8| {
-            word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGH_BITS != 0
-        };
-        while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
-            let mut word_bytes = [0u8; 8];
-            word_bytes.copy_from_slice(chunk);
-            let word = u64::from_ne_bytes(word_bytes);
-            if has_byte_below(word ^ (ONES * u64::from(b'"')), 1)
-                || has_byte_below(word ^ (ONES * u64::from(b'\\')), 1)
-                || has_byte_below(word, 0x20)
-            {
-                return;
-            }
-            self.pos += 8;
-        }
+        self.pos = super::json::skip_plain_string_words(self.bytes, self.pos);
     }
 
     fn escape(&mut self) -> Option<()> {

@@ -381,28 +381,8 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Skips eight bytes at a time while none of them ends the run (a quote,
-    /// a backslash or a control character); long base64 signatures make up
-    /// most of an envelope. The tests are exact about whether such a byte is
-    /// present, so the byte loop after this sees every one of them.
     fn skip_plain_string_words(&mut self) {
-        const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-        const HIGH_BITS: u64 = u64::from_ne_bytes([0x80; 8]);
-        let has_byte_below = |word: u64, limit: u8| {
-            word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGH_BITS != 0
-        };
-        while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
-            let mut word_bytes = [0u8; 8];
-            word_bytes.copy_from_slice(chunk);
-            let word = u64::from_ne_bytes(word_bytes);
-            if has_byte_below(word ^ (ONES * u64::from(b'"')), 1)
-                || has_byte_below(word ^ (ONES * u64::from(b'\\')), 1)
-                || has_byte_below(word, 0x20)
-            {
-                return;
-            }
-            self.pos += 8;
-        }
+        self.pos = skip_plain_string_words(self.bytes, self.pos);
     }
 
     fn parse_escape(&mut self, out: &mut String) -> Result<(), JsonError> {
@@ -601,6 +581,31 @@ impl<'a> Parser<'a> {
             .map(|m| Number::from(-m))
             .map_err(|_| unsafe_integer())
     }
+}
+
+/// The first position at or after `pos`, in steps of eight bytes, whose
+/// word holds a quote, a backslash or a control character (or fewer than
+/// eight bytes remain); long base64 signatures make up most of an
+/// envelope. The tests are exact about whether such a byte is present, so
+/// a byte loop from the result sees every one of them.
+pub(crate) fn skip_plain_string_words(bytes: &[u8], mut pos: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH_BITS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_byte_below =
+        |word: u64, limit: u8| word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGH_BITS != 0;
+    while let Some(chunk) = bytes.get(pos..pos + 8) {
+        let mut word_bytes = [0u8; 8];
+        word_bytes.copy_from_slice(chunk);
+        let word = u64::from_ne_bytes(word_bytes);
+        if has_byte_below(word ^ (ONES * u64::from(b'"')), 1)
+            || has_byte_below(word ^ (ONES * u64::from(b'\\')), 1)
+            || has_byte_below(word, 0x20)
+        {
+            return pos;
+        }
+        pos += 8;
+    }
+    pos
 }
 
 #[cfg(test)]
