@@ -304,8 +304,7 @@ fn findings_rest_on_evidence_receipts() {
     let claude = work.path().join("claude");
     // It stays alive a moment so its executable (the shell) is hashed
     // from /proc, as for any agent that runs longer than an instant.
-    write_file(&claude, "#!/bin/sh\nsleep 1\n");
-    std::fs::set_permissions(&claude, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    write_executable(&claude, "#!/bin/sh\nsleep 1\n");
     let claude_pid = run(Command::new(&claude).arg("--dangerously-skip-permissions"));
     let shadow_sh = unregistered(&std::fs::canonicalize("/bin/sh").unwrap());
     let f = wait_finding(&db, "agent-cli-unregistered", claude_pid);

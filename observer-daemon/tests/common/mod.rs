@@ -240,10 +240,35 @@ pub fn unique(tag: &str) -> String {
 }
 
 /// Copies `src` to `dir/name` keeping it executable.
+/// Copies an executable for a test to run. The copy is written by a `cp`
+/// child, never through a descriptor of the test process: tests run on many
+/// threads, and a fork on another thread between our open and close would
+/// carry the writable descriptor into that child until it execs, making our
+/// own exec of the copy fail with ETXTBSY ("Text file busy").
 pub fn copy_executable(src: &str, dir: &Path, name: &str) -> PathBuf {
     let dst = dir.join(name);
-    std::fs::copy(src, &dst).expect("copy executable");
+    let status = Command::new("cp")
+        .arg("--")
+        .arg(src)
+        .arg(&dst)
+        .status()
+        .expect("run cp");
+    assert!(status.success(), "cp {src} {}: {status}", dst.display());
     dst
+}
+
+/// Writes an executable script, for the same reason as `copy_executable`
+/// through a child: the text goes to a private staging file first, and `cp`
+/// makes the executable inode.
+pub fn write_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let staging = path.with_extension("staging");
+    std::fs::write(&staging, text).expect("write script");
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod script");
+    let name = path.file_name().unwrap().to_str().unwrap();
+    copy_executable(staging.to_str().unwrap(), path.parent().unwrap(), name);
+    std::fs::remove_file(&staging).expect("remove staging file");
 }
 
 pub fn sha256_file(path: &Path) -> String {
