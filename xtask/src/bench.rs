@@ -31,6 +31,9 @@ pub enum Section {
     /// Names: a loopback connect storm with TLS ClientHellos (cost and SNI
     /// attribution), and the DNS and SNI parse rates.
     Names,
+    /// Forwarding throughput per sink type (syslog TCP and TLS to rsyslog,
+    /// HTTP, file) and the catch-up time after a 10-minute backlog.
+    Forward,
 }
 
 #[derive(clap::Args)]
@@ -57,6 +60,8 @@ pub struct BenchArgs {
     pub receipts: crate::bench_receipts::ReceiptArgs,
     #[command(flatten)]
     pub ctl: crate::bench_ctl::CtlArgs,
+    #[command(flatten)]
+    pub forward: crate::bench_forward::ForwardArgs,
 }
 
 impl BenchArgs {
@@ -85,6 +90,9 @@ fn run_in(root: &Path, work: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.runs(Section::Names) {
         crate::bench_names::run(root, work, args.connects, args.rounds)?;
+    }
+    if args.runs(Section::Forward) {
+        crate::bench_forward::run(root, work, &args.forward)?;
     }
     Ok(())
 }

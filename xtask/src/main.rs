@@ -1,8 +1,12 @@
-//! Developer tasks: `cargo xtask run | test | bench | setup | install`.
+//! Developer tasks: `cargo xtask run | test | bench | setup | install | deb`.
 mod bench;
 mod bench_ctl;
+mod bench_forward;
 mod bench_names;
 mod bench_receipts;
+mod deb;
+#[cfg(test)]
+mod deb_package_test;
 mod install;
 mod man;
 mod setup;
@@ -44,6 +48,10 @@ enum Task {
     /// configuration and policies (kept if present), and the `observer`
     /// group (needs root unless --destdir).
     Install(install::InstallArgs),
+    /// Build the Debian package (target/debian/observer_*.deb) with
+    /// cargo-deb: binaries in /usr/bin, the unit, configuration and
+    /// policies as conffiles, man pages (docs/packaging.md).
+    Deb(deb::DebArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -109,9 +117,16 @@ fn main() -> anyhow::Result<()> {
             if args.runs(bench::Section::Names) {
                 bench_names::build()?;
             }
+            if args.runs(bench::Section::Forward) {
+                bench_forward::build()?;
+            }
             bench::run(&workspace_root(), &args)
         }
         Task::Install(args) => install::run(&workspace_root(), &args),
+        Task::Deb(args) => {
+            setup::ensure_all()?;
+            deb::run(&workspace_root(), &args).map(|_| ())
+        }
     }
 }
 

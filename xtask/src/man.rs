@@ -22,6 +22,18 @@ pub fn run(args: ManArgs, root: &Path) -> anyhow::Result<()> {
     let out = args
         .out
         .unwrap_or_else(|| root.join("target/observerctl-docs"));
+    generate(&out)?;
+    println!(
+        "man pages in {}, completions in {}",
+        out.join("man1").display(),
+        out.join("completions").display()
+    );
+    Ok(())
+}
+
+/// Writes the man pages to `out`/man1 and the completions to
+/// `out`/completions (also the Debian package's staging, xtask/src/deb.rs).
+pub fn generate(out: &Path) -> anyhow::Result<()> {
     let man = out.join("man1");
     let completions = out.join("completions");
     for dir in [&man, &completions] {
@@ -34,10 +46,5 @@ pub fn run(args: ManArgs, root: &Path) -> anyhow::Result<()> {
         clap_complete::generate_to(shell, &mut cmd.clone(), "observerctl", &completions)
             .with_context(|| format!("writing {shell} completions"))?;
     }
-    println!(
-        "man pages in {}, completions in {}",
-        man.display(),
-        completions.display()
-    );
     Ok(())
 }

@@ -6,6 +6,8 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 
 pub const BPF_LINKER_VERSION: &str = "0.10.3";
+/// `cargo xtask deb` (xtask/src/deb.rs).
+pub const CARGO_DEB_VERSION: &str = "3.8.0";
 /// The eBPF crate builds with this rustup toolchain (LLVM 22).
 pub const EBPF_TOOLCHAIN: &str = "nightly";
 
@@ -29,7 +31,8 @@ pub const TEST_APT_PACKAGES: &[&str] = &[
 pub fn ensure_all() -> anyhow::Result<()> {
     ensure_nightly()?;
     ensure_rust_src()?;
-    ensure_bpf_linker()
+    ensure_bpf_linker()?;
+    ensure_cargo_deb()
 }
 
 /// What `cargo xtask test` needs on top of [`ensure_all`].
@@ -145,6 +148,24 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
                 "bpf-linker",
                 "--version",
                 BPF_LINKER_VERSION,
+                "--locked",
+                "--force",
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+pub fn ensure_cargo_deb() -> anyhow::Result<()> {
+    let current = output("cargo", &["deb", "--version"]).unwrap_or_default();
+    if !current.contains(CARGO_DEB_VERSION) {
+        run(
+            "cargo",
+            &[
+                "install",
+                "cargo-deb",
+                "--version",
+                CARGO_DEB_VERSION,
                 "--locked",
                 "--force",
             ],
