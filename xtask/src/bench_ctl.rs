@@ -10,6 +10,10 @@
 //! - `verify`: receipts per second, against the 10,000/s target and against
 //!   `observerd verify` on the same store (same library: the ratio should
 //!   be 1).
+//! - `export --format ocsf|cloudevents|jsonl --out FILE` of the whole store:
+//!   receipts per second against the 50,000/s target and against reading
+//!   the same rows in this process (the baseline: SQLite alone), with the
+//!   peak resident memory of the export (it streams: constant memory).
 use std::{
     path::Path,
     process::{Command, Stdio},
@@ -32,6 +36,7 @@ pub struct CtlArgs {
 
 const TARGET_QUERY_MS: f64 = 100.0;
 const TARGET_VERIFY: f64 = 10_000.0;
+const TARGET_EXPORT: f64 = 50_000.0;
 const AGENTS: usize = 8;
 
 pub fn run(root: &Path, work: &Path, args: &CtlArgs) -> anyhow::Result<()> {
@@ -157,6 +162,7 @@ pub fn run(root: &Path, work: &Path, args: &CtlArgs) -> anyhow::Result<()> {
             p50 / base.max(0.001)
         );
     }
+    export(&ctl, &db, &dir, &conn, args.ctl_receipts)?;
     let seed = dir.join("master.seed");
     let time = |program: &Path, args: &[&str]| -> anyhow::Result<f64> {
         let t = Instant::now();
@@ -189,6 +195,88 @@ pub fn run(root: &Path, work: &Path, args: &CtlArgs) -> anyhow::Result<()> {
         observerd_s / ctl_s
     );
     Ok(())
+}
+
+/// Export throughput of each format, against reading the same rows.
+fn export(
+    ctl: &Path,
+    db: &Path,
+    dir: &Path,
+    conn: &rusqlite::Connection,
+    receipts: u64,
+) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let mut stmt = conn.prepare(
+        "SELECT r.envelope, c.context FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index \
+         ORDER BY r.leaf_index",
+    )?;
+    let mut bytes = 0usize;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        bytes += r.get_ref(0)?.as_str()?.len();
+        bytes += r.get_ref(1)?.as_str_or_null()?.map_or(0, str::len);
+    }
+    let sql_rate = receipts as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "  export baseline: reading the {receipts} rows ({} MB) in log order: {sql_rate:.0} receipts/s",
+        bytes / 1_000_000
+    );
+    for format in ["jsonl", "cloudevents", "ocsf"] {
+        let out = dir.join(format!("export.{format}"));
+        let t = Instant::now();
+        let (status, rss_kb, stderr) = run_measured(
+            Command::new(ctl)
+                .arg("--db")
+                .arg(db)
+                .args(["export", "--format", format, "--out"])
+                .arg(&out),
+        )?;
+        let secs = t.elapsed().as_secs_f64();
+        if status != 0 {
+            bail!("observerctl export --format {format} failed: exit {status}: {stderr}");
+        }
+        let size = std::fs::metadata(&out)?.len();
+        std::fs::remove_file(&out)?;
+        let rate = receipts as f64 / secs;
+        println!(
+            "  export {format}: {rate:.0} receipts/s (target >= {TARGET_EXPORT}: {}), {} MB written, \
+             peak RSS {} MB; ratio to reading the rows {:.2}",
+            if rate >= TARGET_EXPORT { "met" } else { "NOT met" },
+            size / 1_000_000,
+            rss_kb / 1024,
+            rate / sql_rate
+        );
+    }
+    Ok(())
+}
+
+/// Runs `cmd` to its end: (exit status, peak resident KiB, stderr). The
+/// peak comes from wait4's rusage of this one child.
+fn run_measured(cmd: &mut Command) -> anyhow::Result<(i32, i64, String)> {
+    use std::io::Read as _;
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning")?;
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut stderr)?;
+    }
+    let mut status = 0;
+    // SAFETY: rusage is plain data, filled by the kernel.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, which std has not reaped.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    if pid < 0 {
+        bail!("wait4: {}", std::io::Error::last_os_error());
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    Ok((code, usage.ru_maxrss, stderr))
 }
 
 fn quantile(values: &[f64], q: f64) -> f64 {

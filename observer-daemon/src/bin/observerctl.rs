@@ -8,8 +8,8 @@ use observer_daemon::{
     config::Config,
     ctl::{
         self, agents, audit_pack,
-        cli::{self, AuditPackCommand, Cli, Command, KeysCommand, ReceiptsCommand},
-        erase, keys, output, proof, receipts,
+        cli::{self, AuditPackCommand, Cli, Command, ExportFormat, KeysCommand, ReceiptsCommand},
+        erase, export, keys, output, progress, proof, receipts,
         time::parse_time,
         verify, CtlError, Output, Paths,
     },
@@ -203,6 +203,7 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
                     since_ns,
                     chain: args.chain,
                 },
+                progress::wanted(mode),
             )?;
             verify::print(out, mode, &p.db, &v)?;
             return Ok(verdict(ok));
@@ -299,6 +300,54 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
                 },
                 &v,
             )?;
+        }
+        Command::Export(args) => {
+            let (since_ns, until_ns) = window(&args.window.since, &args.window.until)?;
+            let format = match args.format {
+                ExportFormat::Ocsf => observer_daemon::export::Format::Ocsf,
+                ExportFormat::Cloudevents => observer_daemon::export::Format::Cloudevents,
+                ExportFormat::Jsonl => observer_daemon::export::Format::Receipt,
+            };
+            let q = receipts::Query {
+                agent: args.agent,
+                action: args.action,
+                risk: args.risk.map(|r| r.as_str().to_string()),
+                pid: args.pid,
+                exe: args.exe,
+                chain: args.chain,
+                since_ns,
+                until_ns,
+                limit: None,
+                after_leaf: None,
+            };
+            let store = ctl::open_store(&p.db)?;
+            let show = progress::wanted(mode);
+            let total = if show { export::count(&store, &q)? } else { 0 };
+            let mut bar = progress::Progress::new("receipts exported", total, show);
+            match &args.out {
+                Some(file) => {
+                    let summary = export::write_file(&store, &q, format, file, &mut bar)?;
+                    bar.finish();
+                    let v = summary.to_json(format, Some(file.as_path()));
+                    if mode.is_json() {
+                        output::write_json(out, mode, &v)?;
+                    } else {
+                        writeln!(
+                            out,
+                            "{}: {} receipts and {} checkpoints ({})",
+                            file.display(),
+                            summary.receipts,
+                            summary.checkpoints,
+                            export::format_name(format)
+                        )?;
+                    }
+                }
+                // The records are the output, whatever the output mode.
+                None => {
+                    let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut *out);
+                    export::write(&store, &q, format, &mut w, &mut bar)?;
+                }
+            }
         }
         Command::Erase {
             receipt,

@@ -102,6 +102,11 @@ pub enum Command {
     /// The public keys of the store.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Export receipts (and, without content filters, the signed
+    /// checkpoints) in log order, one JSON object per line: OCSF 1.3.0
+    /// events, CloudEvents 1.0, or the signed envelopes with their
+    /// contexts (jsonl).
+    Export(ExportArgs),
     /// Erase a receipt's context (right to erasure), recorded as an
     /// observer.policy receipt. Offline only: refused while the daemon
     /// holds the store.
@@ -212,6 +217,47 @@ pub struct VerifyArgs {
     /// contain it.
     #[arg(long, value_name = "NOTE")]
     pub checkpoint: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Record format.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Write to FILE (via FILE.tmp, fsynced, then renamed) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Agent id (exact).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Action type (exact), e.g. process.exec.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Risk class.
+    #[arg(long, value_enum)]
+    pub risk: Option<Risk>,
+    /// Process id in the context.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Executable: its path in the context, or its sha256.
+    #[arg(long, value_name = "PATH|HASH")]
+    pub exe: Option<String>,
+    /// Chain (issuer_id, exact).
+    #[arg(long, value_name = "ISSUER_ID")]
+    pub chain: Option<String>,
+    #[command(flatten)]
+    pub window: Window,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// OCSF 1.3.0 events (Process, Network, File System, DNS Activity,
+    /// Detection Finding; Base Event otherwise).
+    Ocsf,
+    /// CloudEvents 1.0 structured JSON, the signed receipt in `data`.
+    Cloudevents,
+    /// The signed envelope and its context as stored.
+    Jsonl,
 }
 
 #[derive(Subcommand, Debug)]

@@ -40,60 +40,11 @@ pub fn query(store: &Store, q: &Query) -> Result<Vec<Value>, CtlError> {
         "SELECT {COLUMNS} FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index WHERE 1"
     );
     let mut params: Vec<SqlValue> = Vec::new();
+    push_filters(q, &mut sql, &mut params);
     let mut push = |sql: &mut String, clause: &str, v: SqlValue| {
         params.push(v);
         sql.push_str(&clause.replace('?', &format!("?{}", params.len())));
     };
-    if let Some(a) = &q.agent {
-        push(&mut sql, " AND r.agent_id = ?", SqlValue::Text(a.clone()));
-    }
-    if let Some(a) = &q.action {
-        push(
-            &mut sql,
-            " AND r.action_type = ?",
-            SqlValue::Text(a.clone()),
-        );
-    }
-    if let Some(r) = &q.risk {
-        push(&mut sql, " AND r.risk_class = ?", SqlValue::Text(r.clone()));
-    }
-    if let Some(c) = &q.chain {
-        push(&mut sql, " AND r.issuer_id = ?", SqlValue::Text(c.clone()));
-    }
-    if let Some(t) = q.since_ns {
-        push(
-            &mut sql,
-            " AND r.issued_ns >= ?",
-            SqlValue::Integer(t as i64),
-        );
-    }
-    if let Some(t) = q.until_ns {
-        push(
-            &mut sql,
-            " AND r.issued_ns <= ?",
-            SqlValue::Integer(t as i64),
-        );
-    }
-    if let Some(pid) = q.pid {
-        push(
-            &mut sql,
-            " AND json_extract(c.context, '$.process.pid') = ?",
-            SqlValue::Integer(pid as i64),
-        );
-    }
-    if let Some(exe) = &q.exe {
-        let hash = exe_hash(exe);
-        push(
-            &mut sql,
-            " AND (json_extract(c.context, '$.process.exe') = ?",
-            SqlValue::Text(exe.clone()),
-        );
-        push(
-            &mut sql,
-            " OR json_extract(r.envelope, '$.payload.executable_hash') = ?)",
-            SqlValue::Text(hash),
-        );
-    }
     if let Some((after, upto)) = q.after_leaf {
         push(&mut sql, " AND r.leaf_index > ?", SqlValue::Integer(after));
         push(&mut sql, " AND r.leaf_index <= ?", SqlValue::Integer(upto));
@@ -113,6 +64,54 @@ pub fn query(store: &Store, q: &Query) -> Result<Vec<Value>, CtlError> {
     }
     let newest_first = q.limit.is_some();
     run_query(store, &sql, params, newest_first)
+}
+
+/// Appends the filters of `q` (all but the limit and the log range) to a
+/// WHERE clause over `receipts r LEFT JOIN contexts c`; `export` uses the
+/// same filters.
+pub(crate) fn push_filters(q: &Query, sql: &mut String, params: &mut Vec<SqlValue>) {
+    let mut push = |sql: &mut String, clause: &str, v: SqlValue| {
+        params.push(v);
+        sql.push_str(&clause.replace('?', &format!("?{}", params.len())));
+    };
+    if let Some(a) = &q.agent {
+        push(sql, " AND r.agent_id = ?", SqlValue::Text(a.clone()));
+    }
+    if let Some(a) = &q.action {
+        push(sql, " AND r.action_type = ?", SqlValue::Text(a.clone()));
+    }
+    if let Some(r) = &q.risk {
+        push(sql, " AND r.risk_class = ?", SqlValue::Text(r.clone()));
+    }
+    if let Some(c) = &q.chain {
+        push(sql, " AND r.issuer_id = ?", SqlValue::Text(c.clone()));
+    }
+    if let Some(t) = q.since_ns {
+        push(sql, " AND r.issued_ns >= ?", SqlValue::Integer(t as i64));
+    }
+    if let Some(t) = q.until_ns {
+        push(sql, " AND r.issued_ns <= ?", SqlValue::Integer(t as i64));
+    }
+    if let Some(pid) = q.pid {
+        push(
+            sql,
+            " AND json_extract(c.context, '$.process.pid') = ?",
+            SqlValue::Integer(pid as i64),
+        );
+    }
+    if let Some(exe) = &q.exe {
+        let hash = exe_hash(exe);
+        push(
+            sql,
+            " AND (json_extract(c.context, '$.process.exe') = ?",
+            SqlValue::Text(exe.clone()),
+        );
+        push(
+            sql,
+            " OR json_extract(r.envelope, '$.payload.executable_hash') = ?)",
+            SqlValue::Text(hash),
+        );
+    }
 }
 
 fn run_query(

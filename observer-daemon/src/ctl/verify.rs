@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
-use super::{output::Output, sql_err, CtlError};
+use super::{output::Output, progress::Progress, sql_err, CtlError};
 use crate::receipt::{
     store::Store,
     verify::{self, VerifyOptions},
@@ -19,8 +19,22 @@ pub struct Scope {
 /// Verifies the store; returns the JSON report and whether the failures in
 /// scope are none. Log-wide failures (checkpoints, keys table) are always
 /// in scope: they concern every receipt.
-pub fn run(store: &Store, opts: &VerifyOptions, scope: &Scope) -> Result<(Value, bool), CtlError> {
-    let report = verify::verify_store(store, opts).map_err(|e| match e {
+/// With `show_progress`, a progress bar on stderr (see `progress`).
+pub fn run(
+    store: &Store,
+    opts: &VerifyOptions,
+    scope: &Scope,
+    show_progress: bool,
+) -> Result<(Value, bool), CtlError> {
+    let total = if show_progress {
+        store.log_size().map_err(CtlError::from)?
+    } else {
+        0
+    };
+    let bar = std::cell::RefCell::new(Progress::new("receipts verified", total, show_progress));
+    let report = verify::verify_store_with_progress(store, opts, &|n| bar.borrow_mut().inc(n));
+    bar.borrow_mut().finish();
+    let report = report.map_err(|e| match e {
         verify::VerifyError::Store(e) => CtlError::Store(e.to_string()),
         e => CtlError::Usage(e.to_string()),
     })?;

@@ -1,4 +1,4 @@
-//! `ocsf`: OCSF 1.3 events. Class by action type:
+//! `ocsf`: OCSF 1.3.0 events. Class by action type:
 //!
 //! | action | class | activity |
 //! | --- | --- | --- |
@@ -7,17 +7,30 @@
 //! | file.open | File System Activity 1001 | Open 14 |
 //! | dns.resolve | DNS Activity 4003 | Response 2 |
 //! | shadow_ai.finding | Detection Finding 2004 | Create 1 |
-//! | observer.*, checkpoints | Base Event 0 | Other 99 |
+//! | observer.*, checkpoints, receipts without a context | Base Event 0 | Other 99 |
+//!
+//! A receipt whose context is not stored (hash-only mode, erased) is a
+//! Base Event: the classes' required objects (the file, the finding, the
+//! actor) come from the context and cannot be made up.
 //!
 //! Every event carries the receipt hash (`metadata.uid`), the chain
 //! position (`metadata.log_name` = chain, `metadata.sequence` = seq, and the
 //! log index), the signature and the whole signed envelope (`raw_data`) so
-//! a receiver can verify it, under `unmapped.observer`.
+//! a receiver can verify it, under `unmapped.observer`. The top-level
+//! `capture_topology` is the one attribute of the `observer` schema
+//! extension declared in `metadata.extensions`; the `host` profile (actor,
+//! device) is declared in `metadata.profiles`. The output validates against
+//! the OCSF 1.3.0 schema (tests/ocsf/).
 use serde_json::{json, Map, Value};
 
 use super::{checkpoint_json, parse_or_string, signature_of, Item, ReceiptItem, CAPTURE_TOPOLOGY};
 
 pub const OCSF_VERSION: &str = "1.3.0";
+
+/// The schema extension declaring `capture_topology` (OCSF extensions
+/// carry a name, a uid and a version; the uid is outside the range of the
+/// extensions the OCSF project registers).
+pub const EXTENSION: (&str, &str, &str) = ("observer", "999", "1.0.0");
 
 /// (class_uid, category_uid, activity_id, class name, activity name).
 pub fn class_of(action_type: &str) -> (u32, u32, u32, &'static str, &'static str) {
@@ -29,7 +42,21 @@ pub fn class_of(action_type: &str) -> (u32, u32, u32, &'static str, &'static str
         "file.open" => (1001, 1, 14, "File System Activity", "Open"),
         "dns.resolve" => (4003, 4, 2, "DNS Activity", "Response"),
         "shadow_ai.finding" => (2004, 2, 1, "Detection Finding", "Create"),
-        _ => (0, 0, 99, "Base Event", "Other"),
+        _ => BASE_EVENT,
+    }
+}
+
+const BASE_EVENT: (u32, u32, u32, &str, &str) = (0, 0, 99, "Base Event", "Other");
+
+/// Stands in for an absent context member.
+static NULL: Value = Value::Null;
+
+fn category_name(category_uid: u32) -> &'static str {
+    match category_uid {
+        1 => "System Activity",
+        2 => "Findings",
+        4 => "Network Activity",
+        _ => "Uncategorized",
     }
 }
 
@@ -43,14 +70,20 @@ fn severity(risk: &str) -> (u32, &'static str) {
     }
 }
 
-fn metadata(uid: &str, log_name: &str, sequence: u64) -> Value {
-    json!({
+fn metadata(uid: &str, log_name: &str, sequence: u64, host_profile: bool) -> Value {
+    let (name, ext_uid, version) = EXTENSION;
+    let mut m = json!({
         "version": OCSF_VERSION,
         "product": {"name": "observer", "vendor_name": "observer", "version": env!("CARGO_PKG_VERSION")},
         "uid": uid,
         "log_name": log_name,
         "sequence": sequence,
-    })
+        "extensions": [{"name": name, "uid": ext_uid, "version": version}],
+    });
+    if host_profile {
+        m["profiles"] = json!(["host"]);
+    }
+    m
 }
 
 pub fn format(item: &Item) -> Value {
@@ -66,7 +99,7 @@ pub fn format(item: &Item) -> Value {
                 "severity_id": 1, "severity": "Informational",
                 "time": time_ms,
                 "message": "observer checkpoint (signed Merkle root of the host log)",
-                "metadata": metadata(&format!("checkpoint-{}", c.size), c.origin(), c.size),
+                "metadata": metadata(&format!("checkpoint-{}", c.size), c.origin(), c.size, false),
                 "capture_topology": CAPTURE_TOPOLOGY,
                 "unmapped": {"observer": {"checkpoint": checkpoint_json(c)}},
             })
@@ -75,16 +108,20 @@ pub fn format(item: &Item) -> Value {
 }
 
 fn receipt_event(r: &ReceiptItem) -> Value {
-    let (class_uid, category_uid, activity_id, class_name, activity_name) =
-        class_of(&r.action_type);
-    let (severity_id, severity_name) = severity(&r.risk_class);
     let envelope = parse_or_string(&r.envelope);
-    let context = r.context.as_deref().map_or(Value::Null, parse_or_string);
+    let context = r.context.as_deref().map(parse_or_string);
+    let mapped = context.as_ref().filter(|c| c.is_object());
+    let (class_uid, category_uid, activity_id, class_name, activity_name) = match mapped {
+        Some(_) => class_of(&r.action_type),
+        None => BASE_EVENT,
+    };
+    let (severity_id, severity_name) = severity(&r.risk_class);
     let hash = hex::encode(r.receipt_hash);
     let mut ev = json!({
         "class_uid": class_uid,
         "class_name": class_name,
         "category_uid": category_uid,
+        "category_name": category_name(category_uid),
         "activity_id": activity_id,
         "activity_name": activity_name,
         "type_uid": class_uid * 100 + activity_id,
@@ -92,8 +129,7 @@ fn receipt_event(r: &ReceiptItem) -> Value {
         "severity_id": severity_id,
         "severity": severity_name,
         "time": r.issued_ns / 1_000_000,
-        "status_id": 1,
-        "metadata": metadata(&hash, &r.issuer_id, r.seq),
+        "metadata": metadata(&hash, &r.issuer_id, r.seq, class_uid != 0),
         "capture_topology": CAPTURE_TOPOLOGY,
         "raw_data": r.envelope,
         "unmapped": {"observer": {
@@ -106,91 +142,196 @@ fn receipt_event(r: &ReceiptItem) -> Value {
             "action_type": r.action_type,
             "risk_class": r.risk_class,
             "previous_receipt_hash": envelope.pointer("/payload/previousReceiptHash").cloned().unwrap_or(Value::Null),
-            "context": context,
+            "context": context.clone().unwrap_or(Value::Null),
         }},
     });
-    if let (Some(obj), Some(ctx)) = (ev.as_object_mut(), r.context.as_ref().map(|_| &context)) {
-        map_context(obj, class_uid, ctx, &r.agent_id);
-    }
-    if category_uid == 1 || category_uid == 4 {
-        if let Some(obj) = ev.as_object_mut() {
-            obj.insert(
-                "category_name".into(),
-                json!(if category_uid == 1 {
-                    "System Activity"
-                } else {
-                    "Network Activity"
-                }),
-            );
+    if let Some(obj) = ev.as_object_mut() {
+        match mapped {
+            // observer.* receipts stay Base Events: no device, no status.
+            Some(_) if class_uid == 0 => {}
+            Some(ctx) => {
+                obj.insert("status_id".into(), json!(1));
+                obj.insert("device".into(), device(&r.issuer_id));
+                map_context(obj, class_uid, ctx, &r.agent_id, &envelope, &hash);
+            }
+            None => {
+                obj.insert(
+                    "message".into(),
+                    json!(format!(
+                        "{} receipt without a stored context (hash-only mode or erased)",
+                        r.action_type
+                    )),
+                );
+            }
         }
-    } else if let Some(obj) = ev.as_object_mut() {
-        obj.insert(
-            "category_name".into(),
-            json!(if category_uid == 2 {
-                "Findings"
-            } else {
-                "Uncategorized"
-            }),
-        );
     }
     ev
 }
 
-/// OCSF `process` object from the enriched event's process.
-fn process_obj(p: &Value, agent: &str) -> Value {
-    let mut out = Map::new();
-    let copy = |out: &mut Map<String, Value>, to: &str, v: Option<&Value>| {
-        if let Some(v) = v.filter(|v| !v.is_null()) {
-            out.insert(to.into(), v.clone());
-        }
-    };
-    copy(&mut out, "pid", p.get("pid"));
-    copy(&mut out, "name", p.get("comm"));
-    if let Some(argv) = p.get("argv").and_then(Value::as_array) {
-        let words: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
-        out.insert("cmd_line".into(), json!(words.join(" ")));
+/// The host as an OCSF device: its name is the `host/<name>` segment of
+/// the issuer id (the type is not known to the observer).
+fn device(issuer_id: &str) -> Value {
+    let mut d = json!({"type_id": 0, "type": "Unknown"});
+    let host = issuer_id
+        .split('/')
+        .skip_while(|s| *s != "host")
+        .nth(1)
+        .filter(|h| !h.is_empty());
+    if let Some(h) = host {
+        d["hostname"] = json!(h);
     }
+    d
+}
+
+/// Inserts `key: v` when `v` is present and not null.
+fn put(out: &mut Map<String, Value>, key: &str, v: Option<&Value>) {
+    if let Some(v) = v.filter(|v| !v.is_null()) {
+        out.insert(key.into(), v.clone());
+    }
+}
+
+/// The last path component, as OCSF `file.name` wants it.
+fn base_name(path: &str) -> &str {
+    path.rsplit('/').find(|s| !s.is_empty()).unwrap_or(path)
+}
+
+/// OCSF `file` object of a path (a regular file).
+fn file_obj(path: &Value, sha256: Option<&str>) -> Value {
     let mut file = Map::new();
-    copy(&mut file, "path", p.get("exe"));
-    if let Some(h) = p.get("exe_sha256").and_then(Value::as_str) {
+    if let Some(p) = path.as_str() {
+        file.insert("name".into(), json!(base_name(p)));
+        file.insert("path".into(), json!(p));
+    }
+    file.insert("type_id".into(), json!(1));
+    file.insert("type".into(), json!("Regular File"));
+    if let Some(h) = sha256 {
         file.insert(
             "hashes".into(),
             json!([{"algorithm_id": 3, "algorithm": "SHA-256", "value": h.trim_start_matches("sha256:")}]),
         );
     }
-    if !file.is_empty() {
-        out.insert("file".into(), Value::Object(file));
+    Value::Object(file)
+}
+
+/// OCSF `process` object from the enriched event's process. What OCSF has
+/// no attribute for (agent, cgroup, systemd unit) goes to `xattributes`.
+fn process_obj(p: &Value, agent: &str) -> Value {
+    let mut out = Map::new();
+    put(&mut out, "pid", p.get("pid"));
+    put(&mut out, "tid", p.get("tid"));
+    put(&mut out, "name", p.get("comm"));
+    if let Some(argv) = p.get("argv").and_then(Value::as_array) {
+        let words: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
+        out.insert("cmd_line".into(), json!(words.join(" ")));
+    }
+    if let Some(exe) = p.get("exe").filter(|e| e.is_string()) {
+        out.insert(
+            "file".into(),
+            file_obj(exe, p.get("exe_sha256").and_then(Value::as_str)),
+        );
     }
     let mut user = Map::new();
-    copy(
+    put(
         &mut user,
         "uid",
         p.get("uid").map(|u| json!(u.to_string())).as_ref(),
     );
-    copy(&mut user, "name", p.get("user"));
+    put(&mut user, "name", p.get("user"));
     if !user.is_empty() {
         out.insert("user".into(), Value::Object(user));
     }
-    copy(&mut out, "cgroup", p.get("cgroup"));
-    if let Some(ppid) = p.get("ppid") {
+    if let Some(ppid) = p.get("ppid").filter(|v| !v.is_null()) {
         out.insert("parent_process".into(), json!({"pid": ppid}));
     }
-    out.insert("xattributes".into(), json!({"agent_id": agent}));
+    let mut x = Map::new();
+    x.insert("agent_id".into(), json!(agent));
+    put(&mut x, "cgroup", p.get("cgroup"));
+    put(&mut x, "unit", p.get("unit"));
+    out.insert("xattributes".into(), Value::Object(x));
     Value::Object(out)
 }
 
+/// An endpoint of the non-null address and port given.
+fn endpoint(ip: Option<&Value>, port: Option<&Value>) -> Value {
+    let mut e = Map::new();
+    put(&mut e, "ip", ip);
+    put(&mut e, "port", port);
+    Value::Object(e)
+}
+
+/// (protocol_name, protocol_num) of a socket type (inet sockets).
+fn protocol(socket_type: Option<&Value>) -> Option<(&'static str, u32)> {
+    match socket_type.and_then(Value::as_str) {
+        Some("stream") => Some(("tcp", 6)),
+        Some("dgram") => Some(("udp", 17)),
+        _ => None,
+    }
+}
+
+/// OCSF `rcode_id` and its caption (`rcode`) of the DNS rcode names the
+/// decoder writes (NOERROR ... REFUSED, else RCODE<n>).
+fn rcode(name: &str) -> (u32, &'static str) {
+    const CAPTIONS: [(u32, &str); 19] = [
+        (0, "NoError"),
+        (1, "FormError"),
+        (2, "ServError"),
+        (3, "NXDomain"),
+        (4, "NotImp"),
+        (5, "Refused"),
+        (6, "YXDomain"),
+        (7, "YXRRSet"),
+        (8, "NXRRSet"),
+        (9, "NotAuth"),
+        (10, "NotZone"),
+        (11, "DSOTYPENI"),
+        (16, "BADSIG_VERS"),
+        (17, "BADKEY"),
+        (18, "BADTIME"),
+        (19, "BADMODE"),
+        (20, "BADNAME"),
+        (21, "BADALG"),
+        (22, "BADTRUNC"),
+    ];
+    let n = match name {
+        "NOERROR" => Some(0),
+        "FORMERR" => Some(1),
+        "SERVFAIL" => Some(2),
+        "NXDOMAIN" => Some(3),
+        "NOTIMP" => Some(4),
+        "REFUSED" => Some(5),
+        other => other
+            .strip_prefix("RCODE")
+            .and_then(|n| n.parse::<u32>().ok()),
+    };
+    n.and_then(|n| CAPTIONS.iter().find(|(id, _)| *id == n).copied())
+        .unwrap_or((99, "Other"))
+}
+
 /// Maps the stored context (docs/events.md) onto the class's objects.
-fn map_context(ev: &mut Map<String, Value>, class_uid: u32, ctx: &Value, agent: &str) {
+fn map_context(
+    ev: &mut Map<String, Value>,
+    class_uid: u32,
+    ctx: &Value,
+    agent: &str,
+    envelope: &Value,
+    hash: &str,
+) {
     let process = ctx.get("process").map(|p| process_obj(p, agent));
     match class_uid {
         1007 => {
-            if let Some(p) = process {
-                ev.insert(
-                    "actor".into(),
-                    json!({"process": p.get("parent_process").cloned().unwrap_or(Value::Null)}),
-                );
-                ev.insert("process".into(), p);
+            // The actor of a launch or an exit is the parent process.
+            let mut parent = Map::new();
+            put(&mut parent, "pid", ctx.pointer("/process/ppid"));
+            if let Some(first) = ctx.pointer("/parents/0") {
+                if first.get("pid") == ctx.pointer("/process/ppid") {
+                    put(&mut parent, "name", first.get("comm"));
+                    if let Some(exe) = first.get("exe").filter(|e| e.is_string()) {
+                        parent.insert("file".into(), file_obj(exe, None));
+                    }
+                }
             }
+            ev.insert("actor".into(), json!({"process": parent}));
+            ev.insert("process".into(), process.unwrap_or_else(|| json!({})));
             if let Some(code) = ctx.pointer("/exit/exit_code") {
                 ev.insert("exit_code".into(), code.clone());
             }
@@ -205,41 +346,140 @@ fn map_context(ev: &mut Map<String, Value>, class_uid: u32, ctx: &Value, agent: 
             if let Some(p) = process {
                 ev.insert("actor".into(), json!({"process": p}));
             }
-            let n = ["connect", "accept", "listen", "bind"]
-                .iter()
-                .find_map(|k| ctx.get(*k))
-                .cloned()
-                .unwrap_or(Value::Null);
+            let (n, direction) = [
+                ("connect", (2, "Outbound")),
+                ("accept", (1, "Inbound")),
+                ("listen", (0, "Unknown")),
+                ("bind", (0, "Unknown")),
+            ]
+            .iter()
+            .find_map(|(k, d)| ctx.get(*k).map(|n| (n, *d)))
+            .unwrap_or((&NULL, (0, "Unknown")));
             ev.insert(
                 "src_endpoint".into(),
-                json!({"ip": n.get("local_addr"), "port": n.get("local_port")}),
+                endpoint(n.get("local_addr"), n.get("local_port")),
             );
-            let mut dst = json!({"ip": n.get("remote_addr"), "port": n.get("remote_port")});
+            let mut dst = endpoint(n.get("remote_addr"), n.get("remote_port"));
             if let Some(name) = n.pointer("/dst_names/0/name") {
                 dst["hostname"] = name.clone();
             }
             ev.insert("dst_endpoint".into(), dst);
-            ev.insert(
-                "connection_info".into(),
-                json!({"protocol_name": n.get("socket_type"), "direction": if ctx.get("accept").is_some() { "Inbound" } else { "Outbound" }}),
-            );
+            let mut info = json!({"direction_id": direction.0, "direction": direction.1});
+            if let Some((name, num)) = protocol(n.get("socket_type")) {
+                info["protocol_name"] = json!(name);
+                info["protocol_num"] = json!(num);
+            }
+            ev.insert("connection_info".into(), info);
         }
         1001 => {
-            if let Some(p) = process {
+            if let Some(p) = process.clone() {
                 ev.insert("actor".into(), json!({"process": p}));
+            } else {
+                ev.insert("actor".into(), json!({}));
             }
             ev.insert(
                 "file".into(),
-                json!({"path": ctx.pointer("/file_open/path"), "type_id": 1}),
+                file_obj(ctx.pointer("/file_open/path").unwrap_or(&NULL), None),
             );
             if let Some(c) = ctx.get("count") {
                 ev.insert("count".into(), c.clone());
             }
         }
-        4003 | 2004 => {
+        4003 => {
             if let Some(p) = process {
                 ev.insert("actor".into(), json!({"process": p}));
             }
+            let a = ctx.get("dns_answer").unwrap_or(&NULL);
+            // A response travels from the server to the local socket.
+            ev.insert(
+                "src_endpoint".into(),
+                endpoint(a.get("server_addr"), a.get("server_port")),
+            );
+            ev.insert(
+                "dst_endpoint".into(),
+                endpoint(a.get("local_addr"), a.get("local_port")),
+            );
+            let mut query = Map::new();
+            if let Some(name) = a.pointer("/question/name").and_then(Value::as_str) {
+                query.insert("hostname".into(), json!(name.trim_end_matches('.')));
+            }
+            put(&mut query, "type", a.pointer("/question/type"));
+            put(&mut query, "packet_uid", a.get("id"));
+            query.insert("class".into(), json!("IN"));
+            ev.insert("query".into(), Value::Object(query));
+            let answers: Vec<Value> = a
+                .get("answers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|x| {
+                    let mut o = Map::new();
+                    put(&mut o, "rdata", x.get("data"));
+                    put(&mut o, "ttl", x.get("ttl"));
+                    put(&mut o, "type", x.get("type"));
+                    o.insert("class".into(), json!("IN"));
+                    put(&mut o, "packet_uid", a.get("id"));
+                    Value::Object(o)
+                })
+                .collect();
+            ev.insert("answers".into(), Value::Array(answers));
+            if let Some(name) = a.get("rcode").and_then(Value::as_str) {
+                let (id, caption) = rcode(name);
+                ev.insert("rcode_id".into(), json!(id));
+                ev.insert("rcode".into(), json!(caption));
+            }
+            if let Some((name, num)) =
+                a.get("transport")
+                    .and_then(Value::as_str)
+                    .and_then(|t| match t {
+                        "udp" => Some(("udp", 17)),
+                        "tcp" => Some(("tcp", 6)),
+                        _ => None,
+                    })
+            {
+                ev.insert(
+                    "connection_info".into(),
+                    json!({"direction_id": 1, "direction": "Inbound", "protocol_name": name, "protocol_num": num}),
+                );
+            }
+        }
+        2004 => {
+            if let Some(p) = process {
+                ev.insert("actor".into(), json!({"process": p}));
+            }
+            let rule = ctx.get("rule_id").and_then(Value::as_str).unwrap_or("");
+            let reason = ctx.get("reason").and_then(Value::as_str).unwrap_or(rule);
+            let mut info = json!({
+                "uid": hash,
+                "title": reason,
+                "analytic": {"type_id": 1, "type": "Rule", "uid": rule, "name": rule},
+                "created_time": ev.get("time").cloned().unwrap_or(Value::Null),
+            });
+            if let Some(d) = ctx.get("policy_digest").and_then(Value::as_str) {
+                info["analytic"]["version"] = json!(d);
+            }
+            // ATLAS and OWASP LLM ids are not ATT&CK: they go with the
+            // finding's types, named by their framework.
+            let mut types = vec![json!("shadow_ai")];
+            for (key, prefix) in [
+                ("mitre_atlas", "mitre_atlas:"),
+                ("owasp_llm_top10", "owasp_llm_top10:"),
+            ] {
+                for id in envelope
+                    .pointer(&format!("/payload/{key}"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
+                    types.push(json!(format!("{prefix}{id}")));
+                }
+            }
+            info["types"] = Value::Array(types);
+            ev.insert("finding_info".into(), info);
+            ev.insert("status_id".into(), json!(1));
+            ev.insert("status".into(), json!("New"));
+            ev.insert("message".into(), json!(reason));
         }
         _ => {}
     }
@@ -278,6 +518,36 @@ mod tests {
         assert_eq!(v["unmapped"]["observer"]["signature"]["sig"], "c2ln");
         assert_eq!(v["unmapped"]["observer"]["log_index"], 12);
         assert_eq!(v["raw_data"], exec_receipt().envelope);
+        assert_eq!(v["process"]["file"]["name"], "sh");
+        assert_eq!(v["process"]["xattributes"]["cgroup"], "/user.slice");
+        assert_eq!(v["actor"]["process"]["name"], "bash");
+        assert_eq!(v["device"]["hostname"], "h");
+        assert_eq!(v["metadata"]["profiles"], json!(["host"]));
+        assert_eq!(v["metadata"]["extensions"][0]["name"], "observer");
+    }
+
+    #[test]
+    fn a_receipt_without_context_is_a_base_event() {
+        let mut r = exec_receipt();
+        r.context = None;
+        let v = format(&Item::Receipt(r));
+        assert_eq!(v["class_uid"], 0);
+        assert_eq!(v["type_uid"], 99);
+        assert!(v.get("process").is_none() && v.get("device").is_none());
+        assert_eq!(v["metadata"]["uid"], "ab".repeat(32));
+        assert!(v["metadata"].get("profiles").is_none());
+    }
+
+    #[test]
+    fn dns_rcodes_and_names() {
+        assert_eq!(rcode("NOERROR"), (0, "NoError"));
+        assert_eq!(rcode("NXDOMAIN"), (3, "NXDomain"));
+        assert_eq!(rcode("RCODE9"), (9, "NotAuth"));
+        assert_eq!(rcode("RCODE12"), (99, "Other"));
+        assert_eq!(base_name("/usr/bin/sh"), "sh");
+        assert_eq!(base_name("rel/dir/"), "dir");
+        assert_eq!(device("did:web:x/host/h1/agent/a")["hostname"], "h1");
+        assert!(device("did:web:x").get("hostname").is_none());
     }
 
     #[test]

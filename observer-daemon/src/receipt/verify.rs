@@ -121,6 +121,17 @@ use super::verify_checks::Parsed;
 
 /// Verifies the whole store.
 pub fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report, VerifyError> {
+    verify_store_with_progress(store, opts, &|_| {})
+}
+
+/// Verifies the whole store, calling `progress` with the number of
+/// receipts each time the in-order pass has finished a block of them
+/// (`observerctl verify` draws its progress bar from it).
+pub fn verify_store_with_progress(
+    store: &Store,
+    opts: &VerifyOptions,
+    progress: &dyn Fn(u64),
+) -> Result<Report, VerifyError> {
     if opts.master_public_key.len() != super::mldsa::PUBLIC_KEY_LEN {
         return Err(VerifyError::MasterKey(format!(
             "{} bytes, an ML-DSA-65 public key has {}",
@@ -222,7 +233,9 @@ pub fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report, Verif
             }
             while let Some(checked) = waiting.remove(&next) {
                 next += 1;
+                let rows = checked.len() as u64;
                 let jobs = state.in_order(checked);
+                progress(rows);
                 if let Some(tx) = &job_tx {
                     for job in jobs {
                         let _ = tx.send(job);

@@ -1,0 +1,222 @@
+//! `export`: the receipts matching the filters, in log order, one JSON
+//! object per line in a forwarding format of `crate::export` (`ocsf`,
+//! `cloudevents`, or `jsonl` = the `receipt` format: signed envelope and
+//! context). Rows stream from one read transaction (a consistent snapshot
+//! that never blocks the daemon's writer) straight to the output: memory
+//! does not grow with the store. Without content filters (agent, action,
+//! risk, chain, pid, exe) the signed checkpoints go with the receipts, each
+//! right after the receipt that completes it, as the forwarding stream
+//! places them: a receiver holding them detects a truncated log.
+use std::{
+    io::{BufWriter, Write},
+    path::{Path, PathBuf},
+};
+
+use rusqlite::types::Value as SqlValue;
+use serde_json::{json, Value};
+
+use super::{
+    progress::Progress,
+    receipts::{push_filters, Query},
+    sql_err, CtlError,
+};
+use crate::{
+    export::{self, CheckpointItem, Format, Item, ReceiptItem},
+    receipt::store::Store,
+};
+
+/// What one export wrote.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub receipts: u64,
+    pub checkpoints: u64,
+}
+
+impl Summary {
+    pub fn to_json(&self, format: Format, out: Option<&Path>) -> Value {
+        json!({
+            "format": format_name(format),
+            "receipts": self.receipts,
+            "checkpoints": self.checkpoints,
+            "out": out,
+        })
+    }
+}
+
+/// The name `--format` takes for `format`.
+pub fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Receipt => "jsonl",
+        other => other.as_str(),
+    }
+}
+
+fn content_filtered(q: &Query) -> bool {
+    q.agent.is_some()
+        || q.action.is_some()
+        || q.risk.is_some()
+        || q.chain.is_some()
+        || q.pid.is_some()
+        || q.exe.is_some()
+}
+
+fn where_clause(q: &Query) -> (String, Vec<SqlValue>) {
+    let mut sql = String::from(" WHERE 1");
+    let mut params = Vec::new();
+    push_filters(q, &mut sql, &mut params);
+    (sql, params)
+}
+
+/// How many receipts `q` matches (the progress bar's total).
+pub fn count(store: &Store, q: &Query) -> Result<u64, CtlError> {
+    let (filter, params) = where_clause(q);
+    let sql = format!(
+        "SELECT COUNT(*) FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index{filter}"
+    );
+    store
+        .connection()
+        .query_row(&sql, rusqlite::params_from_iter(params), |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|n| n as u64)
+        .map_err(sql_err(store))
+}
+
+/// Writes the export of `q` in `format` to `out`, one record per line.
+pub fn write(
+    store: &Store,
+    q: &Query,
+    format: Format,
+    out: &mut impl Write,
+    progress: &mut Progress,
+) -> Result<Summary, CtlError> {
+    let conn = store.connection();
+    let tx = conn.unchecked_transaction().map_err(sql_err(store))?;
+    let (filter, params) = where_clause(q);
+    let sql = format!(
+        "SELECT r.leaf_index, r.receipt_hash, r.issuer_id, r.seq, r.agent_id, r.action_type, \
+         r.issued_ns, r.risk_class, r.envelope, c.context \
+         FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index{filter} \
+         ORDER BY r.leaf_index"
+    );
+    let mut stmt = tx.prepare(&sql).map_err(sql_err(store))?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params))
+        .map_err(sql_err(store))?;
+    let mut cp_stmt = tx
+        .prepare("SELECT size, root, note, created_at FROM checkpoints ORDER BY size")
+        .map_err(sql_err(store))?;
+    let mut checkpoints = if content_filtered(q) {
+        None
+    } else {
+        Some(cp_stmt.query([]).map_err(sql_err(store))?)
+    };
+    let mut pending: Option<CheckpointItem> = None;
+    let mut summary = Summary::default();
+    while let Some(row) = rows.next().map_err(sql_err(store))? {
+        let r = receipt_item(row).map_err(sql_err(store))?;
+        let completes = r.leaf_index + 1;
+        line(out, &Item::Receipt(r), format)?;
+        summary.receipts += 1;
+        progress.inc(1);
+        // The checkpoints this receipt completes; those of receipts the
+        // window left out are skipped.
+        if let Some(cps) = checkpoints.as_mut() {
+            loop {
+                let next = match pending.take() {
+                    Some(c) => Some(c),
+                    None => cps
+                        .next()
+                        .map_err(sql_err(store))?
+                        .map(checkpoint_item)
+                        .transpose()
+                        .map_err(sql_err(store))?,
+                };
+                match next {
+                    Some(c) if c.size < completes => continue,
+                    Some(c) if c.size == completes => {
+                        line(out, &Item::Checkpoint(c), format)?;
+                        summary.checkpoints += 1;
+                    }
+                    other => {
+                        pending = other;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(summary)
+}
+
+fn line(out: &mut impl Write, item: &Item, format: Format) -> Result<(), CtlError> {
+    out.write_all(export::to_json_text(item, format).as_bytes())?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+fn receipt_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReceiptItem> {
+    let hash: Vec<u8> = r.get(1)?;
+    Ok(ReceiptItem {
+        leaf_index: r.get::<_, i64>(0)? as u64,
+        receipt_hash: hash.try_into().unwrap_or([0; 32]),
+        issuer_id: r.get(2)?,
+        seq: r.get::<_, i64>(3)? as u64,
+        agent_id: r.get(4)?,
+        action_type: r.get(5)?,
+        issued_ns: r.get::<_, i64>(6)? as u64,
+        risk_class: r.get(7)?,
+        envelope: r.get(8)?,
+        context: r.get(9)?,
+    })
+}
+
+fn checkpoint_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckpointItem> {
+    Ok(CheckpointItem {
+        size: r.get::<_, i64>(0)? as u64,
+        root: r.get(1)?,
+        note: r.get(2)?,
+        created_at: r.get(3)?,
+    })
+}
+
+/// Writes the export to `path` atomically: into `<path>.tmp`, fsynced,
+/// renamed over `path`, the directory fsynced. A failed export leaves no
+/// partial file under `path` (and removes the temporary one).
+pub fn write_file(
+    store: &Store,
+    q: &Query,
+    format: Format,
+    path: &Path,
+    progress: &mut Progress,
+) -> Result<Summary, CtlError> {
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        CtlError::Io(format!("{what} {}: {e}", p.display()))
+    };
+    let result = (|| -> Result<Summary, CtlError> {
+        let file = std::fs::File::create(&tmp).map_err(|e| io("creating", &tmp, e))?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        let summary = write(store, q, format, &mut w, progress)?;
+        let file = w
+            .into_inner()
+            .map_err(|e| io("writing", &tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| io("syncing", &tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| io("renaming to", path, e))?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("syncing directory", dir, e))?;
+        Ok(summary)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
