@@ -40,6 +40,7 @@ pub struct ConfigFile {
     pub forwarding: crate::forward::config::ForwardingSection,
     pub sinks: Vec<crate::forward::config::SinkEntry>,
     pub metrics: crate::forward::config::MetricsSection,
+    pub control: crate::control::ControlSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,6 +251,8 @@ pub struct Config {
     pub forwarding: crate::forward::config::ForwardingSection,
     pub sinks: Vec<crate::forward::config::SinkEntry>,
     pub metrics: crate::forward::config::MetricsSection,
+    /// The control socket: docs/observerctl.md.
+    pub control: crate::control::ControlSection,
 }
 
 impl Config {
@@ -401,6 +404,9 @@ impl Config {
             crate::metrics::parse_listen(listen)
                 .map_err(|e| invalid("metrics.listen", e.to_string()))?;
         }
+        file.control
+            .validate()
+            .map_err(|(field, reason)| invalid(field, reason))?;
         Ok(Config {
             source,
             policies_dir: file.policies_dir,
@@ -415,6 +421,7 @@ impl Config {
             forwarding: file.forwarding,
             sinks: file.sinks,
             metrics: file.metrics,
+            control: file.control,
         })
     }
 }
@@ -509,6 +516,10 @@ mod tests {
             format!("{:?}", builtin.metrics)
         );
         assert!(repo.sinks.is_empty());
+        assert_eq!(
+            format!("{:?}", repo.control),
+            format!("{:?}", builtin.control)
+        );
     }
 
     #[test]

@@ -152,7 +152,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     tx.send(Msg::Record(Record::ObserverStart(StartRecord {
         time: rfc3339(SystemTime::now()),
         pid: std::process::id(),
-        probes: attached,
+        probes: attached.clone(),
         processes_scanned: scanned,
         config: cfg.source.as_ref().map(|p| p.display().to_string()),
     })))
@@ -164,7 +164,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         None
     };
     let counters_shared = Arc::new(std::sync::Mutex::new(None));
-    let (sinks, metrics_listener) =
+    let (sinks, sources, metrics_listener) =
         start_forwarding(cfg, receipts.as_ref(), &counters_shared).await?;
     let kernel_push = KernelFilters {
         filters,
@@ -226,13 +226,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         tx.clone(),
         stop_tx.subscribe(),
     ));
-    let metrics = metrics_listener.map(|(listener, sources)| {
+    let metrics = metrics_listener.map(|listener| {
         tokio::spawn(crate::metrics::serve(
             listener,
-            sources,
+            sources.clone(),
             stop_tx.subscribe(),
         ))
     });
+    let control = start_control(cfg, attached, sources, tx.clone(), &stop_tx);
     let notifier = Notifier::from_env().context("NOTIFY_SOCKET")?;
     if let Some(n) = &notifier {
         n.notify(&format!(
@@ -264,6 +265,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let read = reader.await??;
     ticker.await?;
     reloader.await?;
+    if let Some(c) = control {
+        c.await?;
+    }
     if let Some(w) = watchdog {
         w.await?;
     }
@@ -489,15 +493,47 @@ async fn reload_policies(
     }
 }
 
+/// Serves the control socket. A socket that cannot be bound is logged,
+/// not fatal: capture matters more than the control channel.
+fn start_control(
+    cfg: &Config,
+    probes: Vec<String>,
+    sources: Arc<crate::metrics::Sources>,
+    writer: mpsc::Sender<Msg>,
+    stop: &watch::Sender<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if !cfg.control.enabled {
+        return None;
+    }
+    let bound = crate::control::server::bind(&cfg.control)
+        .map_err(|e| log::error!("{e}; observerctl status and friends will not work"))
+        .ok()?;
+    let state = crate::control::server::State {
+        started: SystemTime::now(),
+        started_at: std::time::Instant::now(),
+        probes,
+        sources,
+        writer: std::sync::Mutex::new(Some(writer)),
+        samples: Default::default(),
+    };
+    Some(tokio::spawn(crate::control::server::serve(
+        bound,
+        Arc::new(state),
+        cfg.control.clone(),
+        stop.subscribe(),
+    )))
+}
+
 /// Starts the sinks (which read the receipt store) and binds the metrics
-/// endpoint.
+/// endpoint. The counters go to the metrics endpoint and the control socket.
 async fn start_forwarding(
     cfg: &Config,
     receipts: Option<&Receipts>,
     counters: &Arc<std::sync::Mutex<Option<Snapshot>>>,
 ) -> anyhow::Result<(
     Option<crate::forward::Sinks>,
-    Option<(tokio::net::TcpListener, Arc<crate::metrics::Sources>)>,
+    Arc<crate::metrics::Sources>,
+    Option<tokio::net::TcpListener>,
 )> {
     let sinks = match receipts {
         Some(r) if !cfg.sinks.is_empty() => Some(crate::forward::Sinks::start(
@@ -511,26 +547,26 @@ async fn start_forwarding(
         }
         _ => None,
     };
+    let sources = Arc::new(crate::metrics::Sources {
+        writer: receipts.map(|r| r.pipeline.metrics().clone()),
+        store: receipts.map(|r| r.store_path.clone()),
+        sinks: sinks
+            .iter()
+            .flat_map(|s| s.sinks.iter())
+            .map(|h| (h.name.clone(), h.kind, h.counters.clone()))
+            .collect(),
+        counters: counters.clone(),
+    });
     let listener = match &cfg.metrics.listen {
         Some(listen) => {
             let addr = crate::metrics::parse_listen(listen)?;
-            let sources = crate::metrics::Sources {
-                writer: receipts.map(|r| r.pipeline.metrics().clone()),
-                store: receipts.map(|r| r.store_path.clone()),
-                sinks: sinks
-                    .iter()
-                    .flat_map(|s| s.sinks.iter())
-                    .map(|h| (h.name.clone(), h.kind, h.counters.clone()))
-                    .collect(),
-                counters: counters.clone(),
-            };
             let listener = crate::metrics::bind(addr).await?;
             log::info!("metrics on http://{addr}/metrics");
-            Some((listener, Arc::new(sources)))
+            Some(listener)
         }
         None => None,
     };
-    Ok((sinks, listener))
+    Ok((sinks, sources, listener))
 }
 
 fn host_name(cfg: &Config) -> anyhow::Result<String> {

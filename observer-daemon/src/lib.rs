@@ -4,6 +4,7 @@
 
 pub mod btf;
 pub mod config;
+pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod enrich;

@@ -12,7 +12,8 @@ use observer_common::{
 };
 
 /// The object built by build.rs from observer-ebpf.
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer"));
+pub(crate) static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -47,12 +48,12 @@ pub enum LoadError {
 }
 
 /// What a program attaches to.
-enum Hook {
+pub(crate) enum Hook {
     TracePoint(&'static [(&'static str, &'static str)]),
     RawTracePoint(&'static str),
 }
 
-const PROGRAMS: &[(&str, Hook)] = &[
+pub(crate) const PROGRAMS: &[(&str, Hook)] = &[
     (
         "execve_enter",
         Hook::TracePoint(&[("syscalls", "sys_enter_execve")]),

@@ -152,6 +152,10 @@ impl Processor {
                 self.on_policy(update);
                 return self.submit();
             }
+            Msg::Control(q) => {
+                q.answer(self.enricher.table(), &self.policy);
+                return Ok(());
+            }
             Msg::Tick => {
                 if let Some(r) = self.receipts.as_mut() {
                     r.selector.flush_due(now_unix_ns(), &mut self.drafts);

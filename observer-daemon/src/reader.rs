@@ -29,6 +29,8 @@ pub enum Msg {
     Tick,
     /// The outcome of a policy reload.
     Policy(crate::policy::PolicyUpdate),
+    /// A control socket question about the writer's state.
+    Control(crate::control::server::Query),
 }
 
 /// User-space drop counters, shared by the reader and the loss tracker.

@@ -89,6 +89,7 @@ fn the_daemon_runs_with_only_the_units_capabilities() {
     let expected = caps.iter().fold(0u64, |m, c| {
         m | 1u64
             << match c.as_str() {
+                "CAP_CHOWN" => 0,
                 "CAP_DAC_READ_SEARCH" => 2,
                 "CAP_NET_ADMIN" => 12,
                 "CAP_SYS_PTRACE" => 19,

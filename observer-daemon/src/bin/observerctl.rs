@@ -8,8 +8,11 @@ use observer_daemon::{
     config::Config,
     ctl::{
         self, agents, audit_pack,
-        cli::{self, AuditPackCommand, Cli, Command, ExportFormat, KeysCommand, ReceiptsCommand},
-        erase, export, keys, output, progress, proof, receipts,
+        cli::{
+            self, AgentsCommand, AuditPackCommand, Cli, Command, ExportFormat, KeysCommand,
+            PolicyCommand, ReceiptsCommand,
+        },
+        daemon, doctor, erase, export, keys, output, policy, progress, proof, receipts,
         time::parse_time,
         verify, CtlError, Output, Paths,
     },
@@ -60,15 +63,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn paths(cli: &Cli) -> Result<Paths, CtlError> {
-    let config = match &cli.config {
-        Some(p) => Config::load(p).map_err(|e| CtlError::Usage(e.to_string()))?,
-        None => Config::defaults(),
-    };
-    Ok(Paths {
+fn load_config(cli: &Cli) -> Result<Config, CtlError> {
+    match &cli.config {
+        Some(p) => Config::load(p).map_err(|e| CtlError::Usage(e.to_string())),
+        None => Ok(Config::defaults()),
+    }
+}
+
+fn paths(cli: &Cli, config: &Config) -> Paths {
+    Paths {
         db: cli.db.clone().unwrap_or(config.receipts.store.clone()),
         master_seed: config.receipts.master_seed.clone(),
-    })
+    }
 }
 
 fn window(
@@ -105,8 +111,37 @@ fn write_out(path: &PathBuf, bytes: &[u8]) -> Result<(), CtlError> {
 }
 
 fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
-    let p = paths(&cli)?;
+    let config = load_config(&cli)?;
+    let p = paths(&cli, &config);
+    let socket = cli.socket.clone().unwrap_or(config.control.socket.clone());
     match cli.command {
+        Command::Status => {
+            let v = daemon::status(&socket)?;
+            daemon::print_status(out, mode, &v)?;
+        }
+        Command::Agents {
+            tree: Some(AgentsCommand::Tree { pid }),
+        } => {
+            let v = daemon::tree(&socket, pid)?;
+            daemon::print_tree(out, mode, &v)?;
+        }
+        Command::Doctor => {
+            let v = doctor::run(&config);
+            doctor::print(out, mode, &v)?;
+            return Ok(if v["ok"] == true {
+                cli::EXIT_OK
+            } else {
+                cli::EXIT_DOCTOR_FAILED
+            });
+        }
+        Command::Policy(PolicyCommand::Check { dir }) => {
+            let v = policy::check(&dir, &config)?;
+            policy::print_check(out, mode, &v)?;
+        }
+        Command::Policy(PolicyCommand::Show) => {
+            let v = policy::show(&socket, &config)?;
+            policy::print_show(out, mode, &v)?;
+        }
         Command::Receipts { show: None, filter } => {
             let (since_ns, until_ns) = window(&filter.window.since, &filter.window.until)?;
             let store = ctl::open_store(&p.db)?;
@@ -158,7 +193,7 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             };
             receipts::tail(&store, &q, filter.limit.unwrap_or(lines), follow, mode, out)?;
         }
-        Command::Agents => {
+        Command::Agents { tree: None } => {
             let store = ctl::open_store(&p.db)?;
             agents::print_agents(out, mode, &agents::agents(&store)?)?;
         }

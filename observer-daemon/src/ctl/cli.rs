@@ -15,6 +15,10 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_DAEMON: u8 = 3;
 /// Exit status: the receipt store cannot be opened or read.
 pub const EXIT_STORE: u8 = 4;
+/// Exit status: the control socket refused us (not root, not in its group).
+pub const EXIT_DENIED: u8 = 5;
+/// Exit status: `doctor` found a check that failed.
+pub const EXIT_DOCTOR_FAILED: u8 = 6;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -25,16 +29,23 @@ pub const EXIT_STORE: u8 = 4;
                   These commands read the SQLite receipt store directly (read-only); the \
                   daemon does not need to run.\n\nExit status: 0 ok, 1 verification failure, \
                   2 usage or bad input, 3 daemon unreachable or holding the store, 4 store \
-                  unreadable."
+                  unreadable, 5 refused by the control socket, 6 a doctor check failed. \
+                  `status`, `agents tree` and `policy show` ask the running daemon over its \
+                  control socket."
 )]
 pub struct Cli {
     /// The receipt store. Default: receipts.store of --config, else
     /// /var/lib/observer/observer.db.
     #[arg(long, value_name = "PATH", global = true)]
     pub db: Option<PathBuf>,
-    /// The daemon's configuration (for the default store and master seed).
+    /// The daemon's configuration (for the default store, master seed,
+    /// control socket and policy directory).
     #[arg(long, value_name = "PATH", global = true)]
     pub config: Option<PathBuf>,
+    /// The daemon's control socket. Default: control.socket of --config,
+    /// else /run/observer/observer.sock.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub socket: Option<PathBuf>,
     /// One JSON document on stdout (errors as {"error": {...}}).
     #[arg(long, global = true, conflicts_with = "jsonl")]
     pub json: bool,
@@ -68,8 +79,22 @@ pub enum Command {
         #[command(flatten)]
         filter: Filter,
     },
-    /// Agent chains: first/last seen, receipt counts, chain head, key id.
-    Agents,
+    /// Agent chains: first/last seen, receipt counts, chain head, key id;
+    /// `agents tree PID` asks the daemon for a process tree.
+    #[command(args_conflicts_with_subcommands = true)]
+    Agents {
+        #[command(subcommand)]
+        tree: Option<AgentsCommand>,
+    },
+    /// The running daemon: probes, events/s, drops, receipts, chains, last
+    /// checkpoint, policy digest, sink backlogs (over the control socket).
+    Status,
+    /// Check the host: privileges, BTF, tracefs, cgroup2, and load and
+    /// attach every eBPF program type the daemon uses. No daemon needed.
+    Doctor,
+    /// Validate a policy directory, or show the policy set in force.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// shadow_ai.finding receipts grouped by agent, executable, user,
     /// indicator and rule.
     Shadow {
@@ -120,6 +145,29 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         master_seed: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentsCommand {
+    /// A process's ancestors and descendants with their agent, from the
+    /// daemon's live process table.
+    Tree {
+        /// Process id.
+        pid: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Validate a policy directory offline (as `observerd
+    /// --check-policies`); exit 1 naming file:line:column when invalid.
+    Check {
+        /// The directory (agents.toml, rules.toml, indicators/).
+        dir: PathBuf,
+    },
+    /// The policy set in force and its digest: from the daemon when it is
+    /// reachable, else loaded from the configured policy directory.
+    Show,
 }
 
 #[derive(Subcommand, Debug)]

@@ -4,10 +4,13 @@
 pub mod agents;
 pub mod audit_pack;
 pub mod cli;
+pub mod daemon;
+pub mod doctor;
 pub mod erase;
 pub mod export;
 pub mod keys;
 pub mod output;
+pub mod policy;
 pub mod progress;
 pub mod proof;
 pub mod receipt_check;
@@ -43,6 +46,12 @@ pub enum CtlError {
     /// Writing output failed.
     #[error("{0}")]
     Io(String),
+    /// The control socket refused us.
+    #[error("{0}")]
+    Denied(String),
+    /// A policy directory does not validate.
+    #[error("{0}")]
+    PolicyInvalid(String),
 }
 
 impl CtlError {
@@ -53,6 +62,8 @@ impl CtlError {
             CtlError::Daemon(_) => "daemon",
             CtlError::Verification(_) => "verification_failed",
             CtlError::Io(_) => "io",
+            CtlError::Denied(_) => "permission_denied",
+            CtlError::PolicyInvalid(_) => "policy_invalid",
         }
     }
 
@@ -63,6 +74,8 @@ impl CtlError {
             CtlError::Daemon(_) => cli::EXIT_DAEMON,
             CtlError::Verification(_) => cli::EXIT_VERIFY_FAILED,
             CtlError::Io(_) => cli::EXIT_USAGE,
+            CtlError::Denied(_) => cli::EXIT_DENIED,
+            CtlError::PolicyInvalid(_) => cli::EXIT_VERIFY_FAILED,
         }
     }
 }

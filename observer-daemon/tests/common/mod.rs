@@ -71,6 +71,11 @@ impl Daemon {
                 "\n[receipts]\nstore = \"@DIR@/observer.db\"\nmaster_seed = \"@DIR@/master.seed\"\n",
             );
         }
+        // Each daemon's control socket in its own directory: tests never
+        // share /run/observer/observer.sock.
+        if !config.contains("[control]") {
+            config.push_str("\n[control]\nsocket = \"@DIR@/observer.sock\"\n");
+        }
         let config = config.replace("@DIR@", &dir.path().display().to_string());
         let config_path = dir.path().join("observer.toml");
         std::fs::write(&config_path, config).expect("write config");
@@ -108,6 +113,11 @@ impl Daemon {
 
     pub fn store(&self) -> PathBuf {
         self.dir.path().join("observer.db")
+    }
+
+    /// The control socket (unless the config set its own).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("observer.sock")
     }
 
     pub fn master_seed(&self) -> PathBuf {

@@ -1,0 +1,374 @@
+//! Serves the control socket inside observerd: a tokio task beside the
+//! reader and the writer. Each connection runs in its own task with a
+//! deadline, so a slow or stuck client holds one of `max_connections`
+//! slots and nothing else; capture never waits for it.
+use std::{
+    collections::VecDeque,
+    os::unix::fs::{FileTypeExt, PermissionsExt},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::{mpsc, oneshot, watch, Semaphore},
+};
+
+use super::{error, ok, peer, ControlSection, PROTOCOL_VERSION};
+use crate::{metrics::Sources, policy::Policy, process_table::ProcessTable, reader::Msg};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("control.socket {0}: another observerd serves it (connect succeeded)")]
+    InUse(PathBuf),
+    #[error("control.socket {path}: {what}: {source}")]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// What the writer thread answers: it owns the process table and the
+/// policy in force.
+pub enum Ask {
+    ProcessTree { pid: u32 },
+    Policy,
+}
+
+/// A question for the writer thread, sent through its channel.
+pub struct Query {
+    pub ask: Ask,
+    pub reply: oneshot::Sender<Result<Value, String>>,
+}
+
+impl Query {
+    /// Runs on the writer thread: cheap reads of its own state.
+    pub fn answer(self, table: &ProcessTable, policy: &Policy) {
+        let answer = match self.ask {
+            Ask::ProcessTree { pid } => super::tree::process_tree(table, pid),
+            Ask::Policy => Ok(policy.summary()),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// What the daemon shares with the control socket.
+pub struct State {
+    pub started: SystemTime,
+    pub started_at: Instant,
+    pub probes: Vec<String>,
+    /// The counters the metrics endpoint reports, reused as they are.
+    pub sources: Arc<Sources>,
+    /// The writer thread's channel, for [`Query`]; taken at shutdown so
+    /// the writer sees its channel close once the daemon drops its own.
+    pub writer: Mutex<Option<mpsc::Sender<Msg>>>,
+    /// (when, kernel events emitted so far), one sample a second, the last
+    /// ten seconds: events/s over that window.
+    pub samples: Mutex<VecDeque<(Instant, u64)>>,
+}
+
+impl State {
+    /// Asks the writer thread, waiting at most `timeout` (it may be busy
+    /// with a backlog of events).
+    /// The outer error: no answer; the inner one: the writer's answer.
+    pub async fn ask(&self, ask: Ask, timeout: Duration) -> Result<Result<Value, String>, String> {
+        let (reply, answer) = oneshot::channel();
+        let writer = self.writer.lock().ok().and_then(|w| w.clone());
+        let Some(writer) = writer else {
+            return Err("the daemon is shutting down".into());
+        };
+        let send = writer.send(Msg::Control(Query { ask, reply }));
+        match tokio::time::timeout(timeout, send).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err("the event writer has stopped".into()),
+            Err(_) => return Err("the event writer is busy (its queue is full)".into()),
+        }
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(a)) => Ok(a),
+            Ok(Err(_)) => Err("the event writer has stopped".into()),
+            Err(_) => Err("the event writer did not answer in time".into()),
+        }
+    }
+}
+
+/// A bound socket and the group it serves.
+pub struct Bound {
+    listener: UnixListener,
+    path: PathBuf,
+    /// (name, gid) of the socket's group; None: root only.
+    group: Option<(String, u32)>,
+}
+
+/// Binds the socket: root:<group> 0660, or root 0600 without the group.
+/// The socket is bound under a temporary name, given its owner and mode,
+/// then renamed into place, so it is never reachable with looser ones. A
+/// stale socket (nobody accepts on it) is replaced.
+pub fn bind(section: &ControlSection) -> Result<Bound, ControlError> {
+    let path = section.socket.clone();
+    let io = |what: &'static str| {
+        let path = path.clone();
+        move |source| ControlError::Io {
+            path: path.clone(),
+            what,
+            source,
+        }
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+        std::fs::create_dir_all(dir).map_err(io("creating its directory"))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(io("setting its directory's mode"))?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(&path) {
+        if meta.file_type().is_socket() && std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            return Err(ControlError::InUse(path));
+        }
+        std::fs::remove_file(&path).map_err(io("removing the stale socket"))?;
+    }
+    let group = match nix::unistd::Group::from_name(&section.group) {
+        Ok(Some(g)) => Some((section.group.clone(), g.gid.as_raw())),
+        _ => None,
+    };
+    let tmp = temporary_name(&path);
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp).map_err(io("binding"))?;
+    // Without CAP_CHOWN the group cannot be given: root-only then.
+    let group = group.filter(|(name, gid)| {
+        std::os::unix::fs::chown(&tmp, Some(0), Some(*gid))
+            .map_err(|e| {
+                log::warn!(
+                    "control socket {}: cannot give it group {name}: {e}",
+                    path.display()
+                )
+            })
+            .is_ok()
+    });
+    let secure = || -> std::io::Result<()> {
+        let mode = if group.is_some() { 0o660 } else { 0o600 };
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&tmp, &path)
+    };
+    if let Err(e) = secure() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io("setting its owner and mode")(e));
+    }
+    match &group {
+        Some((name, gid)) => log::info!(
+            "control socket {} (root:{name} gid {gid}, 0660)",
+            path.display()
+        ),
+        None => log::warn!(
+            "control socket {}: root-only (0600): group {:?} does not exist or cannot be given",
+            path.display(),
+            section.group
+        ),
+    }
+    Ok(Bound {
+        listener,
+        path,
+        group,
+    })
+}
+
+/// `.<name>.<pid>` beside `path`, if that still fits in sun_path; else a
+/// short name in the same directory.
+fn temporary_name(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let long = path.with_file_name(format!(".{name}.{}", std::process::id()));
+    if long.as_os_str().len() <= 107 {
+        long
+    } else {
+        path.with_file_name(format!(".c{}", std::process::id()))
+    }
+}
+
+/// Serves until `stop`, then removes the socket.
+pub async fn serve(
+    bound: Bound,
+    state: Arc<State>,
+    section: ControlSection,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(section.max_connections));
+    let section = Arc::new(section);
+    let group = Arc::new(bound.group.clone());
+    let mut sample = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let stream = tokio::select! {
+            r = bound.listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    log::warn!("control socket: accept: {e}");
+                    // EMFILE and the like: do not spin.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = sample.tick() => {
+                take_sample(&state);
+                continue;
+            }
+            _ = stop.changed() => break,
+        };
+        let timeout = Duration::from_millis(section.timeout_ms);
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(refuse(
+                stream,
+                error(
+                    "busy",
+                    &format!(
+                        "the daemon already serves {} control connections; try again",
+                        section.max_connections
+                    ),
+                ),
+                timeout,
+            ));
+            continue;
+        };
+        let (state, section, group) = (state.clone(), section.clone(), group.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ =
+                tokio::time::timeout(timeout, connection(stream, &state, &section, &group)).await;
+        });
+    }
+    if let Ok(mut w) = state.writer.lock() {
+        w.take();
+    }
+    let _ = std::fs::remove_file(&bound.path);
+}
+
+fn take_sample(state: &State) {
+    let Some(total) = state.sources.counters.lock().ok().and_then(|g| {
+        g.as_ref()
+            .map(|s| s.kernel.values().map(|k| k.emitted).sum::<u64>())
+    }) else {
+        return;
+    };
+    if let Ok(mut samples) = state.samples.lock() {
+        samples.push_back((Instant::now(), total));
+        while samples.len() > 11 {
+            samples.pop_front();
+        }
+    }
+}
+
+async fn refuse(mut stream: UnixStream, answer: Value, timeout: Duration) {
+    let line = format!("{answer}\n");
+    let _ = tokio::time::timeout(timeout, async {
+        let _ = stream.write_all(line.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+async fn connection(
+    stream: UnixStream,
+    state: &State,
+    section: &ControlSection,
+    group: &Option<(String, u32)>,
+) {
+    let peer = match stream.peer_cred() {
+        Ok(c) => peer::Peer {
+            uid: c.uid(),
+            gid: c.gid(),
+            pid: c.pid(),
+        },
+        Err(e) => {
+            log::warn!("control socket: SO_PEERCRED: {e}");
+            return;
+        }
+    };
+    if !peer::allowed(&peer, group.as_ref().map(|(_, gid)| *gid)) {
+        log::warn!(
+            "control socket: refused uid {} gid {} pid {:?}",
+            peer.uid,
+            peer.gid,
+            peer.pid
+        );
+        let message = peer::refusal(&peer, group.as_ref().map(|(n, g)| (n.as_str(), *g)));
+        let line = format!("{}\n", error("permission_denied", &message));
+        let mut stream = stream;
+        let _ = stream.write_all(line.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        return;
+    }
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let max = section.max_request_bytes;
+    loop {
+        let mut line = Vec::new();
+        let n = match (&mut read)
+            .take(max as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        if n == 0 {
+            return;
+        }
+        let too_long = line.len() > max && line.last() != Some(&b'\n');
+        let answer = if too_long {
+            error(
+                "request_too_large",
+                &format!("a request is one line of at most {max} bytes"),
+            )
+        } else {
+            handle(state, &line).await
+        };
+        let text = format!("{answer}\n");
+        if write.write_all(text.as_bytes()).await.is_err() || too_long {
+            let _ = write.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// One request: `{"v": 1, "cmd": "...", ...}`.
+async fn handle(state: &State, line: &[u8]) -> Value {
+    let req: Value = match serde_json::from_slice(line) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => return error("bad_request", "a request is one JSON object on one line"),
+    };
+    if req["v"].as_u64() != Some(PROTOCOL_VERSION) {
+        return error(
+            "unsupported_version",
+            &format!(
+                "this daemon speaks control protocol version {PROTOCOL_VERSION}; the request has \"v\": {}",
+                req["v"]
+            ),
+        );
+    }
+    let ask_timeout = Duration::from_secs(2);
+    match req["cmd"].as_str() {
+        Some("ping") => ok(serde_json::json!({"pid": std::process::id()})),
+        Some("status") => ok(super::status::status(state, ask_timeout).await),
+        Some("policy") => match state.ask(Ask::Policy, ask_timeout).await {
+            Ok(Ok(v)) => ok(v),
+            Ok(Err(e)) | Err(e) => error("unavailable", &e),
+        },
+        Some("process_tree") => {
+            let Some(pid) = req["pid"].as_u64().and_then(|p| u32::try_from(p).ok()) else {
+                return error("bad_request", "process_tree needs \"pid\": a process id");
+            };
+            match state.ask(Ask::ProcessTree { pid }, ask_timeout).await {
+                Ok(Ok(v)) => ok(v),
+                Ok(Err(e)) => error("not_found", &e),
+                Err(e) => error("unavailable", &e),
+            }
+        }
+        Some(other) => error(
+            "unknown_command",
+            &format!("unknown command {other:?}: ping, status, policy, process_tree"),
+        ),
+        None => error("bad_request", "a request needs \"cmd\""),
+    }
+}
