@@ -1,8 +1,9 @@
-//! Developer tasks: `cargo xtask run | test | bench | setup | install`.
+//! Developer tasks: `cargo xtask run | test | bench | fuzz | setup | install`.
 mod bench;
 mod bench_ctl;
 mod bench_names;
 mod bench_receipts;
+mod fuzz;
 mod install;
 mod man;
 mod setup;
@@ -37,6 +38,9 @@ enum Task {
     /// same run (needs root): `bench` runs every section, `bench probes` or
     /// `bench receipts` one.
     Bench(bench::BenchArgs),
+    /// Run the cargo-fuzz targets (DNS and ClientHello parsers) for
+    /// `--seconds` each, installing the pinned cargo-fuzz if needed.
+    Fuzz(fuzz::FuzzArgs),
     /// Generate observerctl's man pages and shell completions from its
     /// clap definitions (default: target/observerctl-docs).
     Man(man::ManArgs),
@@ -106,11 +110,12 @@ fn main() -> anyhow::Result<()> {
             if args.runs(bench::Section::Receipts) || args.runs(bench::Section::Ctl) {
                 bench_receipts::build()?;
             }
-            if args.runs(bench::Section::Names) {
+            if args.runs(bench::Section::Names) || args.runs(bench::Section::Policy) {
                 bench_names::build()?;
             }
             bench::run(&workspace_root(), &args)
         }
+        Task::Fuzz(args) => fuzz::run(&workspace_root(), &args),
         Task::Install(args) => install::run(&workspace_root(), &args),
     }
 }
