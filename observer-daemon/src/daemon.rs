@@ -164,8 +164,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         None
     };
     let counters_shared = Arc::new(std::sync::Mutex::new(None));
+    let names_shared = crate::names::SharedCounters::default();
     let (sinks, sources, metrics_listener) =
-        start_forwarding(cfg, receipts.as_ref(), &counters_shared).await?;
+        start_forwarding(cfg, receipts.as_ref(), &counters_shared, &names_shared).await?;
     let kernel_push = KernelFilters {
         filters,
         files_prefixes: cfg.files.prefixes.clone(),
@@ -175,7 +176,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let names = cfg
         .names
         .enabled
-        .then(|| crate::names::Names::new(&cfg.names));
+        .then(|| crate::names::Names::new(&cfg.names).with_shared(names_shared));
     let processor = Processor::new(
         enricher,
         names,
@@ -530,6 +531,7 @@ async fn start_forwarding(
     cfg: &Config,
     receipts: Option<&Receipts>,
     counters: &Arc<std::sync::Mutex<Option<Snapshot>>>,
+    names: &crate::names::SharedCounters,
 ) -> anyhow::Result<(
     Option<crate::forward::Sinks>,
     Arc<crate::metrics::Sources>,
@@ -556,6 +558,7 @@ async fn start_forwarding(
             .map(|h| (h.name.clone(), h.kind, h.counters.clone()))
             .collect(),
         counters: counters.clone(),
+        names: names.clone(),
     });
     let listener = match &cfg.metrics.listen {
         Some(listen) => {

@@ -71,10 +71,46 @@ impl Enricher {
         &self.clock
     }
 
-    /// A reloaded policy: new execs are attributed by its registry;
-    /// processes already attributed keep their agent.
-    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+    /// A reloaded policy: new execs are attributed by its registry, and so
+    /// are the running processes no agent owns yet (an agent registered
+    /// while it runs is attributed, with its descendants, from the reload
+    /// on); processes already attributed keep their agent. Returns the
+    /// processes attributed now, as (pid, agent), in pid order.
+    pub fn set_policy(&mut self, policy: Arc<Policy>) -> Vec<(u32, Arc<str>)> {
         self.policy = policy;
+        if self.policy.registry.is_empty() {
+            return Vec::new();
+        }
+        let mut unowned: Vec<u32> = self
+            .table
+            .pids()
+            .filter(|pid| {
+                self.table
+                    .get(*pid)
+                    .is_some_and(|p| p.agent.is_none() && !p.has_exited())
+            })
+            .collect();
+        unowned.sort_unstable();
+        for &pid in &unowned {
+            let Some(mut p) = self.table.get(pid).cloned() else {
+                continue;
+            };
+            let Some(agent) = self.agent_of_image(&p, None, None) else {
+                continue;
+            };
+            p.agent = Some(agent);
+            self.apply_watch(&mut p, None);
+            if let Some(entry) = self.table.get_mut(pid) {
+                entry.agent = p.agent;
+                entry.watched = p.watched;
+            }
+        }
+        // Descendants of the processes matched now follow their ancestor.
+        self.inherit_scanned_agents();
+        unowned
+            .into_iter()
+            .filter_map(|pid| Some((pid, self.table.get(pid)?.agent.clone()?)))
+            .collect()
     }
 
     /// Adds the processes that already run; returns how many were found.
@@ -96,8 +132,9 @@ impl Enricher {
         n
     }
 
-    /// Scanned processes whose ancestor is an agent belong to it (the scan
-    /// sees children before it can know their parents' identity).
+    /// Processes whose ancestor is an agent belong to it (the scan sees
+    /// children before it can know their parents' identity; a reload
+    /// attributes running parents after their children exist).
     fn inherit_scanned_agents(&mut self) {
         let orphans: Vec<u32> = self
             .table

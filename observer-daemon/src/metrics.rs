@@ -28,6 +28,8 @@ pub struct Sources {
     pub sinks: Vec<(String, SinkType, Arc<SinkCounters>)>,
     /// The latest loss-accounting snapshot (kernel and user counters).
     pub counters: Arc<Mutex<Option<Snapshot>>>,
+    /// The names stage's counters (docs/names.md), published every tick.
+    pub names: crate::names::SharedCounters,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +209,17 @@ pub fn render(s: &Sources) -> String {
             o.sample("observer_user_dropped_total", &[("reason", reason)], n);
         }
     }
+    let names = s.names.lock().map(|g| g.clone()).unwrap_or_default();
+    if !names.is_empty() {
+        o.head(
+            "observer_names_total",
+            "counter",
+            "The names stage: DNS answers and ClientHellos refused or cut, by reason, SNI joined or not, connect records that waited (docs/names.md).",
+        );
+        for (counter, n) in &names {
+            o.sample("observer_names_total", &[("counter", counter)], n);
+        }
+    }
     type Get = fn(&SinkCounters) -> u64;
     let per_sink: [(&str, &str, &str, Get); 8] = [
         ("observer_sink_delivered_total", "counter", "Records the receiver acknowledged (receipts and checkpoints).", |c| SinkCounters::get(&c.delivered)),
@@ -326,5 +339,22 @@ mod tests {
         assert!(text.contains(
             "observer_sink_errors_total{sink=\"siem\",type=\"syslog\",reason=\"connect\"} 1\n"
         ));
+        assert!(!text.contains("observer_names_total"), "names disabled");
+    }
+
+    #[test]
+    fn renders_names_counters() {
+        let s = Sources::default();
+        s.names
+            .lock()
+            .unwrap()
+            .extend([("sni_truncated", 2), ("sni_joined", 7)]);
+        let text = render(&s);
+        assert!(
+            text.contains("# TYPE observer_names_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("observer_names_total{counter=\"sni_truncated\"} 2\n"));
+        assert!(text.contains("observer_names_total{counter=\"sni_joined\"} 7\n"));
     }
 }

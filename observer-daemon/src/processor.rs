@@ -59,6 +59,16 @@ pub struct Receipts {
     pub last_prune_check: Option<Instant>,
 }
 
+/// Running processes a reload attributed to an agent, for the
+/// `observer.policy` receipt: the count and the first 100 (pid, agent).
+fn attributed_running(list: &[(u32, Arc<str>)]) -> Value {
+    const LISTED: usize = 100;
+    json!({
+        "count": list.len(),
+        "processes": list.iter().take(LISTED).map(|(pid, agent)| json!({"pid": pid, "agent": &**agent})).collect::<Vec<_>>(),
+    })
+}
+
 pub fn now_unix_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -165,6 +175,7 @@ impl Processor {
                 let mut ready = Vec::new();
                 if let Some(names) = self.names.as_mut() {
                     names.flush_due(Instant::now(), &mut ready);
+                    names.publish();
                 }
                 return self.write_events(ready);
             }
@@ -298,13 +309,14 @@ impl Processor {
                     "policy reloaded ({trigger}): {} (was {previous})",
                     policy.digest
                 );
-                self.enricher.set_policy(policy.clone());
+                let attributed = self.enricher.set_policy(policy.clone());
                 self.dedup.clear();
                 self.policy = policy;
                 let mut c = self.policy.summary();
                 c["event"] = json!("policy_reloaded");
                 c["trigger"] = json!(trigger);
                 c["previous_digest"] = json!(previous);
+                c["attributed_running"] = attributed_running(&attributed);
                 c
             }
             PolicyUpdate::Refused { error, trigger } => {

@@ -146,14 +146,40 @@ s.recvfrom(512)
     assert_eq!(stop["kernel"]["tls_hello"]["dropped_ringbuf_full"], 0);
 }
 
+/// `name{labels}`'s value on the daemon's metrics endpoint, 0 when absent.
+fn metric(port: u16, series: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
 /// Malformed DNS messages from port 53, a malformed ClientHello and one
-/// split across two segments before its server_name: counted by reason, no
-/// record names anything, the daemon runs on.
+/// split across two segments before its server_name (a real client
+/// writing it in two pieces with TCP_NODELAY): counted by reason, on the
+/// metrics endpoint while running and in `observer_stop`; no record names
+/// anything, the daemon runs on.
 #[test]
 fn malformed_dns_and_tls_are_counted_and_name_nothing() {
     let subnet = "10.214.77";
     let ns = Netns::new(subnet);
-    let mut d = Daemon::start(&config(&[], "[receipts]\nenabled = false\n"));
+    let mport = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut d = Daemon::start(&config(
+        &[],
+        &format!("[receipts]\nenabled = false\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n"),
+    ));
+    let truncated = |c: &str| metric(mport, &format!("observer_names_total{{counter=\"{c}\"}}"));
+    let before = truncated("sni_truncated");
     let script = format!(
         r#"
 import socket
@@ -202,6 +228,16 @@ for m in (loop, query):
     let out = child.wait_with_output().expect("python3");
     assert!(out.status.success(), "python3: {}", out.status);
     connect_of(&mut d, pid, &format!("{subnet}.1"));
+    // Published on the processor's 200 ms tick.
+    let start = std::time::Instant::now();
+    while truncated("sni_truncated") <= before {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "sni_truncated did not move on the metrics endpoint"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(truncated("sni_malformed") >= 1);
     let records = d.stop();
     let connects: Vec<&Value> = records
         .iter()

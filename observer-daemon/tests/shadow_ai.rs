@@ -678,7 +678,7 @@ fn check_policies_validates_without_running() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.starts_with("policies ok: sha256:") && stdout.contains("13 rules"),
+        stdout.starts_with("policies ok: sha256:") && stdout.contains("14 rules"),
         "{stdout}"
     );
 
@@ -936,6 +936,184 @@ fn real_openai_sdk_call_is_shadow_ai() {
         json!({"indicator": "ai_api", "provider": "openai", "destination": "api.openai.com", "sources": ["dns", "sni"]})
     );
     assert_eq!(p_ctx(&ev)["connect"]["dst_names"], openai_by_dns_and_sni());
+    d.stop();
+    let report = verify_store(&db, &state.path().join("master.seed"), vec![]);
+    assert!(report.ok(), "{:?}", report.first_failure());
+}
+
+/// A model hub fetch (huggingface.co, answered in the namespace by the real
+/// dnsmasq and TLS server): the real pip, pointed at the hub as its index,
+/// is excluded by the shipped rule (no finding, although its connection
+/// carries the hub's name by DNS and SNI); the same fetch by curl is a
+/// `model-hub-fetch-unregistered` finding.
+#[test]
+fn model_hub_fetch_by_pip_is_excluded_and_by_curl_is_a_finding() {
+    let pip = Path::new(OPENAI_VENV).join("bin/pip");
+    openai_sdk_python();
+    let subnet = "10.218.77";
+    let ns = netns::Netns::new(subnet);
+    let tls_dir = tempfile::tempdir().unwrap();
+    netns::make_certs(tls_dir.path(), &format!("{subnet}.2"));
+    let _dns = netns::start_dnsmasq(&ns, tls_dir.path(), subnet);
+    let _tls = netns::start_tls_server(&ns, tls_dir.path());
+    let state = tempfile::tempdir().unwrap();
+    install_policies(state.path(), "");
+    let d = Daemon::start_in(StateDir::Shared(state.path().to_owned()), &policy_config());
+    let db = d.store();
+    let digest = start_digest(&db);
+
+    let downloads = tempfile::tempdir().unwrap();
+    let child = ns
+        .command(&[
+            &pip.display().to_string(),
+            "download",
+            "--no-deps",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--retries",
+            "0",
+            "--timeout",
+            "5",
+            "--cert",
+            "ca.pem",
+            "--index-url",
+            "https://huggingface.co/simple/",
+            "-d",
+            &downloads.path().display().to_string(),
+            "observer-test-model",
+        ])
+        .current_dir(tls_dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pip_pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    // The test server's page lists no distribution: pip reached it, then
+    // found nothing to download.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("No matching distribution found for observer-test-model"),
+        "{stderr}"
+    );
+
+    let url = "https://huggingface.co/org/model/resolve/main/model.gguf";
+    let curl = netns::run_curl(&ns, tls_dir.path(), "curl", &[], url);
+    let f = wait_finding(&db, "model-hub-fetch-unregistered", curl);
+    let ev = check_finding(
+        &db,
+        &f,
+        Expect(
+            &unregistered(Path::new("/usr/bin/curl")),
+            "medium",
+            &["AML.T0002"],
+            &["LLM03"],
+        ),
+        &digest,
+        "network.connect",
+    );
+    let hub = json!([
+        {"name": "huggingface.co", "source": "dns"},
+        {"name": "huggingface.co", "source": "sni"}
+    ]);
+    assert_eq!(
+        p_ctx(&f)["matched"],
+        json!({"indicator": "model_hub", "provider": "huggingface-hub", "destination": "huggingface.co", "sources": ["dns", "sni"]})
+    );
+    assert_eq!(
+        p_ctx(&f)["reason"],
+        "a process that is not a registered agent fetched from a model hub; from a shell, curl or wget"
+    );
+    assert_eq!(f.payload["mitre_techniques"], json!(["T1105"]));
+    assert_eq!(p_ctx(&ev)["connect"]["dst_names"], hub);
+
+    // pip ran first, so its connection was judged before curl's.
+    assert_eq!(findings_for(&db, pip_pid).len(), 0, "pip is excluded");
+    let records = d.stop();
+    let pip_connect = records
+        .iter()
+        .find(|r| {
+            is_event(r, "connect")
+                && r["process"]["pid"] == pip_pid
+                && r["connect"]["remote_port"] == 443
+        })
+        .expect("pip's connection was observed");
+    assert_eq!(pip_connect["process"]["comm"], "pip");
+    assert_eq!(pip_connect["connect"]["dst_names"], hub);
+    let report = verify_store(&db, &state.path().join("master.seed"), vec![]);
+    assert!(report.ok(), "{:?}", report.first_failure());
+}
+
+/// An agent registered while its process runs: after the reload, the
+/// running process (found by its executable) and the child it starts are
+/// the agent's; the `policy_reloaded` receipt lists the process, and the
+/// child's read of an SSH key is a finding on the agent's chain.
+#[test]
+fn reload_attributes_a_running_process_to_a_new_agent() {
+    use std::io::{BufRead, Write};
+    let state = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let dir = install_policies(state.path(), "");
+    let mut d = Daemon::start_in(StateDir::Shared(state.path().to_owned()), &policy_config());
+    let db = d.store();
+    let digest = start_digest(&db);
+    let late = copy_executable("/usr/bin/bash", work.path(), "late-agent");
+    std::fs::create_dir(work.path().join(".ssh")).unwrap();
+    let key = work.path().join(".ssh/id_ed25519");
+    write_file(&key, "secret");
+    // Waits for a line, then runs cat on the key and prints its pid.
+    let mut agent = ChildGuard(
+        Command::new(&late)
+            .args([
+                "-c",
+                "read -r _; /usr/bin/cat \"$0\" >/dev/null & echo $!; wait",
+            ])
+            .arg(&key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = agent.0.id();
+    // The daemon knows the process (its exec record) before the reload.
+    let exec = d.wait_for(|r| is_event(r, "exec") && r["process"]["pid"] == pid);
+    assert_eq!(exec["process"]["agent"], Value::Null);
+
+    let agents = dir.join("agents.toml");
+    let mut text = std::fs::read_to_string(&agents).unwrap();
+    text.push_str(&format!(
+        "\n[[agent]]\nid = \"late-agent\"\nexecutables = [{:?}]\n",
+        late.display().to_string()
+    ));
+    std::fs::write(&agents, text).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    let reloaded = wait_policy_event(&db, "policy_reloaded", 0);
+    assert_eq!(reloaded["previous_digest"], digest);
+    assert_eq!(reloaded["agents"], json!(["late-agent"]));
+    assert_eq!(
+        reloaded["attributed_running"],
+        json!({"count": 1, "processes": [{"pid": pid, "agent": "late-agent"}]})
+    );
+
+    writeln!(agent.0.stdin.as_mut().unwrap(), "go").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(agent.0.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let cat: u32 = line.trim().parse().unwrap();
+    let f = wait_finding(&db, "agent-reads-other-secrets", cat);
+    let new_digest = reloaded["policy_digest"].as_str().unwrap();
+    let ev = check_finding(
+        &db,
+        &f,
+        Expect("late-agent", "high", &["AML.T0055"], &["LLM06", "LLM02"]),
+        new_digest,
+        "file.open",
+    );
+    assert_eq!(p_ctx(&ev)["process"]["agent"], "late-agent");
+    assert_eq!(p_ctx(&ev)["parents"][0]["pid"], pid);
+    assert_eq!(agent.0.wait().unwrap().code(), Some(0));
     d.stop();
     let report = verify_store(&db, &state.path().join("master.seed"), vec![]);
     assert!(report.ok(), "{:?}", report.first_failure());

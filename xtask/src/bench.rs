@@ -7,7 +7,8 @@
 //!
 //! `cargo xtask bench` runs every section; `cargo xtask bench probes` or
 //! `cargo xtask bench receipts` runs one (the receipt section is in
-//! [`crate::bench_receipts`], the names section in [`crate::bench_names`]).
+//! [`crate::bench_receipts`], the names and policy sections in
+//! [`crate::bench_names`]).
 use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
@@ -34,6 +35,9 @@ pub enum Section {
     /// Forwarding throughput per sink type (syslog TCP and TLS to rsyslog,
     /// HTTP, file) and the catch-up time after a 10-minute backlog.
     Forward,
+    /// Rule evaluation cost per event with the shipped policies, against
+    /// the JSON serialisation of the same events.
+    Policy,
 }
 
 #[derive(clap::Args)]
@@ -90,6 +94,9 @@ fn run_in(root: &Path, work: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.runs(Section::Names) {
         crate::bench_names::run(root, work, args.connects, args.rounds)?;
+    }
+    if args.runs(Section::Policy) {
+        crate::bench_names::policy(root)?;
     }
     if args.runs(Section::Forward) {
         crate::bench_forward::run(root, work, &args.forward)?;

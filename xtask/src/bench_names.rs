@@ -2,7 +2,9 @@
 //! names all of them. A loopback connect storm (each connection sends a TLS
 //! ClientHello) runs with and without the observer in alternating rounds;
 //! every storm connection of an attached round must carry its SNI name.
-//! The DNS and ClientHello parse rates come from the `names_parse` example.
+//! The DNS and ClientHello parse rates come from the `names_parse` example,
+//! the rule evaluation cost per event (`cargo xtask bench policy`) from the
+//! `policy_eval` example.
 use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
@@ -29,7 +31,47 @@ pub fn build() -> anyhow::Result<()> {
         "observer-daemon",
         "--example",
         "names_parse",
+        "--example",
+        "policy_eval",
     ])
+}
+
+/// Rule evaluation cost per event kind with the shipped policies, as a
+/// ratio of the JSON serialisation of the same event (which every event
+/// costs anyway), both measured by `policy_eval` in one process.
+pub fn policy(root: &Path) -> anyhow::Result<()> {
+    let out = Command::new(root.join("target/release/examples/policy_eval"))
+        .arg("200000")
+        .output()
+        .context("running policy_eval")?;
+    if !out.status.success() {
+        bail!("policy_eval: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    println!(
+        "policy: rule evaluation per event, shipped policies ({} rules, {}), one core; \
+         baseline: the event's JSON record serialised",
+        v["rules"],
+        v["policy_digest"].as_str().unwrap_or("?")
+    );
+    let kinds = v["kinds"].as_object().context("policy_eval: no kinds")?;
+    for (kind, k) in kinds {
+        let eval = k["eval_ns"].as_f64().unwrap_or(0.0);
+        let json = k["json_ns"].as_f64().unwrap_or(0.0);
+        let findings: Vec<&str> = k["findings"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        println!(
+            "policy:   {kind:<26} rules {eval:>7.1} ns/event ({:>10.0} events/s), \
+             JSON ({} B) {json:>7.1} ns/event, ratio rules/JSON {:.3}; findings [{}]",
+            1e9 / eval.max(0.001),
+            k["json_bytes"],
+            eval / json.max(0.001),
+            findings.join(", "),
+        );
+    }
+    Ok(())
 }
 
 pub fn run(root: &Path, work: &Path, connects: u32, rounds: u32) -> anyhow::Result<()> {

@@ -1,4 +1,4 @@
-//! Developer tasks: `cargo xtask run | test | bench | setup | install | deb`.
+//! Developer tasks: `cargo xtask run | test | bench | fuzz | setup | install | deb`.
 mod bench;
 mod bench_ctl;
 mod bench_forward;
@@ -7,6 +7,7 @@ mod bench_receipts;
 mod deb;
 #[cfg(test)]
 mod deb_package_test;
+mod fuzz;
 mod install;
 mod man;
 mod setup;
@@ -41,6 +42,9 @@ enum Task {
     /// same run (needs root): `bench` runs every section, `bench probes` or
     /// `bench receipts` one.
     Bench(bench::BenchArgs),
+    /// Run the cargo-fuzz targets (DNS and ClientHello parsers) for
+    /// `--seconds` each, installing the pinned cargo-fuzz if needed.
+    Fuzz(fuzz::FuzzArgs),
     /// Generate observerctl's man pages and shell completions from its
     /// clap definitions (default: target/observerctl-docs).
     Man(man::ManArgs),
@@ -114,7 +118,7 @@ fn main() -> anyhow::Result<()> {
             if args.runs(bench::Section::Receipts) || args.runs(bench::Section::Ctl) {
                 bench_receipts::build()?;
             }
-            if args.runs(bench::Section::Names) {
+            if args.runs(bench::Section::Names) || args.runs(bench::Section::Policy) {
                 bench_names::build()?;
             }
             if args.runs(bench::Section::Forward) {
@@ -122,6 +126,7 @@ fn main() -> anyhow::Result<()> {
             }
             bench::run(&workspace_root(), &args)
         }
+        Task::Fuzz(args) => fuzz::run(&workspace_root(), &args),
         Task::Install(args) => install::run(&workspace_root(), &args),
         Task::Deb(args) => {
             setup::ensure_all()?;

@@ -51,10 +51,14 @@ pub const COUNTERS: &[&str] = &[
     "connect_wait_overflow",
 ];
 
+/// The stage's counters as last published, for the metrics endpoint.
+pub type SharedCounters = std::sync::Arc<std::sync::Mutex<BTreeMap<&'static str, u64>>>;
+
 pub struct Names {
     cache: NameCache,
     waiting: Waiting<EnrichedEvent>,
     counters: BTreeMap<&'static str, u64>,
+    shared: SharedCounters,
 }
 
 impl Names {
@@ -71,6 +75,22 @@ impl Names {
                 cfg.sni_wait_max,
             ),
             counters: COUNTERS.iter().map(|c| (*c, 0)).collect(),
+            shared: SharedCounters::default(),
+        }
+    }
+
+    /// Where [`Names::publish`] copies the counters (the metrics endpoint
+    /// reads them there).
+    pub fn with_shared(mut self, shared: SharedCounters) -> Names {
+        self.shared = shared;
+        self
+    }
+
+    /// Copies the counters to the shared map (on the processor's tick:
+    /// not per event).
+    pub fn publish(&self) {
+        if let Ok(mut g) = self.shared.lock() {
+            g.clone_from(&self.counters);
         }
     }
 

@@ -238,7 +238,7 @@ impl Registry {
                     return Err(src.error_at_value(
                         p,
                         format!(
-                            "unknown provider `{p}` (not in ai_endpoints or ai_gateways){hint}"
+                            "unknown provider `{p}` (not in ai_endpoints, ai_gateways or model_hubs){hint}"
                         ),
                     ));
                 }

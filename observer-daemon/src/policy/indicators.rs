@@ -13,6 +13,7 @@ use super::{
 pub enum ProviderKind {
     AiApi,
     AiGateway,
+    ModelHub,
 }
 
 impl ProviderKind {
@@ -20,6 +21,7 @@ impl ProviderKind {
         match self {
             ProviderKind::AiApi => "ai_api",
             ProviderKind::AiGateway => "ai_gateway",
+            ProviderKind::ModelHub => "model_hub",
         }
     }
 }
@@ -186,6 +188,7 @@ pub fn compile(files: &PolicyFiles) -> Result<Indicators, PolicyError> {
     let mut out = Indicators::default();
     providers(&files.ai_endpoints, ProviderKind::AiApi, &mut out)?;
     providers(&files.ai_gateways, ProviderKind::AiGateway, &mut out)?;
+    providers(&files.model_hubs, ProviderKind::ModelHub, &mut out)?;
     let src = &files.local_inference;
     for s in &src.value.server {
         out.servers.push(Server {

@@ -12,6 +12,7 @@ use super::{error::PolicyError, model::*};
 pub const INDICATOR_FILES: &[&str] = &[
     "ai_endpoints.toml",
     "ai_gateways.toml",
+    "model_hubs.toml",
     "local_inference.toml",
     "agent_clis.toml",
     "mcp_servers.toml",
@@ -61,6 +62,7 @@ pub struct PolicyFiles {
     pub rules: Source<RulesFile>,
     pub ai_endpoints: Source<ProvidersFile>,
     pub ai_gateways: Source<ProvidersFile>,
+    pub model_hubs: Source<ProvidersFile>,
     pub local_inference: Source<ServersFile>,
     pub agent_clis: Source<ClisFile>,
     pub mcp_servers: Source<LaunchersFile>,
@@ -105,6 +107,7 @@ pub fn read_dir(dir: &Path) -> Result<PolicyFiles, PolicyError> {
         rules: parse_file(&dir.join("rules.toml"))?,
         ai_endpoints: parse_file(&i("ai_endpoints.toml"))?,
         ai_gateways: parse_file(&i("ai_gateways.toml"))?,
+        model_hubs: parse_file(&i("model_hubs.toml"))?,
         local_inference: parse_file(&i("local_inference.toml"))?,
         agent_clis: parse_file(&i("agent_clis.toml"))?,
         mcp_servers: parse_file(&i("mcp_servers.toml"))?,

@@ -114,6 +114,7 @@ impl Policy {
             "indicators": {
                 "ai_endpoints": files.ai_endpoints.value,
                 "ai_gateways": files.ai_gateways.value,
+                "model_hubs": files.model_hubs.value,
                 "local_inference": files.local_inference.value,
                 "agent_clis": files.agent_clis.value,
                 "mcp_servers": files.mcp_servers.value,

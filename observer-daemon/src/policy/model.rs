@@ -229,6 +229,8 @@ pub enum IndicatorRef {
     AiApi,
     /// A destination of an AI gateway or proxy.
     AiGateway,
+    /// A destination of a model hub (model weights and cards).
+    ModelHub,
     /// The process is a local inference server.
     LocalInference,
     /// The process is an agent CLI.

@@ -83,7 +83,7 @@ const ALL_KINDS: [EventKind; 4] = [
 fn indicator_kinds(i: IndicatorRef) -> &'static [EventKind] {
     use IndicatorRef::*;
     match i {
-        AiApi | AiGateway => &[EventKind::Connect],
+        AiApi | AiGateway | ModelHub => &[EventKind::Connect],
         LocalInference => &[EventKind::Exec, EventKind::Listen, EventKind::Connect],
         AgentCli | AutonomousMode | McpServer => &[EventKind::Exec],
         ModelFile | AiSdk | AiCredential | GpuDevice | SecretFile => &[EventKind::FileOpen],
@@ -468,11 +468,11 @@ impl Cx<'_, '_> {
     fn indicator(&mut self, i: IndicatorRef, credential_owner: Option<bool>) -> Option<Value> {
         let ind = self.indicators;
         match i {
-            IndicatorRef::AiApi | IndicatorRef::AiGateway => {
-                let kind = if i == IndicatorRef::AiApi {
-                    ProviderKind::AiApi
-                } else {
-                    ProviderKind::AiGateway
+            IndicatorRef::AiApi | IndicatorRef::AiGateway | IndicatorRef::ModelHub => {
+                let kind = match i {
+                    IndicatorRef::AiApi => ProviderKind::AiApi,
+                    IndicatorRef::AiGateway => ProviderKind::AiGateway,
+                    _ => ProviderKind::ModelHub,
                 };
                 let hit = self.provider_hit(kind)?;
                 let n = self.egress()?;

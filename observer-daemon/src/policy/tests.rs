@@ -161,6 +161,7 @@ fn shipped_policies_load_and_digest_is_stable() {
         "ai-sdk-loaded",
         "gpu-compute-unregistered",
         "agent-out-of-scope-destination",
+        "model-hub-fetch-unregistered",
     ] {
         assert!(ids.contains(&id), "{id} missing");
     }
@@ -378,6 +379,114 @@ fn ai_api_egress_by_unregistered_process() {
     let ev = event(
         process("claude", "/usr/bin/claude", &["claude"], Some("cc")),
         Detail::Connect(net("1.2.3.4", 443, &names)),
+    );
+    assert!(hits(&p, &ev).is_empty());
+}
+
+/// A model hub fetch is a finding for curl (medium) or an unknown
+/// program (low), none for package managers and browsers (by any of their
+/// process names: `python3 -m pip` is named by its module), and never an
+/// AI API finding; Hugging Face's inference hosts stay AI APIs.
+#[test]
+fn model_hub_fetch_excludes_package_managers_and_browsers() {
+    let p = default_policy();
+    let hub = |comm: &str, exe: &str, argv: &[&str], name: &str| {
+        let ev = event(
+            process(comm, exe, argv, None),
+            Detail::Connect(net(
+                "3.160.0.1",
+                443,
+                &[(name, NameSource::Dns), (name, NameSource::Sni)],
+            )),
+        );
+        hits(&p, &ev)
+            .into_iter()
+            .map(|h| (h.0, h.1, h.2))
+            .collect::<Vec<_>>()
+    };
+    let found = |risk, name: &str, provider: &str| {
+        vec![(
+            "model-hub-fetch-unregistered".to_string(),
+            risk,
+            serde_json::json!({"indicator": "model_hub", "provider": provider,
+                "destination": name, "sources": ["dns", "sni"]}),
+        )]
+    };
+    let curl = [
+        "curl",
+        "-LO",
+        "https://huggingface.co/x/y/resolve/main/m.gguf",
+    ];
+    assert_eq!(
+        hub("curl", "/usr/bin/curl", &curl, "huggingface.co"),
+        found(RiskClass::Medium, "huggingface.co", "huggingface-hub")
+    );
+    assert_eq!(
+        hub("fetcher", "/opt/fetcher", &["fetcher"], "cdn-lfs.hf.co"),
+        found(RiskClass::Low, "cdn-lfs.hf.co", "huggingface-hub")
+    );
+    assert_eq!(
+        hub(
+            "ollama",
+            "/usr/local/bin/ollama",
+            &["ollama", "pull", "llama3"],
+            "registry.ollama.ai"
+        ),
+        found(RiskClass::Low, "registry.ollama.ai", "ollama-registry")
+    );
+    for (comm, exe, argv) in [
+        (
+            "python3",
+            "/usr/bin/python3.11",
+            vec!["python3", "-m", "pip", "download", "x"],
+        ),
+        (
+            "pip",
+            "/usr/bin/python3.11",
+            vec!["/usr/bin/python3", "/usr/bin/pip", "install", "x"],
+        ),
+        ("uv", "/usr/local/bin/uv", vec!["uv", "pip", "install", "x"]),
+        (
+            "http",
+            "/usr/lib/apt/methods/http",
+            vec!["/usr/lib/apt/methods/http"],
+        ),
+        ("npm", "/usr/bin/node", vec!["npm", "install"]),
+        (
+            "firefox-esr",
+            "/usr/lib/firefox-esr/firefox-esr",
+            vec!["firefox-esr"],
+        ),
+        (
+            "Socket Process",
+            "/usr/lib/firefox/firefox",
+            vec!["/usr/lib/firefox/firefox", "-contentproc"],
+        ),
+        (
+            "chrome",
+            "/opt/google/chrome/chrome",
+            vec!["/opt/google/chrome/chrome"],
+        ),
+    ] {
+        assert_eq!(hub(comm, exe, &argv, "huggingface.co"), vec![], "{comm}");
+    }
+    // The inference API is not the hub: an AI API finding, for pip too.
+    let api = hub(
+        "pip",
+        "/usr/bin/python3.11",
+        &["pip"],
+        "router.huggingface.co",
+    );
+    assert_eq!(api.len(), 1);
+    assert_eq!(api[0].0, "ai-api-egress-unregistered");
+    // A registered agent's hub fetch is not shadow activity.
+    let ev = event(
+        process("curl", "/usr/bin/curl", &["curl"], Some("a")),
+        Detail::Connect(net(
+            "3.160.0.1",
+            443,
+            &[("huggingface.co", NameSource::Sni)],
+        )),
     );
     assert!(hits(&p, &ev).is_empty());
 }

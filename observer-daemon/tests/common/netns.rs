@@ -142,7 +142,9 @@ pub fn make_certs(dir: &Path, ip: &str) {
         .args(["-subj", "/CN=api.openai.com"]));
     write_file(
         &dir.join("san.ext"),
-        &format!("subjectAltName=DNS:api.openai.com,DNS:api.anthropic.com,IP:{ip}\n"),
+        &format!(
+            "subjectAltName=DNS:api.openai.com,DNS:api.anthropic.com,DNS:huggingface.co,IP:{ip}\n"
+        ),
     );
     run(Command::new("openssl").current_dir(dir).args([
         "x509",
@@ -163,8 +165,9 @@ pub fn make_certs(dir: &Path, ip: &str) {
     ]));
 }
 
-/// dnsmasq answering api.openai.com with `.1` and api.anthropic.com with
-/// a CNAME to edge.anthropic-cdn.test, which has `.3`.
+/// dnsmasq answering api.openai.com and huggingface.co (a model hub) with
+/// `.1` and api.anthropic.com with a CNAME to edge.anthropic-cdn.test,
+/// which has `.3`.
 pub fn start_dnsmasq(ns: &Netns, dir: &Path, subnet: &str) -> Proc {
     let child = ns
         .command(&[
@@ -179,6 +182,7 @@ pub fn start_dnsmasq(ns: &Netns, dir: &Path, subnet: &str) -> Proc {
             &format!("--log-facility={}", dir.join("dnsmasq.log").display()),
             "--log-queries",
             &format!("--address=/api.openai.com/{subnet}.1"),
+            &format!("--address=/huggingface.co/{subnet}.1"),
             &format!("--host-record=edge.anthropic-cdn.test,{subnet}.3"),
             "--cname=api.anthropic.com,edge.anthropic-cdn.test",
         ])
