@@ -26,16 +26,6 @@ pub enum KernelCheckError {
         expected: u32,
         found: Option<u32>,
     },
-    #[error(
-        "kernel BTF has `{structure}.{member}` at offset {found:?}, the file-open probe loads it at \
-         {expected}; this kernel's layout is not supported"
-    )]
-    BtfLayout {
-        structure: &'static str,
-        member: &'static str,
-        expected: u32,
-        found: Option<u32>,
-    },
 }
 
 /// Resolves every offset in [`KernelOffsets`]. Fields the kernel lacks
@@ -82,7 +72,6 @@ pub struct Tunables {
 
 pub fn kernel_config(btf_path: &Path, t: &Tunables) -> Result<KernelConfig, KernelCheckError> {
     let btf = KernelBtf::from_file(btf_path)?;
-    check_fixed_btf_layout(&btf)?;
     Ok(KernelConfig {
         offsets: resolve_offsets(&btf)?,
         wakeup_bytes: t.wakeup_bytes,
@@ -92,43 +81,6 @@ pub fn kernel_config(btf_path: &Path, t: &Tunables) -> Result<KernelConfig, Kern
     })
 }
 
-/// (struct, member, offset) the file-open program loads at constant
-/// offsets from BTF-typed pointers (the verifier needs constants there):
-/// the syscall's registers and, on x86_64, the compat-syscall flag.
-#[cfg(target_arch = "x86_64")]
-const FIXED_BTF_LAYOUT: &[(&str, &str, u32)] = &[
-    ("pt_regs", "di", 112),
-    ("pt_regs", "si", 104),
-    ("pt_regs", "dx", 96),
-    ("pt_regs", "r10", 56),
-    ("pt_regs", "orig_ax", 120),
-    ("task_struct", "thread_info", 0),
-    ("thread_info", "status", 16),
-];
-#[cfg(target_arch = "aarch64")]
-const FIXED_BTF_LAYOUT: &[(&str, &str, u32)] = &[
-    ("pt_regs", "regs", 0),
-    ("pt_regs", "pstate", 264),
-    ("pt_regs", "orig_x0", 272),
-    ("pt_regs", "syscallno", 280),
-];
-
-/// Checks [`FIXED_BTF_LAYOUT`] against the kernel's BTF.
-pub fn check_fixed_btf_layout(btf: &KernelBtf) -> Result<(), KernelCheckError> {
-    for &(structure, member, expected) in FIXED_BTF_LAYOUT {
-        let found = btf.member_offset(structure, member).ok();
-        if found != Some(expected) {
-            return Err(KernelCheckError::BtfLayout {
-                structure,
-                member,
-                expected,
-                found,
-            });
-        }
-    }
-    Ok(())
-}
-
 /// (tracepoint, field, offset) the programs read without BTF.
 const EXPECTED_LAYOUT: &[(&str, &str, u32)] = &[
     ("sched/sched_process_exec", "filename", 8),
@@ -136,7 +88,10 @@ const EXPECTED_LAYOUT: &[(&str, &str, u32)] = &[
     ("sched/sched_process_exit", "group_dead", 32),
     ("syscalls/sys_enter_execve", "filename", 16),
     ("syscalls/sys_enter_execveat", "fd", 16),
+    ("syscalls/sys_enter_openat", "dfd", 16),
+    ("syscalls/sys_enter_openat2", "how", 32),
     ("syscalls/sys_enter_connect", "uservaddr", 24),
+    ("syscalls/sys_exit_openat", "ret", 16),
 ];
 
 /// Checks [`EXPECTED_LAYOUT`] against `<tracefs>/events/*/format`.
@@ -204,12 +159,6 @@ mod tests {
     fn running_kernel_matches_expected_layout() {
         let tracefs = crate::loader::ensure_tracefs().unwrap();
         check_tracepoint_layout(&tracefs).unwrap();
-    }
-
-    #[test]
-    fn running_kernel_matches_fixed_btf_layout() {
-        let btf = KernelBtf::from_file(Path::new("/sys/kernel/btf/vmlinux")).unwrap();
-        check_fixed_btf_layout(&btf).unwrap();
     }
 
     #[test]

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use aya::{
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, ProgramError, ProgramFd, RawTracePoint, TracePoint},
-    Btf, Ebpf, EbpfLoader,
+    programs::{ProgramError, ProgramFd, RawTracePoint, TracePoint},
+    Ebpf, EbpfLoader,
 };
 use observer_common::{
     KernelConfig, KindCounters, PREFIX_KEY_LEN, PROCESS_EXCLUDED, SUFFIX_KEY_LEN,
@@ -50,9 +50,6 @@ pub enum LoadError {
 enum Hook {
     TracePoint(&'static [(&'static str, &'static str)]),
     RawTracePoint(&'static str),
-    /// A BTF-typed raw tracepoint (`tp_btf`): typed arguments, so the
-    /// program loads their fields directly.
-    BtfTracePoint(&'static str),
 }
 
 const PROGRAMS: &[(&str, Hook)] = &[
@@ -113,10 +110,14 @@ const PROGRAMS: &[(&str, Hook)] = &[
             ("syscalls", "sys_exit_accept4"),
         ]),
     ),
-    // openat and openat2 through one raw tracepoint on every syscall
-    // exit: cheaper per open than the sys_exit_openat perf tracepoint
-    // (BENCHMARKS.md, "Where the openat time goes").
-    ("open_exit", Hook::BtfTracePoint("sys_exit")),
+    (
+        "openat_exit",
+        Hook::TracePoint(&[("syscalls", "sys_exit_openat")]),
+    ),
+    (
+        "openat2_exit",
+        Hook::TracePoint(&[("syscalls", "sys_exit_openat2")]),
+    ),
 ];
 
 /// Settings the loader needs.
@@ -428,7 +429,6 @@ fn program_fds(ebpf: &Ebpf) -> Result<Vec<(&'static str, ProgramFd)>, LoadError>
 
 fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<String>, LoadError> {
     let mut attached = Vec::new();
-    let mut btf = None;
     for (program, hook) in PROGRAMS {
         let prog = ebpf
             .program_mut(program)
@@ -462,26 +462,6 @@ fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<String>, LoadError> {
                     source,
                 })?;
                 attached.push(format!("{program} -> raw_tp/{name}"));
-            }
-            Hook::BtfTracePoint(name) => {
-                let btf = match &mut btf {
-                    Some(btf) => btf,
-                    None => btf.insert(Btf::from_sys_fs().map_err(|e| LoadError::Load {
-                        program,
-                        source: ProgramError::Btf(e),
-                    })?),
-                };
-                let tp: &mut BtfTracePoint = prog
-                    .try_into()
-                    .map_err(|source| LoadError::Load { program, source })?;
-                tp.load(name, btf)
-                    .map_err(|source| LoadError::Load { program, source })?;
-                tp.attach().map_err(|source| LoadError::Attach {
-                    program,
-                    target: format!("tp_btf {name}"),
-                    source,
-                })?;
-                attached.push(format!("{program} -> tp_btf/{name}"));
             }
         }
     }

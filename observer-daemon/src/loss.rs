@@ -116,7 +116,7 @@ mod tests {
         Snapshot {
             kernel: kernel(ring_full),
             user: BTreeMap::from([("decode_short".into(), decode_short)]),
-            skipped: BTreeMap::from([("open_exit", skipped)]),
+            skipped: BTreeMap::from([("openat_exit", skipped)]),
         }
     }
 
@@ -128,7 +128,7 @@ mod tests {
         assert_eq!(r.total, 8);
         assert_eq!(r.kernel["file_open"].ringbuf_full, 5);
         assert_eq!(r.user["decode_short"], 2);
-        assert_eq!(r.kernel_skipped["open_exit"], 1);
+        assert_eq!(r.kernel_skipped["openat_exit"], 1);
         assert!(t.update(snapshot(5, 2, 1), "t2".into()).is_none());
         let r = t.update(snapshot(8, 2, 1), "t3".into()).unwrap();
         assert_eq!((r.total, r.kernel["file_open"].ringbuf_full), (3, 3));

@@ -2,25 +2,20 @@
 //! watched process or of a path with an interesting prefix or suffix reach
 //! the ring buffer, and repeats inside the dedup window are suppressed.
 //!
-//! Everything happens at syscall exit, in one BTF-typed raw tracepoint
-//! program on `sys_exit` that returns at once unless the syscall is openat
-//! or openat2. The per-syscall perf tracepoints (`sys_exit_openat`) cost
-//! more per open: the kernel builds a perf record for them (per-CPU buffer,
-//! recursion context, argument copy) before any program runs, while a raw
-//! tracepoint calls the program directly with the saved registers and the
-//! return value (BENCHMARKS.md, "Where the openat time goes"). The
-//! arguments come from those registers, so no entry program and no
-//! per-thread stash map sit on the hot path. Reading the path at exit also
-//! avoids empty reads: at entry the user page holding it is sometimes not
-//! resident yet.
+//! Everything happens at syscall exit, in one program: the arguments come
+//! from the registers the task saved on syscall entry, so no entry program
+//! and no per-thread stash map sit on the hot path. Reading the path at
+//! exit also avoids empty reads: at entry the user page holding it is
+//! sometimes not resident yet.
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_kernel_buf, bpf_probe_read_user,
         bpf_probe_read_user_str_bytes,
-        generated::{bpf_get_current_task_btf, bpf_ktime_get_boot_ns},
+        generated::{bpf_get_current_task_btf, bpf_ktime_get_boot_ns, bpf_task_pt_regs},
     },
-    macros::btf_tracepoint,
-    programs::BtfTracePointContext,
+    macros::tracepoint,
+    programs::TracePointContext,
+    EbpfContext,
 };
 use observer_common::*;
 
@@ -38,19 +33,18 @@ const SYSCALL_ARG_REGS: [usize; 4] = [112, 104, 96, 56]; // di, si, dx, r10
 #[cfg(bpf_target_arch = "aarch64")]
 const SYSCALL_ARG_REGS: [usize; 4] = [272, 8, 16, 24]; // orig_x0, x1, x2, x3
 
-/// Native syscall numbers of openat and openat2.
-#[cfg(bpf_target_arch = "x86_64")]
-const NR_OPENAT: i64 = 257;
-#[cfg(bpf_target_arch = "aarch64")]
-const NR_OPENAT: i64 = 56;
-const NR_OPENAT2: i64 = 437;
-
 /// The saved user registers of the current task, holding the arguments of
 /// the syscall it is returning from.
 #[derive(Clone, Copy)]
 struct SyscallRegs(*const u8);
 
 impl SyscallRegs {
+    #[inline(always)]
+    fn current() -> SyscallRegs {
+        // SAFETY: both helpers take the current task, which always exists.
+        SyscallRegs(unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const u8)
+    }
+
     /// Argument `n` (0-based). A direct load: `regs` is a BTF-typed
     /// pointer, so the verifier checks the offset against `struct pt_regs`
     /// and the load cannot fault; this is ~100 ns cheaper per open than
@@ -60,64 +54,25 @@ impl SyscallRegs {
         // SAFETY: an in-bounds, aligned field of struct pt_regs.
         unsafe { core::ptr::read_volatile(self.0.add(SYSCALL_ARG_REGS[n]) as *const u64) }
     }
-
-    /// The syscall number (`orig_ax`).
-    #[cfg(bpf_target_arch = "x86_64")]
-    #[inline(always)]
-    fn nr(self) -> i64 {
-        // SAFETY: struct pt_regs' orig_ax, at offset 120.
-        unsafe { core::ptr::read_volatile(self.0.add(120) as *const i64) }
-    }
-
-    /// The syscall number (`s32 syscallno`).
-    #[cfg(bpf_target_arch = "aarch64")]
-    #[inline(always)]
-    fn nr(self) -> i64 {
-        // SAFETY: struct pt_regs' syscallno, at offset 280.
-        unsafe { core::ptr::read_volatile(self.0.add(280) as *const i32) as i64 }
-    }
-
-    /// True for a 32-bit (compat) syscall, whose numbers and argument
-    /// registers differ; the syscall tracepoints skip those too.
-    /// x86_64: `TS_COMPAT` in `current->thread_info.status` (thread_info
-    /// is the first member of task_struct, status its third; the daemon
-    /// checks both offsets against the kernel's BTF before loading).
-    #[cfg(bpf_target_arch = "x86_64")]
-    #[inline(always)]
-    fn is_compat(self) -> bool {
-        const TS_COMPAT: u32 = 0x0002;
-        // SAFETY: the current task always exists; the load is a BTF-checked
-        // field of its struct thread_info.
-        let status = unsafe {
-            core::ptr::read_volatile((bpf_get_current_task_btf() as *const u8).add(16) as *const u32)
-        };
-        status & TS_COMPAT != 0
-    }
-
-    /// aarch64: `PSR_MODE32_BIT` in `pstate`.
-    #[cfg(bpf_target_arch = "aarch64")]
-    #[inline(always)]
-    fn is_compat(self) -> bool {
-        // SAFETY: struct pt_regs' pstate, at offset 264.
-        unsafe { core::ptr::read_volatile(self.0.add(264) as *const u64) & 0x10 != 0 }
-    }
 }
 
-/// Every syscall exit: `trace_sys_exit(struct pt_regs *regs, long ret)`.
-/// Anything but a native openat/openat2 returns after one load and two
-/// compares.
-#[btf_tracepoint(function = "sys_exit")]
-pub fn open_exit(ctx: BtfTracePointContext) -> u32 {
-    let regs = SyscallRegs(ctx.arg::<*const u8>(0));
-    let source = match regs.nr() {
-        NR_OPENAT => OPEN_SOURCE_OPENAT,
-        NR_OPENAT2 => OPEN_SOURCE_OPENAT2,
-        _ => return 0,
-    };
-    if regs.is_compat() {
-        return 0;
-    }
-    on_open(regs, ctx.arg::<i64>(1), source);
+#[inline(always)]
+fn exit_ret(ctx: &TracePointContext) -> i64 {
+    // SAFETY: syscall exit records hold `long ret` at offset 16.
+    unsafe { *(ctx.as_ptr().add(16) as *const i64) }
+}
+
+/// sys_exit_openat: openat(dfd, filename, flags, mode).
+#[tracepoint]
+pub fn openat_exit(ctx: TracePointContext) -> u32 {
+    on_open(exit_ret(&ctx), OPEN_SOURCE_OPENAT);
+    0
+}
+
+/// sys_exit_openat2: openat2(dfd, filename, struct open_how *how, size).
+#[tracepoint]
+pub fn openat2_exit(ctx: TracePointContext) -> u32 {
+    on_open(exit_ret(&ctx), OPEN_SOURCE_OPENAT2);
     0
 }
 
@@ -136,7 +91,7 @@ fn flags_and_mode(regs: SyscallRegs, source: u32) -> (u64, u64) {
 }
 
 #[inline(always)]
-fn on_open(regs: SyscallRegs, ret: i64, source: u32) {
+fn on_open(ret: i64, source: u32) {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // The per-process flags cost a hash lookup; without watching they are
     // only needed once a path matched (to honour exclusion), which is rare.
@@ -150,6 +105,7 @@ fn on_open(regs: SyscallRegs, ret: i64, source: u32) {
     };
     // SAFETY: per-CPU scratch, exclusively ours for this invocation.
     let scratch = unsafe { &mut *scratch };
+    let regs = SyscallRegs::current();
     let filename = regs.arg(1);
     // SAFETY: the helper validates the user pointer.
     let len = match unsafe {

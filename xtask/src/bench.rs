@@ -280,7 +280,8 @@ const PROGRAM_NAMES: &[&str] = &[
     "listen_enter",
     "listen_exit",
     "accept_exit",
-    "open_exit",
+    "openat_exit",
+    "openat2_exit",
 ];
 
 /// Nanoseconds our programs ran during `work`, as measured by the kernel
