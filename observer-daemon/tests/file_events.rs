@@ -104,3 +104,81 @@ fn every_open_of_a_watched_process_and_its_children_is_recorded() {
         .iter()
         .any(|r| is_event(r, "file_open") && r["process"]["pid"] == me));
 }
+
+/// `struct open_how` of openat2(2).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+#[test]
+fn openat2_and_openat_record_flags_mode_and_dfd() {
+    let suffix = format!(".{}-how", unique("o2"));
+    let dir = tempfile::tempdir().unwrap();
+    let via_openat2 = dir.path().join(format!("two{suffix}"));
+    let created = format!("created{suffix}");
+    let mut d = Daemon::start(&config(&[&suffix], ""));
+
+    let c_path = std::ffi::CString::new(via_openat2.display().to_string()).unwrap();
+    let how = OpenHow {
+        flags: (libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC) as u64,
+        mode: 0o640,
+        resolve: 0,
+    };
+    // SAFETY: valid path and open_how of the size passed; the fd is closed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    } as i32;
+    assert!(fd >= 0, "openat2: {}", std::io::Error::last_os_error());
+    // SAFETY: our own fd.
+    unsafe { libc::close(fd) };
+
+    let dir_c = std::ffi::CString::new(dir.path().display().to_string()).unwrap();
+    // SAFETY: valid path; the fd is closed below.
+    let dfd = unsafe { libc::open(dir_c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+    assert!(dfd >= 0);
+    let rel = std::ffi::CString::new(created.clone()).unwrap();
+    // SAFETY: valid relative path under an open directory fd.
+    let fd = unsafe {
+        libc::openat(
+            dfd,
+            rel.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            0o604 as libc::c_uint,
+        )
+    };
+    assert!(fd >= 0, "openat: {}", std::io::Error::last_os_error());
+    // SAFETY: our own fds.
+    unsafe {
+        libc::close(fd);
+        libc::close(dfd);
+    }
+
+    let me = std::process::id();
+    let path = via_openat2.display().to_string();
+    let ev = d.wait_for(|r| is_event(r, "file_open") && r["file_open"]["path"] == path.as_str());
+    let o = &ev["file_open"];
+    assert_eq!(ev["process"]["pid"], me);
+    assert_eq!(o["openat2"], true);
+    assert_eq!(o["flags"], libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC);
+    assert_eq!(o["mode"], 0o640);
+    assert_eq!(o["reasons"], serde_json::json!(["suffix"]));
+    assert!(o["result"].as_i64().unwrap() >= 0, "{o}");
+
+    let ev = d.wait_for(|r| is_event(r, "file_open") && r["file_open"]["path"] == created.as_str());
+    let o = &ev["file_open"];
+    assert_eq!(ev["process"]["pid"], me);
+    assert_eq!(o["openat2"], false);
+    assert_eq!(o["flags"], libc::O_RDWR | libc::O_CREAT | libc::O_EXCL);
+    assert_eq!(o["mode"], 0o604);
+    assert_eq!(o["dfd"], dfd);
+    assert!(o["result"].as_i64().unwrap() >= 0, "{o}");
+}

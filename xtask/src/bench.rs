@@ -38,6 +38,10 @@ pub enum Section {
     /// Rule evaluation cost per event with the shipped policies, against
     /// the JSON serialisation of the same events.
     Policy,
+    /// What the hook itself costs: empty programs on the openat perf
+    /// tracepoint and on the sys_exit raw tracepoint against the daemon's
+    /// open path (only when named: `cargo xtask bench floor`).
+    Floor,
 }
 
 #[derive(clap::Args)]
@@ -66,10 +70,14 @@ pub struct BenchArgs {
     pub ctl: crate::bench_ctl::CtlArgs,
     #[command(flatten)]
     pub forward: crate::bench_forward::ForwardArgs,
+    pub floor: crate::bench_floor::FloorArgs,
 }
 
 impl BenchArgs {
     pub fn runs(&self, section: Section) -> bool {
+        if section == Section::Floor {
+            return self.sections.contains(&section);
+        }
         self.sections.is_empty() || self.sections.contains(&section)
     }
 }
@@ -100,6 +108,9 @@ fn run_in(root: &Path, work: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.runs(Section::Forward) {
         crate::bench_forward::run(root, work, &args.forward)?;
+    }
+    if args.runs(Section::Floor) {
+        crate::bench_floor::run(root, work, args.opens, &args.floor)?;
     }
     Ok(())
 }
@@ -230,7 +241,7 @@ fn openat_rounds(
 }
 
 /// CPU seconds (user + system) the children of `n` fork+execs used.
-fn exec_storm(binary: &Path, n: u32) -> anyhow::Result<f64> {
+pub(crate) fn exec_storm(binary: &Path, n: u32) -> anyhow::Result<f64> {
     let before = children_cpu();
     for _ in 0..n {
         let status = Command::new(binary).status().context("exec storm")?;
@@ -242,7 +253,7 @@ fn exec_storm(binary: &Path, n: u32) -> anyhow::Result<f64> {
 }
 
 /// Wall seconds for `n` open+close pairs.
-fn openat_storm(path: &Path, n: u32) -> anyhow::Result<f64> {
+pub(crate) fn openat_storm(path: &Path, n: u32) -> anyhow::Result<f64> {
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
     let start = Instant::now();
     for _ in 0..n {
@@ -544,10 +555,25 @@ impl Daemon {
         config: &str,
         write_events: bool,
     ) -> anyhow::Result<Daemon> {
+        Self::start_exe(
+            &root.join("target/release/observerd"),
+            work,
+            config,
+            write_events,
+        )
+    }
+
+    /// Starts the observerd binary `exe` with `config` as it is.
+    pub fn start_exe(
+        exe: &Path,
+        work: &Path,
+        config: &str,
+        write_events: bool,
+    ) -> anyhow::Result<Daemon> {
         let config_path = work.join("bench.toml");
         std::fs::write(&config_path, config)?;
         let stderr = work.join("observerd.stderr");
-        let mut cmd = Command::new(root.join("target/release/observerd"));
+        let mut cmd = Command::new(exe);
         cmd.arg("--config").arg(&config_path);
         if write_events {
             cmd.arg("--events-jsonl").arg(work.join("events.jsonl"));

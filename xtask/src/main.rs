@@ -1,6 +1,7 @@
 //! Developer tasks: `cargo xtask run | test | bench | fuzz | setup | install | deb`.
 mod bench;
 mod bench_ctl;
+mod bench_floor;
 mod bench_forward;
 mod bench_names;
 mod bench_receipts;
