@@ -70,6 +70,7 @@ pub struct BenchArgs {
     pub ctl: crate::bench_ctl::CtlArgs,
     #[command(flatten)]
     pub forward: crate::bench_forward::ForwardArgs,
+    #[command(flatten)]
     pub floor: crate::bench_floor::FloorArgs,
 }
 
