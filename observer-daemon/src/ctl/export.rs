@@ -194,29 +194,40 @@ pub fn write_file(
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
-    let io = |what: &str, p: &Path, e: std::io::Error| {
-        CtlError::Io(format!("{what} {}: {e}", p.display()))
-    };
-    let result = (|| -> Result<Summary, CtlError> {
-        let file = std::fs::File::create(&tmp).map_err(|e| io("creating", &tmp, e))?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        let summary = write(store, q, format, &mut w, progress)?;
-        let file = w
-            .into_inner()
-            .map_err(|e| io("writing", &tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| io("syncing", &tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| io("renaming to", path, e))?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("syncing directory", dir, e))?;
-        Ok(summary)
-    })();
+    let result = write_tmp(store, q, format, path, &tmp, progress);
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+fn io_err(what: &str, p: &Path, e: std::io::Error) -> CtlError {
+    CtlError::Io(format!("{what} {}: {e}", p.display()))
+}
+
+/// Writes and syncs `tmp`, renames it to `path`, syncs the directory.
+fn write_tmp(
+    store: &Store,
+    q: &Query,
+    format: Format,
+    path: &Path,
+    tmp: &Path,
+    progress: &mut Progress,
+) -> Result<Summary, CtlError> {
+    let file = std::fs::File::create(tmp).map_err(|e| io_err("creating", tmp, e))?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let summary = write(store, q, format, &mut w, progress)?;
+    let file = w
+        .into_inner()
+        .map_err(|e| io_err("writing", tmp, e.into_error()))?;
+    file.sync_all().map_err(|e| io_err("syncing", tmp, e))?;
+    std::fs::rename(tmp, path).map_err(|e| io_err("renaming to", path, e))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err("syncing directory", dir, e))?;
+    Ok(summary)
 }
