@@ -1328,30 +1328,43 @@ fn metrics_pass_promtool_and_count_what_happened() {
     );
     let (exe, d) = agent_with_sinks(dir.path(), &sinks);
     let db = d.store();
-    let idle = |d: &Daemon| {
-        // Settled: everything committed is delivered.
-        let mut last = String::new();
-        wait_until("metrics to settle", WAIT, || {
-            let m = metrics(mport);
-            let n = stored_receipts(&db).len() as u64;
-            let settled = sample(&m, "observer_log_size") == n
-                && sample(&m, "observer_sink_cursor{sink=\"archive\",type=\"file\"}") == n
-                && sample(&m, "observer_kernel_events_total{kind=\"exec\"}") > 0;
-            last = m;
-            settled
-        });
-        let _ = (d, last);
-        // Kernel counters are read every counters_interval_ms (1 s).
-        std::thread::sleep(Duration::from_millis(1500));
-        metrics(mport)
+    // Settled: everything committed is delivered, the kernel counters are
+    // published, and it stays so across more than one counters interval
+    // (1 s) and the file sink's 1 s acknowledgement delay. A single match
+    // is not enough: under load the sink can catch up with the log in the
+    // middle of a burst that is still being committed.
+    let settled = |m: &str| -> Option<u64> {
+        let n = stored_receipts(&db).len() as u64;
+        (sample(m, "observer_log_size") == n
+            && sample(m, "observer_sink_cursor{sink=\"archive\",type=\"file\"}") == n
+            && m.contains("\nobserver_kernel_events_total{kind=\"exec\"} "))
+        .then_some(n)
     };
-    let before = idle(&d);
+    let idle = || {
+        let start = Instant::now();
+        loop {
+            assert!(
+                start.elapsed() < WAIT,
+                "timed out waiting for metrics to settle"
+            );
+            let Some(n) = settled(&metrics(mport)) else {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            };
+            std::thread::sleep(Duration::from_millis(1500));
+            let m = metrics(mport);
+            if settled(&m) == Some(n) {
+                return m;
+            }
+        }
+    };
+    let before = idle();
     promtool_check(&before);
     agent_execs(&exe, 10);
     wait_until("the agent's exits committed", WAIT, || {
         stored_receipts_of(&db, "process.exit").len() > 10
     });
-    let after = idle(&d);
+    let after = idle();
     promtool_check(&after);
     let delta = |series: &str| sample(&after, series) - sample(&before, series);
     // 10 execs of /bin/true and the agent's own: exec and exit receipts,

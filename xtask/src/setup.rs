@@ -14,6 +14,9 @@ pub const EBPF_TOOLCHAIN: &str = "nightly";
 /// Debian packages the integration tests run for real (receivers, servers,
 /// clients). Installed only by `cargo xtask test`.
 pub const TEST_APT_PACKAGES: &[&str] = &[
+    // dpkg-shlibdeps, which cargo-deb runs for the package's Depends
+    // (xtask/src/deb_package_test.rs).
+    "dpkg-dev",
     // The DNS server of the names tests (tests/names.rs).
     "dnsmasq-base",
     // `npx` for the real MCP server (tests/shadow_ai.rs); on this Debian

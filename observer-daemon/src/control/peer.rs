@@ -3,13 +3,15 @@
 //! the socket's mode or its directory are loosened by mistake.
 use nix::unistd::{Gid, Uid, User};
 
-/// The peer's credentials as SO_PEERCRED reports them at connect time.
-#[derive(Debug, Clone, Copy)]
+/// The peer's credentials as the kernel recorded them at connect time.
+#[derive(Debug, Clone)]
 pub struct Peer {
     pub uid: u32,
     pub gid: u32,
     /// None when the peer is in another pid namespace.
     pub pid: Option<i32>,
+    /// Supplementary groups (SO_PEERGROUPS); None if the kernel gave none.
+    pub groups: Option<Vec<u32>>,
 }
 
 /// Whether `peer` may talk to the daemon. `group` is the socket's group
@@ -24,30 +26,44 @@ pub fn allowed(peer: &Peer, group: Option<u32>) -> bool {
     if peer.gid == group {
         return true;
     }
-    // The process's own supplementary groups when it can be seen (what it
-    // runs with now), else the group database's list for its uid.
-    match peer.pid.and_then(proc_groups) {
+    // The groups the peer held when it connected, as the kernel recorded
+    // them: not /proc/<pid>, whose pid may be reused by another process
+    // once the peer has handed its connection to a child and exited.
+    match &peer.groups {
         Some(groups) => groups.contains(&group),
         None => database_groups(peer.uid, peer.gid).contains(&group),
     }
 }
 
-/// `Groups:` of /proc/<pid>/status.
-fn proc_groups(pid: i32) -> Option<Vec<u32>> {
-    if pid <= 0 {
-        return None;
+/// SO_PEERGROUPS of a connected Unix socket: the peer's supplementary
+/// groups at connect time.
+pub fn peer_groups(fd: std::os::fd::BorrowedFd<'_>) -> Option<Vec<u32>> {
+    use std::os::fd::AsRawFd;
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    for _ in 0..2 {
+        let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
+        // SAFETY: the buffer holds `len` bytes and outlives the call.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let count = len as usize / std::mem::size_of::<libc::gid_t>();
+        if rc == 0 {
+            groups.truncate(count);
+            return Some(groups);
+        }
+        // ERANGE: `len` now says how much the kernel needs.
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::ERANGE) {
+            return None;
+        }
+        groups.resize(count.max(groups.len() + 1), 0);
     }
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    parse_groups(&status)
-}
-
-fn parse_groups(status: &str) -> Option<Vec<u32>> {
-    let line = status.lines().find_map(|l| l.strip_prefix("Groups:"))?;
-    Some(
-        line.split_whitespace()
-            .filter_map(|g| g.parse().ok())
-            .collect(),
-    )
+    None
 }
 
 /// getgrouplist(3) of the uid's user name; empty if the uid has no name.
@@ -83,62 +99,36 @@ pub fn refusal(peer: &Peer, group: Option<(&str, u32)>) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn groups_line_is_parsed() {
-        let status =
-            "Name:\tsh\nUid:\t1000\t1000\t1000\t1000\nGroups:\t4 27 1001 \nVmPeak:\t1 kB\n";
-        assert_eq!(parse_groups(status), Some(vec![4, 27, 1001]));
-        assert_eq!(parse_groups("Groups:\t\n"), Some(vec![]));
-        assert_eq!(parse_groups("Name:\tx\n"), None);
+    fn peer(uid: u32, gid: u32, groups: Option<Vec<u32>>) -> Peer {
+        Peer {
+            uid,
+            gid,
+            pid: None,
+            groups,
+        }
     }
 
     #[test]
     fn root_primary_and_supplementary_members_are_allowed() {
-        let me = std::process::id() as i32;
-        assert!(allowed(
-            &Peer {
-                uid: 0,
-                gid: 0,
-                pid: None
-            },
-            None
-        ));
-        assert!(!allowed(
-            &Peer {
-                uid: 1000,
-                gid: 1000,
-                pid: None
-            },
-            None
-        ));
-        assert!(allowed(
-            &Peer {
-                uid: 1000,
-                gid: 4242,
-                pid: None
-            },
-            Some(4242)
-        ));
-        // Our own process: its Groups line decides, not the database.
-        let mine = proc_groups(me).unwrap();
-        let other = (60000..70000).find(|g| !mine.contains(g)).unwrap();
-        assert!(!allowed(
-            &Peer {
-                uid: 1000,
-                gid: 1000,
-                pid: Some(me)
-            },
-            Some(other)
-        ));
-        if let Some(g) = mine.first() {
-            assert!(allowed(
-                &Peer {
-                    uid: 1000,
-                    gid: 1000,
-                    pid: Some(me)
-                },
-                Some(*g)
-            ));
-        }
+        assert!(allowed(&peer(0, 0, None), None));
+        assert!(!allowed(&peer(1000, 1000, None), None));
+        assert!(allowed(&peer(1000, 4242, None), Some(4242)));
+        assert!(allowed(&peer(1000, 1000, Some(vec![27, 4242])), Some(4242)));
+        assert!(!allowed(&peer(1000, 1000, Some(vec![27])), Some(4242)));
+    }
+
+    #[test]
+    fn peer_groups_are_the_connecting_process_groups() {
+        use std::os::fd::AsFd;
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut got = peer_groups(a.as_fd()).expect("SO_PEERGROUPS");
+        got.sort_unstable();
+        let mut mine: Vec<u32> = nix::unistd::getgroups()
+            .unwrap()
+            .into_iter()
+            .map(Gid::as_raw)
+            .collect();
+        mine.sort_unstable();
+        assert_eq!(got, mine);
     }
 }

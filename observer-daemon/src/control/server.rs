@@ -279,6 +279,10 @@ async fn connection(
             uid: c.uid(),
             gid: c.gid(),
             pid: c.pid(),
+            groups: {
+                use std::os::fd::AsFd;
+                peer::peer_groups(stream.as_fd())
+            },
         },
         Err(e) => {
             log::warn!("control socket: SO_PEERCRED: {e}");
