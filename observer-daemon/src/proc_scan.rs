@@ -1,8 +1,13 @@
 //! Startup scan of /proc for processes that were running before the probes
 //! attached, so their later activity is attributed with full context.
+use std::{os::unix::fs::MetadataExt, path::Path};
+
 use procfs::process::{all_processes, Process as ProcfsProcess};
 
-use crate::process_table::{Origin, Process};
+use crate::{
+    enrich::cgroup::{find_cgroup2_mount, parse_proc_cgroup},
+    process_table::{Origin, Process},
+};
 
 /// Every readable process; unreadable ones (raced exits) are skipped.
 pub fn scan() -> Vec<Process> {
@@ -10,9 +15,26 @@ pub fn scan() -> Vec<Process> {
         return Vec::new();
     };
     let ticks = procfs::ticks_per_second().max(1);
+    let cgroup2 = find_cgroup2_mount();
     all.filter_map(Result::ok)
-        .filter_map(|p| describe(&p, ticks))
+        .filter_map(|p| {
+            let mut out = describe(&p, ticks)?;
+            out.image.cgroup_id = cgroup2.as_deref().and_then(|m| cgroup_id(p.pid, m));
+            Some(out)
+        })
         .collect()
+}
+
+/// The id of the process's cgroup v2, as the kernel's exec events carry it
+/// (the cgroup directory's inode number), so agents registered by cgroup
+/// path or systemd unit are recognised among processes that were already
+/// running, such as an agent service that outlives a restart of observerd.
+fn cgroup_id(pid: i32, mount: &Path) -> Option<u64> {
+    let contents = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = parse_proc_cgroup(&contents)?;
+    std::fs::metadata(mount.join(path.trim_start_matches('/')))
+        .ok()
+        .map(|m| m.ino())
 }
 
 fn describe(p: &ProcfsProcess, ticks_per_second: u64) -> Option<Process> {

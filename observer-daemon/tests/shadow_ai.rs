@@ -1118,3 +1118,89 @@ fn reload_attributes_a_running_process_to_a_new_agent() {
     let report = verify_store(&db, &state.path().join("master.seed"), vec![]);
     assert!(report.ok(), "{:?}", report.first_failure());
 }
+
+/// A cgroup v2 directory for one test, removed (with its processes gone)
+/// when dropped.
+struct TestCgroup(PathBuf);
+
+impl TestCgroup {
+    fn create() -> TestCgroup {
+        let dir = Path::new("/sys/fs/cgroup/unified").join(unique("observer-test-cg"));
+        std::fs::create_dir(&dir).unwrap();
+        TestCgroup(dir)
+    }
+
+    /// The path as /proc/<pid>/cgroup and agents.toml name it.
+    fn path(&self) -> String {
+        format!("/{}", self.0.file_name().unwrap().to_str().unwrap())
+    }
+
+    fn adopt(&self, pid: u32) {
+        std::fs::write(self.0.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn an_agent_registered_by_cgroup_that_ran_before_the_daemon_is_attributed() {
+    use std::io::{BufRead, Write};
+    let state = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let cgroup = TestCgroup::create();
+    let sh = copy_executable("/usr/bin/bash", work.path(), "service-agent");
+    std::fs::create_dir(work.path().join(".ssh")).unwrap();
+    let key = work.path().join(".ssh/id_ed25519");
+    write_file(&key, "secret");
+    // Started, and moved into its cgroup, before the daemon runs: only the
+    // startup scan can see where it lives.
+    let mut agent = ChildGuard(
+        Command::new(&sh)
+            .args([
+                "-c",
+                // The shell itself opens the key: no exec, so no kernel
+                // event says which cgroup it is in.
+                "read -r _; read -r _ < \"$0\"; echo done",
+            ])
+            .arg(&key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = agent.0.id();
+    cgroup.adopt(pid);
+    install_policies(
+        state.path(),
+        &format!(
+            "\n[[agent]]\nid = \"cgroup-agent\"\ncgroups = [{:?}]\n",
+            cgroup.path()
+        ),
+    );
+    let d = Daemon::start_in(StateDir::Shared(state.path().to_owned()), &policy_config());
+    let db = d.store();
+
+    writeln!(agent.0.stdin.as_mut().unwrap(), "go").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(agent.0.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "done\n");
+    let f = wait_finding(&db, "agent-reads-other-secrets", pid);
+    let ev = check_finding(
+        &db,
+        &f,
+        Expect("cgroup-agent", "high", &["AML.T0055"], &["LLM06", "LLM02"]),
+        &start_digest(&db),
+        "file.open",
+    );
+    assert_eq!(p_ctx(&ev)["process"]["agent"], "cgroup-agent");
+    assert_eq!(p_ctx(&ev)["process"]["origin"], "proc_scan");
+    assert_eq!(p_ctx(&ev)["process"]["cgroup"], cgroup.path());
+    assert_eq!(agent.0.wait().unwrap().code(), Some(0));
+    drop(d);
+}
