@@ -532,8 +532,23 @@ mod tests {
         let s = &ok.sinks[0];
         assert_eq!(s.format, crate::export::Format::Ocsf);
         assert_eq!(
-            (s.batch_max, s.retry_initial_ms, s.retry_max_ms),
-            (500, 200, 30_000)
+            (
+                s.batch_max,
+                s.max_unconfirmed,
+                s.retry_initial_ms,
+                s.retry_max_ms
+            ),
+            (500, 50_000, 200, 30_000)
+        );
+        let err = Config::parse(
+            "[[sinks]]\nname = \"a\"\ntype = \"file\"\nbatch_max = 600\nmax_unconfirmed = 599\n[sinks.file]\npath = \"/x\"\n",
+            Path::new("s.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("sinks.max_unconfirmed") && err.contains("599") && err.contains("600"),
+            "{err}"
         );
         let sl = s.syslog.as_ref().unwrap();
         assert_eq!((sl.facility.as_str(), sl.ack_delay_ms), ("local0", 1000));

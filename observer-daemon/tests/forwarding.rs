@@ -585,6 +585,54 @@ fn rsyslog_tcp_receives_every_receipt_once_in_order() {
     );
 }
 
+/// `max_unconfirmed` is a hard window: with confirmation held off (a
+/// 10-minute `ack_delay_ms`), a sink sends whole batches while they fit in
+/// the window and then nothing more, so one failure can never resend more.
+#[test]
+fn syslog_sink_sends_no_more_than_max_unconfirmed_records_before_confirmation() {
+    let dir = tempfile::tempdir().unwrap();
+    let rs_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let rsyslog = Rsyslog::start(rs_dir.path(), port, Mode::Tcp);
+    let mport = free_port();
+    let (exe, d) = agent_with_sinks(
+        dir.path(),
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:{mport}\"\n[forwarding]\nflush_timeout_ms = 1000\n\
+             [[sinks]]\nname = \"window\"\ntype = \"syslog\"\nbatch_max = 10\nmax_unconfirmed = 25\n\
+             [sinks.syslog]\naddress = \"127.0.0.1:{port}\"\nack_delay_ms = 600000\n"
+        ),
+    );
+    agent_execs(&exe, 20);
+    let db = d.store();
+    wait_until("the agent's exits committed", WAIT, || {
+        stored_receipts_of(&db, "process.exit").len() > 20
+    });
+    wait_until("the first two batches", WAIT, || {
+        rsyslog.received().len() >= 20
+    });
+    // A third batch would pass the window of 25; give it every chance to
+    // show up if the runner ignored the window.
+    std::thread::sleep(Duration::from_secs(2));
+    let got = rsyslog.received();
+    assert_eq!(got.len(), 20, "two batches of 10, no third");
+    let (want, _) = expected(&db);
+    let recs: Vec<Rec> = got.iter().map(rec_of).collect();
+    assert_eq!(recs, want[..20], "the log's first 20 records, in order");
+    let m = metrics(mport);
+    let series = |name: &str| format!("{name}{{sink=\"window\",type=\"syslog\"}}");
+    assert_eq!(
+        sample(&m, &series("observer_sink_delivered_total")),
+        0,
+        "{m}"
+    );
+    assert!(
+        sample(&m, &series("observer_sink_backlog")) > 40,
+        "the rest waits: {m}"
+    );
+    d.stop();
+}
+
 #[test]
 fn rsyslog_tls_with_client_certificate_receives_ocsf() {
     let dir = tempfile::tempdir().unwrap();
@@ -1113,7 +1161,10 @@ fn outage_of_30s_under_load_loses_nothing_and_never_blocks_capture() {
         dir.path(),
         &format!(
             "[metrics]\nlisten = \"127.0.0.1:{mport}\"\n{}",
-            syslog_sink("rsyslog", port, "")
+            syslog_sink("rsyslog", port, "").replace(
+                "retry_max_ms = 1000",
+                "retry_max_ms = 1000\nmax_unconfirmed = 1000"
+            )
         ),
     );
     let db = d.store();
@@ -1206,7 +1257,7 @@ fn outage_of_30s_under_load_loses_nothing_and_never_blocks_capture() {
         dups as u64 <= resent,
         "{dups} duplicates, {resent} counted as re-sent"
     );
-    assert!(resent <= 32 * 500, "bounded by the in-flight window");
+    assert!(resent <= 1000, "bounded by max_unconfirmed");
     eprintln!(
         "outage: {total} messages for {} records, {dups} duplicates, {resent} re-sent",
         want.len()
@@ -1221,7 +1272,10 @@ fn daemon_killed_mid_delivery_resumes_from_the_cursor() {
     let rsyslog = Rsyslog::start(rs_dir.path(), port, Mode::Tcp);
     // Small batches and a long confirmation delay keep delivery behind.
     let sinks = syslog_sink("rsyslog", port, "")
-        .replace("retry_max_ms = 1000", "retry_max_ms = 1000\nbatch_max = 10")
+        .replace(
+            "retry_max_ms = 1000",
+            "retry_max_ms = 1000\nbatch_max = 10\nmax_unconfirmed = 200",
+        )
         .replace("ack_delay_ms = 300", "ack_delay_ms = 1000")
         .replace("flush_timeout_ms = 15000", "flush_timeout_ms = 30000");
     let (exe, d) = agent_with_sinks(dir.path(), &sinks);
@@ -1275,7 +1329,7 @@ fn daemon_killed_mid_delivery_resumes_from_the_cursor() {
     assert_eq!(firsts, want, "nothing lost, in order");
     // Resumed from the cursor: what was confirmed before the kill is not
     // sent again; only the unconfirmed tail (at most the in-flight window)
-    // is.
+    // is: at most max_unconfirmed records, checkpoints included.
     let first_resumed = got
         .iter()
         .position(|r| matches!(r, Rec::Receipt { index, .. } if *index == at_kill))
@@ -1283,7 +1337,7 @@ fn daemon_killed_mid_delivery_resumes_from_the_cursor() {
     assert!(got[..first_resumed]
         .iter()
         .all(|r| !matches!(r, Rec::Receipt { index, .. } if *index >= at_kill)));
-    assert!(dups <= 32 * 10 + 32, "{dups} duplicates");
+    assert!(dups <= 200, "{dups} duplicates");
     assert!(
         got.iter()
             .filter(|r| matches!(r, Rec::Receipt { index, .. } if *index < at_kill))

@@ -10,7 +10,7 @@ use observer_daemon::{
         self, agents, audit_pack,
         cli::{
             self, AgentsCommand, AuditPackCommand, Cli, Command, ExportFormat, KeysCommand,
-            PolicyCommand, ReceiptsCommand,
+            PolicyCommand, ReceiptsCommand, Selection,
         },
         daemon, doctor, erase, export, keys, output, policy, progress, proof, receipts,
         time::parse_time,
@@ -94,6 +94,23 @@ fn window(
     ))
 }
 
+/// The store query of a command line selection.
+fn query_of(sel: Selection, limit: Option<u64>) -> Result<receipts::Query, CtlError> {
+    let (since_ns, until_ns) = window(&sel.window.since, &sel.window.until)?;
+    Ok(receipts::Query {
+        agent: sel.agent,
+        action: sel.action,
+        risk: sel.risk.map(|r| r.as_str().to_string()),
+        pid: sel.pid,
+        exe: sel.exe,
+        chain: sel.chain,
+        since_ns,
+        until_ns,
+        limit,
+        after_leaf: None,
+    })
+}
+
 fn verdict(ok: bool) -> u8 {
     if ok {
         cli::EXIT_OK
@@ -143,23 +160,9 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             policy::print_show(out, mode, &v)?;
         }
         Command::Receipts { show: None, filter } => {
-            let (since_ns, until_ns) = window(&filter.window.since, &filter.window.until)?;
+            let q = query_of(filter.selection, filter.limit)?;
             let store = ctl::open_store(&p.db)?;
-            let rows = receipts::query(
-                &store,
-                &receipts::Query {
-                    agent: filter.agent,
-                    action: filter.action,
-                    risk: filter.risk.map(|r| r.as_str().to_string()),
-                    pid: filter.pid,
-                    exe: filter.exe,
-                    chain: filter.chain,
-                    since_ns,
-                    until_ns,
-                    limit: filter.limit,
-                    after_leaf: None,
-                },
-            )?;
+            let rows = receipts::query(&store, &q)?;
             receipts::print_list(out, mode, &rows)?;
         }
         Command::Receipts {
@@ -177,20 +180,8 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             lines,
             filter,
         } => {
-            let (since_ns, until_ns) = window(&filter.window.since, &filter.window.until)?;
+            let q = query_of(filter.selection, None)?;
             let store = ctl::open_store(&p.db)?;
-            let q = receipts::Query {
-                agent: filter.agent,
-                action: filter.action,
-                risk: filter.risk.map(|r| r.as_str().to_string()),
-                pid: filter.pid,
-                exe: filter.exe,
-                chain: filter.chain,
-                since_ns,
-                until_ns,
-                limit: None,
-                after_leaf: None,
-            };
             receipts::tail(&store, &q, filter.limit.unwrap_or(lines), follow, mode, out)?;
         }
         Command::Agents { tree: None } => {
@@ -337,24 +328,12 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             )?;
         }
         Command::Export(args) => {
-            let (since_ns, until_ns) = window(&args.window.since, &args.window.until)?;
             let format = match args.format {
                 ExportFormat::Ocsf => observer_daemon::export::Format::Ocsf,
                 ExportFormat::Cloudevents => observer_daemon::export::Format::Cloudevents,
                 ExportFormat::Jsonl => observer_daemon::export::Format::Receipt,
             };
-            let q = receipts::Query {
-                agent: args.agent,
-                action: args.action,
-                risk: args.risk.map(|r| r.as_str().to_string()),
-                pid: args.pid,
-                exe: args.exe,
-                chain: args.chain,
-                since_ns,
-                until_ns,
-                limit: None,
-                after_leaf: None,
-            };
+            let q = query_of(args.selection, None)?;
             let store = ctl::open_store(&p.db)?;
             let show = progress::wanted(mode);
             let total = if show { export::count(&store, &q)? } else { 0 };

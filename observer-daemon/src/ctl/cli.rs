@@ -196,8 +196,9 @@ pub struct Window {
     pub until: Option<String>,
 }
 
+/// Which receipts: the filters `receipts`, `tail` and `export` share.
 #[derive(Args, Debug, Clone, Default)]
-pub struct Filter {
+pub struct Selection {
     /// Agent id (exact).
     #[arg(long)]
     pub agent: Option<String>,
@@ -218,6 +219,13 @@ pub struct Filter {
     pub chain: Option<String>,
     #[command(flatten)]
     pub window: Window,
+}
+
+/// A selection and how many of its matches to list.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Filter {
+    #[command(flatten)]
+    pub selection: Selection,
     /// At most N receipts: the N most recent matches, printed in log order.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
@@ -275,26 +283,8 @@ pub struct ExportArgs {
     /// Write to FILE (via FILE.tmp, fsynced, then renamed) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Agent id (exact).
-    #[arg(long)]
-    pub agent: Option<String>,
-    /// Action type (exact), e.g. process.exec.
-    #[arg(long)]
-    pub action: Option<String>,
-    /// Risk class.
-    #[arg(long, value_enum)]
-    pub risk: Option<Risk>,
-    /// Process id in the context.
-    #[arg(long)]
-    pub pid: Option<u32>,
-    /// Executable: its path in the context, or its sha256.
-    #[arg(long, value_name = "PATH|HASH")]
-    pub exe: Option<String>,
-    /// Chain (issuer_id, exact).
-    #[arg(long, value_name = "ISSUER_ID")]
-    pub chain: Option<String>,
     #[command(flatten)]
-    pub window: Window,
+    pub selection: Selection,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -61,6 +61,12 @@ pub struct SinkEntry {
     /// Most records per delivery. Default 500.
     #[serde(default = "default_batch_max")]
     pub batch_max: usize,
+    /// Most records sent but not yet confirmed (syslog: waiting out
+    /// `ack_delay_ms`). Bounds the duplicates one failure can cause, and a
+    /// syslog sink's throughput to this many records per `ack_delay_ms`.
+    /// At least `batch_max`. Default 50000.
+    #[serde(default = "default_max_unconfirmed")]
+    pub max_unconfirmed: usize,
     /// First retry delay; doubles per failure up to retry_max_ms, with
     /// jitter (a random delay in [d/2, d]). Defaults 200 and 30000.
     #[serde(default = "default_retry_initial_ms")]
@@ -79,6 +85,9 @@ fn default_format() -> Format {
 }
 fn default_batch_max() -> usize {
     500
+}
+fn default_max_unconfirmed() -> usize {
+    50_000
 }
 fn default_retry_initial_ms() -> u64 {
     200
@@ -248,6 +257,15 @@ pub fn validate(sinks: &[SinkEntry]) -> Result<(), (&'static str, String)> {
                 format!(
                     "sink {:?}: batch_max and retry_initial_ms must be > 0, retry_max_ms >= retry_initial_ms",
                     s.name
+                ),
+            ));
+        }
+        if s.max_unconfirmed < s.batch_max {
+            return Err((
+                "sinks.max_unconfirmed",
+                format!(
+                    "sink {:?}: max_unconfirmed ({}) must be at least batch_max ({})",
+                    s.name, s.max_unconfirmed, s.batch_max
                 ),
             ));
         }

@@ -133,6 +133,7 @@ impl Sinks {
                 cursor: cursor::Cursor::new(&dir, &entry.name),
                 filter: filter::Filter::new(entry.filter.clone()),
                 batch_max: entry.batch_max,
+                max_unconfirmed: entry.max_unconfirmed,
                 backoff: backoff::Backoff::new(
                     Duration::from_millis(entry.retry_initial_ms),
                     Duration::from_millis(entry.retry_max_ms),

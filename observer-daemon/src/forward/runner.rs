@@ -34,6 +34,8 @@ pub struct Runner {
     pub cursor: Cursor,
     pub filter: Filter,
     pub batch_max: usize,
+    /// Records sent and not yet confirmed may not exceed this.
+    pub max_unconfirmed: usize,
     pub backoff: Backoff,
     pub poll: Duration,
     pub counters: Arc<SinkCounters>,
@@ -50,10 +52,10 @@ struct InFlight {
     sent: bool,
 }
 
-/// At most this many batches wait for confirmation: bounds the duplicates
-/// a reconnect can cause (and, with `ack_delay_ms`, the syslog throughput:
-/// 32 x 500 records per second at the defaults).
-pub const MAX_IN_FLIGHT: usize = 32;
+/// At most this many batches wait for confirmation, however few records
+/// they hold (batches the filter emptied count too): bounds the queue's
+/// memory. The duplicate bound is `max_unconfirmed` records.
+const MAX_IN_FLIGHT_BATCHES: usize = 4096;
 
 impl Runner {
     fn phase(&self) -> u8 {
@@ -92,6 +94,8 @@ impl Runner {
         let mut spool: Option<Spool> = None;
         let mut sent = durable;
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        // Records in `in_flight`, kept with it.
+        let mut unconfirmed = 0usize;
         self.counters
             .cursor
             .store(durable.next_leaf, Ordering::Relaxed);
@@ -103,6 +107,7 @@ impl Runner {
                     break;
                 }
                 durable = f.end;
+                unconfirmed -= f.records;
                 SinkCounters::add(&self.counters.delivered, f.records as u64);
                 SinkCounters::add(&self.counters.checkpoints_delivered, f.checkpoints as u64);
                 in_flight.pop_front();
@@ -124,6 +129,7 @@ impl Runner {
                     &mut in_flight,
                     SendError::new("connection_lost", "the receiver closed the connection", 0),
                 );
+                unconfirmed = 0;
                 continue;
             }
             let Some(sp) = spool.as_ref() else {
@@ -160,7 +166,9 @@ impl Runner {
                     .backlog
                     .store(size.saturating_sub(durable.next_leaf), Ordering::Relaxed);
             }
-            if in_flight.len() >= MAX_IN_FLIGHT {
+            if unconfirmed + self.batch_max > self.max_unconfirmed
+                || in_flight.len() >= MAX_IN_FLIGHT_BATCHES
+            {
                 self.sleep(Duration::from_millis(5));
                 continue;
             }
@@ -216,6 +224,7 @@ impl Runner {
                 Ok(()) => {
                     self.backoff.reset();
                     sent = end;
+                    unconfirmed += batch.len();
                     in_flight.push_back(InFlight {
                         end,
                         sent_at: Instant::now(),
@@ -224,7 +233,10 @@ impl Runner {
                         sent: !batch.is_empty(),
                     });
                 }
-                Err(e) => self.fail(&mut sink, &mut sent, durable, &mut in_flight, e),
+                Err(e) => {
+                    self.fail(&mut sink, &mut sent, durable, &mut in_flight, e);
+                    unconfirmed = 0;
+                }
             }
         }
     }
