@@ -132,18 +132,6 @@ fn receipt_event(r: &ReceiptItem) -> Value {
         "metadata": metadata(&hash, &r.issuer_id, r.seq, class_uid != 0),
         "capture_topology": CAPTURE_TOPOLOGY,
         "raw_data": r.envelope,
-        "unmapped": {"observer": {
-            "receipt_hash": hash,
-            "signature": signature_of(&envelope),
-            "chain": r.issuer_id,
-            "seq": r.seq,
-            "log_index": r.leaf_index,
-            "agent_id": r.agent_id,
-            "action_type": r.action_type,
-            "risk_class": r.risk_class,
-            "previous_receipt_hash": envelope.pointer("/payload/previousReceiptHash").cloned().unwrap_or(Value::Null),
-            "context": context.clone().unwrap_or(Value::Null),
-        }},
     });
     if let Some(obj) = ev.as_object_mut() {
         match mapped {
@@ -164,6 +152,22 @@ fn receipt_event(r: &ReceiptItem) -> Value {
                 );
             }
         }
+        // Last, so the context moves in instead of being copied.
+        obj.insert(
+            "unmapped".into(),
+            json!({"observer": {
+                "receipt_hash": hash,
+                "signature": signature_of(&envelope),
+                "chain": r.issuer_id,
+                "seq": r.seq,
+                "log_index": r.leaf_index,
+                "agent_id": r.agent_id,
+                "action_type": r.action_type,
+                "risk_class": r.risk_class,
+                "previous_receipt_hash": envelope.pointer("/payload/previousReceiptHash").cloned().unwrap_or(Value::Null),
+                "context": context.unwrap_or(Value::Null),
+            }}),
+        );
     }
     ev
 }

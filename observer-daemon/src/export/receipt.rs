@@ -46,6 +46,17 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(text, v);
+        // A row that is not JSON is forwarded as a string, as `format` does.
+        let mut odd = exec_receipt();
+        odd.envelope = "{\"payload\": tampered".into();
+        odd.context = None;
+        let text: Value = serde_json::from_str(&super::super::to_json_text(
+            &Item::Receipt(odd.clone()),
+            super::super::Format::Receipt,
+        ))
+        .unwrap();
+        assert_eq!(text, format(&Item::Receipt(odd)));
+        assert_eq!(text["receipt"], "{\"payload\": tampered");
         let c = format(&Item::Checkpoint(checkpoint()));
         assert_eq!(c["checkpoint"]["size"], 13);
         assert_eq!(c["checkpoint"]["origin"], "did:web:x/host/h");
