@@ -67,8 +67,8 @@ pub enum Command {
         filter: Filter,
     },
     /// The latest matching receipts; with -f, then every new one as it is
-    /// committed (polls the store; the daemon's control socket will serve
-    /// this later).
+    /// committed (follows the store read-only, every 100 ms: no daemon
+    /// needed).
     Tail {
         /// Keep printing receipts as they are committed, until interrupted.
         #[arg(short = 'f', long)]

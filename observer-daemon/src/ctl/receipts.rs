@@ -9,7 +9,7 @@ use super::{
     output::{self, s, Output},
     proof, receipt_check, sql_err, CtlError,
 };
-use crate::receipt::{json as strict_json, payload, store::Store, verify::Outcome};
+use crate::receipt::{jcs_scan, json as strict_json, payload, store::Store, verify::Outcome};
 
 /// A validated filter: times already in ns since the epoch.
 #[derive(Debug, Default, Clone)]
@@ -258,7 +258,12 @@ fn row_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
         .as_deref()
         .map(|c| strict_json::parse_strict(c.as_bytes()).unwrap_or(Value::Null));
     let p = &envelope["payload"];
-    let ctx = context.clone().unwrap_or(Value::Null);
+    let null = Value::Null;
+    let ctx = context.as_ref().unwrap_or(&null);
+    let payload_hash = match stored_payload_text(&envelope_text) {
+        Some(text) if p.is_object() => payload::sha256_hex(text.as_bytes()),
+        _ => receipt_check::payload_hash(p),
+    };
     Ok(json!({
         "leaf_index": r.get::<_, i64>(0)?,
         "receipt_hash": hex::encode(r.get::<_, Vec<u8>>(1)?),
@@ -274,11 +279,24 @@ fn row_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
         "pid": ctx["process"]["pid"],
         "exe": ctx["process"]["exe"],
         "user": ctx["process"]["user"],
-        "summary": summary(&ctx),
-        "payload_hash": receipt_check::payload_hash(p),
+        "summary": summary(ctx),
+        "payload_hash": payload_hash,
         "envelope": envelope,
         "context": context,
     }))
+}
+
+/// The payload's text inside a stored envelope, when that text is already
+/// its own JCS form: the envelope is JCS, so it reads
+/// `{"payload":<JCS(payload)>,"signature":{...}}`, and hashing that slice
+/// gives the payload hash without canonicalising the payload again. The
+/// scan accepts only one whole canonical value, so a slice cut anywhere
+/// else is refused (and the caller canonicalises).
+fn stored_payload_text(envelope: &str) -> Option<&str> {
+    let rest = envelope.strip_prefix("{\"payload\":")?;
+    let end = rest.rfind(",\"signature\":")?;
+    let text = &rest[..end];
+    jcs_scan::scan(text).map(|_| text)
 }
 
 /// What happened, in one line, from the context.
@@ -551,4 +569,29 @@ pub fn print_show(out: &mut impl Write, mode: Output, v: &Value) -> Result<(), C
         }
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receipt::jcs;
+
+    #[test]
+    fn the_stored_payload_text_hashes_as_the_canonical_payload() {
+        let envelope = json!({
+            "payload": {"v": 1, "seq": 7, "agent_id": "a\"b", "issued_at": "2026-11-22T18:00:00.123456789Z",
+                        "nested": {"signature": "not the envelope's"}},
+            "signature": {"alg": "ML-DSA-65", "kid": "k", "sig": "c2ln"},
+        });
+        let text = String::from_utf8(jcs::canonicalize(&envelope).unwrap()).unwrap();
+        let slice = stored_payload_text(&text).expect("a JCS envelope's payload");
+        assert_eq!(
+            payload::sha256_hex(slice.as_bytes()),
+            receipt_check::payload_hash(&envelope["payload"])
+        );
+        // Not JCS (a space, members out of order): no slice, canonicalise.
+        assert_eq!(stored_payload_text(&text.replacen(":7,", ": 7,", 1)), None);
+        let reordered = text.replacen("{\"payload\":", "{\"signature\":{},\"payload\":", 1);
+        assert_eq!(stored_payload_text(&reordered), None);
+    }
 }

@@ -12,7 +12,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod erase;
 pub mod jcs;
-mod jcs_scan;
+pub mod jcs_scan;
 pub mod json;
 pub mod keys;
 pub mod merkle;
