@@ -421,19 +421,15 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
         .unwrap()
         .iter()
         .all(|r| r["leaf_index"].as_u64().unwrap() > rotation_receipt.leaf));
-    let nowhere = Path::new("/nonexistent");
+    // Offline: no store, no seed, no daemon; only the genesis key.
     let verify_pack = |path: &Path| {
-        ctl(
-            nowhere,
-            &[
-                "audit-pack",
-                "verify",
-                path.to_str().unwrap(),
-                "--pubkey",
-                pinned.to_str().unwrap(),
-                "--json",
-            ],
-        )
+        let mut c = Command::new(env!("CARGO_BIN_EXE_observerctl"));
+        c.args(["--db", "/nonexistent/observer.db", "audit-pack", "verify"])
+            .arg(path)
+            .arg("--pubkey")
+            .arg(&pinned)
+            .arg("--json");
+        run(c)
     };
     let v = verify_pack(&bundle);
     assert_eq!(v.code, 0, "{}", v.stdout);
