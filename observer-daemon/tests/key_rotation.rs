@@ -382,6 +382,19 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
     );
     assert_eq!(v.code, 0, "{}", v.stdout);
 
+    // One receipt of each generation, the rotation receipt, the
+    // re-announcement and the newest receipt, shown and proved under the
+    // genesis key.
+    let newest_agent = agent_receipts(&db).last().unwrap().hash.clone();
+    for hash in [
+        &chain[0].hash,
+        &rotation_receipt.hash,
+        &reannounce.hash,
+        &newest_agent,
+    ] {
+        show_and_prove(state, &pinned, hash);
+    }
+
     // An audit pack of a window after the rotation verifies with the
     // genesis key only, and not after a one-byte change.
     let start = all
@@ -448,6 +461,36 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
         assert_eq!(v.code, 1, "{what}: {}", v.stdout);
         assert_eq!(v.json()["ok"], false, "{what}");
     }
+}
+
+/// `receipts show` and `proof`/`verify-proof` of `hash` under the genesis
+/// key: both pass.
+fn show_and_prove(state: &Path, pinned: &Path, hash: &str) {
+    let show = ctl(
+        state,
+        &[
+            "receipts",
+            "show",
+            hash,
+            "--pubkey",
+            pinned.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(show.code, 0, "{}", show.stderr);
+    let v = show.json();
+    assert_eq!(v["verification"]["ok"], true, "{hash}: {v:#}");
+    let proof = state.join(format!("{hash}.proof"));
+    let p = ctl(state, &["proof", hash, "--out", proof.to_str().unwrap()]);
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    let mut c = Command::new(env!("CARGO_BIN_EXE_observerctl"));
+    c.args(["--db", "/nonexistent/observer.db", "verify-proof"])
+        .arg(&proof)
+        .arg("--pubkey")
+        .arg(pinned)
+        .arg("--json");
+    let v = run(c);
+    assert_eq!(v.code, 0, "{hash}: {}", v.stdout);
 }
 
 fn identity() -> Identity {

@@ -273,7 +273,7 @@ pub fn export(
 
 /// Every master rotation receipt of the log, pruned ones from the latest
 /// retention anchor, in log order.
-fn master_rotations(store: &Store) -> Result<Vec<RotationAnchor>, CtlError> {
+pub fn master_rotations(store: &Store) -> Result<Vec<RotationAnchor>, CtlError> {
     let mut rotations: Vec<RotationAnchor> = match retention::latest_prune(store)? {
         Some((_, context)) => parse_text(&context, "prune anchor")
             .ok()
@@ -293,6 +293,12 @@ fn master_rotations(store: &Store) -> Result<Vec<RotationAnchor>, CtlError> {
     }
     rotations.sort_by_key(|r| r.leaf_index);
     Ok(rotations)
+}
+
+/// The masters of the store, walked from the pinned genesis key.
+pub fn store_masters(store: &Store, pinned: &[u8]) -> Result<Vec<MasterEpoch>, CtlError> {
+    receipt_check::walk_masters(pinned, &master_rotations(store)?)
+        .map_err(|e| CtlError::Verification(format!("master key rotations of the store: {e}")))
 }
 
 /// Failures found while verifying, in order.
