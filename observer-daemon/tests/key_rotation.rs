@@ -314,6 +314,20 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
     assert_eq!(v.json()["checks"]["key_rotation"]["fail"], 0);
     let v = ctl(state, &["verify", "--json"]);
     assert_eq!(v.code, 0, "{}", v.stdout);
+    // observerd verify pins the same genesis file by default.
+    let out = Command::new(env!("CARGO_BIN_EXE_observerd"))
+        .arg("--config")
+        .arg(state.join("observer.toml"))
+        .args(["verify", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // The new seed's master cannot anchor the receipts before it.
     let v = ctl(
         state,
