@@ -833,6 +833,56 @@ mod tests {
     }
 
     #[test]
+    fn schema_1_keys_migrate_to_generation_1_and_allow_a_second_key_per_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("observer.db");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap();
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute(
+            "INSERT INTO keys (kid, issuer_id, agent_id, jwk, introduced_by)
+             VALUES ('k1', 'i/agent/a', 'a', '{}', x'00')",
+            [],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        drop(conn);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 2);
+        let keys = store.keys().unwrap();
+        assert_eq!(
+            keys.iter()
+                .map(|k| (k.kid.as_str(), k.generation, k.rotates.clone()))
+                .collect::<Vec<_>>(),
+            [("k1", 1, None)]
+        );
+        let mut store = store;
+        store
+            .transaction(|tx| {
+                tx.insert_key(
+                    &NewKey {
+                        kid: "k2",
+                        issuer_id: "i/agent/a",
+                        agent_id: "a",
+                        jwk: "{}",
+                        generation: 2,
+                        rotates: Some("k1"),
+                    },
+                    &[1; 32],
+                )
+            })
+            .unwrap();
+        let keys = store.keys().unwrap();
+        assert_eq!(keys[1].rotates.as_deref(), Some("k1"));
+        assert_eq!(keys[1].generation, 2);
+    }
+
+    #[test]
     fn one_writer_per_store() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("observer.db");
