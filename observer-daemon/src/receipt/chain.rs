@@ -523,7 +523,9 @@ impl ChainBuilder {
         let payload_hash = payload::sha256_hex(&payload_jcs);
         chain.seq += 1;
         chain.head = payload_hash.clone();
-        chain.kid = key.kid.clone();
+        if chain.kid != key.kid {
+            chain.kid = key.kid.clone();
+        }
         let index = self.next_index;
         self.next_index += 1;
         Ok(Sealed {

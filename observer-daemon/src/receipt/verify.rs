@@ -838,11 +838,12 @@ impl State {
                 )
             })
         } else {
-            self.chain_keys
-                .get(&issuer)
-                .filter(|kid| **kid == p.kid)
-                .and_then(|kid| self.keys.get_key_value(kid))
+            // Authorised for this chain and not replaced by a later
+            // announcement (the retired map is empty until a rotation).
+            self.keys
+                .get_key_value(&p.kid)
                 .filter(|(_, k)| k.issuer_id == issuer)
+                .filter(|(kid, _)| self.retired.is_empty() || !self.retired.contains_key(*kid))
                 .map(|(kid, k)| (Arc::clone(&k.public_key), kid.as_str()))
         };
         let key = key.map(|(pk, thumb)| (pk, thumb.to_string()));
