@@ -516,6 +516,11 @@ fn start_control(
         sources,
         writer: std::sync::Mutex::new(Some(writer)),
         samples: Default::default(),
+        master_seed: cfg
+            .receipts
+            .enabled
+            .then(|| cfg.receipts.master_seed.clone()),
+        rotating: Default::default(),
     };
     Some(tokio::spawn(crate::control::server::serve(
         bound,
@@ -599,6 +604,18 @@ fn start_receipts(cfg: &Config, policy: &Policy) -> anyhow::Result<Receipts> {
                 .with_context(|| format!("creating {}", dir.display()))?;
         }
     }
+    match crate::receipt::rotation::recover(&r.master_seed, &r.store)
+        .context("settling an interrupted master key rotation")?
+    {
+        crate::receipt::rotation::Recovery::Clean => {}
+        crate::receipt::rotation::Recovery::Completed { kid } => log::warn!(
+            "master key rotation to {kid} was committed before the last stop: its seed now replaces {}",
+            r.master_seed.display()
+        ),
+        crate::receipt::rotation::Recovery::Discarded { kid } => log::warn!(
+            "master key rotation to {kid:?} was never committed: its seed file was deleted"
+        ),
+    }
     let (master, created) = MasterSeed::load_or_create(&r.master_seed)?;
     if created {
         log::warn!(
@@ -637,6 +654,12 @@ fn start_receipts(cfg: &Config, policy: &Policy) -> anyhow::Result<Receipts> {
         &rfc3339(SystemTime::now()),
     )
     .with_context(|| format!("opening the receipt store {}", r.store.display()))?;
+    // The genesis master's public key, for `observerctl verify` to pin
+    // after a rotation (the seed then no longer derives it).
+    if pipeline.generation() == 1 {
+        crate::receipt::rotation::write_genesis_public(&r.master_seed, &pipeline.master_key())
+            .context("writing the genesis master public key")?;
+    }
     log::info!(
         "receipt store {}: {} receipts, run {}",
         r.store.display(),

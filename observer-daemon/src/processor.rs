@@ -166,6 +166,7 @@ impl Processor {
                 q.answer(self.enricher.table(), &self.policy);
                 return Ok(());
             }
+            Msg::Rotate(request) => return self.on_rotate(request),
             Msg::Tick => {
                 if let Some(r) = self.receipts.as_mut() {
                     r.selector.flush_due(now_unix_ns(), &mut self.drafts);
@@ -403,6 +404,48 @@ impl Processor {
             }
             Ok(None) => {}
             Err(e) => log::error!("retention: {e}"),
+        }
+    }
+
+    /// Master key rotation: the drafts before it go first, then the
+    /// rotation receipt; the control socket hears where it was placed and,
+    /// through the writer, when it is committed.
+    fn on_rotate(&mut self, request: crate::control::server::RotateRequest) -> anyhow::Result<()> {
+        self.submit()?;
+        let crate::control::server::RotateRequest {
+            seed,
+            reason,
+            reply,
+        } = request;
+        let Some(r) = self.receipts.as_mut() else {
+            let _ = reply.send(Err("receipts are disabled: there is no master key".into()));
+            return Ok(());
+        };
+        let (committed, on_commit) = tokio::sync::oneshot::channel();
+        match r
+            .pipeline
+            .rotate(seed, reason.as_deref(), now_unix_ns(), Some(committed))
+        {
+            Ok(rotation) => {
+                log::warn!(
+                    "master key rotation to generation {}: {} replaces {} (log index {})",
+                    rotation.generation,
+                    rotation.new_kid,
+                    rotation.old_kid,
+                    rotation.leaf_index
+                );
+                let _ = reply.send(Ok((rotation, on_commit)));
+                Ok(())
+            }
+            Err(e) => {
+                let _ = reply.send(Err(format!("rotating the master key: {e}")));
+                if r.pipeline.writer_stopped() {
+                    if let Some(cause) = r.pipeline.writer_error() {
+                        return Err(cause).context("the receipt writer stopped");
+                    }
+                }
+                Ok(())
+            }
         }
     }
 

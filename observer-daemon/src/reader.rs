@@ -31,6 +31,9 @@ pub enum Msg {
     Policy(crate::policy::PolicyUpdate),
     /// A control socket question about the writer's state.
     Control(crate::control::server::Query),
+    /// `observerctl keys rotate`: rotate the master key, in order with the
+    /// drafts before it.
+    Rotate(crate::control::server::RotateRequest),
 }
 
 /// User-space drop counters, shared by the reader and the loss tracker.

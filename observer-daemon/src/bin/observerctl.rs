@@ -17,7 +17,7 @@ use observer_daemon::{
         verify, CtlError, Output, Paths,
     },
     processor::now_unix_ns,
-    receipt::{keys as receipt_keys, verify::VerifyOptions},
+    receipt::{keys as receipt_keys, rotation as crate_rotation, verify::VerifyOptions},
 };
 use serde_json::json;
 
@@ -195,8 +195,14 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
         }
         Command::Verify(args) => {
             let (since_ns, _) = window(&args.since, &None)?;
+            // Pinned: --pubkey; else the genesis master key the daemon
+            // wrote beside the seed (after a rotation the seed derives a
+            // later master, which cannot anchor the receipts before it);
+            // else the key the seed derives (a store that never rotated).
+            let genesis = crate_rotation::genesis_path(&p.master_seed);
             let master_public_key = match (&args.pubkey, &args.master_seed) {
                 (Some(path), _) => ctl::read_pubkey(path)?,
+                (None, None) if genesis.exists() => ctl::read_pubkey(&genesis)?,
                 (None, seed) => {
                     let seed = ctl::load_master_seed(seed.as_ref().unwrap_or(&p.master_seed))?;
                     receipt_keys::ChainKey::master_key(&seed)
@@ -305,9 +311,15 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
                     ("KID", |r| output::s(r, &["kid"])),
                     ("AGENT", |r| output::s(r, &["agent_id"])),
                     ("MASTER", |r| output::s(r, &["master"])),
+                    ("GEN", |r| output::s(r, &["generation"])),
+                    ("STATUS", |r| output::s(r, &["status"])),
                     ("ISSUER_ID", |r| output::s(r, &["issuer_id"])),
                 ],
             )?;
+        }
+        Command::Keys(KeysCommand::Rotate { reason }) => {
+            let v = keys::rotate(&socket, reason.as_deref())?;
+            keys::print_rotation(out, mode, &v)?;
         }
         Command::Keys(KeysCommand::Export { master }) => {
             let store = ctl::open_store(&p.db)?;

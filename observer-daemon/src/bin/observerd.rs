@@ -47,7 +47,9 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         db: PathBuf,
         /// The pinned master public key as an AKP JWK (JSON). Without it,
-        /// the key is derived from the master seed (root only).
+        /// <master_seed>.genesis.jwk when it exists (the genesis master,
+        /// right after a key rotation too), else the key derived from the
+        /// master seed (root only).
         #[arg(long, value_name = "FILE")]
         pubkey: Option<PathBuf>,
         /// Master seed to derive the public key from. Default: the
@@ -112,8 +114,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         json,
     }) = cli.command
     {
+        // As observerctl verify: without --pubkey or --master-seed, the
+        // genesis master key written beside the seed (it stays right after
+        // a key rotation), else the key the seed derives.
+        let genesis =
+            observer_daemon::receipt::rotation::genesis_path(&config.receipts.master_seed);
         let master_public_key = match pubkey {
             Some(path) => read_jwk(&path)?,
+            None if master_seed.is_none() && genesis.exists() => read_jwk(&genesis)?,
             None => {
                 let path = master_seed.unwrap_or(config.receipts.master_seed.clone());
                 let seed = keys::MasterSeed::load_existing(&path)

@@ -18,7 +18,13 @@ use tokio::{
 };
 
 use super::{error, ok, peer, ControlSection, PROTOCOL_VERSION};
-use crate::{metrics::Sources, policy::Policy, process_table::ProcessTable, reader::Msg};
+use crate::{
+    metrics::Sources,
+    policy::Policy,
+    process_table::ProcessTable,
+    reader::Msg,
+    receipt::{chain::Rotation, keys::MasterSeed, merkle::Hash, rotation},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -56,6 +62,19 @@ impl Query {
     }
 }
 
+/// A master key rotation for the writer thread: the new seed (already in
+/// `<seed>.next`) and the answer, the rotation's place and a receiver
+/// told the rotation receipt's hash once it is committed.
+pub struct RotateRequest {
+    pub seed: MasterSeed,
+    pub reason: Option<String>,
+    #[allow(clippy::type_complexity)]
+    pub reply: oneshot::Sender<Result<(Rotation, oneshot::Receiver<Hash>), String>>,
+}
+
+/// The longest `reason` a rotation records.
+pub const MAX_REASON_CHARS: usize = 1024;
+
 /// What the daemon shares with the control socket.
 pub struct State {
     pub started: SystemTime,
@@ -69,6 +88,10 @@ pub struct State {
     /// (when, kernel events emitted so far), one sample a second, the last
     /// ten seconds: events/s over that window.
     pub samples: Mutex<VecDeque<(Instant, u64)>>,
+    /// The master seed file, when receipts are enabled (`keys_rotate`).
+    pub master_seed: Option<PathBuf>,
+    /// One rotation at a time.
+    pub rotating: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl State {
@@ -93,6 +116,84 @@ impl State {
             Err(_) => Err("the event writer did not answer in time".into()),
         }
     }
+}
+
+/// `keys_rotate`: a new random seed goes to `<seed>.next`, the writer
+/// thread issues the rotation receipt (signed by the old master), and once
+/// it is committed `.next` replaces the seed file. Runs in its own task so
+/// that a client that gives up does not cut it short between commit and
+/// rename.
+async fn rotate(state: &State, reason: Option<String>) -> Value {
+    let Some(seed_path) = state.master_seed.clone() else {
+        return error(
+            "unavailable",
+            "receipts are disabled: there is no master key to rotate",
+        );
+    };
+    let Some(writer) = state.writer.lock().ok().and_then(|w| w.clone()) else {
+        return error("unavailable", "the daemon is shutting down");
+    };
+    let lock = state.rotating.clone();
+    let task = tokio::spawn(async move {
+        let _one = lock.lock().await;
+        let path = seed_path.clone();
+        let seed = match tokio::task::spawn_blocking(move || rotation::write_next(&path)).await {
+            Ok(Ok(seed)) => seed,
+            Ok(Err(e)) => return error("failed", &format!("new master seed: {e}")),
+            Err(e) => return error("failed", &format!("new master seed: {e}")),
+        };
+        let discard = |why: String| {
+            let next = rotation::next_path(&seed_path);
+            let _ = std::fs::remove_file(&next);
+            error("failed", &why)
+        };
+        let (reply, answer) = oneshot::channel();
+        let request = RotateRequest {
+            seed,
+            reason,
+            reply,
+        };
+        if writer.send(Msg::Rotate(request)).await.is_err() {
+            return discard("the event writer has stopped".into());
+        }
+        let (placed, committed) = match answer.await {
+            Ok(Ok(placed)) => placed,
+            Ok(Err(e)) => return discard(e),
+            Err(_) => return discard("the event writer has stopped".into()),
+        };
+        let Ok(receipt_hash) = committed.await else {
+            // Issued but not known to be committed: the next start looks
+            // in the store and finishes or discards the rotation.
+            return error(
+                "failed",
+                "the rotation receipt was not committed (the receipt writer stopped);                  the next daemon start completes or discards the rotation",
+            );
+        };
+        let path = seed_path.clone();
+        match tokio::task::spawn_blocking(move || rotation::commit_next(&path)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                log::error!("master key rotation committed, but {e}; the next start finishes it");
+                return error("failed", &format!("replacing the seed file: {e}"));
+            }
+            Err(e) => return error("failed", &format!("replacing the seed file: {e}")),
+        }
+        log::warn!(
+            "master key rotated to generation {} ({}); {} replaced",
+            placed.generation,
+            placed.new_kid,
+            seed_path.display()
+        );
+        ok(serde_json::json!({
+            "old_master_kid": placed.old_kid,
+            "new_master_kid": placed.new_kid,
+            "generation": placed.generation,
+            "leaf_index": placed.leaf_index,
+            "receipt_hash": hex::encode(receipt_hash),
+        }))
+    });
+    task.await
+        .unwrap_or_else(|e| error("failed", &format!("the rotation task failed: {e}")))
 }
 
 /// A bound socket and the group it serves.
@@ -326,7 +427,7 @@ async fn connection(
                 &format!("a request is one line of at most {max} bytes"),
             )
         } else {
-            handle(state, &line).await
+            handle(state, &line, &peer).await
         };
         let text = format!("{answer}\n");
         if write.write_all(text.as_bytes()).await.is_err() || too_long {
@@ -337,7 +438,7 @@ async fn connection(
 }
 
 /// One request: `{"v": 1, "cmd": "...", ...}`.
-async fn handle(state: &State, line: &[u8]) -> Value {
+async fn handle(state: &State, line: &[u8], peer: &peer::Peer) -> Value {
     let req: Value = match serde_json::from_slice(line) {
         Ok(v @ Value::Object(_)) => v,
         _ => return error("bad_request", "a request is one JSON object on one line"),
@@ -369,9 +470,40 @@ async fn handle(state: &State, line: &[u8]) -> Value {
                 Err(e) => error("unavailable", &e),
             }
         }
+        Some("keys_rotate") => {
+            // Rotation writes (a receipt, the seed file): root only, even
+            // for members of the socket's group.
+            if peer.uid != 0 {
+                log::warn!(
+                    "control socket: keys_rotate refused for uid {} pid {:?}",
+                    peer.uid,
+                    peer.pid
+                );
+                return error(
+                    "permission_denied",
+                    &format!(
+                        "permission denied: uid {} is not root; only root may rotate the master key",
+                        peer.uid
+                    ),
+                );
+            }
+            let reason = match &req["reason"] {
+                Value::Null => None,
+                Value::String(r) if r.chars().count() <= MAX_REASON_CHARS => Some(r.clone()),
+                _ => {
+                    return error(
+                        "bad_request",
+                        &format!(
+                            "\"reason\" must be a string of at most {MAX_REASON_CHARS} characters"
+                        ),
+                    )
+                }
+            };
+            rotate(state, reason).await
+        }
         Some(other) => error(
             "unknown_command",
-            &format!("unknown command {other:?}: ping, status, policy, process_tree"),
+            &format!("unknown command {other:?}: ping, status, policy, process_tree, keys_rotate"),
         ),
         None => error("bad_request", "a request needs \"cmd\""),
     }

@@ -25,8 +25,9 @@ use crate::receipt::{
     merkle::{self, Hash},
     mldsa::{LibcruxVerifier, Signer, Verifier},
     payload,
+    retention::{self, RotationAnchor},
     store::{CheckpointRow, ReceiptRow, Store, StoreNodes},
-    verify::Outcome,
+    verify::{walk_rotations, MasterEpoch, Outcome},
 };
 
 pub const FORMAT: &str = "observer-audit-pack";
@@ -182,9 +183,25 @@ pub fn export(
         }));
     }
     let master_kid = keys::thumbprint(master.public_key());
+    // Every master rotation since the log's start (those pruned travel in
+    // the retention anchor), so that the genesis key alone walks to the
+    // master that signs the pack.
+    let rotations = master_rotations(store)?;
+    let mut jwks = Vec::new();
+    let mut master_kids = BTreeSet::new();
+    for k in super::keys::stored_keys(store)?
+        .into_iter()
+        .filter(|k| k.agent_id == payload::OBSERVER_AGENT)
+    {
+        master_kids.insert(k.kid.clone());
+        jwks.push(k.jwk);
+    }
+    if !master_kids.contains(&master_kid) {
+        master_kids.insert(master_kid.clone());
+        jwks.push(master.jwk());
+    }
     let mut announcements = Vec::new();
-    let mut jwks = vec![master.jwk()];
-    for kid in kids.iter().filter(|k| **k != master_kid) {
+    for kid in kids.iter().filter(|k| !master_kids.contains(*k)) {
         let (env, ctx) = key_announcement(store, kid)?.ok_or_else(|| {
             CtlError::Store(format!(
                 "no observer.key receipt announcing key {kid} is in the store"
@@ -226,6 +243,16 @@ pub fn export(
         "key_announcements": announcements,
         "jwks": { "keys": jwks },
     });
+    if !rotations.is_empty() {
+        pack["master_rotations"] = json!(rotations
+            .iter()
+            .map(|r| Ok(json!({
+                "leaf_index": r.leaf_index,
+                "envelope": parse_text(&r.envelope, "master rotation")?,
+                "context": parse_text(&r.context, "master rotation context")?,
+            })))
+            .collect::<Result<Vec<_>, CtlError>>()?);
+    }
     let p = jcs::canonicalize(&projection(&pack)).map_err(|e| CtlError::Store(e.to_string()))?;
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&p)));
     let signature = master
@@ -242,6 +269,36 @@ pub fn export(
         "bytes": bytes.len(),
     });
     Ok((bytes, summary))
+}
+
+/// Every master rotation receipt of the log, pruned ones from the latest
+/// retention anchor, in log order.
+pub fn master_rotations(store: &Store) -> Result<Vec<RotationAnchor>, CtlError> {
+    let mut rotations: Vec<RotationAnchor> = match retention::latest_prune(store)? {
+        Some((_, context)) => parse_text(&context, "prune anchor")
+            .ok()
+            .and_then(|v| serde_json::from_value::<retention::PruneAnchor>(v).ok())
+            .map(|a| a.master_rotations)
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    for (leaf_index, envelope, context) in store.master_rotations()? {
+        if rotations.iter().all(|r| r.leaf_index != leaf_index) {
+            rotations.push(RotationAnchor {
+                leaf_index,
+                envelope,
+                context,
+            });
+        }
+    }
+    rotations.sort_by_key(|r| r.leaf_index);
+    Ok(rotations)
+}
+
+/// The masters of the store, walked from the pinned genesis key.
+pub fn store_masters(store: &Store, pinned: &[u8]) -> Result<Vec<MasterEpoch>, CtlError> {
+    receipt_check::walk_masters(pinned, &master_rotations(store)?)
+        .map_err(|e| CtlError::Verification(format!("master key rotations of the store: {e}")))
 }
 
 /// Failures found while verifying, in order.
@@ -284,6 +341,30 @@ pub fn verify(bytes: &[u8], master: &[u8]) -> (Value, bool) {
         }
     };
     let log = json!({});
+    // The masters, walked from the pinned genesis key through the pack's
+    // master rotations; the pack is signed by the last one.
+    let rotations: Vec<RotationAnchor> = pack["master_rotations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| RotationAnchor {
+            leaf_index: r["leaf_index"].as_u64().unwrap_or(u64::MAX),
+            envelope: jcs_text(&r["envelope"]),
+            context: jcs_text(&r["context"]),
+        })
+        .collect();
+    let genesis = MasterEpoch::genesis(master);
+    let masters = match walk_rotations(&genesis, &rotations) {
+        Ok(masters) => {
+            f.record("master_rotation", true, log.clone(), "");
+            masters
+        }
+        Err(e) => {
+            f.record("master_rotation", false, log.clone(), e);
+            vec![genesis]
+        }
+    };
+    let current: &[u8] = masters.last().map_or(master, |m| &m.public_key);
     let m = &pack["manifest"];
     f.record(
         "format",
@@ -311,13 +392,13 @@ pub fn verify(bytes: &[u8], master: &[u8]) -> (Value, bool) {
                 .as_str()
                 .and_then(|s| BASE64.decode(s).ok())
                 .unwrap_or_default();
-            let verdict = LibcruxVerifier.verify(master, &p, &sig);
+            let verdict = LibcruxVerifier.verify(current, &p, &sig);
             f.record(
                 "bundle_signature",
                 verdict.is_ok(),
                 log.clone(),
                 format!(
-                    "bundle_signature does not verify under the pinned master key: {}",
+                    "bundle_signature does not verify under the current master key (the pinned key or its last rotation): {}",
                     verdict.err().map(|e| e.to_string()).unwrap_or_default()
                 ),
             );
@@ -329,7 +410,14 @@ pub fn verify(bytes: &[u8], master: &[u8]) -> (Value, bool) {
     let mut roots: HashMap<u64, Hash> = HashMap::new();
     for note in pack["checkpoints"].as_array().into_iter().flatten() {
         let note = note.as_str().unwrap_or_default();
-        match checkpoint::open_note(note, &origin, master, verify_note_signature(master)) {
+        // Signed by the master current after the tree's last leaf.
+        let size = note
+            .lines()
+            .nth(1)
+            .and_then(|l| l.parse::<u64>().ok())
+            .unwrap_or(0);
+        let signer: &[u8] = MasterEpoch::at(&masters, size).map_or(master, |m| &m.public_key);
+        match checkpoint::open_note(note, &origin, signer, verify_note_signature(signer)) {
             Ok(cp) => {
                 f.record("checkpoint_signature", true, log.clone(), "");
                 roots.insert(cp.size, cp.root);
@@ -374,7 +462,16 @@ pub fn verify(bytes: &[u8], master: &[u8]) -> (Value, bool) {
         let ctx = jcs_text(&a["context"]);
         let issuer = a["context"]["issuer_id"].as_str().unwrap_or_default();
         let kid = a["context"]["kid"].as_str().unwrap_or_default();
-        match receipt_check::authorise_key(master, issuer, kid, Some((&env, &ctx))) {
+        // Announced by one of the masters (a re-announcement after a
+        // rotation is signed by the new one).
+        let mut verdict = Err(String::new());
+        for m in &masters {
+            verdict = receipt_check::authorise_key(&m.public_key, issuer, kid, Some((&env, &ctx)));
+            if verdict.is_ok() {
+                break;
+            }
+        }
+        match verdict {
             Ok(pk) => {
                 f.record("key_authorised", true, log.clone(), "");
                 authorised.insert(kid.to_string(), (issuer.to_string(), pk));
@@ -382,11 +479,12 @@ pub fn verify(bytes: &[u8], master: &[u8]) -> (Value, bool) {
             Err(e) => f.record("key_authorised", false, json!({"kid": kid}), e),
         }
     }
-    let master_kid = keys::thumbprint(master);
     for jwk in pack["jwks"]["keys"].as_array().into_iter().flatten() {
         let pk = keys::public_key_from_jwk(jwk).ok();
         let kid = pk.as_deref().map(keys::thumbprint).unwrap_or_default();
-        let ok = pk.as_deref() == Some(master)
+        let ok = masters
+            .iter()
+            .any(|m| pk.as_deref() == Some(&*m.public_key))
             || authorised
                 .get(&kid)
                 .is_some_and(|(_, a)| Some(a) == pk.as_ref());
@@ -418,8 +516,14 @@ pub fn verify(bytes: &[u8], master: &[u8]) -> (Value, bool) {
         let kid = r["envelope"]["signature"]["kid"]
             .as_str()
             .unwrap_or_default();
-        let key = if kid == master_kid && issuer == format!("{origin}/agent/observer") {
-            Some(master.to_vec())
+        let leaf = r["leaf_index"].as_u64().unwrap_or(u64::MAX);
+        // On the observer chain: the master current at the receipt's log
+        // index (bound by its inclusion proof).
+        let signer = MasterEpoch::at(&masters, leaf);
+        let key = if issuer == format!("{origin}/agent/observer") {
+            signer
+                .filter(|m| m.kid == kid)
+                .map(|m| m.public_key.to_vec())
         } else {
             authorised
                 .get(kid)
@@ -443,7 +547,6 @@ pub fn verify(bytes: &[u8], master: &[u8]) -> (Value, bool) {
             }
             f.record(check, outcome == Outcome::Pass, at.clone(), detail);
         }
-        let leaf = r["leaf_index"].as_u64().unwrap_or(u64::MAX);
         let ok = match (roots.get(&inclusion_size), hashes(&r["inclusion_proof"])) {
             (Some(root), Some(proof)) => merkle::verify_inclusion(
                 &merkle::leaf_hash(&hash),

@@ -327,8 +327,17 @@ pub enum KeysCommand {
     Show,
     /// The JWK Set of the master and chain public keys.
     Export {
-        /// Only the master public key, as one JWK (the key to pin).
+        /// Only the genesis master public key, as one JWK (the key to pin).
         #[arg(long)]
         master: bool,
+    },
+    /// Rotate the master key (root; asks the running daemon): a new random
+    /// master seed, recorded by an observer.key receipt the old master
+    /// signs; chain keys follow lazily. Old receipts keep verifying under
+    /// the pinned genesis key.
+    Rotate {
+        /// Why, recorded in the rotation receipt.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
     },
 }

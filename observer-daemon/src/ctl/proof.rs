@@ -19,7 +19,7 @@ use crate::receipt::{
     merkle::{self, Hash},
     mldsa::{LibcruxVerifier, Verifier},
     store::{Store, StoreNodes},
-    verify::Outcome,
+    verify::{MasterEpoch, Outcome},
 };
 
 /// Version of the `extra` object.
@@ -60,12 +60,19 @@ pub fn make_proof(store: &Store, receipt_hash: &[u8]) -> Result<String, CtlError
         .map_err(|e| CtlError::Store(format!("stored envelope: {e}")))?;
     let kid = envelope["signature"]["kid"].as_str().unwrap_or_default();
     let announcement = key_announcement(store, kid)?;
-    let extra = json!({
+    let mut extra = json!({
         "v": EXTRA_VERSION,
         "envelope": row.envelope,
         "context": row.context,
         "key_announcement": announcement.map(|(e, c)| json!({"envelope": e, "context": c})),
     });
+    // After a key rotation: every master rotation, so the pinned genesis
+    // key walks to the master that signed the checkpoint.
+    let rotations = super::audit_pack::master_rotations(store)?;
+    if !rotations.is_empty() {
+        extra["master_rotations"] = serde_json::to_value(&rotations)
+            .map_err(|e| CtlError::Store(format!("master rotations: {e}")))?;
+    }
     let extra = jcs::canonicalize(&extra).map_err(|e| CtlError::Store(e.to_string()))?;
     let text = checkpoint::format_tlog_proof(row.leaf_index, &path, &cp.note);
     // format_tlog_proof writes no extra line: it goes after the header.
@@ -112,11 +119,28 @@ pub fn verify_proof(text: &str, master: &[u8]) -> (Value, bool) {
     let context = extra["context"].as_str();
     let receipt_hash: Hash = Sha256::digest(envelope_text.as_bytes()).into();
     let origin = note_origin(&parsed.checkpoint_text);
+    let rotations: Vec<crate::receipt::retention::RotationAnchor> =
+        serde_json::from_value(extra["master_rotations"].clone()).unwrap_or_default();
+    let masters = match receipt_check::walk_masters(master, &rotations) {
+        Ok(m) => m,
+        Err(e) => {
+            checks.push(fail("master_rotation", e));
+            vec![MasterEpoch::genesis(master)]
+        }
+    };
+    // The checkpoint is signed by the master current after its last leaf.
+    let size = parsed
+        .checkpoint_text
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse::<u64>().ok())
+        .unwrap_or(0);
+    let signer: &[u8] = MasterEpoch::at(&masters, size).map_or(master, |m| &m.public_key);
     let cp = match parsed.verify(
         &merkle::leaf_hash(&receipt_hash),
         &origin,
-        master,
-        verify_note_signature(master),
+        signer,
+        verify_note_signature(signer),
     ) {
         Ok(cp) => {
             checks.push(receipt_check::Check {
@@ -153,7 +177,13 @@ pub fn verify_proof(text: &str, master: &[u8]) -> (Value, bool) {
             a.get("context").and_then(Value::as_str).unwrap_or_default(),
         )
     });
-    let key = match receipt_check::authorise_key(master, issuer, kid, announcement) {
+    let key = match receipt_check::authorise_key_after_rotations(
+        &masters,
+        issuer,
+        kid,
+        parsed.index,
+        announcement,
+    ) {
         Ok(pk) => {
             checks.push(receipt_check::Check {
                 check: "key_authorised",
@@ -238,7 +268,10 @@ pub fn inclusion_check(
         Err(e) => return Ok(check(Outcome::Fail, e.to_string())),
     };
     let origin = note_origin(&cp.note);
-    let opened = checkpoint::open_note(&cp.note, &origin, master, verify_note_signature(master));
+    // Signed by the master current after the checkpoint's last leaf.
+    let masters = super::audit_pack::store_masters(store, master)?;
+    let signer: &[u8] = MasterEpoch::at(&masters, cp.size).map_or(master, |m| &m.public_key);
+    let opened = checkpoint::open_note(&cp.note, &origin, signer, verify_note_signature(signer));
     Ok(match opened {
         Err(e) => check(
             Outcome::Fail,

@@ -219,3 +219,45 @@ pub fn authorise_key(
     }
     Ok(pk)
 }
+
+/// The masters, walked from the pinned genesis key through master
+/// rotation receipts (docs/RECEIPTS.md, "Key rotation"), genesis first.
+pub fn walk_masters(
+    pinned: &[u8],
+    rotations: &[crate::receipt::retention::RotationAnchor],
+) -> Result<Vec<crate::receipt::verify::MasterEpoch>, String> {
+    use crate::receipt::verify::{walk_rotations, MasterEpoch};
+    walk_rotations(&MasterEpoch::genesis(pinned), rotations)
+}
+
+/// `kid`'s public key for the receipt at log index `leaf` of `issuer`:
+/// on the observer chain the master current at that index; any other
+/// chain's key through its announcement, signed by one of the masters.
+pub fn authorise_key_after_rotations(
+    masters: &[crate::receipt::verify::MasterEpoch],
+    issuer_id: &str,
+    kid: &str,
+    leaf: u64,
+    announcement: Option<(&str, &str)>,
+) -> Result<Vec<u8>, String> {
+    use crate::receipt::verify::MasterEpoch;
+    if issuer_id.ends_with("/agent/observer") {
+        let current =
+            MasterEpoch::at(masters, leaf).ok_or_else(|| "no master key is pinned".to_string())?;
+        if current.kid == kid {
+            return Ok(current.public_key.to_vec());
+        }
+        return Err(format!(
+            "the observer chain at log index {leaf} is signed by the master {}, not {kid}",
+            current.kid
+        ));
+    }
+    let mut last = Err(format!("no observer.key receipt announces key {kid}"));
+    for m in masters {
+        last = authorise_key(&m.public_key, issuer_id, kid, announcement);
+        if last.is_ok() {
+            break;
+        }
+    }
+    last
+}

@@ -392,10 +392,11 @@ pub fn show(
     let issuer = stored.issuer_id.clone();
     let announcement = key_announcement(store, &kid)?;
     let key = match &master {
-        Some(m) => match receipt_check::authorise_key(
-            m,
+        Some(m) => match receipt_check::authorise_key_after_rotations(
+            &super::audit_pack::store_masters(store, m)?,
             &issuer,
             &kid,
+            stored.leaf_index,
             announcement.as_ref().map(|(e, c)| (e.as_str(), c.as_str())),
         ) {
             Ok(pk) => {

@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use super::{
     jcs::{self, JcsError},
     keys::{ChainKey, MasterSeed},
+    merkle::Hash,
     payload::{self, Mappings, Mode, Payload, RiskClass, UnsignedGap, GENESIS_HASH},
+    store::MasterRow,
 };
 
 /// An observation not yet placed in a chain.
@@ -39,6 +41,23 @@ pub struct KeyIntro {
     pub agent_id: String,
     pub kid: String,
     pub jwk: Value,
+    /// The master generation that derived the key (1: genesis seed).
+    pub generation: u64,
+    /// The kid this key replaces (a rotation or re-announcement).
+    pub rotates: Option<String>,
+}
+
+/// Where the writer reports that a receipt is committed: its receipt hash.
+pub type CommitNotice = tokio::sync::oneshot::Sender<Hash>;
+
+/// What a master rotation did, as the control socket reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    pub old_kid: String,
+    pub new_kid: String,
+    pub generation: u64,
+    /// Log index of the rotation receipt.
+    pub leaf_index: u64,
 }
 
 /// A receipt whose payload is final, waiting for its signature.
@@ -59,6 +78,11 @@ pub struct Sealed {
     pub key_intro: Option<KeyIntro>,
     pub erases: Option<u64>,
     pub prunes: Option<u64>,
+    /// A master rotation: the writer signs checkpoints with this key from
+    /// the commit of this receipt on.
+    pub new_master: Option<Arc<ChainKey>>,
+    /// Told the receipt hash once this receipt is committed.
+    pub committed: Option<CommitNotice>,
 }
 
 /// A chain's head as stored, enough to continue it after a restart.
@@ -83,6 +107,8 @@ pub enum ChainError {
         stored: String,
         derived: String,
     },
+    #[error("a master rotation needs a new seed: the given one derives the current master {0}")]
+    SameSeed(String),
 }
 
 pub struct Identity {
@@ -97,58 +123,106 @@ pub struct Identity {
 struct Chain {
     seq: u64,
     head: String,
-    key: Arc<ChainKey>,
+    /// The key the chain signs with; `None` while a re-announcement is
+    /// pending (derived from the current master seed when it is made).
+    key: Option<Arc<ChainKey>>,
+    /// The kid of the chain's last receipt: what a re-announcement rotates.
+    kid: String,
     gap: Option<UnsignedGap>,
 }
 
 pub struct ChainBuilder {
     identity: Identity,
     master: MasterSeed,
+    /// Master generation of `master` (1: the genesis seed).
+    generation: u64,
     observer_issuer: String,
     chains: HashMap<String, Chain>,
     next_index: u64,
 }
 
 impl ChainBuilder {
-    /// Continues the chains in `heads`; `next_index` is the log's size.
+    /// Continues the chains in `heads` of a log that never rotated its
+    /// master; `next_index` is the log's size.
     pub fn new(
         identity: Identity,
         master: MasterSeed,
         heads: Vec<ChainHead>,
         next_index: u64,
     ) -> Result<ChainBuilder, ChainError> {
+        Self::resume(identity, master, heads, next_index, None)
+    }
+
+    /// Continues the chains in `heads`; `current` is the store's current
+    /// master (None: an empty store). The seed must derive that master:
+    /// any other seed does not belong to the store. An agent chain whose
+    /// head carries a key of an earlier master generation is re-announced
+    /// before its next receipt.
+    pub fn resume(
+        identity: Identity,
+        master: MasterSeed,
+        heads: Vec<ChainHead>,
+        next_index: u64,
+        current: Option<MasterRow>,
+    ) -> Result<ChainBuilder, ChainError> {
         let observer_issuer = payload::issuer_id(
             &identity.deployer_id,
             &identity.hostname,
             payload::OBSERVER_AGENT,
         );
+        let generation = current.as_ref().map_or(1, |m| m.generation);
         let mut builder = ChainBuilder {
             identity,
             master,
+            generation,
             observer_issuer,
             chains: HashMap::new(),
             next_index,
         };
+        let master_kid = ChainKey::master_key(&builder.master).kid;
+        if let Some(current) = &current {
+            if current.kid != master_kid {
+                return Err(ChainError::ForeignKey {
+                    issuer_id: builder.observer_issuer.clone(),
+                    stored: current.kid.clone(),
+                    derived: master_kid,
+                });
+            }
+        }
         for head in heads {
             let key = Arc::new(builder.key_for(&head.issuer_id));
-            if key.kid != head.kid {
+            let is_observer = head.issuer_id == builder.observer_issuer;
+            // The observer chain's head is the rotation receipt itself
+            // (signed by the old master) right after a rotation: checked
+            // above against the store's current master instead.
+            let key = if key.kid == head.kid || (is_observer && current.is_some()) {
+                Some(key)
+            } else if generation > 1 && !is_observer {
+                None
+            } else {
                 return Err(ChainError::ForeignKey {
                     issuer_id: head.issuer_id,
                     stored: head.kid,
                     derived: key.kid.clone(),
                 });
-            }
+            };
             builder.chains.insert(
                 head.issuer_id,
                 Chain {
                     seq: head.seq,
                     head: head.payload_hash,
                     key,
+                    kid: head.kid,
                     gap: None,
                 },
             );
         }
         Ok(builder)
+    }
+
+    /// The current master generation (1: the genesis seed).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn observer_issuer(&self) -> &str {
@@ -161,8 +235,12 @@ impl ChainBuilder {
 
     /// The master key: signs the observer's chain and the checkpoints.
     pub fn master_key(&self) -> Arc<ChainKey> {
-        match self.chains.get(&self.observer_issuer) {
-            Some(c) => c.key.clone(),
+        match self
+            .chains
+            .get(&self.observer_issuer)
+            .and_then(|c| c.key.clone())
+        {
+            Some(key) => key,
             None => Arc::new(ChainKey::master_key(&self.master)),
         }
     }
@@ -208,12 +286,139 @@ impl ChainBuilder {
                 out,
             )?;
         }
-        if !self.chains.contains_key(&issuer_id) {
-            self.open_chain(issuer_id.clone(), &draft.agent_id, draft.unix_ns, out)?;
+        match self.chains.get(&issuer_id) {
+            None => self.open_chain(issuer_id.clone(), &draft.agent_id, draft.unix_ns, out)?,
+            Some(chain) if chain.key.is_none() => {
+                self.reannounce(&issuer_id, &draft.agent_id, draft.unix_ns, out)?
+            }
+            Some(_) => {}
         }
         let sealed = self.seal(&issuer_id, draft, None)?;
         out.push(sealed);
         Ok(())
+    }
+
+    /// Master key rotation (docs/RECEIPTS.md, "Key rotation"): an
+    /// `observer.key` receipt on the observer chain, signed by the current
+    /// master, announces the master `new` derives; every later receipt of
+    /// the observer chain is signed by the new master, and every agent
+    /// chain re-announces its key (derived from `new`) right before its
+    /// next receipt. `committed` hears when the rotation receipt commits.
+    pub fn rotate(
+        &mut self,
+        new: MasterSeed,
+        reason: Option<&str>,
+        unix_ns: u64,
+        committed: Option<CommitNotice>,
+        out: &mut Vec<Sealed>,
+    ) -> Result<Rotation, ChainError> {
+        payload::false_attestation_guard(payload::CAPTURE_TOPOLOGY, payload::RECEIPT_TYPE)?;
+        if !self.chains.contains_key(&self.observer_issuer) {
+            self.open_chain(
+                self.observer_issuer.clone(),
+                payload::OBSERVER_AGENT,
+                unix_ns,
+                out,
+            )?;
+        }
+        let old = self.master_key();
+        let new_master = Arc::new(ChainKey::master_key(&new));
+        if new_master.kid == old.kid {
+            return Err(ChainError::SameSeed(old.kid.clone()));
+        }
+        let generation = self.generation + 1;
+        let jwk = new_master.jwk();
+        let mut context = json!({
+            "issuer_id": self.observer_issuer,
+            "kid": new_master.kid,
+            "jwk": jwk,
+            "rotates": old.kid,
+            "generation": generation,
+        });
+        if let Some(reason) = reason {
+            context["reason"] = json!(reason);
+        }
+        let intro = KeyIntro {
+            issuer_id: self.observer_issuer.clone(),
+            agent_id: payload::OBSERVER_AGENT.to_string(),
+            kid: new_master.kid.clone(),
+            jwk,
+            generation,
+            rotates: Some(old.kid.clone()),
+        };
+        let draft = self.observer_key_draft(unix_ns, context);
+        let observer_issuer = self.observer_issuer.clone();
+        let mut sealed = self.seal(&observer_issuer, draft, Some(intro))?;
+        sealed.new_master = Some(new_master.clone());
+        sealed.committed = committed;
+        let rotation = Rotation {
+            old_kid: old.kid.clone(),
+            new_kid: new_master.kid.clone(),
+            generation,
+            leaf_index: sealed.index,
+        };
+        out.push(sealed);
+        // From here on the old seed and every key derived from it are
+        // dropped (wiped): only the new master signs.
+        self.master = new;
+        self.generation = generation;
+        for (issuer, chain) in self.chains.iter_mut() {
+            chain.key = (*issuer == observer_issuer).then(|| new_master.clone());
+        }
+        Ok(rotation)
+    }
+
+    /// The `observer.key` receipt that gives a chain its key of the current
+    /// master generation, continuing the chain (`rotates` names its
+    /// previous key).
+    fn reannounce(
+        &mut self,
+        issuer_id: &str,
+        agent_id: &str,
+        unix_ns: u64,
+        out: &mut Vec<Sealed>,
+    ) -> Result<(), ChainError> {
+        let key = Arc::new(self.key_for(issuer_id));
+        let Some(chain) = self.chains.get_mut(issuer_id) else {
+            return Ok(());
+        };
+        let rotates = chain.kid.clone();
+        chain.key = Some(key.clone());
+        let jwk = key.jwk();
+        let intro = KeyIntro {
+            issuer_id: issuer_id.to_string(),
+            agent_id: agent_id.to_string(),
+            kid: key.kid.clone(),
+            jwk: jwk.clone(),
+            generation: self.generation,
+            rotates: Some(rotates.clone()),
+        };
+        let context = json!({
+            "issuer_id": issuer_id,
+            "kid": key.kid,
+            "jwk": jwk,
+            "rotates": rotates,
+        });
+        let draft = self.observer_key_draft(unix_ns, context);
+        let observer_issuer = self.observer_issuer.clone();
+        let sealed = self.seal(&observer_issuer, draft, Some(intro))?;
+        out.push(sealed);
+        Ok(())
+    }
+
+    fn observer_key_draft(&self, unix_ns: u64, context: Value) -> Draft {
+        Draft {
+            agent_id: payload::OBSERVER_AGENT.to_string(),
+            action_type: "observer.key",
+            unix_ns,
+            context,
+            risk_class: RiskClass::Low,
+            executable_hash: self.identity.observer_executable_hash.clone(),
+            mappings: Mappings::default(),
+            detection_rules_digest: None,
+            erases: None,
+            prunes: None,
+        }
     }
 
     fn open_chain(
@@ -230,28 +435,23 @@ impl ChainBuilder {
             agent_id: agent_id.to_string(),
             kid: key.kid.clone(),
             jwk: jwk.clone(),
+            generation: self.generation,
+            rotates: None,
         };
         self.chains.insert(
             issuer_id.clone(),
             Chain {
                 seq: 0,
                 head: GENESIS_HASH.to_string(),
-                key: key.clone(),
+                key: Some(key.clone()),
+                kid: key.kid.clone(),
                 gap: None,
             },
         );
-        let draft = Draft {
-            agent_id: payload::OBSERVER_AGENT.to_string(),
-            action_type: "observer.key",
+        let draft = self.observer_key_draft(
             unix_ns,
-            context: json!({ "issuer_id": issuer_id, "kid": key.kid, "jwk": jwk }),
-            risk_class: RiskClass::Low,
-            executable_hash: self.identity.observer_executable_hash.clone(),
-            mappings: Mappings::default(),
-            detection_rules_digest: None,
-            erases: None,
-            prunes: None,
-        };
+            json!({ "issuer_id": issuer_id, "kid": key.kid, "jwk": jwk }),
+        );
         let observer_issuer = self.observer_issuer.clone();
         let sealed = self.seal(&observer_issuer, draft, Some(intro))?;
         out.push(sealed);
@@ -275,6 +475,10 @@ impl ChainBuilder {
             .chains
             .get_mut(issuer_id)
             .expect("chains are opened before use");
+        let key = chain
+            .key
+            .clone()
+            .expect("a chain's key is re-announced before its next receipt");
         let context_jcs = jcs::canonicalize(&draft.context)?;
         let issued_at = payload::issued_at(draft.unix_ns);
         let non_empty = |v: Vec<String>| (!v.is_empty()).then_some(v);
@@ -305,7 +509,7 @@ impl ChainBuilder {
             payload_digest: payload::payload_digest(&context_jcs),
             previous_receipt_hash: chain.head.clone(),
             seq: chain.seq + 1,
-            key_thumbprint: chain.key.kid.clone(),
+            key_thumbprint: key.kid.clone(),
             risk_class: draft.risk_class,
             executable_hash: draft.executable_hash,
             mitre_techniques,
@@ -319,6 +523,9 @@ impl ChainBuilder {
         let payload_hash = payload::sha256_hex(&payload_jcs);
         chain.seq += 1;
         chain.head = payload_hash.clone();
+        if chain.kid != key.kid {
+            chain.kid = key.kid.clone();
+        }
         let index = self.next_index;
         self.next_index += 1;
         Ok(Sealed {
@@ -332,10 +539,233 @@ impl ChainBuilder {
             payload_jcs,
             payload_hash,
             context_jcs: (mode == Mode::Payload).then_some(context_jcs),
-            key: chain.key.clone(),
+            key,
             key_intro,
             erases: draft.erases,
             prunes: draft.prunes,
+            new_master: None,
+            committed: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> Identity {
+        Identity {
+            deployer_id: "did:web:example.invalid".into(),
+            hostname: "host-1".into(),
+            mode: Mode::Payload,
+            observer_executable_hash: format!("sha256:{}", "ab".repeat(32)),
+        }
+    }
+
+    fn draft(agent: &str, unix_ns: u64) -> Draft {
+        Draft {
+            agent_id: agent.into(),
+            action_type: "process.exec",
+            unix_ns,
+            context: json!({ "n": unix_ns }),
+            risk_class: RiskClass::Low,
+            executable_hash: format!("sha256:{}", "cd".repeat(32)),
+            mappings: Mappings::default(),
+            detection_rules_digest: None,
+            erases: None,
+            prunes: None,
+        }
+    }
+
+    fn payload(s: &Sealed) -> Value {
+        serde_json::from_slice(&s.payload_jcs).unwrap()
+    }
+
+    fn context(s: &Sealed) -> Value {
+        serde_json::from_slice(s.context_jcs.as_deref().unwrap()).unwrap()
+    }
+
+    /// (agent, action, seq, signing kid) of each sealed receipt.
+    fn summary(out: &[Sealed]) -> Vec<(String, &'static str, u64, String)> {
+        out.iter()
+            .map(|s| (s.agent_id.clone(), s.action_type, s.seq, s.key.kid.clone()))
+            .collect()
+    }
+
+    fn seed(byte: u8) -> MasterSeed {
+        MasterSeed::from_bytes([byte; 32])
+    }
+
+    #[test]
+    fn rotation_reannounces_each_chain_once_right_before_its_next_receipt() {
+        let old_master = ChainKey::master_key(&seed(1)).kid;
+        let new_master = ChainKey::master_key(&seed(2)).kid;
+        let mut b = ChainBuilder::new(identity(), seed(1), Vec::new(), 0).unwrap();
+        let issuer = |agent: &str| payload::issuer_id("did:web:example.invalid", "host-1", agent);
+        let old_a = ChainKey::derive(&seed(1), &issuer("a")).kid;
+        let old_b = ChainKey::derive(&seed(1), &issuer("b")).kid;
+        let new_a = ChainKey::derive(&seed(2), &issuer("a")).kid;
+        let new_b = ChainKey::derive(&seed(2), &issuer("b")).kid;
+        let mut out = Vec::new();
+        b.issue(draft("a", 1), &mut out).unwrap();
+        b.issue(draft("b", 2), &mut out).unwrap();
+        assert_eq!(out.len(), 5);
+        let a1_hash = out[2].payload_hash.clone();
+        out.clear();
+
+        let rotation = b
+            .rotate(seed(2), Some("scheduled"), 3, None, &mut out)
+            .unwrap();
+        assert_eq!(
+            rotation,
+            Rotation {
+                old_kid: old_master.clone(),
+                new_kid: new_master.clone(),
+                generation: 2,
+                leaf_index: 5,
+            }
+        );
+        assert_eq!(
+            summary(&out),
+            [("observer".into(), "observer.key", 4, old_master.clone())]
+        );
+        assert_eq!(
+            context(&out[0]),
+            json!({
+                "issuer_id": issuer("observer"),
+                "kid": new_master,
+                "jwk": ChainKey::master_key(&seed(2)).jwk(),
+                "rotates": old_master,
+                "generation": 2,
+                "reason": "scheduled",
+            })
+        );
+        assert_eq!(payload(&out[0])["key_thumbprint"], old_master.as_str());
+        assert_eq!(out[0].new_master.as_ref().unwrap().kid, new_master);
+        let intro = out[0].key_intro.as_ref().unwrap();
+        assert_eq!(
+            (intro.generation, intro.rotates.as_deref()),
+            (2, Some(old_master.as_str()))
+        );
+        assert_eq!(b.master_key().kid, new_master);
+        assert_eq!(b.generation(), 2);
+        out.clear();
+
+        // Chain a: its re-announcement (signed by the new master), then
+        // its receipt continuing seq and link with the new key.
+        b.issue(draft("a", 4), &mut out).unwrap();
+        assert_eq!(
+            summary(&out),
+            [
+                ("observer".into(), "observer.key", 5, new_master.clone()),
+                ("a".into(), "process.exec", 2, new_a.clone()),
+            ]
+        );
+        assert_eq!(
+            context(&out[0]),
+            json!({
+                "issuer_id": issuer("a"),
+                "kid": new_a,
+                "jwk": ChainKey::derive(&seed(2), &issuer("a")).jwk(),
+                "rotates": old_a,
+            })
+        );
+        let a2 = payload(&out[1]);
+        assert_eq!(a2["previousReceiptHash"], a1_hash.as_str());
+        assert_eq!(a2["key_thumbprint"], new_a.as_str());
+        assert_eq!((out[0].index, out[1].index), (6, 7));
+        out.clear();
+
+        // Once per chain.
+        b.issue(draft("a", 5), &mut out).unwrap();
+        assert_eq!(
+            summary(&out),
+            [("a".into(), "process.exec", 3, new_a.clone())]
+        );
+        out.clear();
+        b.issue(draft("b", 6), &mut out).unwrap();
+        assert_eq!(
+            summary(&out),
+            [
+                ("observer".into(), "observer.key", 6, new_master.clone()),
+                ("b".into(), "process.exec", 2, new_b.clone()),
+            ]
+        );
+        assert_eq!(context(&out[0])["rotates"], old_b.as_str());
+        out.clear();
+        // A new chain after the rotation: a first announcement, no rotates.
+        b.issue(draft("c", 7), &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert!(context(&out[0]).get("rotates").is_none());
+        assert_eq!(out[0].key.kid, new_master);
+
+        // The same seed again is not a rotation.
+        let err = b.rotate(seed(2), None, 8, None, &mut out).unwrap_err();
+        assert!(matches!(err, ChainError::SameSeed(k) if k == new_master));
+    }
+
+    #[test]
+    fn a_restart_after_rotation_reannounces_chains_of_an_earlier_generation() {
+        let issuer = |agent: &str| payload::issuer_id("did:web:example.invalid", "host-1", agent);
+        let old_a = ChainKey::derive(&seed(1), &issuer("a")).kid;
+        let old_master = ChainKey::master_key(&seed(1)).kid;
+        let new_master = ChainKey::master_key(&seed(2)).kid;
+        let heads = || {
+            vec![
+                // The observer chain's head is the rotation receipt, signed
+                // by the old master.
+                ChainHead {
+                    issuer_id: issuer("observer"),
+                    agent_id: "observer".into(),
+                    kid: old_master.clone(),
+                    seq: 4,
+                    payload_hash: "11".repeat(32),
+                },
+                ChainHead {
+                    issuer_id: issuer("a"),
+                    agent_id: "a".into(),
+                    kid: old_a.clone(),
+                    seq: 9,
+                    payload_hash: "22".repeat(32),
+                },
+            ]
+        };
+        let current = || {
+            Some(MasterRow {
+                kid: new_master.clone(),
+                generation: 2,
+            })
+        };
+        let mut b = ChainBuilder::resume(identity(), seed(2), heads(), 20, current()).unwrap();
+        let mut out = Vec::new();
+        b.issue(draft("a", 1), &mut out).unwrap();
+        assert_eq!(
+            summary(&out),
+            [
+                ("observer".into(), "observer.key", 5, new_master.clone()),
+                (
+                    "a".into(),
+                    "process.exec",
+                    10,
+                    ChainKey::derive(&seed(2), &issuer("a")).kid
+                ),
+            ]
+        );
+        assert_eq!(context(&out[0])["rotates"], old_a.as_str());
+        assert_eq!(payload(&out[1])["previousReceiptHash"], "22".repeat(32));
+
+        // A seed that is not the store's current master: the old one, or
+        // another.
+        for other in [1u8, 3] {
+            let err = ChainBuilder::resume(identity(), seed(other), heads(), 20, current())
+                .err()
+                .unwrap();
+            assert!(matches!(err, ChainError::ForeignKey { .. }), "{err:?}");
+        }
+        // Without a rotation, a head of another key is still foreign.
+        let err = ChainBuilder::new(identity(), seed(2), heads(), 20)
+            .err()
+            .unwrap();
+        assert!(matches!(err, ChainError::ForeignKey { .. }), "{err:?}");
     }
 }

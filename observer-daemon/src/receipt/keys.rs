@@ -110,6 +110,11 @@ impl MasterSeed {
         MasterSeed(bytes)
     }
 
+    /// The seed's bytes, for writing it to its file during a rotation.
+    pub fn secret_bytes(&self) -> &[u8; SEED_LEN] {
+        &self.0
+    }
+
     fn load(path: &Path) -> Result<MasterSeed, KeyError> {
         let mut file = File::open(path).map_err(io_error(path))?;
         // Checked on the open descriptor, so the checks and the read are

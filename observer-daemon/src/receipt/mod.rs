@@ -20,6 +20,7 @@ pub mod mldsa;
 pub mod payload;
 pub mod pipeline;
 pub mod retention;
+pub mod rotation;
 pub mod select;
 pub mod signing;
 pub mod store;
@@ -29,3 +30,5 @@ pub mod writer;
 
 #[cfg(test)]
 mod conformance_tests;
+#[cfg(test)]
+mod rotation_tests;

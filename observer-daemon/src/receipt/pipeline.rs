@@ -7,7 +7,7 @@ use std::{path::PathBuf, sync::Arc, thread::JoinHandle, time::Duration};
 use crossbeam_channel::{bounded, Sender};
 
 use super::{
-    chain::{ChainBuilder, ChainError, Draft, Identity, Sealed},
+    chain::{ChainBuilder, ChainError, CommitNotice, Draft, Identity, Rotation, Sealed},
     keys::{ChainKey, MasterSeed},
     merkle::Frontier,
     payload::UnsignedGap,
@@ -101,7 +101,8 @@ impl Pipeline {
         })?;
         let heads = store.chain_heads()?;
         let origin = format!("{}/host/{}", identity.deployer_id, identity.hostname);
-        let builder = ChainBuilder::new(identity, master, heads, log_size)?;
+        let builder =
+            ChainBuilder::resume(identity, master, heads, log_size, store.current_master()?)?;
         let run_id = store.begin_run(
             run_kind,
             std::process::id(),
@@ -193,6 +194,34 @@ impl Pipeline {
             }
         }
         Ok(submitted)
+    }
+
+    /// Rotates the master key to the one `new` derives (docs/RECEIPTS.md,
+    /// "Key rotation"); `committed` hears the rotation receipt's hash once
+    /// it is committed. From this call on everything is signed with keys
+    /// of the new seed.
+    pub fn rotate(
+        &mut self,
+        new: MasterSeed,
+        reason: Option<&str>,
+        unix_ns: u64,
+        committed: Option<CommitNotice>,
+    ) -> Result<Rotation, PipelineError> {
+        let rotation = self
+            .builder
+            .rotate(new, reason, unix_ns, committed, &mut self.sealed)?;
+        let to_sign = self.to_sign.as_ref().ok_or(PipelineError::WriterGone)?;
+        for sealed in self.sealed.drain(..) {
+            if to_sign.send(sealed).is_err() {
+                return Err(PipelineError::WriterGone);
+            }
+        }
+        Ok(rotation)
+    }
+
+    /// The current master generation (1: the genesis seed).
+    pub fn generation(&self) -> u64 {
+        self.builder.generation()
     }
 
     /// Events were lost: the next receipt of every agent chain says so.

@@ -52,6 +52,17 @@ pub struct KeyAnchor {
     pub jwk: Value,
 }
 
+/// A master rotation receipt, carried by a prune anchor so that a verifier
+/// holding only the genesis master key can walk to the current master.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationAnchor {
+    pub leaf_index: u64,
+    /// The receipt's envelope, exactly as stored (JCS).
+    pub envelope: String,
+    /// Its context, exactly as stored (JCS).
+    pub context: String,
+}
+
 /// The context of a prune receipt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PruneAnchor {
@@ -65,7 +76,13 @@ pub struct PruneAnchor {
     /// The perfect subtrees covering `[0, cut)`: `[level, index, hex]`.
     pub frontier: Vec<(u32, u64, String)>,
     pub chains: Vec<ChainAnchor>,
+    /// Every key announced before the cut, in announcement order (a
+    /// chain's later key replaces its earlier one).
     pub keys: Vec<KeyAnchor>,
+    /// Every master rotation committed when the anchor was made, in log
+    /// order (those at or after the cut are also still in the log).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub master_rotations: Vec<RotationAnchor>,
 }
 
 pub const PRUNE_EVENT: &str = "prune";
@@ -120,6 +137,11 @@ pub fn plan(
     if cut == 0 || cut <= oldest as u64 {
         return Ok(None);
     }
+    // The anchor and its checkpoint are signed by the master the committed
+    // rotations end with; while a rotation is not yet committed, wait.
+    if store.current_master()?.is_some_and(|m| m.kid != master.kid) {
+        return Ok(None);
+    }
     let nodes = StoreNodes(store);
     let frontier: Vec<(u32, u64, Hash)> = compact_range(cut)
         .into_iter()
@@ -143,15 +165,25 @@ pub fn plan(
     // Each chain's last receipt before the cut, and the previous prune's
     // anchors for chains that have no receipt left before the cut.
     let mut chains: HashMap<String, ChainAnchor> = HashMap::new();
-    let mut keys: HashMap<String, KeyAnchor> = HashMap::new();
+    let mut keys: Vec<KeyAnchor> = Vec::new();
+    let mut rotations: Vec<RotationAnchor> = Vec::new();
     if let Some(previous) = latest_anchor(store)? {
         for c in previous.chains {
             chains.insert(c.issuer_id.clone(), c);
         }
-        for k in previous.keys {
-            keys.insert(k.kid.clone(), k);
+        keys = previous.keys;
+        rotations = previous.master_rotations;
+    }
+    for (leaf_index, envelope, context) in store.master_rotations()? {
+        if rotations.iter().all(|r| r.leaf_index != leaf_index) {
+            rotations.push(RotationAnchor {
+                leaf_index,
+                envelope,
+                context,
+            });
         }
     }
+    rotations.sort_by_key(|r| r.leaf_index);
     let mut stmt = conn
         .prepare(
             "SELECT r.envelope FROM receipts r
@@ -185,7 +217,8 @@ pub fn plan(
     let mut stmt = conn
         .prepare(
             "SELECT c.context FROM receipts r JOIN contexts c USING (leaf_index)
-             WHERE r.action_type = 'observer.key' AND r.leaf_index < ?1",
+             WHERE r.action_type = 'observer.key' AND r.leaf_index < ?1
+             ORDER BY r.leaf_index",
         )
         .map_err(sql)?;
     let contexts: Vec<String> = stmt
@@ -196,19 +229,16 @@ pub fn plan(
         let c = json::parse_strict(text.as_bytes())
             .map_err(|e| RetentionError::Invalid(format!("stored key announcement: {e}")))?;
         let kid = c["kid"].as_str().unwrap_or_default().to_string();
-        keys.insert(
-            kid.clone(),
-            KeyAnchor {
+        if keys.iter().all(|k| k.kid != kid) {
+            keys.push(KeyAnchor {
                 issuer_id: c["issuer_id"].as_str().unwrap_or_default().to_string(),
                 kid,
                 jwk: c["jwk"].clone(),
-            },
-        );
+            });
+        }
     }
     let mut chains: Vec<ChainAnchor> = chains.into_values().collect();
     chains.sort_by(|a, b| a.issuer_id.cmp(&b.issuer_id));
-    let mut keys: Vec<KeyAnchor> = keys.into_values().collect();
-    keys.sort_by(|a, b| a.kid.cmp(&b.kid));
     Ok(Some(PruneAnchor {
         event: PRUNE_EVENT.to_string(),
         cut,
@@ -220,6 +250,7 @@ pub fn plan(
             .collect(),
         chains,
         keys,
+        master_rotations: rotations,
     }))
 }
 
@@ -361,6 +392,7 @@ mod tests {
                     .collect(),
                 chains: vec![],
                 keys: vec![],
+                master_rotations: vec![],
             };
             let mut f = anchor_frontier(&anchor).unwrap();
             assert_eq!(f.root(), merkle::root(&mem, cut).unwrap());

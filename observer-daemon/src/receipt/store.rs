@@ -12,7 +12,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use super::{chain::ChainHead, merkle::Hash};
 
 /// Migrations in order; `user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id INTEGER PRIMARY KEY,
     pid INTEGER NOT NULL,
@@ -70,7 +71,28 @@ CREATE TABLE checkpoints (
     note TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+-- Master key rotation (docs/RECEIPTS.md, "Key rotation"): a chain has one
+-- key per master generation, so issuer_id is no longer unique. `generation`
+-- is the master generation that derived the key (1: the genesis seed);
+-- `rotates` the kid it replaced (NULL for a chain's first key).
+CREATE TABLE keys_v2 (
+    kid TEXT PRIMARY KEY,
+    issuer_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    jwk TEXT NOT NULL,
+    introduced_by BLOB NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 1,
+    rotates TEXT
+);
+INSERT INTO keys_v2 (kid, issuer_id, agent_id, jwk, introduced_by)
+    SELECT kid, issuer_id, agent_id, jwk, introduced_by FROM keys ORDER BY rowid;
+DROP TABLE keys;
+ALTER TABLE keys_v2 RENAME TO keys;
+CREATE INDEX keys_by_issuer ON keys (issuer_id);
+"#,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -184,6 +206,28 @@ pub struct KeyRow {
     pub issuer_id: String,
     pub agent_id: String,
     pub jwk: String,
+    /// The master generation that derived the key (1: genesis).
+    pub generation: u64,
+    /// The kid this key replaced (a rotation), if any.
+    pub rotates: Option<String>,
+}
+
+/// The master key the store's log currently ends with: the genesis master
+/// or the newest master rotation's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterRow {
+    pub kid: String,
+    pub generation: u64,
+}
+
+/// A key announced by a committed `observer.key` receipt.
+pub struct NewKey<'a> {
+    pub kid: &'a str,
+    pub issuer_id: &'a str,
+    pub agent_id: &'a str,
+    pub jwk: &'a str,
+    pub generation: u64,
+    pub rotates: Option<&'a str>,
 }
 
 /// One committed receipt, as the writer inserts it.
@@ -447,7 +491,9 @@ impl Store {
     pub fn keys(&self) -> Result<Vec<KeyRow>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT kid, issuer_id, agent_id, jwk FROM keys ORDER BY rowid")
+            .prepare(
+                "SELECT kid, issuer_id, agent_id, jwk, generation, rotates FROM keys ORDER BY rowid",
+            )
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
@@ -456,7 +502,51 @@ impl Store {
                     issuer_id: r.get(1)?,
                     agent_id: r.get(2)?,
                     jwk: r.get(3)?,
+                    generation: r.get::<_, i64>(4)? as u64,
+                    rotates: r.get(5)?,
                 })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e));
+        rows
+    }
+
+    /// The current master: the observer chain's key of the highest
+    /// generation; `None` before the first receipt.
+    pub fn current_master(&self) -> Result<Option<MasterRow>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT kid, generation FROM keys WHERE agent_id = 'observer'
+                 ORDER BY generation DESC, rowid DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(MasterRow {
+                        kid: r.get(0)?,
+                        generation: r.get::<_, i64>(1)? as u64,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every master rotation receipt still in the log, in log order:
+    /// (leaf index, envelope, context).
+    pub fn master_rotations(&self) -> Result<Vec<(u64, String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT r.leaf_index, r.envelope, c.context FROM receipts r
+                 JOIN contexts c USING (leaf_index)
+                 JOIN keys k ON k.introduced_by = r.receipt_hash
+                 WHERE r.action_type = 'observer.key' AND r.agent_id = 'observer'
+                   AND k.agent_id = 'observer' AND k.rotates IS NOT NULL
+                 ORDER BY r.leaf_index",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.err(e));
@@ -605,7 +695,7 @@ impl Batch<'_> {
             .prepare_cached(
                 "INSERT INTO chains (issuer_id, agent_id, kid, seq, head_payload_hash, head_receipt_hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (issuer_id) DO UPDATE SET seq = excluded.seq,
+                 ON CONFLICT (issuer_id) DO UPDATE SET seq = excluded.seq, kid = excluded.kid,
                    head_payload_hash = excluded.head_payload_hash,
                    head_receipt_hash = excluded.head_receipt_hash",
             )?
@@ -620,20 +710,21 @@ impl Batch<'_> {
         Ok(())
     }
 
-    pub fn insert_key(
-        &mut self,
-        kid: &str,
-        issuer_id: &str,
-        agent_id: &str,
-        jwk: &str,
-        introduced_by: &Hash,
-    ) -> rusqlite::Result<()> {
+    pub fn insert_key(&mut self, key: &NewKey<'_>, introduced_by: &Hash) -> rusqlite::Result<()> {
         self.tx
             .prepare_cached(
-                "INSERT INTO keys (kid, issuer_id, agent_id, jwk, introduced_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO keys (kid, issuer_id, agent_id, jwk, introduced_by, generation, rotates)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![kid, issuer_id, agent_id, jwk, &introduced_by[..]])?;
+            .execute(params![
+                key.kid,
+                key.issuer_id,
+                key.agent_id,
+                key.jwk,
+                &introduced_by[..],
+                key.generation as i64,
+                key.rotates
+            ])?;
         Ok(())
     }
 
@@ -739,6 +830,56 @@ mod tests {
                 assert_eq!(m.permissions().mode() & 0o077, 0, "{wal}");
             }
         }
+    }
+
+    #[test]
+    fn schema_1_keys_migrate_to_generation_1_and_allow_a_second_key_per_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("observer.db");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap();
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute(
+            "INSERT INTO keys (kid, issuer_id, agent_id, jwk, introduced_by)
+             VALUES ('k1', 'i/agent/a', 'a', '{}', x'00')",
+            [],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        drop(conn);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 2);
+        let keys = store.keys().unwrap();
+        assert_eq!(
+            keys.iter()
+                .map(|k| (k.kid.as_str(), k.generation, k.rotates.clone()))
+                .collect::<Vec<_>>(),
+            [("k1", 1, None)]
+        );
+        let mut store = store;
+        store
+            .transaction(|tx| {
+                tx.insert_key(
+                    &NewKey {
+                        kid: "k2",
+                        issuer_id: "i/agent/a",
+                        agent_id: "a",
+                        jwk: "{}",
+                        generation: 2,
+                        rotates: Some("k1"),
+                    },
+                    &[1; 32],
+                )
+            })
+            .unwrap();
+        let keys = store.keys().unwrap();
+        assert_eq!(keys[1].rotates.as_deref(), Some("k1"));
+        assert_eq!(keys[1].generation, 2);
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! "Verification", per receipt and for the whole log, with per-check
 //! counts and the first failure named by chain, seq and receipt hash.
 //!
-//! Only the pinned master public key is trusted. Chain keys are trusted
-//! because an `observer.key` receipt, signed by the master key, announced
-//! them; the store's keys table is an index that is cross-checked, never
+//! Only the pinned master public key (the genesis master) is trusted.
+//! Later masters are trusted because a master rotation signed by the master
+//! current at the time announced them; chain keys because an `observer.key`
+//! receipt, signed by the master current at the time, announced them (a
+//! re-announcement retires the chain's previous key from its log index on).
+//! The store's keys table is an index that is cross-checked, never
 //! believed.
 use std::{
     collections::{BTreeMap, HashMap},
@@ -364,14 +367,51 @@ struct ChainState {
     head: String,
 }
 
+/// A master key and the first tree size whose checkpoint it signs (the
+/// size just after its rotation receipt; 0 for the genesis master). An
+/// observer-chain receipt at log index L is signed by the last master with
+/// `from_size <= L`; a checkpoint of size N by the last with
+/// `from_size <= N`.
+#[derive(Debug, Clone)]
+pub struct MasterEpoch {
+    pub from_size: u64,
+    pub kid: String,
+    pub public_key: Arc<[u8]>,
+}
+
+impl MasterEpoch {
+    /// The pinned genesis master.
+    pub fn genesis(public_key: &[u8]) -> MasterEpoch {
+        MasterEpoch {
+            from_size: 0,
+            kid: keys::thumbprint(public_key),
+            public_key: public_key.into(),
+        }
+    }
+
+    /// The epoch in force at `size` (a log index or a tree size) among
+    /// `masters` (in log order, genesis first).
+    pub fn at(masters: &[MasterEpoch], size: u64) -> Option<&MasterEpoch> {
+        masters.iter().rev().find(|m| m.from_size <= size)
+    }
+}
+
 struct State {
     report: Report,
     receipt_failures: Vec<Failure>,
     log_failures: Vec<Failure>,
+    /// The current master (the pinned genesis master until a rotation).
     master_kid: String,
     master_public_key: Arc<[u8]>,
+    /// Every master in log order, genesis first.
+    masters: Vec<MasterEpoch>,
     observer_issuer: Option<String>,
     keys: HashMap<String, AuthorisedKey>,
+    /// Each chain's authorised key: the kid its last announcement named.
+    chain_keys: HashMap<String, String>,
+    /// Keys replaced by a rotation or re-announcement: kid to the log
+    /// index of the receipt that retired it.
+    retired: HashMap<String, u64>,
     /// kid to public key of the master key and every key authorised so
     /// far, read by the parallel pass while the in-order pass adds to it.
     key_hints: Arc<RwLock<HashMap<String, Arc<[u8]>>>>,
@@ -396,10 +436,17 @@ impl State {
             report: Report::default(),
             receipt_failures: Vec::new(),
             log_failures: Vec::new(),
+            masters: vec![MasterEpoch {
+                from_size: 0,
+                kid: master_kid.clone(),
+                public_key: Arc::clone(&master_public_key),
+            }],
             master_kid,
             master_public_key,
             observer_issuer: None,
             keys: HashMap::new(),
+            chain_keys: HashMap::new(),
+            retired: HashMap::new(),
             key_hints: Arc::new(RwLock::new(key_hints)),
             chains: HashMap::new(),
             frontier: Frontier::new(),
@@ -416,7 +463,23 @@ impl State {
     /// compact range must reproduce its own signed checkpoint.
     fn start_from_anchor(&mut self, envelope: &str, context: &str) {
         match self.check_anchor(envelope, context) {
-            Ok((issuer, anchor, frontier)) => {
+            Ok((issuer, anchor, frontier, masters)) => {
+                // Rotations at or after the cut are still in the log and
+                // are walked there again.
+                for pair in masters.windows(2) {
+                    if pair[1].from_size <= anchor.cut {
+                        self.retired
+                            .insert(pair[0].kid.clone(), pair[1].from_size - 1);
+                    }
+                }
+                self.masters = masters
+                    .into_iter()
+                    .filter(|m| m.from_size <= anchor.cut)
+                    .collect();
+                if let Some(current) = self.masters.last() {
+                    self.master_kid = current.kid.clone();
+                    self.master_public_key = Arc::clone(&current.public_key);
+                }
                 self.report.count("prune_anchor", Outcome::Pass);
                 self.report.pruned_below = anchor.cut;
                 self.next_leaf = anchor.cut;
@@ -432,9 +495,16 @@ impl State {
                         },
                     );
                 }
+                // In announcement order: a chain's later key replaces its
+                // earlier one.
                 for k in anchor.keys {
                     if let Ok(pk) = keys::public_key_from_jwk(&k.jwk) {
                         if keys::thumbprint(&pk) == k.kid {
+                            if let Some(old) =
+                                self.chain_keys.insert(k.issuer_id.clone(), k.kid.clone())
+                            {
+                                self.retired.entry(old).or_insert(anchor.cut);
+                            }
                             self.authorise(k.kid, k.issuer_id, pk);
                         }
                     }
@@ -444,19 +514,31 @@ impl State {
         }
     }
 
+    #[allow(clippy::type_complexity)]
     fn check_anchor(
         &self,
         envelope: &str,
         context: &str,
-    ) -> Result<(String, PruneAnchor, Frontier), String> {
+    ) -> Result<(String, PruneAnchor, Frontier, Vec<MasterEpoch>), String> {
         let env =
             json::parse_strict(envelope.as_bytes()).map_err(|e| format!("anchor envelope: {e}"))?;
         let p = &env["payload"];
         if p["agent_id"] != OBSERVER_AGENT || p["action_type"] != "observer.policy" {
             return Err("the prune anchor is not an observer.policy receipt".into());
         }
-        if env["signature"]["kid"].as_str() != Some(self.master_kid.as_str()) {
-            return Err("the prune anchor is not signed by the pinned master key".into());
+        let anchor: PruneAnchor = json::parse_strict(context.as_bytes())
+            .map_err(|e| e.to_string())
+            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+            .map_err(|e| format!("prune anchor context: {e}"))?;
+        // The pruned master rotations, walked from the pinned genesis key:
+        // the anchor is signed by the master they end with.
+        let masters = walk_rotations(&self.masters[0], &anchor.master_rotations)?;
+        let signer = masters.last().unwrap_or(&self.masters[0]).clone();
+        if env["signature"]["kid"].as_str() != Some(signer.kid.as_str()) {
+            return Err(format!(
+                "the prune anchor is not signed by the current master key {} (walked from the pinned key)",
+                signer.kid
+            ));
         }
         let sig = env["signature"]["sig"]
             .as_str()
@@ -464,7 +546,7 @@ impl State {
             .unwrap_or_default();
         let message = jcs::canonicalize(p).map_err(|e| e.to_string())?;
         LibcruxVerifier
-            .verify(&self.master_public_key, &message, &sig)
+            .verify(&signer.public_key, &message, &sig)
             .map_err(|e| format!("prune anchor signature: {e}"))?;
         if p["payload_digest"]["hash"].as_str()
             != Some(payload::sha256_hex(context.as_bytes()).as_str())
@@ -472,25 +554,15 @@ impl State {
         {
             return Err("the prune anchor's context does not match its payload_digest".into());
         }
-        let anchor: PruneAnchor = json::parse_strict(context.as_bytes())
-            .map_err(|e| e.to_string())
-            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
-            .map_err(|e| format!("prune anchor context: {e}"))?;
         let issuer = p["issuer_id"].as_str().unwrap_or_default().to_string();
         let origin = issuer
             .strip_suffix("/agent/observer")
             .ok_or("the prune anchor's issuer is not an observer chain")?;
         let frontier = retention::anchor_frontier(&anchor)?;
-        let cp = checkpoint::open_note(
-            &anchor.checkpoint,
-            origin,
-            &self.master_public_key,
-            |m, s| {
-                LibcruxVerifier
-                    .verify(&self.master_public_key, m, s)
-                    .is_ok()
-            },
-        )
+        // The anchor's own checkpoint is signed by the anchor's signer.
+        let cp = checkpoint::open_note(&anchor.checkpoint, origin, &signer.public_key, |m, s| {
+            LibcruxVerifier.verify(&signer.public_key, m, s).is_ok()
+        })
         .map_err(|e| format!("prune anchor checkpoint: {e}"))?;
         if cp.size != anchor.cut || cp.root != frontier.root() {
             return Err(format!(
@@ -498,7 +570,71 @@ impl State {
                 anchor.cut
             ));
         }
-        Ok((issuer, anchor, frontier))
+        Ok((issuer, anchor, frontier, masters))
+    }
+
+    /// The master that signs the checkpoint of a tree of `size` leaves:
+    /// the one current after leaf `size - 1`.
+    fn master_at(&self, size: u64) -> &MasterEpoch {
+        self.masters
+            .iter()
+            .rev()
+            .find(|m| m.from_size <= size)
+            .unwrap_or(&self.masters[0])
+    }
+
+    /// Checks an `observer.key` announcement of `kid` for `issuer` (signed
+    /// by the current master: the caller checked) and makes it the chain's
+    /// key. Without `rotates` it is a new chain's first key; with it, a
+    /// master rotation (on the observer chain: `rotates` is the current
+    /// master, `generation` the next one) or a chain's re-announcement
+    /// (`rotates` is the chain's authorised key).
+    fn key_change(
+        &mut self,
+        issuer: &str,
+        kid: &str,
+        context: &Value,
+        leaf_index: u64,
+    ) -> Result<(), String> {
+        let is_observer = self.observer_issuer.as_deref() == Some(issuer);
+        let Some(rotates) = context.get("rotates") else {
+            if let Some(existing) = self.chain_keys.get(issuer).filter(|k| *k != kid) {
+                return Err(format!(
+                    "announces a second key {kid} for {issuer} (authorised: {existing}) without \"rotates\""
+                ));
+            }
+            self.chain_keys.insert(issuer.to_string(), kid.to_string());
+            return Ok(());
+        };
+        let rotates = rotates.as_str().unwrap_or_default();
+        if is_observer {
+            let generation = self.masters.len() as u64 + 1;
+            if rotates != self.master_kid {
+                return Err(format!(
+                    "master rotation to {kid} rotates {rotates}, but the current master is {}",
+                    self.master_kid
+                ));
+            }
+            if context["generation"].as_u64() != Some(generation) {
+                return Err(format!(
+                    "master rotation to {kid} says generation {}, expected {generation}",
+                    context["generation"]
+                ));
+            }
+            self.chain_keys.insert(issuer.to_string(), kid.to_string());
+            return Ok(());
+        }
+        match self.chain_keys.get(issuer) {
+            Some(current) if current == rotates => {
+                self.retired.insert(current.clone(), leaf_index);
+                self.chain_keys.insert(issuer.to_string(), kid.to_string());
+                Ok(())
+            }
+            current => Err(format!(
+                "re-announcement of {issuer} rotates {rotates}, but the chain's authorised key is {}",
+                current.map_or("none", String::as_str)
+            )),
+        }
     }
 
     /// Files a key under `kid`, which callers have checked to be its
@@ -702,9 +838,12 @@ impl State {
                 )
             })
         } else {
+            // Authorised for this chain and not replaced by a later
+            // announcement (the retired map is empty until a rotation).
             self.keys
                 .get_key_value(&p.kid)
                 .filter(|(_, k)| k.issuer_id == issuer)
+                .filter(|(kid, _)| self.retired.is_empty() || !self.retired.contains_key(*kid))
                 .map(|(kid, k)| (Arc::clone(&k.public_key), kid.as_str()))
         };
         let key = key.map(|(pk, thumb)| (pk, thumb.to_string()));
@@ -722,18 +861,30 @@ impl State {
                     );
                 }
             }
-            None => self.record(
-                label,
-                "key_authorised",
-                Outcome::Fail,
-                format!(
-                    "key {} is not authorised for {} by the pinned master key",
-                    p.kid, issuer
-                ),
-            ),
+            None => {
+                let reason = match self.retired.get(&p.kid) {
+                    Some(at) if is_observer => format!(
+                        "key {} is a master key retired by the rotation at log index {at}: \
+                         the observer chain is signed by the current master {}",
+                        p.kid, self.master_kid
+                    ),
+                    Some(at) => format!(
+                        "key {} of {} was retired by the re-announcement at log index {at}: \
+                         the chain's authorised key is {}",
+                        p.kid,
+                        issuer,
+                        self.chain_keys.get(&issuer).map_or("none", String::as_str)
+                    ),
+                    None => format!(
+                        "key {} is not authorised for {} by the pinned master key",
+                        p.kid, issuer
+                    ),
+                };
+                self.record(label, "key_authorised", Outcome::Fail, reason)
+            }
         }
         if is_observer && key.is_some() {
-            self.observer_context(p, payload);
+            self.observer_context(p, payload, label);
         }
         key.map(|(pk, _)| pk)
     }
@@ -742,7 +893,7 @@ impl State {
     /// key signed the payload, which binds the context by its digest; a
     /// context that fails its digest has already been reported and is
     /// not used.
-    fn observer_context(&mut self, p: &Parsed, payload: &Value) {
+    fn observer_context(&mut self, p: &Parsed, payload: &Value, label: &ReceiptLabel) {
         let digest_ok = p
             .results
             .iter()
@@ -757,10 +908,34 @@ impl State {
                 else {
                     return;
                 };
-                if let Ok(pk) = keys::public_key_from_jwk(&context["jwk"]) {
-                    if keys::thumbprint(&pk) == kid {
-                        self.authorise(kid.to_string(), issuer.to_string(), pk);
+                let Some(pk) = keys::public_key_from_jwk(&context["jwk"])
+                    .ok()
+                    .filter(|pk| keys::thumbprint(pk) == kid)
+                else {
+                    return;
+                };
+                match self.key_change(issuer, kid, context, p.row.leaf_index) {
+                    Ok(()) => {
+                        self.report.count("key_rotation", Outcome::Pass);
+                        self.authorise(kid.to_string(), issuer.to_string(), pk.clone());
+                        if self.observer_issuer.as_deref() == Some(issuer)
+                            && context.get("rotates").is_some()
+                        {
+                            // The old master is retired from the next
+                            // observer-chain receipt (and from checkpoints
+                            // of trees containing this receipt) on.
+                            self.retired
+                                .insert(self.master_kid.clone(), p.row.leaf_index);
+                            self.master_kid = kid.to_string();
+                            self.master_public_key = pk.into();
+                            self.masters.push(MasterEpoch {
+                                from_size: p.row.leaf_index + 1,
+                                kid: self.master_kid.clone(),
+                                public_key: Arc::clone(&self.master_public_key),
+                            });
+                        }
                     }
+                    Err(reason) => self.record(label, "key_rotation", Outcome::Fail, reason),
                 }
             }
             Some("observer.policy") => {
@@ -806,19 +981,38 @@ impl State {
             }
             return Ok(());
         };
-        let verifier = LibcruxVerifier;
         let mut newest = 0;
         // The first pass kept the recomputed root at every size a
         // checkpoint names.
         let mut opened = Vec::new();
         for (what, note) in notes {
-            match checkpoint::open_note(&note, &origin, &self.master_public_key, |msg, sig| {
-                verifier.verify(&self.master_public_key, msg, sig).is_ok()
-            }) {
+            // Signed by the master current after the tree's last leaf.
+            let size = note
+                .lines()
+                .nth(1)
+                .and_then(|l| l.parse::<u64>().ok())
+                .unwrap_or(0);
+            let master = self.master_at(size).clone();
+            match open_with(&note, &origin, &master.public_key) {
                 Ok(cp) => {
                     opened.push((what, cp));
                 }
-                Err(e) => self.log_failure("checkpoint_signature", format!("{what}: {e}")),
+                Err(e) => {
+                    let other = self.masters.iter().find(|m| {
+                        m.kid != master.kid && open_with(&note, &origin, &m.public_key).is_ok()
+                    });
+                    let reason = match other {
+                        Some(m) => format!(
+                            "{what}: signed by master {} ({}), but the master current after leaf {} is {}",
+                            m.kid,
+                            if self.retired.contains_key(&m.kid) { "retired" } else { "not yet current" },
+                            size.saturating_sub(1),
+                            master.kid
+                        ),
+                        None => format!("{what}: {e}"),
+                    };
+                    self.log_failure("checkpoint_signature", reason)
+                }
             }
         }
         for (what, cp) in opened {
@@ -904,6 +1098,81 @@ impl State {
         self.report.failures.extend(self.log_failures);
         self.report
     }
+}
+
+/// Opens a signed checkpoint under one master key.
+fn open_with(
+    note: &str,
+    origin: &str,
+    public_key: &[u8],
+) -> Result<checkpoint::Checkpoint, checkpoint::NoteError> {
+    checkpoint::open_note(note, origin, public_key, |msg, sig| {
+        LibcruxVerifier.verify(public_key, msg, sig).is_ok()
+    })
+}
+
+/// Walks master rotation receipts (carried by a prune anchor) from
+/// `genesis`: each must be an `observer.key` on the observer chain signed
+/// by the master current before it, rotating that master, of the next
+/// generation. Returns every master, genesis first.
+pub fn walk_rotations(
+    genesis: &MasterEpoch,
+    rotations: &[retention::RotationAnchor],
+) -> Result<Vec<MasterEpoch>, String> {
+    let mut masters = vec![genesis.clone()];
+    for r in rotations {
+        let current = masters.last().unwrap_or(genesis).clone();
+        let bad = |why: &str| {
+            format!(
+                "prune anchor: the master rotation at log index {}: {why}",
+                r.leaf_index
+            )
+        };
+        let env = json::parse_strict(r.envelope.as_bytes()).map_err(|e| bad(&e.to_string()))?;
+        let p = &env["payload"];
+        if p["agent_id"] != OBSERVER_AGENT || p["action_type"] != "observer.key" {
+            return Err(bad("not an observer.key receipt of the observer chain"));
+        }
+        if env["signature"]["kid"].as_str() != Some(current.kid.as_str()) {
+            return Err(bad(&format!(
+                "not signed by the current master {}",
+                current.kid
+            )));
+        }
+        let sig = env["signature"]["sig"]
+            .as_str()
+            .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
+            .unwrap_or_default();
+        let message = jcs::canonicalize(p).map_err(|e| bad(&e.to_string()))?;
+        LibcruxVerifier
+            .verify(&current.public_key, &message, &sig)
+            .map_err(|e| bad(&format!("signature: {e}")))?;
+        if p["payload_digest"]["hash"].as_str()
+            != Some(payload::sha256_hex(r.context.as_bytes()).as_str())
+            || p["payload_digest"]["size"].as_u64() != Some(r.context.len() as u64)
+        {
+            return Err(bad("its context does not match its payload_digest"));
+        }
+        let c = json::parse_strict(r.context.as_bytes()).map_err(|e| bad(&e.to_string()))?;
+        if c["rotates"].as_str() != Some(current.kid.as_str())
+            || c["generation"].as_u64() != Some(masters.len() as u64 + 1)
+        {
+            return Err(bad(
+                "it does not rotate the current master to the next generation",
+            ));
+        }
+        let kid = c["kid"].as_str().unwrap_or_default();
+        let pk = keys::public_key_from_jwk(&c["jwk"])
+            .ok()
+            .filter(|pk| keys::thumbprint(pk) == kid)
+            .ok_or_else(|| bad("its jwk is not the key its kid names"))?;
+        masters.push(MasterEpoch {
+            from_size: r.leaf_index + 1,
+            kid: kid.to_string(),
+            public_key: pk.into(),
+        });
+    }
+    Ok(masters)
 }
 
 use super::verify_checks::parse_row;

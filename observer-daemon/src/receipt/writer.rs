@@ -23,7 +23,7 @@ use super::{
     mldsa::Signer as _,
     payload,
     signing::{Signed, WriterMsg},
-    store::{NewReceipt, Store, StoreError},
+    store::{NewKey, NewReceipt, Store, StoreError},
 };
 
 #[derive(Debug, Clone)]
@@ -240,10 +240,14 @@ impl Writer {
                     )
                     .expect("JCS output is UTF-8");
                     tx.insert_key(
-                        &intro.kid,
-                        &intro.issuer_id,
-                        &intro.agent_id,
-                        &jwk,
+                        &NewKey {
+                            kid: &intro.kid,
+                            issuer_id: &intro.issuer_id,
+                            agent_id: &intro.agent_id,
+                            jwk: &jwk,
+                            generation: intro.generation,
+                            rotates: intro.rotates.as_deref(),
+                        },
                         &s.receipt_hash,
                     )?;
                 }
@@ -258,6 +262,17 @@ impl Writer {
             Ok(())
         })?;
         self.frontier = frontier;
+        for s in &mut batch {
+            // A master rotation: checkpoints of trees that contain it are
+            // signed by the new master (the one current after their last
+            // leaf); the batch is in log order.
+            if let Some(new) = s.sealed.new_master.take() {
+                self.master = new;
+            }
+            if let Some(notice) = s.sealed.committed.take() {
+                let _ = notice.send(s.receipt_hash);
+            }
+        }
         let now_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
