@@ -166,7 +166,7 @@ async fn rotate(state: &State, reason: Option<String>) -> Value {
             // in the store and finishes or discards the rotation.
             return error(
                 "failed",
-                "the rotation receipt was not committed (the receipt writer stopped);                  the next daemon start completes or discards the rotation",
+                "the rotation receipt was not committed (the receipt writer stopped); the next daemon start completes or discards the rotation",
             );
         };
         let path = seed_path.clone();
