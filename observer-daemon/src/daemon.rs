@@ -67,6 +67,12 @@ impl WatchControl for KernelWatch {
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let cfg = &opts.config;
+    // Caught from the first moment: a stop or reload that arrives while the
+    // probes attach and the store opens (systemd stopping a starting unit)
+    // must not meet the default action, which kills the daemon before its
+    // final checkpoint. Signals arriving early wait in these streams.
+    let shutdown = ShutdownSignals::install().context("catching SIGTERM and SIGINT")?;
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     if !nix::unistd::geteuid().is_root() {
         return Err(loader::LoadError::NotRoot.into());
     }
@@ -217,9 +223,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         stop_rx,
     ));
     let ticker = tokio::spawn(tick(tx.clone(), stop_rx_tick));
-    // Registered now, so a SIGHUP from here on never hits the default
-    // action (terminate), with or without a policy directory.
-    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let reloader = tokio::spawn(reload_policies(
         cfg.policies_dir.clone(),
         hup,
@@ -250,7 +253,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     log::info!("observerd ready (pid {})", std::process::id());
 
     tokio::select! {
-        signal = wait_for_shutdown() => signal?,
+        _ = shutdown.wait() => {}
         // The writer only stops early on an output error: stop capturing
         // too, and report that error below.
         _ = writer_done => log::error!("the event writer stopped"),
@@ -694,15 +697,28 @@ fn start_receipts(cfg: &Config, policy: &Policy) -> anyhow::Result<Receipts> {
     })
 }
 
-async fn wait_for_shutdown() -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from when `install` ran.
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> std::io::Result<ShutdownSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    /// Returns at the first of them, including one that came before.
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 fn open_output(events: &EventsOutput) -> anyhow::Result<Option<Box<dyn Write + Send>>> {

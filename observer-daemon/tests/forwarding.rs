@@ -600,6 +600,7 @@ fn syslog_sink_sends_no_more_than_max_unconfirmed_records_before_confirmation() 
         &format!(
             "[metrics]\nlisten = \"127.0.0.1:{mport}\"\n[forwarding]\nflush_timeout_ms = 1000\n\
              [[sinks]]\nname = \"window\"\ntype = \"syslog\"\nbatch_max = 10\nmax_unconfirmed = 25\n\
+             retry_initial_ms = 100\nretry_max_ms = 1000\n\
              [sinks.syslog]\naddress = \"127.0.0.1:{port}\"\nack_delay_ms = 600000\n"
         ),
     );
@@ -608,17 +609,30 @@ fn syslog_sink_sends_no_more_than_max_unconfirmed_records_before_confirmation() 
     wait_until("the agent's exits committed", WAIT, || {
         stored_receipts_of(&db, "process.exit").len() > 20
     });
-    wait_until("the first two batches", WAIT, || {
-        rsyslog.received().len() >= 20
+    let receipts_in = |recs: &[Rec]| {
+        recs.iter()
+            .filter(|r| matches!(r, Rec::Receipt { .. }))
+            .count()
+    };
+    wait_until("the first two batches", 2 * WAIT, || {
+        receipts_in(&rsyslog.received().iter().map(rec_of).collect::<Vec<_>>()) >= 20
     });
-    // A third batch would pass the window of 25; give it every chance to
-    // show up if the runner ignored the window.
+    // A third batch of 10 receipts would pass the window of 25 records;
+    // give it every chance to show up if the runner ignored the window.
     std::thread::sleep(Duration::from_secs(2));
-    let got = rsyslog.received();
-    assert_eq!(got.len(), 20, "two batches of 10, no third");
+    let recs: Vec<Rec> = rsyslog.received().iter().map(rec_of).collect();
     let (want, _) = expected(&db);
-    let recs: Vec<Rec> = got.iter().map(rec_of).collect();
-    assert_eq!(recs, want[..20], "the log's first 20 records, in order");
+    assert_eq!(
+        receipts_in(&recs),
+        20,
+        "two batches of 10 receipts, no third"
+    );
+    assert!(recs.len() <= 25, "{} records in flight", recs.len());
+    assert_eq!(
+        recs,
+        want[..recs.len()],
+        "the log's first records, in order"
+    );
     let m = metrics(mport);
     let series = |name: &str| format!("{name}{{sink=\"window\",type=\"syslog\"}}");
     assert_eq!(

@@ -155,3 +155,32 @@ fn readiness_watchdog_and_stopping_are_notified() {
         .expect("a STOPPING notification");
     assert!(stopping.starts_with("STOPPING=1"), "{stopping}");
 }
+
+/// SIGTERM while the daemon is still starting (probes attached, store and
+/// readiness not yet): it finishes starting and stops cleanly, with its
+/// stop record and a final checkpoint over the whole log, instead of dying
+/// by the signal's default action.
+#[test]
+fn a_stop_during_startup_is_a_clean_stop() {
+    let state = tempfile::tempdir().unwrap();
+    let d = Daemon::spawn_with(StateDir::Shared(state.path().to_owned()), "", &[], &[]);
+    let start = std::time::Instant::now();
+    while !d.stderr_text().contains("attached ") {
+        assert!(
+            start.elapsed() < WAIT,
+            "probes never attached: {}",
+            d.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let db = d.store();
+    // `stop` asserts a zero exit status.
+    let records = d.stop();
+    assert!(
+        records.iter().any(|r| r["kind"] == "observer_stop"),
+        "no stop record"
+    );
+    let store = observer_daemon::receipt::store::Store::open_read_only(&db).unwrap();
+    let final_size = store.latest_checkpoint().unwrap().unwrap().size;
+    assert_eq!(final_size, stored_receipts(&db).len() as u64);
+}

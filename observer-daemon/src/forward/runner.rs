@@ -191,7 +191,7 @@ impl Runner {
                 );
                 SinkCounters::add(&self.counters.pruned_unsent, read.pruned);
             }
-            let Some(end) = read.items.last().map(|(_, p)| *p) else {
+            if read.items.is_empty() {
                 if in_flight.is_empty() {
                     if self.phase() == DRAINING {
                         return;
@@ -201,15 +201,26 @@ impl Runner {
                     self.sleep(Duration::from_millis(5));
                 }
                 continue;
-            };
-            let mut batch = Vec::with_capacity(read.items.len());
+            }
+            // The read holds up to batch_max receipts plus the checkpoints
+            // they complete: whatever would pass the window waits for the
+            // next read (at least batch_max records always fit, as
+            // max_unconfirmed >= batch_max and the window had that room).
+            let room = self.max_unconfirmed - unconfirmed;
+            let mut batch = Vec::with_capacity(read.items.len().min(room));
             let mut filtered = 0;
-            for (item, _) in read.items {
+            let mut end = None;
+            for (item, position) in read.items {
                 match &item {
                     Item::Receipt(r) if !self.filter.matches(r) => filtered += 1,
+                    _ if batch.len() == room => break,
                     _ => batch.push(item),
                 }
+                end = Some(position);
             }
+            let Some(end) = end else {
+                continue;
+            };
             SinkCounters::add(&self.counters.filtered, filtered);
             let checkpoints = batch
                 .iter()

@@ -54,8 +54,21 @@ impl Daemon {
     }
 
     /// Starts observerd through `wrapper` (a command and its arguments that
-    /// then run observerd, e.g. setpriv), with extra environment.
+    /// then run observerd, e.g. setpriv), with extra environment, and
+    /// waits for its start record.
     pub fn start_with(
+        dir: StateDir,
+        config: &str,
+        wrapper: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let mut d = Daemon::spawn_with(dir, config, wrapper, env);
+        d.wait_for(|r| r["kind"] == "observer_start");
+        d
+    }
+
+    /// As `start_with`, without waiting for anything.
+    pub fn spawn_with(
         dir: StateDir,
         config: &str,
         wrapper: &[&str],
@@ -101,14 +114,12 @@ impl Daemon {
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))
             .spawn()
             .expect("spawn observerd");
-        let mut d = Daemon {
+        Daemon {
             child: Some(child),
             dir,
             events,
             stderr,
-        };
-        d.wait_for(|r| r["kind"] == "observer_start");
-        d
+        }
     }
 
     pub fn store(&self) -> PathBuf {
