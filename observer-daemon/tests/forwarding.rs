@@ -585,68 +585,6 @@ fn rsyslog_tcp_receives_every_receipt_once_in_order() {
     );
 }
 
-/// `max_unconfirmed` is a hard window: with confirmation held off (a
-/// 10-minute `ack_delay_ms`), a sink sends whole batches while they fit in
-/// the window and then nothing more, so one failure can never resend more.
-#[test]
-fn syslog_sink_sends_no_more_than_max_unconfirmed_records_before_confirmation() {
-    let dir = tempfile::tempdir().unwrap();
-    let rs_dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let rsyslog = Rsyslog::start(rs_dir.path(), port, Mode::Tcp);
-    let mport = free_port();
-    let (exe, d) = agent_with_sinks(
-        dir.path(),
-        &format!(
-            "[metrics]\nlisten = \"127.0.0.1:{mport}\"\n[forwarding]\nflush_timeout_ms = 1000\n\
-             [[sinks]]\nname = \"window\"\ntype = \"syslog\"\nbatch_max = 10\nmax_unconfirmed = 25\n\
-             retry_initial_ms = 100\nretry_max_ms = 1000\n\
-             [sinks.syslog]\naddress = \"127.0.0.1:{port}\"\nack_delay_ms = 600000\n"
-        ),
-    );
-    agent_execs(&exe, 20);
-    let db = d.store();
-    wait_until("the agent's exits committed", WAIT, || {
-        stored_receipts_of(&db, "process.exit").len() > 20
-    });
-    let receipts_in = |recs: &[Rec]| {
-        recs.iter()
-            .filter(|r| matches!(r, Rec::Receipt { .. }))
-            .count()
-    };
-    wait_until("the first two batches", 2 * WAIT, || {
-        receipts_in(&rsyslog.received().iter().map(rec_of).collect::<Vec<_>>()) >= 20
-    });
-    // A third batch of 10 receipts would pass the window of 25 records;
-    // give it every chance to show up if the runner ignored the window.
-    std::thread::sleep(Duration::from_secs(2));
-    let recs: Vec<Rec> = rsyslog.received().iter().map(rec_of).collect();
-    let (want, _) = expected(&db);
-    assert_eq!(
-        receipts_in(&recs),
-        20,
-        "two batches of 10 receipts, no third"
-    );
-    assert!(recs.len() <= 25, "{} records in flight", recs.len());
-    assert_eq!(
-        recs,
-        want[..recs.len()],
-        "the log's first records, in order"
-    );
-    let m = metrics(mport);
-    let series = |name: &str| format!("{name}{{sink=\"window\",type=\"syslog\"}}");
-    assert_eq!(
-        sample(&m, &series("observer_sink_delivered_total")),
-        0,
-        "{m}"
-    );
-    assert!(
-        sample(&m, &series("observer_sink_backlog")) > 40,
-        "the rest waits: {m}"
-    );
-    d.stop();
-}
-
 #[test]
 fn rsyslog_tls_with_client_certificate_receives_ocsf() {
     let dir = tempfile::tempdir().unwrap();
