@@ -91,6 +91,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     )?;
     let policy = Arc::new(load_policy(cfg)?);
     log::info!(
+        policy_digest = policy.digest.as_str();
         "policy {}: {} agents, {} rules",
         policy.digest,
         policy.registry.len(),
@@ -122,7 +123,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             owner_entries: cfg.names.socket_owner_entries,
         }),
     })?;
-    log::info!("attached {} probes", probes.attached.len());
+    log::info!(probes = probes.attached.len(); "attached {} probes", probes.attached.len());
     let loader::Probes {
         ebpf,
         events,
@@ -250,7 +251,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         (Some(every), Some(n)) => Some(tokio::spawn(keep_watchdog_fed(n, every, stop_rx_watchdog))),
         _ => None,
     };
-    log::info!("observerd ready (pid {})", std::process::id());
+    log::info!(
+        message_id = crate::journal::message_id::READY;
+        "observerd ready (pid {})",
+        std::process::id()
+    );
 
     tokio::select! {
         _ = shutdown.wait() => {}
@@ -258,7 +263,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         // too, and report that error below.
         _ = writer_done => log::error!("the event writer stopped"),
     }
-    log::info!("shutting down");
+    log::info!(message_id = crate::journal::message_id::STOPPING; "shutting down");
     if let Some(n) = &notifier {
         let _ = n.notify("STOPPING=1\nSTATUS=draining, signing the final checkpoint");
     }
@@ -306,7 +311,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         m.abort();
     }
     let written = written??;
-    log::info!("read {read} kernel records, wrote {written} records");
+    log::info!(
+        message_id = crate::journal::message_id::STOPPED,
+        kernel_records = read,
+        records_written = written;
+        "read {read} kernel records, wrote {written} records"
+    );
     Ok(())
 }
 
@@ -348,6 +358,8 @@ async fn account_losses(
         }
         if let Some(loss) = tracker.update(snapshot, time) {
             log::warn!(
+                message_id = crate::journal::message_id::EVENTS_LOST,
+                lost = loss.total;
                 "lost {} events: kernel {:?}, user {:?}, skipped {:?}",
                 loss.total,
                 loss.kernel,

@@ -13,6 +13,7 @@ pub mod event;
 pub mod export;
 pub mod format;
 pub mod forward;
+pub mod journal;
 pub mod kernel_config;
 pub mod loader;
 pub mod loss;

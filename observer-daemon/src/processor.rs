@@ -261,6 +261,10 @@ impl Processor {
         for hit in &hits {
             let rule = &self.policy.rules.rules[hit.rule];
             log::warn!(
+                rule = rule.id.as_str(),
+                risk = hit.risk.as_str(),
+                pid = pid,
+                chain = evidence.agent_id.as_str();
                 "shadow_ai.finding {} ({}): {}; pid {} comm {} on chain {} evidence seq {}",
                 rule.id,
                 hit.risk.as_str(),
@@ -292,7 +296,11 @@ impl Processor {
             PolicyUpdate::Loaded { policy, trigger } => {
                 if let Some(k) = self.kernel.as_mut() {
                     if let Err(e) = k.push(&policy.kernel) {
-                        log::error!("policy reload ({trigger}): kernel filters not updated: {e}");
+                        log::error!(
+                            message_id = crate::journal::message_id::POLICY_RELOAD,
+                            policy_digest = previous.as_str();
+                            "policy reload ({trigger}): kernel filters not updated: {e}"
+                        );
                         let mut c = json!({
                             "event": "policy_refused",
                             "trigger": trigger,
@@ -307,6 +315,8 @@ impl Processor {
                     }
                 }
                 log::info!(
+                    message_id = crate::journal::message_id::POLICY_RELOAD,
+                    policy_digest = policy.digest.as_str();
                     "policy reloaded ({trigger}): {} (was {previous})",
                     policy.digest
                 );
@@ -322,6 +332,8 @@ impl Processor {
             }
             PolicyUpdate::Refused { error, trigger } => {
                 log::error!(
+                    message_id = crate::journal::message_id::POLICY_RELOAD,
+                    policy_digest = previous.as_str();
                     "policy reload ({trigger}) refused, {previous} stays in force: {error}"
                 );
                 json!({

@@ -29,6 +29,11 @@ pub const TEST_APT_PACKAGES: &[&str] = &[
     "rsyslog-gnutls",
     // `promtool check metrics` (tests/forwarding.rs).
     "prometheus",
+    // systemd-journald and journalctl for the journal logging tests
+    // (tests/journal.rs; also systemd-analyze for tests/service.rs), and
+    // unshare/nsenter to give that journald its own namespaces.
+    "systemd",
+    "util-linux",
 ];
 
 pub fn ensure_all() -> anyhow::Result<()> {

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use observer_daemon::{
     config::Config,
     daemon::{self, EventsOutput, RunOptions},
+    journal::{self, LogTarget},
     policy::Policy,
     receipt::{
         json, keys,
@@ -71,12 +72,17 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let log_target = journal::init("observerd");
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("observerd: {e:#}");
+            match log_target {
+                LogTarget::Journal => {
+                    log::error!(message_id = journal::message_id::FAILED; "{e:#}")
+                }
+                LogTarget::Stderr => eprintln!("observerd: {e:#}"),
+            }
             ExitCode::from(2)
         }
     }

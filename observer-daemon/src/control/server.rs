@@ -392,6 +392,8 @@ async fn connection(
     };
     if !peer::allowed(&peer, group.as_ref().map(|(_, gid)| *gid)) {
         log::warn!(
+            message_id = crate::journal::message_id::CONTROL_REFUSED,
+            peer_uid = peer.uid;
             "control socket: refused uid {} gid {} pid {:?}",
             peer.uid,
             peer.gid,

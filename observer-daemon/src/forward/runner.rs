@@ -80,7 +80,7 @@ impl Runner {
             match self.cursor.load() {
                 Ok(p) => break p,
                 Err(e) => {
-                    log::error!("sink {}: {e}", self.name);
+                    log::error!(sink = self.name.as_str(); "sink {}: {e}", self.name);
                     self.counters.error("cursor");
                     let d = self.backoff.next_delay();
                     self.sleep(d);
@@ -114,7 +114,7 @@ impl Runner {
             }
             if durable != before {
                 if let Err(e) = self.cursor.store(durable) {
-                    log::error!("sink {}: {e}", self.name);
+                    log::error!(sink = self.name.as_str(); "sink {}: {e}", self.name);
                     self.counters.error("cursor");
                 }
                 self.counters
@@ -136,7 +136,7 @@ impl Runner {
                 match Spool::open(&self.store) {
                     Ok(s) => spool = Some(s),
                     Err(e) => {
-                        log::error!("sink {}: {e}", self.name);
+                        log::error!(sink = self.name.as_str(); "sink {}: {e}", self.name);
                         self.counters.error("spool");
                         let d = self.backoff.next_delay();
                         self.sleep(d);
@@ -150,6 +150,7 @@ impl Runner {
                 // the new log is forwarded whole.
                 if size < durable.next_leaf && in_flight.is_empty() {
                     log::error!(
+                        sink = self.name.as_str();
                         "sink {}: cursor {} is past the end of the log ({size}): the store was replaced; forwarding it from the start",
                         self.name,
                         durable.next_leaf
@@ -158,7 +159,7 @@ impl Runner {
                     durable = Position::default();
                     sent = durable;
                     if let Err(e) = self.cursor.store(durable) {
-                        log::error!("sink {}: {e}", self.name);
+                        log::error!(sink = self.name.as_str(); "sink {}: {e}", self.name);
                     }
                     continue;
                 }
@@ -175,7 +176,7 @@ impl Runner {
             let read = match sp.read(sent, self.batch_max) {
                 Ok(r) => r,
                 Err(e) => {
-                    log::error!("sink {}: reading the spool: {e}", self.name);
+                    log::error!(sink = self.name.as_str(); "sink {}: reading the spool: {e}", self.name);
                     self.counters.error("spool");
                     spool = None;
                     let d = self.backoff.next_delay();
@@ -185,6 +186,7 @@ impl Runner {
             };
             if read.pruned > 0 {
                 log::warn!(
+                    sink = self.name.as_str(), pruned = read.pruned;
                     "sink {}: {} receipts were pruned by retention before they were forwarded",
                     self.name,
                     read.pruned
@@ -263,6 +265,10 @@ impl Runner {
     ) {
         let unconfirmed: usize = in_flight.iter().map(|f| f.records).sum();
         log::warn!(
+            message_id = crate::journal::message_id::SINK_FAILED,
+            sink = self.name.as_str(),
+            reason = e.reason,
+            resend = unconfirmed + e.maybe_delivered;
             "sink {}: {} ({}); {} records will be sent again",
             self.name,
             e.message,
