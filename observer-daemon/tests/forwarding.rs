@@ -585,6 +585,71 @@ fn rsyslog_tcp_receives_every_receipt_once_in_order() {
     );
 }
 
+/// `max_unconfirmed` is a hard window: with confirmation held off (a
+/// 10-minute `ack_delay_ms`), a sink sends while a whole batch fits in the
+/// window and then nothing more, so one failure can never resend more.
+///
+/// A read is `batch_max` receipts plus the checkpoints between them, and how
+/// many checkpoints the log holds depends on timing (one per second while
+/// receipts arrive): so the test pins the window's bounds, not a count of
+/// batches. The runner reads again while `sent + batch_max <=
+/// max_unconfirmed`, so it stops with 15 < sent <= 25 records.
+#[test]
+fn syslog_sink_sends_no_more_than_max_unconfirmed_records_before_confirmation() {
+    let dir = tempfile::tempdir().unwrap();
+    let rs_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let rsyslog = Rsyslog::start(rs_dir.path(), port, Mode::Tcp);
+    let mport = free_port();
+    let (exe, d) = agent_with_sinks(
+        dir.path(),
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:{mport}\"\n[forwarding]\nflush_timeout_ms = 1000\n\
+             [[sinks]]\nname = \"window\"\ntype = \"syslog\"\nbatch_max = 10\nmax_unconfirmed = 25\n\
+             retry_initial_ms = 100\nretry_max_ms = 1000\n\
+             [sinks.syslog]\naddress = \"127.0.0.1:{port}\"\nack_delay_ms = 600000\n"
+        ),
+    );
+    agent_execs(&exe, 20);
+    let db = d.store();
+    wait_until("the agent's exits committed", WAIT, || {
+        stored_receipts_of(&db, "process.exit").len() > 20
+    });
+    wait_until(
+        "more than max_unconfirmed - batch_max records",
+        2 * WAIT,
+        || rsyslog.received().len() > 15,
+    );
+    // Another batch would pass the window; give it every chance to show up
+    // if the runner ignored the window.
+    std::thread::sleep(Duration::from_secs(2));
+    let recs: Vec<Rec> = rsyslog.received().iter().map(rec_of).collect();
+    let (want, _) = expected(&db);
+    assert!(
+        recs.len() > 15 && recs.len() <= 25,
+        "{} records sent with none confirmed, window 25, batch 10",
+        recs.len()
+    );
+    assert!(want.len() > 40, "the log holds more: {}", want.len());
+    assert_eq!(
+        recs,
+        want[..recs.len()],
+        "the log's first records, in order"
+    );
+    let m = metrics(mport);
+    let series = |name: &str| format!("{name}{{sink=\"window\",type=\"syslog\"}}");
+    assert_eq!(
+        sample(&m, &series("observer_sink_delivered_total")),
+        0,
+        "{m}"
+    );
+    assert!(
+        sample(&m, &series("observer_sink_backlog")) > 15,
+        "the rest waits: {m}"
+    );
+    d.stop();
+}
+
 #[test]
 fn rsyslog_tls_with_client_certificate_receives_ocsf() {
     let dir = tempfile::tempdir().unwrap();
