@@ -67,20 +67,31 @@ fn issuer(agent: &str) -> String {
 
 /// The agent execs `/bin/true` `n` times; returns once the store holds
 /// at least `at_least` receipts of its chain.
+/// Runs the agent (`n` children), and returns once its own exit receipt is
+/// committed (so none of this run's receipts lands after what the test does
+/// next, e.g. a rotation) and the agent has at least `at_least` receipts.
 fn act(agent_exe: &Path, db: &Path, n: usize, at_least: usize) {
     let script = "/bin/true; ".repeat(n) + "exit 0";
-    let status = Command::new(agent_exe)
+    let mut child = Command::new(agent_exe)
         .args(["-c", &script])
-        .status()
+        .spawn()
         .unwrap();
-    assert!(status.success());
+    let pid = child.id();
+    assert!(child.wait().unwrap().success());
     let start = Instant::now();
     loop {
-        let count = stored_receipts(db)
+        let receipts = stored_receipts(db);
+        let exited = receipts.iter().any(|r| {
+            r.payload["action_type"] == "process.exit"
+                && r.context
+                    .as_ref()
+                    .is_some_and(|c| c["process"]["pid"] == pid)
+        });
+        let count = receipts
             .iter()
             .filter(|r| r.payload["agent_id"] == AGENT)
             .count();
-        if count >= at_least {
+        if exited && count >= at_least {
             return;
         }
         assert!(
@@ -129,10 +140,15 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
         AGENT,
         &agent_exe,
         &format!(
-            "[control]\nsocket = \"@DIR@/observer.sock\"\ngroup = \"{}\"\n",
+            "[control]\nsocket = \"@DIR@/observer.sock\"\ngroup = \"{}\"\n\
+             [receipts]\nstore = \"@DIR@/observer.db\"\nmaster_seed = \"@DIR@/master.seed\"\n\
+             file_open_window_ms = 0\n",
             group.0
         ),
     );
+    // No file-open folding: a folded open is committed up to a window after
+    // it happened, with the time it happened, so it could land after the
+    // rotation and put pre-rotation times after it in the log.
     let d = Daemon::start_in(StateDir::Shared(state.to_owned()), &config);
     let db = d.store();
     let seed_path = d.master_seed();
@@ -170,7 +186,12 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
         .args(args);
         run(c)
     };
-    assert_eq!(member(&["status", "--json"]).code, 0);
+    let status = member(&["status", "--json"]);
+    assert_eq!(status.code, 0, "{} {}", status.stdout, status.stderr);
+    assert_eq!(
+        status.json()["master"],
+        json!({"kid": genesis.kid, "generation": 1})
+    );
     let refused = member(&["keys", "rotate", "--json"]);
     assert_eq!(refused.code, 5, "{} {}", refused.stdout, refused.stderr);
     assert_eq!(
@@ -230,6 +251,11 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
     assert_eq!(envelope["signature"]["kid"], genesis.kid.as_str());
     assert_eq!(rotation_receipt.payload["action_type"], "observer.key");
     assert_eq!(rotation_receipt.chain, issuer("observer"));
+    let status = ctl(state, &["status", "--json"]);
+    assert_eq!(
+        status.json()["master"],
+        json!({"kid": new_master.kid, "generation": 2})
+    );
     // No daemon behind the socket: exit 3.
     let unreachable = run({
         let mut c = Command::new(env!("CARGO_BIN_EXE_observerctl"));
@@ -443,11 +469,17 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
         rotation_receipt.leaf
     );
     assert_eq!(pack["manifest"]["master_kid"], new_master.kid.as_str());
-    assert!(pack["receipts"]
+    let before_rotation: Vec<&Value> = pack["receipts"]
         .as_array()
         .unwrap()
         .iter()
-        .all(|r| r["leaf_index"].as_u64().unwrap() > rotation_receipt.leaf));
+        .filter(|r| r["leaf_index"].as_u64().unwrap() <= rotation_receipt.leaf)
+        .collect();
+    assert!(
+        before_rotation.is_empty(),
+        "start {start}, rotation leaf {}: {before_rotation:#?}",
+        rotation_receipt.leaf
+    );
     // Offline: no store, no seed, no daemon; only the genesis key.
     let verify_pack = |path: &Path| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_observerctl"));

@@ -58,6 +58,7 @@ pub async fn status(state: &State, ask_timeout: Duration) -> Value {
         "events": events.0,
         "drops": events.1,
         "receipts": receipts,
+        "master": store.get("master").cloned().unwrap_or(Value::Null),
         "chains": store.get("chains").cloned().unwrap_or(Value::Null),
         "last_checkpoint": store.get("last_checkpoint").cloned().unwrap_or(Value::Null),
         "store_error": store.get("error").cloned().unwrap_or(Value::Null),
@@ -133,7 +134,12 @@ fn store_summary(path: &std::path::Path) -> Value {
         Ok(c) => c,
         Err(e) => return json!({"error": e.to_string()}),
     };
+    let master = match store.current_master() {
+        Ok(m) => m,
+        Err(e) => return json!({"error": e.to_string()}),
+    };
     json!({
+        "master": master.map(|m| json!({"kid": m.kid, "generation": m.generation})),
         "chains": {
             "count": heads.len(),
             "heads": heads.iter().map(|h| json!({

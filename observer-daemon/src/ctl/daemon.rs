@@ -100,6 +100,15 @@ pub fn print_status(out: &mut impl Write, mode: Output, v: &Value) -> Result<(),
             r["committed"], r["log_size"], r["checkpoints"]
         )?;
     }
+    let m = &v["master"];
+    if !m.is_null() {
+        writeln!(
+            out,
+            "master key:  {} (generation {})",
+            output::s(m, &["kid"]),
+            m["generation"]
+        )?;
+    }
     if let Some(heads) = v["chains"]["heads"].as_array() {
         writeln!(out, "chains:      {}", heads.len())?;
         for h in heads {
