@@ -14,6 +14,7 @@ pub mod policy;
 pub mod progress;
 pub mod proof;
 pub mod receipt_check;
+pub mod receipt_row;
 pub mod receipts;
 pub mod time;
 pub mod verify;

@@ -7,9 +7,11 @@ use serde_json::{json, Value};
 
 use super::{
     output::{self, s, Output},
-    proof, receipt_check, sql_err, CtlError,
+    proof, receipt_check,
+    receipt_row::{ReceiptRow, COLUMNS},
+    sql_err, CtlError,
 };
-use crate::receipt::{jcs_scan, json as strict_json, payload, store::Store, verify::Outcome};
+use crate::receipt::{json as strict_json, payload, store::Store, verify::Outcome};
 
 /// A validated filter: times already in ns since the epoch.
 #[derive(Debug, Default, Clone)]
@@ -28,14 +30,11 @@ pub struct Query {
     pub after_leaf: Option<(i64, i64)>,
 }
 
-const COLUMNS: &str = "r.leaf_index, r.receipt_hash, r.issuer_id, r.seq, r.agent_id, \
-     r.action_type, r.issued_ns, r.risk_class, r.envelope, c.context";
-
 /// The receipts matching `q` in time order (ties in log order). With a
 /// limit, the most recent `limit` matches. Agent, action, risk and time
 /// use the store's indexes; pid and exe are read from the context and
 /// payload of the rows the indexed filters leave.
-pub fn query(store: &Store, q: &Query) -> Result<Vec<Value>, CtlError> {
+pub fn query(store: &Store, q: &Query) -> Result<Vec<ReceiptRow>, CtlError> {
     let mut sql = format!(
         "SELECT {COLUMNS} FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index WHERE 1"
     );
@@ -119,7 +118,7 @@ fn run_query(
     sql: &str,
     params: Vec<SqlValue>,
     newest_first: bool,
-) -> Result<Vec<Value>, CtlError> {
+) -> Result<Vec<ReceiptRow>, CtlError> {
     let conn = store.connection();
     let mut stmt = conn.prepare(sql).map_err(sql_err(store))?;
     let mut rows = stmt
@@ -127,7 +126,7 @@ fn run_query(
         .map_err(sql_err(store))?;
     let mut out = Vec::new();
     while let Some(r) = rows.next().map_err(sql_err(store))? {
-        out.push(row_json(r).map_err(sql_err(store))?);
+        out.push(ReceiptRow::from_sql(r).map_err(sql_err(store))?);
     }
     if newest_first {
         out.reverse();
@@ -163,7 +162,7 @@ pub fn tail(
 ) -> Result<(), CtlError> {
     // Everything up to `last` is printed (or older than the first lines).
     let mut last: i64 = newest_leaf(store)?.map_or(-1, |l| l as i64);
-    let leaf = |r: &Value| r["leaf_index"].as_i64().unwrap_or(-1);
+    let leaf = |r: &ReceiptRow| r.fields["leaf_index"].as_i64().unwrap_or(-1);
     let mut initial = query(
         store,
         &Query {
@@ -206,7 +205,7 @@ pub fn tail(
 fn write_rows(
     out: &mut impl Write,
     mode: Output,
-    rows: &[Value],
+    rows: &[ReceiptRow],
     header: bool,
 ) -> std::io::Result<()> {
     if mode == Output::Table && header {
@@ -216,9 +215,11 @@ fn write_rows(
             "ISSUED_AT", "AGENT", "SEQ", "ACTION", "RISK", "PID", "RECEIPT"
         )?;
     }
-    for r in rows {
+    for row in rows {
+        let r = &row.fields;
         if mode.is_json() {
-            writeln!(out, "{r}")?;
+            serde_json::to_writer(&mut *out, row)?;
+            writeln!(out)?;
         } else {
             writeln!(
                 out,
@@ -246,57 +247,6 @@ fn exe_hash(exe: &str) -> String {
     } else {
         exe.to_string()
     }
-}
-
-/// One receipt as JSON: columns, what the context says about the process,
-/// a one-line summary, the envelope and the context.
-fn row_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
-    let envelope_text: String = r.get(8)?;
-    let context_text: Option<String> = r.get(9)?;
-    let envelope = strict_json::parse_strict(envelope_text.as_bytes()).unwrap_or(Value::Null);
-    let context = context_text
-        .as_deref()
-        .map(|c| strict_json::parse_strict(c.as_bytes()).unwrap_or(Value::Null));
-    let p = &envelope["payload"];
-    let null = Value::Null;
-    let ctx = context.as_ref().unwrap_or(&null);
-    let payload_hash = match stored_payload_text(&envelope_text) {
-        Some(text) if p.is_object() => payload::sha256_hex(text.as_bytes()),
-        _ => receipt_check::payload_hash(p),
-    };
-    Ok(json!({
-        "leaf_index": r.get::<_, i64>(0)?,
-        "receipt_hash": hex::encode(r.get::<_, Vec<u8>>(1)?),
-        "issuer_id": r.get::<_, String>(2)?,
-        "seq": r.get::<_, i64>(3)?,
-        "agent_id": r.get::<_, String>(4)?,
-        "action_type": r.get::<_, String>(5)?,
-        "issued_ns": r.get::<_, i64>(6)?,
-        "issued_at": p["issued_at"],
-        "risk_class": r.get::<_, String>(7)?,
-        "executable_hash": p["executable_hash"],
-        "mode": p["mode"],
-        "pid": ctx["process"]["pid"],
-        "exe": ctx["process"]["exe"],
-        "user": ctx["process"]["user"],
-        "summary": summary(ctx),
-        "payload_hash": payload_hash,
-        "envelope": envelope,
-        "context": context,
-    }))
-}
-
-/// The payload's text inside a stored envelope, when that text is already
-/// its own JCS form: the envelope is JCS, so it reads
-/// `{"payload":<JCS(payload)>,"signature":{...}}`, and hashing that slice
-/// gives the payload hash without canonicalising the payload again. The
-/// scan accepts only one whole canonical value, so a slice cut anywhere
-/// else is refused (and the caller canonicalises).
-fn stored_payload_text(envelope: &str) -> Option<&str> {
-    let rest = envelope.strip_prefix("{\"payload\":")?;
-    let end = rest.rfind(",\"signature\":")?;
-    let text = &rest[..end];
-    jcs_scan::scan(text).map(|_| text)
 }
 
 /// What happened, in one line, from the context.
@@ -336,12 +286,26 @@ pub fn summary(ctx: &Value) -> String {
     String::new()
 }
 
-pub fn print_list(out: &mut impl Write, mode: Output, rows: &[Value]) -> Result<(), CtlError> {
+/// `--jsonl` writes each row as it is read (envelope and context as
+/// stored); `--json` and the table go through one JSON tree per row.
+pub fn print_list(out: &mut impl Write, mode: Output, rows: &[ReceiptRow]) -> Result<(), CtlError> {
+    if mode == Output::Jsonl {
+        for row in rows {
+            serde_json::to_writer(&mut *out, row)
+                .map_err(|e| CtlError::Io(format!("writing JSON: {e}")))?;
+            writeln!(out)?;
+        }
+        return Ok(());
+    }
+    let rows: Vec<Value> = match mode {
+        Output::Json => rows.iter().map(ReceiptRow::to_value).collect(),
+        _ => rows.iter().map(|r| r.fields.clone()).collect(),
+    };
     output::write_list(
         out,
         mode,
         "receipts",
-        rows,
+        &rows,
         &[
             ("ISSUED_AT", |r| s(r, &["issued_at"])),
             ("AGENT", |r| s(r, &["agent_id"])),
@@ -371,14 +335,15 @@ pub fn show(
     );
     let row = store
         .connection()
-        .query_row(&sql, [receipt_hash], row_json)
+        .query_row(&sql, [receipt_hash], ReceiptRow::from_sql)
         .map_err(|e| match e {
             rusqlite::Error::QueryReturnedNoRows => CtlError::Usage(format!(
                 "receipt {} is not in the store",
                 hex::encode(receipt_hash)
             )),
             e => sql_err(store)(e),
-        })?;
+        })?
+        .to_value();
     let stored = store
         .receipt_by_hash(receipt_hash)?
         .ok_or_else(|| CtlError::Store("the receipt vanished while reading".into()))?;
@@ -575,7 +540,7 @@ pub fn print_show(out: &mut impl Write, mode: Output, v: &Value) -> Result<(), C
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receipt::jcs;
+    use crate::{ctl::receipt_row, receipt::jcs};
 
     #[test]
     fn the_stored_payload_text_hashes_as_the_canonical_payload() {
@@ -585,14 +550,17 @@ mod tests {
             "signature": {"alg": "ML-DSA-65", "kid": "k", "sig": "c2ln"},
         });
         let text = String::from_utf8(jcs::canonicalize(&envelope).unwrap()).unwrap();
-        let slice = stored_payload_text(&text).expect("a JCS envelope's payload");
+        let slice = receipt_row::stored_payload_text(&text).expect("a JCS envelope's payload");
         assert_eq!(
             payload::sha256_hex(slice.as_bytes()),
             receipt_check::payload_hash(&envelope["payload"])
         );
         // Not JCS (a space, members out of order): no slice, canonicalise.
-        assert_eq!(stored_payload_text(&text.replacen(":7,", ": 7,", 1)), None);
+        assert_eq!(
+            receipt_row::stored_payload_text(&text.replacen(":7,", ": 7,", 1)),
+            None
+        );
         let reordered = text.replacen("{\"payload\":", "{\"signature\":{},\"payload\":", 1);
-        assert_eq!(stored_payload_text(&reordered), None);
+        assert_eq!(receipt_row::stored_payload_text(&reordered), None);
     }
 }
