@@ -162,8 +162,7 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
         Command::Receipts { show: None, filter } => {
             let q = query_of(filter.selection, filter.limit)?;
             let store = ctl::open_store(&p.db)?;
-            let rows = receipts::query(&store, &q)?;
-            receipts::print_list(out, mode, &rows)?;
+            receipts::print_query(out, mode, &store, &q)?;
         }
         Command::Receipts {
             show: Some(ReceiptsCommand::Show { receipt, pubkey }),

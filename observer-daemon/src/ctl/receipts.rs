@@ -58,11 +58,24 @@ pub fn query(store: &Store, q: &Query) -> Result<Vec<ReceiptRow>, CtlError> {
                 " LIMIT ?",
                 SqlValue::Integer(n.min(i64::MAX as u64) as i64),
             );
+            run_query(store, &sql, params, true)
         }
-        None => sql.push_str(" ORDER BY r.issued_ns, r.leaf_index"),
+        None => {
+            let (sql, params) = ordered_sql(q);
+            run_query(store, &sql, params, false)
+        }
     }
-    let newest_first = q.limit.is_some();
-    run_query(store, &sql, params, newest_first)
+}
+
+/// The SQL of `q` without a limit, oldest first.
+fn ordered_sql(q: &Query) -> (String, Vec<SqlValue>) {
+    let mut sql = format!(
+        "SELECT {COLUMNS} FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index WHERE 1"
+    );
+    let mut params: Vec<SqlValue> = Vec::new();
+    push_filters(q, &mut sql, &mut params);
+    sql.push_str(" ORDER BY r.issued_ns, r.leaf_index");
+    (sql, params)
 }
 
 /// Appends the filters of `q` (all but the limit and the log range) to a
@@ -286,26 +299,85 @@ pub fn summary(ctx: &Value) -> String {
     String::new()
 }
 
-/// `--jsonl` writes each row as it is read (envelope and context as
-/// stored); `--json` and the table go through one JSON tree per row.
-pub fn print_list(out: &mut impl Write, mode: Output, rows: &[ReceiptRow]) -> Result<(), CtlError> {
-    if mode == Output::Jsonl {
-        for row in rows {
-            serde_json::to_writer(&mut *out, row)
-                .map_err(|e| CtlError::Io(format!("writing JSON: {e}")))?;
+/// `receipts`: the rows of `q` written as they are read, so a query over
+/// millions of receipts runs in constant memory. `--jsonl` writes each row
+/// with its envelope and context as stored; `--json` writes the same
+/// document `{"receipts": [...]}` as a pretty printer would, row by row;
+/// the table (sized to its widest cell) keeps only the columns it shows.
+pub fn print_query(
+    out: &mut impl Write,
+    mode: Output,
+    store: &Store,
+    q: &Query,
+) -> Result<(), CtlError> {
+    let json_err = |e: serde_json::Error| CtlError::Io(format!("writing JSON: {e}"));
+    match mode {
+        Output::Jsonl => for_each_row(store, q, |row| {
+            serde_json::to_writer(&mut *out, &row).map_err(json_err)?;
             writeln!(out)?;
+            Ok(())
+        }),
+        Output::Json => {
+            write!(out, "{{\n  \"receipts\": [")?;
+            let mut first = true;
+            for_each_row(store, q, |row| {
+                let text = serde_json::to_string_pretty(&row.to_value()).map_err(json_err)?;
+                out.write_all(if first { b"\n" } else { b",\n" })?;
+                first = false;
+                // JSON strings hold no raw newline, so every line of the
+                // row is indented to its place inside the array.
+                for (i, line) in text.lines().enumerate() {
+                    if i > 0 {
+                        out.write_all(b"\n")?;
+                    }
+                    write!(out, "    {line}")?;
+                }
+                Ok(())
+            })?;
+            writeln!(out, "{}]\n}}", if first { "" } else { "\n  " })?;
+            Ok(())
         }
-        return Ok(());
+        Output::Table => {
+            let mut rows = Vec::new();
+            for_each_row(store, q, |row| {
+                rows.push(row.fields);
+                Ok(())
+            })?;
+            print_list(out, mode, &rows)
+        }
     }
-    let rows: Vec<Value> = match mode {
-        Output::Json => rows.iter().map(ReceiptRow::to_value).collect(),
-        _ => rows.iter().map(|r| r.fields.clone()).collect(),
-    };
+}
+
+/// Calls `f` with each row of `q` in output order: streamed from SQLite
+/// without a limit; with one, the newest `limit` rows are read first (newest
+/// first is how the index finds them) and then passed on oldest first.
+fn for_each_row(
+    store: &Store,
+    q: &Query,
+    mut f: impl FnMut(ReceiptRow) -> Result<(), CtlError>,
+) -> Result<(), CtlError> {
+    if q.limit.is_some() || q.after_leaf.is_some() {
+        return query(store, q)?.into_iter().try_for_each(f);
+    }
+    let (sql, params) = ordered_sql(q);
+    let conn = store.connection();
+    let mut stmt = conn.prepare(&sql).map_err(sql_err(store))?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params))
+        .map_err(sql_err(store))?;
+    while let Some(r) = rows.next().map_err(sql_err(store))? {
+        f(ReceiptRow::from_sql(r).map_err(sql_err(store))?)?;
+    }
+    Ok(())
+}
+
+/// Table rows (the `fields` of [`ReceiptRow`]s).
+pub fn print_list(out: &mut impl Write, mode: Output, rows: &[Value]) -> Result<(), CtlError> {
     output::write_list(
         out,
         mode,
         "receipts",
-        &rows,
+        rows,
         &[
             ("ISSUED_AT", |r| s(r, &["issued_at"])),
             ("AGENT", |r| s(r, &["agent_id"])),
