@@ -35,11 +35,7 @@ pub struct Query {
 /// use the store's indexes; pid and exe are read from the context and
 /// payload of the rows the indexed filters leave.
 pub fn query(store: &Store, q: &Query) -> Result<Vec<ReceiptRow>, CtlError> {
-    let mut sql = format!(
-        "SELECT {COLUMNS} FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index WHERE 1"
-    );
-    let mut params: Vec<SqlValue> = Vec::new();
-    push_filters(q, &mut sql, &mut params);
+    let (mut sql, mut params) = filtered_sql(q);
     let mut push = |sql: &mut String, clause: &str, v: SqlValue| {
         params.push(v);
         sql.push_str(&clause.replace('?', &format!("?{}", params.len())));
@@ -61,20 +57,22 @@ pub fn query(store: &Store, q: &Query) -> Result<Vec<ReceiptRow>, CtlError> {
             run_query(store, &sql, params, true)
         }
         None => {
-            let (sql, params) = ordered_sql(q);
+            sql.push_str(OLDEST_FIRST);
             run_query(store, &sql, params, false)
         }
     }
 }
 
-/// The SQL of `q` without a limit, oldest first.
-fn ordered_sql(q: &Query) -> (String, Vec<SqlValue>) {
+/// Time order, ties in log order.
+const OLDEST_FIRST: &str = " ORDER BY r.issued_ns, r.leaf_index";
+
+/// The rows matching the filters of `q`, in no order yet.
+fn filtered_sql(q: &Query) -> (String, Vec<SqlValue>) {
     let mut sql = format!(
         "SELECT {COLUMNS} FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index WHERE 1"
     );
     let mut params: Vec<SqlValue> = Vec::new();
     push_filters(q, &mut sql, &mut params);
-    sql.push_str(" ORDER BY r.issued_ns, r.leaf_index");
     (sql, params)
 }
 
@@ -359,7 +357,8 @@ fn for_each_row(
     if q.limit.is_some() || q.after_leaf.is_some() {
         return query(store, q)?.into_iter().try_for_each(f);
     }
-    let (sql, params) = ordered_sql(q);
+    let (mut sql, params) = filtered_sql(q);
+    sql.push_str(OLDEST_FIRST);
     let conn = store.connection();
     let mut stmt = conn.prepare(&sql).map_err(sql_err(store))?;
     let mut rows = stmt
