@@ -370,6 +370,7 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
                 }
                 // The records are the output, whatever the output mode.
                 None => {
+                    export::widen_stdout_pipe();
                     let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut *out);
                     export::write(&store, &q, format, &mut w, &mut bar)?;
                 }
