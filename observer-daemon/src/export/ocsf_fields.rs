@@ -154,23 +154,28 @@ pub(crate) fn check_strict(text: &str) -> Result<(), Error> {
 /// `[` (and whitespace), so every such number is found; a hit inside a
 /// string only costs the strict pass.
 fn may_be_loose(text: &[u8]) -> bool {
-    if memchr::memmem::find(text, b"\\u").is_some()
-        || memchr::memchr2_iter(b'[', b'{', text).nth(100).is_some()
-    {
-        return true;
-    }
-    memchr::memchr3_iter(b':', b',', b'[', text).any(|i| {
-        let rest = &text[i + 1..];
-        let start = rest
-            .iter()
-            .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'-'))
-            .unwrap_or(rest.len());
-        let digits = rest[start..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit() || **b == b'.')
-            .count();
-        digits > 300 || matches!(rest.get(start + digits), Some(b'e' | b'E') if digits > 0)
-    })
+    let escape_or_number = memchr::memchr3_iter(b'\\', b':', b',', text).any(|i| match text[i] {
+        b'\\' => text.get(i + 1) == Some(&b'u'),
+        _ => risky_number(&text[i + 1..]),
+    });
+    escape_or_number
+        || memchr::memchr2_iter(b'[', b'{', text)
+            .enumerate()
+            .any(|(n, i)| n >= 100 || (text[i] == b'[' && risky_number(&text[i + 1..])))
+}
+
+/// Whether `rest` starts (after whitespace and signs) with a number that
+/// has an exponent or over 300 digits.
+fn risky_number(rest: &[u8]) -> bool {
+    let start = rest
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'-'))
+        .unwrap_or(rest.len());
+    let digits = rest[start..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit() || **b == b'.')
+        .count();
+    digits > 300 || matches!(rest.get(start + digits), Some(b'e' | b'E') if digits > 0)
 }
 
 struct Strict;
