@@ -369,8 +369,11 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
                 }
                 // The records are the output, whatever the output mode.
                 None => {
-                    let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut *out);
-                    export::write(&store, &q, format, &mut w, &mut bar)?;
+                    export::widen_stdout_pipe();
+                    // No BufWriter: the export writes whole batches of lines,
+                    // which the locked stdout passes to write(2) as they are;
+                    // a buffer would only copy them once more.
+                    export::write(&store, &q, format, &mut *out, &mut bar)?;
                 }
             }
         }

@@ -6,7 +6,8 @@
 //! does not grow with the store. Without content filters (agent, action,
 //! risk, chain, pid, exe) the signed checkpoints go with the receipts, each
 //! right after the receipt that completes it, as the forwarding stream
-//! places them: a receiver holding them detects a truncated log.
+//! places them: a receiver holding them detects a truncated log. Records
+//! are formatted on every core and written in order (`export_order`).
 use std::{
     io::{BufWriter, Write},
     path::{Path, PathBuf},
@@ -16,12 +17,13 @@ use rusqlite::types::Value as SqlValue;
 use serde_json::{json, Value};
 
 use super::{
+    export_order,
     progress::Progress,
     receipts::{push_filters, Query},
     sql_err, CtlError,
 };
 use crate::{
-    export::{self, CheckpointItem, Format, Item, ReceiptItem},
+    export::{CheckpointItem, Format, Item, ReceiptItem},
     receipt::store::Store,
 };
 
@@ -113,47 +115,56 @@ pub fn write(
     };
     let mut pending: Option<CheckpointItem> = None;
     let mut summary = Summary::default();
-    while let Some(row) = rows.next().map_err(sql_err(store))? {
-        let r = receipt_item(row).map_err(sql_err(store))?;
-        let completes = r.leaf_index + 1;
-        line(out, &Item::Receipt(r), format)?;
-        summary.receipts += 1;
-        progress.inc(1);
-        // The checkpoints this receipt completes; those of receipts the
-        // window left out are skipped.
-        if let Some(cps) = checkpoints.as_mut() {
-            loop {
-                let next = match pending.take() {
-                    Some(c) => Some(c),
-                    None => cps
-                        .next()
-                        .map_err(sql_err(store))?
-                        .map(checkpoint_item)
-                        .transpose()
-                        .map_err(sql_err(store))?,
-                };
-                match next {
-                    Some(c) if c.size < completes => continue,
-                    Some(c) if c.size == completes => {
-                        line(out, &Item::Checkpoint(c), format)?;
-                        summary.checkpoints += 1;
-                    }
-                    other => {
-                        pending = other;
-                        break;
+    export_order::run(out, format, progress, |sink| {
+        while let Some(row) = rows.next().map_err(sql_err(store))? {
+            let r = receipt_item(row).map_err(sql_err(store))?;
+            let completes = r.leaf_index + 1;
+            sink.push(Item::Receipt(r))?;
+            summary.receipts += 1;
+            // The checkpoints this receipt completes; those of receipts the
+            // window left out are skipped.
+            if let Some(cps) = checkpoints.as_mut() {
+                loop {
+                    let next = match pending.take() {
+                        Some(c) => Some(c),
+                        None => cps
+                            .next()
+                            .map_err(sql_err(store))?
+                            .map(checkpoint_item)
+                            .transpose()
+                            .map_err(sql_err(store))?,
+                    };
+                    match next {
+                        Some(c) if c.size < completes => continue,
+                        Some(c) if c.size == completes => {
+                            sink.push(Item::Checkpoint(c))?;
+                            summary.checkpoints += 1;
+                        }
+                        other => {
+                            pending = other;
+                            break;
+                        }
                     }
                 }
             }
         }
-    }
+        Ok(())
+    })?;
     out.flush()?;
     Ok(summary)
 }
 
-fn line(out: &mut impl Write, item: &Item, format: Format) -> Result<(), CtlError> {
-    out.write_all(export::to_json_text(item, format).as_bytes())?;
-    out.write_all(b"\n")?;
-    Ok(())
+/// Grows the pipe on stdout, when it is one, to 1 MiB (the default limit
+/// for an unprivileged process). A pipe holds 64 KiB by default, so the
+/// export's 1 MiB writes stopped every 64 KiB until the reader had caught
+/// up, a pair of context switches each time; with room for a whole write
+/// both sides run at once. Anything else on stdout refuses the call and is
+/// left as it is.
+pub fn widen_stdout_pipe() {
+    let _ = nix::fcntl::fcntl(
+        libc::STDOUT_FILENO,
+        nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20),
+    );
 }
 
 fn receipt_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReceiptItem> {

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod erase;
 pub mod export;
+mod export_order;
 pub mod keys;
 pub mod output;
 pub mod policy;

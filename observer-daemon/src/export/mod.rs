@@ -8,7 +8,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub mod cloudevents;
+mod json_out;
 pub mod ocsf;
+mod ocsf_fields;
+pub mod ocsf_text;
 pub mod receipt;
 
 /// Stated on every forwarded record (docs/RECEIPTS.md, the guard).
@@ -105,10 +108,26 @@ pub fn to_json_text(item: &Item, format: Format) -> String {
             out
         }
         (Item::Receipt(r), Format::Cloudevents) => cloudevents::receipt_text(r),
+        (Item::Receipt(r), Format::Ocsf) => {
+            let mut out = Vec::with_capacity(2 * r.envelope.len() + 4096);
+            ocsf_text::push_receipt(&mut out, r);
+            // The writer only writes UTF-8; keep the line valid regardless.
+            String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
+        }
         // serde_json's writer, not Display: Display goes through
         // fmt::Formatter for every fragment, measurably slower on KiB-sized
         // records.
         _ => serde_json::to_string(&to_json(item, format)).unwrap_or_else(|_| "null".into()),
+    }
+}
+
+/// Appends one record's JSON text (as [`to_json_text`] gives it) to
+/// `out`: an export reuses one buffer for every record, and OCSF events are
+/// written into it directly.
+pub fn push_json_text(out: &mut Vec<u8>, item: &Item, format: Format) {
+    match (item, format) {
+        (Item::Receipt(r), Format::Ocsf) => ocsf_text::push_receipt(out, r),
+        _ => out.extend_from_slice(to_json_text(item, format).as_bytes()),
     }
 }
 

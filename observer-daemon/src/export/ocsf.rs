@@ -21,6 +21,11 @@
 //! extension declared in `metadata.extensions`; the `host` profile (actor,
 //! device) is declared in `metadata.profiles`. The output validates against
 //! the OCSF 1.3.0 schema (tests/ocsf/).
+//!
+//! `format` builds the event as a `Value`; export and forwarding write
+//! receipts through `ocsf_text`, the same JSON assembled as text (pinned
+//! equal to `format` by its tests), and fall back to `format` for rows it
+//! does not read.
 use serde_json::{json, Map, Value};
 
 use super::{checkpoint_json, parse_or_string, signature_of, Item, ReceiptItem, CAPTURE_TOPOLOGY};
@@ -46,12 +51,12 @@ pub fn class_of(action_type: &str) -> (u32, u32, u32, &'static str, &'static str
     }
 }
 
-const BASE_EVENT: (u32, u32, u32, &str, &str) = (0, 0, 99, "Base Event", "Other");
+pub(crate) const BASE_EVENT: (u32, u32, u32, &str, &str) = (0, 0, 99, "Base Event", "Other");
 
 /// Stands in for an absent context member.
 static NULL: Value = Value::Null;
 
-fn category_name(category_uid: u32) -> &'static str {
+pub(crate) fn category_name(category_uid: u32) -> &'static str {
     match category_uid {
         1 => "System Activity",
         2 => "Findings",
@@ -61,7 +66,7 @@ fn category_name(category_uid: u32) -> &'static str {
 }
 
 /// OCSF severity_id from the receipt's risk class.
-fn severity(risk: &str) -> (u32, &'static str) {
+pub(crate) fn severity(risk: &str) -> (u32, &'static str) {
     match risk {
         "low" => (2, "Low"),
         "medium" => (3, "Medium"),
@@ -107,7 +112,7 @@ pub fn format(item: &Item) -> Value {
     }
 }
 
-fn receipt_event(r: &ReceiptItem) -> Value {
+pub(crate) fn receipt_event(r: &ReceiptItem) -> Value {
     let envelope = parse_or_string(&r.envelope);
     let context = r.context.as_deref().map(parse_or_string);
     let mapped = context.as_ref().filter(|c| c.is_object());
@@ -176,15 +181,19 @@ fn receipt_event(r: &ReceiptItem) -> Value {
 /// the issuer id (the type is not known to the observer).
 fn device(issuer_id: &str) -> Value {
     let mut d = json!({"type_id": 0, "type": "Unknown"});
-    let host = issuer_id
-        .split('/')
-        .skip_while(|s| *s != "host")
-        .nth(1)
-        .filter(|h| !h.is_empty());
-    if let Some(h) = host {
+    if let Some(h) = host_of(issuer_id) {
         d["hostname"] = json!(h);
     }
     d
+}
+
+/// The `host/<name>` segment of an issuer id.
+pub(crate) fn host_of(issuer_id: &str) -> Option<&str> {
+    issuer_id
+        .split('/')
+        .skip_while(|s| *s != "host")
+        .nth(1)
+        .filter(|h| !h.is_empty())
 }
 
 /// Inserts `key: v` when `v` is present and not null.
@@ -195,7 +204,7 @@ fn put(out: &mut Map<String, Value>, key: &str, v: Option<&Value>) {
 }
 
 /// The last path component, as OCSF `file.name` wants it.
-fn base_name(path: &str) -> &str {
+pub(crate) fn base_name(path: &str) -> &str {
     path.rsplit('/').find(|s| !s.is_empty()).unwrap_or(path)
 }
 
@@ -274,7 +283,7 @@ fn protocol(socket_type: Option<&Value>) -> Option<(&'static str, u32)> {
 
 /// OCSF `rcode_id` and its caption (`rcode`) of the DNS rcode names the
 /// decoder writes (NOERROR ... REFUSED, else RCODE<n>).
-fn rcode(name: &str) -> (u32, &'static str) {
+pub(crate) fn rcode(name: &str) -> (u32, &'static str) {
     const CAPTIONS: [(u32, &str); 19] = [
         (0, "NoError"),
         (1, "FormError"),

@@ -1,0 +1,806 @@
+//! The OCSF event of a receipt written as text, the same JSON as
+//! `ocsf::format` gives (the same bytes for the rows the daemon writes):
+//! members in the order serde_json's map writes them (sorted by key), the
+//! stored context and signature embedded as stored, the envelope's and
+//! context's members read as borrowed text ([`super::ocsf_fields`]). Building
+//! each event as a `Value` tree cost an allocation per member and a copy of
+//! every string, and was the OCSF export's whole cost. A row the text path
+//! does not read the way `Value` would (not JSON, not an object, a member
+//! given twice ...) is left to `ocsf::format`.
+use std::borrow::Cow;
+
+use serde_json::Error;
+
+use super::{
+    json_out::{push_str_content, Obj},
+    ocsf::{self, category_name, class_of, severity, BASE_EVENT, EXTENSION, OCSF_VERSION},
+    ocsf_fields::{
+        check_strict, Answer, Context, DnsAnswer, Envelope, Exec, Exit, FileOpen, Named, Parent,
+        Payload, Process, Question, Raw, Socket,
+    },
+    ReceiptItem, CAPTURE_TOPOLOGY,
+};
+
+/// Appends the OCSF event of `r` to `out` as one JSON text.
+pub fn push_receipt(out: &mut Vec<u8>, r: &ReceiptItem) {
+    let start = out.len();
+    if push_mapped(out, r).is_err() {
+        out.truncate(start);
+        let v = ocsf::receipt_event(r);
+        // Writing a Value into a Vec cannot fail; keep the line valid anyway.
+        if serde_json::to_writer(&mut *out, &v).is_err() {
+            out.truncate(start);
+            out.extend_from_slice(b"null");
+        }
+    }
+}
+
+/// The event's class and what the context maps onto it.
+struct Event<'a> {
+    class: (u32, u32, u32, &'static str, &'static str),
+    envelope: Envelope<'a>,
+    payload: Payload<'a>,
+    /// The context, when stored: an object.
+    context: Option<&'a str>,
+    members: Members<'a>,
+}
+
+/// The class-specific top-level members, in key order.
+#[derive(Default)]
+struct Members<'a> {
+    actor: Option<Actor<'a>>,
+    dns: Option<DnsAnswer<'a>>,
+    connection_info: Option<Connection>,
+    count: Raw<'a>,
+    device: bool,
+    dst_endpoint: Option<Endpoint<'a>>,
+    exit_code: Raw<'a>,
+    file: Option<Raw<'a>>,
+    finding: Option<Finding<'a>>,
+    message: Option<Cow<'a, str>>,
+    process: Option<Option<Process<'a>>>,
+    src_endpoint: Option<Endpoint<'a>>,
+    status: Option<&'static str>,
+    status_id: Option<u32>,
+}
+
+enum Actor<'a> {
+    Empty,
+    Process(Process<'a>),
+    /// A launch's or exit's parent: pid, name, executable.
+    Parent(Raw<'a>, Raw<'a>, Raw<'a>),
+}
+
+struct Endpoint<'a> {
+    hostname: Raw<'a>,
+    ip: Raw<'a>,
+    port: Raw<'a>,
+}
+
+struct Connection {
+    direction: (u32, &'static str),
+    protocol: Option<(&'static str, u32)>,
+}
+
+struct Finding<'a> {
+    rule: Cow<'a, str>,
+    reason: Cow<'a, str>,
+    policy_digest: Option<Cow<'a, str>>,
+}
+
+fn push_mapped(out: &mut Vec<u8>, r: &ReceiptItem) -> Result<(), Error> {
+    let ev = read(r)?;
+    let mut o = Obj::open(out);
+    write_event(&mut o, r, &ev)
+}
+
+/// Reads the row: checked as strictly as `Value` parses it, then the
+/// members the class maps.
+fn read(r: &ReceiptItem) -> Result<Event<'_>, Error> {
+    check_object(&r.envelope)?;
+    let envelope: Envelope = serde_json::from_str(&r.envelope)?;
+    let payload: Payload = envelope.payload.fields()?;
+    let context = match r.context.as_deref() {
+        Some(c) => Some(check_object(c)?),
+        None => None,
+    };
+    let class = match context {
+        Some(_) => class_of(&r.action_type),
+        None => BASE_EVENT,
+    };
+    let members = match context {
+        None => Members {
+            message: Some(Cow::Owned(format!(
+                "{} receipt without a stored context (hash-only mode or erased)",
+                r.action_type
+            ))),
+            ..Members::default()
+        },
+        // observer.* receipts stay Base Events: no device, no status.
+        Some(_) if class.0 == 0 => Members::default(),
+        Some(c) => map_context(class.0, &serde_json::from_str(c)?)?,
+    };
+    Ok(Event {
+        class,
+        envelope,
+        payload,
+        context,
+        members,
+    })
+}
+
+/// `text` trimmed, when it is a JSON object `Value` would parse.
+fn check_object(text: &str) -> Result<&str, Error> {
+    check_strict(text)?;
+    let t = text.trim();
+    if t.starts_with('{') {
+        Ok(t)
+    } else {
+        Err(serde::de::Error::custom("not an object"))
+    }
+}
+
+/// What the context maps onto the class (`ocsf::map_context`).
+fn map_context<'a>(class_uid: u32, ctx: &Context<'a>) -> Result<Members<'a>, Error> {
+    let process = match ctx.process.0 {
+        Some(_) => Some(ctx.process.fields::<Process>()?),
+        None => None,
+    };
+    let mut m = Members {
+        device: true,
+        status_id: Some(1),
+        ..Members::default()
+    };
+    let actor = |p: Option<Process<'a>>| p.map(Actor::Process);
+    match class_uid {
+        1007 => map_process_activity(&mut m, ctx, process)?,
+        4001 => {
+            m.actor = actor(process);
+            map_network(&mut m, ctx)?;
+        }
+        1001 => {
+            m.actor = Some(actor(process).unwrap_or(Actor::Empty));
+            m.file = Some(ctx.file_open.fields::<FileOpen>()?.path);
+            m.count = ctx.count;
+        }
+        4003 => {
+            m.actor = actor(process);
+            map_dns(&mut m, ctx.dns_answer.fields()?);
+        }
+        2004 => {
+            m.actor = actor(process);
+            map_finding(&mut m, ctx);
+        }
+        _ => {}
+    }
+    Ok(m)
+}
+
+fn map_process_activity<'a>(
+    m: &mut Members<'a>,
+    ctx: &Context<'a>,
+    process: Option<Process<'a>>,
+) -> Result<(), Error> {
+    // The actor of a launch or an exit is the parent process.
+    let ppid = process.as_ref().map_or(Raw(None), |p| p.ppid);
+    let first = ctx.parents.first()?;
+    let (mut name, mut exe) = (Raw(None), Raw(None));
+    if first.0.is_some() {
+        let parent: Parent = first.fields()?;
+        if parent.pid.same(ppid) {
+            name = parent.comm;
+            exe = parent.exe;
+        }
+    }
+    m.actor = Some(Actor::Parent(ppid, name, exe));
+    m.process = Some(process);
+    m.exit_code = ctx.exit.fields::<Exit>()?.exit_code;
+    // `Value::as_i64`: Rust's integer parse reads exactly the JSON
+    // integers that fit in an i64 (the text passed the strict check).
+    let result = ctx.exec.fields::<Exec>()?.result;
+    if result
+        .text()
+        .and_then(|t| t.parse::<i64>().ok())
+        .is_some_and(|r| r != 0)
+    {
+        m.status_id = Some(2);
+        m.status = Some("Failure");
+    }
+    Ok(())
+}
+
+fn map_network<'a>(m: &mut Members<'a>, ctx: &Context<'a>) -> Result<(), Error> {
+    let (n, direction) = [
+        (ctx.connect, (2, "Outbound")),
+        (ctx.accept, (1, "Inbound")),
+        (ctx.listen, (0, "Unknown")),
+        (ctx.bind, (0, "Unknown")),
+    ]
+    .into_iter()
+    .find(|(n, _)| n.0.is_some())
+    .unwrap_or((Raw(None), (0, "Unknown")));
+    let n: Socket = n.fields()?;
+    m.src_endpoint = Some(Endpoint {
+        hostname: Raw(None),
+        ip: n.local_addr,
+        port: n.local_port,
+    });
+    m.dst_endpoint = Some(Endpoint {
+        hostname: n.dst_names.first()?.fields::<Named>()?.name,
+        ip: n.remote_addr,
+        port: n.remote_port,
+    });
+    let protocol = match n.socket_type.as_str().as_deref() {
+        Some("stream") => Some(("tcp", 6)),
+        Some("dgram") => Some(("udp", 17)),
+        _ => None,
+    };
+    m.connection_info = Some(Connection {
+        direction,
+        protocol,
+    });
+    Ok(())
+}
+
+fn map_dns<'a>(m: &mut Members<'a>, a: DnsAnswer<'a>) {
+    // A response travels from the server to the local socket.
+    m.src_endpoint = Some(Endpoint {
+        hostname: Raw(None),
+        ip: a.server_addr,
+        port: a.server_port,
+    });
+    m.dst_endpoint = Some(Endpoint {
+        hostname: Raw(None),
+        ip: a.local_addr,
+        port: a.local_port,
+    });
+    let protocol = match a.transport.as_str().as_deref() {
+        Some("udp") => Some(("udp", 17)),
+        Some("tcp") => Some(("tcp", 6)),
+        _ => None,
+    };
+    m.connection_info = protocol.map(|p| Connection {
+        direction: (1, "Inbound"),
+        protocol: Some(p),
+    });
+    m.dns = Some(a);
+}
+
+fn map_finding<'a>(m: &mut Members<'a>, ctx: &Context<'a>) {
+    let rule = ctx.rule_id.as_str().unwrap_or(Cow::Borrowed(""));
+    let reason = ctx.reason.as_str().unwrap_or_else(|| rule.clone());
+    m.message = Some(reason.clone());
+    m.status = Some("New");
+    m.finding = Some(Finding {
+        rule,
+        reason,
+        policy_digest: ctx.policy_digest.as_str(),
+    });
+}
+
+/// Writes the event's members in key order.
+fn write_event(o: &mut Obj, r: &ReceiptItem, ev: &Event) -> Result<(), Error> {
+    let (class_uid, category_uid, activity_id, class_name, activity_name) = ev.class;
+    let m = &ev.members;
+    let hash = hex::encode(r.receipt_hash);
+    let time_ms = r.issued_ns / 1_000_000;
+    o.u64("activity_id", activity_id.into());
+    o.str("activity_name", activity_name);
+    if let Some(a) = &m.actor {
+        write_actor(&mut o.obj("actor"), a, &r.agent_id)?;
+    }
+    if let Some(a) = &m.dns {
+        write_answers(o, a)?;
+    }
+    o.str("capture_topology", CAPTURE_TOPOLOGY);
+    o.str("category_name", category_name(category_uid));
+    o.u64("category_uid", category_uid.into());
+    o.str("class_name", class_name);
+    o.u64("class_uid", class_uid.into());
+    if let Some(c) = &m.connection_info {
+        write_connection(&mut o.obj("connection_info"), c);
+    }
+    if let Some(c) = m.count.text() {
+        o.raw("count", c);
+    }
+    if m.device {
+        write_device(&mut o.obj("device"), &r.issuer_id);
+    }
+    if let Some(e) = &m.dst_endpoint {
+        write_endpoint(&mut o.obj("dst_endpoint"), e);
+    }
+    if let Some(c) = m.exit_code.text() {
+        o.raw("exit_code", c);
+    }
+    if let Some(path) = m.file {
+        write_file(&mut o.obj("file"), path, None);
+    }
+    if let Some(f) = &m.finding {
+        write_finding(&mut o.obj("finding_info"), f, &ev.payload, &hash, time_ms)?;
+    }
+    if let Some(msg) = &m.message {
+        o.str("message", msg);
+    }
+    write_metadata(&mut o.obj("metadata"), r, &hash, class_uid != 0);
+    if let Some(p) = &m.process {
+        let mut po = o.obj("process");
+        if let Some(p) = p {
+            write_process(&mut po, p, &r.agent_id)?;
+        }
+    }
+    if let Some(a) = &m.dns {
+        write_query(&mut o.obj("query"), a)?;
+    }
+    o.str("raw_data", &r.envelope);
+    if let Some(a) = &m.dns {
+        write_rcode(o, a.rcode);
+    }
+    let (severity_id, severity_name) = severity(&r.risk_class);
+    o.str("severity", severity_name);
+    o.u64("severity_id", severity_id.into());
+    if let Some(e) = &m.src_endpoint {
+        write_endpoint(&mut o.obj("src_endpoint"), e);
+    }
+    if let Some(s) = m.status {
+        o.str("status", s);
+    }
+    if let Some(s) = m.status_id {
+        o.u64("status_id", s.into());
+    }
+    o.u64("time", time_ms);
+    let type_name = o.key("type_name");
+    type_name.push(b'"');
+    push_str_content(type_name, class_name);
+    push_str_content(type_name, ": ");
+    push_str_content(type_name, activity_name);
+    type_name.push(b'"');
+    o.u64(
+        "type_uid",
+        u64::from(class_uid) * 100 + u64::from(activity_id),
+    );
+    write_unmapped(&mut o.obj("unmapped"), r, ev, &hash);
+    Ok(())
+}
+
+fn write_metadata(o: &mut Obj, r: &ReceiptItem, hash: &str, host_profile: bool) {
+    let (name, ext_uid, version) = EXTENSION;
+    {
+        let mut exts = o.arr("extensions");
+        let mut e = exts.obj();
+        e.str("name", name);
+        e.str("uid", ext_uid);
+        e.str("version", version);
+    }
+    o.str("log_name", &r.issuer_id);
+    {
+        let mut p = o.obj("product");
+        p.str("name", "observer");
+        p.str("vendor_name", "observer");
+        p.str("version", env!("CARGO_PKG_VERSION"));
+    }
+    if host_profile {
+        o.arr("profiles").str("host");
+    }
+    o.u64("sequence", r.seq);
+    o.str("uid", hash);
+    o.str("version", OCSF_VERSION);
+}
+
+fn write_unmapped(o: &mut Obj, r: &ReceiptItem, ev: &Event, hash: &str) {
+    let mut u = o.obj("observer");
+    u.str("action_type", &r.action_type);
+    u.str("agent_id", &r.agent_id);
+    u.str("chain", &r.issuer_id);
+    u.raw("context", ev.context.unwrap_or("null"));
+    u.u64("log_index", r.leaf_index);
+    u.raw(
+        "previous_receipt_hash",
+        ev.payload.previousReceiptHash.text().unwrap_or("null"),
+    );
+    u.str("receipt_hash", hash);
+    u.str("risk_class", &r.risk_class);
+    u.u64("seq", r.seq);
+    u.raw("signature", ev.envelope.signature.text().unwrap_or("null"));
+}
+
+/// The host as an OCSF device (`ocsf::device`).
+fn write_device(o: &mut Obj, issuer_id: &str) {
+    if let Some(h) = ocsf::host_of(issuer_id) {
+        o.str("hostname", h);
+    }
+    o.str("type", "Unknown");
+    o.u64("type_id", 0);
+}
+
+fn write_actor(o: &mut Obj, a: &Actor, agent: &str) -> Result<(), Error> {
+    match a {
+        Actor::Empty => {}
+        Actor::Process(p) => write_process(&mut o.obj("process"), p, agent)?,
+        Actor::Parent(pid, name, exe) => {
+            let mut p = o.obj("process");
+            if exe.is_string() {
+                write_file(&mut p.obj("file"), *exe, None);
+            }
+            put(&mut p, "name", *name);
+            put(&mut p, "pid", *pid);
+        }
+    }
+    Ok(())
+}
+
+/// Writes `key: value` when the member is present and not null (`put`).
+fn put(o: &mut Obj, key: &str, v: Raw) {
+    if let Some(t) = v.non_null() {
+        o.raw(key, t);
+    }
+}
+
+/// The OCSF `process` of the context's process (`ocsf::process_obj`).
+fn write_process(o: &mut Obj, p: &Process, agent: &str) -> Result<(), Error> {
+    if p.argv.text().is_some_and(|t| t.starts_with('[')) {
+        let cmd_line = o.key("cmd_line");
+        cmd_line.push(b'"');
+        // The string elements joined by spaces: escaping is per character,
+        // so the pieces are escaped one by one.
+        let mut sep = "";
+        p.argv.each(|w| {
+            if let Some(w) = w.as_str() {
+                push_str_content(cmd_line, sep);
+                push_str_content(cmd_line, &w);
+                sep = " ";
+            }
+        })?;
+        cmd_line.push(b'"');
+    }
+    if p.exe.is_string() {
+        write_file(&mut o.obj("file"), p.exe, p.exe_sha256.as_str());
+    }
+    put(o, "name", p.comm);
+    if let Some(ppid) = p.ppid.non_null() {
+        o.obj("parent_process").raw("pid", ppid);
+    }
+    put(o, "pid", p.pid);
+    put(o, "tid", p.tid);
+    if p.uid.0.is_some() || p.user.non_null().is_some() {
+        let mut user = o.obj("user");
+        put(&mut user, "name", p.user);
+        if let Some(uid) = p.uid.0.map(|_| p.uid.compact()) {
+            let uid = uid.ok_or_else(|| serde::de::Error::custom("uid"))?;
+            user.str("uid", &uid);
+        }
+    }
+    let mut x = o.obj("xattributes");
+    x.str("agent_id", agent);
+    put(&mut x, "cgroup", p.cgroup);
+    put(&mut x, "unit", p.unit);
+    Ok(())
+}
+
+/// An OCSF `file` of a path (`ocsf::file_obj`).
+fn write_file(o: &mut Obj, path: Raw, sha256: Option<Cow<str>>) {
+    if let Some(h) = sha256 {
+        let mut hashes = o.arr("hashes");
+        let mut h0 = hashes.obj();
+        h0.str("algorithm", "SHA-256");
+        h0.u64("algorithm_id", 3);
+        h0.str("value", h.trim_start_matches("sha256:"));
+    }
+    if let Some(p) = path.as_str() {
+        o.str("name", ocsf::base_name(&p));
+        o.str("path", &p);
+    }
+    o.str("type", "Regular File");
+    o.u64("type_id", 1);
+}
+
+fn write_endpoint(o: &mut Obj, e: &Endpoint) {
+    if let Some(h) = e.hostname.text() {
+        o.raw("hostname", h);
+    }
+    put(o, "ip", e.ip);
+    put(o, "port", e.port);
+}
+
+fn write_connection(o: &mut Obj, c: &Connection) {
+    o.str("direction", c.direction.1);
+    o.u64("direction_id", c.direction.0.into());
+    if let Some((name, num)) = c.protocol {
+        o.str("protocol_name", name);
+        o.u64("protocol_num", num.into());
+    }
+}
+
+fn write_answers(o: &mut Obj, a: &DnsAnswer) -> Result<(), Error> {
+    let mut answers = o.arr("answers");
+    let mut result = Ok(());
+    a.answers.each(|x| {
+        let x: Answer = match x.fields() {
+            Ok(x) => x,
+            Err(e) => {
+                result = Err(e);
+                return;
+            }
+        };
+        let mut ao = answers.obj();
+        ao.str("class", "IN");
+        put(&mut ao, "packet_uid", a.id);
+        put(&mut ao, "rdata", x.data);
+        put(&mut ao, "ttl", x.ttl);
+        put(&mut ao, "type", x.r#type);
+    })?;
+    result
+}
+
+fn write_query(o: &mut Obj, a: &DnsAnswer) -> Result<(), Error> {
+    let q: Question = a.question.fields()?;
+    o.str("class", "IN");
+    if let Some(name) = q.name.as_str() {
+        o.str("hostname", name.trim_end_matches('.'));
+    }
+    put(o, "packet_uid", a.id);
+    put(o, "type", q.r#type);
+    Ok(())
+}
+
+fn write_rcode(o: &mut Obj, rcode: Raw) {
+    if let Some(name) = rcode.as_str() {
+        let (id, caption) = ocsf::rcode(&name);
+        o.str("rcode", caption);
+        o.u64("rcode_id", id.into());
+    }
+}
+
+fn write_finding(
+    o: &mut Obj,
+    f: &Finding,
+    payload: &Payload,
+    hash: &str,
+    time_ms: u64,
+) -> Result<(), Error> {
+    {
+        let mut a = o.obj("analytic");
+        a.str("name", &f.rule);
+        a.str("type", "Rule");
+        a.u64("type_id", 1);
+        a.str("uid", &f.rule);
+        if let Some(d) = &f.policy_digest {
+            a.str("version", d);
+        }
+    }
+    o.u64("created_time", time_ms);
+    o.str("title", &f.reason);
+    {
+        // ATLAS and OWASP LLM ids are not ATT&CK: they go with the
+        // finding's types, named by their framework.
+        let mut types = o.arr("types");
+        types.str("shadow_ai");
+        for (ids, prefix) in [
+            (payload.mitre_atlas, "mitre_atlas:"),
+            (payload.owasp_llm_top10, "owasp_llm_top10:"),
+        ] {
+            ids.each(|id| {
+                if let Some(id) = id.as_str() {
+                    let t = types.next();
+                    t.push(b'"');
+                    push_str_content(t, prefix);
+                    push_str_content(t, &id);
+                    t.push(b'"');
+                }
+            })?;
+        }
+    }
+    o.str("uid", hash);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::super::{fixtures::exec_receipt, Item};
+    use super::*;
+
+    /// `exec_receipt` with another action, context and envelope payload.
+    fn receipt(action: &str, context: Option<Value>, payload: Value) -> ReceiptItem {
+        let mut r = exec_receipt();
+        let mut envelope: Value = serde_json::from_str(&r.envelope).unwrap();
+        for (k, v) in payload.as_object().unwrap() {
+            envelope["payload"][k] = v.clone();
+        }
+        envelope["payload"]["action_type"] = json!(action);
+        r.action_type = action.into();
+        r.envelope = envelope.to_string();
+        r.context = context.map(|c| c.to_string());
+        r
+    }
+
+    fn process() -> Value {
+        json!({"pid": 77, "tid": 78, "ppid": 70, "uid": 1000, "user": "dev", "comm": "cu\"rl",
+               "exe": "/usr/bin/curl", "exe_sha256": "sha256:sha256:cd",
+               "argv": ["curl", 5, "-s\n", null, "https://x"], "cgroup": "/a", "unit": "u.scope",
+               "agent": null})
+    }
+
+    /// One receipt of each class and activity, and rows that read
+    /// members the unusual ways `Value` allows.
+    fn representative() -> Vec<ReceiptItem> {
+        let none = json!({});
+        let mut all = vec![exec_receipt()];
+        all.push(receipt(
+            "process.exit",
+            Some(
+                json!({"event": "exit", "process": process(), "exit": {"exit_code": 3},
+                        "parents": [{"pid": 71, "comm": "other"}]}),
+            ),
+            none.clone(),
+        ));
+        all.push(receipt(
+            "process.exec",
+            Some(
+                json!({"event": "exec", "process": {"pid": 5, "ppid": 4, "uid": null},
+                        "parents": [{"pid": 4.0, "comm": "p"}],
+                        "exec": {"result": -2}, "exit": {"exit_code": null}}),
+            ),
+            none.clone(),
+        ));
+        all.push(receipt(
+            "process.exec",
+            Some(json!({"event": "exec", "process": null, "parents": [null], "exec": {"result": 1.5}})),
+            none.clone(),
+        ));
+        all.push(receipt(
+            "network.connect",
+            Some(json!({"event": "connect", "process": process(),
+                        "connect": {"socket_type": "stream", "local_addr": "10.0.0.2", "local_port": 40000,
+                                    "remote_addr": "10.0.0.1", "remote_port": 443,
+                                    "dst_names": [{"name": "api.openai.com", "source": "sni"}]}})),
+            none.clone(),
+        ));
+        all.push(receipt(
+            "network.accept",
+            Some(
+                json!({"event": "accept", "accept": {"socket_type": "dgram", "local_addr": null,
+                                                      "dst_names": [{"source": "dns"}]}}),
+            ),
+            none.clone(),
+        ));
+        all.push(receipt(
+            "network.listen",
+            Some(
+                json!({"event": "listen", "process": process(), "listen": {"socket_type": "raw",
+                        "local_addr": "::", "local_port": 8080, "dst_names": []}}),
+            ),
+            none.clone(),
+        ));
+        all.push(receipt(
+            "network.connect",
+            Some(json!({"event": "bind"})),
+            none.clone(),
+        ));
+        all.push(receipt(
+            "file.open",
+            Some(
+                json!({"event": "file_open", "process": process(), "count": 4,
+                        "file_open": {"path": "/etc/ssl/certs/", "flags": 0}}),
+            ),
+            none.clone(),
+        ));
+        all.push(receipt(
+            "file.open",
+            Some(json!({"event": "file_open", "count": null, "file_open": {"path": 7}})),
+            none.clone(),
+        ));
+        all.push(receipt(
+            "dns.resolve",
+            Some(
+                json!({"event": "dns_answer", "process": process(), "dns_answer": {
+                "transport": "udp", "server_addr": "10.0.0.1", "server_port": 53,
+                "local_addr": "10.0.0.2", "local_port": 5353, "id": 4660, "rcode": "NOERROR",
+                "question": {"name": "api.openai.com.", "type": "A"},
+                "answers": [{"name": "api.openai.com", "ttl": 60, "type": "A", "data": "10.0.0.1"},
+                            {"name": "x", "ttl": null, "type": "CNAME", "data": "y."}, "odd"]}}),
+            ),
+            none.clone(),
+        ));
+        all.push(receipt(
+            "dns.resolve",
+            Some(
+                json!({"event": "dns_answer", "dns_answer": {"transport": "tcp", "rcode": "RCODE9",
+                        "question": ["name"], "answers": {"0": 1}}}),
+            ),
+            none.clone(),
+        ));
+        all.push(receipt(
+            "shadow_ai.finding",
+            Some(
+                json!({"process": process(), "rule_id": "ai-api-egress-unregistered",
+                        "reason": "AI API call by \"curl\"", "policy_digest": "sha256:ff"}),
+            ),
+            json!({"mitre_atlas": ["AML.T0040", 3], "owasp_llm_top10": ["LLM10"]}),
+        ));
+        all.push(receipt(
+            "shadow_ai.finding",
+            Some(json!({"rule_id": "r1", "reason": null})),
+            json!({"mitre_atlas": "AML.T0040", "previousReceiptHash": null}),
+        ));
+        all.push(receipt(
+            "observer.start",
+            Some(json!({"event": "start", "v": [1, 2.5]})),
+            none.clone(),
+        ));
+        all.push(receipt("process.exec", None, none.clone()));
+        // Rows the text path leaves to the Value path.
+        let mut odd = exec_receipt();
+        odd.envelope = "{\"payload\": tampered".into();
+        all.push(odd);
+        let mut odd = exec_receipt();
+        odd.context = Some("[1]".into());
+        all.push(odd);
+        let mut odd = exec_receipt();
+        odd.context = Some(r#"{"process": {"pid": 1, "pid": 2}}"#.into());
+        all.push(odd);
+        let mut odd = exec_receipt();
+        odd.context =
+            Some(r#"{"parents": {"0": {"pid": 4000, "comm": "o"}}, "s": "\ud800"}"#.into());
+        all.push(odd);
+        let mut odd = exec_receipt();
+        odd.context = Some(r#"{"parents": {"0": {"pid": 4000, "comm": "o"}}}"#.into());
+        all.push(odd);
+        let mut odd = receipt(
+            "network.connect",
+            Some(json!({"connect": {"dst_names": {"0": {"name": "n"}}}})),
+            none,
+        );
+        odd.agent_id = "a\"b\\c\u{7}é".into();
+        all.push(odd);
+        all
+    }
+
+    #[test]
+    fn text_is_the_value_mapping_byte_for_byte() {
+        let records = representative();
+        for r in &records {
+            let mut out = b"x".to_vec();
+            push_receipt(&mut out, r);
+            let text = String::from_utf8(out).unwrap();
+            let expected = ocsf::format(&Item::Receipt(r.clone()));
+            assert_eq!(
+                text[1..],
+                serde_json::to_string(&expected).unwrap(),
+                "{r:?}"
+            );
+        }
+        // Every class and activity is among them.
+        let classes: std::collections::BTreeSet<_> = records
+            .iter()
+            .map(|r| {
+                ocsf::format(&Item::Receipt(r.clone()))["type_uid"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            classes.into_iter().collect::<Vec<_>>(),
+            [99, 100114, 100701, 100702, 200401, 400101, 400107, 400302]
+        );
+    }
+
+    #[test]
+    fn escaped_strings_are_read_decoded() {
+        // Members with escapes map to the same values; the embedded
+        // context keeps its own (equivalent) escapes.
+        let r = receipt("file.open", None, json!({}));
+        let mut r = r;
+        r.context = Some(
+            r#"{"process":{"comm":"\u0063url","exe":"\/usr\/bin\/c\u00e9","argv":["a\tb","\u00e9"]},"file_open":{"path":"\/etc\/x"}}"#
+                .into(),
+        );
+        let mut out = Vec::new();
+        push_receipt(&mut out, &r);
+        let text: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(text, ocsf::format(&Item::Receipt(r)));
+        assert_eq!(text["file"]["name"], "x");
+        assert_eq!(text["actor"]["process"]["cmd_line"], "a\tb é");
+        assert_eq!(text["actor"]["process"]["file"]["name"], "cé");
+    }
+}
