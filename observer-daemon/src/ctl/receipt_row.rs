@@ -57,8 +57,8 @@ impl ReceiptRow {
         });
         Ok(ReceiptRow {
             fields,
-            envelope: RawValue::from_string(envelope_text).ok(),
-            context: context_text.and_then(|c| RawValue::from_string(c).ok()),
+            envelope: as_stored(envelope_text),
+            context: context_text.and_then(as_stored),
         })
     }
 
@@ -75,6 +75,15 @@ impl ReceiptRow {
         }
         v
     }
+}
+
+/// Stored JSON text to print as is; `None` (printed as null, as a failed
+/// parse printed it) for text that is not JSON or that a `Value` parse
+/// would reject (lone surrogates, out-of-range numbers, deep nesting: only
+/// in a tampered store).
+fn as_stored(text: String) -> Option<Box<RawValue>> {
+    crate::export::ocsf_fields::check_strict(&text).ok()?;
+    RawValue::from_string(text).ok()
 }
 
 /// The payload and its hash. The stored envelope reads
@@ -180,6 +189,14 @@ mod tests {
         assert_eq!(r.fields["mode"], "passive_telemetry");
         let printed: Value = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(printed["envelope"], envelope());
+        assert_eq!(printed["context"], Value::Null);
+    }
+
+    #[test]
+    fn text_a_value_parse_rejects_prints_as_null() {
+        let r = row("{\"payload\":{},\"x\":\"\\ud800\"}", Some("{\"n\":1e400}"));
+        let printed: Value = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(printed["envelope"], Value::Null);
         assert_eq!(printed["context"], Value::Null);
     }
 

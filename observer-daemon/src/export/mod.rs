@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 pub mod cloudevents;
 mod json_out;
 pub mod ocsf;
-mod ocsf_fields;
+pub(crate) mod ocsf_fields;
 pub mod ocsf_text;
 pub mod receipt;
 
@@ -138,7 +138,12 @@ pub fn push_json_text(out: &mut Vec<u8>, item: &Item, format: Format) {
 pub(crate) fn push_stored_json(out: &mut String, text: Option<&str>) {
     match text {
         None => out.push_str("null"),
-        Some(t) if serde_json::from_str::<&serde_json::value::RawValue>(t).is_ok() => {
+        // As strict as a `Value` parse: a row that parse rejects (possible
+        // only in a tampered store) goes as a string, like the Value path.
+        Some(t)
+            if serde_json::from_str::<&serde_json::value::RawValue>(t).is_ok()
+                && ocsf_fields::check_strict(t).is_ok() =>
+        {
             out.push_str(t.trim())
         }
         Some(t) => push_json_string(out, t),
@@ -223,6 +228,31 @@ pub(crate) mod fixtures {
             root: vec![0xcd; 32],
             note: "did:web:x/host/h\n13\nzc3Nzc3N\n\n— did:web:x/host/h c2ln\n".into(),
             created_at: "2026-11-22T18:00:01.000000000Z".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_json_is_embedded_only_when_a_value_parse_takes_it() {
+        let embed = |text: &str| {
+            let mut out = String::new();
+            push_stored_json(&mut out, Some(text));
+            out
+        };
+        assert_eq!(embed("{\"a\":[1,\"x\"]}"), "{\"a\":[1,\"x\"]}");
+        // What a Value parse rejects goes as a string, as parse_or_string does.
+        for odd in [
+            "{\"s\":\"\\ud800\"}",
+            "{\"n\":1e400}",
+            "{\"a\":",
+            "not json",
+        ] {
+            assert_eq!(embed(odd), serde_json::to_string(odd).unwrap(), "{odd}");
+            assert_eq!(parse_or_string(odd), Value::String(odd.into()), "{odd}");
         }
     }
 }
