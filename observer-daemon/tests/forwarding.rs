@@ -18,7 +18,7 @@ use std::{
 
 use common::*;
 use observer_daemon::receipt::store::Store;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// One record of the forwarded stream, as the store says it must be.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -690,9 +690,10 @@ fn rsyslog_tls_with_client_certificate_receives_ocsf() {
         assert_eq!(ev["capture_topology"], "passive_telemetry");
         assert_eq!(ev["metadata"]["uid"], r.hash.as_str());
         assert_eq!(ev["metadata"]["sequence"], r.seq);
+        let signature = &serde_json::from_str::<Value>(&r.envelope).unwrap()["signature"];
         assert_eq!(
-            ev["unmapped"]["observer"]["signature"],
-            serde_json::from_str::<Value>(&r.envelope).unwrap()["signature"]
+            ev["unmapped"]["observer"]["signer"],
+            json!({"alg": signature["alg"], "kid": signature["kid"]})
         );
         assert_eq!(ev["raw_data"], r.envelope.as_str());
         if r.payload["action_type"] == "process.exec" {

@@ -165,11 +165,6 @@ pub(crate) fn parse_or_string(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
 }
 
-/// The envelope's signature object, or null.
-pub(crate) fn signature_of(envelope: &Value) -> Value {
-    envelope.get("signature").cloned().unwrap_or(Value::Null)
-}
-
 /// The checkpoint as every format embeds it.
 pub(crate) fn checkpoint_json(c: &CheckpointItem) -> Value {
     json!({

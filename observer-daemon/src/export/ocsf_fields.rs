@@ -250,6 +250,10 @@ raw_fields!(
     Envelope { payload, signature }
 );
 raw_fields!(
+    /// The envelope's signature, less its value.
+    Signer { alg, kid }
+);
+raw_fields!(
     /// The envelope's payload, for the chain link and the finding's types.
     Payload { previousReceiptHash, mitre_atlas, owasp_llm_top10 }
 );

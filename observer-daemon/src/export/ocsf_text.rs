@@ -16,7 +16,7 @@ use super::{
     ocsf::{self, category_name, class_of, severity, BASE_EVENT, EXTENSION, OCSF_VERSION},
     ocsf_fields::{
         check_strict, Answer, Context, DnsAnswer, Envelope, Exec, Exit, FileOpen, Named, Parent,
-        Payload, Process, Question, Raw, Socket,
+        Payload, Process, Question, Raw, Signer, Socket,
     },
     ReceiptItem, CAPTURE_TOPOLOGY,
 };
@@ -358,8 +358,7 @@ fn write_event(o: &mut Obj, r: &ReceiptItem, ev: &Event) -> Result<(), Error> {
         "type_uid",
         u64::from(class_uid) * 100 + u64::from(activity_id),
     );
-    write_unmapped(&mut o.obj("unmapped"), r, ev, &hash);
-    Ok(())
+    write_unmapped(&mut o.obj("unmapped"), r, ev, &hash)
 }
 
 fn write_metadata(o: &mut Obj, r: &ReceiptItem, hash: &str, host_profile: bool) {
@@ -386,7 +385,7 @@ fn write_metadata(o: &mut Obj, r: &ReceiptItem, hash: &str, host_profile: bool) 
     o.str("version", OCSF_VERSION);
 }
 
-fn write_unmapped(o: &mut Obj, r: &ReceiptItem, ev: &Event, hash: &str) {
+fn write_unmapped(o: &mut Obj, r: &ReceiptItem, ev: &Event, hash: &str) -> Result<(), Error> {
     let mut u = o.obj("observer");
     u.str("action_type", &r.action_type);
     u.str("agent_id", &r.agent_id);
@@ -400,7 +399,25 @@ fn write_unmapped(o: &mut Obj, r: &ReceiptItem, ev: &Event, hash: &str) {
     u.str("receipt_hash", hash);
     u.str("risk_class", &r.risk_class);
     u.u64("seq", r.seq);
-    u.raw("signature", ev.envelope.signature.text().unwrap_or("null"));
+    write_signer(&mut u, ev.envelope.signature)
+}
+
+/// `ocsf::signer_of`: the signature's `alg` and `kid`, its value being in
+/// `raw_data`.
+fn write_signer(o: &mut Obj, signature: Raw) -> Result<(), Error> {
+    match signature.text() {
+        Some(t) if t.starts_with('{') => {
+            let signer: Signer = signature.fields()?;
+            let mut s = o.obj("signer");
+            for (key, member) in [("alg", signer.alg), ("kid", signer.kid)] {
+                if let Some(text) = member.text() {
+                    s.raw(key, text);
+                }
+            }
+        }
+        other => o.raw("signer", other.unwrap_or("null")),
+    }
+    Ok(())
 }
 
 /// The host as an OCSF device (`ocsf::device`).
@@ -729,6 +746,21 @@ mod tests {
             none.clone(),
         ));
         all.push(receipt("process.exec", None, none.clone()));
+        // The signer from signatures of every shape.
+        for signature in [
+            json!({"kid": "k2", "sig": "c2ln", "extra": 1}),
+            json!("c2ln"),
+            Value::Null,
+        ] {
+            let mut r = exec_receipt();
+            let mut envelope: Value = serde_json::from_str(&r.envelope).unwrap();
+            envelope["signature"] = signature;
+            r.envelope = envelope.to_string();
+            all.push(r);
+        }
+        let mut r = exec_receipt();
+        r.envelope = r#"{"payload": {"seq": 1}}"#.into();
+        all.push(r);
         // Rows the text path leaves to the Value path.
         let mut odd = exec_receipt();
         odd.envelope = "{\"payload\": tampered".into();
