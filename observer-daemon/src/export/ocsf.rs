@@ -35,8 +35,10 @@ use super::{checkpoint_json, parse_or_string, Item, ReceiptItem, CAPTURE_TOPOLOG
 pub const OCSF_VERSION: &str = "1.3.0";
 
 /// The schema extension declaring `capture_topology` (OCSF extensions
-/// carry a name, a uid and a version; the uid is outside the range of the
-/// extensions the OCSF project registers).
+/// carry a name, a uid and a version). 999 is the uid the OCSF extensions
+/// registry (`extensions.md` in ocsf/ocsf-schema) reserves for development
+/// extensions: observer has no registered uid of its own yet, and taking a
+/// free number would collide with the next vendor the registry assigns it.
 pub const EXTENSION: (&str, &str, &str) = ("observer", "999", "1.0.0");
 
 /// (class_uid, category_uid, activity_id, class name, activity name).
