@@ -318,18 +318,28 @@ fn run_measured(cmd: &mut Command) -> anyhow::Result<(i32, u64, i64, String)> {
     Ok((code, stdout_bytes, usage.ru_maxrss, stderr))
 }
 
-/// Bytes per second of writing `bytes` to a new file in `dir` in 1 MiB
-/// writes, fsynced, as the export's `--out` does: the disk's own rate, the
-/// baseline of an export into a file.
+/// Bytes per second of writing `bytes` (rounded up to 4 KiB) to a new file
+/// in `dir` in 4 MiB `O_DIRECT` writes, fsynced, as the export's `--out`
+/// does: the disk's own rate, the baseline of an export into a file.
 fn disk_write_rate(dir: &Path, bytes: u64) -> anyhow::Result<f64> {
-    use std::io::Write as _;
+    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+    const CHUNK: usize = 4 << 20;
     let path = dir.join("disk-baseline");
-    let chunk = vec![b'x'; 1 << 20];
+    let mut storage = vec![b'x'; CHUNK + 4096];
+    let start = storage.as_ptr().align_offset(4096);
+    let chunk = &mut storage[start..start + CHUNK];
+    let bytes = bytes.div_ceil(4096) * 4096;
     let t = Instant::now();
-    let mut f = std::fs::File::create(&path)?;
+    let mut f = std::fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)
+        .with_context(|| format!("opening {} with O_DIRECT", path.display()))?;
     let mut left = bytes;
     while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
+        let n = left.min(CHUNK as u64) as usize;
         f.write_all(&chunk[..n])?;
         left -= n as u64;
     }

@@ -17,6 +17,7 @@ use rusqlite::types::Value as SqlValue;
 use serde_json::{json, Value};
 
 use super::{
+    direct_file::DirectFile,
     export_order,
     progress::Progress,
     receipts::{push_filters, Query},
@@ -192,7 +193,8 @@ fn checkpoint_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckpointItem> {
     })
 }
 
-/// Writes the export to `path` atomically: into `<path>.tmp`, fsynced,
+/// Writes the export to `path` atomically: into `<path>.tmp` (around the
+/// page cache where the file system allows, `direct_file`), fsynced,
 /// renamed over `path`, the directory fsynced. A failed export leaves no
 /// partial file under `path` (and removes the temporary one).
 pub fn write_file(
@@ -225,12 +227,23 @@ fn write_tmp(
     tmp: &Path,
     progress: &mut Progress,
 ) -> Result<Summary, CtlError> {
-    let file = std::fs::File::create(tmp).map_err(|e| io_err("creating", tmp, e))?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    let summary = write(store, q, format, &mut w, progress)?;
-    let file = w
-        .into_inner()
-        .map_err(|e| io_err("writing", tmp, e.into_error()))?;
+    let direct = DirectFile::create(tmp).map_err(|e| io_err("creating", tmp, e))?;
+    let (summary, file) = match direct {
+        Some(mut direct) => {
+            let summary = write(store, q, format, &mut direct, progress)?;
+            let file = direct.finish().map_err(|e| io_err("writing", tmp, e))?;
+            (summary, file)
+        }
+        None => {
+            let file = std::fs::File::create(tmp).map_err(|e| io_err("creating", tmp, e))?;
+            let mut w = BufWriter::with_capacity(1 << 20, file);
+            let summary = write(store, q, format, &mut w, progress)?;
+            let file = w
+                .into_inner()
+                .map_err(|e| io_err("writing", tmp, e.into_error()))?;
+            (summary, file)
+        }
+    };
     file.sync_all().map_err(|e| io_err("syncing", tmp, e))?;
     std::fs::rename(tmp, path).map_err(|e| io_err("renaming to", path, e))?;
     let dir = match path.parent() {

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod audit_pack;
 pub mod cli;
 pub mod daemon;
+mod direct_file;
 pub mod doctor;
 pub mod erase;
 pub mod export;
