@@ -13,7 +13,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{FromSqlError, Type, Value as SqlValue, ValueRef};
 use serde_json::{json, Value};
 
 use super::{
@@ -118,7 +118,8 @@ pub fn write(
     let mut summary = Summary::default();
     export_order::run(out, format, progress, |sink| {
         while let Some(row) = rows.next().map_err(sql_err(store))? {
-            let r = receipt_item(row).map_err(sql_err(store))?;
+            let mut r = sink.spent_receipt().unwrap_or_default();
+            read_receipt(row, &mut r).map_err(sql_err(store))?;
             let completes = r.leaf_index + 1;
             sink.push(Item::Receipt(r))?;
             summary.receipts += 1;
@@ -168,20 +169,41 @@ pub fn widen_stdout_pipe() {
     );
 }
 
-fn receipt_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReceiptItem> {
-    let hash: Vec<u8> = r.get(1)?;
-    Ok(ReceiptItem {
-        leaf_index: r.get::<_, i64>(0)? as u64,
-        receipt_hash: hash.try_into().unwrap_or([0; 32]),
-        issuer_id: r.get(2)?,
-        seq: r.get::<_, i64>(3)? as u64,
-        agent_id: r.get(4)?,
-        action_type: r.get(5)?,
-        issued_ns: r.get::<_, i64>(6)? as u64,
-        risk_class: r.get(7)?,
-        envelope: r.get(8)?,
-        context: r.get(9)?,
-    })
+/// Reads a row into `item`, reusing its strings' buffers.
+fn read_receipt(r: &rusqlite::Row<'_>, item: &mut ReceiptItem) -> rusqlite::Result<()> {
+    item.leaf_index = r.get::<_, i64>(0)? as u64;
+    item.receipt_hash = r
+        .get_ref(1)?
+        .as_blob()
+        .map_err(|e| conversion(1, e))?
+        .try_into()
+        .unwrap_or([0; 32]);
+    read_text(r, 2, &mut item.issuer_id)?;
+    item.seq = r.get::<_, i64>(3)? as u64;
+    read_text(r, 4, &mut item.agent_id)?;
+    read_text(r, 5, &mut item.action_type)?;
+    item.issued_ns = r.get::<_, i64>(6)? as u64;
+    read_text(r, 7, &mut item.risk_class)?;
+    read_text(r, 8, &mut item.envelope)?;
+    match r.get_ref(9)? {
+        ValueRef::Null => item.context = None,
+        _ => read_text(r, 9, item.context.get_or_insert_with(String::new))?,
+    }
+    Ok(())
+}
+
+fn read_text(r: &rusqlite::Row<'_>, column: usize, into: &mut String) -> rusqlite::Result<()> {
+    let text = r
+        .get_ref(column)?
+        .as_str()
+        .map_err(|e| conversion(column, e))?;
+    into.clear();
+    into.push_str(text);
+    Ok(())
+}
+
+fn conversion(column: usize, e: FromSqlError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, Type::Text, Box::new(e))
 }
 
 fn checkpoint_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckpointItem> {
@@ -254,4 +276,96 @@ fn write_tmp(
         .and_then(|d| d.sync_all())
         .map_err(|e| io_err("syncing directory", dir, e))?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows whose contexts and strings differ in length and presence from
+    /// one row to the next: read into recycled records, each must come
+    /// out as stored, with no byte of an earlier row (an erased context
+    /// must stay erased).
+    #[test]
+    fn recycled_records_carry_only_their_own_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("observer.db")).unwrap();
+        let rows = 3000u64;
+        let hash = |i: u64| {
+            let mut h = [0xa5u8; 32];
+            h[..8].copy_from_slice(&i.to_le_bytes());
+            h
+        };
+        let envelope = |i: u64| {
+            format!(
+                r#"{{"payload":{{"seq":{i},"pad":"{}"}}}}"#,
+                "p".repeat((i % 7 * 300) as usize)
+            )
+        };
+        let context = |i: u64| {
+            (!i.is_multiple_of(3)).then(|| {
+                format!(
+                    r#"{{"n":{i},"pad":"{}"}}"#,
+                    "c".repeat((i % 5 * 400) as usize)
+                )
+            })
+        };
+        {
+            let conn = store.connection();
+            for i in 0..rows {
+                conn.execute(
+                    "INSERT INTO receipts VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    rusqlite::params![
+                        i as i64,
+                        hash(i).to_vec(),
+                        format!("issuer-{}", "i".repeat((i % 4) as usize)),
+                        i as i64,
+                        format!("agent-{}", i % 11),
+                        if i % 2 == 0 {
+                            "process.exec"
+                        } else {
+                            "file.open"
+                        },
+                        i as i64,
+                        ["low", "medium", "high"][(i % 3) as usize],
+                        envelope(i),
+                    ],
+                )
+                .unwrap();
+                if let Some(c) = context(i) {
+                    conn.execute(
+                        "INSERT INTO contexts VALUES (?1, ?2)",
+                        rusqlite::params![i as i64, c],
+                    )
+                    .unwrap();
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let mut progress = Progress::new("export", rows, false);
+        let summary = write(
+            &store,
+            &Query::default(),
+            Format::Receipt,
+            &mut out,
+            &mut progress,
+        )
+        .unwrap();
+        assert_eq!(summary.receipts, rows);
+        let lines: Vec<Value> = out
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines.len() as u64, rows);
+        for (i, line) in (0..rows).zip(&lines) {
+            assert_eq!(line["log_index"], i, "{line}");
+            assert_eq!(line["receipt_hash"], hex::encode(hash(i)), "row {i}");
+            let stored: Value = serde_json::from_str(&envelope(i)).unwrap();
+            assert_eq!(line["receipt"], stored, "row {i}");
+            let stored_context =
+                context(i).map_or(Value::Null, |c| serde_json::from_str(&c).unwrap());
+            assert_eq!(line["context"], stored_context, "row {i}");
+        }
+    }
 }

@@ -18,7 +18,7 @@ pub mod receipt;
 pub const CAPTURE_TOPOLOGY: &str = "passive_telemetry";
 
 /// A stored receipt as the spool reads it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ReceiptItem {
     pub leaf_index: u64,
     pub receipt_hash: [u8; 32],
