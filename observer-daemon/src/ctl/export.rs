@@ -175,7 +175,7 @@ fn read_receipt(r: &rusqlite::Row<'_>, item: &mut ReceiptItem) -> rusqlite::Resu
     item.receipt_hash = r
         .get_ref(1)?
         .as_blob()
-        .map_err(|e| conversion(1, e))?
+        .map_err(|e| conversion(1, Type::Blob, e))?
         .try_into()
         .unwrap_or([0; 32]);
     read_text(r, 2, &mut item.issuer_id)?;
@@ -196,14 +196,14 @@ fn read_text(r: &rusqlite::Row<'_>, column: usize, into: &mut String) -> rusqlit
     let text = r
         .get_ref(column)?
         .as_str()
-        .map_err(|e| conversion(column, e))?;
+        .map_err(|e| conversion(column, Type::Text, e))?;
     into.clear();
     into.push_str(text);
     Ok(())
 }
 
-fn conversion(column: usize, e: FromSqlError) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(column, Type::Text, Box::new(e))
+fn conversion(column: usize, wanted: Type, e: FromSqlError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, wanted, Box::new(e))
 }
 
 fn checkpoint_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckpointItem> {

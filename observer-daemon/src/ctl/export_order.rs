@@ -3,7 +3,7 @@
 //! another thread: the read transaction's statements and the locked stdout
 //! are not `Send`): it reads records into batches, numbered in order, hands
 //! them to worker threads that format each batch into one buffer, and writes
-//! the finished buffers strictly by number. At most `WINDOW` batches are in
+//! the finished buffers strictly by number. At most 4 batches per worker are in
 //! flight, so memory stays flat however large the export (the verifier's
 //! pipeline pattern, `receipt::verify`). Formatted records come back to the
 //! reading thread, which reads the next rows into their strings: no
