@@ -13,7 +13,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use rusqlite::types::{FromSqlError, Type, Value as SqlValue, ValueRef};
+use rusqlite::types::Value as SqlValue;
 use serde_json::{json, Value};
 
 use super::{
@@ -24,7 +24,10 @@ use super::{
     sql_err, CtlError,
 };
 use crate::{
-    export::{CheckpointItem, Format, Item, ReceiptItem},
+    export::{
+        stored::{CHECKPOINT_COLUMNS, RECEIPT_COLUMNS},
+        CheckpointItem, Format, Item,
+    },
     receipt::store::Store,
 };
 
@@ -97,8 +100,7 @@ pub fn write(
     let tx = conn.unchecked_transaction().map_err(sql_err(store))?;
     let (filter, params) = where_clause(q);
     let sql = format!(
-        "SELECT r.leaf_index, r.receipt_hash, r.issuer_id, r.seq, r.agent_id, r.action_type, \
-         r.issued_ns, r.risk_class, r.envelope, c.context \
+        "SELECT {RECEIPT_COLUMNS} \
          FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index{filter} \
          ORDER BY r.leaf_index"
     );
@@ -107,7 +109,9 @@ pub fn write(
         .query(rusqlite::params_from_iter(params))
         .map_err(sql_err(store))?;
     let mut cp_stmt = tx
-        .prepare("SELECT size, root, note, created_at FROM checkpoints ORDER BY size")
+        .prepare(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY size"
+        ))
         .map_err(sql_err(store))?;
     let mut checkpoints = if content_filtered(q) {
         None
@@ -119,7 +123,7 @@ pub fn write(
     export_order::run(out, format, progress, |sink| {
         while let Some(row) = rows.next().map_err(sql_err(store))? {
             let mut r = sink.spent_receipt().unwrap_or_default();
-            read_receipt(row, &mut r).map_err(sql_err(store))?;
+            r.read_row(row).map_err(sql_err(store))?;
             let completes = r.leaf_index + 1;
             sink.push(Item::Receipt(r))?;
             summary.receipts += 1;
@@ -132,7 +136,7 @@ pub fn write(
                         None => cps
                             .next()
                             .map_err(sql_err(store))?
-                            .map(checkpoint_item)
+                            .map(CheckpointItem::from_row)
                             .transpose()
                             .map_err(sql_err(store))?,
                     };
@@ -167,52 +171,6 @@ pub fn widen_stdout_pipe() {
         libc::STDOUT_FILENO,
         nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20),
     );
-}
-
-/// Reads a row into `item`, reusing its strings' buffers.
-fn read_receipt(r: &rusqlite::Row<'_>, item: &mut ReceiptItem) -> rusqlite::Result<()> {
-    item.leaf_index = r.get::<_, i64>(0)? as u64;
-    item.receipt_hash = r
-        .get_ref(1)?
-        .as_blob()
-        .map_err(|e| conversion(1, Type::Blob, e))?
-        .try_into()
-        .unwrap_or([0; 32]);
-    read_text(r, 2, &mut item.issuer_id)?;
-    item.seq = r.get::<_, i64>(3)? as u64;
-    read_text(r, 4, &mut item.agent_id)?;
-    read_text(r, 5, &mut item.action_type)?;
-    item.issued_ns = r.get::<_, i64>(6)? as u64;
-    read_text(r, 7, &mut item.risk_class)?;
-    read_text(r, 8, &mut item.envelope)?;
-    match r.get_ref(9)? {
-        ValueRef::Null => item.context = None,
-        _ => read_text(r, 9, item.context.get_or_insert_with(String::new))?,
-    }
-    Ok(())
-}
-
-fn read_text(r: &rusqlite::Row<'_>, column: usize, into: &mut String) -> rusqlite::Result<()> {
-    let text = r
-        .get_ref(column)?
-        .as_str()
-        .map_err(|e| conversion(column, Type::Text, e))?;
-    into.clear();
-    into.push_str(text);
-    Ok(())
-}
-
-fn conversion(column: usize, wanted: Type, e: FromSqlError) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(column, wanted, Box::new(e))
-}
-
-fn checkpoint_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckpointItem> {
-    Ok(CheckpointItem {
-        size: r.get::<_, i64>(0)? as u64,
-        root: r.get(1)?,
-        note: r.get(2)?,
-        created_at: r.get(3)?,
-    })
 }
 
 /// Writes the export to `path` atomically: into `<path>.tmp` (around the

@@ -13,6 +13,7 @@ pub mod ocsf;
 pub(crate) mod ocsf_fields;
 pub mod ocsf_text;
 pub mod receipt;
+pub mod stored;
 
 /// Stated on every forwarded record (docs/RECEIPTS.md, the guard).
 pub const CAPTURE_TOPOLOGY: &str = "passive_telemetry";

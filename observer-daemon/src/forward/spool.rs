@@ -8,7 +8,10 @@ use rusqlite::params;
 
 use super::cursor::Position;
 use crate::{
-    export::{CheckpointItem, Item, ReceiptItem},
+    export::{
+        stored::{CHECKPOINT_COLUMNS, RECEIPT_COLUMNS},
+        CheckpointItem, Item, ReceiptItem,
+    },
     receipt::store::{Store, StoreError},
 };
 
@@ -51,28 +54,16 @@ impl Spool {
         let tx = conn.unchecked_transaction().map_err(|e| self.err(e))?;
         let receipts = {
             let mut stmt = tx
-                .prepare_cached(
-                    "SELECT r.leaf_index, r.receipt_hash, r.issuer_id, r.seq, r.agent_id,
-                            r.action_type, r.issued_ns, r.risk_class, r.envelope, c.context
+                .prepare_cached(&format!(
+                    "SELECT {RECEIPT_COLUMNS}
                      FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index
-                     WHERE r.leaf_index >= ?1 ORDER BY r.leaf_index LIMIT ?2",
-                )
+                     WHERE r.leaf_index >= ?1 ORDER BY r.leaf_index LIMIT ?2"
+                ))
                 .map_err(|e| self.err(e))?;
             let rows = stmt
                 .query_map(params![from.next_leaf as i64, max as i64], |r| {
-                    let hash: Vec<u8> = r.get(1)?;
-                    Ok(ReceiptItem {
-                        leaf_index: r.get::<_, i64>(0)? as u64,
-                        receipt_hash: hash.try_into().unwrap_or([0; 32]),
-                        issuer_id: r.get(2)?,
-                        seq: r.get::<_, i64>(3)? as u64,
-                        agent_id: r.get(4)?,
-                        action_type: r.get(5)?,
-                        issued_ns: r.get::<_, i64>(6)? as u64,
-                        risk_class: r.get(7)?,
-                        envelope: r.get(8)?,
-                        context: r.get(9)?,
-                    })
+                    let mut item = ReceiptItem::default();
+                    item.read_row(r).map(|()| item)
                 })
                 .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| self.err(e))?;
@@ -81,20 +72,16 @@ impl Spool {
         let upto = receipts.last().map_or(from.next_leaf, |r| r.leaf_index + 1);
         let checkpoints = {
             let mut stmt = tx
-                .prepare_cached(
-                    "SELECT size, root, note, created_at FROM checkpoints
-                     WHERE size > ?1 AND size <= ?2 ORDER BY size",
-                )
+                .prepare_cached(&format!(
+                    "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints
+                     WHERE size > ?1 AND size <= ?2 ORDER BY size"
+                ))
                 .map_err(|e| self.err(e))?;
             let rows = stmt
-                .query_map(params![from.checkpoint_size as i64, upto as i64], |r| {
-                    Ok(CheckpointItem {
-                        size: r.get::<_, i64>(0)? as u64,
-                        root: r.get(1)?,
-                        note: r.get(2)?,
-                        created_at: r.get(3)?,
-                    })
-                })
+                .query_map(
+                    params![from.checkpoint_size as i64, upto as i64],
+                    CheckpointItem::from_row,
+                )
                 .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| self.err(e))?;
             rows
