@@ -180,8 +180,9 @@ pub struct ReceiptsSection {
     /// derives from it. Default /var/lib/observer/master.seed.
     pub master_seed: PathBuf,
     /// The deployer's LEI, EIN or DID, the first part of every issuer_id.
-    /// Default "did:web:example.invalid": set it.
-    pub deployer_id: String,
+    /// Default: a stable id of this host derived from /etc/machine-id
+    /// (`urn:uuid:...`, see [`crate::deployer`]); set it.
+    pub deployer_id: Option<String>,
     /// Host name in issuer ids. Default: the kernel's host name.
     pub hostname: Option<String>,
     /// "payload" keeps each receipt's context; "hash" keeps only its digest
@@ -211,7 +212,7 @@ impl Default for ReceiptsSection {
             enabled: true,
             store: PathBuf::from("/var/lib/observer/observer.db"),
             master_seed: PathBuf::from("/var/lib/observer/master.seed"),
-            deployer_id: "did:web:example.invalid".into(),
+            deployer_id: None,
             hostname: None,
             mode: crate::receipt::payload::Mode::Payload,
             checkpoint_interval_ms: 1000,
@@ -340,11 +341,13 @@ impl Config {
                     .into(),
             ));
         }
-        if r.deployer_id.is_empty() || r.deployer_id.contains(char::is_whitespace) {
-            return Err(invalid(
-                "receipts.deployer_id",
-                format!("{:?} must be a non-empty id without spaces", r.deployer_id),
-            ));
+        if let Some(id) = &r.deployer_id {
+            if id.is_empty() || id.contains(char::is_whitespace) {
+                return Err(invalid(
+                    "receipts.deployer_id",
+                    format!("{id:?} must be a non-empty id without spaces"),
+                ));
+            }
         }
         if let Some(text) = &r.retention {
             match humantime::parse_duration(text) {
@@ -506,7 +509,13 @@ mod tests {
         );
         assert!(repo.agents.is_empty());
         assert_eq!(format!("{:?}", repo.names), format!("{:?}", builtin.names));
-        assert_eq!(repo.policies_dir, builtin.policies_dir);
+        // The one difference: the shipped file points at the installed
+        // policies; with no file (or no directory there) the built-in set.
+        assert_eq!(builtin.policies_dir, None);
+        assert_eq!(
+            repo.policies_dir.as_deref(),
+            Some(Path::new("/etc/observer/policies"))
+        );
         assert_eq!(
             format!("{:?}", repo.forwarding),
             format!("{:?}", builtin.forwarding)

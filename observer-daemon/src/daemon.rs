@@ -92,8 +92,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let policy = Arc::new(load_policy(cfg)?);
     log::info!(
         policy_digest = policy.digest.as_str();
-        "policy {}: {} agents, {} rules",
+        "policy {} ({}{}): {} agents, {} rules",
         policy.digest,
+        policy.source.as_str(),
+        policy.dir.as_ref().map(|d| format!(" {}", d.display())).unwrap_or_default(),
         policy.registry.len(),
         policy.rules.rules.len()
     );
@@ -165,10 +167,28 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     })))
     .await?;
     let out = open_output(&opts.events)?;
-    let receipts = if cfg.receipts.enabled {
-        Some(start_receipts(cfg, &policy)?)
+    let deployer = if cfg.receipts.enabled {
+        let d = crate::deployer::DeployerId::resolve(
+            cfg.receipts.deployer_id.as_deref(),
+            std::path::Path::new(crate::deployer::MACHINE_ID),
+        )
+        .map_err(anyhow::Error::msg)?;
+        match (d.warning(), d.source) {
+            (Some(w), _) => log::warn!("{w}"),
+            (None, crate::deployer::Source::MachineId) => log::info!(
+                "receipts.deployer_id not set: issuer ids use {}, derived from {}",
+                d.id,
+                crate::deployer::MACHINE_ID
+            ),
+            (None, _) => {}
+        }
+        Some(d)
     } else {
         None
+    };
+    let receipts = match &deployer {
+        Some(d) => Some(start_receipts(cfg, &policy, d)?),
+        None => None,
     };
     let counters_shared = Arc::new(std::sync::Mutex::new(None));
     let names_shared = crate::names::SharedCounters::default();
@@ -238,7 +258,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             stop_tx.subscribe(),
         ))
     });
-    let control = start_control(cfg, attached, sources, tx.clone(), &stop_tx);
+    let identity = deployer
+        .as_ref()
+        .map_or(serde_json::Value::Null, |d| d.to_json());
+    let control = start_control(cfg, attached, sources, identity, tx.clone(), &stop_tx);
     let notifier = Notifier::from_env().context("NOTIFY_SOCKET")?;
     if let Some(n) = &notifier {
         n.notify(&format!(
@@ -403,13 +426,23 @@ async fn tick(tx: mpsc::Sender<Msg>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// The policy set at start: the policy directory if configured (an error
-/// stops the start), else observer.toml's `[[agents]]` only.
+/// The policy set at start: the policy directory if configured and present
+/// (an error in it stops the start), else the built-in set, so shadow-AI
+/// detection is on without any setup. A configured directory that appears
+/// later is loaded by the reloader.
 fn load_policy(cfg: &Config) -> anyhow::Result<Policy> {
     match &cfg.policies_dir {
-        Some(dir) => Policy::load(dir, &cfg.agents)
+        Some(dir) if dir.exists() => Policy::load(dir, &cfg.agents)
             .with_context(|| format!("loading policies from {}", dir.display())),
-        None => Ok(Policy::from_config(&cfg.agents)),
+        Some(dir) => {
+            log::warn!(
+                "policies_dir {} does not exist: the built-in policy set is in force \
+                 until it appears",
+                dir.display()
+            );
+            Policy::builtin(&cfg.agents).context("loading the built-in policy set")
+        }
+        None => Policy::builtin(&cfg.agents).context("loading the built-in policy set"),
     }
 }
 
@@ -469,7 +502,7 @@ async fn reload_policies(
     let Some(dir) = dir else {
         loop {
             tokio::select! {
-                _ = hup.recv() => log::info!("SIGHUP: no policies_dir configured, nothing to reload"),
+                _ = hup.recv() => log::info!("SIGHUP: no policies_dir configured, nothing to reload (the built-in policy set stays in force)"),
                 _ = stop.changed() => return,
             }
         }
@@ -515,6 +548,7 @@ fn start_control(
     cfg: &Config,
     probes: Vec<String>,
     sources: Arc<crate::metrics::Sources>,
+    identity: serde_json::Value,
     writer: mpsc::Sender<Msg>,
     stop: &watch::Sender<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
@@ -536,6 +570,7 @@ fn start_control(
             .enabled
             .then(|| cfg.receipts.master_seed.clone()),
         rotating: Default::default(),
+        identity,
     };
     Some(tokio::spawn(crate::control::server::serve(
         bound,
@@ -603,7 +638,11 @@ fn host_name(cfg: &Config) -> anyhow::Result<String> {
 }
 
 /// Opens the store and the master seed and starts the receipt pipeline.
-fn start_receipts(cfg: &Config, policy: &Policy) -> anyhow::Result<Receipts> {
+fn start_receipts(
+    cfg: &Config,
+    policy: &Policy,
+    deployer: &crate::deployer::DeployerId,
+) -> anyhow::Result<Receipts> {
     let r = &cfg.receipts;
     // The state directory (systemd's StateDirectory in production) holds
     // the seed and the store: private to root.
@@ -650,7 +689,7 @@ fn start_receipts(cfg: &Config, policy: &Policy) -> anyhow::Result<Receipts> {
         .and_then(|exe| Ok(ExeHashCache::new(1, u64::MAX).hash_path(&exe)?))
         .context("hashing the observerd executable")?;
     let identity = Identity {
-        deployer_id: r.deployer_id.clone(),
+        deployer_id: deployer.id.clone(),
         hostname,
         mode: r.mode,
         observer_executable_hash: observer_executable_hash.clone(),

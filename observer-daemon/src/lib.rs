@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod daemon;
+pub mod deployer;
 pub mod enrich;
 pub mod enricher;
 pub mod event;

@@ -125,11 +125,16 @@ fn status_shows_the_real_probes_and_counters_moving() {
         .as_array()
         .unwrap()
         .contains(&Value::from("exec_exit -> syscalls/sys_exit_execveat")));
-    let expected_policy = Policy::from_config(&[AgentEntry {
+    // No policies_dir: the built-in set, with the config's agent merged in.
+    let expected_policy = Policy::builtin(&[AgentEntry {
         id: "status-agent".into(),
         executables: vec![agent.display().to_string()],
-    }]);
+    }])
+    .unwrap();
     assert_eq!(before["policy"]["digest"], expected_policy.digest.as_str());
+    assert_eq!(before["policy"]["source"], "built-in");
+    assert_eq!(before["identity"]["source"], "machine-id");
+    assert_eq!(before["identity"]["warning"], Value::Null);
     assert_eq!(before["policy"]["agents"][0], "status-agent");
 
     // Real activity: the agent runs 20 programs.
@@ -444,6 +449,7 @@ fn doctor_reports_every_check_ok_here() {
     ];
     let programs: Vec<String> = PROGRAMS.iter().map(|p| format!("program:{p}")).collect();
     expected.extend(programs.iter().map(String::as_str));
+    expected.extend(["deployer_id", "policies"]);
     assert_eq!(names, expected);
     let detail = |name: &str| {
         checks.iter().find(|c| c["check"] == name).unwrap()["detail"]
@@ -462,6 +468,29 @@ fn doctor_reports_every_check_ok_here() {
     assert_eq!(
         detail("program:names_connect4"),
         "cgroup_sock_addr: loaded, attached to a scratch cgroup"
+    );
+    // No configuration: the id derived from the machine id, and the
+    // built-in policy set (the repository's, so the same digest).
+    let machine_id = std::fs::read_to_string("/etc/machine-id").unwrap();
+    assert_eq!(
+        detail("deployer_id"),
+        format!(
+            "{} (machine-id)",
+            observer_daemon::deployer::from_machine_id(machine_id.trim()).unwrap()
+        )
+    );
+    let repo = Policy::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        detail("policies"),
+        format!(
+            "{} built-in: 0 agents, {} rules",
+            repo.digest,
+            repo.rules.rules.len()
+        )
     );
     // The scratch cgroup is gone.
     let cgroup = observer_daemon::enrich::cgroup::find_cgroup2_mount().unwrap();

@@ -62,7 +62,7 @@ const AGENT: &str = "rot-agent";
 
 fn issuer(agent: &str) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    payload::issuer_id("did:web:example.invalid", host.trim(), agent)
+    payload::issuer_id(&default_deployer_id(), host.trim(), agent)
 }
 
 /// The agent execs `/bin/true` `n` times; returns once the store holds
@@ -542,7 +542,7 @@ fn show_and_prove(state: &Path, pinned: &Path, hash: &str) {
 fn identity() -> Identity {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     Identity {
-        deployer_id: "did:web:example.invalid".into(),
+        deployer_id: default_deployer_id(),
         hostname: host.trim().to_string(),
         mode: payload::Mode::Payload,
         observer_executable_hash: sha256_file(Path::new(env!("CARGO_BIN_EXE_observerd"))),

@@ -91,7 +91,8 @@ fn agent_activity_becomes_signed_chained_verified_receipts() {
     assert_eq!(
         agent_chain,
         format!(
-            "did:web:example.invalid/host/{}/agent/test-agent",
+            "{}/host/{}/agent/test-agent",
+            default_deployer_id(),
             host.trim()
         )
     );
@@ -617,7 +618,7 @@ fn hash_mode_keeps_digests_only_and_verifies() {
 fn identity() -> observer_daemon::receipt::chain::Identity {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     observer_daemon::receipt::chain::Identity {
-        deployer_id: "did:web:example.invalid".into(),
+        deployer_id: default_deployer_id(),
         hostname: host.trim().to_string(),
         mode: payload::Mode::Payload,
         observer_executable_hash: sha256_file(Path::new(env!("CARGO_BIN_EXE_observerd"))),

@@ -22,8 +22,14 @@ pub struct InstallArgs {
 }
 
 /// What goes where: (source relative to the workspace, destination, mode).
-const BINARIES: &[(&str, &str, u32)] =
-    &[("target/release/observerd", "usr/local/bin/observerd", 0o755)];
+const BINARIES: &[(&str, &str, u32)] = &[
+    ("target/release/observerd", "usr/local/bin/observerd", 0o755),
+    (
+        "target/release/observerctl",
+        "usr/local/bin/observerctl",
+        0o755,
+    ),
+];
 const UNIT: (&str, &str, u32) = (
     "systemd/observerd.service",
     "etc/systemd/system/observerd.service",
@@ -108,13 +114,17 @@ fn install_policies(src: &Path, dst: &Path) -> anyhow::Result<()> {
 }
 
 pub fn run(root: &Path, args: &InstallArgs) -> anyhow::Result<()> {
+    // Root is checked before anything is built or installed.
+    if args.destdir.is_none() {
+        crate::require_root("cargo xtask install")?;
+    }
     if !args.no_build {
+        crate::setup::ensure_ebpf_build()?;
         crate::cargo(&["build", "--release", "--package", "observer-daemon"])?;
     }
     match &args.destdir {
         Some(dest) => install_into(root, dest),
         None => {
-            crate::require_root("cargo xtask install")?;
             ensure_group()?;
             install_into(root, Path::new("/"))?;
             // Group ownership of the configuration, so members can read it.

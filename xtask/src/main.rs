@@ -64,13 +64,19 @@ fn main() -> anyhow::Result<()> {
         Task::Setup => setup::ensure_all(),
         Task::Man(args) => man::run(args, &workspace_root()),
         Task::Run { args } => {
-            setup::ensure_all()?;
+            // Root first: nothing is installed or built for a run that
+            // cannot load its probes.
             require_root("cargo xtask run")?;
+            setup::ensure_ebpf_build()?;
             cargo(&["build", "--release", "--package", "observer-daemon"])?;
             let root = workspace_root();
+            // The repository's policies (edits reload live), not the
+            // installed directory observer.toml names.
             let status = Command::new(root.join("target/release/observerd"))
                 .arg("--config")
                 .arg(root.join("observer.toml"))
+                .arg("--policies-dir")
+                .arg(root.join("policies"))
                 .args(["--events-jsonl", "-"])
                 .args(args)
                 .status()
@@ -81,8 +87,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Task::Test => {
-            setup::ensure_test_tools()?;
             require_root("cargo xtask test (the integration tests load eBPF programs)")?;
+            setup::ensure_test_tools()?;
             cargo(&["fmt", "--all", "--", "--check"])?;
             // The eBPF crate is linted on its own target with its toolchain;
             // it has no host build and no tests.
@@ -113,8 +119,8 @@ fn main() -> anyhow::Result<()> {
             cargo(&[&["test"], &host[..], &["--no-fail-fast"]].concat())
         }
         Task::Bench(args) => {
-            setup::ensure_all()?;
             require_root("cargo xtask bench")?;
+            setup::ensure_ebpf_build()?;
             cargo(&["build", "--release", "--package", "observer-daemon"])?;
             if args.runs(bench::Section::Receipts) || args.runs(bench::Section::Ctl) {
                 bench_receipts::build()?;

@@ -36,14 +36,23 @@ pub const TEST_APT_PACKAGES: &[&str] = &[
     "util-linux",
 ];
 
-pub fn ensure_all() -> anyhow::Result<()> {
+/// What building observer-daemon needs (its build.rs builds the eBPF
+/// object): the nightly with rust-src, and bpf-linker. `run`, `bench` and
+/// `install` need nothing more.
+pub fn ensure_ebpf_build() -> anyhow::Result<()> {
     ensure_nightly()?;
     ensure_rust_src()?;
-    ensure_bpf_linker()?;
+    ensure_bpf_linker()
+}
+
+/// `cargo xtask setup`: every tool any task uses.
+pub fn ensure_all() -> anyhow::Result<()> {
+    ensure_ebpf_build()?;
     ensure_cargo_deb()
 }
 
-/// What `cargo xtask test` needs on top of [`ensure_all`].
+/// What `cargo xtask test` needs: the build tools, cargo-deb for the
+/// package test, and the Debian packages the tests run for real.
 pub fn ensure_test_tools() -> anyhow::Result<()> {
     ensure_all()?;
     ensure_apt_packages(TEST_APT_PACKAGES)

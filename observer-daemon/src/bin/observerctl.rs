@@ -63,9 +63,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// The installed daemon's configuration (`cargo xtask install`, the Debian
+/// package), read when no --config is given so that store, socket and seed
+/// paths never need repeating.
+const INSTALLED_CONFIG: &str = "/etc/observer/observer.toml";
+
 fn load_config(cli: &Cli) -> Result<Config, CtlError> {
+    let installed = std::path::Path::new(INSTALLED_CONFIG);
     match &cli.config {
         Some(p) => Config::load(p).map_err(|e| CtlError::Usage(e.to_string())),
+        None if installed.exists() => {
+            Config::load(installed).map_err(|e| CtlError::Usage(e.to_string()))
+        }
         None => Ok(Config::defaults()),
     }
 }

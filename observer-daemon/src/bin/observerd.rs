@@ -28,6 +28,10 @@ struct Cli {
     /// Write enriched events as JSON lines to PATH, or to stdout with `-`.
     #[arg(long, value_name = "PATH|-")]
     events_jsonl: Option<String>,
+    /// Policy directory, instead of the configuration's policies_dir
+    /// (`cargo xtask run` passes the repository's policies/).
+    #[arg(long, value_name = "DIR")]
+    policies_dir: Option<PathBuf>,
     /// Validate the configuration and exit.
     #[arg(long)]
     check_config: bool,
@@ -89,10 +93,13 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = match &cli.config {
+    let mut config = match &cli.config {
         Some(path) => Config::load(path)?,
         None => Config::defaults(),
     };
+    if let Some(dir) = &cli.policies_dir {
+        config.policies_dir = Some(dir.clone());
+    }
     if let Some(dir) = &cli.check_policies {
         return Ok(match Policy::load(dir, &config.agents) {
             Ok(p) => {

@@ -92,6 +92,9 @@ pub struct State {
     pub master_seed: Option<PathBuf>,
     /// One rotation at a time.
     pub rotating: Arc<tokio::sync::Mutex<()>>,
+    /// The deployer id in force and how it was chosen
+    /// ([`crate::deployer::DeployerId::to_json`]); null without receipts.
+    pub identity: Value,
 }
 
 impl State {

@@ -39,6 +39,7 @@ pub async fn status(state: &State, ask_timeout: Duration) -> Value {
         Ok(Ok(p)) => json!({
             "digest": p["policy_digest"],
             "policies_dir": p["policies_dir"],
+            "source": p["policy_source"],
             "agents": p["agents"],
             "rules": p["rules"].as_array().map_or(0, Vec::len),
         }),
@@ -63,6 +64,7 @@ pub async fn status(state: &State, ask_timeout: Duration) -> Value {
         "last_checkpoint": store.get("last_checkpoint").cloned().unwrap_or(Value::Null),
         "store_error": store.get("error").cloned().unwrap_or(Value::Null),
         "policy": policy,
+        "identity": state.identity,
         "sinks": sinks(state),
     })
 }

@@ -39,7 +39,8 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", global = true)]
     pub db: Option<PathBuf>,
     /// The daemon's configuration (for the default store, master seed,
-    /// control socket and policy directory).
+    /// control socket and policy directory). Default:
+    /// /etc/observer/observer.toml when it exists, else the built-in defaults.
     #[arg(long, value_name = "PATH", global = true)]
     pub config: Option<PathBuf>,
     /// The daemon's control socket. Default: control.socket of --config,

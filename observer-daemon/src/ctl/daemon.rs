@@ -100,6 +100,18 @@ pub fn print_status(out: &mut impl Write, mode: Output, v: &Value) -> Result<(),
             r["committed"], r["log_size"], r["checkpoints"]
         )?;
     }
+    let id = &v["identity"];
+    if !id.is_null() {
+        writeln!(
+            out,
+            "deployer:    {} ({})",
+            output::s(id, &["deployer_id"]),
+            output::s(id, &["source"])
+        )?;
+        if let Some(w) = id["warning"].as_str() {
+            writeln!(out, "WARNING:     {w}")?;
+        }
+    }
     let m = &v["master"];
     if !m.is_null() {
         writeln!(
@@ -139,10 +151,11 @@ pub fn print_status(out: &mut impl Write, mode: Output, v: &Value) -> Result<(),
         output::s(p, &["digest"]),
         p["agents"].as_array().map_or(0, Vec::len),
         p["rules"],
-        p["policies_dir"]
-            .as_str()
-            .map(|d| format!(" from {d}"))
-            .unwrap_or_default()
+        match (p["policies_dir"].as_str(), p["source"].as_str()) {
+            (Some(d), _) => format!(" from {d}"),
+            (None, Some(source)) => format!(", {source}"),
+            (None, None) => String::new(),
+        }
     )?;
     let sinks = v["sinks"].as_array().cloned().unwrap_or_default();
     if sinks.is_empty() {

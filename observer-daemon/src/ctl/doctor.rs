@@ -174,6 +174,18 @@ pub fn run(config: &Config) -> Value {
             }
         }
     }
+    if config.receipts.enabled {
+        checks.push(Check::new(
+            "deployer_id",
+            deployer_check(config),
+            "receipts are signed under an issuer id that names no real deployer",
+        ));
+    }
+    checks.push(Check::new(
+        "policies",
+        policies_check(config),
+        "shadow-AI rules do not run as configured",
+    ));
     let ok = checks.iter().all(|c| c.ok);
     json!({
         "ok": ok,
@@ -184,6 +196,41 @@ pub fn run(config: &Config) -> Value {
             "impact": if c.ok { Value::Null } else { json!(c.impact) },
         })).collect::<Vec<_>>(),
     })
+}
+
+/// The deployer id observerd would sign with; the placeholder fails.
+fn deployer_check(config: &Config) -> Result<String, String> {
+    let d = crate::deployer::DeployerId::resolve(
+        config.receipts.deployer_id.as_deref(),
+        std::path::Path::new(crate::deployer::MACHINE_ID),
+    )?;
+    match d.warning() {
+        Some(w) => Err(w),
+        None => Ok(format!("{} ({})", d.id, d.source.as_str())),
+    }
+}
+
+/// Which policy set observerd would start with, and that it is valid.
+fn policies_check(config: &Config) -> Result<String, String> {
+    use crate::policy::Policy;
+    let (policy, from) = match &config.policies_dir {
+        Some(dir) if dir.exists() => (
+            Policy::load(dir, &config.agents),
+            format!("from {}", dir.display()),
+        ),
+        Some(dir) => (
+            Policy::builtin(&config.agents),
+            format!("built-in ({} does not exist)", dir.display()),
+        ),
+        None => (Policy::builtin(&config.agents), "built-in".to_string()),
+    };
+    let p = policy.map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{} {from}: {} agents, {} rules",
+        p.digest,
+        p.registry.len(),
+        p.rules.rules.len()
+    ))
 }
 
 fn impact_of(hook: &Hook) -> &'static str {

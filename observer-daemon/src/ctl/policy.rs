@@ -33,7 +33,7 @@ pub fn print_check(out: &mut impl Write, mode: Output, v: &Value) -> Result<(), 
     Ok(())
 }
 
-/// `{"source": "daemon"|"policies_dir"|"config", "daemon_error"?, ...summary}`.
+/// `{"source": "daemon"|"policies_dir"|"built-in", "daemon_error"?, ...summary}`.
 pub fn show(socket: &Path, config: &Config) -> Result<Value, CtlError> {
     let daemon_error = match daemon::ask(socket, "policy", json!({})) {
         Ok(mut v) => {
@@ -43,14 +43,21 @@ pub fn show(socket: &Path, config: &Config) -> Result<Value, CtlError> {
         Err(e @ (CtlError::Daemon(_) | CtlError::Denied(_))) => e.to_string(),
         Err(e) => return Err(e),
     };
+    // As the daemon would choose at start: the directory when present,
+    // else the built-in set.
     let (mut v, source) = match &config.policies_dir {
-        Some(dir) => (
+        Some(dir) if dir.exists() => (
             Policy::load(dir, &config.agents)
                 .map_err(|e| CtlError::PolicyInvalid(e.to_string()))?
                 .summary(),
             "policies_dir",
         ),
-        None => (Policy::from_config(&config.agents).summary(), "config"),
+        _ => (
+            Policy::builtin(&config.agents)
+                .map_err(|e| CtlError::PolicyInvalid(e.to_string()))?
+                .summary(),
+            "built-in",
+        ),
     };
     v["source"] = json!(source);
     v["daemon_error"] = json!(daemon_error);
@@ -69,7 +76,7 @@ pub fn print_show(out: &mut impl Write, mode: Output, v: &Value) -> Result<(), C
             output::s(v, &["daemon_error"])
         ),
         _ => format!(
-            "observer.toml's [[agents]] only (daemon not reachable: {})",
+            "built into observerctl (daemon not reachable: {})",
             output::s(v, &["daemon_error"])
         ),
     };

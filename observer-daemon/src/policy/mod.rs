@@ -2,6 +2,7 @@
 //! loading with file:line:col errors, the agent registry, indicator lists,
 //! rules, the policy digest, and what the kernel is told to report.
 pub mod agents;
+pub mod builtin;
 pub mod error;
 pub mod finding;
 pub mod indicators;
@@ -36,8 +37,12 @@ pub enum PolicyUpdate {
 /// A compiled, validated policy set.
 #[derive(Debug)]
 pub struct Policy {
-    /// None for the built-in set made of observer.toml's `[[agents]]` only.
+    /// The policy directory it was read from; None for the built-in set and
+    /// for observer.toml's `[[agents]]` alone.
     pub dir: Option<PathBuf>,
+    /// Where the set came from: said in the log, `observerctl status` and
+    /// the `observer.policy` receipt.
+    pub source: PolicySource,
     /// `sha256:<hex>` over the canonical form of every file's content (the
     /// parsed values, not the text): `detection_rules_digest`.
     pub digest: String,
@@ -45,6 +50,27 @@ pub struct Policy {
     pub indicators: indicators::Indicators,
     pub rules: rules::Rules,
     pub kernel: KernelInterest,
+}
+
+/// Where a policy set came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicySource {
+    /// A policy directory (`policies_dir`).
+    Directory,
+    /// The repository's `policies/` embedded in the binary at build time.
+    BuiltIn,
+    /// observer.toml's `[[agents]]` only: no indicators, no rules.
+    ConfigOnly,
+}
+
+impl PolicySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicySource::Directory => "directory",
+            PolicySource::BuiltIn => "built-in",
+            PolicySource::ConfigOnly => "config",
+        }
+    }
 }
 
 /// What the kernel must report for the rules to see it.
@@ -86,6 +112,7 @@ impl Policy {
         let digest_input = json!({"config_agents": config_agents.iter().map(|a| json!({"id": a.id, "executables": a.executables})).collect::<Vec<_>>()});
         Policy {
             dir: None,
+            source: PolicySource::ConfigOnly,
             digest: digest_of(&digest_input),
             kernel: KernelInterest {
                 watched_executables: registry
@@ -103,8 +130,25 @@ impl Policy {
 
     /// Reads, validates and compiles a policy directory.
     pub fn load(dir: &Path, config_agents: &[AgentEntry]) -> Result<Policy, PolicyError> {
-        let files = load::read_dir(dir)?;
-        let indicators = indicators::compile(&files)?;
+        let mut policy = Policy::compile(&load::read_dir(dir)?, config_agents)?;
+        policy.dir = Some(dir.to_owned());
+        Ok(policy)
+    }
+
+    /// The built-in set (the repository's `policies/` at build time) with
+    /// observer.toml's `[[agents]]` merged in, as a directory would be.
+    pub fn builtin(config_agents: &[AgentEntry]) -> Result<Policy, PolicyError> {
+        let mut policy = Policy::compile(&builtin::files()?, config_agents)?;
+        policy.source = PolicySource::BuiltIn;
+        Ok(policy)
+    }
+
+    /// Validates and compiles parsed policy files.
+    fn compile(
+        files: &load::PolicyFiles,
+        config_agents: &[AgentEntry],
+    ) -> Result<Policy, PolicyError> {
+        let indicators = indicators::compile(files)?;
         let registry = agents::Registry::compile(&files.agents, config_agents, &indicators)?;
         let rules = rules::Rules::compile(&files.rules)?;
         let canonical = json!({
@@ -145,7 +189,8 @@ impl Policy {
             .collect();
         let kernel = kernel.merged(&[], &[], &[]);
         Ok(Policy {
-            dir: Some(dir.to_owned()),
+            dir: None,
+            source: PolicySource::Directory,
             digest: digest_of(&canonical),
             registry,
             indicators,
@@ -164,6 +209,7 @@ impl Policy {
     pub fn summary(&self) -> Value {
         json!({
             "policies_dir": self.dir.as_ref().map(|d| d.display().to_string()),
+            "policy_source": self.source.as_str(),
             "policy_digest": self.digest,
             "agents": self.registry.agents().iter().map(|a| a.id.to_string()).collect::<Vec<_>>(),
             "rules": self.rules.rules.iter().map(|r| json!({"id": r.id, "risk_class": r.risk.as_str()})).collect::<Vec<_>>(),

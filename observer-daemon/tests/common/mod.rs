@@ -432,3 +432,11 @@ pub fn agent_config(id: &str, exe: &Path, extra: &str) -> String {
     )
 }
 pub mod netns;
+
+/// The deployer id observerd signs with when the config sets none: derived
+/// from this host's /etc/machine-id.
+pub fn default_deployer_id() -> String {
+    let machine_id = std::fs::read_to_string(observer_daemon::deployer::MACHINE_ID)
+        .expect("read /etc/machine-id");
+    observer_daemon::deployer::from_machine_id(machine_id.trim()).expect("machine id")
+}
