@@ -412,6 +412,24 @@ fn the_debian_package_installs_runs_and_purges() {
         ],
     ));
     assert!(check.starts_with("policies ok: "), "{check}");
+    // observerctl with no --config reads the installed configuration, which
+    // points at the installed policies: the set the daemon will start with
+    // (no daemon runs, so observerctl loads it as the daemon would).
+    let show = stdout(&run(
+        "/usr/bin/observerctl",
+        &["--socket", "/nonexistent/observer.sock", "policy", "show", "--json"],
+    ));
+    let show: serde_json::Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(show["source"], "policies_dir", "{show}");
+    assert_eq!(show["policies_dir"], "/etc/observer/policies", "{show}");
+    assert!(
+        show["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == "ai-api-egress-unregistered"),
+        "{show}"
+    );
 
     // remove keeps the configuration and the state; purge removes both.
     std::fs::create_dir_all("/var/lib/observer").unwrap();
