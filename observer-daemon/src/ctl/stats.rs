@@ -97,7 +97,7 @@ fn agents(store: &Store, q: &Query) -> Result<(Vec<Value>, u64), CtlError> {
         },
     )?;
     let mut agents: Vec<Value> = by_agent.into_values().collect();
-    agents.sort_by(|a, b| b["receipts"].as_u64().cmp(&a["receipts"].as_u64()));
+    agents.sort_by_key(|a| std::cmp::Reverse(a["receipts"].as_u64()));
     Ok((agents, total))
 }
 
@@ -175,7 +175,7 @@ fn destinations(store: &Store, q: &Query, top: usize) -> Result<Vec<Value>, CtlE
     )?;
     let mut out: Vec<(String, Dst)> = by_dst.into_iter().collect();
     // Stable: equal counts keep the name order of the map.
-    out.sort_by(|a, b| b.1.connects.cmp(&a.1.connects));
+    out.sort_by_key(|d| std::cmp::Reverse(d.1.connects));
     out.truncate(top);
     Ok(out
         .into_iter()
@@ -214,7 +214,7 @@ pub fn print(out: &mut impl Write, mode: Output, v: &Value) -> Result<(), CtlErr
                 let empty = Map::new();
                 let actions = r["actions"].as_object().unwrap_or(&empty);
                 let mut by_count: Vec<(&String, &Value)> = actions.iter().collect();
-                by_count.sort_by(|a, b| b.1.as_u64().cmp(&a.1.as_u64()));
+                by_count.sort_by_key(|a| std::cmp::Reverse(a.1.as_u64()));
                 by_count
                     .iter()
                     .map(|(a, n)| format!("{a} {n}"))
