@@ -203,10 +203,12 @@ pub enum ReceiptsCommand {
 /// variable, else /etc/localtime.
 #[derive(Args, Debug, Clone, Default)]
 pub struct Window {
-    /// Only receipts issued at or after TIME.
+    /// Only receipts issued at or after TIME: -1h, 1h ago, 30m, now, today,
+    /// yesterday, 2026-12-01, "2026-12-01 18:00[:05]" (local time), or RFC
+    /// 3339 (2026-12-01T18:00:00Z).
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
-    /// Only receipts issued at or before TIME.
+    /// Only receipts issued at or before TIME (forms as --since).
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
 }
@@ -216,7 +218,8 @@ pub struct Window {
 /// twice matches either value, different flags must all match.
 #[derive(Args, Debug, Clone, Default)]
 pub struct Selection {
-    /// Agent id, e.g. `claude` or `'unregistered:*'`.
+    /// Agent id, e.g. `claude` or `'unregistered:*'`. Every GLOB: `*` and
+    /// `?` are wildcards; a flag given twice matches either value.
     #[arg(long, value_name = "GLOB")]
     pub agent: Vec<String>,
     /// Action type, e.g. process.exec or `'network.*'`.
