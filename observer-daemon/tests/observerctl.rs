@@ -1044,19 +1044,22 @@ fn errors_are_json_objects_with_exit_codes() {
         .contains("/nonexistent/dir/observer.db"));
     assert_eq!(e.as_object().unwrap().len(), 1);
 
-    let bad_since = ctl(&f.db(), &["receipts", "--json", "--since", "yesterday"]);
+    let bad_since = ctl(
+        &f.db(),
+        &["receipts", "--json", "--since", "the day before"],
+    );
     assert_eq!(bad_since.code, 2);
     let e = bad_since.json();
     assert_eq!(e["error"]["kind"], "usage");
     assert!(e["error"]["message"]
         .as_str()
         .unwrap()
-        .starts_with("--since \"yesterday\""));
+        .starts_with("--since \"the day before\""));
 
     let bad_flag = ctl(&f.db(), &["receipts", "--json", "--colour"]);
     assert_eq!(bad_flag.code, 2);
     assert_eq!(bad_flag.json()["error"]["kind"], "usage");
-    let human = ctl(&f.db(), &["receipts", "--since", "yesterday"]);
+    let human = ctl(&f.db(), &["receipts", "--since", "the day before"]);
     assert_eq!(human.code, 2);
     assert!(
         human.stderr.starts_with("observerctl: --since"),

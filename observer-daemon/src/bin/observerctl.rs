@@ -12,7 +12,9 @@ use observer_daemon::{
             self, AgentsCommand, AuditPackCommand, Cli, Command, ExportFormat, KeysCommand,
             PolicyCommand, ReceiptsCommand, Selection,
         },
-        daemon, doctor, erase, export, keys, output, policy, progress, proof, receipts,
+        daemon, doctor, erase, export,
+        filter::Query,
+        keys, output, policy, progress, proof, receipts, stats,
         time::parse_time,
         verify, CtlError, Output, Paths,
     },
@@ -103,21 +105,10 @@ fn window(
     ))
 }
 
-/// The store query of a command line selection.
-fn query_of(sel: Selection, limit: Option<u64>) -> Result<receipts::Query, CtlError> {
-    let (since_ns, until_ns) = window(&sel.window.since, &sel.window.until)?;
-    Ok(receipts::Query {
-        agent: sel.agent,
-        action: sel.action,
-        risk: sel.risk.map(|r| r.as_str().to_string()),
-        pid: sel.pid,
-        exe: sel.exe,
-        chain: sel.chain,
-        since_ns,
-        until_ns,
-        limit,
-        after_leaf: None,
-    })
+/// The store query of a command line selection (local times in the
+/// system time zone).
+fn query_of(sel: Selection, limit: Option<u64>) -> Result<Query, CtlError> {
+    Query::from_selection(&sel, limit, now_unix_ns(), &jiff::tz::TimeZone::system())
 }
 
 fn verdict(ok: bool) -> u8 {
@@ -200,6 +191,11 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             let (since, until) = window(&w.since, &w.until)?;
             let store = ctl::open_store(&p.db)?;
             agents::print_shadow(out, mode, &agents::shadow(&store, since, until)?)?;
+        }
+        Command::Stats { selection, top } => {
+            let q = query_of(selection, None)?;
+            let store = ctl::open_store(&p.db)?;
+            stats::print(out, mode, &stats::stats(&store, &q, top)?)?;
         }
         Command::Verify(args) => {
             let (since_ns, _) = window(&args.since, &None)?;

@@ -102,6 +102,18 @@ pub enum Command {
         #[command(flatten)]
         window: Window,
     },
+    /// What happened on this host: per agent and unregistered executable
+    /// the counts by action, findings by rule and risk, the top
+    /// destinations; over the receipts the filters select (e.g. `--since
+    /// today`).
+    #[command(visible_alias = "summary")]
+    Stats {
+        #[command(flatten)]
+        selection: Selection,
+        /// How many destinations to list.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        top: usize,
+    },
     /// Verify the store offline (every check of RECEIPTS.md); exit 1 on
     /// any failure, naming the first.
     Verify(VerifyArgs),
@@ -185,39 +197,64 @@ pub enum ReceiptsCommand {
     },
 }
 
-/// A time window: RFC 3339 (`2026-11-22T18:00:00Z`) or relative to now
-/// (`90s`, `30m`, `1h`, `2d`).
+/// A time window. TIME: a duration before now (`-1h`, `1h ago`, `30m`,
+/// `2d`), `now`, `today` or `yesterday` (local midnight), a local date or
+/// time (`2026-12-01`, `"2026-12-01 18:00"`, `"2026-12-01 18:00:05"`), or
+/// RFC 3339 with an offset (`2026-12-01T18:00:00Z`). Local: the TZ
+/// variable, else /etc/localtime.
 #[derive(Args, Debug, Clone, Default)]
 pub struct Window {
-    /// Only receipts issued at or after TIME.
-    #[arg(long, value_name = "TIME")]
+    /// Only receipts issued at or after TIME: -1h, 1h ago, 30m, now, today,
+    /// yesterday, 2026-12-01, "2026-12-01 18:00[:05]" (local time), or RFC
+    /// 3339 (2026-12-01T18:00:00Z).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
-    /// Only receipts issued at or before TIME.
-    #[arg(long, value_name = "TIME")]
+    /// Only receipts issued at or before TIME (forms as --since).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
 }
 
-/// Which receipts: the filters `receipts`, `tail` and `export` share.
+/// Which receipts: the filters `receipts`, `tail`, `export` and `stats`
+/// share. Values are globs (`*`, `?`; anything else literal); a flag given
+/// twice matches either value, different flags must all match.
 #[derive(Args, Debug, Clone, Default)]
 pub struct Selection {
-    /// Agent id (exact).
-    #[arg(long)]
-    pub agent: Option<String>,
-    /// Action type (exact), e.g. process.exec.
-    #[arg(long)]
-    pub action: Option<String>,
+    /// Agent id, e.g. `claude` or `'unregistered:*'`. Every GLOB: `*` and
+    /// `?` are wildcards; a flag given twice matches either value.
+    #[arg(long, value_name = "GLOB")]
+    pub agent: Vec<String>,
+    /// Action type, e.g. process.exec or `'network.*'`.
+    #[arg(long, value_name = "GLOB")]
+    pub action: Vec<String>,
     /// Risk class.
     #[arg(long, value_enum)]
-    pub risk: Option<Risk>,
+    pub risk: Vec<Risk>,
+    /// User of the acting process: name, or uid when all digits.
+    #[arg(long, value_name = "GLOB")]
+    pub user: Vec<String>,
+    /// Rule id of a shadow_ai.finding.
+    #[arg(long, value_name = "GLOB")]
+    pub rule: Vec<String>,
+    /// Destination: remote address, `address:port`, or a name it is known
+    /// by (DNS, SNI); a finding's matched destination.
+    #[arg(long, value_name = "GLOB")]
+    pub dst: Vec<String>,
+    /// File path of a file.open (or a finding's matched path).
+    #[arg(long, value_name = "GLOB")]
+    pub path: Vec<String>,
+    /// systemd unit of the acting process.
+    #[arg(long, value_name = "GLOB")]
+    pub unit: Vec<String>,
     /// Process id in the context.
     #[arg(long)]
-    pub pid: Option<u32>,
-    /// Executable: its path in the context, or its sha256 (`sha256:<hex>` or 64 hex).
+    pub pid: Vec<u32>,
+    /// Executable: its path in the context (a glob), or its sha256
+    /// (`sha256:<hex>` or 64 hex).
     #[arg(long, value_name = "PATH|HASH")]
-    pub exe: Option<String>,
-    /// Chain (issuer_id, exact).
-    #[arg(long, value_name = "ISSUER_ID")]
-    pub chain: Option<String>,
+    pub exe: Vec<String>,
+    /// Chain (issuer_id).
+    #[arg(long, value_name = "GLOB")]
+    pub chain: Vec<String>,
     #[command(flatten)]
     pub window: Window,
 }
@@ -255,7 +292,7 @@ impl Risk {
 pub struct VerifyArgs {
     /// Report only failures of receipts issued at or after TIME (the whole
     /// log is still checked: links and the Merkle root need every receipt).
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
     /// Report only failures of this chain (issuer_id).
     #[arg(long, value_name = "ISSUER_ID")]
@@ -303,9 +340,9 @@ pub enum ExportFormat {
 pub enum AuditPackCommand {
     /// Write the signed audit pack of the receipts issued in [start, end].
     Export {
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
         start: String,
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
         end: String,
         #[arg(long, value_name = "FILE")]
         out: PathBuf,

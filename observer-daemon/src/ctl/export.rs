@@ -57,15 +57,6 @@ pub fn format_name(format: Format) -> &'static str {
     }
 }
 
-fn content_filtered(q: &Query) -> bool {
-    q.agent.is_some()
-        || q.action.is_some()
-        || q.risk.is_some()
-        || q.chain.is_some()
-        || q.pid.is_some()
-        || q.exe.is_some()
-}
-
 fn where_clause(q: &Query) -> (String, Vec<SqlValue>) {
     let mut sql = String::from(" WHERE 1");
     let mut params = Vec::new();
@@ -113,7 +104,7 @@ pub fn write(
             "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY size"
         ))
         .map_err(sql_err(store))?;
-    let mut checkpoints = if content_filtered(q) {
+    let mut checkpoints = if q.is_content_filtered() {
         None
     } else {
         Some(cp_stmt.query([]).map_err(sql_err(store))?)

@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod erase;
 pub mod export;
 mod export_order;
+pub mod filter;
 pub mod keys;
 pub mod output;
 pub mod policy;
@@ -18,6 +19,7 @@ pub mod proof;
 pub mod receipt_check;
 pub mod receipt_row;
 pub mod receipts;
+pub mod stats;
 pub mod time;
 pub mod verify;
 

@@ -2,7 +2,6 @@
 //! of one receipt with its context and verification result.
 use std::io::Write;
 
-use rusqlite::types::Value as SqlValue;
 use serde_json::{json, Value};
 
 use super::{
@@ -13,137 +12,9 @@ use super::{
 };
 use crate::receipt::{json as strict_json, payload, store::Store, verify::Outcome};
 
-/// A validated filter: times already in ns since the epoch.
-#[derive(Debug, Default, Clone)]
-pub struct Query {
-    pub agent: Option<String>,
-    pub action: Option<String>,
-    pub risk: Option<String>,
-    pub pid: Option<u32>,
-    pub exe: Option<String>,
-    pub chain: Option<String>,
-    pub since_ns: Option<u64>,
-    pub until_ns: Option<u64>,
-    pub limit: Option<u64>,
-    /// Only receipts with a log index in (after, upto], in log order
-    /// (tail -f; -1 is before the first).
-    pub after_leaf: Option<(i64, i64)>,
-}
-
-/// The receipts matching `q` in time order (ties in log order). With a
-/// limit, the most recent `limit` matches. Agent, action, risk and time
-/// use the store's indexes; pid and exe are read from the context and
-/// payload of the rows the indexed filters leave.
-pub fn query(store: &Store, q: &Query) -> Result<Vec<ReceiptRow>, CtlError> {
-    let (mut sql, mut params) = filtered_sql(q);
-    let mut push = |sql: &mut String, clause: &str, v: SqlValue| {
-        params.push(v);
-        sql.push_str(&clause.replace('?', &format!("?{}", params.len())));
-    };
-    if let Some((after, upto)) = q.after_leaf {
-        push(&mut sql, " AND r.leaf_index > ?", SqlValue::Integer(after));
-        push(&mut sql, " AND r.leaf_index <= ?", SqlValue::Integer(upto));
-        sql.push_str(" ORDER BY r.leaf_index");
-        return run_query(store, &sql, params, false);
-    }
-    match q.limit {
-        Some(n) => {
-            sql.push_str(" ORDER BY r.issued_ns DESC, r.leaf_index DESC");
-            push(
-                &mut sql,
-                " LIMIT ?",
-                SqlValue::Integer(n.min(i64::MAX as u64) as i64),
-            );
-            run_query(store, &sql, params, true)
-        }
-        None => {
-            sql.push_str(OLDEST_FIRST);
-            run_query(store, &sql, params, false)
-        }
-    }
-}
-
-/// Time order, ties in log order.
-const OLDEST_FIRST: &str = " ORDER BY r.issued_ns, r.leaf_index";
-
-/// The rows matching the filters of `q`, in no order yet.
-fn filtered_sql(q: &Query) -> (String, Vec<SqlValue>) {
-    let mut sql = format!(
-        "SELECT {COLUMNS} FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index WHERE 1"
-    );
-    let mut params: Vec<SqlValue> = Vec::new();
-    push_filters(q, &mut sql, &mut params);
-    (sql, params)
-}
-
-/// Appends the filters of `q` (all but the limit and the log range) to a
-/// WHERE clause over `receipts r LEFT JOIN contexts c`; `export` uses the
-/// same filters.
-pub(crate) fn push_filters(q: &Query, sql: &mut String, params: &mut Vec<SqlValue>) {
-    let mut push = |sql: &mut String, clause: &str, v: SqlValue| {
-        params.push(v);
-        sql.push_str(&clause.replace('?', &format!("?{}", params.len())));
-    };
-    if let Some(a) = &q.agent {
-        push(sql, " AND r.agent_id = ?", SqlValue::Text(a.clone()));
-    }
-    if let Some(a) = &q.action {
-        push(sql, " AND r.action_type = ?", SqlValue::Text(a.clone()));
-    }
-    if let Some(r) = &q.risk {
-        push(sql, " AND r.risk_class = ?", SqlValue::Text(r.clone()));
-    }
-    if let Some(c) = &q.chain {
-        push(sql, " AND r.issuer_id = ?", SqlValue::Text(c.clone()));
-    }
-    if let Some(t) = q.since_ns {
-        push(sql, " AND r.issued_ns >= ?", SqlValue::Integer(t as i64));
-    }
-    if let Some(t) = q.until_ns {
-        push(sql, " AND r.issued_ns <= ?", SqlValue::Integer(t as i64));
-    }
-    if let Some(pid) = q.pid {
-        push(
-            sql,
-            " AND json_extract(c.context, '$.process.pid') = ?",
-            SqlValue::Integer(pid as i64),
-        );
-    }
-    if let Some(exe) = &q.exe {
-        let hash = exe_hash(exe);
-        push(
-            sql,
-            " AND (json_extract(c.context, '$.process.exe') = ?",
-            SqlValue::Text(exe.clone()),
-        );
-        push(
-            sql,
-            " OR json_extract(r.envelope, '$.payload.executable_hash') = ?)",
-            SqlValue::Text(hash),
-        );
-    }
-}
-
-fn run_query(
-    store: &Store,
-    sql: &str,
-    params: Vec<SqlValue>,
-    newest_first: bool,
-) -> Result<Vec<ReceiptRow>, CtlError> {
-    let conn = store.connection();
-    let mut stmt = conn.prepare(sql).map_err(sql_err(store))?;
-    let mut rows = stmt
-        .query(rusqlite::params_from_iter(params))
-        .map_err(sql_err(store))?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next().map_err(sql_err(store))? {
-        out.push(ReceiptRow::from_sql(r).map_err(sql_err(store))?);
-    }
-    if newest_first {
-        out.reverse();
-    }
-    Ok(out)
-}
+// The filter and the rows it selects live in `filter`; these paths are the
+// ones callers have always used.
+pub use super::filter::{for_each_row, push_filters, query, Query};
 
 /// The newest log index, if any receipt is stored.
 pub fn newest_leaf(store: &Store) -> Result<Option<u64>, CtlError> {
@@ -249,14 +120,21 @@ fn write_rows(
     out.flush()
 }
 
-/// `sha256:<hex>` for a hash given with or without the prefix; anything
-/// else is compared as is (and matches no hash).
-fn exe_hash(exe: &str) -> String {
-    let hex = exe.strip_prefix("sha256:").unwrap_or(exe);
-    if payload::is_lower_hex64(&hex.to_ascii_lowercase()) {
-        format!("sha256:{}", hex.to_ascii_lowercase())
+/// A network event's remote address and port, then the names it is known
+/// by (DNS answers, TLS SNI), each once: `104.18.32.7:443 (api.openai.com)`.
+fn destination(n: &Value) -> String {
+    let addr = format!("{}:{}", s(n, &["remote_addr"]), s(n, &["remote_port"]));
+    let mut names: Vec<String> = Vec::new();
+    for name in n["dst_names"].as_array().into_iter().flatten() {
+        let name = s(name, &["name"]);
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
+        addr
     } else {
-        exe.to_string()
+        format!("{addr} ({})", names.join(", "))
     }
 }
 
@@ -265,7 +143,13 @@ pub fn summary(ctx: &Value) -> String {
     if ctx.get("erased") == Some(&Value::Bool(true)) {
         return "(context erased)".into();
     }
-    let addr = |n: &Value| format!("{}:{}", s(n, &["remote_addr"]), s(n, &["remote_port"]));
+    if let Some(rule) = ctx.get("rule_id").and_then(Value::as_str) {
+        // A finding: which rule, and why it fired.
+        return match ctx.get("reason").and_then(Value::as_str) {
+            Some(reason) => format!("{rule}: {reason}"),
+            None => rule.to_string(),
+        };
+    }
     if let Some(e) = ctx.get("exec") {
         let argv: Vec<String> = e["argv"]
             .as_array()
@@ -282,7 +166,7 @@ pub fn summary(ctx: &Value) -> String {
     }
     for kind in ["connect", "accept", "listen", "bind"] {
         if let Some(n) = ctx.get(kind) {
-            return format!("{kind} {}", addr(n));
+            return format!("{kind} {}", destination(n));
         }
     }
     if let Some(x) = ctx.get("exit") {
@@ -344,30 +228,6 @@ pub fn print_query(
             print_list(out, mode, &rows)
         }
     }
-}
-
-/// Calls `f` with each row of `q` in output order: streamed from SQLite
-/// without a limit; with one, the newest `limit` rows are read first (newest
-/// first is how the index finds them) and then passed on oldest first.
-fn for_each_row(
-    store: &Store,
-    q: &Query,
-    mut f: impl FnMut(ReceiptRow) -> Result<(), CtlError>,
-) -> Result<(), CtlError> {
-    if q.limit.is_some() || q.after_leaf.is_some() {
-        return query(store, q)?.into_iter().try_for_each(f);
-    }
-    let (mut sql, params) = filtered_sql(q);
-    sql.push_str(OLDEST_FIRST);
-    let conn = store.connection();
-    let mut stmt = conn.prepare(&sql).map_err(sql_err(store))?;
-    let mut rows = stmt
-        .query(rusqlite::params_from_iter(params))
-        .map_err(sql_err(store))?;
-    while let Some(r) = rows.next().map_err(sql_err(store))? {
-        f(ReceiptRow::from_sql(r).map_err(sql_err(store))?)?;
-    }
-    Ok(())
 }
 
 /// Table rows (the `fields` of [`ReceiptRow`]s).
@@ -633,5 +493,28 @@ mod tests {
         );
         let reordered = text.replacen("{\"payload\":", "{\"signature\":{},\"payload\":", 1);
         assert_eq!(receipt_row::stored_payload_text(&reordered), None);
+    }
+
+    #[test]
+    fn summaries_name_destinations_and_rules() {
+        let connect = json!({"connect": {"remote_addr": "104.18.32.7", "remote_port": 443,
+            "dst_names": [{"name": "api.openai.com", "source": "dns"},
+                          {"name": "api.openai.com", "source": "sni"},
+                          {"name": "openai.map.fastly.net", "source": "dns"}]}});
+        assert_eq!(
+            summary(&connect),
+            "connect 104.18.32.7:443 (api.openai.com, openai.map.fastly.net)"
+        );
+        let unnamed =
+            json!({"accept": {"remote_addr": "10.0.0.9", "remote_port": 5555, "dst_names": []}});
+        assert_eq!(summary(&unnamed), "accept 10.0.0.9:5555");
+        // A finding says its rule and reason, not the event that fired it.
+        let finding = json!({"rule_id": "local-inference-listening", "event": "listen",
+            "reason": "a local inference server is listening", "matched": {"server": "ollama"}});
+        assert_eq!(
+            summary(&finding),
+            "local-inference-listening: a local inference server is listening"
+        );
+        assert_eq!(summary(&json!({"rule_id": "r"})), "r");
     }
 }
