@@ -448,7 +448,10 @@ mod tests {
             "{head}"
         );
         // base64("bob:pw")
-        assert!(head.contains("\r\nProxy-Authorization: Basic Ym9iOnB3\r\n"), "{head}");
+        assert!(
+            head.contains("\r\nProxy-Authorization: Basic Ym9iOnB3\r\n"),
+            "{head}"
+        );
         assert!(head.contains("\r\nAuthorization: Bearer tok\r\n"), "{head}");
         let records: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(records[0]["log_index"], 12);
