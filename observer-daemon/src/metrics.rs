@@ -221,12 +221,13 @@ pub fn render(s: &Sources) -> String {
         }
     }
     type Get = fn(&SinkCounters) -> u64;
-    let per_sink: [(&str, &str, &str, Get); 8] = [
+    let per_sink: [(&str, &str, &str, Get); 9] = [
         ("observer_sink_delivered_total", "counter", "Records the receiver acknowledged (receipts and checkpoints).", |c| SinkCounters::get(&c.delivered)),
         ("observer_sink_checkpoints_delivered_total", "counter", "Signed checkpoints the receiver acknowledged.", |c| SinkCounters::get(&c.checkpoints_delivered)),
         ("observer_sink_filtered_total", "counter", "Receipts the sink's filter left out.", |c| SinkCounters::get(&c.filtered)),
         ("observer_sink_retries_total", "counter", "Delivery attempts after a failure.", |c| SinkCounters::get(&c.retries)),
         ("observer_sink_resent_total", "counter", "Records sent again after a failure that an earlier attempt may have delivered (at-least-once duplicates, upper bound).", |c| SinkCounters::get(&c.resent)),
+        ("observer_sink_restarts_total", "counter", "Times the sink's delivery thread panicked or ended early and was restarted (from its cursor: nothing is lost).", |c| SinkCounters::get(&c.restarts)),
         ("observer_sink_pruned_unsent_total", "counter", "Receipts removed by retention before the sink forwarded them.", |c| SinkCounters::get(&c.pruned_unsent)),
         ("observer_sink_backlog", "gauge", "Receipts committed but not yet confirmed delivered (log size minus cursor).", |c| SinkCounters::get(&c.backlog)),
         ("observer_sink_cursor", "gauge", "The sink's durable cursor: next log index to deliver.", |c| SinkCounters::get(&c.cursor)),
@@ -326,6 +327,7 @@ mod tests {
     fn renders_sink_counters() {
         let c = Arc::new(SinkCounters::default());
         SinkCounters::add(&c.delivered, 5);
+        SinkCounters::add(&c.restarts, 2);
         c.error("connect");
         let s = Sources {
             sinks: vec![("siem".into(), SinkType::Syslog, c)],
@@ -338,6 +340,9 @@ mod tests {
         );
         assert!(text.contains(
             "observer_sink_errors_total{sink=\"siem\",type=\"syslog\",reason=\"connect\"} 1\n"
+        ));
+        assert!(text.contains(
+            "# TYPE observer_sink_restarts_total counter\nobserver_sink_restarts_total{sink=\"siem\",type=\"syslog\"} 2\n"
         ));
         assert!(!text.contains("observer_names_total"), "names disabled");
     }

@@ -973,13 +973,14 @@ fn http_splunk_hec_and_elastic_bulk_with_token_and_gzip() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "a-stale-token\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mport = free_port();
     let sinks = format!(
         "[metrics]\nlisten = \"127.0.0.1:{mport}\"\n[forwarding]\nflush_timeout_ms = 15000\n\
          [[sinks]]\nname = \"hec\"\ntype = \"http\"\nbatch_max = 7\nretry_initial_ms = 100\nretry_max_ms = 400\n\
-         [sinks.http]\nurl = \"http://127.0.0.1:{port}/services/collector/event\"\nencoding = \"splunk_hec\"\ntoken_file = \"{t}\"\n\
+         [sinks.http]\nurl = \"http://127.0.0.1:{port}/services/collector/event\"\nencoding = \"splunk_hec\"\ntoken_file = \"{t}\"\nallow_token_over_http = true\n\
          [[sinks]]\nname = \"bulk\"\ntype = \"http\"\nretry_initial_ms = 100\nretry_max_ms = 400\n\
-         [sinks.http]\nurl = \"http://127.0.0.1:{port}/_bulk\"\nencoding = \"elastic_bulk\"\ntoken_file = \"{t}\"\nindex = \"observer\"\n",
+         [sinks.http]\nurl = \"http://127.0.0.1:{port}/_bulk\"\nencoding = \"elastic_bulk\"\ntoken_file = \"{t}\"\nallow_token_over_http = true\nindex = \"observer\"\n",
         port = recv.port,
         t = token.display()
     );

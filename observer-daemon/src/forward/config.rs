@@ -194,8 +194,19 @@ pub struct HttpConfig {
     pub url: String,
     pub encoding: HttpEncoding,
     /// File holding the token (Splunk: "Authorization: Splunk <token>";
-    /// others: "Authorization: Bearer <token>"). Default: none.
+    /// others: "Authorization: Bearer <token>"). Must not be readable by
+    /// group or others (mode 0600 or stricter). Default: none.
     pub token_file: Option<PathBuf>,
+    /// Send the token over plain http:// anyway. Whoever listens on the
+    /// URL's port gets it (a local user can bind it while the receiver is
+    /// down), and so does every hop on the way. Default false: a
+    /// token_file with an http:// URL is refused.
+    #[serde(default)]
+    pub allow_token_over_http: bool,
+    /// "http://[user:password@]host:port" of an HTTP proxy (CONNECT tunnel
+    /// for https:// URLs), or "direct". Wins over HTTPS_PROXY / HTTP_PROXY /
+    /// NO_PROXY. Default: none (the environment decides).
+    pub proxy: Option<String>,
     /// gzip request bodies. Default true.
     #[serde(default = "default_true")]
     pub gzip: bool,
@@ -318,6 +329,7 @@ pub fn validate(sinks: &[SinkEntry]) -> Result<(), (&'static str, String)> {
                 return Err(("sinks.http.url", format!("sink {:?}: {e}", s.name)));
             }
             check_tls(&s.name, &h.tls)?;
+            check_http_secrets(&s.name, h)?;
         }
         if let Some(f) = &s.file {
             if f.max_bytes < 4096 || f.max_files == 0 {
@@ -342,4 +354,86 @@ fn check_tls(name: &str, t: &TlsConfig) -> Result<(), (&'static str, String)> {
         ));
     }
     Ok(())
+}
+
+/// A token never goes over plain http:// unless the sink opts in; a proxy
+/// URL must parse (its error never shows the credentials).
+fn check_http_secrets(name: &str, h: &HttpConfig) -> Result<(), (&'static str, String)> {
+    if h.token_file.is_some() && h.url.starts_with("http://") && !h.allow_token_over_http {
+        return Err((
+            "sinks.http.token_file",
+            format!(
+                "sink {name:?}: a token would be sent in the clear to {:?}, to whatever listens there; use https://, or set allow_token_over_http = true in [sinks.http] to accept that",
+                h.url
+            ),
+        ));
+    }
+    if let Some(p) = h
+        .proxy
+        .as_deref()
+        .filter(|p| *p != super::http::proxy::DIRECT)
+    {
+        if let Err(e) = super::http::proxy::Proxy::parse(p) {
+            return Err((
+                "sinks.http.proxy",
+                format!("sink {name:?}: {e}, or \"direct\""),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn http_sink(extra: &str) -> String {
+        format!(
+            "[[sinks]]\nname = \"hec\"\ntype = \"http\"\n[sinks.http]\nencoding = \"splunk_hec\"\n{extra}"
+        )
+    }
+
+    fn error(text: &str) -> String {
+        Config::parse(text, Path::new("/etc/observer/observer.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_token_over_plain_http_needs_the_opt_in() {
+        let plain = "url = \"http://10.1.2.3:8088/services/collector\"\ntoken_file = \"/etc/observer/hec.token\"\n";
+        assert_eq!(
+            error(&http_sink(plain)),
+            "/etc/observer/observer.toml: invalid value for `sinks.http.token_file`: sink \"hec\": \
+             a token would be sent in the clear to \"http://10.1.2.3:8088/services/collector\", to whatever \
+             listens there; use https://, or set allow_token_over_http = true in [sinks.http] to accept that"
+        );
+        let path = Path::new("/x.toml");
+        let opted_in = http_sink(&format!("{plain}allow_token_over_http = true\n"));
+        assert!(Config::parse(&opted_in, path).is_ok());
+        // No token, or https://: nothing to refuse.
+        let no_token = http_sink("url = \"http://10.1.2.3:8088/x\"\n");
+        assert!(Config::parse(&no_token, path).is_ok());
+        let https = http_sink("url = \"https://siem:8088/x\"\ntoken_file = \"/t\"\n");
+        assert!(Config::parse(&https, path).is_ok());
+    }
+
+    #[test]
+    fn a_bad_proxy_is_refused_without_its_password() {
+        let text =
+            http_sink("url = \"https://siem:8088/x\"\nproxy = \"https://u:hunter2@proxy:3128\"\n");
+        assert_eq!(
+            error(&text),
+            "/etc/observer/observer.toml: invalid value for `sinks.http.proxy`: sink \"hec\": \
+             a proxy URL must start with http://, or \"direct\""
+        );
+        for ok in ["http://u:p@proxy:3128", "direct"] {
+            let text = http_sink(&format!(
+                "url = \"https://siem:8088/x\"\nproxy = \"{ok}\"\n"
+            ));
+            assert!(Config::parse(&text, Path::new("/x.toml")).is_ok(), "{ok}");
+        }
+    }
 }

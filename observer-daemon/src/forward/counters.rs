@@ -21,6 +21,9 @@ pub struct SinkCounters {
     pub resent: AtomicU64,
     /// Receipts pruned by retention before this sink forwarded them.
     pub pruned_unsent: AtomicU64,
+    /// Times the sink's delivery loop panicked (or ended early) and was
+    /// restarted.
+    pub restarts: AtomicU64,
     /// Log size minus the cursor.
     pub backlog: AtomicU64,
     /// The durable cursor (next log index).

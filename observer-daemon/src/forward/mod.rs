@@ -19,6 +19,7 @@ pub mod http;
 pub mod runner;
 pub mod sink;
 pub mod spool;
+pub mod supervise;
 pub mod syslog;
 pub mod tls;
 pub mod transport;
@@ -81,14 +82,11 @@ fn build(entry: &SinkEntry, hostname: &str) -> Result<Box<dyn Sink>, String> {
         SinkType::Http => {
             let h = entry.http.clone().ok_or("missing [sinks.http]")?;
             let token = match &h.token_file {
-                Some(p) => Some(
-                    std::fs::read_to_string(p)
-                        .map_err(|e| format!("token_file {}: {e}", p.display()))?
-                        .trim()
-                        .to_string(),
-                ),
+                Some(p) => Some(read_token(p)?),
                 None => None,
             };
+            let url = http::Url::parse(&h.url)?;
+            let proxy = http::proxy::select(&url, h.proxy.as_deref(), |k| std::env::var(k).ok())?;
             let tls = if h.url.starts_with("https://") {
                 Some(tls_for(&h.tls)?)
             } else {
@@ -100,6 +98,7 @@ fn build(entry: &SinkEntry, hostname: &str) -> Result<Box<dyn Sink>, String> {
                 token,
                 tls,
                 hostname.to_string(),
+                proxy,
             )?)
         }
         SinkType::File => {
@@ -107,6 +106,29 @@ fn build(entry: &SinkEntry, hostname: &str) -> Result<Box<dyn Sink>, String> {
             Box::new(file::FileSink::new(f, entry.format))
         }
     })
+}
+
+/// The token of `token_file`, refused when group or others may read it
+/// (anyone who can read the file can impersonate this host to the SIEM).
+fn read_token(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("token_file {}: {e}", path.display()))?;
+    let mode = file
+        .metadata()
+        .map_err(|e| format!("token_file {}: {e}", path.display()))?
+        .mode();
+    if mode & 0o044 != 0 {
+        return Err(format!(
+            "token_file {}: mode {:04o} lets group or others read the token; chmod 600 it",
+            path.display(),
+            mode & 0o7777
+        ));
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut &file, &mut text)
+        .map_err(|e| format!("token_file {}: {e}", path.display()))?;
+    Ok(text.trim().to_string())
 }
 
 impl Sinks {
@@ -127,7 +149,7 @@ impl Sinks {
                 message,
             })?;
             let counters = Arc::new(SinkCounters::default());
-            let runner = Runner {
+            let mut runner = Runner {
                 name: entry.name.clone(),
                 store: store.to_owned(),
                 cursor: cursor::Cursor::new(&dir, &entry.name),
@@ -142,9 +164,26 @@ impl Sinks {
                 counters: counters.clone(),
                 phase: phase.clone(),
             };
+            let supervisor = supervise::Supervised {
+                name: entry.name.clone(),
+                phase: phase.clone(),
+                counters: counters.clone(),
+                backoff: backoff::Backoff::new(
+                    Duration::from_millis(entry.retry_initial_ms),
+                    Duration::from_millis(entry.retry_max_ms),
+                ),
+                healthy_after: Duration::from_millis(entry.retry_max_ms),
+            };
+            let (rebuild_entry, rebuild_host) = (entry.clone(), hostname.to_string());
             let thread = std::thread::Builder::new()
                 .name(format!("sink-{}", entry.name))
-                .spawn(move || runner.run(sink))
+                .spawn(move || {
+                    supervisor.run(
+                        sink,
+                        |s| runner.run(s),
+                        || build(&rebuild_entry, &rebuild_host),
+                    )
+                })
                 .map_err(|source| ForwardError::Spawn {
                     sink: entry.name.clone(),
                     source,
@@ -194,5 +233,35 @@ impl Sinks {
 impl Drop for Sinks {
     fn drop(&mut self) {
         self.phase.store(STOP, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_token_file_readable_by_group_or_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hec.token");
+        std::fs::write(&path, "s3cret-token\n").unwrap();
+        for mode in [0o644, 0o640, 0o604] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = read_token(&path).unwrap_err();
+            assert_eq!(
+                e,
+                format!(
+                    "token_file {}: mode {mode:04o} lets group or others read the token; chmod 600 it",
+                    path.display()
+                )
+            );
+            assert!(!e.contains("s3cret"));
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(read_token(&path).unwrap(), "s3cret-token");
+        }
     }
 }

@@ -74,7 +74,9 @@ impl Runner {
         }
     }
 
-    pub fn run(mut self, mut sink: Box<dyn Sink>) {
+    /// Delivers until told to stop (or, draining, until the store is
+    /// delivered). Restartable: each run starts from the durable cursor.
+    pub fn run(&mut self, sink: &mut Box<dyn Sink>) {
         lower_priority(&self.name);
         let mut durable = loop {
             match self.cursor.load() {
@@ -123,7 +125,7 @@ impl Runner {
             }
             if in_flight.iter().any(|f| f.sent) && !sink.healthy() {
                 self.fail(
-                    &mut sink,
+                    sink,
                     &mut sent,
                     durable,
                     &mut in_flight,
@@ -247,7 +249,7 @@ impl Runner {
                     });
                 }
                 Err(e) => {
-                    self.fail(&mut sink, &mut sent, durable, &mut in_flight, e);
+                    self.fail(sink, &mut sent, durable, &mut in_flight, e);
                     unconfirmed = 0;
                 }
             }

@@ -35,34 +35,50 @@ pub fn host_of(address: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
+/// A TCP connection to `address` (the first of its addresses that
+/// answers), with `timeout` for connecting and for each read and write.
+pub fn tcp(address: &str, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    let addrs: Vec<_> = address
+        .to_socket_addrs()
+        .map_err(|e| ConnectError::Resolve(address.into(), e))?
+        .collect();
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+    let mut sock = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(s) => {
+                sock = Some(s);
+                break;
+            }
+            Err(e) => last = e,
+        }
+    }
+    let sock = sock.ok_or_else(|| ConnectError::Connect(address.into(), last))?;
+    let setup = |s: &TcpStream| {
+        s.set_nodelay(true)?;
+        s.set_write_timeout(Some(timeout))?;
+        s.set_read_timeout(Some(timeout))
+    };
+    setup(&sock).map_err(|e| ConnectError::Connect(address.into(), e))?;
+    Ok(sock)
+}
+
 impl Conn {
     pub fn connect(
         address: &str,
         tls: Option<(&Arc<ClientConfig>, &str)>,
         timeout: Duration,
     ) -> Result<Conn, ConnectError> {
-        let addrs: Vec<_> = address
-            .to_socket_addrs()
-            .map_err(|e| ConnectError::Resolve(address.into(), e))?
-            .collect();
-        let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
-        let mut sock = None;
-        for a in addrs {
-            match TcpStream::connect_timeout(&a, timeout) {
-                Ok(s) => {
-                    sock = Some(s);
-                    break;
-                }
-                Err(e) => last = e,
-            }
-        }
-        let sock = sock.ok_or_else(|| ConnectError::Connect(address.into(), last))?;
-        let setup = |s: &TcpStream| {
-            s.set_nodelay(true)?;
-            s.set_write_timeout(Some(timeout))?;
-            s.set_read_timeout(Some(timeout))
-        };
-        setup(&sock).map_err(|e| ConnectError::Connect(address.into(), e))?;
+        Conn::over(tcp(address, timeout)?, address, tls)
+    }
+
+    /// TLS with `tls` (if given) over `sock`, already connected to
+    /// `address` (directly or through a proxy's CONNECT tunnel).
+    pub fn over(
+        sock: TcpStream,
+        address: &str,
+        tls: Option<(&Arc<ClientConfig>, &str)>,
+    ) -> Result<Conn, ConnectError> {
         let Some((config, name)) = tls else {
             return Ok(Conn::Tcp(sock));
         };
@@ -79,6 +95,12 @@ impl Conn {
                 .map_err(|e| ConnectError::Handshake(address.into(), e))?;
         }
         Ok(Conn::Tls(Box::new(stream)))
+    }
+
+    /// Sets the socket's read timeout (the HTTP sink shrinks it to what
+    /// is left of a response's deadline before every read).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.sock().set_read_timeout(timeout)
     }
 
     fn sock(&self) -> &TcpStream {

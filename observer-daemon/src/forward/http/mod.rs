@@ -3,13 +3,10 @@
 //! delivered when the receiver answers 2xx; anything else is retried with
 //! backoff (the whole batch, so an error after the receiver stored part of
 //! it yields duplicates, counted). A small HTTP/1.1 client over the same
-//! TCP/TLS transport as syslog (keep-alive, Content-Length or chunked
-//! responses): no extra HTTP stack to pin and audit.
-use std::{
-    io::{BufRead, BufReader, Read, Write},
-    sync::Arc,
-    time::Duration,
-};
+//! TCP/TLS transport as syslog (keep-alive; responses parsed by httparse
+//! within the bounds of `response`), optionally through an HTTP proxy
+//! (`proxy`).
+use std::{io::Write, sync::Arc, time::Duration};
 
 use rustls::ClientConfig;
 use serde_json::{json, Value};
@@ -20,6 +17,12 @@ use super::{
     transport::Conn,
 };
 use crate::export::{self, Format, Item};
+
+pub mod proxy;
+pub mod response;
+
+use proxy::Proxy;
+use response::{read_response, Response};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
@@ -134,14 +137,9 @@ pub struct HttpSink {
     token: Option<String>,
     tls: Option<Arc<ClientConfig>>,
     hostname: String,
+    /// The proxy chosen at start (configuration, else environment).
+    proxy: Option<Proxy>,
     conn: Option<Conn>,
-}
-
-/// Status, and whether the server keeps the connection open.
-struct Response {
-    status: u16,
-    keep_alive: bool,
-    body: Vec<u8>,
 }
 
 impl HttpSink {
@@ -151,6 +149,7 @@ impl HttpSink {
         token: Option<String>,
         tls: Option<Arc<ClientConfig>>,
         hostname: String,
+        proxy: Option<Proxy>,
     ) -> Result<HttpSink, String> {
         let url = Url::parse(&cfg.url)?;
         Ok(HttpSink {
@@ -160,31 +159,53 @@ impl HttpSink {
             token,
             tls,
             hostname,
+            proxy,
             conn: None,
         })
     }
 
+    /// A connection to the receiver: direct, or through the proxy (a
+    /// CONNECT tunnel for https://, a plain connection for http://).
+    fn connect(&self) -> Result<Conn, SendError> {
+        let timeout = Duration::from_millis(self.cfg.timeout_ms);
+        let name = self
+            .cfg
+            .tls
+            .server_name
+            .clone()
+            .unwrap_or_else(|| self.url.host.clone());
+        let tls = if self.url.https {
+            self.tls.as_ref().map(|c| (c, name.as_str()))
+        } else {
+            None
+        };
+        let Some(proxy) = &self.proxy else {
+            return Conn::connect(&self.url.authority, tls, timeout)
+                .map_err(|e| SendError::new("connect", e, 0));
+        };
+        let mut sock = super::transport::tcp(&proxy.authority, timeout)
+            .map_err(|e| SendError::new("proxy", e, 0))?;
+        if self.url.https {
+            proxy
+                .tunnel(&mut sock, &self.url.authority, timeout)
+                .map_err(|e| SendError::new("proxy", e, 0))?;
+        }
+        Conn::over(sock, &self.url.authority, tls).map_err(|e| SendError::new("connect", e, 0))
+    }
+
     fn request(&mut self, body: &[u8]) -> Result<Response, SendError> {
         if self.conn.is_none() {
-            let name = self
-                .cfg
-                .tls
-                .server_name
-                .clone()
-                .unwrap_or_else(|| self.url.host.clone());
-            let tls = if self.url.https {
-                self.tls.as_ref().map(|c| (c, name.as_str()))
-            } else {
-                None
-            };
-            let conn = Conn::connect(
-                &self.url.authority,
-                tls,
-                Duration::from_millis(self.cfg.timeout_ms),
-            )
-            .map_err(|e| SendError::new("connect", e, 0))?;
-            self.conn = Some(conn);
+            self.conn = Some(self.connect()?);
         }
+        // Through a proxy without a tunnel (http://), the request names the
+        // whole URL (absolute form) and carries the proxy's credentials.
+        let (target, proxy_auth) = match &self.proxy {
+            Some(p) if !self.url.https => (
+                format!("http://{}{}", self.url.authority, self.url.path),
+                p.authorization_header(),
+            ),
+            _ => (self.url.path.clone(), String::new()),
+        };
         let Some(conn) = self.conn.as_mut() else {
             return Err(SendError::new("connect", "no connection", 0));
         };
@@ -193,8 +214,7 @@ impl HttpSink {
             _ => "application/json",
         };
         let mut head = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: observerd/{}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: keep-alive\r\n",
-            self.url.path,
+            "POST {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: observerd/{}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: keep-alive\r\n{proxy_auth}",
             self.url.authority,
             env!("CARGO_PKG_VERSION"),
             body.len()
@@ -214,86 +234,11 @@ impl HttpSink {
             .and_then(|_| conn.write_all(body))
             .and_then(|_| conn.flush())
             .map_err(|e| SendError::new("write", e, 0))?;
-        read_response(conn).map_err(|e| SendError::new("response", e, usize::MAX))
+        // One deadline for the whole response: a receiver that trickles
+        // bytes cannot hold the sink longer than timeout_ms.
+        read_response(conn, Duration::from_millis(self.cfg.timeout_ms))
+            .map_err(|e| SendError::new("response", e, usize::MAX))
     }
-}
-
-fn bad(msg: impl Into<String>) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
-}
-
-fn read_response(conn: &mut Conn) -> std::io::Result<Response> {
-    let mut r = BufReader::new(conn);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    if line.is_empty() {
-        return Err(bad("the server closed the connection"));
-    }
-    let mut parts = line.split_whitespace();
-    let version = parts.next().unwrap_or("");
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad(format!("bad status line {line:?}")))?;
-    let mut keep_alive = version == "HTTP/1.1";
-    let mut length = None;
-    let mut chunked = false;
-    loop {
-        line.clear();
-        r.read_line(&mut line)?;
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        let Some((k, v)) = l.split_once(':') else {
-            return Err(bad(format!("bad header {l:?}")));
-        };
-        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
-        match k.as_str() {
-            "content-length" => {
-                length = Some(v.parse::<usize>().map_err(|_| bad("content-length"))?)
-            }
-            "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
-            "connection" => keep_alive = !v.eq_ignore_ascii_case("close"),
-            _ => {}
-        }
-    }
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            line.clear();
-            r.read_line(&mut line)?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| bad("chunk size"))?;
-            if size == 0 {
-                // Trailers until the empty line.
-                loop {
-                    line.clear();
-                    r.read_line(&mut line)?;
-                    if line.trim_end().is_empty() {
-                        break;
-                    }
-                }
-                break;
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            r.read_exact(&mut body[start..])?;
-            line.clear();
-            r.read_line(&mut line)?;
-        }
-    } else if let Some(n) = length {
-        body.resize(n, 0);
-        r.read_exact(&mut body)?;
-    } else {
-        r.read_to_end(&mut body)?;
-        keep_alive = false;
-    }
-    Ok(Response {
-        status,
-        keep_alive,
-        body,
-    })
 }
 
 impl Sink for HttpSink {
@@ -453,5 +398,62 @@ mod tests {
         assert_eq!(arr.as_array().unwrap().len(), 2);
         assert!(bulk_errors(br#"{"errors":true,"items":[{"create":{"status":409}}]}"#).is_ok());
         assert!(bulk_errors(br#"{"errors":true,"items":[{"create":{"status":400}}]}"#).is_err());
+    }
+
+    #[test]
+    fn http_through_a_proxy_uses_the_absolute_form_and_the_proxy_credentials() {
+        use std::io::{BufRead, BufReader, Read};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut r = BufReader::new(&s);
+            let mut head = String::new();
+            while !head.ends_with("\r\n\r\n") {
+                assert!(r.read_line(&mut head).unwrap() > 0);
+            }
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            (&s).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                .unwrap();
+            (head, body)
+        });
+        let cfg: HttpConfig = toml::from_str(
+            "url = \"http://receiver.invalid:9200/_bulk\"\nencoding = \"json\"\ngzip = false\n",
+        )
+        .unwrap();
+        let proxy_url = format!("http://bob:pw@127.0.0.1:{port}");
+        let mut sink = HttpSink::new(
+            cfg,
+            Format::Receipt,
+            Some("tok".into()),
+            None,
+            "h1".into(),
+            Some(Proxy::parse(&proxy_url).unwrap()),
+        )
+        .unwrap();
+        // receiver.invalid does not resolve: only the proxy can deliver.
+        sink.send(&[Item::Receipt(exec_receipt())]).unwrap();
+        let (head, body) = proxy.join().unwrap();
+        assert!(
+            head.starts_with(
+                "POST http://receiver.invalid:9200/_bulk HTTP/1.1\r\nHost: receiver.invalid:9200\r\n"
+            ),
+            "{head}"
+        );
+        // base64("bob:pw")
+        assert!(
+            head.contains("\r\nProxy-Authorization: Basic Ym9iOnB3\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("\r\nAuthorization: Bearer tok\r\n"), "{head}");
+        let records: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(records[0]["log_index"], 12);
     }
 }
