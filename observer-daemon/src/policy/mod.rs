@@ -2,8 +2,11 @@
 //! loading with file:line:col errors, the agent registry, indicator lists,
 //! rules, the policy digest, and what the kernel is told to report.
 pub mod agents;
+pub mod confirm;
 pub mod error;
 pub mod finding;
+pub mod homes;
+pub mod indicator_match;
 pub mod indicators;
 pub mod load;
 pub mod matchers;
@@ -132,7 +135,7 @@ impl Policy {
             &indicators.gpu_devices,
             &indicators.secret_files,
         ] {
-            kernel.prefixes.extend(set.prefixes.iter().cloned());
+            kernel.prefixes.extend(set.kernel_prefixes());
             kernel.suffixes.extend(set.suffixes.iter().cloned());
         }
         for c in &indicators.credentials {
@@ -207,5 +210,7 @@ pub fn bench_evaluate(policy: &Policy, ev: &EnrichedEvent, n: u32) -> std::time:
     start.elapsed() / n.max(1)
 }
 
+#[cfg(test)]
+mod indicator_tests;
 #[cfg(test)]
 mod tests;
