@@ -211,6 +211,8 @@ pub fn bench_evaluate(policy: &Policy, ev: &EnrichedEvent, n: u32) -> std::time:
 }
 
 #[cfg(test)]
+mod indicator_file_tests;
+#[cfg(test)]
 mod indicator_tests;
 #[cfg(test)]
 mod tests;
