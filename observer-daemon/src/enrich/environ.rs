@@ -42,11 +42,26 @@ const DEFAULT_PATTERNS: &[&str] = &[
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "GITHUB_TOKEN",
+    // GitHub CLI and Copilot CLI tokens, and the github-mcp-server's.
+    "GH_TOKEN",
+    "COPILOT_GITHUB_TOKEN",
+    "GITHUB_PERSONAL_ACCESS_TOKEN",
+    // Claude Code's bearer token for gateways and proxies.
+    "ANTHROPIC_AUTH_TOKEN",
+    "KAGGLE_KEY",
+    // Where model weights come from (hf-mirror.com and other mirrors).
+    "HF_ENDPOINT",
     "OLLAMA_HOST",
     "CLAUDE_CODE_*",
     "CODEX_*",
+    "GOOSE_*",
+    "LLM_USER_PATH",
     "MCP_*",
     "*_API_KEY",
+    // Tokens by their usual suffixes (REPLICATE_API_TOKEN, CLOUDFLARE_API_TOKEN,
+    // ANTHROPIC_AUTH_TOKEN, a gateway's *_AUTH_TOKEN).
+    "*_API_TOKEN",
+    "*_AUTH_TOKEN",
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -238,6 +253,27 @@ mod tests {
                 "CODEX_HOME",
                 "MCP_SERVER_URL",
                 "SOME_VENDOR_API_KEY"
+            ]
+        );
+    }
+
+    #[test]
+    fn default_patterns_cover_late_2026_credentials() {
+        let blob = b"ANTHROPIC_AUTH_TOKEN=t\0GH_TOKEN=g\0COPILOT_GITHUB_TOKEN=c\0\
+                     CLOUDFLARE_API_TOKEN=x\0LITELLM_AUTH_TOKEN=y\0GOOSE_PROVIDER=p\0\
+                     HF_ENDPOINT=https://hf-mirror.com\0KAGGLE_KEY=k\0\
+                     GH_TOKENS=no\0MY_TOKEN=no\0AUTH_TOKEN=no\0TOKEN_API_X=no\0";
+        assert_eq!(
+            env_names_of_interest(blob, &default_env_patterns()),
+            [
+                "ANTHROPIC_AUTH_TOKEN",
+                "CLOUDFLARE_API_TOKEN",
+                "COPILOT_GITHUB_TOKEN",
+                "GH_TOKEN",
+                "GOOSE_PROVIDER",
+                "HF_ENDPOINT",
+                "KAGGLE_KEY",
+                "LITELLM_AUTH_TOKEN"
             ]
         );
     }

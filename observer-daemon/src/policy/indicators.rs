@@ -2,10 +2,11 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use super::{
+    confirm::{AutonomousFlag, Confirm},
     error::PolicyError,
     load::{PolicyFiles, Source},
     matchers::{valid_domain_pattern, Cidr, DomainSet, GlobSet, PathSet, Regexes},
-    model::{PathsFile, ProvidersFile},
+    model::{Confirmation, PathsFile, ProviderDef},
 };
 
 /// Where a provider's list came from.
@@ -14,6 +15,8 @@ pub enum ProviderKind {
     AiApi,
     AiGateway,
     ModelHub,
+    /// A remote MCP server (mcp_servers.toml `[[remote]]`).
+    McpServer,
 }
 
 impl ProviderKind {
@@ -22,6 +25,7 @@ impl ProviderKind {
             ProviderKind::AiApi => "ai_api",
             ProviderKind::AiGateway => "ai_gateway",
             ProviderKind::ModelHub => "model_hub",
+            ProviderKind::McpServer => "mcp_server",
         }
     }
 }
@@ -36,6 +40,9 @@ pub struct Provider {
 pub struct Server {
     pub id: String,
     pub names: GlobSet,
+    /// Names that match only when `confirm` holds.
+    pub generic_names: GlobSet,
+    pub confirm: Confirm,
     pub argv: Regexes,
     pub ports: Vec<u16>,
 }
@@ -44,7 +51,10 @@ pub struct Server {
 pub struct Cli {
     pub id: String,
     pub names: GlobSet,
-    pub autonomous_flags: Vec<String>,
+    /// Names that match only when `confirm` holds.
+    pub generic_names: GlobSet,
+    pub confirm: Confirm,
+    pub autonomous_flags: Vec<AutonomousFlag>,
 }
 
 #[derive(Debug)]
@@ -110,12 +120,13 @@ fn at<'a, T>(src: &'a Source<T>, value: &str) -> impl Fn(String) -> PolicyError 
     move |m| src.error_at_value(&value, m)
 }
 
-fn providers(
-    src: &Source<ProvidersFile>,
+fn providers<T>(
+    src: &Source<T>,
+    list: &[ProviderDef],
     kind: ProviderKind,
     out: &mut Indicators,
 ) -> Result<(), PolicyError> {
-    for p in &src.value.provider {
+    for p in list {
         if out.providers.iter().any(|q| q.id == p.id) {
             return Err(
                 src.error_at_value(&p.id, format!("provider id `{}` is listed twice", p.id))
@@ -152,7 +163,7 @@ fn providers(
 
 /// Literal prefixes (absolute, < 255 bytes) and suffixes (<= 64 bytes),
 /// the sizes of the kernel's path filter keys.
-fn paths(src: &Source<PathsFile>) -> Result<PathSet, PolicyError> {
+fn paths(src: &Source<PathsFile>, homes: &[String]) -> Result<PathSet, PolicyError> {
     let f = &src.value;
     for p in &f.prefixes {
         if !p.starts_with('/') || p.len() >= observer_common::PREFIX_KEY_LEN {
@@ -170,10 +181,29 @@ fn paths(src: &Source<PathsFile>) -> Result<PathSet, PolicyError> {
             return Err(src.error_at("contains", "an empty `contains` entry matches every path"));
         }
     }
+    for r in &f.home_prefixes {
+        if r.is_empty()
+            || r.starts_with('/')
+            || r.starts_with('~')
+            || r.split('/').any(|c| c == "..")
+            || r.len() >= observer_common::PREFIX_KEY_LEN / 2
+        {
+            return Err(src.error_at_value(
+                r,
+                format!("home prefix {r:?} must be a path relative to a home directory (`.ollama/models/`), without `..`, of < 128 bytes"),
+            ));
+        }
+    }
     Ok(PathSet {
         prefixes: f.prefixes.clone(),
         suffixes: f.suffixes.clone(),
         contains: f.contains.clone(),
+        home_relative: f.home_prefixes.clone(),
+        homes: if f.home_prefixes.is_empty() {
+            Vec::new()
+        } else {
+            homes.to_vec()
+        },
     })
 }
 
@@ -184,26 +214,86 @@ fn check_suffix<T>(src: &Source<T>, s: &str) -> Result<(), PolicyError> {
     Ok(())
 }
 
+/// Generic names and their confirmation come together: a generic name
+/// without one would never match, a confirmation without one would
+/// confirm nothing. Both are refused rather than silently ignored.
+fn generic<T>(
+    src: &Source<T>,
+    id: &str,
+    names: &[String],
+    requires_any: Option<&Confirmation>,
+) -> Result<(GlobSet, Confirm), PolicyError> {
+    let confirm = requires_any
+        .map(Confirm::compile)
+        .transpose()
+        .map_err(at(src, id))?
+        .unwrap_or_default();
+    match (names.is_empty(), confirm.is_empty()) {
+        (false, true) => Err(src.error_at_value(
+            id,
+            format!("`{id}`: `generic_names` need a non-empty `requires_any` (what confirms them)"),
+        )),
+        (true, false) => Err(src.error_at_value(
+            id,
+            format!("`{id}`: `requires_any` applies to `generic_names`, and there are none"),
+        )),
+        _ => Ok((GlobSet::new(names).map_err(at(src, id))?, confirm)),
+    }
+}
+
 pub fn compile(files: &PolicyFiles) -> Result<Indicators, PolicyError> {
+    compile_with_homes(files, &super::homes::local_homes())
+}
+
+/// `compile` with the home directories given (tests use fixed ones).
+pub fn compile_with_homes(
+    files: &PolicyFiles,
+    homes: &[String],
+) -> Result<Indicators, PolicyError> {
     let mut out = Indicators::default();
-    providers(&files.ai_endpoints, ProviderKind::AiApi, &mut out)?;
-    providers(&files.ai_gateways, ProviderKind::AiGateway, &mut out)?;
-    providers(&files.model_hubs, ProviderKind::ModelHub, &mut out)?;
+    let (e, g, h, m) = (
+        &files.ai_endpoints,
+        &files.ai_gateways,
+        &files.model_hubs,
+        &files.mcp_servers,
+    );
+    providers(e, &e.value.provider, ProviderKind::AiApi, &mut out)?;
+    providers(g, &g.value.provider, ProviderKind::AiGateway, &mut out)?;
+    providers(h, &h.value.provider, ProviderKind::ModelHub, &mut out)?;
+    providers(m, &m.value.remote, ProviderKind::McpServer, &mut out)?;
     let src = &files.local_inference;
     for s in &src.value.server {
+        let (generic_names, confirm) =
+            generic(src, &s.id, &s.generic_names, s.requires_any.as_ref())?;
         out.servers.push(Server {
             id: s.id.clone(),
             names: GlobSet::new(&s.process_names).map_err(at(src, &s.id))?,
+            generic_names,
+            confirm,
             argv: Regexes::new(&s.argv).map_err(at(src, &s.id))?,
             ports: s.ports.clone(),
         });
     }
     let src = &files.agent_clis;
     for c in &src.value.cli {
+        let (generic_names, confirm) =
+            generic(src, &c.id, &c.generic_names, c.requires_any.as_ref())?;
+        if c.process_names.is_empty() && c.generic_names.is_empty() {
+            return Err(src.error_at_value(
+                &c.id,
+                format!("cli `{}` needs `process_names` or `generic_names`", c.id),
+            ));
+        }
         out.clis.push(Cli {
             id: c.id.clone(),
             names: GlobSet::new(&c.process_names).map_err(at(src, &c.id))?,
-            autonomous_flags: c.autonomous_flags.clone(),
+            generic_names,
+            confirm,
+            autonomous_flags: c
+                .autonomous_flags
+                .iter()
+                .map(|f| AutonomousFlag::parse(f).map_err(|m| src.error_at_value(f, m)))
+                .collect::<Result<_, _>>()?,
         });
     }
     let src = &files.mcp_servers;
@@ -213,10 +303,10 @@ pub fn compile(files: &PolicyFiles) -> Result<Indicators, PolicyError> {
             argv: Regexes::new(&l.argv).map_err(at(src, &l.id))?,
         });
     }
-    out.model_files = paths(&files.model_files)?;
-    out.ai_sdks = paths(&files.ai_sdks)?;
-    out.gpu_devices = paths(&files.gpu_devices)?;
-    out.secret_files = paths(&files.secret_files)?;
+    out.model_files = paths(&files.model_files, homes)?;
+    out.ai_sdks = paths(&files.ai_sdks, homes)?;
+    out.gpu_devices = paths(&files.gpu_devices, homes)?;
+    out.secret_files = paths(&files.secret_files, homes)?;
     let src = &files.ai_credentials;
     let mut seen = HashMap::new();
     for c in &src.value.credential {

@@ -225,12 +225,17 @@ pub fn is_loopback(addr: &str) -> bool {
     }
 }
 
-/// Literal path prefixes, suffixes and substrings.
+/// Literal path prefixes, suffixes and substrings, and paths relative to
+/// a home directory.
 #[derive(Debug, Default, Clone)]
 pub struct PathSet {
     pub prefixes: Vec<String>,
     pub suffixes: Vec<String>,
     pub contains: Vec<String>,
+    /// `.ollama/models/blobs/`: under /root, any /home/<user> or `homes`.
+    pub home_relative: Vec<String>,
+    /// The homes found when the policy was loaded (see homes.rs).
+    pub homes: Vec<String>,
 }
 
 impl PathSet {
@@ -238,6 +243,23 @@ impl PathSet {
         self.suffixes.iter().any(|s| path.ends_with(s.as_str()))
             || self.prefixes.iter().any(|p| path.starts_with(p.as_str()))
             || self.contains.iter().any(|c| path.contains(c.as_str()))
+            || self
+                .home_relative
+                .iter()
+                .any(|r| super::homes::under_home(path, r, &self.homes))
+    }
+
+    /// What the kernel's prefix filter must hold: the absolute prefixes
+    /// and each home-relative path under each home (those that fit a
+    /// prefix key).
+    pub fn kernel_prefixes(&self) -> impl Iterator<Item = String> + '_ {
+        let expanded = self.homes.iter().flat_map(move |h| {
+            self.home_relative
+                .iter()
+                .map(move |r| format!("{h}/{r}"))
+                .filter(|p| p.len() < observer_common::PREFIX_KEY_LEN)
+        });
+        self.prefixes.iter().cloned().chain(expanded)
     }
 }
 

@@ -3,8 +3,11 @@
 //! rules, the policy digest, and what the kernel is told to report.
 pub mod agents;
 pub mod builtin;
+pub mod confirm;
 pub mod error;
 pub mod finding;
+pub mod homes;
+pub mod indicator_match;
 pub mod indicators;
 pub mod load;
 pub mod matchers;
@@ -176,7 +179,7 @@ impl Policy {
             &indicators.gpu_devices,
             &indicators.secret_files,
         ] {
-            kernel.prefixes.extend(set.prefixes.iter().cloned());
+            kernel.prefixes.extend(set.kernel_prefixes());
             kernel.suffixes.extend(set.suffixes.iter().cloned());
         }
         for c in &indicators.credentials {
@@ -253,5 +256,9 @@ pub fn bench_evaluate(policy: &Policy, ev: &EnrichedEvent, n: u32) -> std::time:
     start.elapsed() / n.max(1)
 }
 
+#[cfg(test)]
+mod indicator_file_tests;
+#[cfg(test)]
+mod indicator_tests;
 #[cfg(test)]
 mod tests;

@@ -100,6 +100,12 @@ pub struct ServerDef {
     /// Default listening ports (documentation and the `ports` condition).
     #[serde(default)]
     pub ports: Vec<u16>,
+    /// Names too common to trust alone (`chat`): they match only when
+    /// `requires_any` confirms them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generic_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_any: Option<Confirmation>,
 }
 
 /// `indicators/agent_clis.toml`.
@@ -115,11 +121,42 @@ pub struct ClisFile {
 pub struct CliDef {
     pub id: String,
     /// comm, executable or script file name (globs).
+    #[serde(default)]
     pub process_names: Vec<String>,
-    /// Flags that make the agent act without asking (`--yolo`); matched as
-    /// a whole argv entry or as `flag=value`.
+    /// Flags that make the agent act without asking. `--yolo` matches the
+    /// argv entry `--yolo` or `--yolo=<anything>`; `--approval-mode yolo`
+    /// (flag, space, value) matches the two entries `--approval-mode`
+    /// `yolo`, the entry `--approval-mode=yolo` and, for a short flag
+    /// (`-a never`), `-anever`.
     #[serde(default)]
     pub autonomous_flags: Vec<String>,
+    /// Names too common to trust alone (`q`, `amp`, `goose`): they match
+    /// only when `requires_any` confirms them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generic_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_any: Option<Confirmation>,
+}
+
+/// What confirms a generic name: any one entry of any list holding.
+/// Only what the process shows at exec is used (a connection comes later).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Confirmation {
+    /// Regexes over argv joined with single spaces (`^\S*q (chat|login)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub argv: Vec<String>,
+    /// Globs over the executable path, the exec'd path and every argv
+    /// entry (`**/node_modules/@sourcegraph/amp/**`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// Globs over the comm of any ancestor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestor_names: Vec<String>,
+    /// Globs over the environment variable names recorded at exec (only
+    /// names `[enrich] env_names` keeps; values are never read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_names: Vec<String>,
 }
 
 /// `indicators/mcp_servers.toml`.
@@ -128,6 +165,10 @@ pub struct CliDef {
 pub struct LaunchersFile {
     #[serde(default)]
     pub launcher: Vec<LauncherDef>,
+    /// Remote (HTTP) MCP servers, by destination name: same format as a
+    /// provider of ai_endpoints.toml.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote: Vec<ProviderDef>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -150,6 +191,12 @@ pub struct PathsFile {
     pub suffixes: Vec<String>,
     #[serde(default)]
     pub contains: Vec<String>,
+    /// Paths relative to a home directory (`.ollama/models/blobs/`): they
+    /// match under /root, every /home/<user> and every home in
+    /// /etc/passwd, and are pushed to the kernel as one prefix per home
+    /// that exists when the policy is loaded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub home_prefixes: Vec<String>,
 }
 
 /// `indicators/ai_credentials.toml`.
@@ -237,7 +284,8 @@ pub enum IndicatorRef {
     AgentCli,
     /// An agent CLI with one of its autonomous-mode flags.
     AutonomousMode,
-    /// argv is an MCP server launch.
+    /// argv is an MCP server launch (exec), or the destination is a remote
+    /// MCP server (connect).
     McpServer,
     ModelFile,
     AiSdk,

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::{
     agents::Registry,
     error::PolicyError,
-    indicators::{Indicators, ProviderHit, ProviderKind},
+    indicators::Indicators,
     load::Source,
     matchers::{base_name, is_loopback, GlobSet, Regexes},
     model::{Conditions, EventKind, IndicatorRef, RulesFile},
@@ -85,7 +85,8 @@ fn indicator_kinds(i: IndicatorRef) -> &'static [EventKind] {
     match i {
         AiApi | AiGateway | ModelHub => &[EventKind::Connect],
         LocalInference => &[EventKind::Exec, EventKind::Listen, EventKind::Connect],
-        AgentCli | AutonomousMode | McpServer => &[EventKind::Exec],
+        AgentCli | AutonomousMode => &[EventKind::Exec],
+        McpServer => &[EventKind::Exec, EventKind::Connect],
         ModelFile | AiSdk | AiCredential | GpuDevice | SecretFile => &[EventKind::FileOpen],
     }
 }
@@ -285,10 +286,10 @@ const INTERPRETERS: &[&str] = &[
     "zsh", "env",
 ];
 
-struct Cx<'a, 'b> {
-    ev: &'a EnrichedEvent,
-    kind: EventKind,
-    indicators: &'a Indicators,
+pub(super) struct Cx<'a, 'b> {
+    pub(super) ev: &'a EnrichedEvent,
+    pub(super) kind: EventKind,
+    pub(super) indicators: &'a Indicators,
     registry: &'a Registry,
     argv: &'b mut String,
     argv_ready: bool,
@@ -297,7 +298,7 @@ struct Cx<'a, 'b> {
 impl Cx<'_, '_> {
     /// comm, the executable's file name, argv[0]'s file name, and the
     /// script's file name when argv[0] is an interpreter.
-    fn names(&self) -> impl Iterator<Item = &str> + Clone {
+    pub(super) fn names(&self) -> impl Iterator<Item = &str> + Clone {
         let p = &self.ev.process;
         let argv0 = p.argv.first().map(|a| base_name(a));
         let interp = argv0.is_some_and(|a| {
@@ -320,7 +321,7 @@ impl Cx<'_, '_> {
             .chain(script)
     }
 
-    fn joined_argv(&mut self) -> &str {
+    pub(super) fn joined_argv(&mut self) -> &str {
         if !self.argv_ready {
             self.argv.clear();
             let argv = match &self.ev.detail {
@@ -338,14 +339,14 @@ impl Cx<'_, '_> {
         self.argv
     }
 
-    fn net(&self) -> Option<&NetDetail> {
+    pub(super) fn net(&self) -> Option<&NetDetail> {
         match &self.ev.detail {
             Detail::Connect(n) | Detail::Listen(n) => Some(n),
             _ => None,
         }
     }
 
-    fn path(&self) -> Option<&str> {
+    pub(super) fn path(&self) -> Option<&str> {
         match &self.ev.detail {
             Detail::FileOpen(o) => Some(&o.path),
             _ => None,
@@ -437,132 +438,11 @@ impl Cx<'_, '_> {
     /// A connect to somewhere other than a DNS server: a lookup's connect
     /// to its resolver is not egress to the names that resolver's address
     /// happens to carry.
-    fn egress(&self) -> Option<&NetDetail> {
+    pub(super) fn egress(&self) -> Option<&NetDetail> {
         match &self.ev.detail {
             Detail::Connect(n) if n.remote_port != DNS_PORT => Some(n),
             _ => None,
         }
-    }
-
-    fn provider_hit(&self, kind: ProviderKind) -> Option<ProviderHit<'_>> {
-        let n = self.egress()?;
-        let ind = self.indicators;
-        for d in &n.dst_names {
-            if let Some(p) = ind.provider_of_name(&d.name).filter(|p| p.kind == kind) {
-                return Some(ProviderHit {
-                    provider: p,
-                    via: &d.name,
-                    source: source_name(d.source),
-                });
-            }
-        }
-        ind.provider_of_addr(&n.remote_addr)
-            .filter(|p| p.kind == kind)
-            .map(|p| ProviderHit {
-                provider: p,
-                via: &n.remote_addr,
-                source: "address",
-            })
-    }
-
-    fn indicator(&mut self, i: IndicatorRef, credential_owner: Option<bool>) -> Option<Value> {
-        let ind = self.indicators;
-        match i {
-            IndicatorRef::AiApi | IndicatorRef::AiGateway | IndicatorRef::ModelHub => {
-                let kind = match i {
-                    IndicatorRef::AiApi => ProviderKind::AiApi,
-                    IndicatorRef::AiGateway => ProviderKind::AiGateway,
-                    _ => ProviderKind::ModelHub,
-                };
-                let hit = self.provider_hit(kind)?;
-                let n = self.egress()?;
-                // Every source that named the matched destination.
-                let sources: Vec<&str> = n
-                    .dst_names
-                    .iter()
-                    .filter(|d| d.name == hit.via)
-                    .map(|d| source_name(d.source))
-                    .collect();
-                Some(json!({
-                    "indicator": kind.as_str(),
-                    "provider": hit.provider.id,
-                    "destination": hit.via,
-                    "sources": if sources.is_empty() { vec![hit.source] } else { sources },
-                }))
-            }
-            IndicatorRef::LocalInference => {
-                let by_name = ind
-                    .servers
-                    .iter()
-                    .find(|s| self.names().any(|n| s.names.matches(n)));
-                let server = match by_name {
-                    Some(s) => s,
-                    None if ind.servers.iter().all(|s| s.argv.is_empty()) => return None,
-                    None => {
-                        let argv = self.joined_argv();
-                        ind.servers.iter().find(|s| s.argv.matches(argv))?
-                    }
-                };
-                let port = self.net().map(|n| n.local_port);
-                Some(json!({
-                    "indicator": "local_inference",
-                    "server": server.id,
-                    "default_port": port.map(|p| server.ports.contains(&p)),
-                }))
-            }
-            IndicatorRef::AgentCli | IndicatorRef::AutonomousMode => {
-                let cli = ind
-                    .clis
-                    .iter()
-                    .find(|c| self.names().any(|n| c.names.matches(n)))?;
-                if i == IndicatorRef::AgentCli {
-                    return Some(json!({"indicator": "agent_cli", "cli": cli.id}));
-                }
-                let Detail::Exec(e) = &self.ev.detail else {
-                    return None;
-                };
-                let flag = e.argv.iter().skip(1).find_map(|a| {
-                    cli.autonomous_flags.iter().find(|f| {
-                        a == *f
-                            || a.strip_prefix(f.as_str())
-                                .is_some_and(|r| r.starts_with('='))
-                    })
-                })?;
-                Some(json!({"indicator": "autonomous_mode", "cli": cli.id, "flag": flag}))
-            }
-            IndicatorRef::McpServer => {
-                if ind.launchers.is_empty() {
-                    return None;
-                }
-                let argv = self.joined_argv();
-                let l = ind.launchers.iter().find(|l| l.argv.matches(argv))?;
-                Some(json!({"indicator": "mcp_server", "launcher": l.id}))
-            }
-            IndicatorRef::ModelFile => self.path_list("model_file", &ind.model_files),
-            IndicatorRef::AiSdk => self.path_list("ai_sdk", &ind.ai_sdks),
-            IndicatorRef::GpuDevice => self.path_list("gpu_device", &ind.gpu_devices),
-            IndicatorRef::SecretFile => self.path_list("secret_file", &ind.secret_files),
-            IndicatorRef::AiCredential => {
-                let path = self.path()?;
-                let cred = ind
-                    .credentials
-                    .iter()
-                    .find(|c| c.suffixes.iter().any(|s| path.ends_with(s.as_str())))?;
-                let owner = !cred.owners.is_empty() && self.names().any(|n| cred.owners.matches(n));
-                if credential_owner.is_some_and(|want| want != owner) {
-                    return None;
-                }
-                Some(
-                    json!({"indicator": "ai_credential", "credential": cred.id, "path": path, "owner": owner}),
-                )
-            }
-        }
-    }
-
-    fn path_list(&self, name: &str, set: &super::matchers::PathSet) -> Option<Value> {
-        let path = self.path()?;
-        set.matches(path)
-            .then(|| json!({"indicator": name, "path": path}))
     }
 
     /// For a connect by a registered agent that declared its scope: true
@@ -604,9 +484,9 @@ impl Cx<'_, '_> {
     }
 }
 
-const DNS_PORT: u16 = 53;
+pub(super) const DNS_PORT: u16 = 53;
 
-fn source_name(s: NameSource) -> &'static str {
+pub(super) fn source_name(s: NameSource) -> &'static str {
     match s {
         NameSource::Dns => "dns",
         NameSource::Sni => "sni",

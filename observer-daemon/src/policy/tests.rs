@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use super::{rules::Hit, *};
 use crate::{process_table::Origin, receipt::payload::RiskClass, record::*};
 
-fn shipped() -> PathBuf {
+pub(super) fn shipped() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
 }
 
 /// A copy of the shipped policies in a temp dir, with `edit` applied to
 /// one file.
-fn copy_with(file: &str, edit: impl Fn(String) -> String) -> tempfile::TempDir {
+pub(super) fn copy_with(file: &str, edit: impl Fn(String) -> String) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("indicators")).unwrap();
     for rel in std::iter::once("agents.toml".to_string())
@@ -31,7 +31,7 @@ fn copy_with(file: &str, edit: impl Fn(String) -> String) -> tempfile::TempDir {
     dir
 }
 
-fn process(comm: &str, exe: &str, argv: &[&str], agent: Option<&str>) -> ProcessView {
+pub(super) fn process(comm: &str, exe: &str, argv: &[&str], agent: Option<&str>) -> ProcessView {
     ProcessView {
         pid: 4242,
         tid: 4242,
@@ -56,7 +56,7 @@ fn process(comm: &str, exe: &str, argv: &[&str], agent: Option<&str>) -> Process
     }
 }
 
-fn event(process: ProcessView, detail: Detail) -> EnrichedEvent {
+pub(super) fn event(process: ProcessView, detail: Detail) -> EnrichedEvent {
     EnrichedEvent {
         event: "x",
         time: "2026-11-23T00:00:00.000000000Z".into(),
@@ -73,7 +73,7 @@ fn event(process: ProcessView, detail: Detail) -> EnrichedEvent {
     }
 }
 
-fn net(remote: &str, port: u16, names: &[(&str, NameSource)]) -> NetDetail {
+pub(super) fn net(remote: &str, port: u16, names: &[(&str, NameSource)]) -> NetDetail {
     NetDetail {
         fd: 3,
         result: 0,
@@ -101,7 +101,7 @@ fn listen(addr: &str, port: u16) -> Detail {
     Detail::Listen(n)
 }
 
-fn open(path: &str) -> Detail {
+pub(super) fn open(path: &str) -> Detail {
     Detail::FileOpen(OpenDetail {
         path: path.into(),
         result: 3,
@@ -115,7 +115,7 @@ fn open(path: &str) -> Detail {
     })
 }
 
-fn exec(argv: &[&str]) -> Detail {
+pub(super) fn exec(argv: &[&str]) -> Detail {
     Detail::Exec(ExecDetail {
         filename: argv[0].into(),
         argv: argv.iter().map(|s| s.to_string()).collect(),
@@ -127,7 +127,7 @@ fn exec(argv: &[&str]) -> Detail {
     })
 }
 
-fn hits(policy: &Policy, ev: &EnrichedEvent) -> Vec<(String, RiskClass, Value)> {
+pub(super) fn hits(policy: &Policy, ev: &EnrichedEvent) -> Vec<(String, RiskClass, Value)> {
     let mut out: Vec<Hit> = Vec::new();
     policy.evaluate(ev, &mut String::new(), &mut out);
     out.into_iter()
@@ -135,7 +135,7 @@ fn hits(policy: &Policy, ev: &EnrichedEvent) -> Vec<(String, RiskClass, Value)> 
         .collect()
 }
 
-fn default_policy() -> Policy {
+pub(super) fn default_policy() -> Policy {
     Policy::load(&shipped(), &[]).unwrap()
 }
 
