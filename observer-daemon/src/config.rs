@@ -26,9 +26,13 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct ConfigFile {
     /// Policy directory (agents.toml, rules.toml, indicators/): see
-    /// docs/policies.md. Default: none (only `[[agents]]`, no rules).
+    /// docs/policies.md. Default: none (the built-in set).
     /// Must come before the first `[section]` in the file.
     pub policies_dir: Option<PathBuf>,
+    /// Without a policy directory (or while it is missing), use the policy
+    /// set built into the binary. Default true; false keeps only
+    /// observer.toml's `[[agents]]` (no shadow-AI rules) then.
+    pub builtin_policies: Option<bool>,
     pub kernel: KernelSection,
     pub files: FilesSection,
     pub watch: WatchSection,
@@ -240,6 +244,8 @@ pub struct AgentEntry {
 pub struct Config {
     pub source: Option<PathBuf>,
     pub policies_dir: Option<PathBuf>,
+    /// See [`ConfigFile::builtin_policies`].
+    pub builtin_policies: bool,
     pub kernel: KernelSection,
     pub files: FilesSection,
     pub watch: WatchSection,
@@ -413,6 +419,7 @@ impl Config {
         Ok(Config {
             source,
             policies_dir: file.policies_dir,
+            builtin_policies: file.builtin_policies.unwrap_or(true),
             kernel: file.kernel,
             files: file.files,
             watch: file.watch,
@@ -512,6 +519,7 @@ mod tests {
         // The one difference: the shipped file points at the installed
         // policies; with no file (or no directory there) the built-in set.
         assert_eq!(builtin.policies_dir, None);
+        assert!(builtin.builtin_policies && repo.builtin_policies);
         assert_eq!(
             repo.policies_dir.as_deref(),
             Some(Path::new("/etc/observer/policies"))

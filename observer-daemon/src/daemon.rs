@@ -431,18 +431,25 @@ async fn tick(tx: mpsc::Sender<Msg>, mut stop: watch::Receiver<bool>) {
 /// detection is on without any setup. A configured directory that appears
 /// later is loaded by the reloader.
 fn load_policy(cfg: &Config) -> anyhow::Result<Policy> {
+    let fallback = || {
+        if cfg.builtin_policies {
+            Policy::builtin(&cfg.agents).context("loading the built-in policy set")
+        } else {
+            Ok(Policy::from_config(&cfg.agents))
+        }
+    };
     match &cfg.policies_dir {
         Some(dir) if dir.exists() => Policy::load(dir, &cfg.agents)
             .with_context(|| format!("loading policies from {}", dir.display())),
         Some(dir) => {
             log::warn!(
-                "policies_dir {} does not exist: the built-in policy set is in force \
-                 until it appears",
-                dir.display()
+                "policies_dir {} does not exist: the {} policy set is in force until it appears",
+                dir.display(),
+                if cfg.builtin_policies { "built-in" } else { "config-only" }
             );
-            Policy::builtin(&cfg.agents).context("loading the built-in policy set")
+            fallback()
         }
-        None => Policy::builtin(&cfg.agents).context("loading the built-in policy set"),
+        None => fallback(),
     }
 }
 
@@ -502,7 +509,7 @@ async fn reload_policies(
     let Some(dir) = dir else {
         loop {
             tokio::select! {
-                _ = hup.recv() => log::info!("SIGHUP: no policies_dir configured, nothing to reload (the built-in policy set stays in force)"),
+                _ = hup.recv() => log::info!("SIGHUP: no policies_dir configured, nothing to reload"),
                 _ = stop.changed() => return,
             }
         }

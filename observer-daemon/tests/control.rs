@@ -125,14 +125,13 @@ fn status_shows_the_real_probes_and_counters_moving() {
         .as_array()
         .unwrap()
         .contains(&Value::from("exec_exit -> syscalls/sys_exit_execveat")));
-    // No policies_dir: the built-in set, with the config's agent merged in.
-    let expected_policy = Policy::builtin(&[AgentEntry {
+    // No policies_dir and (as tests/common sets) builtin_policies = false.
+    let expected_policy = Policy::from_config(&[AgentEntry {
         id: "status-agent".into(),
         executables: vec![agent.display().to_string()],
-    }])
-    .unwrap();
+    }]);
     assert_eq!(before["policy"]["digest"], expected_policy.digest.as_str());
-    assert_eq!(before["policy"]["source"], "built-in");
+    assert_eq!(before["policy"]["source"], "config");
     assert_eq!(before["identity"]["source"], "machine-id");
     assert_eq!(before["identity"]["warning"], Value::Null);
     assert_eq!(before["policy"]["agents"][0], "status-agent");

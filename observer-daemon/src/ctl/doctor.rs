@@ -224,6 +224,13 @@ fn policies_check(config: &Config) -> Result<String, String> {
         ),
         None => (Policy::builtin(&config.agents), "built-in".to_string()),
     };
+    let (policy, from) = match (config.builtin_policies, from.starts_with("from ")) {
+        (false, false) => (
+            Ok(Policy::from_config(&config.agents)),
+            "config-only (builtin_policies = false)".to_string(),
+        ),
+        _ => (policy, from),
+    };
     let p = policy.map_err(|e| e.to_string())?;
     Ok(format!(
         "{} {from}: {} agents, {} rules",

@@ -33,7 +33,7 @@ pub fn print_check(out: &mut impl Write, mode: Output, v: &Value) -> Result<(), 
     Ok(())
 }
 
-/// `{"source": "daemon"|"policies_dir"|"built-in", "daemon_error"?, ...summary}`.
+/// `{"source": "daemon"|"policies_dir"|"built-in"|"config", "daemon_error"?, ...summary}`.
 pub fn show(socket: &Path, config: &Config) -> Result<Value, CtlError> {
     let daemon_error = match daemon::ask(socket, "policy", json!({})) {
         Ok(mut v) => {
@@ -52,6 +52,7 @@ pub fn show(socket: &Path, config: &Config) -> Result<Value, CtlError> {
                 .summary(),
             "policies_dir",
         ),
+        _ if !config.builtin_policies => (Policy::from_config(&config.agents).summary(), "config"),
         _ => (
             Policy::builtin(&config.agents)
                 .map_err(|e| CtlError::PolicyInvalid(e.to_string()))?
@@ -73,6 +74,10 @@ pub fn print_show(out: &mut impl Write, mode: Output, v: &Value) -> Result<(), C
         Some("policies_dir") => format!(
             "loaded from {} (daemon not reachable: {})",
             output::s(v, &["policies_dir"]),
+            output::s(v, &["daemon_error"])
+        ),
+        Some("config") => format!(
+            "observer.toml's [[agents]] only (builtin_policies = false; daemon not reachable: {})",
             output::s(v, &["daemon_error"])
         ),
         _ => format!(
