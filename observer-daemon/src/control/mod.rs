@@ -3,10 +3,13 @@
 //! client, every peer checked with SO_PEERCRED. `server` serves it inside
 //! observerd, `client` is what observerctl uses.
 pub mod client;
+pub mod follow;
 pub mod peer;
+pub mod query;
 pub mod server;
 pub mod status;
 pub mod tree;
+pub mod wire;
 
 use std::path::PathBuf;
 

@@ -64,6 +64,7 @@ pub async fn status(state: &State, ask_timeout: Duration) -> Value {
         "store_error": store.get("error").cloned().unwrap_or(Value::Null),
         "policy": policy,
         "sinks": sinks(state),
+        "control": state.streams.to_json(),
     })
 }
 

@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod erase;
 pub mod export;
 mod export_order;
+pub mod follow;
 pub mod keys;
 pub mod output;
 pub mod policy;
