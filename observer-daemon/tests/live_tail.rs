@@ -125,14 +125,17 @@ fn open_files(pid: u32) -> Vec<PathBuf> {
 /// The leaf index of the agent's exec of `/bin/echo marker`, once the
 /// store holds it (read here as root; observerctl never reads it).
 fn committed_echo(db: &Path, marker: &str) -> Option<u64> {
-    stored_receipts_of(db, "process.exec")
+    let found: Vec<_> = stored_receipts_of(db, "process.exec")
         .into_iter()
-        .find(|r| {
-            r.context
-                .as_ref()
-                .is_some_and(|c| c["exec"]["argv"] == json!(["/bin/echo", marker]))
+        .filter(|r| {
+            r.payload["agent_id"] == "tail-agent"
+                && r.context
+                    .as_ref()
+                    .is_some_and(|c| c["exec"]["argv"] == json!(["/bin/echo", marker]))
         })
-        .map(|r| r.leaf)
+        .collect();
+    assert!(found.len() <= 1, "{found:#?}");
+    found.first().map(|r| r.leaf)
 }
 
 #[test]
@@ -179,7 +182,7 @@ fn a_group_member_follows_and_queries_through_the_daemon_and_an_outsider_is_refu
     ];
     let direct = loop {
         let r = run(ctl.command(&[], &history));
-        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
         if !r.stdout.is_empty() {
             break r.stdout;
         }
@@ -230,7 +233,7 @@ fn a_group_member_follows_and_queries_through_the_daemon_and_an_outsider_is_refu
     let deadline = Instant::now() + WAIT;
     loop {
         let r = run(ctl.command(&[], &["status", "--json"]));
-        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
         let v: Value = serde_json::from_str(&r.stdout).unwrap();
         if v["control"]["followers"] == 1 {
             break;
@@ -263,9 +266,20 @@ fn a_group_member_follows_and_queries_through_the_daemon_and_an_outsider_is_refu
         assert!(Instant::now() < deadline, "the echo was never committed");
         std::thread::sleep(Duration::from_millis(10));
     };
-    let (arrived, line) = rx
-        .recv_timeout(WAIT)
-        .unwrap_or_else(|_| panic!("the follower printed nothing; {:?}", follower.0.try_wait()));
+    // The agent's own exec (sh) comes first, in commit order, then the echo.
+    let mut next = || {
+        let (arrived, line) = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+            panic!("the follower printed nothing; {:?}", follower.0.try_wait())
+        });
+        (arrived, serde_json::from_str::<Value>(&line).unwrap(), line)
+    };
+    let (_, sh, _) = next();
+    assert_eq!(sh["leaf_index"], leaf - 1);
+    assert_eq!(
+        sh["context"]["exec"]["filename"],
+        agent_exe.display().to_string()
+    );
+    let (arrived, row, line) = next();
     // The promise: a member sees a new receipt within a second of
     // its commit (seen here by reading the store).
     assert!(
@@ -273,14 +287,13 @@ fn a_group_member_follows_and_queries_through_the_daemon_and_an_outsider_is_refu
         "the row came {:?} after the commit was seen",
         arrived.saturating_duration_since(committed_seen)
     );
-    let row: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(row["leaf_index"], leaf);
     assert_eq!(row["agent_id"], "tail-agent");
     assert_eq!(row["context"]["exec"]["argv"], json!(["/bin/echo", marker]));
     // The same bytes root's `receipts --jsonl` prints for that receipt.
     let all = run(ctl.command(&[], &history));
     assert_eq!(all.stdout.lines().last(), Some(line.as_str()));
-    assert!(rx.try_recv().is_err(), "only the echo matched");
+    assert!(rx.try_recv().is_err(), "only the two execs matched");
 
     // Outside the group: refused at connect, by the socket's mode, saying so.
     let refused = format!(
@@ -304,5 +317,70 @@ fn a_group_member_follows_and_queries_through_the_daemon_and_an_outsider_is_refu
     );
     assert_eq!(r.stdout, "");
     drop(follower);
+    d.stop();
+}
+
+#[test]
+fn a_follower_that_stops_reading_is_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent_exe = copy_executable("/bin/sh", dir.path(), &unique("busyagent"));
+    let d = Daemon::start_in(
+        StateDir::Shared(dir.path().to_owned()),
+        &agent_config(
+            "busy-agent",
+            &agent_exe,
+            "[control]\nsocket = \"@DIR@/ctl.sock\"\ntimeout_ms = 3000\n",
+        ),
+    );
+    let ctl = Ctl {
+        bin: PathBuf::from(env!("CARGO_BIN_EXE_observerctl")),
+        socket: dir.path().join("ctl.sock"),
+        db: d.store(),
+    };
+    // Status answers within the connection's deadline; a busy machine may
+    // miss it now and then: asked again until the deadline below.
+    let status = || -> Option<Value> {
+        let r = run(ctl.command(&[], &["status", "--json"]));
+        (r.code == 0).then(|| serde_json::from_str(&r.stdout).unwrap())
+    };
+    let until = |what: &str, pred: &dyn Fn(&Value) -> bool| {
+        let deadline = Instant::now() + WAIT;
+        let mut last = None;
+        loop {
+            if let Some(v) = status() {
+                if pred(&v) {
+                    return v;
+                }
+                last = Some(v);
+            }
+            assert!(Instant::now() < deadline, "{what}: {last:#?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // A follower that sends its request and never reads.
+    let mut stuck = std::os::unix::net::UnixStream::connect(&ctl.socket).unwrap();
+    std::io::Write::write_all(&mut stuck, b"{\"v\":1,\"cmd\":\"follow\",\"lines\":0}\n").unwrap();
+    until("the follower subscribed", &|v| {
+        v["control"]["followers"] == 1
+    });
+    // Each receipt row is kilobytes (the signature alone is 3309 bytes):
+    // 200 execs and their exits overflow the socket's buffer.
+    let status_ok = Command::new(&agent_exe)
+        .args(["-c", "for i in $(seq 200); do /bin/true; done"])
+        .status()
+        .unwrap();
+    assert!(status_ok.success());
+    let v = until("the stalled follower was dropped", &|v| {
+        v["control"]["streams_dropped_slow"] == 1 && v["control"]["followers"] == 0
+    });
+    assert_eq!(v["control"]["followers_lagged"], 0);
+    assert!(d
+        .stderr_text()
+        .contains("control socket: dropped a stream whose client stopped reading for 3000 ms"));
+    // The daemon closed its side: what was buffered, then end of file.
+    stuck.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buffered = Vec::new();
+    std::io::Read::read_to_end(&mut stuck, &mut buffered).unwrap();
+    assert!(buffered.starts_with(b"{\"v\":1,\"ok\":true,\"result\":{\"following\":true"));
     d.stop();
 }

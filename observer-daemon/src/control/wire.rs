@@ -83,6 +83,21 @@ pub async fn write(
     }
 }
 
+/// A protocol line: the object's members with `"v"` moved first (a
+/// `Value` prints its members sorted), so every protocol line starts with
+/// [`PROTOCOL_PREFIX`] and a client tells it from a row by its first bytes.
+pub fn protocol_line(value: &Value) -> String {
+    let mut rest = value.clone();
+    if let Some(members) = rest.as_object_mut() {
+        members.remove("v");
+    }
+    let rest = rest.to_string();
+    match rest.strip_prefix('{').filter(|r| *r != "}") {
+        Some(members) => format!("{PROTOCOL_PREFIX}{PROTOCOL_VERSION},{members}\n"),
+        None => format!("{PROTOCOL_PREFIX}{PROTOCOL_VERSION}}}\n"),
+    }
+}
+
 /// Writes one JSON protocol line.
 pub async fn write_value(
     out: &mut OwnedWriteHalf,
@@ -90,5 +105,30 @@ pub async fn write_value(
     timeout: Duration,
     counters: &StreamCounters,
 ) -> Result<(), Stop> {
-    write(out, format!("{value}\n").as_bytes(), timeout, counters).await
+    write(out, protocol_line(value).as_bytes(), timeout, counters).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_lines_start_with_the_version_and_rows_never_do() {
+        assert_eq!(
+            protocol_line(&super::super::ok(json!({"following": true}))),
+            "{\"v\":1,\"ok\":true,\"result\":{\"following\":true}}\n"
+        );
+        assert_eq!(
+            protocol_line(&lagged(7, 2)),
+            "{\"v\":1,\"from_leaf\":7,\"missed_ranges\":2,\"notice\":\"lagged\"}\n"
+        );
+        assert_eq!(protocol_line(&json!({})), "{\"v\":1}\n");
+        // A row's members are sorted and it has no "v": it starts with
+        // its action type.
+        let row = json!({"action_type": "process.exec", "v": null, "agent_id": "a"});
+        assert!(!row.to_string().starts_with(PROTOCOL_PREFIX));
+        let line = protocol_line(&json!({"v": 1, "end": {"rows": 3}}));
+        let back: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, json!({"v": 1, "end": {"rows": 3}}));
+    }
 }
