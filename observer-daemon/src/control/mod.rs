@@ -37,7 +37,8 @@ pub struct ControlSection {
     /// Longest request line in bytes. Default 65536.
     pub max_request_bytes: usize,
     /// A client must send its request and read the answer within this
-    /// time. Default 5000.
+    /// time; a streamed answer (`receipts`, `follow`) has no overall limit,
+    /// but each of its writes must complete within it. Default 5000.
     pub timeout_ms: u64,
 }
 
