@@ -46,6 +46,10 @@ use crate::{
 pub enum EventsOutput {
     None,
     Stdout,
+    /// Stdout drawn as the live view for a person (crate::live_view).
+    Live {
+        colour: bool,
+    },
     File(PathBuf),
 }
 
@@ -578,6 +582,7 @@ fn start_control(
             .then(|| cfg.receipts.master_seed.clone()),
         rotating: Default::default(),
         identity,
+        streams: Default::default(),
     };
     Some(tokio::spawn(crate::control::server::serve(
         bound,
@@ -783,6 +788,10 @@ fn open_output(events: &EventsOutput) -> anyhow::Result<Option<Box<dyn Write + S
     Ok(match events {
         EventsOutput::None => None,
         EventsOutput::Stdout => Some(Box::new(std::io::stdout())),
+        EventsOutput::Live { colour } => Some(Box::new(crate::live_view::LiveWriter::new(
+            std::io::stdout(),
+            crate::live_view::Style::local(*colour),
+        ))),
         // 0600: the records hold every user's command lines and paths.
         EventsOutput::File(path) => Some(Box::new(
             std::fs::OpenOptions::new()

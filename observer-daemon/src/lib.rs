@@ -16,6 +16,7 @@ pub mod format;
 pub mod forward;
 pub mod journal;
 pub mod kernel_config;
+pub mod live_view;
 pub mod loader;
 pub mod loss;
 pub mod metrics;

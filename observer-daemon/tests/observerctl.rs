@@ -1263,6 +1263,8 @@ fn tail_follow_shows_new_receipts_as_they_are_committed() {
         Command::new(env!("CARGO_BIN_EXE_observerctl"))
             .arg("--db")
             .arg(&db)
+            .arg("--socket")
+            .arg(d.socket())
             .args([
                 "tail",
                 "-f",

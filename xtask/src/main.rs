@@ -30,8 +30,13 @@ enum Task {
     /// Install the eBPF toolchain pieces (idempotent).
     Setup,
     /// Set up, build, and run observerd as root with the repository config,
-    /// printing enriched events as JSON lines on stdout.
+    /// printing enriched events on stdout: the live view (one readable line
+    /// per event) on a terminal, JSON lines when piped or with --json.
     Run {
+        /// JSON lines on stdout even on a terminal. Passing your own
+        /// --events-jsonl to observerd also keeps the JSON lines.
+        #[arg(long)]
+        json: bool,
         /// Extra arguments for observerd.
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
@@ -63,7 +68,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Setup => setup::ensure_all(),
         Task::Man(args) => man::run(args, &workspace_root()),
-        Task::Run { args } => {
+        Task::Run { json, args } => {
             // Root first: nothing is installed or built for a run that
             // cannot load its probes.
             require_root("cargo xtask run")?;
@@ -72,12 +77,20 @@ fn main() -> anyhow::Result<()> {
             let root = workspace_root();
             // The repository's policies (edits reload live), not the
             // installed directory observer.toml names.
-            let status = Command::new(root.join("target/release/observerd"))
+            let mut observerd = Command::new(root.join("target/release/observerd"));
+            observerd
                 .arg("--config")
                 .arg(root.join("observer.toml"))
                 .arg("--policies-dir")
-                .arg(root.join("policies"))
-                .args(["--events-jsonl", "-"])
+                .arg(root.join("policies"));
+            let own_output = args
+                .iter()
+                .any(|a| a == "--events-jsonl" || a.starts_with("--events-jsonl="));
+            if !own_output {
+                let view = if json { "json" } else { "auto" };
+                observerd.args(["--events-jsonl", "-", "--events-view", view]);
+            }
+            let status = observerd
                 .args(args)
                 .status()
                 .context("starting observerd")?;

@@ -14,7 +14,7 @@ use observer_daemon::{
         },
         daemon, doctor, erase, export,
         filter::Query,
-        keys, output, policy, progress, proof, receipts, stats,
+        follow, keys, output, policy, progress, proof, receipts, stats,
         time::parse_time,
         verify, CtlError, Output, Paths,
     },
@@ -161,8 +161,7 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
         }
         Command::Receipts { show: None, filter } => {
             let q = query_of(filter.selection, filter.limit)?;
-            let store = ctl::open_store(&p.db)?;
-            receipts::print_query(out, mode, &store, &q)?;
+            follow::receipts_command(&p.db, &socket, &q, mode, out)?;
         }
         Command::Receipts {
             show: Some(ReceiptsCommand::Show { receipt, pubkey }),
@@ -180,8 +179,8 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             filter,
         } => {
             let q = query_of(filter.selection, None)?;
-            let store = ctl::open_store(&p.db)?;
-            receipts::tail(&store, &q, filter.limit.unwrap_or(lines), follow, mode, out)?;
+            let lines = filter.limit.unwrap_or(lines);
+            follow::tail_command(&p.db, &socket, &q, lines, follow, mode, out)?;
         }
         Command::Agents { tree: None } => {
             let store = ctl::open_store(&p.db)?;

@@ -32,6 +32,12 @@ struct Cli {
     /// (`cargo xtask run` passes the repository's policies/).
     #[arg(long, value_name = "DIR")]
     policies_dir: Option<PathBuf>,
+    /// How `--events-jsonl -` shows events: `auto` draws the live view
+    /// (one readable line per event, docs/observerctl.md "Live view") when
+    /// stdout is a terminal and JSON lines otherwise; `live` and `json`
+    /// choose. A file always gets JSON lines.
+    #[arg(long, value_enum, default_value_t = EventsView::Auto)]
+    events_view: EventsView,
     /// Validate the configuration and exit.
     #[arg(long)]
     check_config: bool,
@@ -41,6 +47,13 @@ struct Cli {
     check_policies: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum EventsView {
+    Auto,
+    Live,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -177,7 +190,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let events = match cli.events_jsonl.as_deref() {
         None => EventsOutput::None,
-        Some("-") => EventsOutput::Stdout,
+        Some("-") => {
+            use std::io::IsTerminal;
+            let terminal = std::io::stdout().is_terminal();
+            match cli.events_view {
+                EventsView::Json => EventsOutput::Stdout,
+                EventsView::Auto if !terminal => EventsOutput::Stdout,
+                EventsView::Auto | EventsView::Live => EventsOutput::Live {
+                    colour: observer_daemon::live_view::colour_wanted(terminal),
+                },
+            }
+        }
         Some(path) => EventsOutput::File(PathBuf::from(path)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

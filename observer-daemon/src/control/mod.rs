@@ -3,10 +3,13 @@
 //! client, every peer checked with SO_PEERCRED. `server` serves it inside
 //! observerd, `client` is what observerctl uses.
 pub mod client;
+pub mod follow;
 pub mod peer;
+pub mod query;
 pub mod server;
 pub mod status;
 pub mod tree;
+pub mod wire;
 
 use std::path::PathBuf;
 
@@ -34,7 +37,8 @@ pub struct ControlSection {
     /// Longest request line in bytes. Default 65536.
     pub max_request_bytes: usize,
     /// A client must send its request and read the answer within this
-    /// time. Default 5000.
+    /// time; a streamed answer (`receipts`, `follow`) has no overall limit,
+    /// but each of its writes must complete within it. Default 5000.
     pub timeout_ms: u64,
 }
 

@@ -95,6 +95,8 @@ pub struct State {
     /// The deployer id in force and how it was chosen
     /// ([`crate::deployer::DeployerId::to_json`]); null without receipts.
     pub identity: Value,
+    /// Streamed answers (`receipts`, `follow`): followers, drops, lags.
+    pub streams: super::wire::StreamCounters,
 }
 
 impl State {
@@ -336,10 +338,10 @@ pub async fn serve(
             continue;
         };
         let (state, section, group) = (state.clone(), section.clone(), group.clone());
+        let stop = stop.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let _ =
-                tokio::time::timeout(timeout, connection(stream, &state, &section, &group)).await;
+            connection(stream, &state, &section, &group, stop).await;
         });
     }
     if let Ok(mut w) = state.writer.lock() {
@@ -372,12 +374,18 @@ async fn refuse(mut stream: UnixStream, answer: Value, timeout: Duration) {
     .await;
 }
 
+/// One client. Requests and their answers must fit in `timeout_ms` from
+/// connect; a streamed answer (`receipts`, `follow`) then runs without
+/// that deadline, each of its writes bounded by `timeout_ms` instead.
 async fn connection(
     stream: UnixStream,
     state: &State,
     section: &ControlSection,
     group: &Option<(String, u32)>,
+    stop: watch::Receiver<bool>,
 ) {
+    let timeout = Duration::from_millis(section.timeout_ms);
+    let deadline = tokio::time::Instant::now() + timeout;
     let peer = match stream.peer_cred() {
         Ok(c) => peer::Peer {
             uid: c.uid(),
@@ -405,8 +413,11 @@ async fn connection(
         let message = peer::refusal(&peer, group.as_ref().map(|(n, g)| (n.as_str(), *g)));
         let line = format!("{}\n", error("permission_denied", &message));
         let mut stream = stream;
-        let _ = stream.write_all(line.as_bytes()).await;
-        let _ = stream.shutdown().await;
+        let _ = tokio::time::timeout_at(deadline, async {
+            let _ = stream.write_all(line.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        })
+        .await;
         return;
     }
     let (read, mut write) = stream.into_split();
@@ -414,32 +425,75 @@ async fn connection(
     let max = section.max_request_bytes;
     loop {
         let mut line = Vec::new();
-        let n = match (&mut read)
-            .take(max as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .await
+        let n = match tokio::time::timeout_at(
+            deadline,
+            (&mut read)
+                .take(max as u64 + 1)
+                .read_until(b'\n', &mut line),
+        )
+        .await
         {
-            Ok(n) => n,
-            Err(_) => return,
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) | Err(_) => return,
         };
         if n == 0 {
             return;
         }
         let too_long = line.len() > max && line.last() != Some(&b'\n');
+        if !too_long {
+            match streamed(&line) {
+                Some((Stream::Receipts, req)) => {
+                    super::query::serve_receipts(&req, &mut write, state, timeout).await;
+                    let _ = write.shutdown().await;
+                    return;
+                }
+                Some((Stream::Follow, req)) => {
+                    super::follow::serve_follow(&req, read, &mut write, state, timeout, stop).await;
+                    let _ = write.shutdown().await;
+                    return;
+                }
+                None => {}
+            }
+        }
         let answer = if too_long {
             error(
                 "request_too_large",
                 &format!("a request is one line of at most {max} bytes"),
             )
         } else {
-            handle(state, &line, &peer).await
+            match tokio::time::timeout_at(deadline, handle(state, &line, &peer)).await {
+                Ok(answer) => answer,
+                Err(_) => return,
+            }
         };
         let text = format!("{answer}\n");
-        if write.write_all(text.as_bytes()).await.is_err() || too_long {
-            let _ = write.shutdown().await;
+        let written = tokio::time::timeout_at(deadline, write.write_all(text.as_bytes())).await;
+        if !matches!(written, Ok(Ok(()))) || too_long {
+            let _ = tokio::time::timeout_at(deadline, write.shutdown()).await;
             return;
         }
     }
+}
+
+/// The requests answered with a stream of lines.
+enum Stream {
+    Receipts,
+    Follow,
+}
+
+/// A well-formed request of this version for a streamed answer; anything
+/// else goes to [`handle`], which answers it (or says what is wrong).
+fn streamed(line: &[u8]) -> Option<(Stream, Value)> {
+    let req: Value = serde_json::from_slice(line).ok()?;
+    if req["v"].as_u64() != Some(PROTOCOL_VERSION) {
+        return None;
+    }
+    let kind = match req["cmd"].as_str()? {
+        "receipts" => Stream::Receipts,
+        "follow" => Stream::Follow,
+        _ => return None,
+    };
+    Some((kind, req))
 }
 
 /// One request: `{"v": 1, "cmd": "...", ...}`.
@@ -508,7 +562,10 @@ async fn handle(state: &State, line: &[u8], peer: &peer::Peer) -> Value {
         }
         Some(other) => error(
             "unknown_command",
-            &format!("unknown command {other:?}: ping, status, policy, process_tree, keys_rotate"),
+            &format!(
+                "unknown command {other:?}: ping, status, policy, process_tree, keys_rotate, \
+                 receipts, follow"
+            ),
         ),
         None => error("bad_request", "a request needs \"cmd\""),
     }

@@ -66,6 +66,7 @@ pub async fn status(state: &State, ask_timeout: Duration) -> Value {
         "policy": policy,
         "identity": state.identity,
         "sinks": sinks(state),
+        "control": state.streams.to_json(),
     })
 }
 

@@ -67,9 +67,9 @@ pub enum Command {
         #[command(flatten)]
         filter: Filter,
     },
-    /// The latest matching receipts; with -f, then every new one as it is
-    /// committed (follows the store read-only, every 100 ms: no daemon
-    /// needed).
+    /// The latest matching receipts; with -f, then every new one as the
+    /// daemon commits it (streamed over the control socket: root or the
+    /// socket's group). Readable live view on a terminal, rows with --jsonl.
     Tail {
         /// Keep printing receipts as they are committed, until interrupted.
         #[arg(short = 'f', long)]

@@ -11,6 +11,7 @@ pub mod erase;
 pub mod export;
 mod export_order;
 pub mod filter;
+pub mod follow;
 pub mod keys;
 pub mod output;
 pub mod policy;

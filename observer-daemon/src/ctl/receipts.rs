@@ -27,23 +27,11 @@ pub fn newest_leaf(store: &Store) -> Result<Option<u64>, CtlError> {
         .map_err(sql_err(store))
 }
 
-/// How often `tail -f` looks for new receipts. The writer commits in
-/// batches within a few hundred milliseconds of an event.
-pub const FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// `tail`: the latest `lines` matches, then (with `follow`) every new
-/// match in commit order until stdout is closed (or the process is
-/// interrupted).
-pub fn tail(
-    store: &Store,
-    q: &Query,
-    lines: u64,
-    follow: bool,
-    mode: Output,
-    out: &mut impl Write,
-) -> Result<(), CtlError> {
-    // Everything up to `last` is printed (or older than the first lines).
-    let mut last: i64 = newest_leaf(store)?.map_or(-1, |l| l as i64);
+/// `tail` without `-f` from the store: the latest `lines` matches in log
+/// order, up to the log's end when it was read (`tail -f` follows through
+/// the daemon: ctl::follow).
+pub fn tail(store: &Store, q: &Query, lines: u64) -> Result<Vec<ReceiptRow>, CtlError> {
+    let last: i64 = newest_leaf(store)?.map_or(-1, |l| l as i64);
     let leaf = |r: &ReceiptRow| r.fields["leaf_index"].as_i64().unwrap_or(-1);
     let mut initial = query(
         store,
@@ -53,71 +41,7 @@ pub fn tail(
         },
     )?;
     initial.retain(|r| leaf(r) <= last);
-    if write_rows(out, mode, &initial, true).is_err() {
-        return Ok(());
-    }
-    if !follow {
-        return Ok(());
-    }
-    loop {
-        std::thread::sleep(FOLLOW_INTERVAL);
-        // The log's end first, then the filtered rows up to it: the mark
-        // moves past receipts the filters skip, and a commit landing
-        // between the two reads waits for the next round.
-        let end: i64 = newest_leaf(store)?.map_or(-1, |l| l as i64);
-        if end <= last {
-            continue;
-        }
-        let next = query(
-            store,
-            &Query {
-                limit: None,
-                after_leaf: Some((last, end)),
-                ..q.clone()
-            },
-        )?;
-        last = end;
-        if write_rows(out, mode, &next, false).is_err() {
-            return Ok(());
-        }
-    }
-}
-
-/// Rows as they come: JSON lines in JSON modes, fixed columns otherwise.
-fn write_rows(
-    out: &mut impl Write,
-    mode: Output,
-    rows: &[ReceiptRow],
-    header: bool,
-) -> std::io::Result<()> {
-    if mode == Output::Table && header {
-        writeln!(
-            out,
-            "{:<31} {:<20} {:>6} {:<16} {:<7} {:>8} {:<12} SUMMARY",
-            "ISSUED_AT", "AGENT", "SEQ", "ACTION", "RISK", "PID", "RECEIPT"
-        )?;
-    }
-    for row in rows {
-        let r = &row.fields;
-        if mode.is_json() {
-            serde_json::to_writer(&mut *out, row)?;
-            writeln!(out)?;
-        } else {
-            writeln!(
-                out,
-                "{:<31} {:<20} {:>6} {:<16} {:<7} {:>8} {:<12} {}",
-                s(r, &["issued_at"]),
-                s(r, &["agent_id"]),
-                s(r, &["seq"]),
-                s(r, &["action_type"]),
-                s(r, &["risk_class"]),
-                s(r, &["pid"]),
-                s(r, &["receipt_hash"]).chars().take(12).collect::<String>(),
-                s(r, &["summary"])
-            )?;
-        }
-    }
-    out.flush()
+    Ok(initial)
 }
 
 /// A network event's remote address and port, then the names it is known

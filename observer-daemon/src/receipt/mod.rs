@@ -11,6 +11,7 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod erase;
+pub mod feed;
 pub mod jcs;
 pub mod jcs_scan;
 pub mod json;

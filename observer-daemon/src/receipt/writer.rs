@@ -57,6 +57,8 @@ pub struct WriterMetrics {
     pub batches: AtomicU64,
     pub checkpoints: AtomicU64,
     pub log_size: AtomicU64,
+    /// Committed log ranges, for `observerctl tail -f` (control socket).
+    pub feed: super::feed::CommitFeed,
     /// Event time (kernel clock) to commit, in ms buckets.
     latency: Mutex<LatencyHistogram>,
 }
@@ -288,6 +290,8 @@ impl Writer {
         self.metrics
             .log_size
             .store(self.frontier.size(), Ordering::Relaxed);
+        let end = self.frontier.size();
+        self.metrics.feed.publish(end - committed, end);
         Ok(())
     }
 
