@@ -87,7 +87,13 @@ fn argv_secrets_reach_neither_events_nor_store() {
         vec!["mysql", "-uroot", &mysql_arg, &keep],
         vec!["curl", "-u", &curl_arg, "https://keep.example/"],
         vec![&url, &assignment, &groq],
-        vec!["aws", "configure", "set", "aws_secret_access_key", &aws_secret],
+        vec![
+            "aws",
+            "configure",
+            "set",
+            "aws_secret_access_key",
+            &aws_secret,
+        ],
         vec!["app", "--dbpass", &dbpass, &keep],
         vec![&cut],
     ];
@@ -136,7 +142,12 @@ fn argv_secrets_reach_neither_events_nor_store() {
     assert_eq!(stored, expected);
     let cut_exec = records
         .iter()
-        .find(|r| is_event(r, "exec") && r["exec"]["argv"][3].as_str().is_some_and(|a| a.starts_with(filler)))
+        .find(|r| {
+            is_event(r, "exec")
+                && r["exec"]["argv"][3]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with(filler))
+        })
         .unwrap();
     assert_eq!(cut_exec["exec"]["argv_truncated"], true);
 
@@ -159,6 +170,12 @@ fn argv_secrets_reach_neither_events_nor_store() {
     }
     // Not even the part of the cut token the kernel captured.
     let captured_prefix = &ghp[..9];
-    assert!(!contains(&events, "ghp_"), "{captured_prefix}... in the events output");
-    assert!(!contains(&store, "ghp_"), "{captured_prefix}... in the store");
+    assert!(
+        !contains(&events, "ghp_"),
+        "{captured_prefix}... in the events output"
+    );
+    assert!(
+        !contains(&store, "ghp_"),
+        "{captured_prefix}... in the store"
+    );
 }
