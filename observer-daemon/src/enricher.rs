@@ -15,7 +15,7 @@ use crate::{
     policy::{agents::ImageFacts, Policy},
     process_table::{Image, Origin, Process, ProcessTable},
     record::*,
-    redact::redact_argv,
+    redact::{redact_argv, redact_captured_argv},
 };
 
 /// Parent-chain length included in every record.
@@ -233,7 +233,7 @@ impl Enricher {
             comm: h.comm.clone(),
             exe,
             exe_sha256,
-            argv: redact_argv(&e.argv),
+            argv: redact_captured_argv(&e.argv, e.args_truncated),
             env_names,
             uid: h.uid,
             gid: h.gid,
@@ -380,7 +380,7 @@ fn exit_detail(exit_code: u32) -> ExitDetail {
 fn exec_detail(e: &Exec) -> ExecDetail {
     ExecDetail {
         filename: e.filename.clone(),
-        argv: redact_argv(&e.argv),
+        argv: redact_captured_argv(&e.argv, e.args_truncated),
         argv_truncated: e.args_truncated,
         argv_missing: e.no_args,
         result: e.retval,

@@ -2,7 +2,12 @@
 //! is attached to the chain's final addresses. Entries expire by their
 //! (clamped) TTL on the kernel's boot clock, so the answer and the connect
 //! compare timestamps taken by the same clock. Memory is bounded: an LRU
-//! of addresses, each with a bounded list of names.
+//! of addresses, each with at most `per_address` names.
+//!
+//! When an address has more names than that, the names in the middle of a
+//! CNAME chain go first: a long chain (CDNs chain a dozen aliases) must not
+//! push out the name that was asked (`api.openai.com`, the one policies
+//! match) or the name that owns the address. Expired names go before any.
 use std::{net::IpAddr, num::NonZeroUsize};
 
 use lru::LruCache;
@@ -11,6 +16,9 @@ use lru::LruCache;
 struct Entry {
     name: String,
     expires_boot_ns: u64,
+    /// The question of an answer, or the end of its chain (the name owning
+    /// the address): kept in preference to the aliases between them.
+    endpoint: bool,
 }
 
 pub struct NameCache {
@@ -39,22 +47,32 @@ impl NameCache {
         }
     }
 
-    /// `names` now name `addr` from `now_boot_ns` for `ttl_s` (clamped).
-    pub fn insert(&mut self, addr: IpAddr, names: &[String], ttl_s: u32, now_boot_ns: u64) {
+    /// `chain` (the question name first, then each CNAME target in order)
+    /// now names `addr` from `now_boot_ns` for `ttl_s` (clamped).
+    pub fn insert(&mut self, addr: IpAddr, chain: &[String], ttl_s: u32, now_boot_ns: u64) {
         let ttl_ns = (u64::from(ttl_s) * 1_000_000_000).clamp(self.min_ttl_ns, self.max_ttl_ns);
         let expires = now_boot_ns.saturating_add(ttl_ns);
         let entries = self.map.get_or_insert_mut(canonical(addr), Vec::new);
-        for name in names {
-            entries.retain(|e| &e.name != name);
+        entries.retain(|e| e.expires_boot_ns > now_boot_ns);
+        let last = chain.len().saturating_sub(1);
+        for (i, name) in chain.iter().enumerate() {
+            // A name once asked stays a name that was asked.
+            let mut endpoint = i == 0 || i == last;
+            if let Some(at) = entries.iter().position(|e| &e.name == name) {
+                endpoint |= entries.remove(at).endpoint;
+            }
             entries.push(Entry {
                 name: name.clone(),
                 expires_boot_ns: expires,
+                endpoint,
             });
         }
-        // The most recently answered names win.
-        if entries.len() > self.per_address {
-            let excess = entries.len() - self.per_address;
-            entries.drain(..excess);
+        // Over the bound: the oldest alias goes, and only when no alias is
+        // left the oldest question or owner name (the most recent answers
+        // win among those).
+        while entries.len() > self.per_address {
+            let victim = entries.iter().position(|e| !e.endpoint).unwrap_or(0);
+            entries.remove(victim);
         }
     }
 
@@ -116,6 +134,56 @@ mod tests {
         // Re-answering a name refreshes it instead of duplicating it.
         c.insert(v4, &names(&["edge.y"]), 10, 3);
         assert_eq!(c.names(v4, 4), names(&["c", "d", "edge.y"]));
+    }
+
+    /// A chain of `aliases` CNAME targets from `question`.
+    fn chain(question: &str, aliases: usize) -> Vec<String> {
+        std::iter::once(question.to_string())
+            .chain((0..aliases).map(|i| format!("alias{i}.cdn.example")))
+            .collect()
+    }
+
+    #[test]
+    fn a_long_chain_keeps_its_question_and_owner() {
+        // 17 names, 16 kept (the shipped default): an alias goes, never the
+        // name asked.
+        let mut c = NameCache::new(8, 16, 1, 100);
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        let long = chain("api.openai.com", 16);
+        c.insert(ip, &long, 10, 0);
+        let kept = c.names(ip, 1);
+        assert_eq!(kept.len(), 16);
+        assert_eq!(kept[0], "api.openai.com");
+        assert_eq!(kept[15], "alias15.cdn.example", "the owner stays");
+        assert!(!kept.contains(&"alias0.cdn.example".to_string()));
+    }
+
+    #[test]
+    fn an_earlier_question_survives_a_later_long_chain() {
+        let mut c = NameCache::new(8, 4, 1, 100);
+        let ip: IpAddr = "10.0.0.10".parse().unwrap();
+        c.insert(ip, &names(&["api.anthropic.com"]), 10, 0);
+        c.insert(ip, &chain("www.example", 20), 10, 1);
+        assert_eq!(
+            c.names(ip, 2),
+            names(&[
+                "api.anthropic.com",
+                "www.example",
+                "alias18.cdn.example",
+                "alias19.cdn.example"
+            ])
+        );
+    }
+
+    #[test]
+    fn expired_names_go_first() {
+        let mut c = NameCache::new(8, 2, 1, 100);
+        let ip: IpAddr = "10.0.0.11".parse().unwrap();
+        c.insert(ip, &names(&["kept.example"]), 50, 0);
+        // Answered later but expired sooner: it goes, not the older name.
+        c.insert(ip, &names(&["old.example"]), 1, 0);
+        c.insert(ip, &names(&["new.example"]), 50, 2 * S);
+        assert_eq!(c.names(ip, 3 * S), names(&["kept.example", "new.example"]));
     }
 
     #[test]
