@@ -108,7 +108,7 @@ const FULL_LOG: &str = "holding signed receipts in memory";
 
 #[test]
 fn a_store_that_fills_up_keeps_the_daemon_running_and_reports_what_was_dropped() {
-    let fs = Tmpfs::mount("6m");
+    let fs = Tmpfs::mount("32m");
     let dir = tempfile::tempdir().unwrap();
     let exe = copy_executable("/bin/sh", dir.path(), &unique("filler"));
     let db = fs.mount.join("observer.db");
@@ -129,10 +129,10 @@ fn a_store_that_fills_up_keeps_the_daemon_running_and_reports_what_was_dropped()
     let start = Instant::now();
     while !d.stderr_text().contains(FULL_LOG) {
         assert!(start.elapsed() < Duration::from_secs(30), "never full");
-        burst(&exe, 20);
+        burst(&exe, 5);
         std::thread::sleep(Duration::from_millis(100));
     }
-    burst(&exe, 100);
+    burst(&exe, 20);
     std::thread::sleep(Duration::from_millis(500));
     let during = d.records();
     assert!(
@@ -222,7 +222,7 @@ fn a_store_that_fills_up_keeps_the_daemon_running_and_reports_what_was_dropped()
 
 #[test]
 fn a_start_on_a_full_store_waits_for_room_and_says_so() {
-    let fs = Tmpfs::mount("2m");
+    let fs = Tmpfs::mount("8m");
     let dir = tempfile::tempdir().unwrap();
     let exe = copy_executable("/bin/sh", dir.path(), &unique("waiter"));
     let db = fs.mount.join("observer.db");
