@@ -122,7 +122,7 @@ impl Opened {
         let last_issued_ns = store.last_issued_ns()?;
         let log_size = store.log_size()?;
         let heads = store.chain_heads()?;
-        let head_issued_ns = store.chain_head_issued_ns()?;
+        let head_issued_ns = unclean::head_issued_ns(&store)?;
         let current_master = store.current_master()?;
         let run_id = store.begin_run(
             run_kind,

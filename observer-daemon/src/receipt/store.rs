@@ -110,13 +110,6 @@ pub enum StoreError {
     },
 }
 
-impl StoreError {
-    /// The store's file system has no room left (see [`super::sqlite::is_full`]).
-    pub fn is_full(&self) -> bool {
-        matches!(self, StoreError::Sqlite { source, .. } if super::sqlite::is_full(source))
-    }
-}
-
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -448,25 +441,6 @@ impl Store {
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| self.err(e));
-        rows
-    }
-
-    /// `issued_ns` of each chain's head receipt, by issuer id (a head
-    /// pruned by retention is missing).
-    pub fn chain_head_issued_ns(
-        &self,
-    ) -> Result<std::collections::HashMap<String, u64>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT c.issuer_id, r.issued_ns FROM chains c
-                 JOIN receipts r ON r.receipt_hash = c.head_receipt_hash",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
-            .and_then(|rows| rows.collect::<Result<_, _>>())
             .map_err(|e| self.err(e));
         rows
     }

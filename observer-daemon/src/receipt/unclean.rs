@@ -4,7 +4,32 @@
 //! with `count: null` from the chain's last stored receipt to the restart.
 use std::collections::HashMap;
 
-use super::{chain::ChainHead, payload::UnsignedGap, store::RunRow};
+use super::{
+    chain::ChainHead,
+    payload::UnsignedGap,
+    store::{RunRow, Store, StoreError},
+};
+
+/// `issued_ns` of each chain's head receipt, by issuer id (a head pruned
+/// by retention is missing).
+pub fn head_issued_ns(store: &Store) -> Result<HashMap<String, u64>, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: store.path().to_owned(),
+        source,
+    };
+    let mut stmt = store
+        .connection()
+        .prepare(
+            "SELECT c.issuer_id, r.issued_ns FROM chains c
+             JOIN receipts r ON r.receipt_hash = c.head_receipt_hash",
+        )
+        .map_err(err)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+        .and_then(|rows| rows.collect::<Result<_, _>>())
+        .map_err(err);
+    rows
+}
 
 /// The gap of each chain in `heads` when `previous` (the last daemon run)
 /// did not stop cleanly; none after a clean stop or on a new store.

@@ -241,6 +241,10 @@ impl Writer {
                 });
             }
             std::thread::sleep(full.retry_at.min(deadline).saturating_duration_since(now));
+            // A last attempt at the deadline even if the backoff is longer.
+            if let Some(full) = &mut self.full {
+                full.retry_at = full.retry_at.min(Instant::now());
+            }
             self.try_commit()?;
         }
         if let Some((&index, _)) = self.pending.iter().next() {
