@@ -201,6 +201,10 @@ pub struct ReceiptsSection {
     pub queue_capacity: usize,
     /// Most receipts per SQLite transaction. Default 1024.
     pub batch_max: usize,
+    /// While the store's file system is full, most signed receipts held in
+    /// memory (about 6 KB each); later ones are dropped, counted and
+    /// reported once there is room. Default 8192.
+    pub full_hold_max: usize,
     /// Opens of one path by one agent process within this window become
     /// one file.open receipt with a count. Default 1000.
     pub file_open_window_ms: u64,
@@ -223,6 +227,7 @@ impl Default for ReceiptsSection {
             signing_threads: 2,
             queue_capacity: 4096,
             batch_max: 1024,
+            full_hold_max: crate::receipt::pipeline::DEFAULT_FULL_HOLD_MAX,
             file_open_window_ms: 1000,
             retention: None,
         }

@@ -706,7 +706,7 @@ fn start_receipts(
         mode: r.mode,
         observer_executable_hash: observer_executable_hash.clone(),
     };
-    let (pipeline, resumed) = Pipeline::start(
+    let (mut pipeline, resumed) = Pipeline::start(
         &PipelineConfig {
             store: r.store.clone(),
             signing_threads: r.signing_threads,
@@ -720,6 +720,7 @@ fn start_receipts(
         &rfc3339(SystemTime::now()),
     )
     .with_context(|| format!("opening the receipt store {}", r.store.display()))?;
+    pipeline.set_full_hold_max(r.full_hold_max);
     // The genesis master's public key, for `observerctl verify` to pin
     // after a rotation (the seed then no longer derives it).
     if pipeline.generation() == 1 {

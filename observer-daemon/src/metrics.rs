@@ -122,6 +122,24 @@ pub fn render(s: &Sources) -> String {
             "Signed checkpoints committed by this run.",
             w.checkpoints.load(Ordering::Relaxed),
         );
+        o.one(
+            "observer_receipt_store_full",
+            "gauge",
+            "1 while the receipt store's file system is full (receipts are held, then dropped and counted).",
+            u64::from(w.store_full.load(Ordering::Relaxed)),
+        );
+        o.one(
+            "observer_receipts_held",
+            "gauge",
+            "Signed receipts held in memory waiting for a commit (the store is full).",
+            w.held.load(Ordering::Relaxed),
+        );
+        o.one(
+            "observer_receipts_lost_store_full_total",
+            "counter",
+            "Receipts dropped (before chaining) while the store was full and the hold at receipts.full_hold_max.",
+            w.lost_store_full.load(Ordering::Relaxed),
+        );
         // Gauges per quantile: the writer keeps a histogram, not the sum
         // and count a Prometheus summary needs.
         for (q, name) in [

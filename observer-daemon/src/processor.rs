@@ -24,7 +24,7 @@ use crate::{
     receipt::{
         chain::Draft,
         payload::{self, Mappings, RiskClass, UnsignedGap, OBSERVER_AGENT},
-        pipeline::{Pipeline, Resumed},
+        pipeline::{Pipeline, PipelineError, Resumed},
         retention,
         select::{self, Selector},
         store::Store,
@@ -254,7 +254,7 @@ impl Processor {
         };
         self.drafts.push(evidence);
         let placed = self.submit_placed()?;
-        let Some(evidence) = placed.last().cloned() else {
+        let Some(Some(evidence)) = placed.last().cloned() else {
             return Ok(());
         };
         let hits = std::mem::take(&mut self.hits);
@@ -349,15 +349,23 @@ impl Processor {
             .extend(self.observer_draft("observer.policy", context));
     }
 
-    /// Submits the pending drafts, returning where each was placed.
-    fn submit_placed(&mut self) -> anyhow::Result<Vec<crate::receipt::pipeline::Submitted>> {
+    /// Submits the pending drafts, returning where each was placed (None:
+    /// dropped, counted, because the store is full).
+    fn submit_placed(
+        &mut self,
+    ) -> anyhow::Result<Vec<Option<crate::receipt::pipeline::Submitted>>> {
         let mut placed = Vec::new();
         let Some(r) = self.receipts.as_mut() else {
             return Ok(placed);
         };
-        for draft in self.drafts.drain(..) {
-            match r.pipeline.submit(draft) {
-                Ok(p) => placed.push(p),
+        // Also on ticks without drafts: a store that has room again gets
+        // its observer.loss receipt without waiting for the next event.
+        let mut result = r.pipeline.report_store_loss().map(|()| None);
+        let mut drafts = self.drafts.drain(..);
+        loop {
+            match result {
+                Ok(p) => placed.extend(p),
+                Err(PipelineError::DroppedStoreFull { .. }) => placed.push(None),
                 Err(e) => {
                     if r.pipeline.writer_stopped() {
                         if let Some(cause) = r.pipeline.writer_error() {
@@ -367,6 +375,10 @@ impl Processor {
                     return Err(e).context("submitting a receipt");
                 }
             }
+            let Some(draft) = drafts.next() else {
+                break;
+            };
+            result = r.pipeline.submit(draft).map(|p| Some(Some(p)));
         }
         Ok(placed)
     }
@@ -536,7 +548,7 @@ impl Processor {
     fn on_loss(&mut self, loss: &LossRecord) {
         let now = now_unix_ns();
         let gap = UnsignedGap {
-            count: loss.total,
+            count: Some(loss.total),
             from: payload::issued_at(self.loss_window_from),
             to: payload::issued_at(now),
         };

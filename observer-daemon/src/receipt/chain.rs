@@ -138,6 +138,9 @@ pub struct ChainBuilder {
     generation: u64,
     observer_issuer: String,
     chains: HashMap<String, Chain>,
+    /// Gaps of chains not opened yet (every draft of a new agent was lost
+    /// while the store was full): reported by the chain's first receipt.
+    unopened_gaps: HashMap<String, Option<UnsignedGap>>,
     next_index: u64,
 }
 
@@ -177,6 +180,7 @@ impl ChainBuilder {
             generation,
             observer_issuer,
             chains: HashMap::new(),
+            unopened_gaps: HashMap::new(),
             next_index,
         };
         let master_kid = ChainKey::master_key(&builder.master).kid;
@@ -266,6 +270,29 @@ impl ChainBuilder {
                 Some(g) => g.merge(gap),
                 None => chain.gap = Some(gap.clone()),
             }
+        }
+    }
+
+    /// The chain (issuer id) a draft of `agent_id` goes to.
+    pub fn issuer_of(&self, agent_id: &str) -> String {
+        payload::issuer_id(
+            &self.identity.deployer_id,
+            &self.identity.hostname,
+            agent_id,
+        )
+    }
+
+    /// Events of one chain were lost: its next receipt (its first, if the
+    /// chain does not exist yet) reports `gap`, merged with any gap it
+    /// already has to report.
+    pub fn add_gap(&mut self, issuer_id: &str, gap: &UnsignedGap) {
+        let slot = match self.chains.get_mut(issuer_id) {
+            Some(chain) => &mut chain.gap,
+            None => self.unopened_gaps.entry(issuer_id.to_string()).or_default(),
+        };
+        match slot {
+            Some(g) => g.merge(gap),
+            None => *slot = Some(gap.clone()),
         }
     }
 
@@ -438,6 +465,7 @@ impl ChainBuilder {
             generation: self.generation,
             rotates: None,
         };
+        let gap = self.unopened_gaps.remove(&issuer_id).flatten();
         self.chains.insert(
             issuer_id.clone(),
             Chain {
@@ -445,7 +473,7 @@ impl ChainBuilder {
                 head: GENESIS_HASH.to_string(),
                 key: Some(key.clone()),
                 kid: key.kid.clone(),
-                gap: None,
+                gap,
             },
         );
         let draft = self.observer_key_draft(

@@ -78,15 +78,18 @@ pub struct PayloadDigest {
 /// Events the observer knows it lost before this receipt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnsignedGap {
-    pub count: u64,
+    /// `None` (serialised as `null`, never omitted): the observer knows it
+    /// lost events but not how many, e.g. across an unclean stop.
+    pub count: Option<u64>,
     pub from: String,
     pub to: String,
 }
 
 impl UnsignedGap {
-    /// Adds a later loss window to this one.
+    /// Adds a later loss window to this one. An unknown count stays
+    /// unknown: a known count added to it is still a lower bound only.
     pub fn merge(&mut self, later: &UnsignedGap) {
-        self.count += later.count;
+        self.count = self.count.zip(later.count).map(|(a, b)| a + b);
         if later.from < self.from {
             self.from = later.from.clone();
         }
@@ -307,17 +310,33 @@ mod tests {
     #[test]
     fn gaps_merge_to_the_union_window() {
         let mut a = UnsignedGap {
-            count: 2,
+            count: Some(2),
             from: "2026-01-01T00:00:01.000000000Z".into(),
             to: "2026-01-01T00:00:02.000000000Z".into(),
         };
         a.merge(&UnsignedGap {
-            count: 3,
+            count: Some(3),
             from: "2026-01-01T00:00:03.000000000Z".into(),
             to: "2026-01-01T00:00:04.000000000Z".into(),
         });
-        assert_eq!(a.count, 5);
+        assert_eq!(a.count, Some(5));
         assert_eq!(a.from, "2026-01-01T00:00:01.000000000Z");
         assert_eq!(a.to, "2026-01-01T00:00:04.000000000Z");
+        // An unknown count absorbs known ones, and is written as null.
+        a.merge(&UnsignedGap {
+            count: None,
+            from: "2026-01-01T00:00:05.000000000Z".into(),
+            to: "2026-01-01T00:00:06.000000000Z".into(),
+        });
+        a.merge(&UnsignedGap {
+            count: Some(1),
+            from: "2026-01-01T00:00:07.000000000Z".into(),
+            to: "2026-01-01T00:00:08.000000000Z".into(),
+        });
+        assert_eq!(a.count, None);
+        assert_eq!(
+            String::from_utf8(jcs::to_canonical(&a).unwrap()).unwrap(),
+            r#"{"count":null,"from":"2026-01-01T00:00:01.000000000Z","to":"2026-01-01T00:00:08.000000000Z"}"#
+        );
     }
 }

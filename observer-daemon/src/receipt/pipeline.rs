@@ -2,19 +2,33 @@
 //! bounded queue → signing pool → bounded queue → writer thread.
 //! `submit` blocks when the queues are full; the daemon's ring-buffer
 //! reader never waits on it (it counts drops instead).
-use std::{path::PathBuf, sync::Arc, thread::JoinHandle, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::{atomic::Ordering, Arc},
+    thread::JoinHandle,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use crossbeam_channel::{bounded, Sender};
 
 use super::{
+    chain::ChainHead,
     chain::{ChainBuilder, ChainError, CommitNotice, Draft, Identity, Rotation, Sealed},
     keys::{ChainKey, MasterSeed},
     merkle::Frontier,
-    payload::UnsignedGap,
+    payload::{self, Mappings, RiskClass, UnsignedGap},
     signing::{self, WriterMsg},
-    store::{CheckpointRow, RunKind, RunRow, Store, StoreError, StoreNodes, WriterLock},
+    store::{CheckpointRow, MasterRow, RunKind, RunRow, Store, StoreError, StoreNodes, WriterLock},
+    store_full::StoreLoss,
+    unclean,
     writer::{Writer, WriterConfig, WriterError, WriterMetrics},
 };
+
+/// Default of `receipts.full_hold_max`: signed receipts held in memory
+/// while the store is full before new drafts are dropped (about 6 KB each).
+pub const DEFAULT_FULL_HOLD_MAX: usize = 8192;
+/// Longest wait between attempts to open a full store at start.
+const FULL_OPEN_RETRY_MAX: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
@@ -41,6 +55,11 @@ pub enum PipelineError {
     WriterGone,
     #[error("starting receipt threads: {0}")]
     Spawn(#[from] std::io::Error),
+    /// Not a failure of the pipeline: the draft was dropped, unchained,
+    /// because the store is full and the writer holds `held` receipts
+    /// already; it is counted and reported once the store has room.
+    #[error("the receipt store is full and {held} receipts are held: a receipt of {agent_id} was dropped (counted)")]
+    DroppedStoreFull { agent_id: String, held: u64 },
 }
 
 /// What the store said about earlier runs when the pipeline started.
@@ -75,7 +94,87 @@ pub struct Pipeline {
     signers: Vec<JoinHandle<()>>,
     writer: Option<JoinHandle<Result<(), WriterError>>>,
     metrics: Arc<WriterMetrics>,
+    /// Most receipts the writer holds while the store is full.
+    full_hold_max: usize,
+    /// Drafts dropped while the store was full, not reported yet.
+    store_loss: StoreLoss,
     _lock: WriterLock,
+}
+
+/// What the store holds when the pipeline starts.
+struct Opened {
+    store: Store,
+    previous_run: Option<RunRow>,
+    last_checkpoint: Option<CheckpointRow>,
+    last_issued_ns: Option<u64>,
+    log_size: u64,
+    heads: Vec<ChainHead>,
+    head_issued_ns: std::collections::HashMap<String, u64>,
+    current_master: Option<MasterRow>,
+    run_id: i64,
+}
+
+impl Opened {
+    fn read(path: &Path, run_kind: RunKind, started_at: &str) -> Result<Opened, StoreError> {
+        let store = Store::open(path)?;
+        let previous_run = store.last_run()?;
+        let last_checkpoint = store.latest_checkpoint()?;
+        let last_issued_ns = store.last_issued_ns()?;
+        let log_size = store.log_size()?;
+        let heads = store.chain_heads()?;
+        let head_issued_ns = unclean::head_issued_ns(&store)?;
+        let current_master = store.current_master()?;
+        let run_id = store.begin_run(
+            run_kind,
+            std::process::id(),
+            env!("CARGO_PKG_VERSION"),
+            started_at,
+        )?;
+        Ok(Opened {
+            store,
+            previous_run,
+            last_checkpoint,
+            last_issued_ns,
+            log_size,
+            heads,
+            head_issued_ns,
+            current_master,
+            run_id,
+        })
+    }
+
+    /// As `read`; the daemon waits while the store's file system is full
+    /// (saying so once) instead of exiting, which would only restart it
+    /// into the same full disk. Offline maintenance fails at once.
+    fn read_waiting_for_room(
+        path: &Path,
+        run_kind: RunKind,
+        started_at: &str,
+    ) -> Result<Opened, StoreError> {
+        let mut backoff = Duration::from_millis(100);
+        let mut waited = false;
+        loop {
+            match Opened::read(path, run_kind, started_at) {
+                Err(e) if e.is_full() && run_kind == RunKind::Daemon => {
+                    if !waited {
+                        log::error!(
+                            "{e}: the file system is full; waiting for room before starting (retrying every {} s at most)",
+                            FULL_OPEN_RETRY_MAX.as_secs()
+                        );
+                        waited = true;
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(FULL_OPEN_RETRY_MAX);
+                }
+                other => {
+                    if waited && other.is_ok() {
+                        log::warn!("receipt store {} has room again: starting", path.display());
+                    }
+                    return other;
+                }
+            }
+        }
+    }
 }
 
 impl Pipeline {
@@ -88,27 +187,40 @@ impl Pipeline {
         started_at: &str,
     ) -> Result<(Pipeline, Resumed), PipelineError> {
         let lock = WriterLock::acquire(&cfg.store)?;
-        let store = Store::open(&cfg.store)?;
-        let previous_run = store.last_run()?;
-        let last_checkpoint = store.latest_checkpoint()?;
-        let last_issued_ns = store.last_issued_ns()?;
-        let log_size = store.log_size()?;
+        let Opened {
+            store,
+            previous_run,
+            last_checkpoint,
+            last_issued_ns,
+            log_size,
+            heads,
+            head_issued_ns,
+            current_master,
+            run_id,
+        } = Opened::read_waiting_for_room(&cfg.store, run_kind, started_at)?;
         let frontier = Frontier::from_nodes(log_size, &StoreNodes(&store)).map_err(|e| {
             PipelineError::Resume {
                 path: cfg.store.clone(),
                 message: e.to_string(),
             }
         })?;
-        let heads = store.chain_heads()?;
         let origin = format!("{}/host/{}", identity.deployer_id, identity.hostname);
-        let builder =
-            ChainBuilder::resume(identity, master, heads, log_size, store.current_master()?)?;
-        let run_id = store.begin_run(
-            run_kind,
-            std::process::id(),
-            env!("CARGO_PKG_VERSION"),
-            started_at,
-        )?;
+        // Only a daemon start reports the previous daemon run's unclean
+        // stop (offline maintenance leaves it to the next daemon start).
+        let unclean_gaps = match run_kind {
+            RunKind::Daemon => {
+                let restart_ns = humantime::parse_rfc3339_weak(started_at)
+                    .unwrap_or_else(|_| SystemTime::now())
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                unclean::gaps(previous_run.as_ref(), &heads, &head_issued_ns, restart_ns)
+            }
+            RunKind::Maintenance => Vec::new(),
+        };
+        let mut builder = ChainBuilder::resume(identity, master, heads, log_size, current_master)?;
+        for (issuer_id, gap) in &unclean_gaps {
+            builder.add_gap(issuer_id, gap);
+        }
         let metrics = Arc::new(WriterMetrics::default());
         let writer = Writer::new(
             store,
@@ -137,6 +249,8 @@ impl Pipeline {
                 signers,
                 writer: Some(writer),
                 metrics,
+                full_hold_max: DEFAULT_FULL_HOLD_MAX,
+                store_loss: StoreLoss::default(),
                 _lock: lock,
             },
             Resumed {
@@ -168,11 +282,76 @@ impl Pipeline {
         format!("{}/host/{}", id.deployer_id, id.hostname)
     }
 
+    /// Most signed receipts held in memory while the store is full
+    /// (`receipts.full_hold_max`); the queues between the stages hold up to
+    /// twice `queue_capacity` more.
+    pub fn set_full_hold_max(&mut self, n: usize) {
+        self.full_hold_max = n;
+    }
+
     /// Chains and signs `draft` (and a key announcement first if its
     /// chain is new). Blocks while the signers are saturated. Returns the
     /// chain position and log index the receipt was given, so a later
     /// receipt (a finding) can name it as evidence.
+    ///
+    /// While the store is full and the writer holds `full_hold_max`
+    /// receipts, the draft is dropped before it is chained and counted
+    /// ([`PipelineError::DroppedStoreFull`]); once the store has room, the
+    /// next call first issues the `observer.loss` receipt and the gaps.
     pub fn submit(&mut self, draft: Draft) -> Result<Submitted, PipelineError> {
+        self.report_store_loss()?;
+        let held = self.metrics.held.load(Ordering::Relaxed);
+        if self.metrics.store_full.load(Ordering::Relaxed) && held >= self.full_hold_max as u64 {
+            let issuer_id = self.builder.issuer_of(&draft.agent_id);
+            self.store_loss
+                .record(&issuer_id, &draft.agent_id, draft.unix_ns);
+            self.metrics.lost_store_full.fetch_add(1, Ordering::Relaxed);
+            return Err(PipelineError::DroppedStoreFull {
+                agent_id: draft.agent_id,
+                held,
+            });
+        }
+        self.chain_and_send(draft)
+    }
+
+    /// Once the store has room again after drafts were dropped: the gap on
+    /// every affected chain, and one `observer.loss` receipt with the
+    /// counts (issued before anything else, so it precedes the gaps it
+    /// explains in the log).
+    pub fn report_store_loss(&mut self) -> Result<(), PipelineError> {
+        if self.store_loss.is_empty() || self.metrics.store_full.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let Some(report) = self.store_loss.take(self.full_hold_max) else {
+            return Ok(());
+        };
+        log::warn!(
+            "the receipt store has room again: {} receipts dropped while it was full are reported (observer.loss, unsigned_gap on {} chains)",
+            report.total,
+            report.gaps.len()
+        );
+        for (issuer_id, gap) in &report.gaps {
+            self.builder.add_gap(issuer_id, gap);
+        }
+        let unix_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let draft = Draft {
+            agent_id: payload::OBSERVER_AGENT.to_string(),
+            action_type: "observer.loss",
+            unix_ns,
+            context: report.context,
+            risk_class: RiskClass::Low,
+            executable_hash: self.builder.identity().observer_executable_hash.clone(),
+            mappings: Mappings::default(),
+            detection_rules_digest: None,
+            erases: None,
+            prunes: None,
+        };
+        self.chain_and_send(draft).map(drop)
+    }
+
+    fn chain_and_send(&mut self, draft: Draft) -> Result<Submitted, PipelineError> {
         self.builder.issue(draft, &mut self.sealed)?;
         // `issue` pushes the draft's own receipt last.
         let submitted = self

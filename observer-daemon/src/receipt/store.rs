@@ -272,9 +272,11 @@ impl Store {
                 ),
             });
         }
-        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
-            path: path.to_owned(),
-            source,
+        let conn = super::sqlite::connect(path, OpenFlags::default()).map_err(|source| {
+            StoreError::Sqlite {
+                path: path.to_owned(),
+                source,
+            }
         })?;
         let mut store = Store {
             conn,
@@ -288,7 +290,7 @@ impl Store {
     /// Opens an existing store without writing to it (verification,
     /// queries while the daemon runs).
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open_with_flags(
+        let conn = super::sqlite::connect(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )

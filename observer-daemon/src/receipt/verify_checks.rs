@@ -373,11 +373,13 @@ fn payload_problems(p: &Value, bad: &mut Vec<String>) {
         bad.push("framework mappings require framework_mappings_self_declared: true".into());
     }
     if let Some(g) = p.get("unsigned_gap") {
-        let ok = g["count"].is_u64()
+        // `count: null`: events were lost but their number is unknown
+        // (an unclean stop); the member must still be present.
+        let ok = (g["count"].is_u64() || g.get("count").is_some_and(Value::is_null))
             && g["from"].as_str().is_some_and(is_issued_at)
             && g["to"].as_str().is_some_and(is_issued_at);
         if !ok {
-            bad.push("unsigned_gap must be {count, from, to}".into());
+            bad.push("unsigned_gap must be {count: integer or null, from, to}".into());
         }
     }
 }
@@ -616,6 +618,35 @@ mod tests {
                     assert_eq!(parsed.context, value, "{text}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn an_unsigned_gap_may_have_an_unknown_count_but_not_a_missing_one() {
+        let gap_problems = |gap: Value| {
+            let mut p = payload();
+            p["unsigned_gap"] = gap;
+            let mut bad = Vec::new();
+            payload_problems(&p, &mut bad);
+            bad
+        };
+        let from = "2026-11-22T17:00:00.000000000Z";
+        let to = "2026-11-22T18:00:00.000000000Z";
+        assert!(gap_problems(serde_json::json!({"count": 3, "from": from, "to": to})).is_empty());
+        assert!(
+            gap_problems(serde_json::json!({"count": null, "from": from, "to": to})).is_empty()
+        );
+        for bad in [
+            serde_json::json!({"from": from, "to": to}),
+            serde_json::json!({"count": "3", "from": from, "to": to}),
+            serde_json::json!({"count": -1, "from": from, "to": to}),
+            serde_json::json!({"count": null, "from": from}),
+        ] {
+            assert_eq!(
+                gap_problems(bad.clone()),
+                ["unsigned_gap must be {count: integer or null, from, to}"],
+                "{bad}"
+            );
         }
     }
 }

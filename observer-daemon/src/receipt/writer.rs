@@ -5,7 +5,7 @@
 use std::{
     collections::BTreeMap,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -48,6 +48,29 @@ pub enum WriterError {
     Checkpoint(String),
     #[error("checkpoint: {0}")]
     CheckpointFormat(#[from] checkpoint::CheckpointError),
+    #[error("stopping with the receipt store still full: {held} signed receipts held in memory were not committed")]
+    FullAtStop { held: usize },
+}
+
+impl WriterError {
+    /// The store's file system is full (the writer holds and retries).
+    fn is_full(&self) -> bool {
+        matches!(self, WriterError::Store(e) if e.is_full())
+    }
+}
+
+/// First wait before retrying a commit the full store refused; doubled per
+/// failed retry up to [`FULL_RETRY_MAX`].
+const FULL_RETRY_MIN: Duration = Duration::from_millis(100);
+const FULL_RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long a clean stop waits for a full store to take the held receipts.
+const FULL_STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// An episode of a full store: since when, and when to retry.
+struct Full {
+    since: Instant,
+    retry_at: Instant,
+    backoff: Duration,
 }
 
 /// Counters the daemon and the benchmark read while the writer runs.
@@ -59,6 +82,15 @@ pub struct WriterMetrics {
     pub log_size: AtomicU64,
     /// Committed log ranges, for `observerctl tail -f` (control socket).
     pub feed: super::feed::CommitFeed,
+    /// True while the store cannot grow (SQLITE_FULL): receipts are held.
+    pub store_full: AtomicBool,
+    /// Signed receipts held in memory, waiting for a commit.
+    pub held: AtomicU64,
+    /// Drafts dropped before they were chained because the store was full
+    /// and `held` at its bound (reported by `observer.loss` receipts).
+    pub lost_store_full: AtomicU64,
+    /// Episodes of a full store in this run.
+    pub full_episodes: AtomicU64,
     /// Event time (kernel clock) to commit, in ms buckets.
     latency: Mutex<LatencyHistogram>,
 }
@@ -117,6 +149,8 @@ pub struct Writer {
     pending: BTreeMap<u64, Box<Signed>>,
     last_checkpoint_size: u64,
     last_checkpoint_at: Instant,
+    /// Set while the store is full.
+    full: Option<Full>,
 }
 
 impl Writer {
@@ -138,24 +172,27 @@ impl Writer {
             pending: BTreeMap::new(),
             last_checkpoint_size,
             last_checkpoint_at: Instant::now(),
+            full: None,
         })
     }
 
     /// Runs until `Finish` (clean stop) or until the channel closes.
     pub fn run(mut self, rx: Receiver<WriterMsg>) -> Result<(), WriterError> {
         loop {
-            let wait = self
+            let mut wait = self
                 .cfg
                 .checkpoint_interval
-                .saturating_sub(self.last_checkpoint_at.elapsed())
-                .max(Duration::from_millis(1));
-            let first = match rx.recv_timeout(wait) {
+                .saturating_sub(self.last_checkpoint_at.elapsed());
+            if let Some(full) = &self.full {
+                wait = wait.min(full.retry_at.saturating_duration_since(Instant::now()));
+            }
+            let first = match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
                 Ok(msg) => Some(msg),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {
                     // Not a clean stop: commit what is complete, no
                     // final checkpoint, run stays marked unclean.
-                    self.commit_ready()?;
+                    self.try_commit()?;
                     return Ok(());
                 }
             };
@@ -168,7 +205,7 @@ impl Writer {
                         self.pending.insert(s.sealed.index, s);
                     }
                     WriterMsg::Failed { index, error } => {
-                        self.commit_ready()?;
+                        self.try_commit()?;
                         return Err(WriterError::Signing { index, error });
                     }
                     WriterMsg::Finish { stopped_at } => finish = Some(stopped_at),
@@ -179,24 +216,117 @@ impl Writer {
                 }
                 next = rx.try_recv().ok();
             }
-            self.commit_ready()?;
+            self.try_commit()?;
             if let Some(stopped_at) = finish {
-                if let Some((&index, _)) = self.pending.iter().next() {
-                    return Err(WriterError::Incomplete(index.min(self.frontier.size())));
-                }
-                self.checkpoint_if_grown()?;
-                self.store.finish_run(self.cfg.run_id, &stopped_at)?;
-                return Ok(());
+                return self.finish(&stopped_at);
             }
-            if self.last_checkpoint_at.elapsed() >= self.cfg.checkpoint_interval {
-                self.checkpoint_if_grown()?;
+            if self.full.is_none()
+                && self.last_checkpoint_at.elapsed() >= self.cfg.checkpoint_interval
+            {
+                let done = self.checkpoint_if_grown();
+                self.absorb_full(done)?;
                 self.last_checkpoint_at = Instant::now();
             }
         }
     }
 
-    /// Commits every receipt that continues the log without a hole.
-    fn commit_ready(&mut self) -> Result<(), WriterError> {
+    /// Clean stop: everything committed, a final checkpoint, the run marked
+    /// clean. A store still full after [`FULL_STOP_WAIT`] makes it an
+    /// unclean stop (the next start reports the gap).
+    fn finish(&mut self, stopped_at: &str) -> Result<(), WriterError> {
+        let deadline = Instant::now() + FULL_STOP_WAIT;
+        while let Some(full) = &self.full {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(WriterError::FullAtStop {
+                    held: self.pending.len(),
+                });
+            }
+            std::thread::sleep(full.retry_at.min(deadline).saturating_duration_since(now));
+            // A last attempt at the deadline even if the backoff is longer.
+            if let Some(full) = &mut self.full {
+                full.retry_at = full.retry_at.min(Instant::now());
+            }
+            self.try_commit()?;
+        }
+        if let Some((&index, _)) = self.pending.iter().next() {
+            return Err(WriterError::Incomplete(index.min(self.frontier.size())));
+        }
+        self.checkpoint_if_grown()?;
+        self.store.finish_run(self.cfg.run_id, stopped_at)?;
+        Ok(())
+    }
+
+    /// Commits what is ready unless a full store's retry is not due yet;
+    /// a full store starts (or continues) an episode instead of failing.
+    fn try_commit(&mut self) -> Result<(), WriterError> {
+        if self
+            .full
+            .as_ref()
+            .is_some_and(|f| Instant::now() < f.retry_at)
+        {
+            self.metrics
+                .held
+                .store(self.pending.len() as u64, Ordering::Relaxed);
+            return Ok(());
+        }
+        let written = if self.full.is_some() && !self.pending.contains_key(&self.frontier.size()) {
+            // Nothing committable is held: the write the full store
+            // refused was a checkpoint, and retrying it probes for room.
+            self.checkpoint_if_grown().map(|()| true)
+        } else {
+            self.commit_ready().map(|n| n > 0)
+        };
+        if self.absorb_full(written)? == Some(true) {
+            if let Some(full) = self.full.take() {
+                log::warn!(
+                    "receipt store {} has room again after {:.1} s: the held receipts are committed",
+                    self.store.path().display(),
+                    full.since.elapsed().as_secs_f64()
+                );
+                self.metrics.store_full.store(false, Ordering::Relaxed);
+            }
+        }
+        self.metrics
+            .held
+            .store(self.pending.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// `Some(value)`: `done` succeeded; `None`: the store is full (an
+    /// episode is started or its backoff grows, logged once per episode);
+    /// any other error is returned.
+    fn absorb_full<T>(&mut self, done: Result<T, WriterError>) -> Result<Option<T>, WriterError> {
+        let err = match done {
+            Ok(value) => return Ok(Some(value)),
+            Err(e) if e.is_full() => e,
+            Err(e) => return Err(e),
+        };
+        let now = Instant::now();
+        match &mut self.full {
+            Some(full) => {
+                full.backoff = (full.backoff * 2).min(FULL_RETRY_MAX);
+                full.retry_at = now + full.backoff;
+            }
+            None => {
+                log::error!(
+                    "{err}: holding signed receipts in memory (up to receipts.full_hold_max, then new ones are dropped and counted) and retrying until it has room"
+                );
+                self.metrics.store_full.store(true, Ordering::Relaxed);
+                self.metrics.full_episodes.fetch_add(1, Ordering::Relaxed);
+                self.full = Some(Full {
+                    since: now,
+                    retry_at: now + FULL_RETRY_MIN,
+                    backoff: FULL_RETRY_MIN,
+                });
+            }
+        }
+        Ok(None)
+    }
+
+    /// Commits every receipt that continues the log without a hole;
+    /// returns how many.
+    fn commit_ready(&mut self) -> Result<usize, WriterError> {
         let mut batch = Vec::new();
         let mut next = self.frontier.size() + batch.len() as u64;
         while let Some(s) = self.pending.remove(&next) {
@@ -204,11 +334,11 @@ impl Writer {
             next += 1;
         }
         if batch.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let mut frontier = self.frontier.clone();
         let committed = batch.len() as u64;
-        self.store.transaction(|tx| {
+        let stored = self.store.transaction(|tx| {
             for s in &batch {
                 let sealed = &s.sealed;
                 tx.insert_receipt(&NewReceipt {
@@ -262,7 +392,15 @@ impl Writer {
                 }
             }
             Ok(())
-        })?;
+        });
+        if let Err(e) = stored {
+            // Rolled back: keep the batch for the next attempt (a full
+            // store is retried; nothing is chained past it meanwhile).
+            for s in batch {
+                self.pending.insert(s.sealed.index, s);
+            }
+            return Err(e.into());
+        }
         self.frontier = frontier;
         for s in &mut batch {
             // A master rotation: checkpoints of trees that contain it are
@@ -292,7 +430,7 @@ impl Writer {
             .store(self.frontier.size(), Ordering::Relaxed);
         let end = self.frontier.size();
         self.metrics.feed.publish(end - committed, end);
-        Ok(())
+        Ok(batch.len())
     }
 
     fn checkpoint_if_grown(&mut self) -> Result<(), WriterError> {
