@@ -123,8 +123,8 @@ fn read_file(path: &PathBuf) -> Result<Vec<u8>, CtlError> {
     std::fs::read(path).map_err(|e| CtlError::Usage(format!("{}: {e}", path.display())))
 }
 
-fn write_out(path: &PathBuf, bytes: &[u8]) -> Result<(), CtlError> {
-    std::fs::write(path, bytes).map_err(|e| CtlError::Io(format!("{}: {e}", path.display())))
+fn write_out(path: &PathBuf, bytes: &[u8], file_mode: u32) -> Result<(), CtlError> {
+    export::write_bytes(path, bytes, file_mode)
 }
 
 fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
@@ -239,13 +239,17 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             verify::print(out, mode, &p.db, &v)?;
             return Ok(verdict(ok));
         }
-        Command::Proof { receipt, out: file } => {
+        Command::Proof {
+            receipt,
+            out: file,
+            mode: file_mode,
+        } => {
             let store = ctl::open_store(&p.db)?;
             let hash = ctl::resolve_receipt(&store, &receipt)?;
             let text = proof::make_proof(&store, &hash)?;
             match file {
                 Some(f) => {
-                    write_out(&f, text.as_bytes())?;
+                    write_out(&f, text.as_bytes(), file_mode)?;
                     if mode.is_json() {
                         output::write_json(
                             out,
@@ -268,6 +272,7 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             start,
             end,
             out: file,
+            mode: file_mode,
             master_seed,
         }) => {
             let now = now_unix_ns();
@@ -277,7 +282,7 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             let master = receipt_keys::ChainKey::master_key(&seed);
             let store = ctl::open_store(&p.db)?;
             let (bytes, summary) = audit_pack::export(&store, start, end, &master)?;
-            write_out(&file, &bytes)?;
+            write_out(&file, &bytes, file_mode)?;
             if mode.is_json() {
                 output::write_json(out, mode, &summary)?;
             } else {
@@ -351,7 +356,8 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             let mut bar = progress::Progress::new("receipts exported", total, show);
             match &args.out {
                 Some(file) => {
-                    let summary = export::write_file(&store, &q, format, file, &mut bar)?;
+                    let summary =
+                        export::write_file(&store, &q, format, file, args.mode, &mut bar)?;
                     bar.finish();
                     let v = summary.to_json(format, Some(file.as_path()));
                     if mode.is_json() {
