@@ -123,10 +123,6 @@ fn read_file(path: &PathBuf) -> Result<Vec<u8>, CtlError> {
     std::fs::read(path).map_err(|e| CtlError::Usage(format!("{}: {e}", path.display())))
 }
 
-fn write_out(path: &PathBuf, bytes: &[u8], file_mode: u32) -> Result<(), CtlError> {
-    export::write_bytes(path, bytes, file_mode)
-}
-
 fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
     let config = load_config(&cli)?;
     let p = paths(&cli, &config);
@@ -249,7 +245,7 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             let text = proof::make_proof(&store, &hash)?;
             match file {
                 Some(f) => {
-                    write_out(&f, text.as_bytes(), file_mode)?;
+                    export::write_bytes(&f, text.as_bytes(), file_mode)?;
                     if mode.is_json() {
                         output::write_json(
                             out,
@@ -282,7 +278,7 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             let master = receipt_keys::ChainKey::master_key(&seed);
             let store = ctl::open_store(&p.db)?;
             let (bytes, summary) = audit_pack::export(&store, start, end, &master)?;
-            write_out(&file, &bytes, file_mode)?;
+            export::write_bytes(&file, &bytes, file_mode)?;
             if mode.is_json() {
                 output::write_json(out, mode, &summary)?;
             } else {
