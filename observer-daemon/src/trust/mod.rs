@@ -515,7 +515,8 @@ pub fn create_output_file(path: &Path, mode: u32, extra: OFlag) -> Result<File, 
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| TrustError::io(parent, "opening", e))?;
+    // Named by the file asked for: that is what the user knows.
+    .map_err(|e| TrustError::io(path, "opening its directory", e))?;
     create_temporary_at(&owned(dir), parent, name, mode, extra)
 }
 
