@@ -31,3 +31,4 @@ pub mod reader;
 pub mod receipt;
 pub mod record;
 pub mod redact;
+pub mod trust;

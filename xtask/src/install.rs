@@ -113,6 +113,28 @@ fn install_policies(src: &Path, dst: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What members of the observer group must read under `dest`: the
+/// configuration directory (to reach its files), observer.toml, and the
+/// policy tree's directories and regular files (`observerctl policy`).
+/// Links are never followed; other files (keys, tokens) are left out.
+pub fn group_readable(dest: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut paths = vec![dest.join("etc/observer"), dest.join(CONFIG.1)];
+    let mut dirs = vec![dest.join(POLICY_DIR.1)];
+    while let Some(dir) = dirs.pop() {
+        paths.push(dir.clone());
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file() {
+                paths.push(entry.path());
+            }
+        }
+    }
+    Ok(paths)
+}
+
 pub fn run(root: &Path, args: &InstallArgs) -> anyhow::Result<()> {
     // Root is checked before anything is built or installed.
     if args.destdir.is_none() {
@@ -127,13 +149,16 @@ pub fn run(root: &Path, args: &InstallArgs) -> anyhow::Result<()> {
         None => {
             ensure_group()?;
             install_into(root, Path::new("/"))?;
-            // Group ownership of the configuration, so members can read it.
+            // The group on what observerctl users read, and nothing else:
+            // keys or tokens an administrator puts in /etc/observer stay
+            // root's alone (no chgrp -R).
             let status = Command::new("chgrp")
-                .args(["-R", GROUP, "/etc/observer"])
+                .args(["--no-dereference", GROUP])
+                .args(group_readable(Path::new("/"))?)
                 .status()
                 .context("running chgrp")?;
             if !status.success() {
-                bail!("chgrp -R {GROUP} /etc/observer failed with {status}");
+                bail!("chgrp {GROUP} on the configuration failed with {status}");
             }
             let _ = Command::new("systemctl").arg("daemon-reload").status();
             println!("now: systemctl enable --now observerd");
@@ -190,6 +215,16 @@ mod tests {
         );
         assert_eq!(mode("etc/observer/policies/indicators"), 0o750);
         assert_eq!(mode("etc/observer/policies/rules.toml"), 0o640);
+        // The group goes on the configuration and the policies only: a
+        // key put beside them stays out of the list.
+        std::fs::write(stage.join("etc/observer/sink.token"), "secret").unwrap();
+        let grouped = group_readable(&stage).unwrap();
+        assert!(grouped.contains(&stage.join("etc/observer")));
+        assert!(grouped.contains(&stage.join("etc/observer/observer.toml")));
+        assert!(grouped.contains(&stage.join("etc/observer/policies/indicators/ai_endpoints.toml")));
+        assert!(grouped.contains(&stage.join("etc/observer/policies/indicators")));
+        assert!(!grouped.contains(&stage.join("etc/observer/sink.token")));
+        assert!(grouped.iter().all(|p| !p.ends_with("sink.token")));
         // An edited configuration survives a second install.
         std::fs::write(stage.join("etc/observer/observer.toml"), "# edited\n").unwrap();
         install_into(&fake_root, &stage).unwrap();

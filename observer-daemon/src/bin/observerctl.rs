@@ -123,10 +123,6 @@ fn read_file(path: &PathBuf) -> Result<Vec<u8>, CtlError> {
     std::fs::read(path).map_err(|e| CtlError::Usage(format!("{}: {e}", path.display())))
 }
 
-fn write_out(path: &PathBuf, bytes: &[u8]) -> Result<(), CtlError> {
-    std::fs::write(path, bytes).map_err(|e| CtlError::Io(format!("{}: {e}", path.display())))
-}
-
 fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
     let config = load_config(&cli)?;
     let p = paths(&cli, &config);
@@ -243,13 +239,17 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             verify::print(out, mode, &p.db, &v)?;
             return Ok(verdict(ok));
         }
-        Command::Proof { receipt, out: file } => {
+        Command::Proof {
+            receipt,
+            out: file,
+            mode: file_mode,
+        } => {
             let store = ctl::open_store(&p.db)?;
             let hash = ctl::resolve_receipt(&store, &receipt)?;
             let text = proof::make_proof(&store, &hash)?;
             match file {
                 Some(f) => {
-                    write_out(&f, text.as_bytes())?;
+                    export::write_bytes(&f, text.as_bytes(), file_mode)?;
                     if mode.is_json() {
                         output::write_json(
                             out,
@@ -272,6 +272,7 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             start,
             end,
             out: file,
+            mode: file_mode,
             master_seed,
         }) => {
             let now = now_unix_ns();
@@ -281,7 +282,7 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             let master = receipt_keys::ChainKey::master_key(&seed);
             let store = ctl::open_store(&p.db)?;
             let (bytes, summary) = audit_pack::export(&store, start, end, &master)?;
-            write_out(&file, &bytes)?;
+            export::write_bytes(&file, &bytes, file_mode)?;
             if mode.is_json() {
                 output::write_json(out, mode, &summary)?;
             } else {
@@ -355,7 +356,8 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             let mut bar = progress::Progress::new("receipts exported", total, show);
             match &args.out {
                 Some(file) => {
-                    let summary = export::write_file(&store, &q, format, file, &mut bar)?;
+                    let summary =
+                        export::write_file(&store, &q, format, file, args.mode, &mut bar)?;
                     bar.finish();
                     let v = summary.to_json(format, Some(file.as_path()));
                     if mode.is_json() {

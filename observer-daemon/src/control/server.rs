@@ -36,6 +36,8 @@ pub enum ControlError {
         what: &'static str,
         source: std::io::Error,
     },
+    #[error("control.socket: {0}")]
+    Untrusted(#[from] crate::trust::TrustError),
 }
 
 /// What the writer thread answers: it owns the process table and the
@@ -228,6 +230,12 @@ pub fn bind(section: &ControlSection) -> Result<Bound, ControlError> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
             .map_err(io("setting its directory's mode"))?;
     }
+    // The socket's directory and those above it must be root's and closed
+    // to others: the names in it (the socket, its temporary name) are then
+    // ours alone, and renaming by name cannot be redirected.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::trust::TrustedDir::open(dir)?;
+    }
     if let Ok(meta) = std::fs::symlink_metadata(&path) {
         if meta.file_type().is_socket() && std::os::unix::net::UnixStream::connect(&path).is_ok() {
             return Err(ControlError::InUse(path));
@@ -241,9 +249,18 @@ pub fn bind(section: &ControlSection) -> Result<Bound, ControlError> {
     let tmp = temporary_name(&path);
     let _ = std::fs::remove_file(&tmp);
     let listener = UnixListener::bind(&tmp).map_err(io("binding"))?;
+    // Owner and mode are set on the node just bound, held by an O_PATH
+    // descriptor opened without following links, not by name.
+    let node = match socket_node(&tmp) {
+        Ok(node) => node,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io("opening the bound socket")(e));
+        }
+    };
     // Without CAP_CHOWN the group cannot be given: root-only then.
     let group = group.filter(|(name, gid)| {
-        std::os::unix::fs::chown(&tmp, Some(0), Some(*gid))
+        chown_node(&node, *gid)
             .map_err(|e| {
                 log::warn!(
                     "control socket {}: cannot give it group {name}: {e}",
@@ -254,7 +271,7 @@ pub fn bind(section: &ControlSection) -> Result<Bound, ControlError> {
     });
     let secure = || -> std::io::Result<()> {
         let mode = if group.is_some() { 0o660 } else { 0o600 };
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        chmod_node(&node, mode)?;
         std::fs::rename(&tmp, &path)
     };
     if let Err(e) = secure() {
@@ -277,6 +294,42 @@ pub fn bind(section: &ControlSection) -> Result<Bound, ControlError> {
         path,
         group,
     })
+}
+
+/// The socket file at `path` as an O_PATH descriptor, refused unless it
+/// is a socket (a link or anything else planted there is not ours).
+fn socket_node(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let flags =
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC;
+    let raw = nix::fcntl::openat(None, path, flags, nix::sys::stat::Mode::empty())?;
+    // SAFETY: just opened, owned by nobody else.
+    let node = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+    let stat = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&node))?;
+    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(std::io::Error::other("not the socket just bound"));
+    }
+    Ok(node)
+}
+
+/// root:`gid` on the node itself (`fchownat` with `AT_EMPTY_PATH`).
+fn chown_node(node: &std::os::fd::OwnedFd, gid: u32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor and a NUL-terminated empty path.
+    let rc = unsafe { libc::fchownat(node.as_raw_fd(), c"".as_ptr(), 0, gid, libc::AT_EMPTY_PATH) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The mode of the node itself: chmod through /proc/self/fd reaches the
+/// inode the O_PATH descriptor holds, whatever its name now points to.
+fn chmod_node(node: &std::os::fd::OwnedFd, mode: u32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let magic = format!("/proc/self/fd/{}", node.as_raw_fd());
+    std::fs::set_permissions(magic, std::fs::Permissions::from_mode(mode))
 }
 
 /// `.<name>.<pid>` beside `path`, if that still fits in sun_path; else a

@@ -125,6 +125,10 @@ pub enum Command {
         /// Write to FILE instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Mode of the file written (octal). Default 0600: it is a copy
+        /// of what the 0600 store holds; widen it explicitly, e.g. 0640.
+        #[arg(long, value_name = "OCTAL", default_value = "0600", value_parser = parse_mode)]
+        mode: u32,
     },
     /// Check a proof file offline with only the pinned master public key.
     VerifyProof {
@@ -321,6 +325,10 @@ pub struct ExportArgs {
     /// Write to FILE (via FILE.tmp, fsynced, then renamed) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Mode of the --out file (octal). Default 0600: an export is a copy
+    /// of what the 0600 store holds; widen it explicitly, e.g. 0640.
+    #[arg(long, value_name = "OCTAL", default_value = "0600", value_parser = parse_mode)]
+    pub mode: u32,
     #[command(flatten)]
     pub selection: Selection,
 }
@@ -346,6 +354,10 @@ pub enum AuditPackCommand {
         end: String,
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Mode of the file written (octal). Default 0600: it is a copy
+        /// of what the 0600 store holds; widen it explicitly, e.g. 0640.
+        #[arg(long, value_name = "OCTAL", default_value = "0600", value_parser = parse_mode)]
+        mode: u32,
         /// The master seed that signs the pack. Default: receipts.master_seed of --config.
         #[arg(long, value_name = "FILE")]
         master_seed: Option<PathBuf>,
@@ -378,4 +390,15 @@ pub enum KeysCommand {
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
     },
+}
+
+/// An output file mode: octal permission bits, at most 0777 (no set-id or
+/// sticky bits on an export).
+pub fn parse_mode(text: &str) -> Result<u32, String> {
+    let mode = u32::from_str_radix(text, 8)
+        .map_err(|_| format!("{text:?} is not an octal mode such as 0640"))?;
+    if mode > 0o777 {
+        return Err(format!("{text:?}: only permission bits (at most 0777)"));
+    }
+    Ok(mode)
 }

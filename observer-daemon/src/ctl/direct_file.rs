@@ -15,12 +15,16 @@
 use std::{
     fs::File,
     io::{self, Write},
-    os::{fd::AsRawFd, unix::fs::OpenOptionsExt},
+    os::fd::AsRawFd,
     path::Path,
     thread::JoinHandle,
 };
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+use nix::fcntl::OFlag;
+
+use super::CtlError;
+use crate::trust::{create_output_file, Problem, TrustError};
 
 /// `O_DIRECT` wants buffers, offsets and lengths aligned to the device's
 /// logical block size: 512 or 4096, and 4096 serves both.
@@ -77,20 +81,19 @@ pub(super) struct DirectFile {
 }
 
 impl DirectFile {
-    /// Creates (truncates) `path` for direct writing. `Ok(None)`: the file
-    /// system refuses `O_DIRECT` (tmpfs before Linux 6.6, some FUSE file
-    /// systems); the caller writes through the page cache instead.
-    pub(super) fn create(path: &Path) -> io::Result<Option<Self>> {
-        let file = match File::options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-        {
+    /// Creates `path` anew (`O_EXCL`, never through a link, exactly
+    /// `mode`: crate::trust::create_output_file) for direct writing.
+    /// `Ok(None)`: the file system refuses `O_DIRECT` (tmpfs before Linux
+    /// 6.6, some FUSE file systems); the caller writes through the page
+    /// cache instead.
+    pub(super) fn create(path: &Path, mode: u32) -> Result<Option<Self>, CtlError> {
+        let file = match create_output_file(path, mode, OFlag::O_DIRECT) {
             Ok(f) => f,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
-            Err(e) => return Err(e),
+            Err(TrustError {
+                problem: Problem::Io { source, .. },
+                ..
+            }) if source.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
+            Err(e) => return Err(CtlError::Io(e.to_string())),
         };
         let (to_writer, jobs) = bounded::<Aligned>(BUFFERS);
         let (returned, from_writer) = bounded::<Aligned>(BUFFERS);
@@ -101,7 +104,8 @@ impl DirectFile {
         }
         let writer = std::thread::Builder::new()
             .name("export-direct-io".into())
-            .spawn(move || write_chunks(file, &jobs, &returned))?;
+            .spawn(move || write_chunks(file, &jobs, &returned))
+            .map_err(|e| CtlError::Io(format!("starting the export writer: {e}")))?;
         Ok(Some(DirectFile {
             current: Aligned::new(),
             to_writer: Some(to_writer),
@@ -225,7 +229,7 @@ mod tests {
             3 * CHUNK + 5,
         ] {
             let path = dir.path().join(format!("out-{n}"));
-            let mut direct = DirectFile::create(&path)
+            let mut direct = DirectFile::create(&path, 0o600)
                 .unwrap()
                 .expect("O_DIRECT on ext4");
             let bytes = pattern(n);
@@ -243,7 +247,7 @@ mod tests {
     fn the_file_is_open_with_o_direct_while_chunks_are_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
-        let mut direct = DirectFile::create(&path).unwrap().unwrap();
+        let mut direct = DirectFile::create(&path, 0o600).unwrap().unwrap();
         direct.write_all(&pattern(CHUNK + 1)).unwrap();
         // The writer thread owns the file; its descriptor is the newest
         // one of this process that names the path.
@@ -291,7 +295,7 @@ mod tests {
         .unwrap();
         // tmpfs takes O_DIRECT (Linux 6.6 on) and runs out of room in the
         // second chunk; the error shows once every spare buffer is used.
-        let mut direct = DirectFile::create(&fs.0.path().join("out"))
+        let mut direct = DirectFile::create(&fs.0.path().join("out"), 0o600)
             .unwrap()
             .unwrap();
         let chunk = pattern(CHUNK);

@@ -167,22 +167,60 @@ pub fn widen_stdout_pipe() {
 /// Writes the export to `path` atomically: into `<path>.tmp` (around the
 /// page cache where the file system allows, `direct_file`), fsynced,
 /// renamed over `path`, the directory fsynced. A failed export leaves no
-/// partial file under `path` (and removes the temporary one).
+/// partial file under `path` (and removes the temporary one). The file gets
+/// exactly `mode` (0600 unless `--mode` says otherwise: an export is a copy
+/// of the 0600 store), and the temporary is created anew, never through a
+/// link planted at its name.
 pub fn write_file(
     store: &Store,
     q: &Query,
     format: Format,
     path: &Path,
+    mode: u32,
     progress: &mut Progress,
 ) -> Result<Summary, CtlError> {
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    let result = write_tmp(store, q, format, path, &tmp, progress);
+    let tmp = temporary_name(path);
+    let result = write_tmp(store, q, format, path, &tmp, mode, progress);
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// `<path>.tmp`, where an output is written before it is renamed into place.
+fn temporary_name(path: &Path) -> PathBuf {
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    PathBuf::from(tmp_name)
+}
+
+/// Writes `bytes` (a proof, an audit pack) to `path` the way an export is
+/// written: a new temporary of exactly `mode`, fsynced, renamed into place.
+pub fn write_bytes(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CtlError> {
+    let tmp = temporary_name(path);
+    let result = (|| {
+        let mut file = crate::trust::create_output_file(&tmp, mode, nix::fcntl::OFlag::empty())
+            .map_err(|e| CtlError::Io(e.to_string()))?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io_err("writing", &tmp, e))?;
+        rename_into_place(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn rename_into_place(tmp: &Path, path: &Path) -> Result<(), CtlError> {
+    std::fs::rename(tmp, path).map_err(|e| io_err("renaming to", path, e))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err("syncing directory", dir, e))
 }
 
 fn io_err(what: &str, p: &Path, e: std::io::Error) -> CtlError {
@@ -196,9 +234,10 @@ fn write_tmp(
     format: Format,
     path: &Path,
     tmp: &Path,
+    mode: u32,
     progress: &mut Progress,
 ) -> Result<Summary, CtlError> {
-    let direct = DirectFile::create(tmp).map_err(|e| io_err("creating", tmp, e))?;
+    let direct = DirectFile::create(tmp, mode)?;
     let (summary, file) = match direct {
         Some(mut direct) => {
             let summary = write(store, q, format, &mut direct, progress)?;
@@ -206,7 +245,8 @@ fn write_tmp(
             (summary, file)
         }
         None => {
-            let file = std::fs::File::create(tmp).map_err(|e| io_err("creating", tmp, e))?;
+            let file = crate::trust::create_output_file(tmp, mode, nix::fcntl::OFlag::empty())
+                .map_err(|e| CtlError::Io(e.to_string()))?;
             let mut w = BufWriter::with_capacity(1 << 20, file);
             let summary = write(store, q, format, &mut w, progress)?;
             let file = w
@@ -216,14 +256,7 @@ fn write_tmp(
         }
     };
     file.sync_all().map_err(|e| io_err("syncing", tmp, e))?;
-    std::fs::rename(tmp, path).map_err(|e| io_err("renaming to", path, e))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err("syncing directory", dir, e))?;
+    rename_into_place(tmp, path)?;
     Ok(summary)
 }
 

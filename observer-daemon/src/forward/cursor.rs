@@ -1,12 +1,19 @@
 //! A sink's durable position in the forwarded stream, kept outside the
 //! receipt database so a sink never takes a SQLite write lock that could
 //! stall the receipt writer. Written atomically: temp file, fsync, rename,
-//! directory fsync.
+//! directory fsync. The cursor directory and every directory above it
+//! must be root's and closed to others, and the files in it are opened
+//! on the checked directory's descriptor without following links, so a
+//! link planted at the temporary name cannot make the daemon truncate
+//! another file (crate::trust).
 use std::{
-    io::Write,
-    os::unix::fs::OpenOptionsExt,
+    io::{Read, Write},
     path::{Path, PathBuf},
 };
+
+use nix::fcntl::OFlag;
+
+use crate::trust::{Secrecy, TrustError, TrustedDir};
 
 /// Next receipt to forward, and the size of the last checkpoint forwarded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -22,6 +29,8 @@ pub enum CursorError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cursor: {0}")]
+    Untrusted(TrustError),
     #[error("cursor {path}: line {line}: {message}")]
     Invalid {
         path: PathBuf,
@@ -47,15 +56,12 @@ impl Cursor {
 
     /// The stored position; the start of the log if there is none yet.
     pub fn load(&self) -> Result<Position, CursorError> {
-        let text = match std::fs::read_to_string(&self.path) {
+        let text = match self.read() {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Position::default()),
-            Err(source) => {
-                return Err(CursorError::Io {
-                    path: self.path.clone(),
-                    source,
-                })
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {
+                return Ok(Position::default())
             }
+            Err(e) => return Err(CursorError::Untrusted(e)),
         };
         let mut pos = Position::default();
         let mut seen = (false, false);
@@ -88,21 +94,34 @@ impl Cursor {
         Ok(pos)
     }
 
+    fn read(&self) -> Result<String, TrustError> {
+        let (dir, name) = TrustedDir::of_file(&self.path)?;
+        let mut file = dir.open_file(name, OFlag::O_RDONLY, 0, Secrecy::Public)?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .map_err(|source| TrustError {
+                path: self.path.clone(),
+                problem: crate::trust::Problem::Io {
+                    what: "reading",
+                    source,
+                },
+            })?;
+        Ok(text)
+    }
+
     pub fn store(&self, pos: Position) -> Result<(), CursorError> {
         let io = |source| CursorError::Io {
             path: self.path.clone(),
             source,
         };
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io)?;
+        let dir = TrustedDir::create(dir, 0o700).map_err(CursorError::Untrusted)?;
+        let name = self.path.file_name().unwrap_or_default();
         let tmp = self.path.with_extension("cursor.tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io)?;
+        let tmp_name = tmp.file_name().unwrap_or_default();
+        let mut f = dir
+            .create_temporary(tmp_name, 0o600, OFlag::empty())
+            .map_err(CursorError::Untrusted)?;
         write!(
             f,
             "next_leaf={}\ncheckpoint_size={}\n",
@@ -110,10 +129,8 @@ impl Cursor {
         )
         .map_err(io)?;
         f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)
+        dir.rename(tmp_name, name).map_err(CursorError::Untrusted)?;
+        dir.sync().map_err(CursorError::Untrusted)
     }
 }
 
@@ -142,5 +159,26 @@ mod tests {
             err.contains("siem.cursor: line 2: checkpoint_size"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_link_planted_at_the_temporary_name_is_refused_and_its_target_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let sinks = dir.path().join("sinks");
+        let c = Cursor::new(&sinks, "siem");
+        std::fs::create_dir(&sinks).unwrap();
+        let target = dir.path().join("root-owned");
+        std::fs::write(&target, b"keep me").unwrap();
+        std::os::unix::fs::symlink(&target, sinks.join("siem.cursor.tmp")).unwrap();
+        let err = c.store(Position::default()).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "{}: is a symbolic link",
+                sinks.join("siem.cursor.tmp").display()
+            )),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+        assert!(!c.path().exists());
     }
 }

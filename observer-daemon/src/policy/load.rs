@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use super::{error::PolicyError, model::*};
+use crate::trust::{TrustError, TrustedDir};
 
 /// The indicator files, in digest order.
 pub const INDICATOR_FILES: &[&str] = &[
@@ -93,30 +94,48 @@ pub fn parse_text<T: DeserializeOwned>(
     })
 }
 
+/// Reads every file of the policy directory `dir`. The directory, every
+/// directory above it, `indicators/` and each file must be owned by root
+/// (or this process's user) and not writable by group or others, and each
+/// is opened without following links: whoever could change them could
+/// change the policy in force (register an agent, drop a rule).
 pub fn read_dir(dir: &Path) -> Result<PolicyFiles, PolicyError> {
+    let untrusted = |error: TrustError| PolicyError::file(&error.path, error.problem.to_string());
+    let trusted = TrustedDir::open(dir).map_err(untrusted)?;
     check_names(
         dir,
         &["agents.toml", "rules.toml", "indicators", "README.md"],
     )?;
     let ind = dir.join("indicators");
+    let indicators = trusted.subdir("indicators").map_err(untrusted)?;
     check_names(&ind, INDICATOR_FILES)?;
-    let i = |name: &str| ind.join(name);
     Ok(PolicyFiles {
         dir: dir.to_owned(),
-        agents: parse_file(&dir.join("agents.toml"))?,
-        rules: parse_file(&dir.join("rules.toml"))?,
-        ai_endpoints: parse_file(&i("ai_endpoints.toml"))?,
-        ai_gateways: parse_file(&i("ai_gateways.toml"))?,
-        model_hubs: parse_file(&i("model_hubs.toml"))?,
-        local_inference: parse_file(&i("local_inference.toml"))?,
-        agent_clis: parse_file(&i("agent_clis.toml"))?,
-        mcp_servers: parse_file(&i("mcp_servers.toml"))?,
-        model_files: parse_file(&i("model_files.toml"))?,
-        ai_sdks: parse_file(&i("ai_sdks.toml"))?,
-        ai_credentials: parse_file(&i("ai_credentials.toml"))?,
-        gpu_devices: parse_file(&i("gpu_devices.toml"))?,
-        secret_files: parse_file(&i("secret_files.toml"))?,
+        agents: read_trusted(&trusted, "agents.toml")?,
+        rules: read_trusted(&trusted, "rules.toml")?,
+        ai_endpoints: read_trusted(&indicators, "ai_endpoints.toml")?,
+        ai_gateways: read_trusted(&indicators, "ai_gateways.toml")?,
+        model_hubs: read_trusted(&indicators, "model_hubs.toml")?,
+        local_inference: read_trusted(&indicators, "local_inference.toml")?,
+        agent_clis: read_trusted(&indicators, "agent_clis.toml")?,
+        mcp_servers: read_trusted(&indicators, "mcp_servers.toml")?,
+        model_files: read_trusted(&indicators, "model_files.toml")?,
+        ai_sdks: read_trusted(&indicators, "ai_sdks.toml")?,
+        ai_credentials: read_trusted(&indicators, "ai_credentials.toml")?,
+        gpu_devices: read_trusted(&indicators, "gpu_devices.toml")?,
+        secret_files: read_trusted(&indicators, "secret_files.toml")?,
     })
+}
+
+/// Reads and parses `name` in a checked directory (crate::trust).
+fn read_trusted<T: DeserializeOwned>(
+    dir: &TrustedDir,
+    name: &str,
+) -> Result<Source<T>, PolicyError> {
+    let text = dir
+        .read_to_string(name)
+        .map_err(|error| PolicyError::file(&error.path, error.problem.to_string()))?;
+    parse_text(&dir.path().join(name), text)
 }
 
 /// Refuses `.toml` files (and directories) in `dir` that are not among
@@ -176,4 +195,78 @@ pub fn fingerprint(dir: &Path) -> Vec<(PathBuf, Option<std::time::SystemTime>, u
             (p, mtime, len)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod trust_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// A copy of the shipped policies in a private temp dir.
+    fn copy_of_shipped() -> tempfile::TempDir {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("indicators")).unwrap();
+        let files = ["agents.toml".to_string(), "rules.toml".to_string()]
+            .into_iter()
+            .chain(INDICATOR_FILES.iter().map(|f| format!("indicators/{f}")));
+        for rel in files {
+            std::fs::copy(shipped.join(&rel), dir.path().join(&rel)).unwrap();
+            std::fs::set_permissions(
+                dir.path().join(&rel),
+                std::fs::Permissions::from_mode(0o644),
+            )
+            .unwrap();
+        }
+        dir
+    }
+
+    fn nobody() -> u32 {
+        nix::unistd::User::from_name("nobody")
+            .unwrap()
+            .unwrap()
+            .uid
+            .as_raw()
+    }
+
+    #[test]
+    fn a_policy_directory_others_control_is_refused_naming_what_is_wrong() {
+        let dir = copy_of_shipped();
+        read_dir(dir.path()).unwrap();
+
+        // Owned by nobody: that user could register an agent.
+        std::os::unix::fs::chown(dir.path(), Some(nobody()), None).unwrap();
+        let error = read_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!(
+                "{}: is owned by uid {}",
+                dir.path().display(),
+                nobody()
+            )),
+            "{error}"
+        );
+        std::os::unix::fs::chown(dir.path(), Some(0), None).unwrap();
+
+        // A group-writable indicator file.
+        let list = dir.path().join("indicators/agent_clis.toml");
+        std::fs::set_permissions(&list, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let error = read_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("{}: has mode 0664", list.display())),
+            "{error}"
+        );
+        std::fs::set_permissions(&list, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        // agents.toml replaced by a link to a file elsewhere.
+        let agents = dir.path().join("agents.toml");
+        let elsewhere = dir.path().join("agents.elsewhere");
+        std::fs::rename(&agents, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &agents).unwrap();
+        let error = read_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("{}: is a symbolic link", agents.display())),
+            "{error}"
+        );
+    }
 }

@@ -9,13 +9,13 @@
 //! keys, and the log checkpoints: one pinned public key anchors everything.
 
 use super::mldsa::{LibcruxKeyPair, SignError, Signer, PUBLIC_KEY_LEN, SEED_LEN};
+use crate::trust::{Problem, Secrecy, TrustError, TrustedDir};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hkdf::Hkdf;
+use nix::fcntl::OFlag;
 use sha2::{Digest, Sha256};
-use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -26,8 +26,6 @@ const CHAIN_KEY_INFO: &[u8] = b"observer chain key v1";
 const JWK_KEY_TYPE: &str = "AKP";
 /// JWK `alg` for the only algorithm receipts use.
 const JWK_ALGORITHM: &str = "ML-DSA-65";
-/// Mode bits that give the group or others any access to a file.
-const GROUP_OTHER_ACCESS: u32 = 0o077;
 
 /// Why key material could not be loaded, created or parsed.
 #[derive(Debug, Error)]
@@ -47,6 +45,11 @@ pub enum KeyError {
         path.display()
     )]
     Permissions { path: PathBuf, mode: u32 },
+    /// The seed, or a directory above it, is owned by another user, is
+    /// writable by others or is a symbolic link: whoever controls it could
+    /// choose the keys receipts are signed with.
+    #[error("master seed: {0}")]
+    Untrusted(crate::trust::TrustError),
     /// Not a seed this daemon wrote (truncated, or some other file): using
     /// it would silently change every chain key.
     #[error("master seed {} is {actual} bytes long, expected {SEED_LEN}", path.display())]
@@ -61,6 +64,35 @@ pub enum KeyError {
     /// says which member is wrong.
     #[error("invalid ML-DSA-65 JWK: {0}")]
     Jwk(String),
+}
+
+impl KeyError {
+    /// A refusal of the trust checks as the error callers already know
+    /// (a missing file stays `Io` with `NotFound`, which starts creation).
+    fn from_trust(path: &Path, error: TrustError) -> KeyError {
+        let at_seed = error.path == path;
+        match error.problem {
+            Problem::Io { source, .. } if at_seed || source.kind() == ErrorKind::NotFound => {
+                KeyError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+            Problem::Writable { mode } | Problem::Readable { mode } if at_seed => {
+                KeyError::Permissions {
+                    path: path.to_path_buf(),
+                    mode,
+                }
+            }
+            Problem::NotAFile if at_seed => KeyError::NotAFile {
+                path: path.to_path_buf(),
+            },
+            problem => KeyError::Untrusted(TrustError {
+                path: error.path,
+                problem,
+            }),
+        }
+    }
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
@@ -116,22 +148,12 @@ impl MasterSeed {
     }
 
     fn load(path: &Path) -> Result<MasterSeed, KeyError> {
-        let mut file = File::open(path).map_err(io_error(path))?;
-        // Checked on the open descriptor, so the checks and the read are
-        // about the same file.
+        // Owner and mode of the seed and of every directory above it are
+        // checked on open descriptors, and the seed is opened without
+        // following a link: what was checked is what is read.
+        let mut file = crate::trust::open_file(path, Secrecy::Secret)
+            .map_err(|error| KeyError::from_trust(path, error))?;
         let metadata = file.metadata().map_err(io_error(path))?;
-        if !metadata.is_file() {
-            return Err(KeyError::NotAFile {
-                path: path.to_path_buf(),
-            });
-        }
-        let mode = metadata.permissions().mode() & 0o7777;
-        if mode & GROUP_OTHER_ACCESS != 0 {
-            return Err(KeyError::Permissions {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
         if metadata.len() != SEED_LEN as u64 {
             return Err(KeyError::Length {
                 path: path.to_path_buf(),
@@ -144,28 +166,29 @@ impl MasterSeed {
     }
 
     fn create(path: &Path) -> Result<MasterSeed, KeyError> {
+        let (directory, name) =
+            TrustedDir::of_file(path).map_err(|error| KeyError::from_trust(path, error))?;
         let mut seed = MasterSeed([0u8; SEED_LEN]);
         getrandom::getrandom(&mut seed.0).map_err(KeyError::Randomness)?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io_error(path))?;
+        // O_EXCL: never over an existing file, nor through a planted link.
+        let mut file = directory
+            .open_file(
+                name,
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                0o600,
+                Secrecy::Secret,
+            )
+            .map_err(|error| KeyError::from_trust(path, error))?;
         if let Err(error) = file.write_all(&seed.0).and_then(|()| file.sync_all()) {
             // A partial seed would be refused on the next start anyway;
             // removing it lets that start create a good one. The write
             // error is the one worth reporting.
-            let _ = std::fs::remove_file(path);
+            let _ = directory.remove(name);
             return Err(io_error(path)(error));
         }
-        let parent = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        File::open(parent)
-            .and_then(|directory| directory.sync_all())
-            .map_err(io_error(parent))?;
+        directory
+            .sync()
+            .map_err(|error| KeyError::from_trust(path, error))?;
         Ok(seed)
     }
 }
@@ -327,6 +350,7 @@ impl std::fmt::Debug for ChainKey {
 mod tests {
     use super::super::mldsa::{LibcruxVerifier, RustCryptoVerifier, Verifier};
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     /// The master seed 0x00, 0x01, ..., 0x1f.
     fn counting_master() -> MasterSeed {
@@ -635,5 +659,44 @@ mod tests {
             "{printed}"
         );
         assert!(!printed.contains("signing"), "{printed}");
+    }
+
+    #[test]
+    fn load_refuses_a_seed_owned_by_another_user_or_a_planted_link() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("master.seed");
+        std::fs::write(&path, [7u8; SEED_LEN]).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let nobody = nix::unistd::User::from_name("nobody")
+            .unwrap()
+            .unwrap()
+            .uid
+            .as_raw();
+        std::os::unix::fs::chown(&path, Some(nobody), None).unwrap();
+        let error = MasterSeed::load_or_create(&path).unwrap_err();
+        assert!(matches!(&error, KeyError::Untrusted(_)), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!(
+                "{}: is owned by uid {nobody} (nobody)",
+                path.display()
+            )),
+            "{message}"
+        );
+        // Refusing must neither replace nor rewrite it.
+        assert_eq!(std::fs::read(&path).unwrap(), [7u8; SEED_LEN]);
+
+        // A link planted where the seed should be: refused, not followed,
+        // and no seed is created through it.
+        std::fs::remove_file(&path).unwrap();
+        let target = directory.path().join("elsewhere");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let error = MasterSeed::load_or_create(&path).unwrap_err();
+        assert!(message_has(&error, "symbolic link"), "{error}");
+        assert!(!target.exists());
+    }
+
+    fn message_has(error: &KeyError, needle: &str) -> bool {
+        error.to_string().contains(needle)
     }
 }

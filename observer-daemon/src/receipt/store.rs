@@ -3,7 +3,7 @@
 //! checkpoints and daemon runs. WAL mode; one writer; schema versioned by
 //! `PRAGMA user_version`. It is also the forwarding spool.
 use std::{
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
 };
 
@@ -153,6 +153,7 @@ impl WriterLock {
             .truncate(false)
             .write(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&lock_path)
             .map_err(|source| StoreError::Io {
                 path: lock_path.clone(),
@@ -251,27 +252,32 @@ impl Store {
             path: path.to_owned(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
+        // The state directory and every directory above it must be root's
+        // and closed to others (created 0700 when missing), and the
+        // database a 0600 file of root's, opened without following a
+        // link: SQLite then opens it by name inside a directory nobody
+        // else can change.
+        let untrusted = |error: crate::trust::TrustError| StoreError::Invalid {
+            path: path.to_owned(),
+            message: error.to_string(),
+        };
+        let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => crate::trust::TrustedDir::create(dir, 0o700),
+            None => crate::trust::TrustedDir::open(Path::new(".")),
         }
+        .map_err(untrusted)?;
         // Created by us with 0600 before SQLite opens it: its -wal and -shm
         // files inherit the database file's mode.
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
-        let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(StoreError::Invalid {
-                path: path.to_owned(),
-                message: format!(
-                    "mode {:o} gives group or others access; it must be 0600",
-                    mode & 0o777
-                ),
-            });
-        }
+        let name = path
+            .file_name()
+            .ok_or_else(|| io(std::io::ErrorKind::InvalidInput.into()))?;
+        dir.open_file(
+            name,
+            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_APPEND,
+            0o600,
+            crate::trust::Secrecy::Secret,
+        )
+        .map_err(untrusted)?;
         let conn = super::sqlite::connect(path, OpenFlags::default()).map_err(|source| {
             StoreError::Sqlite {
                 path: path.to_owned(),
@@ -796,6 +802,7 @@ impl super::merkle::NodeSource for StoreNodes<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn creates_0600_and_migrates_once() {
@@ -917,5 +924,30 @@ mod tests {
         drop(store);
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(err.contains("schema version 99"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_store_owned_by_another_user_or_in_a_directory_others_may_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("observer.db");
+        drop(Store::open(&path).unwrap());
+        let nobody = nix::unistd::User::from_name("nobody")
+            .unwrap()
+            .unwrap()
+            .uid
+            .as_raw();
+        std::os::unix::fs::chown(&path, Some(nobody), None).unwrap();
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(
+            err.contains(&format!("{}: is owned by uid {nobody}", path.display())),
+            "{err}"
+        );
+        std::os::unix::fs::chown(&path, Some(0), None).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(
+            err.contains(&format!("{}: has mode 0777", dir.path().display())),
+            "{err}"
+        );
     }
 }
