@@ -22,6 +22,15 @@ use crate::receipt::{
     verify::{MasterEpoch, Outcome},
 };
 
+/// The members an `extra` object may have.
+const EXTRA_MEMBERS: &[&str] = &[
+    "v",
+    "envelope",
+    "context",
+    "key_announcement",
+    "master_rotations",
+];
+
 /// Version of the `extra` object.
 const EXTRA_VERSION: u64 = 1;
 
@@ -102,7 +111,23 @@ pub fn verify_proof(text: &str, master: &[u8]) -> (Value, bool) {
         .ok_or("the proof has no extra line with the receipt".to_string())
         .and_then(|b| strict_json::parse_strict(b).map_err(|e| format!("extra: {e}")))
     {
-        Ok(v) if v["v"] == EXTRA_VERSION && v["envelope"].is_string() => v,
+        Ok(v) if v["v"] == EXTRA_VERSION && v["envelope"].is_string() => {
+            // Exactly the members a proof is written with: a misspelt or
+            // extra member (an edited proof) is refused, not ignored.
+            let unknown = v.as_object().and_then(|o| {
+                o.keys()
+                    .find(|k| !EXTRA_MEMBERS.contains(&k.as_str()))
+                    .cloned()
+            });
+            if let Some(k) = unknown {
+                checks.push(fail(
+                    "proof_format",
+                    format!("extra has an unknown member {k:?}"),
+                ));
+                return report(Value::Null, None, checks);
+            }
+            v
+        }
         Ok(_) => {
             checks.push(fail(
                 "proof_format",
