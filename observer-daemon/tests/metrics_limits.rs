@@ -137,7 +137,7 @@ fn idle_and_slow_clients_cannot_hold_the_daemons_descriptors() {
     };
     let refused = sample(&text, "observer_metrics_connections_refused_total");
     let timed_out = sample(&text, "observer_metrics_requests_timed_out_total");
-    assert!(timed_out >= CAP as u64 + 1, "timed out {timed_out}");
+    assert!(timed_out > CAP as u64, "timed out {timed_out}");
     assert_eq!(
         refused + timed_out,
         IDLE_CLIENTS as u64 + 1 + failed_scrapes,
