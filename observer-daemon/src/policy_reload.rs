@@ -134,8 +134,17 @@ mod tests {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 stalled.store(true, Ordering::SeqCst);
-                let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-                let _ = f.write_all(b"not toml");
+                // Every reload that waits on the FIFO gets its bytes.
+                while !done.load(Ordering::SeqCst) {
+                    if let Ok(mut f) = std::fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc::O_NONBLOCK)
+                        .open(&fifo)
+                    {
+                        let _ = f.write_all(b"not toml");
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             })
         };
         let rt = tokio::runtime::Builder::new_current_thread()
