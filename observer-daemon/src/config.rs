@@ -418,6 +418,12 @@ impl Config {
             crate::metrics::parse_listen(listen)
                 .map_err(|e| invalid("metrics.listen", e.to_string()))?;
         }
+        if file.metrics.max_connections == 0 {
+            return Err(invalid("metrics.max_connections", "must be > 0".into()));
+        }
+        if file.metrics.request_timeout_ms == 0 {
+            return Err(invalid("metrics.request_timeout_ms", "must be > 0".into()));
+        }
         file.control
             .validate()
             .map_err(|(field, reason)| invalid(field, reason))?;

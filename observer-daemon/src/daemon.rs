@@ -29,7 +29,7 @@ use crate::{
     loader::{self, FilterSet, LoadOptions, PathFilters},
     loss::{read_kernel, read_skipped, LossTracker, Snapshot},
     notify::Notifier,
-    policy::{KernelInterest, Policy, PolicyUpdate},
+    policy::{KernelInterest, Policy},
     processor::{KernelPush, Processor, Receipts},
     reader::{self, Msg, UserDrops},
     receipt::{
@@ -80,6 +80,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         return Err(loader::LoadError::NotRoot.into());
     }
+    raise_fd_limit();
     let tracefs = loader::ensure_tracefs()?;
     kernel_config::check_tracepoint_layout(&tracefs)?;
     let kernel = kernel_config::kernel_config(
@@ -248,7 +249,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         stop_rx,
     ));
     let ticker = tokio::spawn(tick(tx.clone(), stop_rx_tick));
-    let reloader = tokio::spawn(reload_policies(
+    let clock_watch = tokio::spawn(crate::clock::wake_on_set(tx.clone(), stop_tx.subscribe()));
+    let reloader = tokio::spawn(crate::policy_reload::reload_policies(
         cfg.policies_dir.clone(),
         hup,
         cfg.agents.clone(),
@@ -259,6 +261,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         tokio::spawn(crate::metrics::serve(
             listener,
             sources.clone(),
+            crate::metrics::Limits::from_config(&cfg.metrics),
             stop_tx.subscribe(),
         ))
     });
@@ -300,6 +303,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     stop_tx.send(true)?;
     let read = reader.await??;
     ticker.await?;
+    clock_watch.await?;
     reloader.await?;
     if let Some(c) = control {
         c.await?;
@@ -345,6 +349,37 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         "read {read} kernel records, wrote {written} records"
     );
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard one: the store, the
+/// probes' maps and links, sinks, the control socket and the metrics
+/// endpoint all hold descriptors, and the soft default (often 1024) is
+/// the first to run out. A failure is logged: the daemon runs either way.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid resource and a valid out pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        log::warn!("reading RLIMIT_NOFILE: {}", std::io::Error::last_os_error());
+        return;
+    }
+    if lim.rlim_cur >= lim.rlim_max {
+        return;
+    }
+    let soft = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: a valid resource and a valid rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        log::warn!(
+            "raising RLIMIT_NOFILE from {soft} to {}: {}",
+            lim.rlim_max,
+            std::io::Error::last_os_error()
+        );
+    } else {
+        log::info!("open files limit raised from {soft} to {}", lim.rlim_max);
+    }
 }
 
 /// Every counter of lost events, kernel and user space.
@@ -493,66 +528,6 @@ impl KernelPush for KernelFilters {
     }
 }
 
-/// Reloads the policy directory on SIGHUP and when its files change
-/// (modification time or size, polled every second). The outcome, loaded
-/// or refused, goes to the processor, which applies and records it.
-async fn reload_policies(
-    dir: Option<PathBuf>,
-    hup: std::io::Result<tokio::signal::unix::Signal>,
-    config_agents: Vec<crate::config::AgentEntry>,
-    tx: mpsc::Sender<Msg>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut hup = match hup {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("cannot handle SIGHUP, policies reload on file change only: {e}");
-            return;
-        }
-    };
-    let Some(dir) = dir else {
-        loop {
-            tokio::select! {
-                _ = hup.recv() => log::info!("SIGHUP: no policies_dir configured, nothing to reload"),
-                _ = stop.changed() => return,
-            }
-        }
-    };
-    let mut seen = crate::policy::load::fingerprint(&dir);
-    let mut poll = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        let trigger = tokio::select! {
-            _ = hup.recv() => "sighup",
-            _ = poll.tick() => {
-                if crate::policy::load::fingerprint(&dir) == seen {
-                    continue;
-                }
-                "file_change"
-            }
-            _ = stop.changed() => return,
-        };
-        // Files edited in place may still be being written: read them after
-        // a short pause, and remember what was read.
-        if trigger == "file_change" {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        seen = crate::policy::load::fingerprint(&dir);
-        let update = match Policy::load(&dir, &config_agents) {
-            Ok(policy) => PolicyUpdate::Loaded {
-                policy: Arc::new(policy),
-                trigger,
-            },
-            Err(e) => PolicyUpdate::Refused {
-                error: e.to_string(),
-                trigger,
-            },
-        };
-        if tx.send(Msg::Policy(update)).await.is_err() {
-            return;
-        }
-    }
-}
-
 /// Serves the control socket. A socket that cannot be bound is logged,
 /// not fatal: capture matters more than the control channel.
 fn start_control(
@@ -626,6 +601,7 @@ async fn start_forwarding(
             .collect(),
         counters: counters.clone(),
         names: names.clone(),
+        endpoint: Default::default(),
     });
     let listener = match &cfg.metrics.listen {
         Some(listen) => {

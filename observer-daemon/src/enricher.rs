@@ -71,6 +71,11 @@ impl Enricher {
         &self.clock
     }
 
+    /// Follows the wall clock: times from now on use this offset.
+    pub fn set_clock(&mut self, clock: BootClock) {
+        self.clock = clock;
+    }
+
     /// A reloaded policy: new execs are attributed by its registry, and so
     /// are the running processes no agent owns yet (an agent registered
     /// while it runs is attributed, with its descendants, from the reload

@@ -80,8 +80,9 @@ pub fn family(f: u16) -> &'static str {
 }
 
 /// Maps `bpf_ktime_get_boot_ns()` values to wall-clock time, using the
-/// offset between CLOCK_REALTIME and CLOCK_BOOTTIME taken at startup.
-#[derive(Debug, Clone, Copy)]
+/// offset between CLOCK_REALTIME and CLOCK_BOOTTIME. The offset is taken at
+/// startup and re-read as the wall clock moves (see [`crate::clock`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BootClock {
     realtime_minus_boot_ns: i128,
 }
@@ -93,6 +94,11 @@ impl BootClock {
         BootClock {
             realtime_minus_boot_ns: real - boot,
         }
+    }
+
+    /// CLOCK_REALTIME minus CLOCK_BOOTTIME, in nanoseconds.
+    pub fn offset_ns(&self) -> i128 {
+        self.realtime_minus_boot_ns
     }
 
     pub fn boot_ns_now() -> u64 {

@@ -3,6 +3,7 @@
 //! binary over this library.
 
 pub mod btf;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod ctl;
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod names;
 pub mod notify;
 pub mod policy;
+pub mod policy_reload;
 pub mod proc_scan;
 pub mod process_table;
 pub mod processor;

@@ -5,13 +5,17 @@ use std::{
     fmt::Write as _,
     net::SocketAddr,
     path::PathBuf,
-    sync::{atomic::Ordering, Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
 };
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
-    sync::watch,
+    net::{TcpListener, TcpStream},
+    sync::{watch, Semaphore},
 };
 
 use crate::{
@@ -30,6 +34,17 @@ pub struct Sources {
     pub counters: Arc<Mutex<Option<Snapshot>>>,
     /// The names stage's counters (docs/names.md), published every tick.
     pub names: crate::names::SharedCounters,
+    /// The endpoint's own connection counters.
+    pub endpoint: EndpointCounters,
+}
+
+/// Connections the endpoint turned away or cut off.
+#[derive(Default)]
+pub struct EndpointCounters {
+    /// Closed at accept: `max_connections` were being served.
+    pub refused: AtomicU64,
+    /// Closed at the deadline before the response was written.
+    pub timed_out: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +253,18 @@ pub fn render(s: &Sources) -> String {
             o.sample("observer_names_total", &[("counter", counter)], n);
         }
     }
+    o.one(
+        "observer_metrics_connections_refused_total",
+        "counter",
+        "Metrics endpoint connections closed at accept because metrics.max_connections were open.",
+        s.endpoint.refused.load(Ordering::Relaxed),
+    );
+    o.one(
+        "observer_metrics_requests_timed_out_total",
+        "counter",
+        "Metrics endpoint connections closed at metrics.request_timeout_ms before the response was written.",
+        s.endpoint.timed_out.load(Ordering::Relaxed),
+    );
     type Get = fn(&SinkCounters) -> u64;
     let per_sink: [(&str, &str, &str, Get); 9] = [
         ("observer_sink_delivered_total", "counter", "Records the receiver acknowledged (receipts and checkpoints).", |c| SinkCounters::get(&c.delivered)),
@@ -282,51 +309,93 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
         .map_err(|e| MetricsError::Bind(addr, e))
 }
 
-/// Serves `GET /metrics` until `stop`.
-pub async fn serve(listener: TcpListener, sources: Arc<Sources>, mut stop: watch::Receiver<bool>) {
+/// How the endpoint serves: at most `max_connections` at once, each
+/// closed `request_timeout` after it was accepted.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub request_timeout: Duration,
+}
+
+impl Limits {
+    pub fn from_config(m: &crate::forward::config::MetricsSection) -> Limits {
+        Limits {
+            max_connections: m.max_connections,
+            request_timeout: Duration::from_millis(m.request_timeout_ms),
+        }
+    }
+}
+
+/// Serves `GET /metrics` until `stop`. A connection over the cap is
+/// closed at once; one not done within the deadline (a client that sends
+/// slowly or never reads) is closed then. Both are counted.
+pub async fn serve(
+    listener: TcpListener,
+    sources: Arc<Sources>,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
-        let (mut sock, _) = tokio::select! {
+        let (sock, _) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
+                    // Out of descriptors (EMFILE) fails every accept until
+                    // some close: pause instead of spinning on it.
                     log::warn!("metrics: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
             _ = stop.changed() => return,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            sources.endpoint.refused.fetch_add(1, Ordering::Relaxed);
+            drop(sock);
+            continue;
+        };
         let sources = sources.clone();
         tokio::spawn(async move {
-            let mut req = Vec::new();
-            let mut buf = [0u8; 1024];
-            // The request head only; bodies are not expected.
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
-                match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))
-                    .await
-                {
-                    Ok(Ok(n)) if n > 0 => req.extend_from_slice(&buf[..n]),
-                    _ => return,
-                }
+            let _slot = slot;
+            if tokio::time::timeout(limits.request_timeout, answer(sock, &sources))
+                .await
+                .is_err()
+            {
+                sources.endpoint.timed_out.fetch_add(1, Ordering::Relaxed);
             }
-            let line = String::from_utf8_lossy(&req);
-            let ok = line.starts_with("GET /metrics ") || line.starts_with("GET / ");
-            let (status, body) = if ok {
-                let s = sources.clone();
-                let body = tokio::task::spawn_blocking(move || render(&s))
-                    .await
-                    .unwrap_or_default();
-                ("200 OK", body)
-            } else {
-                ("404 Not Found", "only GET /metrics\n".to_string())
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
         });
     }
+}
+
+/// Reads one request head and writes the response.
+async fn answer(mut sock: TcpStream, sources: &Arc<Sources>) {
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    // The request head only; bodies are not expected.
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+        match sock.read(&mut buf).await {
+            Ok(n) if n > 0 => req.extend_from_slice(&buf[..n]),
+            _ => return,
+        }
+    }
+    let line = String::from_utf8_lossy(&req);
+    let ok = line.starts_with("GET /metrics ") || line.starts_with("GET / ");
+    let (status, body) = if ok {
+        let s = sources.clone();
+        let body = tokio::task::spawn_blocking(move || render(&s))
+            .await
+            .unwrap_or_default();
+        ("200 OK", body)
+    } else {
+        ("404 Not Found", "only GET /metrics\n".to_string())
+    };
+    let resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = sock.write_all(resp.as_bytes()).await;
+    let _ = sock.shutdown().await;
 }
 
 #[cfg(test)]

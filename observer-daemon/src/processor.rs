@@ -90,6 +90,9 @@ pub struct Processor {
     argv_buf: String,
     hits: Vec<Hit>,
     dedup: Dedup,
+    /// `issued_at` (ns) of each clock step receipt of this run: retention
+    /// waits until the store holds them all.
+    clock_steps: Vec<u64>,
 }
 
 impl Processor {
@@ -114,6 +117,7 @@ impl Processor {
             argv_buf: String::new(),
             hits: Vec::new(),
             dedup: Dedup::new(FINDING_REPEAT_WINDOW_NS),
+            clock_steps: Vec::new(),
         }
     }
 
@@ -168,6 +172,7 @@ impl Processor {
             }
             Msg::Rotate(request) => return self.on_rotate(request),
             Msg::Tick => {
+                self.follow_clock();
                 if let Some(r) = self.receipts.as_mut() {
                     r.selector.flush_due(now_unix_ns(), &mut self.drafts);
                 }
@@ -387,6 +392,35 @@ impl Processor {
         self.submit_placed().map(drop)
     }
 
+    /// Re-reads the wall clock's offset (docs/RECEIPTS.md "Clock steps").
+    /// On a step: open file-open windows and finding repeats, timed on the
+    /// old clock, close first; the step becomes an `observer.clock_step`
+    /// receipt; event times use the new offset from here on; retention
+    /// looks again under the new clock.
+    fn follow_clock(&mut self) {
+        let mut clock = *self.enricher.clock();
+        let step = crate::clock::follow(&mut clock);
+        self.enricher.set_clock(clock);
+        let Some(step) = step else {
+            return;
+        };
+        log::warn!(
+            step_ns = step.step_ns() as i64;
+            "the wall clock stepped by {:.3} s; event times follow it from now on",
+            step.step_ns() as f64 / 1e9
+        );
+        self.dedup = Dedup::new(FINDING_REPEAT_WINDOW_NS);
+        let Some(r) = self.receipts.as_mut() else {
+            return;
+        };
+        r.selector.flush_all(&mut self.drafts);
+        r.last_prune_check = None;
+        if let Some(draft) = self.observer_draft(crate::clock::STEP_ACTION, step.context()) {
+            self.clock_steps.push(draft.unix_ns);
+            self.drafts.push(draft);
+        }
+    }
+
     /// Retention: at most every quarter of the retention period (and at
     /// least every 10 minutes), prune what has aged out. A failure is
     /// logged and retried; it never stops capture.
@@ -401,23 +435,41 @@ impl Processor {
         if r.last_prune_check.is_some_and(|t| t.elapsed() < every) {
             return;
         }
+        let store = match Store::open_read_only(&r.store_path) {
+            Ok(store) => store,
+            Err(e) => {
+                r.last_prune_check = Some(Instant::now());
+                log::error!("retention: {e}");
+                return;
+            }
+        };
+        // The age of a receipt issued before a clock step counts that step
+        // (retention::plan): until this run's steps are committed, the
+        // store cannot tell, so wait for them (a tick or two).
+        if !self.clock_steps.is_empty() {
+            match retention::committed_steps(&store) {
+                Ok(committed) if self.clock_steps.iter().all(|ns| committed.contains(ns)) => {}
+                Ok(_) => return,
+                Err(e) => {
+                    r.last_prune_check = Some(Instant::now());
+                    log::error!("retention: {e}");
+                    return;
+                }
+            }
+        }
         r.last_prune_check = Some(Instant::now());
         let cutoff = now_unix_ns().saturating_sub(retention.as_nanos() as u64);
-        let planned = Store::open_read_only(&r.store_path)
-            .map_err(retention::RetentionError::from)
-            .and_then(|store| {
-                retention::plan(
-                    &store,
-                    cutoff,
-                    &r.pipeline.origin(),
-                    &r.pipeline.master_key(),
-                )
-            })
-            .and_then(|anchor| {
-                anchor
-                    .map(|a| retention::prune_draft(&a, &r.observer_executable_hash))
-                    .transpose()
-            });
+        let planned = retention::plan(
+            &store,
+            cutoff,
+            &r.pipeline.origin(),
+            &r.pipeline.master_key(),
+        )
+        .and_then(|anchor| {
+            anchor
+                .map(|a| retention::prune_draft(&a, &r.observer_executable_hash))
+                .transpose()
+        });
         match planned {
             Ok(Some(draft)) => {
                 log::info!(
@@ -426,7 +478,10 @@ impl Processor {
                 );
                 self.drafts.push(draft);
             }
-            Ok(None) => {}
+            Ok(None) => log::debug!(
+                "retention: nothing issued before {} to prune",
+                payload::issued_at(cutoff)
+            ),
             Err(e) => log::error!("retention: {e}"),
         }
     }

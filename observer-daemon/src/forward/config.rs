@@ -30,12 +30,28 @@ impl Default for ForwardingSection {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSection {
     /// Loopback address of the Prometheus text endpoint (`GET /metrics`),
     /// e.g. "127.0.0.1:9464". Default: off.
     pub listen: Option<String>,
+    /// Connections served at once; one more is closed at accept and
+    /// counted (a slow client must not take the daemon's descriptors).
+    pub max_connections: usize,
+    /// From accept to the last byte written: a request still open then is
+    /// closed and counted.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            listen: None,
+            max_connections: 64,
+            request_timeout_ms: 5000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -10,6 +10,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod clock_steps;
 pub mod erase;
 pub mod feed;
 pub mod jcs;

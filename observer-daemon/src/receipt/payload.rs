@@ -29,6 +29,7 @@ pub const ACTION_TYPES: &[&str] = &[
     "observer.loss",
     "observer.policy",
     "observer.key",
+    "observer.clock_step",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::{
     chain::{Draft, Identity},
     checkpoint::{self, Checkpoint},
+    clock_steps::Corrections,
     jcs, json,
     keys::ChainKey,
     keys::MasterSeed,
@@ -118,15 +119,26 @@ pub fn plan(
     };
     // The cut: the first receipt young enough to keep (or the log's end).
     // Receipts are in log order, which follows issue time closely; the cut
-    // never passes a receipt that must be kept.
-    let first_kept: Option<i64> = conn
-        .query_row(
-            "SELECT MIN(leaf_index) FROM receipts WHERE issued_ns >= ?1",
-            [cutoff_ns as i64],
-            |r| r.get(0),
-        )
-        .map_err(sql)?;
+    // never passes a receipt that must be kept. A receipt issued before the
+    // wall clock stepped forward is as old as its time plus those steps
+    // (clock_steps): it goes only when old by both its own clock and
+    // today's. Backward steps are not subtracted, so they never prune early.
     let size = store.log_size()?;
+    let mut first_kept: Option<i64> = None;
+    for (from, to, correction) in Corrections::load(store)?.segments(size) {
+        let cutoff = (cutoff_ns as i128 - correction.max(0)).max(0) as i64;
+        first_kept = conn
+            .query_row(
+                "SELECT MIN(leaf_index) FROM receipts
+                 WHERE issued_ns >= ?1 AND leaf_index >= ?2 AND leaf_index < ?3",
+                [cutoff, from as i64, to as i64],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        if first_kept.is_some() {
+            break;
+        }
+    }
     let cut = first_kept.map_or(size, |l| l as u64);
     let oldest: Option<i64> = conn
         .query_row("SELECT MIN(leaf_index) FROM receipts", [], |r| r.get(0))
@@ -252,6 +264,26 @@ pub fn plan(
         keys,
         master_rotations: rotations,
     }))
+}
+
+/// `issued_ns` of every committed clock step receipt, in log order.
+pub fn committed_steps(store: &Store) -> Result<Vec<u64>, StoreError> {
+    let sql = |source| StoreError::Sqlite {
+        path: store.path().to_owned(),
+        source,
+    };
+    let mut stmt = store
+        .connection()
+        .prepare(
+            "SELECT issued_ns FROM receipts WHERE action_type = 'observer.clock_step'
+             ORDER BY leaf_index",
+        )
+        .map_err(sql)?;
+    let rows: Vec<i64> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(sql)?;
+    Ok(rows.into_iter().map(|ns| ns as u64).collect())
 }
 
 /// The prune receipt for `anchor`, to be chained and signed like any other.

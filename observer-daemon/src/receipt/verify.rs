@@ -27,7 +27,8 @@ use super::{
     store::{ReceiptRow, Store, StoreError},
 };
 
-/// A receipt's `issued_at` may be at most this far ahead of the verifier.
+/// A receipt's `issued_at` may be at most this far ahead of the verifier
+/// (plus the backward clock steps recorded after it).
 pub const MAX_FUTURE_NS: u64 = 300 * 1_000_000_000;
 
 pub struct VerifyOptions {
@@ -161,8 +162,10 @@ pub fn verify_store_with_progress(
     // Each receipt is parsed and its signature checked in parallel under
     // the key its kid names among the keys authorised so far (a hint the
     // in-order pass confirms).
+    // Receipts issued before the clock was set back may be ahead of it.
+    let clock_steps = super::clock_steps::Corrections::load(store)?;
     let check_row = |row: ReceiptRow| -> Checked {
-        let p = parse_row(row, opts.now_unix_ns);
+        let p = parse_row(row, opts.now_unix_ns, &clock_steps);
         let hint = hints
             .read()
             .unwrap_or_else(PoisonError::into_inner)

@@ -8,6 +8,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{
+    clock_steps::Corrections,
     jcs, jcs_scan, json,
     merkle::Hash,
     payload::{self, ACTION_TYPES},
@@ -32,7 +33,11 @@ pub(super) struct Parsed {
 
 /// Checks that need no chain state: structure, canonical form, action_ref,
 /// payload_digest, issued_at.
-pub(super) fn parse_row(mut row: ReceiptRow, now_unix_ns: u64) -> Parsed {
+pub(super) fn parse_row(
+    mut row: ReceiptRow,
+    now_unix_ns: u64,
+    clock_steps: &Corrections,
+) -> Parsed {
     let receipt_hash: Hash = Sha256::digest(row.envelope.as_bytes()).into();
     // The stored texts are not needed after this pass: they leave now, on
     // the thread that read them, rather than after the in-order pass.
@@ -72,19 +77,29 @@ pub(super) fn parse_row(mut row: ReceiptRow, now_unix_ns: u64) -> Parsed {
             "action_ref is not the hash of agent, action type and issued_at".into(),
         )),
     }
-    // issued_at freshness
+    // issued_at freshness: a backward clock step recorded later in the
+    // log (observer.clock_step) moves the limit by its size.
     match humantime::parse_rfc3339(s("issued_at")) {
         Ok(t) => {
             let ns = t
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
-            if ns > now_unix_ns + MAX_FUTURE_NS {
+            let set_back = (-clock_steps.after(parsed.row.leaf_index)).max(0);
+            if ns as i128 > now_unix_ns as i128 + MAX_FUTURE_NS as i128 + set_back {
                 parsed.results.push((
                     "issued_at",
                     Outcome::Fail,
                     format!(
-                        "issued_at {} is more than 300 s in the future",
-                        s("issued_at")
+                        "issued_at {} is more than 300 s in the future{}",
+                        s("issued_at"),
+                        if set_back > 0 {
+                            format!(
+                                " (after the {} s the clock was set back later)",
+                                set_back / 1_000_000_000
+                            )
+                        } else {
+                            String::new()
+                        }
                     ),
                 ));
             } else {
@@ -595,7 +610,7 @@ mod tests {
                     context: Some(text.clone()),
                     ..blank().row
                 };
-                let parsed = parse_row(row, 0);
+                let parsed = parse_row(row, 0, &Corrections::default());
                 let digest: Vec<_> = parsed
                     .results
                     .iter()
