@@ -34,6 +34,9 @@ pub const TEST_APT_PACKAGES: &[&str] = &[
     // unshare/nsenter to give that journald its own namespaces.
     "systemd",
     "util-linux",
+    // libfaketime: the daemon alone sees its wall clock step
+    // (tests/clock_step.rs); the host's clock is never touched.
+    "faketime",
 ];
 
 /// What building observer-daemon needs (its build.rs builds the eBPF
