@@ -484,7 +484,11 @@ fn load_policy(cfg: &Config) -> anyhow::Result<Policy> {
             log::warn!(
                 "policies_dir {} does not exist: the {} policy set is in force until it appears",
                 dir.display(),
-                if cfg.builtin_policies { "built-in" } else { "config-only" }
+                if cfg.builtin_policies {
+                    "built-in"
+                } else {
+                    "config-only"
+                }
             );
             fallback()
         }

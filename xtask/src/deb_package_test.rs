@@ -417,7 +417,13 @@ fn the_debian_package_installs_runs_and_purges() {
     // (no daemon runs, so observerctl loads it as the daemon would).
     let show = stdout(&run(
         "/usr/bin/observerctl",
-        &["--socket", "/nonexistent/observer.sock", "policy", "show", "--json"],
+        &[
+            "--socket",
+            "/nonexistent/observer.sock",
+            "policy",
+            "show",
+            "--json",
+        ],
     ));
     let show: serde_json::Value = serde_json::from_str(&show).unwrap();
     assert_eq!(show["source"], "policies_dir", "{show}");

@@ -81,8 +81,7 @@ impl Daemon {
         // Tests that name no policy run without the built-in set: its
         // findings for other tests' processes (the daemon sees the whole
         // host) would add receipts to stores whose contents they count.
-        let mut config = if config.contains("policies_dir") || config.contains("builtin_policies")
-        {
+        let mut config = if config.contains("policies_dir") || config.contains("builtin_policies") {
             config.to_string()
         } else {
             format!("builtin_policies = false\n{config}")
