@@ -268,58 +268,6 @@ fn daemon_down_is_exit_3_with_a_clear_message() {
     assert_eq!(r.code, 3);
 }
 
-/// A group and a user in it (as a supplementary group), created for the
-/// test and removed when dropped.
-struct Account {
-    user: &'static str,
-    group: &'static str,
-}
-
-fn getent(db: &str, name: &str) -> bool {
-    Command::new("getent")
-        .args([db, name])
-        .output()
-        .unwrap()
-        .status
-        .success()
-}
-
-impl Account {
-    fn create(user: &'static str, group: &'static str) -> Account {
-        let a = Account { user, group };
-        if !getent("group", group) {
-            let ok = Command::new("groupadd")
-                .args(["--system", group])
-                .status()
-                .unwrap();
-            assert!(ok.success(), "groupadd {group}");
-        }
-        if !getent("passwd", user) {
-            let ok = Command::new("useradd")
-                .args(["--system", "--no-create-home", "--no-user-group"])
-                .args(["--gid", "nogroup", "--shell", "/usr/sbin/nologin"])
-                .args(["--groups", group, user])
-                .status()
-                .unwrap();
-            assert!(ok.success(), "useradd {user}");
-        } else {
-            let ok = Command::new("usermod")
-                .args(["--append", "--groups", group, user])
-                .status()
-                .unwrap();
-            assert!(ok.success(), "usermod {user}");
-        }
-        a
-    }
-}
-
-impl Drop for Account {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(self.user).status();
-        let _ = Command::new("groupdel").arg(self.group).status();
-    }
-}
-
 /// observerctl run through setpriv as someone else.
 fn ctl_as(bin: &Path, setpriv: &[&str], socket: &Path, args: &[&str]) -> Run {
     let mut c = Command::new("setpriv");
@@ -333,7 +281,7 @@ fn ctl_as(bin: &Path, setpriv: &[&str], socket: &Path, args: &[&str]) -> Run {
 
 #[test]
 fn the_socket_serves_root_and_its_group_and_refuses_everyone_else() {
-    let account = Account::create("obsctl-member", "obsctl-grp");
+    let account = account::Account::create("obsctl-member", "obsctl-grp");
     let state = tempfile::tempdir().unwrap();
     // Traversable, so only the socket's own mode and the peer check stand
     // in the way (the store and seed stay 0600).

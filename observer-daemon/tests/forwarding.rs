@@ -16,7 +16,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
+use common::{
+    scrape::{metrics, sample},
+    *,
+};
 use observer_daemon::receipt::store::Store;
 use serde_json::{json, Value};
 
@@ -320,98 +323,6 @@ impl Drop for Rsyslog {
     }
 }
 
-/// A test CA, a server certificate for 127.0.0.1/localhost and a client
-/// certificate, made with openssl.
-fn make_pki(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=observer test CA",
-    ]);
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("client.ext"),
-        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-    )
-    .unwrap();
-    for who in ["server", "client"] {
-        let subj = format!("/CN=observer test {who}");
-        run(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{who}.key"),
-            "-out",
-            &format!("{who}.csr"),
-            "-subj",
-            &subj,
-        ]);
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{who}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &format!("{who}.pem"),
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{who}.ext"),
-        ]);
-    }
-}
-
-/// GET /metrics.
-fn metrics(port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    text.split_once("\r\n\r\n").unwrap().1.to_string()
-}
-
-/// The value of one sample line (`name{labels}`), 0 when absent.
-fn sample(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0, |v| v.parse::<f64>().unwrap() as u64)
-}
-
 fn agent_with_sinks(dir: &Path, sinks: &str) -> (PathBuf, Daemon) {
     let exe = copy_executable("/bin/sh", dir, &unique("fwd-agent"));
     let d = Daemon::start_in(
@@ -654,7 +565,7 @@ fn syslog_sink_sends_no_more_than_max_unconfirmed_records_before_confirmation() 
 fn rsyslog_tls_with_client_certificate_receives_ocsf() {
     let dir = tempfile::tempdir().unwrap();
     let rs_dir = tempfile::tempdir().unwrap();
-    make_pki(rs_dir.path());
+    pki::make_pki(rs_dir.path());
     let port = free_port();
     let rsyslog = Rsyslog::start(rs_dir.path(), port, Mode::Tls);
     let p = rs_dir.path().display();
@@ -711,7 +622,7 @@ fn rsyslog_tls_with_client_certificate_receives_ocsf() {
     // sink that trusts another CA refuses the collector: nothing is
     // delivered, the errors are counted by reason.
     let other = tempfile::tempdir().unwrap();
-    make_pki(other.path());
+    pki::make_pki(other.path());
     let mport = free_port();
     let bad = format!(
         "transport = \"tls\"\n[sinks.syslog.tls]\nca_file = \"{}/ca.pem\"\nserver_name = \"localhost\"\n",

@@ -19,7 +19,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
+use common::{
+    scrape::{metrics, sample},
+    *,
+};
 use observer_daemon::receipt::store::Store;
 use serde_json::Value;
 
@@ -37,24 +40,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// GET /metrics.
-fn metrics(port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    text.split_once("\r\n\r\n").unwrap().1.to_string()
-}
-
-/// The value of one sample line (`name{labels}`), 0 when absent.
-fn sample(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0, |v| v.parse::<f64>().unwrap() as u64)
 }
 
 /// Starts the daemon with an agent and `sinks`, runs 6 agent execs.
@@ -243,71 +228,6 @@ fn a_hostile_receiver_neither_stops_forwarding_nor_kills_the_daemon() {
     assert_eq!(got, want);
 }
 
-/// A test CA and a server certificate for 127.0.0.1 and localhost.
-fn make_pki(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=observer hostile test CA",
-    ]);
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=observer hostile test server",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ]);
-}
-
 /// An HTTPS receiver (rustls) that takes batches carrying `token`.
 fn tls_receiver(pki: &Path, token: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
     use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
@@ -426,7 +346,7 @@ fn https_through_connect_proxies_from_config_and_environment() {
     let dir = tempfile::tempdir().unwrap();
     let pki: PathBuf = dir.path().join("pki");
     std::fs::create_dir(&pki).unwrap();
-    make_pki(&pki);
+    pki::make_pki(&pki);
     let token = dir.path().join("token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
     std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();

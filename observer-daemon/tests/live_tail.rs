@@ -8,7 +8,7 @@ use std::{
     io::BufRead,
     os::unix::fs::{MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -17,48 +17,6 @@ use serde_json::{json, Value};
 
 const MEMBER: &str = "obstail-member";
 const GROUP: &str = "obstail-grp";
-
-/// A system user in `GROUP` (a supplementary group; its primary group is
-/// nogroup), removed with the group when dropped.
-struct Account;
-
-fn getent(db: &str, name: &str) -> bool {
-    Command::new("getent")
-        .args([db, name])
-        .output()
-        .unwrap()
-        .status
-        .success()
-}
-
-impl Account {
-    fn create() -> Account {
-        if !getent("group", GROUP) {
-            let ok = Command::new("groupadd")
-                .args(["--system", GROUP])
-                .status()
-                .unwrap();
-            assert!(ok.success(), "groupadd {GROUP}");
-        }
-        if !getent("passwd", MEMBER) {
-            let ok = Command::new("useradd")
-                .args(["--system", "--no-create-home", "--no-user-group"])
-                .args(["--gid", "nogroup", "--shell", "/usr/sbin/nologin"])
-                .args(["--groups", GROUP, MEMBER])
-                .status()
-                .unwrap();
-            assert!(ok.success(), "useradd {MEMBER}");
-        }
-        Account
-    }
-}
-
-impl Drop for Account {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(MEMBER).status();
-        let _ = Command::new("groupdel").arg(GROUP).status();
-    }
-}
 
 const AS_MEMBER: &[&str] = &["--reuid=obstail-member", "--regid=nogroup", "--init-groups"];
 const AS_OUTSIDER: &[&str] = &["--reuid=nobody", "--regid=nogroup", "--clear-groups"];
@@ -104,16 +62,6 @@ fn run(mut c: Command) -> Run {
     }
 }
 
-/// A child process killed when dropped.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The files a process holds open.
 fn open_files(pid: u32) -> Vec<PathBuf> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -140,7 +88,7 @@ fn committed_echo(db: &Path, marker: &str) -> Option<u64> {
 
 #[test]
 fn a_group_member_follows_and_queries_through_the_daemon_and_an_outsider_is_refused() {
-    let _account = Account::create();
+    let _account = account::Account::create(MEMBER, GROUP);
     let dir = tempfile::tempdir().unwrap();
     // Traversable, so only the socket's mode and the peer check decide;
     // the store stays 0600 root.

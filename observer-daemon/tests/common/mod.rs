@@ -438,7 +438,10 @@ pub fn agent_config(id: &str, exe: &Path, extra: &str) -> String {
         exe.display().to_string()
     )
 }
+pub mod account;
 pub mod netns;
+pub mod pki;
+pub mod scrape;
 
 /// The deployer id observerd signs with when the config sets none: derived
 /// from this host's /etc/machine-id.
@@ -446,4 +449,14 @@ pub fn default_deployer_id() -> String {
     let machine_id = std::fs::read_to_string(observer_daemon::deployer::MACHINE_ID)
         .expect("read /etc/machine-id");
     observer_daemon::deployer::from_machine_id(machine_id.trim()).expect("machine id")
+}
+
+/// Kills and reaps a child when dropped.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
