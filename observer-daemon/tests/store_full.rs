@@ -234,11 +234,29 @@ fn a_start_on_a_full_store_waits_for_room_and_says_so() {
     let committed = stored_receipts(&db).len();
 
     let filler = fs.fill();
-    let mut d = Daemon::spawn_with(StateDir::Shared(dir.path().to_owned()), &config, &[], &[]);
+    // systemd's notification socket: the wait must keep extending the
+    // start timeout, or systemd would restart observerd into the full disk.
+    let notify_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut d = Daemon::spawn_with(
+        StateDir::Shared(dir.path().to_owned()),
+        &config,
+        &[],
+        &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())],
+    );
     wait_until("observerd says it waits for room", &d, || {
         d.stderr_text()
             .contains("the file system is full; waiting for room before starting")
     });
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).expect("a notification while waiting");
+    assert_eq!(
+        std::str::from_utf8(&buf[..n]).unwrap(),
+        "EXTEND_TIMEOUT_USEC=15000000\nSTATUS=waiting for room in the receipt store's file system"
+    );
     // Still waiting, not exited (wait_for panics if observerd exited).
     std::thread::sleep(Duration::from_millis(500));
     assert!(Path::new(&format!("/proc/{}", d.pid())).exists());

@@ -437,6 +437,27 @@ fn the_debian_package_installs_runs_and_purges() {
         "{show}"
     );
 
+    // The installed daemon, started as the unit starts it with the
+    // installed configuration unedited: shadow-AI detection is on, and the
+    // installed observerctl finds the finding with no flags (it reads
+    // /etc/observer/observer.toml for the store).
+    {
+        use crate::installed_daemon::*;
+        let run_dir_existed = Path::new("/run/observer").exists();
+        let mut command = Command::new("/usr/bin/observerd");
+        command.args(["--config", "/etc/observer/observer.toml"]);
+        let daemon = Running::spawn(command, &root().join("target/deb-observerd.stderr"));
+        let finding = unregistered_curl_is_found(&daemon, || {
+            findings_via(Path::new("/usr/bin/observerctl"), &[])
+        });
+        assert_finding_and_start(&finding, &daemon, "/etc/observer/policies");
+        let status = daemon.stop();
+        assert!(status.success(), "observerd exited with {status}");
+        if !run_dir_existed {
+            let _ = std::fs::remove_dir_all("/run/observer");
+        }
+    }
+
     // remove keeps the configuration and the state; purge removes both.
     std::fs::create_dir_all("/var/lib/observer").unwrap();
     std::fs::write("/var/lib/observer/observer.db", b"state").unwrap();

@@ -234,4 +234,57 @@ mod tests {
         );
         std::fs::remove_dir_all(&dest).unwrap();
     }
+
+    /// `cargo xtask install --destdir`, then the staged observerd started
+    /// as the unit starts it, with the staged configuration unedited: the
+    /// unregistered curl to an AI API is a finding. The daemon runs in a
+    /// private mount namespace where the staged /etc/observer is bound on
+    /// /etc/observer (over an overlay of the host's /etc, never written),
+    /// /var/lib is the test's directory and /run a tmpfs, so the
+    /// configuration's real paths are used without touching the host's.
+    #[test]
+    fn a_destdir_install_finds_an_unregistered_curl_with_no_edit() {
+        use crate::installed_daemon::*;
+        let root = crate::workspace_root();
+        let dest = root.join("target/xtask-install-run");
+        let _ = std::fs::remove_dir_all(&dest);
+        let stage = dest.join("stage");
+        run(
+            &root,
+            &InstallArgs {
+                destdir: Some(stage.clone()),
+                no_build: false,
+            },
+        )
+        .unwrap();
+        // The configuration is installed byte for byte.
+        assert_eq!(
+            std::fs::read(stage.join(CONFIG.1)).unwrap(),
+            std::fs::read(root.join(CONFIG.0)).unwrap()
+        );
+        let var_lib = dest.join("var-lib");
+        std::fs::create_dir(&var_lib).unwrap();
+        let script = format!(
+            "mount -t tmpfs tmpfs /run && mkdir /run/etc-upper /run/etc-work && \
+             mount -t overlay overlay -o lowerdir=/etc,upperdir=/run/etc-upper,workdir=/run/etc-work /etc && \
+             rm -rf /etc/observer && mkdir /etc/observer && \
+             mount --bind {stage}/etc/observer /etc/observer && \
+             mount --bind {var_lib} /var/lib && \
+             exec {stage}/usr/local/bin/observerd --config /etc/observer/observer.toml",
+            stage = stage.display(),
+            var_lib = var_lib.display()
+        );
+        let mut command = Command::new("unshare");
+        command.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+        let daemon = Running::spawn(command, &dest.join("observerd.stderr"));
+        let store = var_lib.join("observer/observer.db");
+        let observerctl = stage.join("usr/local/bin/observerctl");
+        let finding = unregistered_curl_is_found(&daemon, || {
+            findings_via(&observerctl, &["--db", store.to_str().unwrap()])
+        });
+        assert_finding_and_start(&finding, &daemon, "/etc/observer/policies");
+        let status = daemon.stop();
+        assert!(status.success(), "observerd exited with {status}");
+        std::fs::remove_dir_all(&dest).unwrap();
+    }
 }

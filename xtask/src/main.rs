@@ -10,6 +10,8 @@ mod deb;
 mod deb_package_test;
 mod fuzz;
 mod install;
+#[cfg(test)]
+mod installed_daemon;
 mod man;
 mod setup;
 

@@ -198,11 +198,15 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             // wrote beside the seed (after a rotation the seed derives a
             // later master, which cannot anchor the receipts before it);
             // else the key the seed derives (a store that never rotated).
-            let genesis = crate_rotation::genesis_path(&p.master_seed);
-            let master_public_key = match (&args.pubkey, &args.master_seed) {
-                (Some(path), _) => ctl::read_pubkey(path)?,
-                (None, None) if genesis.exists() => ctl::read_pubkey(&genesis)?,
-                (None, seed) => {
+            let genesis = match (&args.pubkey, &args.master_seed) {
+                (None, None) => crate_rotation::read_genesis_public(&p.master_seed)
+                    .map_err(|e| CtlError::Usage(format!("genesis master key: {e}")))?,
+                _ => None,
+            };
+            let master_public_key = match (&args.pubkey, genesis, &args.master_seed) {
+                (Some(path), ..) => ctl::read_pubkey(path)?,
+                (None, Some(genesis), _) => genesis,
+                (None, None, seed) => {
                     let seed = ctl::load_master_seed(seed.as_ref().unwrap_or(&p.master_seed))?;
                     receipt_keys::ChainKey::master_key(&seed)
                         .public_key()

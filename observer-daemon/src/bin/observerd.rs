@@ -143,12 +143,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // As observerctl verify: without --pubkey or --master-seed, the
         // genesis master key written beside the seed (it stays right after
         // a key rotation), else the key the seed derives.
-        let genesis =
-            observer_daemon::receipt::rotation::genesis_path(&config.receipts.master_seed);
-        let master_public_key = match pubkey {
-            Some(path) => read_jwk(&path)?,
-            None if master_seed.is_none() && genesis.exists() => read_jwk(&genesis)?,
-            None => {
+        let seed_path = &config.receipts.master_seed;
+        let genesis = match (&pubkey, &master_seed) {
+            (None, None) => observer_daemon::receipt::rotation::read_genesis_public(seed_path)
+                .context("the genesis master key beside the seed")?,
+            _ => None,
+        };
+        let master_public_key = match (pubkey, genesis) {
+            (Some(path), _) => read_jwk(&path)?,
+            (None, Some(genesis)) => genesis,
+            (None, None) => {
                 let path = master_seed.unwrap_or(config.receipts.master_seed.clone());
                 let seed = keys::MasterSeed::load_existing(&path)
                     .with_context(|| format!("master seed {}", path.display()))?;

@@ -153,6 +153,13 @@ impl Opened {
     ) -> Result<Opened, StoreError> {
         let mut backoff = Duration::from_millis(100);
         let mut waited = false;
+        // Under systemd (Type=notify) the start would time out (90 s by
+        // default) and restart into the same full disk: each wait extends
+        // the start timeout past the next retry instead.
+        let systemd = match run_kind {
+            RunKind::Daemon => crate::notify::Notifier::from_env().ok().flatten(),
+            _ => None,
+        };
         loop {
             match Opened::read(path, run_kind, started_at) {
                 Err(e) if e.is_full() && run_kind == RunKind::Daemon => {
@@ -162,6 +169,12 @@ impl Opened {
                             FULL_OPEN_RETRY_MAX.as_secs()
                         );
                         waited = true;
+                    }
+                    if let Some(n) = &systemd {
+                        let _ = n.notify(&format!(
+                            "EXTEND_TIMEOUT_USEC={}\nSTATUS=waiting for room in the receipt store's file system",
+                            (FULL_OPEN_RETRY_MAX * 3).as_micros()
+                        ));
                     }
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(FULL_OPEN_RETRY_MAX);

@@ -36,6 +36,10 @@ pub enum RotationError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Untrusted(#[from] crate::trust::TrustError),
+    #[error("{}: {reason}", path.display())]
+    Jwk { path: PathBuf, reason: String },
     #[error("{} exists: another rotation is in progress or was interrupted (the next daemon start settles it)", .0.display())]
     InProgress(PathBuf),
 }
@@ -162,6 +166,34 @@ pub fn recover(seed: &Path, store: &Path) -> Result<Recovery, RotationError> {
     }
 }
 
+/// The genesis master public key from `<seed>.genesis.jwk`, `None` when
+/// there is none. It is the key `verify` pins when given no key, so it is
+/// trusted as the seed is: the file and every directory above it owned by
+/// root (or the caller) and writable by no one else, opened without
+/// following a link. A key planted there by another user would let that
+/// user's receipts verify.
+pub fn read_genesis_public(seed: &Path) -> Result<Option<Vec<u8>>, RotationError> {
+    use std::io::Read as _;
+    let path = genesis_path(seed);
+    let mut file = match crate::trust::open_file(&path, crate::trust::Secrecy::Public) {
+        Ok(file) => file,
+        Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut text = Vec::new();
+    file.read_to_end(&mut text).map_err(io(&path))?;
+    let jwk = super::json::parse_strict(&text).map_err(|e| RotationError::Jwk {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    super::keys::public_key_from_jwk(&jwk)
+        .map(Some)
+        .map_err(|e| RotationError::Jwk {
+            path,
+            reason: e.to_string(),
+        })
+}
+
 /// Writes `<seed>.genesis.jwk` (0644, atomically) unless it exists.
 /// Callers pass the genesis master: the daemon does so only while the
 /// store's master generation is 1.
@@ -258,5 +290,50 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o644);
+    }
+
+    /// The key verify pins by default is read only when it is trusted: a
+    /// key made writable by others, owned by another user or replaced by a
+    /// link is refused with its path and the reason, never used.
+    #[test]
+    fn genesis_public_key_is_read_only_when_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let seed = dir.path().join("master.seed");
+        let path = genesis_path(&seed);
+        assert_eq!(read_genesis_public(&seed).unwrap(), None);
+        let genesis = ChainKey::master_key(&MasterSeed::from_bytes([3u8; SEED_LEN]));
+        write_genesis_public(&seed, &genesis).unwrap();
+        assert_eq!(
+            read_genesis_public(&seed).unwrap().as_deref(),
+            Some(genesis.public_key())
+        );
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let refused = read_genesis_public(&seed).unwrap_err().to_string();
+        assert_eq!(
+            refused,
+            format!(
+                "{}: has mode 0666: its group or others may write to it; they must not (chmod go-w)",
+                path.display()
+            )
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        // Another user's key (the suite runs as root, which can hand a
+        // file to nobody).
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        let refused = read_genesis_public(&seed).unwrap_err().to_string();
+        assert!(
+            refused.starts_with(&format!("{}: is owned by ", path.display())),
+            "{refused}"
+        );
+        std::os::unix::fs::chown(&path, Some(0), None).unwrap();
+
+        // A link in its place, even to a good key.
+        let elsewhere = dir.path().join("elsewhere.jwk");
+        std::fs::rename(&path, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        let refused = read_genesis_public(&seed).unwrap_err().to_string();
+        assert!(refused.contains("is a symbolic link"), "{refused}");
     }
 }
