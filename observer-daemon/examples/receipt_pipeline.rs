@@ -91,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         queue_capacity: defaults.queue_capacity,
         checkpoint_interval: Duration::from_millis(defaults.checkpoint_interval_ms),
         batch_max: defaults.batch_max,
+        waiting_for_room: None,
     };
     if pipeline_cfg.store.exists() {
         bail!(

@@ -595,8 +595,18 @@ async fn start_forwarding(
         }
         _ => None,
     };
+    let feed = Arc::new(crate::receipt::feed::CommitFeed::default());
+    if let Some(r) = receipts {
+        let publish = feed.clone();
+        let _ = r
+            .pipeline
+            .metrics()
+            .on_commit
+            .set(Box::new(move |first, end| publish.publish(first, end)));
+    }
     let sources = Arc::new(crate::metrics::Sources {
         writer: receipts.map(|r| r.pipeline.metrics().clone()),
+        feed,
         store: receipts.map(|r| r.store_path.clone()),
         sinks: sinks
             .iter()
@@ -693,6 +703,7 @@ fn start_receipts(
             queue_capacity: r.queue_capacity,
             checkpoint_interval: Duration::from_millis(r.checkpoint_interval_ms),
             batch_max: r.batch_max,
+            waiting_for_room: Some(crate::notify::waiting_for_room),
         },
         identity,
         master,

@@ -33,4 +33,4 @@ pub mod reader;
 pub mod receipt;
 pub mod record;
 pub mod redact;
-pub mod trust;
+pub use observer_receipts::trust;

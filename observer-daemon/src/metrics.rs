@@ -28,6 +28,8 @@ use crate::{
 #[derive(Default)]
 pub struct Sources {
     pub writer: Option<Arc<WriterMetrics>>,
+    /// Committed log ranges, for `observerctl tail -f` (control socket).
+    pub feed: Arc<crate::receipt::feed::CommitFeed>,
     pub store: Option<PathBuf>,
     pub sinks: Vec<(String, SinkType, Arc<SinkCounters>)>,
     /// The latest loss-accounting snapshot (kernel and user counters).

@@ -1,7 +1,8 @@
 //! The systemd notification protocol (sd_notify(3)) without libsystemd:
 //! one datagram per state change to the socket in `$NOTIFY_SOCKET`.
 //! READY=1 once the probes are attached and the receipt store is open,
-//! STOPPING=1 when shutdown begins, WATCHDOG=1 every half watchdog period.
+//! STOPPING=1 when shutdown begins, WATCHDOG=1 every half watchdog period,
+//! EXTEND_TIMEOUT_USEC while a start waits for room in a full store.
 use std::{
     io,
     os::{
@@ -49,5 +50,18 @@ impl Notifier {
             .and_then(|p| p.parse::<u32>().ok())
             .is_none_or(|p| p == std::process::id());
         (pid_matches && usec > 0).then(|| Duration::from_micros(usec / 2))
+    }
+}
+
+/// While a start waits for room in a full receipt store: keeps systemd's
+/// start timeout (90 s by default) ahead of the next attempt, which comes
+/// within `next_attempt`, and says why the start takes long. Without it
+/// systemd would kill the start and restart it into the same full disk.
+pub fn waiting_for_room(next_attempt: Duration) {
+    if let Ok(Some(notifier)) = Notifier::from_env() {
+        let _ = notifier.notify(&format!(
+            "EXTEND_TIMEOUT_USEC={}\nSTATUS=waiting for room in the receipt store's file system",
+            (next_attempt * 3).as_micros()
+        ));
     }
 }

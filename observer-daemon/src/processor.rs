@@ -5,7 +5,7 @@ use std::{
     io::Write,
     path::PathBuf,
     sync::{atomic::Ordering, Arc},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, UNIX_EPOCH},
 };
 
 use anyhow::Context as _;
@@ -69,11 +69,7 @@ fn attributed_running(list: &[(u32, Arc<str>)]) -> Value {
     })
 }
 
-pub fn now_unix_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
+pub use crate::receipt::payload::now_unix_ns;
 
 pub struct Processor {
     enricher: Enricher,
@@ -501,10 +497,14 @@ impl Processor {
             return Ok(());
         };
         let (committed, on_commit) = tokio::sync::oneshot::channel();
-        match r
-            .pipeline
-            .rotate(seed, reason.as_deref(), now_unix_ns(), Some(committed))
-        {
+        match r.pipeline.rotate(
+            seed,
+            reason.as_deref(),
+            now_unix_ns(),
+            Some(Box::new(move |hash| {
+                let _ = committed.send(hash);
+            })),
+        ) {
             Ok(rotation) => {
                 log::warn!(
                     "master key rotation to generation {}: {} replaces {} (log index {})",

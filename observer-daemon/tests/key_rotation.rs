@@ -597,6 +597,7 @@ fn an_interrupted_rotation_is_settled_at_start() {
             queue_capacity: 16,
             checkpoint_interval: Duration::from_secs(3600),
             batch_max: 16,
+            waiting_for_room: None,
         },
         identity(),
         MasterSeed::from_bytes(genesis_seed.clone().try_into().unwrap()),

@@ -1139,6 +1139,7 @@ fn shadow_groups_findings() {
         queue_capacity: 16,
         checkpoint_interval: std::time::Duration::from_secs(1),
         batch_max: 16,
+        waiting_for_room: None,
     };
     let base = 1_795_370_400_000_000_000u64;
     let (mut p, _) = Pipeline::start(

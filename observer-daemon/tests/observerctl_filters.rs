@@ -66,6 +66,7 @@ fn fixture() -> &'static Fixture {
             queue_capacity: 16,
             checkpoint_interval: std::time::Duration::from_secs(1),
             batch_max: 16,
+            waiting_for_room: None,
         };
         let identity = Identity {
             deployer_id: "did:web:example.invalid".into(),

@@ -584,6 +584,7 @@ fn erase(run: &AgentRun, receipt_hash: &str) {
             queue_capacity: 16,
             checkpoint_interval: std::time::Duration::from_secs(1),
             batch_max: 16,
+            waiting_for_room: None,
         },
         identity(),
         seed,
@@ -649,6 +650,7 @@ fn retention_prunes_a_prefix_behind_a_signed_anchor_and_the_rest_verifies() {
         queue_capacity: 16,
         checkpoint_interval: std::time::Duration::from_secs(1),
         batch_max: 16,
+        waiting_for_room: None,
     };
     let cut = retention::prune_offline(
         &cfg,

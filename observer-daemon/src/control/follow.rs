@@ -131,7 +131,7 @@ pub async fn serve_follow(
     };
     // Subscribe before reading where the log ends: a commit in between
     // is announced and its rows are then read (not before, not twice).
-    let mut feed = writer.feed.subscribe();
+    let mut feed = state.sources.feed.subscribe();
     let q = filter.query();
     let initial_q = Query {
         limit: Some(lines),

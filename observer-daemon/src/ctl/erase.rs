@@ -69,6 +69,7 @@ pub fn erase(
         queue_capacity: 16,
         checkpoint_interval: Duration::from_secs(1),
         batch_max: 16,
+        waiting_for_room: None,
     };
     erase::erase(&cfg, identity, seed, &hash_hex, reason).map_err(|e| match e {
         EraseError::Store(e) => CtlError::Store(e.to_string()),

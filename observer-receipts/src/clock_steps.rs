@@ -1,5 +1,5 @@
 //! Wall-clock steps recorded in the log (`observer.clock_step` receipts,
-//! see [`crate::clock`]). A receipt's `issued_at` was read on the clock of
+//! see the daemon's `clock` module). A receipt's `issued_at` was read on the clock of
 //! its time; every step committed after it moved that clock. Adding those
 //! later steps gives its time on today's clock. Retention uses the forward
 //! steps (a receipt issued before the clock jumped ahead is not old), the

@@ -72,7 +72,7 @@ pub fn gaps(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receipt::payload::issued_at;
+    use crate::payload::issued_at;
 
     fn run(clean_stop: bool) -> RunRow {
         RunRow {

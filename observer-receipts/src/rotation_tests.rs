@@ -44,7 +44,7 @@ fn draft(agent: &str, n: u64) -> Draft {
     Draft {
         agent_id: agent.into(),
         action_type: "process.exec",
-        unix_ns: crate::processor::now_unix_ns(),
+        unix_ns: crate::payload::now_unix_ns(),
         context: json!({ "n": n }),
         risk_class: RiskClass::Low,
         executable_hash: format!("sha256:{}", "cd".repeat(32)),
@@ -62,6 +62,7 @@ fn config(db: &Path) -> PipelineConfig {
         queue_capacity: 64,
         checkpoint_interval: Duration::from_secs(3600),
         batch_max: 16,
+        waiting_for_room: None,
     }
 }
 
@@ -71,14 +72,14 @@ fn start(db: &Path, master: MasterSeed) -> Pipeline {
         identity(),
         master,
         RunKind::Daemon,
-        &payload::issued_at(crate::processor::now_unix_ns()),
+        &payload::issued_at(crate::payload::now_unix_ns()),
     )
     .unwrap()
     .0
 }
 
 fn finish(p: Pipeline) {
-    p.finish(&payload::issued_at(crate::processor::now_unix_ns()))
+    p.finish(&payload::issued_at(crate::payload::now_unix_ns()))
         .unwrap();
 }
 
@@ -88,7 +89,7 @@ fn verify(db: &Path) -> Report {
         &Store::open_read_only(db).unwrap(),
         &VerifyOptions {
             master_public_key: genesis.public_key().to_vec(),
-            now_unix_ns: crate::processor::now_unix_ns(),
+            now_unix_ns: crate::payload::now_unix_ns(),
             external_checkpoints: Vec::new(),
             independent: false,
             threads: 2,
@@ -134,13 +135,13 @@ fn build(db: &Path) -> Rotation {
     finish(p);
     let mut p = start(db, seed(1));
     p.submit(draft("a", 4)).unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (tx, rx) = std::sync::mpsc::channel();
     let rotation = p
         .rotate(
             seed(2),
             Some("test"),
-            crate::processor::now_unix_ns(),
-            Some(tx),
+            crate::payload::now_unix_ns(),
+            Some(Box::new(move |hash| tx.send(hash).unwrap())),
         )
         .unwrap();
     p.submit(draft("a", 5)).unwrap();
@@ -148,7 +149,7 @@ fn build(db: &Path) -> Rotation {
     p.submit(draft("b", 7)).unwrap();
     p.submit(draft("a", 8)).unwrap();
     finish(p);
-    let committed = rx.blocking_recv().expect("the writer reports the commit");
+    let committed = rx.recv().expect("the writer reports the commit");
     let stored = rows(db);
     let at = stored
         .iter()
@@ -262,7 +263,7 @@ fn a_rotated_log_verifies_under_the_genesis_key_across_generations_and_restarts(
         identity(),
         seed(1),
         RunKind::Daemon,
-        &payload::issued_at(crate::processor::now_unix_ns()),
+        &payload::issued_at(crate::payload::now_unix_ns()),
     )
     .err()
     .unwrap();
@@ -402,7 +403,7 @@ fn retention_after_a_rotation_carries_the_rotations_and_still_verifies() {
     // a cut after everything.
     for (name, cutoff) in [
         ("before", issued_ns(rotation.leaf_index - 1)),
-        ("after", crate::processor::now_unix_ns()),
+        ("after", crate::payload::now_unix_ns()),
     ] {
         let t = copy(&db, name);
         let cut = super::retention::prune_offline(&config(&t), identity(), seed(2), cutoff)

@@ -291,7 +291,7 @@ pub fn prune_draft(anchor: &PruneAnchor, executable_hash: &str) -> Result<Draft,
     Ok(Draft {
         agent_id: payload::OBSERVER_AGENT.to_string(),
         action_type: "observer.policy",
-        unix_ns: crate::processor::now_unix_ns(),
+        unix_ns: crate::payload::now_unix_ns(),
         context: serde_json::to_value(anchor)
             .map_err(|e| RetentionError::Invalid(e.to_string()))?,
         risk_class: RiskClass::Low,
@@ -317,7 +317,7 @@ pub fn prune_offline(
         identity,
         master,
         RunKind::Maintenance,
-        &payload::issued_at(crate::processor::now_unix_ns()),
+        &payload::issued_at(crate::payload::now_unix_ns()),
     )
     .map_err(|e| RetentionError::Invalid(e.to_string()))?;
     let store = Store::open_read_only(&cfg.store)?;
@@ -334,7 +334,7 @@ pub fn prune_offline(
         .submit(prune_draft(&anchor, &executable_hash)?)
         .map_err(|e| RetentionError::Invalid(e.to_string()))?;
     pipeline
-        .finish(&payload::issued_at(crate::processor::now_unix_ns()))
+        .finish(&payload::issued_at(crate::payload::now_unix_ns()))
         .map_err(|e| RetentionError::Invalid(e.to_string()))?;
     Ok(Some(anchor.cut))
 }

@@ -43,7 +43,7 @@ pub fn erase(
         .ok()
         .filter(|b| b.len() == 32)
         .ok_or_else(|| EraseError::BadHash(receipt_hash.to_string()))?;
-    let now = crate::processor::now_unix_ns();
+    let now = crate::payload::now_unix_ns();
     let observer_executable_hash = identity.observer_executable_hash.clone();
     let (mut pipeline, _) = Pipeline::start(
         cfg,
@@ -85,6 +85,6 @@ pub fn erase(
         erases: Some(row.leaf_index),
         prunes: None,
     })?;
-    pipeline.finish(&payload::issued_at(crate::processor::now_unix_ns()))?;
+    pipeline.finish(&payload::issued_at(crate::payload::now_unix_ns()))?;
     Ok(())
 }

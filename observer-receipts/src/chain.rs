@@ -47,8 +47,9 @@ pub struct KeyIntro {
     pub rotates: Option<String>,
 }
 
-/// Where the writer reports that a receipt is committed: its receipt hash.
-pub type CommitNotice = tokio::sync::oneshot::Sender<Hash>;
+/// Where the writer reports that a receipt is committed: called once with
+/// its receipt hash, on the writer thread (it must not block).
+pub type CommitNotice = Box<dyn FnOnce(Hash) + Send>;
 
 /// What a master rotation did, as the control socket reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

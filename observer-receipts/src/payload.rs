@@ -200,6 +200,13 @@ pub fn issuer_id(deployer_id: &str, hostname: &str, agent_id: &str) -> String {
     format!("{deployer_id}/host/{hostname}/agent/{agent_id}")
 }
 
+/// The wall clock in ns since the epoch (0 before it).
+pub fn now_unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// RFC 3339 UTC with exactly nine fractional digits, from ns since the epoch.
 pub fn issued_at(unix_ns: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(unix_ns);

@@ -6,7 +6,7 @@ use std::{
     collections::BTreeMap,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -73,6 +73,9 @@ struct Full {
     backoff: Duration,
 }
 
+/// What [`WriterMetrics::on_commit`] calls: first and end log index.
+pub type CommitHook = Box<dyn Fn(u64, u64) + Send + Sync>;
+
 /// Counters the daemon and the benchmark read while the writer runs.
 #[derive(Default)]
 pub struct WriterMetrics {
@@ -80,8 +83,10 @@ pub struct WriterMetrics {
     pub batches: AtomicU64,
     pub checkpoints: AtomicU64,
     pub log_size: AtomicU64,
-    /// Committed log ranges, for `observerctl tail -f` (control socket).
-    pub feed: super::feed::CommitFeed,
+    /// Told each committed log range `[first, end)` after its commit, on
+    /// the writer thread (it must not block): the daemon's live feed for
+    /// `observerctl tail -f` hangs off it.
+    pub on_commit: OnceLock<CommitHook>,
     /// True while the store cannot grow (SQLITE_FULL): receipts are held.
     pub store_full: AtomicBool,
     /// Signed receipts held in memory, waiting for a commit.
@@ -410,7 +415,7 @@ impl Writer {
                 self.master = new;
             }
             if let Some(notice) = s.sealed.committed.take() {
-                let _ = notice.send(s.receipt_hash);
+                notice(s.receipt_hash);
             }
         }
         let now_ns = SystemTime::now()
@@ -429,7 +434,9 @@ impl Writer {
             .log_size
             .store(self.frontier.size(), Ordering::Relaxed);
         let end = self.frontier.size();
-        self.metrics.feed.publish(end - committed, end);
+        if let Some(hook) = self.metrics.on_commit.get() {
+            hook(end - committed, end);
+        }
         Ok(batch.len())
     }
 

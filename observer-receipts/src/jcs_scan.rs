@@ -225,7 +225,7 @@ impl Scanner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receipt::{jcs, json};
+    use crate::{jcs, json};
 
     /// What the full path says: strict JSON whose JCS form is the text.
     fn canonical_by_parsing(text: &str) -> bool {

@@ -39,6 +39,11 @@ pub struct PipelineConfig {
     pub queue_capacity: usize,
     pub checkpoint_interval: Duration,
     pub batch_max: usize,
+    /// Called before each wait while a daemon's start waits for room in a
+    /// full store, with the longest time until the next attempt: observerd
+    /// extends systemd's start timeout with it (Type=notify), which would
+    /// otherwise restart it into the same full disk.
+    pub waiting_for_room: Option<fn(Duration)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,19 +152,13 @@ impl Opened {
     /// (saying so once) instead of exiting, which would only restart it
     /// into the same full disk. Offline maintenance fails at once.
     fn read_waiting_for_room(
-        path: &Path,
+        cfg: &PipelineConfig,
         run_kind: RunKind,
         started_at: &str,
     ) -> Result<Opened, StoreError> {
+        let path = &cfg.store;
         let mut backoff = Duration::from_millis(100);
         let mut waited = false;
-        // Under systemd (Type=notify) the start would time out (90 s by
-        // default) and restart into the same full disk: each wait extends
-        // the start timeout past the next retry instead.
-        let systemd = match run_kind {
-            RunKind::Daemon => crate::notify::Notifier::from_env().ok().flatten(),
-            _ => None,
-        };
         loop {
             match Opened::read(path, run_kind, started_at) {
                 Err(e) if e.is_full() && run_kind == RunKind::Daemon => {
@@ -170,11 +169,8 @@ impl Opened {
                         );
                         waited = true;
                     }
-                    if let Some(n) = &systemd {
-                        let _ = n.notify(&format!(
-                            "EXTEND_TIMEOUT_USEC={}\nSTATUS=waiting for room in the receipt store's file system",
-                            (FULL_OPEN_RETRY_MAX * 3).as_micros()
-                        ));
+                    if let Some(waiting) = cfg.waiting_for_room {
+                        waiting(FULL_OPEN_RETRY_MAX);
                     }
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(FULL_OPEN_RETRY_MAX);
@@ -210,7 +206,7 @@ impl Pipeline {
             head_issued_ns,
             current_master,
             run_id,
-        } = Opened::read_waiting_for_room(&cfg.store, run_kind, started_at)?;
+        } = Opened::read_waiting_for_room(cfg, run_kind, started_at)?;
         let frontier = Frontier::from_nodes(log_size, &StoreNodes(&store)).map_err(|e| {
             PipelineError::Resume {
                 path: cfg.store.clone(),
