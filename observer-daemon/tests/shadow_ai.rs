@@ -840,7 +840,15 @@ fn ai_api_egress_is_judged_by_registration_and_scope() {
 /// virtual environment; the venv's python is the interpreter that runs it.
 const OPENAI_VENV: &str = "/var/tmp/observer-test-venv-openai-3.54.0";
 
+/// Tests of this binary that need the SDK run in parallel: one makes the
+/// venv while the others wait (on a fresh machine two used to race, one
+/// removing the venv the other was installing into).
+static OPENAI_VENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn openai_sdk_python() -> PathBuf {
+    let _only_one = OPENAI_VENV_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let python = Path::new(OPENAI_VENV).join("bin/python3");
     let ready = Command::new(&python)
         .args(["-c", "import openai"])
