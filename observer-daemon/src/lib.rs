@@ -12,7 +12,7 @@ pub mod deployer;
 pub mod enrich;
 pub mod enricher;
 pub mod event;
-pub mod export;
+pub use observer_receipts::export;
 pub mod format;
 pub mod forward;
 pub mod journal;

@@ -168,14 +168,17 @@ fn argv_secrets_reach_neither_events_nor_store() {
         assert!(!contains(&events, s), "{s} in the events output");
         assert!(!contains(&store, s), "{s} in the store");
     }
-    // Not even the part of the cut token the kernel captured.
+    // Not even the part of the cut token the kernel captured (its first
+    // nine characters). The check is on those nine, not on "ghp_" alone:
+    // the store (6.6 MB here) holds about 4 MB of base64url signatures,
+    // where four given characters turn up by chance in one run in five.
     let captured_prefix = &ghp[..9];
     assert!(
-        !contains(&events, "ghp_"),
+        !contains(&events, captured_prefix),
         "{captured_prefix}... in the events output"
     );
     assert!(
-        !contains(&store, "ghp_"),
+        !contains(&store, captured_prefix),
         "{captured_prefix}... in the store"
     );
 }

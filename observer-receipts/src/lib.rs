@@ -19,6 +19,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod clock_steps;
 pub mod erase;
+pub mod export;
 pub mod jcs;
 pub mod jcs_scan;
 pub mod json;
@@ -27,6 +28,7 @@ pub mod merkle;
 pub mod mldsa;
 pub mod payload;
 pub mod pipeline;
+pub mod query;
 pub mod retention;
 pub mod rotation;
 pub mod signing;
@@ -36,7 +38,7 @@ pub mod store_full;
 pub mod trust;
 pub mod unclean;
 pub mod verify;
-mod verify_checks;
+
 pub mod writer;
 
 #[cfg(test)]

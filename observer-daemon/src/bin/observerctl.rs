@@ -12,9 +12,8 @@ use observer_daemon::{
             self, AgentsCommand, AuditPackCommand, Cli, Command, ExportFormat, KeysCommand,
             PolicyCommand, ReceiptsCommand, Selection,
         },
-        daemon, doctor, erase, export,
-        filter::Query,
-        follow, keys, output, policy, progress, proof, receipts, stats,
+        daemon, doctor, erase, export, follow, keys, output, policy, progress, proof, receipts,
+        selection, stats,
         time::parse_time,
         verify, CtlError, Output, Paths,
     },
@@ -107,8 +106,11 @@ fn window(
 
 /// The store query of a command line selection (local times in the
 /// system time zone).
-fn query_of(sel: Selection, limit: Option<u64>) -> Result<Query, CtlError> {
-    Query::from_selection(&sel, limit, now_unix_ns(), &jiff::tz::TimeZone::system())
+fn query_of(
+    sel: Selection,
+    limit: Option<u64>,
+) -> Result<observer_daemon::receipt::query::Query, CtlError> {
+    selection::query_of(&sel, limit, now_unix_ns(), &jiff::tz::TimeZone::system())
 }
 
 fn verdict(ok: bool) -> u8 {

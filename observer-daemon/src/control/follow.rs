@@ -17,12 +17,9 @@ use tokio::{
 };
 
 use super::{error, ok, query, server::State, wire};
-use crate::{
-    ctl::{
-        receipt_row::ReceiptRow,
-        receipts::{self, Query},
-    },
-    receipt::store::Store,
+use crate::receipt::{
+    query::{self as receipts, Query, QueryError, QueryRow},
+    store::Store,
 };
 
 /// The most rows `lines` may ask for before the follow starts.
@@ -83,7 +80,7 @@ impl Reader {
     }
 }
 
-fn rows(found: Result<Vec<ReceiptRow>, crate::ctl::CtlError>) -> Result<Vec<u8>, String> {
+fn rows(found: Result<Vec<QueryRow>, QueryError>) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     for row in found.map_err(|e| e.to_string())? {
         serde_json::to_writer(&mut out, &row).map_err(|e| e.to_string())?;
@@ -142,7 +139,7 @@ pub async fn serve_follow(
         let last = receipts::newest_leaf(&store)
             .map_err(|e| e.to_string())?
             .map_or(-1, |l| l as i64);
-        let leaf = |r: &ReceiptRow| r.fields["leaf_index"].as_i64().unwrap_or(-1);
+        let leaf = |r: &QueryRow| r.fields["leaf_index"].as_i64().unwrap_or(-1);
         let mut initial = if lines == 0 {
             Vec::new()
         } else {

@@ -11,16 +11,15 @@ use serde_json::{json, Value};
 use tokio::{net::unix::OwnedWriteHalf, sync::mpsc};
 
 use super::{error, ok, server::State, wire};
-use crate::{
-    ctl::{output::Output, receipts},
-    receipt::store::Store,
-};
+use crate::receipt::{query as receipts, store::Store};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Rows read ahead of a client that is still writing out earlier ones.
 const ROWS_IN_FLIGHT: usize = 256;
 
 /// The filter a client sends as `"filter": {...}`: observerctl's own
-/// [`crate::ctl::filter::Query`] (times already in ns since the epoch), so
+/// [`crate::receipt::query::Query`] (times already in ns since the epoch), so
 /// the daemon runs exactly what the command line asked for. Unknown
 /// members are refused, so a filter the daemon does not understand is
 /// never silently widened; a client cannot pick the follow window.
@@ -117,7 +116,13 @@ pub async fn serve_receipts(
             buf: Vec::new(),
             rows: 0,
         };
-        receipts::print_query(&mut lines, Output::Jsonl, &store, &q).map_err(|e| e.to_string())?;
+        // The rows as `observerctl receipts --jsonl` prints them.
+        receipts::for_each_row(&store, &q, |row| -> Result<(), BoxError> {
+            serde_json::to_writer(&mut lines, &row)?;
+            lines.write_all(b"\n")?;
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
         Ok(lines.rows)
     });
     if wire::write_value(out, &ok(json!({"stream": "receipts"})), timeout, counters)

@@ -15,7 +15,6 @@ use sha2::{Digest, Sha256};
 
 use super::{
     proof::{note_origin, verify_note_signature},
-    receipt_check::{self, Check},
     receipts::key_announcement,
     sql_err, CtlError,
 };
@@ -27,7 +26,10 @@ use crate::receipt::{
     payload,
     retention::{self, RotationAnchor},
     store::{CheckpointRow, ReceiptRow, Store, StoreNodes},
-    verify::{walk_rotations, MasterEpoch, Outcome},
+    verify::{
+        receipt::{self as receipt_check, Check},
+        walk_rotations, MasterEpoch, Outcome,
+    },
 };
 
 pub const FORMAT: &str = "observer-audit-pack";

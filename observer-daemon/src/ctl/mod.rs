@@ -10,16 +10,14 @@ pub mod doctor;
 pub mod erase;
 pub mod export;
 mod export_order;
-pub mod filter;
 pub mod follow;
 pub mod keys;
 pub mod output;
 pub mod policy;
 pub mod progress;
 pub mod proof;
-pub mod receipt_check;
-pub mod receipt_row;
 pub mod receipts;
+pub mod selection;
 pub mod stats;
 pub mod time;
 pub mod verify;
@@ -88,6 +86,12 @@ impl CtlError {
 
 impl From<StoreError> for CtlError {
     fn from(e: StoreError) -> Self {
+        CtlError::Store(e.to_string())
+    }
+}
+
+impl From<observer_receipts::query::QueryError> for CtlError {
+    fn from(e: observer_receipts::query::QueryError) -> Self {
         CtlError::Store(e.to_string())
     }
 }

@@ -116,15 +116,5 @@ pub fn sanitise(message: &str) -> String {
     one_line.chars().take(1000).collect()
 }
 
-/// A string member of `v` at `path`, or "-".
-pub fn s(v: &Value, path: &[&str]) -> String {
-    let mut cur = v;
-    for p in path {
-        cur = &cur[*p];
-    }
-    match cur {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
+/// A string member of `v` at `path`, or "-" (the summaries' helper).
+pub use crate::receipt::query::text_at as s;

@@ -12,7 +12,8 @@ use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{receipt_check, receipts::key_announcement, CtlError};
+use super::{receipts::key_announcement, CtlError};
+use crate::receipt::verify::receipt as receipt_check;
 use crate::receipt::{
     checkpoint::{self, Checkpoint},
     jcs, json as strict_json,

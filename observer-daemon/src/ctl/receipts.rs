@@ -6,104 +6,18 @@ use serde_json::{json, Value};
 
 use super::{
     output::{self, s, Output},
-    proof, receipt_check,
-    receipt_row::{ReceiptRow, COLUMNS},
-    sql_err, CtlError,
+    proof, sql_err, CtlError,
 };
-use crate::receipt::{json as strict_json, payload, store::Store, verify::Outcome};
+use crate::receipt::{
+    json as strict_json, payload,
+    query::{QueryRow, COLUMNS},
+    store::Store,
+    verify::{receipt as receipt_check, Outcome},
+};
 
-// The filter and the rows it selects live in `filter`; these paths are the
-// ones callers have always used.
-pub use super::filter::{for_each_row, push_filters, query, Query};
-
-/// The newest log index, if any receipt is stored.
-pub fn newest_leaf(store: &Store) -> Result<Option<u64>, CtlError> {
-    store
-        .connection()
-        .query_row("SELECT MAX(leaf_index) FROM receipts", [], |r| {
-            r.get::<_, Option<i64>>(0)
-        })
-        .map(|n| n.map(|n| n as u64))
-        .map_err(sql_err(store))
-}
-
-/// `tail` without `-f` from the store: the latest `lines` matches in log
-/// order, up to the log's end when it was read (`tail -f` follows through
-/// the daemon: ctl::follow).
-pub fn tail(store: &Store, q: &Query, lines: u64) -> Result<Vec<ReceiptRow>, CtlError> {
-    let last: i64 = newest_leaf(store)?.map_or(-1, |l| l as i64);
-    let leaf = |r: &ReceiptRow| r.fields["leaf_index"].as_i64().unwrap_or(-1);
-    let mut initial = query(
-        store,
-        &Query {
-            limit: Some(lines),
-            ..q.clone()
-        },
-    )?;
-    initial.retain(|r| leaf(r) <= last);
-    Ok(initial)
-}
-
-/// A network event's remote address and port, then the names it is known
-/// by (DNS answers, TLS SNI), each once: `104.18.32.7:443 (api.openai.com)`.
-fn destination(n: &Value) -> String {
-    let addr = format!("{}:{}", s(n, &["remote_addr"]), s(n, &["remote_port"]));
-    let mut names: Vec<String> = Vec::new();
-    for name in n["dst_names"].as_array().into_iter().flatten() {
-        let name = s(name, &["name"]);
-        if !name.is_empty() && !names.contains(&name) {
-            names.push(name);
-        }
-    }
-    if names.is_empty() {
-        addr
-    } else {
-        format!("{addr} ({})", names.join(", "))
-    }
-}
-
-/// What happened, in one line, from the context.
-pub fn summary(ctx: &Value) -> String {
-    if ctx.get("erased") == Some(&Value::Bool(true)) {
-        return "(context erased)".into();
-    }
-    if let Some(rule) = ctx.get("rule_id").and_then(Value::as_str) {
-        // A finding: which rule, and why it fired.
-        return match ctx.get("reason").and_then(Value::as_str) {
-            Some(reason) => format!("{rule}: {reason}"),
-            None => rule.to_string(),
-        };
-    }
-    if let Some(e) = ctx.get("exec") {
-        let argv: Vec<String> = e["argv"]
-            .as_array()
-            .map(|a| a.iter().map(|v| s(v, &[])).collect())
-            .unwrap_or_default();
-        return if argv.is_empty() {
-            s(e, &["filename"])
-        } else {
-            argv.join(" ")
-        };
-    }
-    if let Some(o) = ctx.get("file_open") {
-        return format!("{} x{}", s(o, &["path"]), s(o, &["count"]));
-    }
-    for kind in ["connect", "accept", "listen", "bind"] {
-        if let Some(n) = ctx.get(kind) {
-            return format!("{kind} {}", destination(n));
-        }
-    }
-    if let Some(x) = ctx.get("exit") {
-        return format!("exit code {}", s(x, &["exit_code"]));
-    }
-    if let Some(ev) = ctx.get("event").and_then(Value::as_str) {
-        return ev.to_string();
-    }
-    if let Some(kid) = ctx.get("kid").and_then(Value::as_str) {
-        return format!("key {kid} for {}", s(ctx, &["issuer_id"]));
-    }
-    String::new()
-}
+// The filter, its SQL and the rows it selects live in the evidence crate
+// (the daemon runs the same queries for its socket's clients).
+pub use crate::receipt::query::{for_each_row, newest_leaf, push_filters, query, tail, Query};
 
 /// `receipts`: the rows of `q` written as they are read, so a query over
 /// millions of receipts runs in constant memory. `--jsonl` writes each row
@@ -138,7 +52,7 @@ pub fn print_query(
                     }
                     write!(out, "    {line}")?;
                 }
-                Ok(())
+                Ok::<(), CtlError>(())
             })?;
             writeln!(out, "{}]\n}}", if first { "" } else { "\n  " })?;
             Ok(())
@@ -147,14 +61,14 @@ pub fn print_query(
             let mut rows = Vec::new();
             for_each_row(store, q, |row| {
                 rows.push(row.fields);
-                Ok(())
+                Ok::<(), CtlError>(())
             })?;
             print_list(out, mode, &rows)
         }
     }
 }
 
-/// Table rows (the `fields` of [`ReceiptRow`]s).
+/// Table rows (the `fields` of [`QueryRow`]s).
 pub fn print_list(out: &mut impl Write, mode: Output, rows: &[Value]) -> Result<(), CtlError> {
     output::write_list(
         out,
@@ -190,7 +104,7 @@ pub fn show(
     );
     let row = store
         .connection()
-        .query_row(&sql, [receipt_hash], ReceiptRow::from_sql)
+        .query_row(&sql, [receipt_hash], QueryRow::from_sql)
         .map_err(|e| match e {
             rusqlite::Error::QueryReturnedNoRows => CtlError::Usage(format!(
                 "receipt {} is not in the store",
@@ -390,55 +304,4 @@ pub fn print_show(out: &mut impl Write, mode: Output, v: &Value) -> Result<(), C
         }
     )?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{ctl::receipt_row, receipt::jcs};
-
-    #[test]
-    fn the_stored_payload_text_hashes_as_the_canonical_payload() {
-        let envelope = json!({
-            "payload": {"v": 1, "seq": 7, "agent_id": "a\"b", "issued_at": "2026-11-22T18:00:00.123456789Z",
-                        "nested": {"signature": "not the envelope's"}},
-            "signature": {"alg": "ML-DSA-65", "kid": "k", "sig": "c2ln"},
-        });
-        let text = String::from_utf8(jcs::canonicalize(&envelope).unwrap()).unwrap();
-        let slice = receipt_row::stored_payload_text(&text).expect("a JCS envelope's payload");
-        assert_eq!(
-            payload::sha256_hex(slice.as_bytes()),
-            receipt_check::payload_hash(&envelope["payload"])
-        );
-        // Not JCS (a space, members out of order): no slice, canonicalise.
-        assert_eq!(
-            receipt_row::stored_payload_text(&text.replacen(":7,", ": 7,", 1)),
-            None
-        );
-        let reordered = text.replacen("{\"payload\":", "{\"signature\":{},\"payload\":", 1);
-        assert_eq!(receipt_row::stored_payload_text(&reordered), None);
-    }
-
-    #[test]
-    fn summaries_name_destinations_and_rules() {
-        let connect = json!({"connect": {"remote_addr": "104.18.32.7", "remote_port": 443,
-            "dst_names": [{"name": "api.openai.com", "source": "dns"},
-                          {"name": "api.openai.com", "source": "sni"},
-                          {"name": "openai.map.fastly.net", "source": "dns"}]}});
-        assert_eq!(
-            summary(&connect),
-            "connect 104.18.32.7:443 (api.openai.com, openai.map.fastly.net)"
-        );
-        let unnamed =
-            json!({"accept": {"remote_addr": "10.0.0.9", "remote_port": 5555, "dst_names": []}});
-        assert_eq!(summary(&unnamed), "accept 10.0.0.9:5555");
-        // A finding says its rule and reason, not the event that fired it.
-        let finding = json!({"rule_id": "local-inference-listening", "event": "listen",
-            "reason": "a local inference server is listening", "matched": {"server": "ollama"}});
-        assert_eq!(
-            summary(&finding),
-            "local-inference-listening: a local inference server is listening"
-        );
-        assert_eq!(summary(&json!({"rule_id": "r"})), "r");
-    }
 }

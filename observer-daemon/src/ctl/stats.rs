@@ -14,11 +14,14 @@ use rusqlite::types::Value as SqlValue;
 use serde_json::{json, Map, Value};
 
 use super::{
-    filter::{push_filters, Query},
     output::{self, s, Output},
     sql_err, CtlError,
 };
-use crate::receipt::{json as strict_json, payload, store::Store};
+use crate::receipt::{
+    json as strict_json, payload,
+    query::{push_filters, Query},
+    store::Store,
+};
 
 const FROM: &str = "FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index WHERE 1";
 

@@ -2,12 +2,12 @@
 //! structure (every required member, the false-attestation guard),
 //! canonical form, `action_ref`, `issued_at` and `payload_digest`. They run
 //! in parallel; chain links, keys and the log are checked in order by
-//! [`super::verify`].
+//! [`super`].
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{
+use crate::{
     clock_steps::Corrections,
     jcs, jcs_scan, json,
     merkle::Hash,

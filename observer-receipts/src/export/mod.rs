@@ -178,12 +178,15 @@ pub(crate) fn checkpoint_json(c: &CheckpointItem) -> Value {
 }
 
 /// RFC 3339 UTC with nanoseconds, as receipts state `issued_at`.
-pub(crate) fn rfc3339_ns(unix_ns: u64) -> String {
-    crate::receipt::payload::issued_at(unix_ns)
+pub fn rfc3339_ns(unix_ns: u64) -> String {
+    crate::payload::issued_at(unix_ns)
 }
 
-#[cfg(test)]
-pub(crate) mod fixtures {
+/// One receipt and one checkpoint in the shapes the store holds, for the
+/// tests of the formats here and of the daemon's sinks (feature
+/// `fixtures`).
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures {
     use super::*;
 
     pub fn exec_receipt() -> ReceiptItem {

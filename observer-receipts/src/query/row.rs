@@ -10,14 +10,14 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, value::RawValue, Map, Value};
 
-use super::{receipt_check, receipts::summary};
-use crate::receipt::{jcs_scan, json as strict_json, payload};
+use super::summary;
+use crate::{jcs_scan, json as strict_json, payload, verify::receipt as receipt_check};
 
 /// The SQL columns a row is read from, in this order.
 pub const COLUMNS: &str = "r.leaf_index, r.receipt_hash, r.issuer_id, r.seq, r.agent_id, \
      r.action_type, r.issued_ns, r.risk_class, r.envelope, c.context";
 
-pub struct ReceiptRow {
+pub struct QueryRow {
     /// Every member but `envelope` and `context` (an object).
     pub fields: Value,
     /// `None` when the stored text is not JSON (printed as `null`).
@@ -27,8 +27,8 @@ pub struct ReceiptRow {
     context: Option<Box<RawValue>>,
 }
 
-impl ReceiptRow {
-    pub fn from_sql(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReceiptRow> {
+impl QueryRow {
+    pub fn from_sql(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueryRow> {
         let envelope_text: String = r.get(8)?;
         let context_text: Option<String> = r.get(9)?;
         let (payload, payload_hash) = payload_of(&envelope_text);
@@ -55,7 +55,7 @@ impl ReceiptRow {
             "summary": summary(ctx),
             "payload_hash": payload_hash,
         });
-        Ok(ReceiptRow {
+        Ok(QueryRow {
             fields,
             envelope: as_stored(envelope_text),
             context: context_text.and_then(as_stored),
@@ -113,7 +113,7 @@ pub fn stored_payload_text(envelope: &str) -> Option<&str> {
     jcs_scan::scan(text).map(|_| text)
 }
 
-impl Serialize for ReceiptRow {
+impl Serialize for QueryRow {
     /// The members in sorted order, as a `Value` object prints them.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let empty = Map::new();
@@ -138,15 +138,34 @@ impl Serialize for ReceiptRow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receipt::jcs;
+    use crate::jcs;
+
+    #[test]
+    fn the_stored_payload_text_hashes_as_the_canonical_payload() {
+        let envelope = json!({
+            "payload": {"v": 1, "seq": 7, "agent_id": "a\"b", "issued_at": "2026-11-22T18:00:00.123456789Z",
+                        "nested": {"signature": "not the envelope's"}},
+            "signature": {"alg": "ML-DSA-65", "kid": "k", "sig": "c2ln"},
+        });
+        let text = String::from_utf8(jcs::canonicalize(&envelope).unwrap()).unwrap();
+        let slice = stored_payload_text(&text).expect("a JCS envelope's payload");
+        assert_eq!(
+            payload::sha256_hex(slice.as_bytes()),
+            receipt_check::payload_hash(&envelope["payload"])
+        );
+        // Not JCS (a space, members out of order): no slice, canonicalise.
+        assert_eq!(stored_payload_text(&text.replacen(":7,", ": 7,", 1)), None);
+        let reordered = text.replacen("{\"payload\":", "{\"signature\":{},\"payload\":", 1);
+        assert_eq!(stored_payload_text(&reordered), None);
+    }
 
     /// A row read back through SQLite from literal columns.
-    fn row(envelope: &str, context: Option<&str>) -> ReceiptRow {
+    fn row(envelope: &str, context: Option<&str>) -> QueryRow {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.query_row(
             "SELECT 7, x'ab01', 'issuer', 3, 'agent', 'process.exec', 42, 'low', ?1, ?2",
             rusqlite::params![envelope, context],
-            ReceiptRow::from_sql,
+            QueryRow::from_sql,
         )
         .unwrap()
     }

@@ -9,6 +9,9 @@
 //! re-announcement retires the chain's previous key from its log index on).
 //! The store's keys table is an index that is cross-checked, never
 //! believed.
+mod checks;
+pub mod receipt;
+
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, PoisonError, RwLock},
@@ -121,7 +124,7 @@ pub enum VerifyError {
     MasterKey(String),
 }
 
-use super::verify_checks::Parsed;
+use checks::Parsed;
 
 /// Verifies the whole store.
 pub fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report, VerifyError> {
@@ -1178,8 +1181,8 @@ pub fn walk_rotations(
     Ok(masters)
 }
 
-use super::verify_checks::parse_row;
-pub use super::verify_checks::{is_issued_at, structure_problems};
+use checks::parse_row;
+pub use checks::{is_issued_at, structure_problems};
 
 struct ReceiptLabel {
     chain: String,

@@ -1,6 +1,8 @@
-//! Which receipts: one plain filter ([`Query`]) that `receipts`, `tail`,
-//! `export` and `stats` share (and that the daemon can receive as JSON),
-//! its SQL, and the one function that streams the rows it selects.
+//! Which receipts: one plain filter ([`Query`]) that observerctl's
+//! `receipts`, `tail`, `export` and `stats` share (and that the daemon
+//! receives as JSON over its control socket), its SQL, and the one function
+//! that streams the rows it selects ([`QueryRow`], with a one-line
+//! [`summary`] of each).
 //!
 //! Every list field holds globs (`*` any run of characters, `?` one
 //! character, everything else literal, case-sensitive). Globs of one field
@@ -14,14 +16,30 @@
 use rusqlite::types::Value as SqlValue;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    cli::Selection,
-    receipt_row::{ReceiptRow, COLUMNS},
-    sql_err,
-    time::parse_time_in,
-    CtlError,
-};
-use crate::receipt::{payload, store::Store};
+use crate::{payload, store::Store};
+
+mod row;
+mod summary;
+
+pub use row::{stored_payload_text, QueryRow, COLUMNS};
+pub use summary::{summary, text_at};
+
+/// Why a query failed: the store could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("receipt store {path}: {source}")]
+pub struct QueryError {
+    pub path: String,
+    #[source]
+    pub source: rusqlite::Error,
+}
+
+/// The error of a failed statement on `store`.
+pub fn sql_err(store: &Store) -> impl Fn(rusqlite::Error) -> QueryError + '_ {
+    move |source| QueryError {
+        path: store.path().display().to_string(),
+        source,
+    }
+}
 
 /// A validated filter: times already resolved to ns since the epoch.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,38 +82,6 @@ pub struct Query {
 }
 
 impl Query {
-    /// The query of a command line selection, times read in `tz` relative
-    /// to `now_ns`.
-    pub fn from_selection(
-        sel: &Selection,
-        limit: Option<u64>,
-        now_ns: u64,
-        tz: &jiff::tz::TimeZone,
-    ) -> Result<Query, CtlError> {
-        let time = |flag: &str, t: &Option<String>| {
-            t.as_deref()
-                .map(|t| parse_time_in(flag, t, now_ns, tz))
-                .transpose()
-        };
-        Ok(Query {
-            since_ns: time("--since", &sel.window.since)?,
-            until_ns: time("--until", &sel.window.until)?,
-            agent: sel.agent.clone(),
-            action: sel.action.clone(),
-            user: sel.user.clone(),
-            rule: sel.rule.clone(),
-            dst: sel.dst.clone(),
-            path: sel.path.clone(),
-            unit: sel.unit.clone(),
-            risk: sel.risk.iter().map(|r| r.as_str().to_string()).collect(),
-            pid: sel.pid.clone(),
-            exe: sel.exe.clone(),
-            chain: sel.chain.clone(),
-            limit,
-            after_leaf: None,
-        })
-    }
-
     /// Whether anything but the time window narrows the receipts (an export
     /// then leaves out the checkpoints, which cover whole log prefixes).
     pub fn is_content_filtered(&self) -> bool {
@@ -122,11 +108,11 @@ impl Query {
 /// one, the newest `limit` rows are read first (newest first is how the
 /// index finds them) and then passed on oldest first; with `after_leaf`, in
 /// log order.
-pub fn for_each_row(
+pub fn for_each_row<E: From<QueryError>>(
     store: &Store,
     q: &Query,
-    mut f: impl FnMut(ReceiptRow) -> Result<(), CtlError>,
-) -> Result<(), CtlError> {
+    mut f: impl FnMut(QueryRow) -> Result<(), E>,
+) -> Result<(), E> {
     let mut sql = format!(
         "SELECT {COLUMNS} FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index WHERE 1"
     );
@@ -161,25 +147,53 @@ pub fn for_each_row(
         .map_err(sql_err(store))?;
     if !newest_first {
         while let Some(r) = rows.next().map_err(sql_err(store))? {
-            f(ReceiptRow::from_sql(r).map_err(sql_err(store))?)?;
+            f(QueryRow::from_sql(r).map_err(sql_err(store))?)?;
         }
         return Ok(());
     }
     let mut newest = Vec::new();
     while let Some(r) = rows.next().map_err(sql_err(store))? {
-        newest.push(ReceiptRow::from_sql(r).map_err(sql_err(store))?);
+        newest.push(QueryRow::from_sql(r).map_err(sql_err(store))?);
     }
     newest.into_iter().rev().try_for_each(f)
 }
 
 /// The rows of `q` (see [`for_each_row`]) in a vector.
-pub fn query(store: &Store, q: &Query) -> Result<Vec<ReceiptRow>, CtlError> {
+pub fn query(store: &Store, q: &Query) -> Result<Vec<QueryRow>, QueryError> {
     let mut out = Vec::new();
     for_each_row(store, q, |r| {
         out.push(r);
-        Ok(())
+        Ok::<(), QueryError>(())
     })?;
     Ok(out)
+}
+
+/// The newest log index, if any receipt is stored.
+pub fn newest_leaf(store: &Store) -> Result<Option<u64>, QueryError> {
+    store
+        .connection()
+        .query_row("SELECT MAX(leaf_index) FROM receipts", [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })
+        .map(|n| n.map(|n| n as u64))
+        .map_err(sql_err(store))
+}
+
+/// `tail` without `-f` from the store: the latest `lines` matches in log
+/// order, up to the log's end when it was read (`tail -f` follows the
+/// daemon's live feed from there).
+pub fn tail(store: &Store, q: &Query, lines: u64) -> Result<Vec<QueryRow>, QueryError> {
+    let last: i64 = newest_leaf(store)?.map_or(-1, |l| l as i64);
+    let leaf = |r: &QueryRow| r.fields["leaf_index"].as_i64().unwrap_or(-1);
+    let mut initial = query(
+        store,
+        &Query {
+            limit: Some(lines),
+            ..q.clone()
+        },
+    )?;
+    initial.retain(|r| leaf(r) <= last);
+    Ok(initial)
 }
 
 /// Appends the filters of `q` (all but the limit and the log range) to a
@@ -348,5 +362,4 @@ fn exe_hash(exe: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "filter_tests.rs"]
 mod tests;

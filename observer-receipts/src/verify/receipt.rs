@@ -8,7 +8,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::receipt::{
+use crate::{
     jcs, json, keys,
     mldsa::{LibcruxVerifier, Verifier},
     payload,
@@ -224,9 +224,9 @@ pub fn authorise_key(
 /// rotation receipts (docs/RECEIPTS.md, "Key rotation"), genesis first.
 pub fn walk_masters(
     pinned: &[u8],
-    rotations: &[crate::receipt::retention::RotationAnchor],
-) -> Result<Vec<crate::receipt::verify::MasterEpoch>, String> {
-    use crate::receipt::verify::{walk_rotations, MasterEpoch};
+    rotations: &[crate::retention::RotationAnchor],
+) -> Result<Vec<crate::verify::MasterEpoch>, String> {
+    use crate::verify::{walk_rotations, MasterEpoch};
     walk_rotations(&MasterEpoch::genesis(pinned), rotations)
 }
 
@@ -234,13 +234,13 @@ pub fn walk_masters(
 /// on the observer chain the master current at that index; any other
 /// chain's key through its announcement, signed by one of the masters.
 pub fn authorise_key_after_rotations(
-    masters: &[crate::receipt::verify::MasterEpoch],
+    masters: &[crate::verify::MasterEpoch],
     issuer_id: &str,
     kid: &str,
     leaf: u64,
     announcement: Option<(&str, &str)>,
 ) -> Result<Vec<u8>, String> {
-    use crate::receipt::verify::MasterEpoch;
+    use crate::verify::MasterEpoch;
     if issuer_id.ends_with("/agent/observer") {
         let current =
             MasterEpoch::at(masters, leaf).ok_or_else(|| "no master key is pinned".to_string())?;

@@ -1,0 +1,111 @@
+//! The one-line summary of a receipt's context that `receipts`, `tail`
+//! and the live view print: the command line, the destination and its
+//! names, the file, the rule that fired.
+use serde_json::Value;
+
+/// A string member of `v` at `path` (other values as JSON text), or "-".
+pub fn text_at(v: &Value, path: &[&str]) -> String {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    match cur {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A network event's remote address and port, then the names it is known
+/// by (DNS answers, TLS SNI), each once: `104.18.32.7:443 (api.openai.com)`.
+fn destination(n: &Value) -> String {
+    let addr = format!(
+        "{}:{}",
+        text_at(n, &["remote_addr"]),
+        text_at(n, &["remote_port"])
+    );
+    let mut names: Vec<String> = Vec::new();
+    for name in n["dst_names"].as_array().into_iter().flatten() {
+        let name = text_at(name, &["name"]);
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
+        addr
+    } else {
+        format!("{addr} ({})", names.join(", "))
+    }
+}
+
+/// What happened, in one line, from the context.
+pub fn summary(ctx: &Value) -> String {
+    if ctx.get("erased") == Some(&Value::Bool(true)) {
+        return "(context erased)".into();
+    }
+    if let Some(rule) = ctx.get("rule_id").and_then(Value::as_str) {
+        // A finding: which rule, and why it fired.
+        return match ctx.get("reason").and_then(Value::as_str) {
+            Some(reason) => format!("{rule}: {reason}"),
+            None => rule.to_string(),
+        };
+    }
+    if let Some(e) = ctx.get("exec") {
+        let argv: Vec<String> = e["argv"]
+            .as_array()
+            .map(|a| a.iter().map(|v| text_at(v, &[])).collect())
+            .unwrap_or_default();
+        return if argv.is_empty() {
+            text_at(e, &["filename"])
+        } else {
+            argv.join(" ")
+        };
+    }
+    if let Some(o) = ctx.get("file_open") {
+        return format!("{} x{}", text_at(o, &["path"]), text_at(o, &["count"]));
+    }
+    for kind in ["connect", "accept", "listen", "bind"] {
+        if let Some(n) = ctx.get(kind) {
+            return format!("{kind} {}", destination(n));
+        }
+    }
+    if let Some(x) = ctx.get("exit") {
+        return format!("exit code {}", text_at(x, &["exit_code"]));
+    }
+    if let Some(ev) = ctx.get("event").and_then(Value::as_str) {
+        return ev.to_string();
+    }
+    if let Some(kid) = ctx.get("kid").and_then(Value::as_str) {
+        return format!("key {kid} for {}", text_at(ctx, &["issuer_id"]));
+    }
+    String::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn summaries_name_destinations_and_rules() {
+        let connect = json!({"connect": {"remote_addr": "104.18.32.7", "remote_port": 443,
+            "dst_names": [{"name": "api.openai.com", "source": "dns"},
+                          {"name": "api.openai.com", "source": "sni"},
+                          {"name": "openai.map.fastly.net", "source": "dns"}]}});
+        assert_eq!(
+            summary(&connect),
+            "connect 104.18.32.7:443 (api.openai.com, openai.map.fastly.net)"
+        );
+        let unnamed =
+            json!({"accept": {"remote_addr": "10.0.0.9", "remote_port": 5555, "dst_names": []}});
+        assert_eq!(summary(&unnamed), "accept 10.0.0.9:5555");
+        // A finding says its rule and reason, not the event that fired it.
+        let finding = json!({"rule_id": "local-inference-listening", "event": "listen",
+            "reason": "a local inference server is listening", "matched": {"server": "ollama"}});
+        assert_eq!(
+            summary(&finding),
+            "local-inference-listening: a local inference server is listening"
+        );
+        assert_eq!(summary(&json!({"rule_id": "r"})), "r");
+    }
+}
