@@ -1,17 +1,30 @@
 //! Builds the eBPF object (observer-ebpf) with the pinned nightly toolchain
-//! and bpf-linker; the daemon embeds it with `include_bytes_aligned!`.
+//! and bpf-linker when the `ebpf` feature is on (the default); the daemon
+//! embeds it with `include_bytes_aligned!`.
 //! Also embeds the repository's `policies/` as the built-in policy set, so
 //! shadow-AI detection works with no policy directory installed.
 use std::{fmt::Write as _, path::Path};
 
 fn main() -> anyhow::Result<()> {
     embed_policies()?;
+    build_ebpf()
+}
+
+/// The eBPF object, with the `ebpf` feature only (the default; observerctl
+/// builds the library without it, with stable Rust alone).
+#[cfg(feature = "ebpf")]
+fn build_ebpf() -> anyhow::Result<()> {
     let ebpf = aya_build::Package {
         name: "observer-ebpf",
         root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../observer-ebpf"),
         ..Default::default()
     };
     aya_build::build_ebpf([ebpf], aya_build::Toolchain::Nightly)
+}
+
+#[cfg(not(feature = "ebpf"))]
+fn build_ebpf() -> anyhow::Result<()> {
+    Ok(())
 }
 
 /// Writes `$OUT_DIR/builtin_policies.rs`: every `.toml` file under

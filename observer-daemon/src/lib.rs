@@ -7,8 +7,12 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod ctl;
+#[cfg(feature = "ebpf")]
 pub mod daemon;
 pub mod deployer;
+#[cfg(feature = "ebpf")]
+pub mod doctor;
+pub mod doctor_table;
 pub mod enrich;
 pub mod enricher;
 pub mod event;
@@ -18,6 +22,7 @@ pub mod forward;
 pub mod journal;
 pub mod kernel_config;
 pub mod live_view;
+#[cfg(feature = "ebpf")]
 pub mod loader;
 pub mod loss;
 pub mod metrics;

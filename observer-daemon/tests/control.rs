@@ -471,6 +471,9 @@ fn doctor_reports_every_check_ok_here() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = copy_executable(env!("CARGO_BIN_EXE_observerctl"), dir.path(), "observerctl");
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // observerctl runs the observerd beside it, which does the checks.
+    let daemon = copy_executable(env!("CARGO_BIN_EXE_observerd"), dir.path(), "observerd");
+    std::fs::set_permissions(&daemon, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut c = Command::new("setpriv");
     c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
         .arg(&bin)

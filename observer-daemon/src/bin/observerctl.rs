@@ -69,13 +69,20 @@ fn main() -> ExitCode {
 /// paths never need repeating.
 const INSTALLED_CONFIG: &str = "/etc/observer/observer.toml";
 
-fn load_config(cli: &Cli) -> Result<Config, CtlError> {
+/// The configuration file in force: --config, else the installed one if
+/// it exists, else none (the defaults).
+fn config_path(cli: &Cli) -> Option<PathBuf> {
     let installed = std::path::Path::new(INSTALLED_CONFIG);
     match &cli.config {
+        Some(p) => Some(p.clone()),
+        None if installed.exists() => Some(installed.to_path_buf()),
+        None => None,
+    }
+}
+
+fn load_config(config_file: Option<&std::path::Path>) -> Result<Config, CtlError> {
+    match config_file {
         Some(p) => Config::load(p).map_err(|e| CtlError::Usage(e.to_string())),
-        None if installed.exists() => {
-            Config::load(installed).map_err(|e| CtlError::Usage(e.to_string()))
-        }
         None => Ok(Config::defaults()),
     }
 }
@@ -126,7 +133,8 @@ fn read_file(path: &PathBuf) -> Result<Vec<u8>, CtlError> {
 }
 
 fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
-    let config = load_config(&cli)?;
+    let config_file = config_path(&cli);
+    let config = load_config(config_file.as_deref())?;
     let p = paths(&cli, &config);
     let socket = cli.socket.clone().unwrap_or(config.control.socket.clone());
     match cli.command {
@@ -141,7 +149,7 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
             daemon::print_tree(out, mode, &v)?;
         }
         Command::Doctor => {
-            let v = doctor::run(&config);
+            let v = doctor::run(config_file.as_deref())?;
             doctor::print(out, mode, &v)?;
             return Ok(if v["ok"] == true {
                 cli::EXIT_OK

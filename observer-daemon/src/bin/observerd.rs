@@ -1,11 +1,12 @@
 //! `observerd`: the observer daemon.
-use std::{path::PathBuf, process::ExitCode};
+use std::{io::Write as _, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use observer_daemon::{
     config::Config,
     daemon::{self, EventsOutput, RunOptions},
+    doctor, doctor_table,
     journal::{self, LogTarget},
     policy::Policy,
     receipt::{
@@ -86,6 +87,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check that this host can run observerd: privileges, BTF, tracefs,
+    /// cgroup2, then load and attach every eBPF program this binary embeds
+    /// (to a scratch cgroup; a running daemon is not disturbed), the
+    /// deployer id and the policies in force. Exit status 1 if a check
+    /// fails. `observerctl doctor` runs this.
+    Doctor {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -129,6 +140,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("{e}");
                 ExitCode::from(1)
             }
+        });
+    }
+    if let Some(Command::Doctor { json }) = cli.command {
+        let report = doctor::run(&config);
+        let mut out = std::io::stdout().lock();
+        if json {
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        } else {
+            doctor_table::write_table(&mut out, &report)?;
+        }
+        return Ok(if report["ok"] == true {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
         });
     }
     if let Some(Command::Verify {

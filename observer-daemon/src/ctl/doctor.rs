@@ -1,455 +1,80 @@
-//! `observerctl doctor`: can this host run observerd? Checks privileges,
-//! BTF, tracefs and cgroup2, then loads the eBPF object the daemon embeds
-//! and loads and attaches each of its programs (tracepoints to their
-//! tracepoints, the cgroup programs to a scratch cgroup), then detaches.
-//! Needs no daemon; runs beside one without touching its programs.
+//! `observerctl doctor`: runs `observerd doctor --json` and prints its
+//! report. The checks load the eBPF object, which only observerd embeds
+//! (observerctl builds without the eBPF toolchain), so the binary that will
+//! run is the one asked: a host where doctor passes runs that observerd.
 use std::{
     io::Write,
     path::{Path, PathBuf},
+    process::Command,
 };
 
-use aya::{
-    programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, RawTracePoint, TracePoint,
-    },
-    EbpfLoader,
-};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{output, CtlError, Output};
-use crate::{
-    config::Config,
-    kernel_config,
-    loader::{self, Hook, EBPF_OBJECT, PROGRAMS},
-};
 
-/// One check's outcome.
-struct Check {
-    name: String,
-    ok: bool,
-    detail: String,
-    /// What does not work when the check fails.
-    impact: &'static str,
+/// Where observerd is looked for after observerctl's own directory.
+const INSTALLED: &[&str] = &["/usr/bin/observerd", "/usr/local/bin/observerd"];
+
+/// observerd beside this observerctl (an installation or a build's target
+/// directory), else on PATH, else where the packages install it.
+pub fn find_observerd() -> Option<PathBuf> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("observerd")));
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("observerd"));
+    beside
+        .into_iter()
+        .chain(on_path)
+        .chain(INSTALLED.iter().map(PathBuf::from))
+        .find(|p| is_executable(p))
 }
 
-impl Check {
-    fn new(name: impl Into<String>, result: Result<String, String>, impact: &'static str) -> Check {
-        let (ok, detail) = match result {
-            Ok(d) => (true, d),
-            Err(d) => (false, d),
-        };
-        Check {
-            name: name.into(),
-            ok,
-            detail,
-            impact,
-        }
-    }
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Capabilities the daemon uses (systemd/observerd.service lists the same
-/// set and why): (name, bit, what needs it).
-const CAPABILITIES: &[(&str, u32, &str)] = &[
-    ("CAP_BPF", 39, "the eBPF programs and maps cannot be loaded"),
-    (
-        "CAP_PERFMON",
-        38,
-        "the tracepoint probes cannot be attached",
-    ),
-    (
-        "CAP_NET_ADMIN",
-        12,
-        "the cgroup socket programs (DNS answers, TLS SNI, [names]) cannot be attached",
-    ),
-    (
-        "CAP_SYS_PTRACE",
-        19,
-        "/proc/<pid>/exe and environ of other users' processes cannot be read",
-    ),
-    (
-        "CAP_DAC_READ_SEARCH",
-        2,
-        "executables and /proc entries of other users cannot be opened and hashed",
-    ),
-];
-
-/// Runs every check; `{"ok": all passed, "checks": [...]}`.
-pub fn run(config: &Config) -> Value {
-    let mut checks = Vec::new();
-    let root = nix::unistd::geteuid().is_root();
-    checks.push(Check::new(
-        "root",
-        if root {
-            Ok("effective uid 0".into())
-        } else {
-            Err(format!("effective uid {}", nix::unistd::geteuid()))
-        },
-        "observerd refuses to start: it must run as root",
-    ));
-    let effective = effective_capabilities();
-    for (name, bit, impact) in CAPABILITIES {
-        let result = match effective {
-            Some(set) if set & (1u64 << bit) != 0 => Ok("in the effective set".to_string()),
-            Some(_) => Err("not in the effective set".to_string()),
-            None => Err("/proc/self/status has no CapEff line".to_string()),
-        };
-        checks.push(Check::new(name.to_lowercase(), result, impact));
+/// The report of `observerd [--config FILE] doctor --json`: `{"ok": all
+/// passed, "checks": [...]}`.
+pub fn run(config_path: Option<&Path>) -> Result<Value, CtlError> {
+    let observerd = find_observerd().ok_or_else(|| {
+        CtlError::Usage(
+            "observerd not found beside observerctl, on PATH or in /usr/bin or /usr/local/bin: \
+             doctor runs the checks of the observerd that will run"
+                .into(),
+        )
+    })?;
+    let mut cmd = Command::new(&observerd);
+    if let Some(path) = config_path {
+        cmd.arg("--config").arg(path);
     }
-    checks.push(Check::new(
-        "cap_sys_resource",
-        memlock(effective),
-        "eBPF maps cannot be created beyond the locked-memory limit",
-    ));
-    let kernel = kernel_config::kernel_config(
-        &config.kernel.btf_path,
-        &kernel_config::Tunables {
-            wakeup_bytes: config.kernel.wakeup_bytes,
-            open_dedup_ns: config.kernel.open_dedup_ms * 1_000_000,
-            watch_enabled: true,
-        },
-    );
-    checks.push(Check::new(
-        "btf",
-        kernel
-            .as_ref()
-            .map(|_| {
-                format!(
-                    "{}: every structure offset the probes need resolved",
-                    config.kernel.btf_path.display()
-                )
-            })
-            .map_err(|e| e.to_string()),
-        "the probes cannot be loaded (they read kernel structures at offsets from BTF)",
-    ));
-    let tracefs = if root {
-        loader::ensure_tracefs().map_err(|e| e.to_string())
-    } else {
-        ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.join("events").is_dir())
-            .ok_or_else(|| "tracefs is not mounted (root would mount it)".to_string())
-    };
-    let tracefs_check = tracefs.clone().and_then(|t| {
-        kernel_config::check_tracepoint_layout(&t)
-            .map(|_| {
-                format!(
-                    "{}: the syscall tracepoints have the expected layout",
-                    t.display()
-                )
-            })
-            .map_err(|e| e.to_string())
-    });
-    checks.push(Check::new(
-        "tracefs",
-        tracefs_check,
-        "no tracepoint probe can attach: no exec, exit, connect or open events",
-    ));
-    let cgroup = match &config.names.cgroup {
-        Some(p) => Some(p.clone()),
-        None => crate::enrich::cgroup::find_cgroup2_mount(),
-    };
-    checks.push(Check::new(
-        "cgroup2",
-        cgroup
-            .as_ref()
-            .map(|p| format!("mounted at {}", p.display()))
-            .ok_or_else(|| "no cgroup2 mount in /proc/self/mountinfo".to_string()),
-        "the names programs (DNS answers, TLS SNI) cannot attach; set names.enabled = false",
-    ));
-    match &kernel {
-        Ok(k) if root => programs(k, cgroup.as_deref(), &mut checks),
-        _ => {
-            let why = if root {
-                "skipped: BTF is needed to load the object"
-            } else {
-                "skipped: loading eBPF programs needs root"
-            };
-            for (program, hook) in PROGRAMS {
-                checks.push(Check::new(
-                    format!("program:{program}"),
-                    Err(why.into()),
-                    impact_of(hook),
-                ));
-            }
-        }
-    }
-    if config.receipts.enabled {
-        checks.push(Check::new(
-            "deployer_id",
-            deployer_check(config),
-            "receipts are signed under an issuer id that names no real deployer",
-        ));
-    }
-    checks.push(Check::new(
-        "policies",
-        policies_check(config),
-        "shadow-AI rules do not run as configured",
-    ));
-    let ok = checks.iter().all(|c| c.ok);
-    json!({
-        "ok": ok,
-        "checks": checks.iter().map(|c| json!({
-            "check": c.name,
-            "ok": c.ok,
-            "detail": c.detail,
-            "impact": if c.ok { Value::Null } else { json!(c.impact) },
-        })).collect::<Vec<_>>(),
-    })
-}
-
-/// The deployer id observerd would sign with; the placeholder fails.
-fn deployer_check(config: &Config) -> Result<String, String> {
-    let d = crate::deployer::DeployerId::resolve(
-        config.receipts.deployer_id.as_deref(),
-        std::path::Path::new(crate::deployer::MACHINE_ID),
-    )?;
-    match d.warning() {
-        Some(w) => Err(w),
-        None => Ok(format!("{} ({})", d.id, d.source.as_str())),
-    }
-}
-
-/// Which policy set observerd would start with, and that it is valid.
-fn policies_check(config: &Config) -> Result<String, String> {
-    use crate::policy::Policy;
-    let (policy, from) = match &config.policies_dir {
-        Some(dir) if dir.exists() => (
-            Policy::load(dir, &config.agents),
-            format!("from {}", dir.display()),
-        ),
-        Some(dir) => (
-            Policy::builtin(&config.agents),
-            format!("built-in ({} does not exist)", dir.display()),
-        ),
-        None => (Policy::builtin(&config.agents), "built-in".to_string()),
-    };
-    let (policy, from) = match (config.builtin_policies, from.starts_with("from ")) {
-        (false, false) => (
-            Ok(Policy::from_config(&config.agents)),
-            "config-only (builtin_policies = false)".to_string(),
-        ),
-        _ => (policy, from),
-    };
-    let p = policy.map_err(|e| e.to_string())?;
-    Ok(format!(
-        "{} {from}: {} agents, {} rules",
-        p.digest,
-        p.registry.len(),
-        p.rules.rules.len()
-    ))
-}
-
-fn impact_of(hook: &Hook) -> &'static str {
-    match hook {
-        Hook::TracePoint(_) => "the events this tracepoint program reports are not observed",
-        Hook::RawTracePoint(_) => "forks are not observed (process lineage and agent attribution)",
-    }
-}
-
-/// CapEff of this process.
-fn effective_capabilities() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-    u64::from_str_radix(hex.trim(), 16).ok()
-}
-
-/// Since 5.11 the kernel charges eBPF memory to the memory cgroup, not
-/// to RLIMIT_MEMLOCK: CAP_SYS_RESOURCE (or an unlimited limit) is only
-/// needed before that.
-fn memlock(effective: Option<u64>) -> Result<String, String> {
-    if effective.is_some_and(|s| s & (1 << 24) != 0) {
-        return Ok("in the effective set".into());
-    }
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|r| r.trim().to_string())
-        .unwrap_or_default();
-    let mut parts = release
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|p| p.parse::<u32>().ok());
-    let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    if version >= (5, 11) {
-        return Ok(format!(
-            "not in the effective set, not needed: kernel {release} charges eBPF memory to the memory cgroup"
-        ));
-    }
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let unlimited = limits
-        .lines()
-        .find(|l| l.starts_with("Max locked memory"))
-        .is_some_and(|l| l.split_whitespace().nth(3) == Some("unlimited"));
-    if unlimited {
-        Ok("RLIMIT_MEMLOCK is unlimited".into())
-    } else {
-        Err(format!(
-            "kernel {release} charges eBPF maps to RLIMIT_MEMLOCK and this process may not raise it"
+    let out = cmd
+        .args(["doctor", "--json"])
+        .output()
+        .map_err(|e| CtlError::Usage(format!("running {}: {e}", observerd.display())))?;
+    // Exit status 1 is a report with failed checks; anything else (a bad
+    // configuration, a crash) has no report to print.
+    let report = serde_json::from_slice::<Value>(&out.stdout)
+        .ok()
+        .filter(|v| v["checks"].is_array() && matches!(out.status.code(), Some(0 | 1)));
+    report.ok_or_else(|| {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        CtlError::Usage(format!(
+            "{} doctor failed ({}): {}",
+            observerd.display(),
+            out.status,
+            stderr.trim()
         ))
-    }
-}
-
-/// Removes the scratch cgroup when the check ends, however it ends.
-struct ScratchCgroup(PathBuf);
-
-impl Drop for ScratchCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
-/// Loads the embedded object and loads and attaches each program. The
-/// cgroup programs attach to a fresh child cgroup (nothing runs in it), so
-/// a running daemon's attachments are never disturbed.
-fn programs(
-    kernel: &observer_common::KernelConfig,
-    cgroup: Option<&Path>,
-    checks: &mut Vec<Check>,
-) {
-    let names = crate::names::config::NamesSection::default();
-    let names_config = observer_common::NamesConfig {
-        tls_capture_bytes: names.tls_capture_bytes,
-        dns_capture_bytes: names.dns_capture_bytes,
-    };
-    let mut ebpf = match EbpfLoader::new()
-        .override_global("CONFIG", kernel, true)
-        .override_global("NAMES_CONFIG", &names_config, true)
-        .load(EBPF_OBJECT)
-    {
-        Ok(e) => e,
-        Err(e) => {
-            checks.push(Check::new(
-                "ebpf_object",
-                Err(format!("loading the embedded eBPF object failed: {e}")),
-                "observerd cannot start: its maps cannot be created",
-            ));
-            return;
-        }
-    };
-    checks.push(Check::new(
-        "ebpf_object",
-        Ok("the embedded object's maps were created".into()),
-        "",
-    ));
-    for (program, hook) in PROGRAMS {
-        let result = load_attach(&mut ebpf, program, hook);
-        checks.push(Check::new(
-            format!("program:{program}"),
-            result,
-            impact_of(hook),
-        ));
-    }
-    let names_impact = "DNS answers and TLS SNI are not observed (set names.enabled = false)";
-    let scratch =
-        cgroup.map(|c| ScratchCgroup(c.join(format!("observer-doctor-{}", std::process::id()))));
-    let dir = match &scratch {
-        Some(s) => std::fs::create_dir(&s.0)
-            .and_then(|_| std::fs::File::open(&s.0))
-            .map_err(|e| format!("creating the scratch cgroup {}: {e}", s.0.display())),
-        None => Err("no cgroup2 mount".to_string()),
-    };
-    for program in [
-        "names_connect4",
-        "names_connect6",
-        "names_sendmsg4",
-        "names_sendmsg6",
-    ] {
-        let result = dir.as_ref().map_err(Clone::clone).and_then(|dir| {
-            let prog: &mut CgroupSockAddr = ebpf
-                .program_mut(program)
-                .ok_or_else(|| "missing from the object".to_string())?
-                .try_into()
-                .map_err(|e| format!("{e}"))?;
-            prog.load().map_err(|e| format!("load: {e}"))?;
-            prog.attach(dir, CgroupAttachMode::Single)
-                .map_err(|e| format!("attach: {e}"))?;
-            Ok("cgroup_sock_addr: loaded, attached to a scratch cgroup".to_string())
-        });
-        checks.push(Check::new(
-            format!("program:{program}"),
-            result,
-            names_impact,
-        ));
-    }
-    for (program, kind) in [
-        ("names_egress", CgroupSkbAttachType::Egress),
-        ("names_ingress", CgroupSkbAttachType::Ingress),
-    ] {
-        let result = dir.as_ref().map_err(Clone::clone).and_then(|dir| {
-            let prog: &mut CgroupSkb = ebpf
-                .program_mut(program)
-                .ok_or_else(|| "missing from the object".to_string())?
-                .try_into()
-                .map_err(|e| format!("{e}"))?;
-            prog.load().map_err(|e| format!("load: {e}"))?;
-            prog.attach(dir, kind, CgroupAttachMode::Single)
-                .map_err(|e| format!("attach: {e}"))?;
-            Ok("cgroup_skb: loaded, attached to a scratch cgroup".to_string())
-        });
-        checks.push(Check::new(
-            format!("program:{program}"),
-            result,
-            names_impact,
-        ));
-    }
-    // Detach everything before the scratch cgroup goes.
-    drop(dir);
-    drop(ebpf);
-    drop(scratch);
-}
-
-/// Loads one tracepoint program and attaches it to its real targets.
-fn load_attach(ebpf: &mut aya::Ebpf, program: &str, hook: &Hook) -> Result<String, String> {
-    let prog = ebpf
-        .program_mut(program)
-        .ok_or_else(|| "missing from the object".to_string())?;
-    match hook {
-        Hook::TracePoint(targets) => {
-            let tp: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
-            tp.load().map_err(|e| format!("load: {e}"))?;
-            for (category, name) in *targets {
-                tp.attach(category, name)
-                    .map_err(|e| format!("attach to {category}/{name}: {e}"))?;
-            }
-            let list: Vec<String> = targets.iter().map(|(c, n)| format!("{c}/{n}")).collect();
-            Ok(format!(
-                "tracepoint: loaded, attached to {}",
-                list.join(", ")
-            ))
-        }
-        Hook::RawTracePoint(name) => {
-            let rtp: &mut RawTracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
-            rtp.load().map_err(|e| format!("load: {e}"))?;
-            rtp.attach(name)
-                .map_err(|e| format!("attach to raw_tp/{name}: {e}"))?;
-            Ok(format!("raw_tp: loaded, attached to {name}"))
-        }
-    }
+    })
 }
 
 pub fn print(out: &mut impl Write, mode: Output, v: &Value) -> Result<(), CtlError> {
     if mode.is_json() {
         return output::write_json(out, mode, v);
     }
-    for c in v["checks"].as_array().into_iter().flatten() {
-        let ok = c["ok"] == true;
-        writeln!(
-            out,
-            "{:<6} {:<28} {}",
-            if ok { "ok" } else { "NOT OK" },
-            output::s(c, &["check"]),
-            output::s(c, &["detail"])
-        )?;
-        if !ok {
-            writeln!(out, "{:<35}=> {}", "", output::s(c, &["impact"]))?;
-        }
-    }
-    writeln!(
-        out,
-        "{}",
-        if v["ok"] == true {
-            "every check passed: observerd can run here"
-        } else {
-            "some checks failed: see what will not work above"
-        }
-    )?;
+    crate::doctor_table::write_table(out, v)?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! `dns`) and the server name of the TLS ClientHello the same socket sent
 //! (source `sni`). The ClientHello leaves after connect(2) returns, so TCP
 //! connect records wait for it, for a bounded time and in bounded number.
+#[cfg(feature = "ebpf")]
 pub mod attach;
 pub mod cache;
 pub mod config;
