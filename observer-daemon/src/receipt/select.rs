@@ -1,13 +1,15 @@
 //! Which events become receipts, and with what context: every event of a
 //! registered agent's process tree. File opens are folded into one
 //! `file.open` receipt per (process, path, window) with a count, so a build
-//! that opens 100k files does not produce 100k receipts.
+//! that opens 100k files does not produce 100k receipts. Failed execs of a
+//! PATH search fold into the exec that ends it ([`path_search`]).
 use std::collections::{HashMap, VecDeque};
 
 use serde_json::{json, Value};
 
 use super::{
     chain::Draft,
+    path_search::{self, PathSearch},
     payload::{Mappings, RiskClass},
 };
 use crate::record::{Detail, EnrichedEvent};
@@ -30,6 +32,7 @@ pub struct Selector {
     /// Open folds by window start, oldest first: checking for due windows
     /// on every event costs one look at the front.
     order: VecDeque<(u64, (u32, String))>,
+    path_search: PathSearch,
 }
 
 impl Selector {
@@ -38,6 +41,7 @@ impl Selector {
             window_ns: file_open_window_ns,
             folds: HashMap::new(),
             order: VecDeque::new(),
+            path_search: PathSearch::default(),
         }
     }
 
@@ -47,7 +51,7 @@ impl Selector {
         let Some(agent) = ev.process.agent.as_deref() else {
             return;
         };
-        let Some(draft) = draft_for(ev, unix_ns, agent.to_string()) else {
+        let Some(mut draft) = draft_for(ev, unix_ns, agent.to_string()) else {
             return;
         };
         match &ev.detail {
@@ -71,11 +75,45 @@ impl Selector {
                     }
                 }
             }
+            Detail::Exec(e) if e.result != 0 => {
+                self.path_search.hold(ev.process.pid, unix_ns, draft, out)
+            }
+            Detail::Exec(_) => {
+                self.path_search.on_success(ev.process.pid, &mut draft, out);
+                out.push(draft);
+            }
+            Detail::Exit(_) => {
+                self.path_search.on_exit(ev.process.pid, out);
+                out.push(draft);
+            }
             _ => out.push(draft),
         }
     }
 
-    /// Emits folded opens whose window closed before `now_unix_ns`.
+    /// What [`Selector::on_event`] does for held searches, for an agent
+    /// event whose receipt is made elsewhere (the evidence of a finding):
+    /// a successful exec takes its process's search, an exit ends it. Held
+    /// attempts not taken go to `out` first, as they happened first.
+    pub fn fold_search(&mut self, ev: &EnrichedEvent, draft: &mut Draft, out: &mut Vec<Draft>) {
+        if ev.process.agent.is_none() {
+            return;
+        }
+        match &ev.detail {
+            Detail::Exec(e) if e.result == 0 => {
+                self.path_search.on_success(ev.process.pid, draft, out)
+            }
+            Detail::Exit(_) => self.path_search.on_exit(ev.process.pid, out),
+            _ => {}
+        }
+    }
+
+    /// What path search folding did this run.
+    pub fn path_search_counters(&self) -> path_search::Counters {
+        self.path_search.counters()
+    }
+
+    /// Emits folded opens whose window closed before `now_unix_ns`, and
+    /// failed execs no exec followed within theirs.
     pub fn flush_due(&mut self, now_unix_ns: u64, out: &mut Vec<Draft>) {
         while let Some((start, _)) = self.order.front() {
             if now_unix_ns < start.saturating_add(self.window_ns) {
@@ -86,11 +124,14 @@ impl Selector {
                 out.push(finish_fold(fold));
             }
         }
+        self.path_search.flush_due(now_unix_ns, out);
     }
 
-    /// Emits every folded open (at stop).
+    /// Emits every folded open and held failed exec (at a clock step, at
+    /// stop).
     pub fn flush_all(&mut self, out: &mut Vec<Draft>) {
         self.flush_due(u64::MAX, out);
+        self.path_search.flush_all(out);
     }
 }
 
