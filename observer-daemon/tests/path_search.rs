@@ -203,6 +203,12 @@ fn a_path_search_folds_into_the_exec_that_ran_and_a_failed_command_says_why() {
         stop.context.as_ref().unwrap()["path_search"],
         json!({"folded": 2, "unfolded_at_cap": 0})
     );
+    // What decides the folding is on record from the start.
+    let policy = &stored_receipts_of(&db, "observer.policy")[0];
+    assert_eq!(
+        policy.context.as_ref().unwrap()["path_search"],
+        json!({"window_ms": 1000, "per_process_cap": 64, "global_cap": 1024})
+    );
     let report = verify_store(&db, &seed, Vec::new());
     assert!(report.ok(), "{:#?}", report.failures);
 }
