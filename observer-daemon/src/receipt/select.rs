@@ -190,3 +190,107 @@ fn finish_fold(f: Fold) -> Draft {
     draft.context["file_open"]["last_time"] = json!(super::payload::issued_at(f.last_unix_ns));
     draft
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        process_table::Origin,
+        record::{ExecDetail, ExitDetail, ProcessView},
+    };
+
+    fn event(pid: u32, seq: u64, agent: Option<&str>, detail: Detail) -> EnrichedEvent {
+        EnrichedEvent {
+            event: "exec",
+            time: format!("t{seq}"),
+            boot_ns: seq,
+            cpu: 0,
+            seq,
+            process: ProcessView {
+                pid,
+                tid: pid,
+                ppid: 1,
+                uid: 0,
+                user: None,
+                gid: 0,
+                group: None,
+                loginuid: None,
+                comm: "env".into(),
+                exe: Some("/usr/bin/env".into()),
+                exe_sha256: None,
+                argv: vec![],
+                env_names: vec![],
+                cgroup_id: 1,
+                cgroup: None,
+                unit: None,
+                container_id: None,
+                origin: Origin::Exec,
+                watched: true,
+                agent: agent.map(String::from),
+            },
+            parents: vec![],
+            detail,
+        }
+    }
+
+    fn exec(filename: &str, result: i32) -> Detail {
+        Detail::Exec(ExecDetail {
+            filename: filename.into(),
+            argv: vec!["prog".into(), "a".into()],
+            argv_truncated: false,
+            argv_missing: false,
+            result,
+            error: (result != 0).then(|| "ENOENT".into()),
+            execveat: false,
+        })
+    }
+
+    fn exit() -> Detail {
+        Detail::Exit(ExitDetail {
+            exit_code: Some(127),
+            signal: None,
+            core_dumped: false,
+            status: 127 << 8,
+        })
+    }
+
+    fn seqs(drafts: &[Draft]) -> Vec<u64> {
+        drafts
+            .iter()
+            .map(|d| d.context["seq"].as_u64().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn failed_execs_wait_for_the_exec_or_the_exit_of_their_process() {
+        let mut s = Selector::new(1_000_000_000);
+        let mut out = Vec::new();
+        let agent = Some("a");
+        s.on_event(&event(7, 1, agent, exec("/x/prog", -2)), 10, &mut out);
+        s.on_event(&event(8, 2, agent, exec("/x/prog", -2)), 11, &mut out);
+        assert!(out.is_empty(), "held");
+        s.on_event(&event(7, 3, agent, exec("/y/prog", 0)), 12, &mut out);
+        assert_eq!(seqs(&out), vec![3]);
+        assert_eq!(out[0].context["exec"]["path_search"][0]["seq"], 1);
+        s.on_event(&event(8, 4, agent, exit()), 13, &mut out);
+        assert_eq!(seqs(&out), vec![3, 2, 4], "the attempt before the exit");
+        assert_eq!(out[1].context["exec"]["filename"], "/x/prog");
+        // Not an agent's process: no receipt, nothing held.
+        s.on_event(&event(9, 5, None, exec("/x/prog", -2)), 14, &mut out);
+        s.flush_all(&mut out);
+        assert_eq!(seqs(&out), vec![3, 2, 4]);
+        assert_eq!(s.path_search_counters().folded, 1);
+    }
+
+    #[test]
+    fn a_finding_s_evidence_takes_the_search_too() {
+        let mut s = Selector::new(0);
+        let mut out = Vec::new();
+        s.on_event(&event(7, 1, Some("a"), exec("/x/prog", -2)), 10, &mut out);
+        let ran = event(7, 2, Some("a"), exec("/y/prog", 0));
+        let mut evidence = draft_for(&ran, 11, "a".into()).unwrap();
+        s.fold_search(&ran, &mut evidence, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(evidence.context["exec"]["path_search"][0]["seq"], 1);
+    }
+}
