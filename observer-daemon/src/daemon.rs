@@ -730,6 +730,12 @@ fn start_receipts(
         "mode": r.mode.as_str(),
         "agents": cfg.agents.iter().map(|a| serde_json::json!({"id": a.id, "executables": a.executables})).collect::<Vec<_>>(),
         "file_open_window_ms": r.file_open_window_ms,
+        // How failed execs fold into the exec that ends their PATH search.
+        "path_search": {
+            "window_ms": crate::receipt::path_search::WINDOW_NS / 1_000_000,
+            "per_process_cap": crate::receipt::path_search::PER_PROCESS_CAP,
+            "global_cap": crate::receipt::path_search::GLOBAL_CAP,
+        },
         "retention": r.retention,
         "policy": policy.summary(),
         "policy_digest": policy.digest,

@@ -181,7 +181,11 @@ fn event_summary(ev: &Value) -> Option<String> {
         } else {
             argv.join(" ")
         };
-        return Some(failed(e, line));
+        // The failed execs of a PATH search folded into this one.
+        return Some(match e["path_search"].as_array().map(Vec::len) {
+            Some(n) if n > 0 => format!("{line} (found after {n} failed in path search)"),
+            _ => failed(e, line),
+        });
     }
     if let Some(c) = ev.get("connect") {
         let mut names: Vec<String> = Vec::new();
@@ -423,6 +427,27 @@ mod tests {
         // One hour east of UTC, and the day wraps.
         assert!(render_receipt(&row, &Style::fixed(false, 7 * 3600))
             .starts_with("01:00:00.123 claude-code"));
+    }
+
+    #[test]
+    fn an_exec_says_its_path_search_and_a_failed_one_its_error() {
+        let searched = receipt(
+            "process.exec",
+            "a",
+            "low",
+            json!({"exec": {"argv": ["prog"], "filename": "/c/prog", "error": null,
+                            "path_search": [{"filename": "/a/prog", "error": "ENOENT"}]}}),
+        );
+        assert!(render_receipt(&searched, &Style::fixed(false, 0))
+            .ends_with("process.exec      prog (found after 1 failed in path search)  risk=low"));
+        let failed = receipt(
+            "process.exec",
+            "a",
+            "low",
+            json!({"exec": {"argv": ["nope"], "filename": "/a/nope", "error": "ENOENT"}}),
+        );
+        assert!(render_receipt(&failed, &Style::fixed(false, 0))
+            .ends_with("process.exec      nope (ENOENT)  risk=low"));
     }
 
     #[test]

@@ -250,9 +250,10 @@ impl Processor {
             return Ok(());
         }
         r.selector.flush_due(unix_ns, &mut self.drafts);
-        let Some(evidence) = select::draft_for(ev, unix_ns, finding::chain_agent_id(ev)) else {
+        let Some(mut evidence) = select::draft_for(ev, unix_ns, finding::chain_agent_id(ev)) else {
             return Ok(());
         };
+        r.selector.fold_search(ev, &mut evidence, &mut self.drafts);
         self.drafts.push(evidence);
         let placed = self.submit_placed()?;
         let Some(Some(evidence)) = placed.last().cloned() else {
@@ -630,6 +631,12 @@ impl Processor {
             return;
         };
         context["receipts_committed_this_run"] = json!(m.committed.load(Ordering::Relaxed));
+        // Failed execs folded into the exec that ended their PATH search,
+        // and those emitted on their own because a hold cap was reached
+        // (none is dropped: docs/RECEIPTS.md "process.exec").
+        let ps = r.selector.path_search_counters();
+        context["path_search"] =
+            json!({"folded": ps.folded, "unfolded_at_cap": ps.unfolded_at_cap});
         context["log_size_before_stop"] = json!(m.log_size.load(Ordering::Relaxed));
         // Kernel event to committed receipt, over this run so far.
         context["commit_latency_ms"] = json!({

@@ -1,13 +1,15 @@
 //! Which events become receipts, and with what context: every event of a
 //! registered agent's process tree. File opens are folded into one
 //! `file.open` receipt per (process, path, window) with a count, so a build
-//! that opens 100k files does not produce 100k receipts.
+//! that opens 100k files does not produce 100k receipts. Failed execs of a
+//! PATH search fold into the exec that ends it ([`path_search`]).
 use std::collections::{HashMap, VecDeque};
 
 use serde_json::{json, Value};
 
 use super::{
     chain::Draft,
+    path_search::{self, PathSearch},
     payload::{Mappings, RiskClass},
 };
 use crate::record::{Detail, EnrichedEvent};
@@ -30,6 +32,7 @@ pub struct Selector {
     /// Open folds by window start, oldest first: checking for due windows
     /// on every event costs one look at the front.
     order: VecDeque<(u64, (u32, String))>,
+    path_search: PathSearch,
 }
 
 impl Selector {
@@ -38,6 +41,7 @@ impl Selector {
             window_ns: file_open_window_ns,
             folds: HashMap::new(),
             order: VecDeque::new(),
+            path_search: PathSearch::default(),
         }
     }
 
@@ -47,7 +51,7 @@ impl Selector {
         let Some(agent) = ev.process.agent.as_deref() else {
             return;
         };
-        let Some(draft) = draft_for(ev, unix_ns, agent.to_string()) else {
+        let Some(mut draft) = draft_for(ev, unix_ns, agent.to_string()) else {
             return;
         };
         match &ev.detail {
@@ -71,11 +75,45 @@ impl Selector {
                     }
                 }
             }
+            Detail::Exec(e) if e.result != 0 => {
+                self.path_search.hold(ev.process.pid, unix_ns, draft, out)
+            }
+            Detail::Exec(_) => {
+                self.path_search.on_success(ev.process.pid, &mut draft, out);
+                out.push(draft);
+            }
+            Detail::Exit(_) => {
+                self.path_search.on_exit(ev.process.pid, out);
+                out.push(draft);
+            }
             _ => out.push(draft),
         }
     }
 
-    /// Emits folded opens whose window closed before `now_unix_ns`.
+    /// What [`Selector::on_event`] does for held searches, for an agent
+    /// event whose receipt is made elsewhere (the evidence of a finding):
+    /// a successful exec takes its process's search, an exit ends it. Held
+    /// attempts not taken go to `out` first, as they happened first.
+    pub fn fold_search(&mut self, ev: &EnrichedEvent, draft: &mut Draft, out: &mut Vec<Draft>) {
+        if ev.process.agent.is_none() {
+            return;
+        }
+        match &ev.detail {
+            Detail::Exec(e) if e.result == 0 => {
+                self.path_search.on_success(ev.process.pid, draft, out)
+            }
+            Detail::Exit(_) => self.path_search.on_exit(ev.process.pid, out),
+            _ => {}
+        }
+    }
+
+    /// What path search folding did this run.
+    pub fn path_search_counters(&self) -> path_search::Counters {
+        self.path_search.counters()
+    }
+
+    /// Emits folded opens whose window closed before `now_unix_ns`, and
+    /// failed execs no exec followed within theirs.
     pub fn flush_due(&mut self, now_unix_ns: u64, out: &mut Vec<Draft>) {
         while let Some((start, _)) = self.order.front() {
             if now_unix_ns < start.saturating_add(self.window_ns) {
@@ -86,11 +124,14 @@ impl Selector {
                 out.push(finish_fold(fold));
             }
         }
+        self.path_search.flush_due(now_unix_ns, out);
     }
 
-    /// Emits every folded open (at stop).
+    /// Emits every folded open and held failed exec (at a clock step, at
+    /// stop).
     pub fn flush_all(&mut self, out: &mut Vec<Draft>) {
         self.flush_due(u64::MAX, out);
+        self.path_search.flush_all(out);
     }
 }
 
@@ -148,4 +189,108 @@ fn finish_fold(f: Fold) -> Draft {
     draft.context["file_open"]["count"] = json!(f.count);
     draft.context["file_open"]["last_time"] = json!(super::payload::issued_at(f.last_unix_ns));
     draft
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        process_table::Origin,
+        record::{ExecDetail, ExitDetail, ProcessView},
+    };
+
+    fn event(pid: u32, seq: u64, agent: Option<&str>, detail: Detail) -> EnrichedEvent {
+        EnrichedEvent {
+            event: "exec",
+            time: format!("t{seq}"),
+            boot_ns: seq,
+            cpu: 0,
+            seq,
+            process: ProcessView {
+                pid,
+                tid: pid,
+                ppid: 1,
+                uid: 0,
+                user: None,
+                gid: 0,
+                group: None,
+                loginuid: None,
+                comm: "env".into(),
+                exe: Some("/usr/bin/env".into()),
+                exe_sha256: None,
+                argv: vec![],
+                env_names: vec![],
+                cgroup_id: 1,
+                cgroup: None,
+                unit: None,
+                container_id: None,
+                origin: Origin::Exec,
+                watched: true,
+                agent: agent.map(String::from),
+            },
+            parents: vec![],
+            detail,
+        }
+    }
+
+    fn exec(filename: &str, result: i32) -> Detail {
+        Detail::Exec(ExecDetail {
+            filename: filename.into(),
+            argv: vec!["prog".into(), "a".into()],
+            argv_truncated: false,
+            argv_missing: false,
+            result,
+            error: (result != 0).then(|| "ENOENT".into()),
+            execveat: false,
+        })
+    }
+
+    fn exit() -> Detail {
+        Detail::Exit(ExitDetail {
+            exit_code: Some(127),
+            signal: None,
+            core_dumped: false,
+            status: 127 << 8,
+        })
+    }
+
+    fn seqs(drafts: &[Draft]) -> Vec<u64> {
+        drafts
+            .iter()
+            .map(|d| d.context["seq"].as_u64().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn failed_execs_wait_for_the_exec_or_the_exit_of_their_process() {
+        let mut s = Selector::new(1_000_000_000);
+        let mut out = Vec::new();
+        let agent = Some("a");
+        s.on_event(&event(7, 1, agent, exec("/x/prog", -2)), 10, &mut out);
+        s.on_event(&event(8, 2, agent, exec("/x/prog", -2)), 11, &mut out);
+        assert!(out.is_empty(), "held");
+        s.on_event(&event(7, 3, agent, exec("/y/prog", 0)), 12, &mut out);
+        assert_eq!(seqs(&out), vec![3]);
+        assert_eq!(out[0].context["exec"]["path_search"][0]["seq"], 1);
+        s.on_event(&event(8, 4, agent, exit()), 13, &mut out);
+        assert_eq!(seqs(&out), vec![3, 2, 4], "the attempt before the exit");
+        assert_eq!(out[1].context["exec"]["filename"], "/x/prog");
+        // Not an agent's process: no receipt, nothing held.
+        s.on_event(&event(9, 5, None, exec("/x/prog", -2)), 14, &mut out);
+        s.flush_all(&mut out);
+        assert_eq!(seqs(&out), vec![3, 2, 4]);
+        assert_eq!(s.path_search_counters().folded, 1);
+    }
+
+    #[test]
+    fn a_finding_s_evidence_takes_the_search_too() {
+        let mut s = Selector::new(0);
+        let mut out = Vec::new();
+        s.on_event(&event(7, 1, Some("a"), exec("/x/prog", -2)), 10, &mut out);
+        let ran = event(7, 2, Some("a"), exec("/y/prog", 0));
+        let mut evidence = draft_for(&ran, 11, "a".into()).unwrap();
+        s.fold_search(&ran, &mut evidence, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(evidence.context["exec"]["path_search"][0]["seq"], 1);
+    }
 }

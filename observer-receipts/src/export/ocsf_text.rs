@@ -818,6 +818,28 @@ mod tests {
     }
 
     #[test]
+    fn a_path_search_rides_in_the_context_unmapped() {
+        // OCSF's Process Activity has no attribute for the directories a
+        // launch tried first: they stay in `unmapped.observer.context`.
+        let mut r = exec_receipt();
+        let mut ctx: Value = serde_json::from_str(r.context.as_deref().unwrap()).unwrap();
+        let search = json!([{"filename": "/a/true", "result": -2, "error": "ENOENT",
+                             "time": "2026-11-22T18:00:00.123000000Z", "cpu": 1, "seq": 9}]);
+        ctx["exec"]["path_search"] = search.clone();
+        r.context = Some(ctx.to_string());
+        let mut out = Vec::new();
+        push_receipt(&mut out, &r);
+        let text: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(text, ocsf::format(&Item::Receipt(r)));
+        assert_eq!(text["type_uid"], 100701);
+        assert_eq!(text["status_id"], 1);
+        assert_eq!(
+            text["unmapped"]["observer"]["context"]["exec"]["path_search"],
+            search
+        );
+    }
+
+    #[test]
     fn escaped_strings_are_read_decoded() {
         // Members with escapes map to the same values; the embedded
         // context keeps its own (equivalent) escapes.

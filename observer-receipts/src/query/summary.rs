@@ -51,15 +51,7 @@ pub fn summary(ctx: &Value) -> String {
         };
     }
     if let Some(e) = ctx.get("exec") {
-        let argv: Vec<String> = e["argv"]
-            .as_array()
-            .map(|a| a.iter().map(|v| text_at(v, &[])).collect())
-            .unwrap_or_default();
-        return if argv.is_empty() {
-            text_at(e, &["filename"])
-        } else {
-            argv.join(" ")
-        };
+        return exec_summary(e);
     }
     if let Some(o) = ctx.get("file_open") {
         return format!("{} x{}", text_at(o, &["path"]), text_at(o, &["count"]));
@@ -79,6 +71,31 @@ pub fn summary(ctx: &Value) -> String {
         return format!("key {kid} for {}", text_at(ctx, &["issuer_id"]));
     }
     String::new()
+}
+
+/// An exec: its argv, and the directories its PATH search tried first;
+/// a failed exec says so, why, and the path it tried.
+fn exec_summary(e: &Value) -> String {
+    if e["result"].as_i64().is_some_and(|r| r != 0) {
+        let why = match e["error"].as_str() {
+            Some(name) => name.to_string(),
+            None => format!("result {}", text_at(e, &["result"])),
+        };
+        return format!("exec failed {why} {}", text_at(e, &["filename"]));
+    }
+    let argv: Vec<String> = e["argv"]
+        .as_array()
+        .map(|a| a.iter().map(|v| text_at(v, &[])).collect())
+        .unwrap_or_default();
+    let line = if argv.is_empty() {
+        text_at(e, &["filename"])
+    } else {
+        argv.join(" ")
+    };
+    match e["path_search"].as_array().map(Vec::len) {
+        Some(n) if n > 0 => format!("{line} (found after {n} failed in path search)"),
+        _ => line,
+    }
 }
 
 #[cfg(test)]
@@ -107,5 +124,25 @@ mod tests {
             "local-inference-listening: a local inference server is listening"
         );
         assert_eq!(summary(&json!({"rule_id": "r"})), "r");
+    }
+
+    #[test]
+    fn exec_summaries_say_a_failure_and_a_path_search() {
+        let ok = json!({"exec": {"filename": "/usr/bin/ls", "argv": ["ls", "-l"], "result": 0,
+                                 "error": null}});
+        assert_eq!(summary(&ok), "ls -l");
+        let failed = json!({"exec": {"filename": "/usr/local/bin/foo", "argv": ["foo"],
+                                     "result": -2, "error": "ENOENT"}});
+        assert_eq!(summary(&failed), "exec failed ENOENT /usr/local/bin/foo");
+        let unnamed = json!({"exec": {"filename": "/x", "argv": [], "result": -4095,
+                                      "error": null}});
+        assert_eq!(summary(&unnamed), "exec failed result -4095 /x");
+        let searched = json!({"exec": {"filename": "/c/prog", "argv": ["prog", "a"], "result": 0,
+            "path_search": [{"filename": "/a/prog", "error": "ENOENT"},
+                            {"filename": "/b/prog", "error": "EACCES"}]}});
+        assert_eq!(
+            summary(&searched),
+            "prog a (found after 2 failed in path search)"
+        );
     }
 }
