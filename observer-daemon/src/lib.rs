@@ -1,12 +1,16 @@
 //! observer daemon library: loads the eBPF probes, reads and decodes kernel
 //! events, enriches them, and hands them to outputs. `observerd` is a thin
 //! binary over this library.
+//!
+//! The `ebpf` feature (default) embeds the eBPF object and compiles what
+//! needs it (loader, run loop, names attach, doctor). Without it the rest
+//! (configuration, policies, control protocol and client, forwarding, live
+//! view) builds with stable Rust alone: observer-ctl uses it that way.
 
 pub mod btf;
 pub mod clock;
 pub mod config;
 pub mod control;
-pub mod ctl;
 #[cfg(feature = "ebpf")]
 pub mod daemon;
 pub mod deployer;

@@ -39,7 +39,7 @@ fn run(mut c: Command) -> Run {
 
 /// observerctl as root with `--socket`.
 fn ctl(socket: &Path, args: &[&str]) -> Run {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_observerctl"));
+    let mut c = Command::new(observerctl());
     c.arg("--socket").arg(socket).args(args);
     run(c)
 }
@@ -286,11 +286,7 @@ fn the_socket_serves_root_and_its_group_and_refuses_everyone_else() {
     // Traversable, so only the socket's own mode and the peer check stand
     // in the way (the store and seed stay 0600).
     std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-    let bin = copy_executable(
-        env!("CARGO_BIN_EXE_observerctl"),
-        state.path(),
-        "observerctl",
-    );
+    let bin = copy_executable(observerctl(), state.path(), "observerctl");
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let d = Daemon::start_in(
         StateDir::Shared(state.path().to_owned()),
@@ -365,7 +361,7 @@ fn the_socket_serves_root_and_its_group_and_refuses_everyone_else() {
 #[test]
 fn doctor_reports_every_check_ok_here() {
     let r = run({
-        let mut c = Command::new(env!("CARGO_BIN_EXE_observerctl"));
+        let mut c = Command::new(observerctl());
         c.args(["doctor", "--json"]);
         c
     });
@@ -454,7 +450,7 @@ fn doctor_reports_every_check_ok_here() {
     assert!(left.is_empty(), "{left:?}");
 
     // The table: one line per check, all ok.
-    let mut c = Command::new(env!("CARGO_BIN_EXE_observerctl"));
+    let mut c = Command::new(observerctl());
     c.arg("doctor");
     let t = run(c);
     assert_eq!(t.code, 0);
@@ -469,7 +465,7 @@ fn doctor_reports_every_check_ok_here() {
     // Not root: every privilege check fails and says what will not work.
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = copy_executable(env!("CARGO_BIN_EXE_observerctl"), dir.path(), "observerctl");
+    let bin = copy_executable(observerctl(), dir.path(), "observerctl");
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     // observerctl runs the observerd beside it, which does the checks.
     let daemon = copy_executable(env!("CARGO_BIN_EXE_observerd"), dir.path(), "observerd");
@@ -693,7 +689,7 @@ fn policy_check_and_show() {
     let digest = Policy::load(&dir, &[]).unwrap().digest;
     let config = state.path().join("observer.toml");
     let show = |extra: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_observerctl"));
+        let mut c = Command::new(observerctl());
         c.arg("--config")
             .arg(&config)
             .args(["policy", "show"])

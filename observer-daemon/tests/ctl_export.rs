@@ -118,7 +118,7 @@ struct Run {
 }
 
 fn ctl(db: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_observerctl"))
+    let out = Command::new(observerctl())
         .arg("--db")
         .arg(db)
         .args(args)
@@ -702,11 +702,7 @@ fn export_out_is_written_whole_and_atomically() {
 /// Runs observerctl under `script`, which gives it a terminal: the
 /// progress bar appears on the terminal, the records still go to the file.
 fn on_a_terminal(db: &Path, args: &str) -> String {
-    let cmd = format!(
-        "{} --db {} {args}",
-        env!("CARGO_BIN_EXE_observerctl"),
-        db.display()
-    );
+    let cmd = format!("{} --db {} {args}", observerctl(), db.display());
     let out = Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
         .stdin(Stdio::null())

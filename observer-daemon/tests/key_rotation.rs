@@ -49,7 +49,7 @@ fn run(mut c: Command) -> Run {
 
 /// observerctl as root with the daemon's config and socket.
 fn ctl(dir: &Path, args: &[&str]) -> Run {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_observerctl"));
+    let mut c = Command::new(observerctl());
     c.arg("--config")
         .arg(dir.join("observer.toml"))
         .arg("--socket")
@@ -171,7 +171,7 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
     .kid;
 
     // A member of the socket's group may ask for status, not rotate.
-    let bin = copy_executable(env!("CARGO_BIN_EXE_observerctl"), state, "observerctl");
+    let bin = copy_executable(observerctl(), state, "observerctl");
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let member = |args: &[&str]| {
         let mut c = Command::new("setpriv");
@@ -258,7 +258,7 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
     );
     // No daemon behind the socket: exit 3.
     let unreachable = run({
-        let mut c = Command::new(env!("CARGO_BIN_EXE_observerctl"));
+        let mut c = Command::new(observerctl());
         c.arg("--socket")
             .arg(state.join("no.sock"))
             .args(["keys", "rotate"]);
@@ -482,7 +482,7 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
     );
     // Offline: no store, no seed, no daemon; only the genesis key.
     let verify_pack = |path: &Path| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_observerctl"));
+        let mut c = Command::new(observerctl());
         c.args(["--db", "/nonexistent/observer.db", "audit-pack", "verify"])
             .arg(path)
             .arg("--pubkey")
@@ -529,7 +529,7 @@ fn show_and_prove(state: &Path, pinned: &Path, hash: &str) {
     let proof = state.join(format!("{hash}.proof"));
     let p = ctl(state, &["proof", hash, "--out", proof.to_str().unwrap()]);
     assert_eq!(p.code, 0, "{}", p.stderr);
-    let mut c = Command::new(env!("CARGO_BIN_EXE_observerctl"));
+    let mut c = Command::new(observerctl());
     c.args(["--db", "/nonexistent/observer.db", "verify-proof"])
         .arg(&proof)
         .arg("--pubkey")

@@ -93,7 +93,7 @@ fn a_group_member_follows_and_queries_through_the_daemon_and_an_outsider_is_refu
     // Traversable, so only the socket's mode and the peer check decide;
     // the store stays 0600 root.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-    let bin = copy_executable(env!("CARGO_BIN_EXE_observerctl"), dir.path(), "observerctl");
+    let bin = copy_executable(observerctl(), dir.path(), "observerctl");
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let agent_exe = copy_executable("/bin/sh", dir.path(), &unique("tailagent"));
     let d = Daemon::start_in(
@@ -281,7 +281,7 @@ fn a_follower_that_stops_reading_is_dropped_and_counted() {
         ),
     );
     let ctl = Ctl {
-        bin: PathBuf::from(env!("CARGO_BIN_EXE_observerctl")),
+        bin: PathBuf::from(observerctl()),
         socket: dir.path().join("ctl.sock"),
         db: d.store(),
     };

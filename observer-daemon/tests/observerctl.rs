@@ -109,7 +109,7 @@ impl Run {
 }
 
 fn ctl(db: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_observerctl"))
+    let out = Command::new(observerctl())
         .arg("--db")
         .arg(db)
         .args(args)
@@ -1092,7 +1092,7 @@ fn an_unprivileged_user_cannot_read_the_store() {
     let db = dir.path().join("observer.db");
     std::fs::copy(f.db(), &db).unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let bin = copy_executable(env!("CARGO_BIN_EXE_observerctl"), dir.path(), "observerctl");
+    let bin = copy_executable(observerctl(), dir.path(), "observerctl");
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = Command::new("setpriv")
         .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
@@ -1261,7 +1261,7 @@ fn tail_follow_shows_new_receipts_as_they_are_committed() {
     );
     let db = dir.path().join("observer.db");
     let mut child = ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_observerctl"))
+        Command::new(observerctl())
             .arg("--db")
             .arg(&db)
             .arg("--socket")

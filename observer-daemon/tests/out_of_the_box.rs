@@ -164,7 +164,7 @@ fn the_placeholder_deployer_id_is_warned_about_everywhere() {
         d.stderr_text()
     );
     let status = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_observerctl"))
+        let out = std::process::Command::new(observerctl())
             .arg("--socket")
             .arg(d.socket())
             .arg("status")

@@ -22,7 +22,7 @@ const AGENT: &str = "path-search-agent";
 /// `observerctl receipts --json` rows of the store, by receipt hash: the
 /// summary column as an analyst sees it.
 fn summaries(db: &Path) -> std::collections::HashMap<String, String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_observerctl"))
+    let out = Command::new(observerctl())
         .arg("--db")
         .arg(db)
         .args(["receipts", "--json", "--action", "process.exec"])

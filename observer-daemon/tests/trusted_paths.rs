@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Daemon, StateDir, WAIT};
+use common::{observerctl, Daemon, StateDir, WAIT};
 
 fn nobody() -> u32 {
     nix::unistd::User::from_name("nobody")
@@ -187,7 +187,7 @@ fn observerctl_export_writes_0600_and_mode_widens_it() {
     let db = dir.path().join("observer.db");
     drop(observer_daemon::receipt::store::Store::open(&db).unwrap());
     let export = |out: &Path, extra: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_observerctl"))
+        let output = Command::new(observerctl())
             .arg("--db")
             .arg(&db)
             .args(["export", "--format", "jsonl", "--out"])
@@ -216,7 +216,7 @@ fn observerctl_export_writes_0600_and_mode_widens_it() {
     std::fs::write(&victim, "keep").unwrap();
     let out = dir.path().join("again.jsonl");
     symlink(&victim, dir.path().join("again.jsonl.tmp")).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_observerctl"))
+    let output = Command::new(observerctl())
         .arg("--db")
         .arg(&db)
         .args(["export", "--format", "jsonl", "--out"])

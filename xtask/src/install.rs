@@ -142,7 +142,14 @@ pub fn run(root: &Path, args: &InstallArgs) -> anyhow::Result<()> {
     }
     if !args.no_build {
         crate::setup::ensure_ebpf_build()?;
-        crate::cargo(&["build", "--release", "--package", "observer-daemon"])?;
+        crate::cargo(&[
+            "build",
+            "--release",
+            "--package",
+            "observer-daemon",
+            "--package",
+            "observer-ctl",
+        ])?;
     }
     match &args.destdir {
         Some(dest) => install_into(root, dest),

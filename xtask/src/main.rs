@@ -136,7 +136,14 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(args) => {
             require_root("cargo xtask bench")?;
             setup::ensure_ebpf_build()?;
-            cargo(&["build", "--release", "--package", "observer-daemon"])?;
+            cargo(&[
+                "build",
+                "--release",
+                "--package",
+                "observer-daemon",
+                "--package",
+                "observer-ctl",
+            ])?;
             if args.runs(bench::Section::Receipts) || args.runs(bench::Section::Ctl) {
                 bench_receipts::build()?;
             }

@@ -7,10 +7,6 @@ use anyhow::Context as _;
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-#[allow(dead_code)]
-#[path = "../../observer-daemon/src/ctl/cli.rs"]
-mod ctl_cli;
-
 #[derive(clap::Args)]
 pub struct ManArgs {
     /// Output directory (man pages in DIR/man1, completions in DIR/completions).
@@ -39,7 +35,7 @@ pub fn generate(out: &Path) -> anyhow::Result<()> {
     for dir in [&man, &completions] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let cmd = ctl_cli::Cli::command();
+    let cmd = observer_ctl::cli::Cli::command();
     clap_mangen::generate_to(cmd.clone(), &man)
         .with_context(|| format!("writing man pages to {}", man.display()))?;
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {

@@ -1,7 +1,7 @@
 //! `receipts` over the control socket: the history query of `observerctl
 //! receipts` and `tail` (without -f) for members of the socket's group,
 //! who cannot open the root-only (0600) store. The daemon runs the same
-//! query code as observerctl (ctl::receipts) on a blocking thread over a
+//! query code as observerctl (observer-receipts' `query`) on a blocking thread over a
 //! read-only connection and streams the rows as they are read, through a
 //! bounded channel: memory stays bounded however many rows match.
 use std::{io::Write, path::PathBuf, time::Duration};

@@ -460,3 +460,54 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// The observerctl binary these tests run: built by the observer-ctl
+/// package into the same directory as observerd (`cargo test --workspace`,
+/// which `cargo xtask test` runs, builds it with the tests). Cargo names
+/// only the binaries of the package under test, so the path is derived; a
+/// binary older than any source cargo built it from (its `.d` file lists
+/// them) is refused rather than tested.
+pub fn observerctl() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let bin = Path::new(env!("CARGO_BIN_EXE_observerd")).with_file_name("observerctl");
+        let rebuild = "build it with `cargo build -p observer-ctl` (cargo test --workspace does)";
+        let built = std::fs::metadata(&bin)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|e| panic!("{}: {e}: {rebuild}", bin.display()));
+        let deps = std::fs::read_to_string(bin.with_extension("d"))
+            .unwrap_or_else(|e| panic!("{}.d: {e}: {rebuild}", bin.display()));
+        for source in dep_info_sources(&deps) {
+            let changed = std::fs::metadata(&source).and_then(|m| m.modified());
+            if changed.map_or(true, |t| t > built) {
+                panic!(
+                    "{} is older than {} (or it is gone): {rebuild}",
+                    bin.display(),
+                    source.display()
+                );
+            }
+        }
+        bin.to_string_lossy().into_owned()
+    })
+}
+
+/// The prerequisites of a make-style dep-info file (`target: a b\ c`).
+fn dep_info_sources(text: &str) -> Vec<PathBuf> {
+    let line = text.lines().next().unwrap_or_default();
+    let rest = line.split_once(": ").map_or("", |(_, r)| r);
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => cur.extend(chars.next()),
+            ' ' if !cur.is_empty() => out.push(PathBuf::from(std::mem::take(&mut cur))),
+            ' ' => {}
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(PathBuf::from(cur));
+    }
+    out
+}

@@ -13,7 +13,7 @@ use super::{
     receipts::{self, Query},
     CtlError,
 };
-use crate::{
+use observer_daemon::{
     control::{
         client::{self, Item},
         query::RemoteFilter,

@@ -75,6 +75,6 @@ pub fn print(out: &mut impl Write, mode: Output, v: &Value) -> Result<(), CtlErr
     if mode.is_json() {
         return output::write_json(out, mode, v);
     }
-    crate::doctor_table::write_table(out, v)?;
+    observer_daemon::doctor_table::write_table(out, v)?;
     Ok(())
 }

@@ -3,16 +3,13 @@
 //! receipt pipeline wrote (signed receipts with real context shapes, at
 //! fixed times). Every receipt carries a distinct `process.pid`, so each
 //! answer is checked as the exact set of pids it must hold.
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::Command,
     sync::OnceLock,
 };
 
-use common::sha256_file;
-use observer_daemon::receipt::{
+use observer_receipts::{
     chain::{Draft, Identity},
     keys::MasterSeed,
     payload::{self, Mappings, Mode, RiskClass},
@@ -72,9 +69,9 @@ fn fixture() -> &'static Fixture {
             deployer_id: "did:web:example.invalid".into(),
             hostname: "filters-test-host".into(),
             mode: Mode::Payload,
-            observer_executable_hash: sha256_file(Path::new(env!("CARGO_BIN_EXE_observerd"))),
+            observer_executable_hash: sha256_file(Path::new(env!("CARGO_BIN_EXE_observerctl"))),
         };
-        let now_ns = observer_daemon::processor::now_unix_ns();
+        let now_ns = payload::now_unix_ns();
         let (mut p, _) = Pipeline::start(
             &cfg,
             identity,
@@ -470,4 +467,11 @@ fn stats_counts_agents_findings_and_destinations() {
     ] {
         assert!(table.stdout.contains(header), "{header}: {}", table.stdout);
     }
+}
+
+/// `sha256:<hex>` of a file (the executable hash receipts carry).
+fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).expect("read file");
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)))
 }

@@ -8,7 +8,7 @@ use super::{
     output::{self, s, Output},
     proof, sql_err, CtlError,
 };
-use crate::receipt::{
+use observer_daemon::receipt::{
     json as strict_json, payload,
     query::{QueryRow, COLUMNS},
     store::Store,
@@ -17,7 +17,9 @@ use crate::receipt::{
 
 // The filter, its SQL and the rows it selects live in the evidence crate
 // (the daemon runs the same queries for its socket's clients).
-pub use crate::receipt::query::{for_each_row, newest_leaf, push_filters, query, tail, Query};
+pub use observer_daemon::receipt::query::{
+    for_each_row, newest_leaf, push_filters, query, tail, Query,
+};
 
 /// `receipts`: the rows of `q` written as they are read, so a query over
 /// millions of receipts runs in constant memory. `--jsonl` writes each row
@@ -180,7 +182,7 @@ fn store_master_key(store: &Store) -> Result<Option<Vec<u8>>, CtlError> {
         .into_iter()
         .find(|k| k.agent_id == payload::OBSERVER_AGENT)
         .and_then(|k| strict_json::parse_strict(k.jwk.as_bytes()).ok())
-        .and_then(|jwk| crate::receipt::keys::public_key_from_jwk(&jwk).ok()))
+        .and_then(|jwk| observer_daemon::receipt::keys::public_key_from_jwk(&jwk).ok()))
 }
 
 /// The `observer.key` receipt (envelope, context) that announced `kid`.

@@ -17,7 +17,7 @@ use super::{
     output::{self, s, Output},
     sql_err, CtlError,
 };
-use crate::receipt::{
+use observer_daemon::receipt::{
     json as strict_json, payload,
     query::{push_filters, Query},
     store::Store,

@@ -1,6 +1,10 @@
 //! `observerctl`: the offline commands, working straight from the SQLite
-//! receipt store opened read-only (docs/observerctl.md). One file per
-//! command group; `bin/observerctl.rs` only parses and dispatches.
+//! receipt store opened read-only, and the clients of the daemon's control
+//! socket (docs/observerctl.md). One file per command group, thin over the
+//! evidence crate (observer-receipts: queries, verification, formats) and
+//! the daemon's library (configuration, policies, control protocol), which
+//! it uses without the eBPF object, so this crate builds with stable Rust
+//! alone; `bin/observerctl.rs` only parses and dispatches.
 pub mod agents;
 pub mod audit_pack;
 pub mod cli;
@@ -24,7 +28,7 @@ pub mod verify;
 
 use std::path::{Path, PathBuf};
 
-use crate::receipt::{
+use observer_daemon::receipt::{
     json, keys as receipt_keys,
     store::{Store, StoreError},
 };

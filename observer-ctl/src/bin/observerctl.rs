@@ -1,24 +1,27 @@
 //! `observerctl`: queries, verification, proofs, audit packs, keys and
 //! erasure over the receipt store (docs/observerctl.md). Parsing and
-//! dispatch only; the work is in `observer_daemon::ctl`.
+//! dispatch only; the work is in the observer_ctl library (one module per
+//! command) over observer-daemon's and observer-receipts' libraries.
 use std::{io::Write, path::PathBuf, process::ExitCode};
 
 use clap::Parser;
+use observer_ctl::{
+    self as ctl, agents, audit_pack,
+    cli::{
+        self, AgentsCommand, AuditPackCommand, Cli, Command, ExportFormat, KeysCommand,
+        PolicyCommand, ReceiptsCommand, Selection,
+    },
+    daemon, doctor, erase, export, follow, keys, output, policy, progress, proof, receipts,
+    selection, stats,
+    time::parse_time,
+    verify, CtlError, Output, Paths,
+};
 use observer_daemon::{
     config::Config,
-    ctl::{
-        self, agents, audit_pack,
-        cli::{
-            self, AgentsCommand, AuditPackCommand, Cli, Command, ExportFormat, KeysCommand,
-            PolicyCommand, ReceiptsCommand, Selection,
-        },
-        daemon, doctor, erase, export, follow, keys, output, policy, progress, proof, receipts,
-        selection, stats,
-        time::parse_time,
-        verify, CtlError, Output, Paths,
+    receipt::{
+        keys as receipt_keys, payload::now_unix_ns, rotation as crate_rotation,
+        verify::VerifyOptions,
     },
-    processor::now_unix_ns,
-    receipt::{keys as receipt_keys, rotation as crate_rotation, verify::VerifyOptions},
 };
 use serde_json::json;
 

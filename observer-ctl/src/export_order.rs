@@ -15,7 +15,7 @@ use std::{collections::BTreeMap, io::Write};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
 use super::{progress::Progress, CtlError};
-use crate::export::{self, Format, Item, ReceiptItem};
+use observer_daemon::export::{self, Format, Item, ReceiptItem};
 
 /// Records per batch: large enough that the channel hand-offs cost nothing
 /// next to the formatting, small enough to keep a few hundred KiB each.

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::{sql_err, CtlError};
-use crate::receipt::{
+use observer_daemon::receipt::{
     chain::Identity,
     erase::{self, EraseError},
     keys::MasterSeed,

@@ -6,7 +6,7 @@ use std::io::Write;
 use serde_json::{json, Value};
 
 use super::{output::Output, progress::Progress, sql_err, CtlError};
-use crate::receipt::{
+use observer_daemon::receipt::{
     store::Store,
     verify::{self, VerifyOptions},
 };

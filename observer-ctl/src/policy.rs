@@ -6,7 +6,7 @@ use std::{io::Write, path::Path};
 use serde_json::{json, Value};
 
 use super::{daemon, output, CtlError, Output};
-use crate::{config::Config, policy::Policy};
+use observer_daemon::{config::Config, policy::Policy};
 
 /// The summary of a valid directory, or `PolicyInvalid` with the loader's
 /// message (file:line:column: field).

@@ -24,7 +24,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use nix::fcntl::OFlag;
 
 use super::CtlError;
-use crate::trust::{create_output_file, Problem, TrustError};
+use observer_daemon::trust::{create_output_file, Problem, TrustError};
 
 /// `O_DIRECT` wants buffers, offsets and lengths aligned to the device's
 /// logical block size: 512 or 4096, and 4096 serves both.
@@ -82,7 +82,7 @@ pub(super) struct DirectFile {
 
 impl DirectFile {
     /// Creates `path` anew (`O_EXCL`, never through a link, exactly
-    /// `mode`: crate::trust::create_output_file) for direct writing.
+    /// `mode`: observer_daemon::trust::create_output_file) for direct writing.
     /// `Ok(None)`: the file system refuses `O_DIRECT` (tmpfs before Linux
     /// 6.6, some FUSE file systems); the caller writes through the page
     /// cache instead.

@@ -8,7 +8,7 @@ use std::{io::Write, path::Path};
 use serde_json::{json, Value};
 
 use super::{daemon, output, CtlError, Output};
-use crate::receipt::{json as strict_json, payload, store::Store};
+use observer_daemon::receipt::{json as strict_json, payload, store::Store};
 
 pub struct StoredKey {
     pub kid: String,

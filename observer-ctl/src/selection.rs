@@ -2,7 +2,7 @@
 //! evidence crate's store [`Query`]: times read in a time zone, relative
 //! to now.
 use super::{cli::Selection, time::parse_time_in, CtlError};
-use crate::receipt::query::Query;
+use observer_daemon::receipt::query::Query;
 
 /// The query of a command line selection, times read in `tz` relative to
 /// `now_ns`.

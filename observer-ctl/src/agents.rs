@@ -7,7 +7,7 @@ use super::{
     output::{self, s, Output},
     sql_err, CtlError,
 };
-use crate::receipt::{json as strict_json, payload, store::Store};
+use observer_daemon::receipt::{json as strict_json, payload, store::Store};
 
 /// Every chain: agent, first/last seen, receipt count, head, key id.
 pub fn agents(store: &Store) -> Result<Vec<Value>, CtlError> {

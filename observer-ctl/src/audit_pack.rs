@@ -18,7 +18,7 @@ use super::{
     receipts::key_announcement,
     sql_err, CtlError,
 };
-use crate::receipt::{
+use observer_daemon::receipt::{
     checkpoint, jcs, json as strict_json, keys,
     keys::ChainKey,
     merkle::{self, Hash},
@@ -233,7 +233,7 @@ pub fn export(
             "origin": origin,
             "start": payload::issued_at(start_ns),
             "end": payload::issued_at(end_ns),
-            "created_at": payload::issued_at(crate::processor::now_unix_ns()),
+            "created_at": payload::issued_at(payload::now_unix_ns()),
             "receipt_count": receipts.len(),
             "master_kid": master_kid,
             "inclusion_checkpoint_size": cover.size,

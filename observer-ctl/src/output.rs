@@ -117,4 +117,4 @@ pub fn sanitise(message: &str) -> String {
 }
 
 /// A string member of `v` at `path`, or "-" (the summaries' helper).
-pub use crate::receipt::query::text_at as s;
+pub use observer_daemon::receipt::query::text_at as s;

@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::{receipts::key_announcement, CtlError};
-use crate::receipt::verify::receipt as receipt_check;
-use crate::receipt::{
+use observer_daemon::receipt::verify::receipt as receipt_check;
+use observer_daemon::receipt::{
     checkpoint::{self, Checkpoint},
     jcs, json as strict_json,
     merkle::{self, Hash},
@@ -145,7 +145,7 @@ pub fn verify_proof(text: &str, master: &[u8]) -> (Value, bool) {
     let context = extra["context"].as_str();
     let receipt_hash: Hash = Sha256::digest(envelope_text.as_bytes()).into();
     let origin = note_origin(&parsed.checkpoint_text);
-    let rotations: Vec<crate::receipt::retention::RotationAnchor> =
+    let rotations: Vec<observer_daemon::receipt::retention::RotationAnchor> =
         serde_json::from_value(extra["master_rotations"].clone()).unwrap_or_default();
     let masters = match receipt_check::walk_masters(master, &rotations) {
         Ok(m) => m,

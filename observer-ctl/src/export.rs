@@ -1,5 +1,5 @@
 //! `export`: the receipts matching the filters, in log order, one JSON
-//! object per line in a forwarding format of `crate::export` (`ocsf`,
+//! object per line in a forwarding format of `observer_daemon::export` (`ocsf`,
 //! `cloudevents`, or `jsonl` = the `receipt` format: signed envelope and
 //! context). Rows stream from one read transaction (a consistent snapshot
 //! that never blocks the daemon's writer) straight to the output: memory
@@ -23,7 +23,7 @@ use super::{
     receipts::{push_filters, Query},
     sql_err, CtlError,
 };
-use crate::{
+use observer_daemon::{
     export::{
         stored::{CHECKPOINT_COLUMNS, RECEIPT_COLUMNS},
         CheckpointItem, Format, Item,
@@ -199,8 +199,9 @@ fn temporary_name(path: &Path) -> PathBuf {
 pub fn write_bytes(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CtlError> {
     let tmp = temporary_name(path);
     let result = (|| {
-        let mut file = crate::trust::create_output_file(&tmp, mode, nix::fcntl::OFlag::empty())
-            .map_err(|e| CtlError::Io(e.to_string()))?;
+        let mut file =
+            observer_daemon::trust::create_output_file(&tmp, mode, nix::fcntl::OFlag::empty())
+                .map_err(|e| CtlError::Io(e.to_string()))?;
         file.write_all(bytes)
             .and_then(|()| file.sync_all())
             .map_err(|e| io_err("writing", &tmp, e))?;
@@ -245,8 +246,9 @@ fn write_tmp(
             (summary, file)
         }
         None => {
-            let file = crate::trust::create_output_file(tmp, mode, nix::fcntl::OFlag::empty())
-                .map_err(|e| CtlError::Io(e.to_string()))?;
+            let file =
+                observer_daemon::trust::create_output_file(tmp, mode, nix::fcntl::OFlag::empty())
+                    .map_err(|e| CtlError::Io(e.to_string()))?;
             let mut w = BufWriter::with_capacity(1 << 20, file);
             let summary = write(store, q, format, &mut w, progress)?;
             let file = w

@@ -5,7 +5,7 @@ use std::{io::Write, path::Path, time::Duration};
 use serde_json::{json, Value};
 
 use super::{output, CtlError, Output};
-use crate::control::client::{self, ClientError};
+use observer_daemon::control::client::{self, ClientError};
 
 /// Long enough for a daemon busy with a backlog to answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
