@@ -14,8 +14,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    proof::{note_origin, verify_note_signature},
-    receipts::key_announcement,
+    anchors::{key_announcement, master_rotations, note_origin, verify_note_signature},
     sql_err, CtlError,
 };
 use observer_daemon::receipt::{
@@ -24,7 +23,7 @@ use observer_daemon::receipt::{
     merkle::{self, Hash},
     mldsa::{LibcruxVerifier, Signer, Verifier},
     payload,
-    retention::{self, RotationAnchor},
+    retention::RotationAnchor,
     store::{CheckpointRow, ReceiptRow, Store, StoreNodes},
     verify::{
         receipt::{self as receipt_check, Check},
@@ -271,36 +270,6 @@ pub fn export(
         "bytes": bytes.len(),
     });
     Ok((bytes, summary))
-}
-
-/// Every master rotation receipt of the log, pruned ones from the latest
-/// retention anchor, in log order.
-pub fn master_rotations(store: &Store) -> Result<Vec<RotationAnchor>, CtlError> {
-    let mut rotations: Vec<RotationAnchor> = match retention::latest_prune(store)? {
-        Some((_, context)) => parse_text(&context, "prune anchor")
-            .ok()
-            .and_then(|v| serde_json::from_value::<retention::PruneAnchor>(v).ok())
-            .map(|a| a.master_rotations)
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
-    for (leaf_index, envelope, context) in store.master_rotations()? {
-        if rotations.iter().all(|r| r.leaf_index != leaf_index) {
-            rotations.push(RotationAnchor {
-                leaf_index,
-                envelope,
-                context,
-            });
-        }
-    }
-    rotations.sort_by_key(|r| r.leaf_index);
-    Ok(rotations)
-}
-
-/// The masters of the store, walked from the pinned genesis key.
-pub fn store_masters(store: &Store, pinned: &[u8]) -> Result<Vec<MasterEpoch>, CtlError> {
-    receipt_check::walk_masters(pinned, &master_rotations(store)?)
-        .map_err(|e| CtlError::Verification(format!("master key rotations of the store: {e}")))
 }
 
 /// Failures found while verifying, in order.

@@ -6,6 +6,7 @@
 //! it uses without the eBPF object, so this crate builds with stable Rust
 //! alone; `bin/observerctl.rs` only parses and dispatches.
 pub mod agents;
+pub mod anchors;
 pub mod audit_pack;
 pub mod cli;
 pub mod daemon;

@@ -12,13 +12,17 @@ use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{receipts::key_announcement, CtlError};
+use super::{
+    anchors::{
+        key_announcement, master_rotations, note_origin, store_masters, verify_note_signature,
+    },
+    CtlError,
+};
 use observer_daemon::receipt::verify::receipt as receipt_check;
 use observer_daemon::receipt::{
     checkpoint::{self, Checkpoint},
     jcs, json as strict_json,
     merkle::{self, Hash},
-    mldsa::{LibcruxVerifier, Verifier},
     store::{Store, StoreNodes},
     verify::{MasterEpoch, Outcome},
 };
@@ -34,15 +38,6 @@ const EXTRA_MEMBERS: &[&str] = &[
 
 /// Version of the `extra` object.
 const EXTRA_VERSION: u64 = 1;
-
-/// The origin a signed checkpoint names (its first line).
-pub fn note_origin(note: &str) -> String {
-    note.lines().next().unwrap_or_default().to_string()
-}
-
-pub fn verify_note_signature(pk: &[u8]) -> impl Fn(&[u8], &[u8]) -> bool + '_ {
-    move |m, s| LibcruxVerifier.verify(pk, m, s).is_ok()
-}
 
 /// The tlog-proof text of the receipt `receipt_hash`.
 pub fn make_proof(store: &Store, receipt_hash: &[u8]) -> Result<String, CtlError> {
@@ -78,7 +73,7 @@ pub fn make_proof(store: &Store, receipt_hash: &[u8]) -> Result<String, CtlError
     });
     // After a key rotation: every master rotation, so the pinned genesis
     // key walks to the master that signed the checkpoint.
-    let rotations = super::audit_pack::master_rotations(store)?;
+    let rotations = master_rotations(store)?;
     if !rotations.is_empty() {
         extra["master_rotations"] = serde_json::to_value(&rotations)
             .map_err(|e| CtlError::Store(format!("master rotations: {e}")))?;
@@ -295,7 +290,7 @@ pub fn inclusion_check(
     };
     let origin = note_origin(&cp.note);
     // Signed by the master current after the checkpoint's last leaf.
-    let masters = super::audit_pack::store_masters(store, master)?;
+    let masters = store_masters(store, master)?;
     let signer: &[u8] = MasterEpoch::at(&masters, cp.size).map_or(master, |m| &m.public_key);
     let opened = checkpoint::open_note(&cp.note, &origin, signer, verify_note_signature(signer));
     Ok(match opened {

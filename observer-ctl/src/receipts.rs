@@ -5,6 +5,7 @@ use std::io::Write;
 use serde_json::{json, Value};
 
 use super::{
+    anchors,
     output::{self, s, Output},
     proof, sql_err, CtlError,
 };
@@ -126,10 +127,10 @@ pub fn show(
     };
     let kid = s(&row, &["envelope", "signature", "kid"]);
     let issuer = stored.issuer_id.clone();
-    let announcement = key_announcement(store, &kid)?;
+    let announcement = anchors::key_announcement(store, &kid)?;
     let key = match &master {
         Some(m) => match receipt_check::authorise_key_after_rotations(
-            &super::audit_pack::store_masters(store, m)?,
+            &anchors::store_masters(store, m)?,
             &issuer,
             &kid,
             stored.leaf_index,
@@ -183,26 +184,6 @@ fn store_master_key(store: &Store) -> Result<Option<Vec<u8>>, CtlError> {
         .find(|k| k.agent_id == payload::OBSERVER_AGENT)
         .and_then(|k| strict_json::parse_strict(k.jwk.as_bytes()).ok())
         .and_then(|jwk| observer_daemon::receipt::keys::public_key_from_jwk(&jwk).ok()))
-}
-
-/// The `observer.key` receipt (envelope, context) that announced `kid`.
-pub fn key_announcement(store: &Store, kid: &str) -> Result<Option<(String, String)>, CtlError> {
-    let mut stmt = store
-        .connection()
-        .prepare(
-            "SELECT r.envelope, c.context FROM receipts r JOIN contexts c ON c.leaf_index = r.leaf_index
-             WHERE r.action_type = 'observer.key' AND r.agent_id = 'observer'
-               AND json_extract(c.context, '$.kid') = ?1 ORDER BY r.leaf_index LIMIT 1",
-        )
-        .map_err(sql_err(store))?;
-    let mut rows = stmt.query([kid]).map_err(sql_err(store))?;
-    match rows.next().map_err(sql_err(store))? {
-        Some(r) => Ok(Some((
-            r.get(0).map_err(sql_err(store))?,
-            r.get(1).map_err(sql_err(store))?,
-        ))),
-        None => Ok(None),
-    }
 }
 
 /// previousReceiptHash against the payload of seq - 1 in the same chain.

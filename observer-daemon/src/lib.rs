@@ -27,6 +27,8 @@ pub mod journal;
 pub mod kernel_config;
 pub mod live_view;
 #[cfg(feature = "ebpf")]
+pub mod load_error;
+#[cfg(feature = "ebpf")]
 pub mod loader;
 pub mod loss;
 pub mod metrics;

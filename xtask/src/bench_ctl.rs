@@ -23,7 +23,7 @@ use std::{
 
 use anyhow::{bail, Context as _};
 
-use crate::bench::median;
+use crate::bench_kit::median;
 
 #[derive(clap::Args)]
 pub struct CtlArgs {

@@ -28,7 +28,10 @@ use std::{
 
 use anyhow::{bail, Context as _};
 
-use crate::bench::{exec_storm, median, openat_storm, Daemon, PinToLastCpu};
+use crate::{
+    bench_kit::{median, Daemon, PinToLastCpu},
+    bench_probes::{exec_storm, openat_storm},
+};
 
 #[derive(clap::Args)]
 pub struct FloorArgs {
@@ -95,7 +98,7 @@ pub fn run(root: &Path, work: &Path, opens: u32, args: &FloorArgs) -> anyhow::Re
     std::fs::copy("/bin/true", &tiny)?;
     let plain = work.join("plain.txt");
     std::fs::write(&plain, "uninteresting")?;
-    crate::bench::warn_if_other_observers()?;
+    crate::bench_kit::warn_if_other_observers()?;
     let _pinned = PinToLastCpu::new()?;
 
     let mut variants = vec![
@@ -217,9 +220,9 @@ fn attach(v: &Variant, work: &Path, config: &str) -> anyhow::Result<Attached> {
             }
         }
         Variant::Daemon(exe) => {
-            let config = crate::bench::with_receipts_keys(
+            let config = crate::bench_kit::with_receipts_keys(
                 config,
-                &crate::bench::state_in(&work.join("state")),
+                &crate::bench_kit::state_in(&work.join("state")),
             );
             Attached::Daemon(Daemon::start_exe(exe, work, &config, false)?)
         }

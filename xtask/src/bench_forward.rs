@@ -24,7 +24,7 @@ use std::{
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
-use crate::bench::unpinned;
+use crate::bench_kit::unpinned;
 
 #[derive(clap::Args)]
 pub struct ForwardArgs {
@@ -63,7 +63,7 @@ pub fn run(root: &Path, work: &Path, args: &ForwardArgs) -> anyhow::Result<()> {
          target and against a raw baseline of the same run (the same syslog bytes through a plain \
          TCP socket to the same rsyslog)"
     );
-    crate::bench::warn_if_other_observers()?;
+    crate::bench_kit::warn_if_other_observers()?;
     let store = make_store(root, &work.join("store"), args.forward_receipts)?;
     make_pki(&work)?;
 

@@ -17,7 +17,7 @@ use std::{
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
-use crate::bench::{best_high, median, Daemon, PinToLastCpu};
+use crate::bench_kit::{best_high, median, Daemon, PinToLastCpu};
 
 const STORM_NAME: &str = "bench-storm.example";
 /// Connect-storm ratio target (attached / baseline connects per second).
@@ -75,7 +75,7 @@ pub fn policy(root: &Path) -> anyhow::Result<()> {
 }
 
 pub fn run(root: &Path, work: &Path, connects: u32, rounds: u32) -> anyhow::Result<()> {
-    crate::bench::warn_if_other_observers()?;
+    crate::bench_kit::warn_if_other_observers()?;
     let config = std::fs::read_to_string(root.join("observer.toml"))?;
     let hello = client_hello(STORM_NAME);
     let _pinned = PinToLastCpu::new()?;

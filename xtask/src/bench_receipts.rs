@@ -24,7 +24,7 @@ use std::{
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
-use crate::bench::{median, state_in, unpinned, with_receipts_keys, Daemon};
+use crate::bench_kit::{median, state_in, unpinned, with_receipts_keys, Daemon};
 
 #[derive(clap::Args)]
 pub struct ReceiptArgs {
@@ -67,7 +67,7 @@ pub fn run(root: &Path, work: &Path, args: &ReceiptArgs) -> anyhow::Result<()> {
     println!(
         "receipts: ratios are against the targets and against raw ML-DSA-65 signing and verifying measured in the same run"
     );
-    crate::bench::warn_if_other_observers()?;
+    crate::bench_kit::warn_if_other_observers()?;
     pipeline_max(root, work, args)?;
     pipeline_paced(root, work, args)?;
     let base_config = std::fs::read_to_string(root.join("observer.toml"))?;

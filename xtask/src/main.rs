@@ -3,7 +3,9 @@ mod bench;
 mod bench_ctl;
 mod bench_floor;
 mod bench_forward;
+mod bench_kit;
 mod bench_names;
+mod bench_probes;
 mod bench_receipts;
 mod deb;
 #[cfg(test)]
