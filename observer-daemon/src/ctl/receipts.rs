@@ -188,7 +188,8 @@ pub fn key_announcement(store: &Store, kid: &str) -> Result<Option<(String, Stri
     let mut stmt = store
         .connection()
         .prepare(
-            "SELECT r.envelope, c.context FROM receipts r JOIN contexts c ON c.leaf_index = r.leaf_index
+            "SELECT receipt_envelope(r.envelope_text, r.sig), c.context
+             FROM receipts r JOIN contexts c ON c.leaf_index = r.leaf_index
              WHERE r.action_type = 'observer.key' AND r.agent_id = 'observer'
                AND json_extract(c.context, '$.kid') = ?1 ORDER BY r.leaf_index LIMIT 1",
         )
@@ -226,7 +227,7 @@ fn link_check(store: &Store, row: &Value) -> Result<receipt_check::Check, CtlErr
     let previous: Option<String> = store
         .connection()
         .query_row(
-            "SELECT envelope FROM receipts WHERE issuer_id = ?1 AND seq = ?2",
+            "SELECT receipt_envelope(envelope_text, sig) FROM receipts WHERE issuer_id = ?1 AND seq = ?2",
             rusqlite::params![issuer, seq as i64 - 1],
             |r| r.get(0),
         )
