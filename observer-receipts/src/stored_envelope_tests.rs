@@ -193,6 +193,20 @@ fn a_schema_2_store_is_read_as_is_and_converted_by_the_writer_without_losing_a_r
         )
         .unwrap();
     assert_eq!(exported as usize, expected.len());
+    let queried: i64 = reader
+        .connection()
+        .query_row(
+            &format!(
+                "SELECT COUNT(*) FROM (SELECT {} FROM receipts r LEFT JOIN contexts c
+                 ON c.leaf_index = r.leaf_index
+                 WHERE json_extract(r.envelope_text, '$.payload.seq') >= 1)",
+                crate::query::COLUMNS
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(queried as usize, expected.len());
     drop(reader);
 
     // The writer migrates: every signature moves to its bytes, no
@@ -280,4 +294,45 @@ fn a_signature_changed_in_its_stored_bytes_fails_verification() {
         ("signature", issuer.as_str(), seq as u64),
         "{failure:?}"
     );
+}
+
+#[test]
+fn the_store_gives_back_any_envelope_it_is_given_split_or_whole() {
+    use super::store::NewReceipt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("observer.db");
+    let signed = format!(
+        r#"{{"payload":{{"seq":1}},"signature":{{"alg":"ML-DSA-65","kid":"k","sig":"{}"}}}}"#,
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            [0xa5u8; 3309]
+        )
+    );
+    // Not the signer's form: its signature is not the last member.
+    let other = r#"{"signature":{"sig":"QUJD"},"payload":{"seq":2}}"#.to_owned();
+    let mut store = Store::open(&db).unwrap();
+    for (leaf, envelope) in [&signed, &other].into_iter().enumerate() {
+        let hash: [u8; 32] = Sha256::digest(envelope.as_bytes()).into();
+        store
+            .transaction(|tx| {
+                tx.insert_receipt(&NewReceipt {
+                    leaf_index: leaf as u64,
+                    receipt_hash: &hash,
+                    issuer_id: "i",
+                    seq: leaf as u64 + 1,
+                    agent_id: "a",
+                    action_type: "process.exec",
+                    unix_ns: 1,
+                    risk_class: "low",
+                    envelope: envelope.as_bytes(),
+                    context: None,
+                })
+            })
+            .unwrap();
+        let back = store.receipt_by_hash(&hash).unwrap().unwrap();
+        assert_eq!(back.envelope, *envelope);
+    }
+    let raw = stored(&db);
+    assert_eq!(raw[0].1.as_deref(), Some(&[0xa5u8; 3309][..]));
+    assert_eq!(raw[1], (other, None));
 }
