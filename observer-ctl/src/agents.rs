@@ -102,7 +102,7 @@ pub fn shadow(
     let mut stmt = store
         .connection()
         .prepare(
-            "SELECT r.issued_ns, r.agent_id, r.risk_class, r.envelope, c.context
+            "SELECT r.issued_ns, r.agent_id, r.risk_class, receipt_envelope(r.envelope_text, r.sig), c.context
              FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index
              WHERE r.action_type = 'shadow_ai.finding' AND r.issued_ns >= ?1 AND r.issued_ns <= ?2
              ORDER BY r.issued_ns, r.leaf_index",

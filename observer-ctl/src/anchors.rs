@@ -57,7 +57,8 @@ pub fn key_announcement(store: &Store, kid: &str) -> Result<Option<(String, Stri
     let mut stmt = store
         .connection()
         .prepare(
-            "SELECT r.envelope, c.context FROM receipts r JOIN contexts c ON c.leaf_index = r.leaf_index
+            "SELECT receipt_envelope(r.envelope_text, r.sig), c.context
+             FROM receipts r JOIN contexts c ON c.leaf_index = r.leaf_index
              WHERE r.action_type = 'observer.key' AND r.agent_id = 'observer'
                AND json_extract(c.context, '$.kid') = ?1 ORDER BY r.leaf_index LIMIT 1",
         )

@@ -65,7 +65,7 @@ fn window_rows(store: &Store, start_ns: u64, end_ns: u64) -> Result<Vec<ReceiptR
         .map_err(sql_err(store))?;
     let mut stmt = conn
         .prepare(
-            "SELECT r.leaf_index, r.receipt_hash, r.issuer_id, r.seq, r.envelope, c.context
+            "SELECT r.leaf_index, r.receipt_hash, r.issuer_id, r.seq, receipt_envelope(r.envelope_text, r.sig), c.context
              FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index
              WHERE r.issuer_id = ?1 AND r.seq >= ?2 AND r.seq <= ?3",
         )

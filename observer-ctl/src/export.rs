@@ -298,7 +298,7 @@ mod tests {
             let conn = store.connection();
             for i in 0..rows {
                 conn.execute(
-                    "INSERT INTO receipts VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO receipts VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL)",
                     rusqlite::params![
                         i as i64,
                         hash(i).to_vec(),

@@ -277,7 +277,7 @@ pub fn inclusion_check(
     let row = store
         .connection()
         .query_row(
-            "SELECT envelope FROM receipts WHERE leaf_index = ?1",
+            "SELECT receipt_envelope(envelope_text, sig) FROM receipts WHERE leaf_index = ?1",
             [leaf_index as i64],
             |r| r.get::<_, String>(0),
         )

@@ -209,7 +209,7 @@ fn link_check(store: &Store, row: &Value) -> Result<receipt_check::Check, CtlErr
     let previous: Option<String> = store
         .connection()
         .query_row(
-            "SELECT envelope FROM receipts WHERE issuer_id = ?1 AND seq = ?2",
+            "SELECT receipt_envelope(envelope_text, sig) FROM receipts WHERE issuer_id = ?1 AND seq = ?2",
             rusqlite::params![issuer, seq as i64 - 1],
             |r| r.get(0),
         )

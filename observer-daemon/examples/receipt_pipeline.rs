@@ -423,9 +423,12 @@ fn verify_op(message: &[u8]) -> impl FnMut() -> anyhow::Result<()> + Send + '_ {
 /// Average stored envelope and context lengths.
 fn stored_sizes(db: &Path) -> anyhow::Result<(f64, f64)> {
     let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let envelope: f64 = c.query_row("SELECT AVG(LENGTH(envelope)) FROM receipts", [], |r| {
-        r.get(0)
-    })?;
+    // As stored: the envelope text and the signature's bytes apart.
+    let envelope: f64 = c.query_row(
+        "SELECT AVG(LENGTH(envelope_text) + COALESCE(LENGTH(sig), 0)) FROM receipts",
+        [],
+        |r| r.get(0),
+    )?;
     let context: f64 = c.query_row("SELECT AVG(LENGTH(context)) FROM contexts", [], |r| {
         r.get(0)
     })?;

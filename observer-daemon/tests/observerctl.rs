@@ -462,7 +462,7 @@ fn verify_passes_then_names_the_tampered_receipt() {
     bytes[pos] = if bytes[pos] == b'A' { b'B' } else { b'A' };
     let c = rusqlite::Connection::open(&db).unwrap();
     c.execute(
-        "UPDATE receipts SET envelope = ?1 WHERE leaf_index = ?2",
+        "UPDATE receipts SET envelope_text = ?1, sig = NULL WHERE leaf_index = ?2",
         rusqlite::params![String::from_utf8(bytes).unwrap(), target.leaf as i64],
     )
     .unwrap();

@@ -388,7 +388,7 @@ fn every_tampering_is_detected_and_names_the_receipt() {
     assert_ne!(env, target.envelope);
     exec_sql(
         &t,
-        "UPDATE receipts SET envelope = ?2 WHERE leaf_index = ?1",
+        "UPDATE receipts SET envelope_text = ?2, sig = NULL WHERE leaf_index = ?1",
         rusqlite::params![target.leaf, env],
     );
     let f = first_failure(&t, vec![]);
@@ -398,17 +398,26 @@ fn every_tampering_is_detected_and_names_the_receipt() {
         "{f:?}"
     );
 
-    // 3. One byte of a signature.
+    // 3. One byte of a signature (the bytes the store keeps apart from
+    // the envelope text), the receipt hash made to match.
     let t = tampered_copy(&db, "signature");
-    let sig_at = target.envelope.find("\"sig\":\"").unwrap() + 7 + 100;
-    let mut bytes = target.envelope.clone().into_bytes();
-    bytes[sig_at] = if bytes[sig_at] == b'A' { b'B' } else { b'A' };
-    let env = String::from_utf8(bytes).unwrap();
+    let (text, mut sig): (String, Vec<u8>) = rusqlite::Connection::open(&t)
+        .unwrap()
+        .query_row(
+            "SELECT envelope_text, sig FROM receipts WHERE leaf_index = ?1",
+            [target.leaf as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(sig.len(), 3309, "the signature is stored as its bytes");
+    sig[75] ^= 1;
+    let env = observer_daemon::receipt::stored_envelope::join(&text, Some(&sig)).unwrap();
+    assert_ne!(env, target.envelope);
     let hash = Sha256::digest(env.as_bytes()).to_vec();
     exec_sql(
         &t,
-        "UPDATE receipts SET envelope = ?2, receipt_hash = ?3 WHERE leaf_index = ?1",
-        rusqlite::params![target.leaf, env, hash],
+        "UPDATE receipts SET sig = ?2, receipt_hash = ?3 WHERE leaf_index = ?1",
+        rusqlite::params![target.leaf, sig, hash],
     );
     let f = first_failure(&t, vec![]);
     assert_eq!(
@@ -543,7 +552,7 @@ fn every_tampering_is_detected_and_names_the_receipt() {
     let hash = Sha256::digest(&env).to_vec();
     exec_sql(
         &t,
-        "UPDATE receipts SET envelope = ?2, receipt_hash = ?3 WHERE leaf_index = ?1",
+        "UPDATE receipts SET envelope_text = ?2, sig = NULL, receipt_hash = ?3 WHERE leaf_index = ?1",
         rusqlite::params![target.leaf, String::from_utf8(env).unwrap(), hash],
     );
     let f = first_failure(&t, vec![]);

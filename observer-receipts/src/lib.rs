@@ -35,6 +35,7 @@ pub mod signing;
 pub mod sqlite;
 pub mod store;
 pub mod store_full;
+pub mod stored_envelope;
 pub mod trust;
 pub mod unclean;
 pub mod verify;
@@ -45,3 +46,5 @@ pub mod writer;
 mod conformance_tests;
 #[cfg(test)]
 mod rotation_tests;
+#[cfg(test)]
+mod stored_envelope_tests;

@@ -198,7 +198,7 @@ pub fn plan(
     rotations.sort_by_key(|r| r.leaf_index);
     let mut stmt = conn
         .prepare(
-            "SELECT r.envelope FROM receipts r
+            "SELECT receipt_envelope(r.envelope_text, r.sig) FROM receipts r
              JOIN (SELECT issuer_id, MAX(leaf_index) AS last FROM receipts
                    WHERE leaf_index < ?1 GROUP BY issuer_id) h
              ON r.leaf_index = h.last",
@@ -345,7 +345,8 @@ pub fn latest_prune(store: &Store) -> Result<Option<(String, String)>, StoreErro
     store
         .connection()
         .query_row(
-            "SELECT r.envelope, c.context FROM receipts r JOIN contexts c USING (leaf_index)
+            "SELECT receipt_envelope(r.envelope_text, r.sig), c.context
+             FROM receipts r JOIN contexts c USING (leaf_index)
              WHERE r.action_type = 'observer.policy'
                AND c.context LIKE '%\"event\":\"prune\"%'
              ORDER BY r.leaf_index DESC LIMIT 1",

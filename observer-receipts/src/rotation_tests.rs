@@ -168,7 +168,7 @@ fn resign(db: &Path, leaf: u64, payload: &Value, key: &ChainKey) {
     let hash = Sha256::digest(&envelope).to_vec();
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.execute(
-        "UPDATE receipts SET envelope = ?2, receipt_hash = ?3 WHERE leaf_index = ?1",
+        "UPDATE receipts SET envelope_text = ?2, sig = NULL, receipt_hash = ?3 WHERE leaf_index = ?1",
         rusqlite::params![leaf as i64, String::from_utf8(envelope).unwrap(), hash],
     )
     .unwrap();

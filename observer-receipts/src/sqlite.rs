@@ -21,12 +21,15 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 ///   file's structure;
 /// - untrusted schema (`trusted_schema = OFF`): functions with side effects
 ///   are not run from views, triggers or defaults stored in the file (a
-///   store copied from elsewhere is data, not code).
+///   store copied from elsewhere is data, not code);
+/// - `receipt_envelope(envelope_text, sig)`, the one way to read a stored
+///   envelope (`stored_envelope::join`).
 pub fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
+    super::stored_envelope::register(&conn)?;
     Ok(conn)
 }
 

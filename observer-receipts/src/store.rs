@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use super::{chain::ChainHead, merkle::Hash};
 
 /// Migrations in order; `user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE runs (
     id INTEGER PRIMARY KEY,
@@ -92,7 +92,20 @@ DROP TABLE keys;
 ALTER TABLE keys_v2 RENAME TO keys;
 CREATE INDEX keys_by_issuer ON keys (issuer_id);
 "#,
+    r#"
+-- The signature's bytes apart from the envelope's text (stored_envelope.rs):
+-- 3,309 bytes instead of 4,412 base64url characters. Rows written before
+-- keep the whole envelope (sig NULL) until `receipts_whole`, the list of
+-- rows still to convert, has been worked through at the writer's open.
+ALTER TABLE receipts RENAME COLUMN envelope TO envelope_text;
+ALTER TABLE receipts ADD COLUMN sig BLOB;
+CREATE INDEX receipts_whole ON receipts (leaf_index) WHERE sig IS NULL;
+"#,
 ];
+
+/// The oldest schema a read-only open still reads (through
+/// `stored_envelope::read_schema_2`): a writer migrates, a reader may not.
+const OLDEST_READABLE: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -290,6 +303,14 @@ impl Store {
         };
         store.pragmas()?;
         store.migrate()?;
+        let converted = super::stored_envelope::convert_whole_rows(&mut store.conn)
+            .map_err(|e| store.err(e))?;
+        if converted > 0 {
+            log::info!(
+                "receipt store {}: {converted} signatures moved out of their envelope texts (schema 3)",
+                path.display()
+            );
+        }
         Ok(store)
     }
 
@@ -312,14 +333,17 @@ impl Store {
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(|e| store.err(e))?;
-        if version as usize != MIGRATIONS.len() {
+        if !(OLDEST_READABLE as usize..=MIGRATIONS.len()).contains(&(version as usize)) {
             return Err(StoreError::Invalid {
                 path: path.to_owned(),
                 message: format!(
-                    "schema version {version}, this build reads version {}",
+                    "schema version {version}, this build reads versions {OLDEST_READABLE} to {}",
                     MIGRATIONS.len()
                 ),
             });
+        }
+        if version == 2 {
+            super::stored_envelope::read_schema_2(&store.conn).map_err(|e| store.err(e))?;
         }
         Ok(store)
     }
@@ -544,7 +568,8 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT r.leaf_index, r.envelope, c.context FROM receipts r
+                "SELECT r.leaf_index, receipt_envelope(r.envelope_text, r.sig), c.context
+                 FROM receipts r
                  JOIN contexts c USING (leaf_index)
                  JOIN keys k ON k.introduced_by = r.receipt_hash
                  WHERE r.action_type = 'observer.key' AND r.agent_id = 'observer'
@@ -569,7 +594,8 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT r.leaf_index, r.receipt_hash, r.issuer_id, r.seq, r.envelope, c.context
+                "SELECT r.leaf_index, r.receipt_hash, r.issuer_id, r.seq,
+                        receipt_envelope(r.envelope_text, r.sig), c.context
                  FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index
                  ORDER BY r.leaf_index",
             )
@@ -587,7 +613,8 @@ impl Store {
     pub fn receipt_by_hash(&self, receipt_hash: &[u8]) -> Result<Option<ReceiptRow>, StoreError> {
         self.conn
             .query_row(
-                "SELECT r.leaf_index, r.receipt_hash, r.issuer_id, r.seq, r.envelope, c.context
+                "SELECT r.leaf_index, r.receipt_hash, r.issuer_id, r.seq,
+                        receipt_envelope(r.envelope_text, r.sig), c.context
                  FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index
                  WHERE r.receipt_hash = ?1",
                 [receipt_hash],
@@ -668,11 +695,15 @@ pub struct Batch<'c> {
 impl Batch<'_> {
     pub fn insert_receipt(&mut self, r: &NewReceipt<'_>) -> rusqlite::Result<()> {
         let envelope = std::str::from_utf8(r.envelope).map_err(rusqlite::Error::Utf8Error)?;
+        let (text, sig) = match super::stored_envelope::split(envelope) {
+            Some((text, sig)) => (std::borrow::Cow::Owned(text), Some(sig)),
+            None => (std::borrow::Cow::Borrowed(envelope), None),
+        };
         self.tx
             .prepare_cached(
                 "INSERT INTO receipts (leaf_index, receipt_hash, issuer_id, seq, agent_id,
-                 action_type, issued_ns, risk_class, envelope)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 action_type, issued_ns, risk_class, envelope_text, sig)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 r.leaf_index as i64,
@@ -683,7 +714,8 @@ impl Batch<'_> {
                 r.action_type,
                 r.unix_ns as i64,
                 r.risk_class,
-                envelope
+                text,
+                sig
             ])?;
         if let Some(context) = r.context {
             let context = std::str::from_utf8(context).map_err(rusqlite::Error::Utf8Error)?;
@@ -862,7 +894,7 @@ mod tests {
         conn.pragma_update(None, "user_version", 1).unwrap();
         drop(conn);
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 2);
+        assert_eq!(store.schema_version().unwrap() as usize, MIGRATIONS.len());
         let keys = store.keys().unwrap();
         assert_eq!(
             keys.iter()

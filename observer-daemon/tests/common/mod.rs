@@ -339,11 +339,13 @@ pub struct StoredReceipt {
 
 /// The receipts of one action type, in log order.
 pub fn stored_receipts_of(db: &Path, action_type: &str) -> Vec<StoredReceipt> {
-    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("open store");
+    let c =
+        observer_daemon::receipt::sqlite::connect(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open store");
     let mut stmt = c
         .prepare(
-            "SELECT r.leaf_index, r.receipt_hash, r.issuer_id, r.seq, r.envelope, c.context
+            "SELECT r.leaf_index, r.receipt_hash, r.issuer_id, r.seq,
+                    receipt_envelope(r.envelope_text, r.sig), c.context
              FROM receipts r LEFT JOIN contexts c USING (leaf_index)
              WHERE r.action_type = ?1 ORDER BY r.leaf_index",
         )

@@ -10,7 +10,8 @@ use super::{CheckpointItem, ReceiptItem};
 /// The columns [`ReceiptItem::read_row`] reads, in its order, from
 /// `receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index`.
 pub const RECEIPT_COLUMNS: &str = "r.leaf_index, r.receipt_hash, r.issuer_id, r.seq, \
-     r.agent_id, r.action_type, r.issued_ns, r.risk_class, r.envelope, c.context";
+     r.agent_id, r.action_type, r.issued_ns, r.risk_class, \
+     receipt_envelope(r.envelope_text, r.sig), c.context";
 
 /// The columns [`CheckpointItem::from_row`] reads, from `checkpoints`.
 pub const CHECKPOINT_COLUMNS: &str = "size, root, note, created_at";

@@ -269,7 +269,7 @@ pub fn push_filters(q: &Query, sql: &mut String, params: &mut Vec<SqlValue>) {
         let h = w.param(SqlValue::Text(exe_hash(g)));
         format!(
             "(json_extract(c.context, '$.process.exe') GLOB {p} \
-             OR json_extract(r.envelope, '$.payload.executable_hash') = {h})"
+             OR json_extract(r.envelope_text, '$.payload.executable_hash') = {h})"
         )
     });
 }

@@ -15,7 +15,7 @@ use crate::{jcs_scan, json as strict_json, payload, verify::receipt as receipt_c
 
 /// The SQL columns a row is read from, in this order.
 pub const COLUMNS: &str = "r.leaf_index, r.receipt_hash, r.issuer_id, r.seq, r.agent_id, \
-     r.action_type, r.issued_ns, r.risk_class, r.envelope, c.context";
+     r.action_type, r.issued_ns, r.risk_class, receipt_envelope(r.envelope_text, r.sig), c.context";
 
 pub struct QueryRow {
     /// Every member but `envelope` and `context` (an object).

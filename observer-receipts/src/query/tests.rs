@@ -11,7 +11,8 @@ fn db() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
     conn.execute_batch(
         "CREATE TABLE receipts (leaf_index INTEGER PRIMARY KEY, issuer_id TEXT, agent_id TEXT,
-                                action_type TEXT, issued_ns INTEGER, risk_class TEXT, envelope TEXT);
+                                action_type TEXT, issued_ns INTEGER, risk_class TEXT, envelope_text TEXT,
+                                sig BLOB);
          CREATE INDEX receipts_by_agent ON receipts (agent_id, issued_ns);
          CREATE TABLE contexts (leaf_index INTEGER PRIMARY KEY, context TEXT NOT NULL);",
     )
@@ -68,7 +69,7 @@ fn db() -> Connection {
     ];
     for (leaf, agent, action, risk, ctx) in rows {
         conn.execute(
-            "INSERT INTO receipts VALUES (?1, 'chain', ?2, ?3, ?1, ?4, '{}')",
+            "INSERT INTO receipts VALUES (?1, 'chain', ?2, ?3, ?1, ?4, '{}', NULL)",
             rusqlite::params![leaf, agent, action, risk],
         )
         .unwrap();
