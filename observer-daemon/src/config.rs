@@ -213,8 +213,9 @@ pub struct ReceiptsSection {
     /// memory (about 6 KB each); later ones are dropped, counted and
     /// reported once there is room. Default 8192.
     pub full_hold_max: usize,
-    /// Opens of one path by one agent process within this window become
-    /// one file.open receipt with a count. Default 1000.
+    /// The opens of one agent process within this window become one
+    /// file.open receipt listing its paths (sensitive paths: one receipt
+    /// per path). Default 1000; 0: a receipt per open.
     pub file_open_window_ms: u64,
     /// Delete receipts older than this ("90d", "12h"); the deleted prefix
     /// is replaced by a signed anchor, so the rest still verifies. Default:

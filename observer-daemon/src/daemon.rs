@@ -736,6 +736,14 @@ fn start_receipts(
             "per_process_cap": crate::receipt::path_search::PER_PROCESS_CAP,
             "global_cap": crate::receipt::path_search::GLOBAL_CAP,
         },
+        // How file opens fold: one list per process and window, bounded;
+        // opens of these indicator lists' paths keep their own receipts.
+        "file_open": {
+            "window_ms": r.file_open_window_ms,
+            "paths_cap": crate::receipt::open_fold::PATHS_CAP,
+            "held_cap": crate::receipt::open_fold::HELD_CAP,
+            "own_receipt": crate::policy::indicators::SENSITIVE_LISTS,
+        },
         "retention": r.retention,
         "policy": policy.summary(),
         "policy_digest": policy.digest,

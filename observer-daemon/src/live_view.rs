@@ -218,6 +218,7 @@ fn event_summary(ev: &Value) -> Option<String> {
         if let Some(n) = o["count"].as_u64().filter(|n| *n > 1) {
             line.push_str(&format!(" x{n}"));
         }
+        line.push_str(&crate::receipt::query::more_paths(o));
         return Some(failed(o, line));
     }
     if let Some(x) = ev.get("exit") {
@@ -497,6 +498,18 @@ mod tests {
         assert_eq!(
             render_receipt(&open, &Style::fixed(false, 0)),
             "18:00:00.123 agent                    file.open         /home/u/.ssh/id_ed25519 x3  risk=low"
+        );
+        let folded = receipt(
+            "file.open",
+            "agent",
+            "low",
+            json!({"file_open": {"path": "/etc/ld.so.cache", "count": 1,
+                   "paths": [{"path": "/etc/ld.so.cache"}, {"path": "/etc/hostname"},
+                             {"path": "/usr/lib/libc.so.6"}]}}),
+        );
+        assert_eq!(
+            render_receipt(&folded, &Style::fixed(false, 0)),
+            "18:00:00.123 agent                    file.open         /etc/ld.so.cache (+2 more paths)  risk=low"
         );
         let key = receipt("observer.key", "observer", "low", json!({"kid": "k1"}));
         assert_eq!(

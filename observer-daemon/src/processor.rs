@@ -29,7 +29,7 @@ use crate::{
         select::{self, Selector},
         store::Store,
     },
-    record::{EnrichedEvent, LossRecord, Record, StartRecord, StatsRecord},
+    record::{Detail, EnrichedEvent, LossRecord, Record, StartRecord, StatsRecord},
 };
 
 /// Where a (re)loaded policy's kernel interest goes: the BPF path filters
@@ -246,7 +246,14 @@ impl Processor {
             return Ok(());
         };
         if self.hits.is_empty() {
-            r.selector.on_event(ev, unix_ns, &mut self.drafts);
+            let sensitive = match &ev.detail {
+                Detail::FileOpen(o) if ev.process.agent.is_some() => {
+                    self.policy.indicators.sensitive_path(&o.path)
+                }
+                _ => false,
+            };
+            r.selector
+                .on_event(ev, unix_ns, sensitive, &mut self.drafts);
             return Ok(());
         }
         r.selector.flush_due(unix_ns, &mut self.drafts);
@@ -631,12 +638,11 @@ impl Processor {
             return;
         };
         context["receipts_committed_this_run"] = json!(m.committed.load(Ordering::Relaxed));
-        // Failed execs folded into the exec that ended their PATH search,
-        // and those emitted on their own because a hold cap was reached
-        // (none is dropped: docs/RECEIPTS.md "process.exec").
-        let ps = r.selector.path_search_counters();
-        context["path_search"] =
-            json!({"folded": ps.folded, "unfolded_at_cap": ps.unfolded_at_cap});
+        // What folding did: none of it drops a fact (docs/RECEIPTS.md
+        // "Context shapes").
+        for (member, counters) in r.selector.stop_counters() {
+            context[member] = counters;
+        }
         context["log_size_before_stop"] = json!(m.log_size.load(Ordering::Relaxed));
         // Kernel event to committed receipt, over this run so far.
         context["commit_latency_ms"] = json!({

@@ -219,15 +219,35 @@ fn receipt_filters_return_exactly_the_matching_rows() {
         assert!(names.contains(&w), "{w} not in {names:?}");
     }
 
-    // The file opens of the test file, folded with their count.
-    let opens = rows(&db, &["--action", "file.open", "--agent", "ctl-agent"]);
+    // The opens of the test file: each cat's receipt lists it among its
+    // opens, and `--path` finds a listed path.
     let path = f.file.display().to_string();
-    let of_file: Vec<&Value> = opens
-        .iter()
-        .filter(|r| r["context"]["file_open"]["path"] == path.as_str())
-        .collect();
+    let of_file = rows(
+        &db,
+        &[
+            "--action",
+            "file.open",
+            "--agent",
+            "ctl-agent",
+            "--path",
+            &path,
+        ],
+    );
     assert_eq!(of_file.len(), 3, "one cat process per open");
-    assert!(of_file.iter().all(|r| r["summary"] == format!("{path} x1")));
+    for r in &of_file {
+        let o = &r["context"]["file_open"];
+        let listed = o["paths"].as_array().unwrap();
+        assert_eq!(
+            listed.iter().filter(|e| e["path"] == path.as_str()).count(),
+            1
+        );
+        let summary = r["summary"].as_str().unwrap();
+        assert!(
+            summary.starts_with(&format!("{} x", o["path"].as_str().unwrap()))
+                && summary.ends_with(" more paths)"),
+            "{summary}"
+        );
+    }
 
     let connects = rows(&db, &["--action", "network.connect"]);
     assert_eq!(

@@ -268,3 +268,29 @@ fn malformed_new_keys_are_refused_with_location() {
         );
     }
 }
+
+#[test]
+fn sensitive_paths_are_secrets_credentials_and_models_not_sdks_or_devices() {
+    let p = super::tests::default_policy();
+    let ind = &p.indicators;
+    for path in [
+        "/home/u/.ssh/id_ed25519",
+        "/tmp/x/.ssh/id_rsa",
+        "/etc/shadow",
+        "/home/u/.codex/auth.json",
+        "/home/u/.claude/.credentials.json",
+        "/tmp/w/model.safetensors",
+        "/srv/llama.gguf",
+    ] {
+        assert!(ind.sensitive_path(path), "{path}");
+    }
+    for path in [
+        "/etc/hostname",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        "/usr/lib/python3/dist-packages/openai/__init__.py",
+        "/dev/nvidiactl",
+        "/tmp/w/model.safetensors.txt",
+    ] {
+        assert!(!ind.sensitive_path(path), "{path}");
+    }
+}

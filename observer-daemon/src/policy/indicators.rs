@@ -70,6 +70,10 @@ pub struct Credential {
     pub owners: GlobSet,
 }
 
+/// The indicator lists whose paths [`Indicators::sensitive_path`] holds
+/// sensitive (stated in the `observer.policy` receipt).
+pub const SENSITIVE_LISTS: [&str; 3] = ["secret_files", "ai_credentials", "model_files"];
+
 #[derive(Debug, Default)]
 pub struct Indicators {
     pub providers: Vec<Provider>,
@@ -112,6 +116,21 @@ impl Indicators {
 
     pub fn provider_by_id(&self, id: &str) -> Option<&Provider> {
         self.providers.iter().find(|p| p.id == id)
+    }
+
+    /// Whether an opened path is on a list of [`SENSITIVE_LISTS`]: data an
+    /// auditor looks for one access at a time (who read a key, loaded a
+    /// model). Such opens keep a `file.open` receipt of their own instead
+    /// of joining their process's list (docs/RECEIPTS.md "file.open"). AI
+    /// SDK modules and GPU devices are code and devices a program loads by
+    /// the dozen; a rule that fires on one still gets its own evidence.
+    pub fn sensitive_path(&self, path: &str) -> bool {
+        self.secret_files.matches(path)
+            || self.model_files.matches(path)
+            || self
+                .credentials
+                .iter()
+                .any(|c| c.suffixes.iter().any(|s| path.ends_with(s.as_str())))
     }
 }
 

@@ -1,14 +1,14 @@
 //! Which events become receipts, and with what context: every event of a
-//! registered agent's process tree. File opens are folded into one
-//! `file.open` receipt per (process, path, window) with a count, so a build
-//! that opens 100k files does not produce 100k receipts. Failed execs of a
-//! PATH search fold into the exec that ends it ([`path_search`]).
-use std::collections::{HashMap, VecDeque};
-
+//! registered agent's process tree. The file opens of a process within a
+//! window fold into one `file.open` receipt listing its paths, so a build
+//! that opens 100k files does not produce 100k receipts; sensitive paths
+//! keep a receipt of their own ([`open_fold`]). Failed execs of a PATH
+//! search fold into the exec that ends it ([`path_search`]).
 use serde_json::{json, Value};
 
 use super::{
     chain::Draft,
+    open_fold::{self, OpenFolds},
     path_search::{self, PathSearch},
     payload::{Mappings, RiskClass},
 };
@@ -20,89 +20,86 @@ use crate::record::{Detail, EnrichedEvent};
 pub const UNKNOWN_EXECUTABLE_HASH: &str =
     "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
-struct Fold {
-    draft: Draft,
-    count: u64,
-    last_unix_ns: u64,
-}
-
 pub struct Selector {
-    window_ns: u64,
-    folds: HashMap<(u32, String), Fold>,
-    /// Open folds by window start, oldest first: checking for due windows
-    /// on every event costs one look at the front.
-    order: VecDeque<(u64, (u32, String))>,
+    opens: OpenFolds,
     path_search: PathSearch,
 }
 
 impl Selector {
     pub fn new(file_open_window_ns: u64) -> Selector {
         Selector {
-            window_ns: file_open_window_ns,
-            folds: HashMap::new(),
-            order: VecDeque::new(),
+            opens: OpenFolds::new(
+                file_open_window_ns,
+                open_fold::PATHS_CAP,
+                open_fold::HELD_CAP,
+            ),
             path_search: PathSearch::default(),
         }
     }
 
-    /// Drafts for `ev` (at `unix_ns`), plus folded opens whose window ended.
-    pub fn on_event(&mut self, ev: &EnrichedEvent, unix_ns: u64, out: &mut Vec<Draft>) {
+    /// Drafts for `ev` (at `unix_ns`), plus folds whose window ended.
+    /// `sensitive_open`: `ev` opens a path the indicator lists name
+    /// sensitive, which keeps a receipt of its own.
+    pub fn on_event(
+        &mut self,
+        ev: &EnrichedEvent,
+        unix_ns: u64,
+        sensitive_open: bool,
+        out: &mut Vec<Draft>,
+    ) {
         self.flush_due(unix_ns, out);
         let Some(agent) = ev.process.agent.as_deref() else {
             return;
         };
+        if let Detail::FileOpen(o) = &ev.detail {
+            if self.opens.enabled() {
+                // The event is serialised only when it starts a fold.
+                let draft = || draft_for(ev, unix_ns, agent.to_string());
+                self.opens
+                    .on_open(ev, o, unix_ns, sensitive_open, draft, out);
+                return;
+            }
+        }
         let Some(mut draft) = draft_for(ev, unix_ns, agent.to_string()) else {
             return;
         };
+        let pid = ev.process.pid;
         match &ev.detail {
-            Detail::FileOpen(o) if self.window_ns > 0 => {
-                let key = (ev.process.pid, o.path.clone());
-                match self.folds.get_mut(&key) {
-                    Some(f) => {
-                        f.count += 1;
-                        f.last_unix_ns = unix_ns;
-                    }
-                    None => {
-                        self.order.push_back((unix_ns, key.clone()));
-                        self.folds.insert(
-                            key,
-                            Fold {
-                                draft,
-                                count: 1,
-                                last_unix_ns: unix_ns,
-                            },
-                        );
-                    }
-                }
-            }
-            Detail::Exec(e) if e.result != 0 => {
-                self.path_search.hold(ev.process.pid, unix_ns, draft, out)
-            }
+            Detail::Exec(e) if e.result != 0 => self.path_search.hold(pid, unix_ns, draft, out),
             Detail::Exec(_) => {
-                self.path_search.on_success(ev.process.pid, &mut draft, out);
+                // Opens before the exec were the old program's.
+                self.opens.close_process(pid, out);
+                self.path_search.on_success(pid, &mut draft, out);
                 out.push(draft);
             }
             Detail::Exit(_) => {
-                self.path_search.on_exit(ev.process.pid, out);
+                self.opens.close_process(pid, out);
+                self.path_search.on_exit(pid, out);
                 out.push(draft);
             }
             _ => out.push(draft),
         }
     }
 
-    /// What [`Selector::on_event`] does for held searches, for an agent
-    /// event whose receipt is made elsewhere (the evidence of a finding):
-    /// a successful exec takes its process's search, an exit ends it. Held
-    /// attempts not taken go to `out` first, as they happened first.
+    /// What [`Selector::on_event`] does for held folds, for an agent event
+    /// whose receipt is made elsewhere (the evidence of a finding): a
+    /// successful exec ends its process's list of opens and takes its
+    /// search, an exit ends both. What is issued goes to `out`, before the
+    /// evidence, as it happened first.
     pub fn fold_search(&mut self, ev: &EnrichedEvent, draft: &mut Draft, out: &mut Vec<Draft>) {
         if ev.process.agent.is_none() {
             return;
         }
+        let pid = ev.process.pid;
         match &ev.detail {
             Detail::Exec(e) if e.result == 0 => {
-                self.path_search.on_success(ev.process.pid, draft, out)
+                self.opens.close_process(pid, out);
+                self.path_search.on_success(pid, draft, out)
             }
-            Detail::Exit(_) => self.path_search.on_exit(ev.process.pid, out),
+            Detail::Exit(_) => {
+                self.opens.close_process(pid, out);
+                self.path_search.on_exit(pid, out)
+            }
             _ => {}
         }
     }
@@ -112,25 +109,47 @@ impl Selector {
         self.path_search.counters()
     }
 
+    /// The `observer.stop` members saying what folding did this run:
+    /// failed execs folded into the exec that ended their PATH search and
+    /// those issued alone at a cap; file opens listed per process, kept
+    /// alone as sensitive, and receipts a cap issued early.
+    pub fn stop_counters(&self) -> [(&'static str, Value); 2] {
+        let ps = self.path_search.counters();
+        let fo = self.opens.counters();
+        [
+            (
+                "path_search",
+                json!({"folded": ps.folded, "unfolded_at_cap": ps.unfolded_at_cap}),
+            ),
+            (
+                "file_open",
+                json!({
+                    "opens": fo.opens,
+                    "listed_receipts": fo.listed_receipts,
+                    "sensitive_receipts": fo.sensitive_receipts,
+                    "closed_at_paths_cap": fo.closed_at_paths_cap,
+                    "closed_at_held_cap": fo.closed_at_held_cap,
+                }),
+            ),
+        ]
+    }
+
+    /// What file-open folding did this run.
+    pub fn open_fold_counters(&self) -> open_fold::Counters {
+        self.opens.counters()
+    }
+
     /// Emits folded opens whose window closed before `now_unix_ns`, and
     /// failed execs no exec followed within theirs.
     pub fn flush_due(&mut self, now_unix_ns: u64, out: &mut Vec<Draft>) {
-        while let Some((start, _)) = self.order.front() {
-            if now_unix_ns < start.saturating_add(self.window_ns) {
-                break;
-            }
-            let (_, key) = self.order.pop_front().expect("front exists");
-            if let Some(fold) = self.folds.remove(&key) {
-                out.push(finish_fold(fold));
-            }
-        }
+        self.opens.flush_due(now_unix_ns, out);
         self.path_search.flush_due(now_unix_ns, out);
     }
 
     /// Emits every folded open and held failed exec (at a clock step, at
     /// stop).
     pub fn flush_all(&mut self, out: &mut Vec<Draft>) {
-        self.flush_due(u64::MAX, out);
+        self.opens.flush_all(out);
         self.path_search.flush_all(out);
     }
 }
@@ -184,19 +203,12 @@ pub fn executable_hash(ev: &EnrichedEvent) -> String {
     }
 }
 
-fn finish_fold(f: Fold) -> Draft {
-    let mut draft = f.draft;
-    draft.context["file_open"]["count"] = json!(f.count);
-    draft.context["file_open"]["last_time"] = json!(super::payload::issued_at(f.last_unix_ns));
-    draft
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{
         process_table::Origin,
-        record::{ExecDetail, ExitDetail, ProcessView},
+        record::{ExecDetail, ExitDetail, OpenDetail, ProcessView},
     };
 
     fn event(pid: u32, seq: u64, agent: Option<&str>, detail: Detail) -> EnrichedEvent {
@@ -266,17 +278,27 @@ mod tests {
         let mut s = Selector::new(1_000_000_000);
         let mut out = Vec::new();
         let agent = Some("a");
-        s.on_event(&event(7, 1, agent, exec("/x/prog", -2)), 10, &mut out);
-        s.on_event(&event(8, 2, agent, exec("/x/prog", -2)), 11, &mut out);
+        s.on_event(
+            &event(7, 1, agent, exec("/x/prog", -2)),
+            10,
+            false,
+            &mut out,
+        );
+        s.on_event(
+            &event(8, 2, agent, exec("/x/prog", -2)),
+            11,
+            false,
+            &mut out,
+        );
         assert!(out.is_empty(), "held");
-        s.on_event(&event(7, 3, agent, exec("/y/prog", 0)), 12, &mut out);
+        s.on_event(&event(7, 3, agent, exec("/y/prog", 0)), 12, false, &mut out);
         assert_eq!(seqs(&out), vec![3]);
         assert_eq!(out[0].context["exec"]["path_search"][0]["seq"], 1);
-        s.on_event(&event(8, 4, agent, exit()), 13, &mut out);
+        s.on_event(&event(8, 4, agent, exit()), 13, false, &mut out);
         assert_eq!(seqs(&out), vec![3, 2, 4], "the attempt before the exit");
         assert_eq!(out[1].context["exec"]["filename"], "/x/prog");
         // Not an agent's process: no receipt, nothing held.
-        s.on_event(&event(9, 5, None, exec("/x/prog", -2)), 14, &mut out);
+        s.on_event(&event(9, 5, None, exec("/x/prog", -2)), 14, false, &mut out);
         s.flush_all(&mut out);
         assert_eq!(seqs(&out), vec![3, 2, 4]);
         assert_eq!(s.path_search_counters().folded, 1);
@@ -286,11 +308,98 @@ mod tests {
     fn a_finding_s_evidence_takes_the_search_too() {
         let mut s = Selector::new(0);
         let mut out = Vec::new();
-        s.on_event(&event(7, 1, Some("a"), exec("/x/prog", -2)), 10, &mut out);
+        s.on_event(
+            &event(7, 1, Some("a"), exec("/x/prog", -2)),
+            10,
+            false,
+            &mut out,
+        );
         let ran = event(7, 2, Some("a"), exec("/y/prog", 0));
         let mut evidence = draft_for(&ran, 11, "a".into()).unwrap();
         s.fold_search(&ran, &mut evidence, &mut out);
         assert!(out.is_empty());
         assert_eq!(evidence.context["exec"]["path_search"][0]["seq"], 1);
+    }
+
+    fn open(path: &str) -> Detail {
+        Detail::FileOpen(OpenDetail {
+            path: path.into(),
+            result: 3,
+            error: None,
+            flags: 0,
+            flags_text: "O_RDONLY".into(),
+            mode: 0,
+            reasons: vec!["watched"],
+            openat2: false,
+            dfd: -100,
+        })
+    }
+
+    fn listed(d: &Draft) -> Vec<&str> {
+        d.context["file_open"]["paths"]
+            .as_array()
+            .map(|p| p.iter().map(|e| e["path"].as_str().unwrap()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_process_s_opens_are_issued_before_its_exec_and_its_exit() {
+        let mut s = Selector::new(1_000_000_000);
+        let mut out = Vec::new();
+        let a = Some("a");
+        s.on_event(&event(7, 1, a, open("/dev/null")), 10, false, &mut out);
+        s.on_event(&event(7, 2, a, open("/k/id_rsa")), 11, true, &mut out);
+        s.on_event(&event(7, 3, a, exec("/bin/cat", 0)), 12, false, &mut out);
+        assert_eq!(seqs(&out), vec![1, 3], "the list, then the exec");
+        assert_eq!(listed(&out[0]), ["/dev/null"]);
+        s.on_event(
+            &event(7, 4, a, open("/etc/ld.so.cache")),
+            13,
+            false,
+            &mut out,
+        );
+        s.on_event(&event(7, 5, a, open("/etc/hostname")), 14, false, &mut out);
+        s.on_event(&event(7, 6, a, exit()), 15, false, &mut out);
+        assert_eq!(seqs(&out), vec![1, 3, 4, 6]);
+        assert_eq!(listed(&out[2]), ["/etc/ld.so.cache", "/etc/hostname"]);
+        // The sensitive path waits for its window, as it always did.
+        s.flush_all(&mut out);
+        assert_eq!(seqs(&out), vec![1, 3, 4, 6, 2]);
+        assert_eq!(out[4].context["file_open"]["count"], 1);
+        assert!(listed(&out[4]).is_empty());
+        let c = s.open_fold_counters();
+        assert_eq!(
+            (c.opens, c.listed_receipts, c.sensitive_receipts),
+            (4, 2, 1)
+        );
+    }
+
+    #[test]
+    fn without_a_window_every_open_is_its_own_receipt() {
+        let mut s = Selector::new(0);
+        let mut out = Vec::new();
+        for seq in 1..=2 {
+            s.on_event(
+                &event(7, seq, Some("a"), open("/etc/a")),
+                seq,
+                false,
+                &mut out,
+            );
+        }
+        assert_eq!(seqs(&out), vec![1, 2]);
+        assert!(out[0].context["file_open"].get("count").is_none());
+        assert_eq!(s.open_fold_counters(), open_fold::Counters::default());
+    }
+
+    #[test]
+    fn a_finding_s_evidence_exec_ends_the_list_of_opens() {
+        let mut s = Selector::new(1_000_000_000);
+        let mut out = Vec::new();
+        s.on_event(&event(7, 1, Some("a"), open("/etc/a")), 10, false, &mut out);
+        let ran = event(7, 2, Some("a"), exec("/y/prog", 0));
+        let mut evidence = draft_for(&ran, 11, "a".into()).unwrap();
+        s.fold_search(&ran, &mut evidence, &mut out);
+        assert_eq!(seqs(&out), vec![1]);
+        assert_eq!(listed(&out[0]), ["/etc/a"]);
     }
 }

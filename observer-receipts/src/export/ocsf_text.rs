@@ -707,6 +707,7 @@ mod tests {
             Some(json!({"event": "file_open", "count": null, "file_open": {"path": 7}})),
             none.clone(),
         ));
+        all.push(receipt("file.open", Some(folded_open()), none.clone()));
         all.push(receipt(
             "dns.resolve",
             Some(
@@ -837,6 +838,48 @@ mod tests {
             text["unmapped"]["observer"]["context"]["exec"]["path_search"],
             search
         );
+    }
+
+    /// A `file.open` folded over its process's window: the first open's
+    /// members and the list of every distinct open (docs/RECEIPTS.md).
+    fn folded_open() -> Value {
+        let entry = |path: &str, seq: u64, count: u64| {
+            json!({"path": path, "result": 3, "error": null, "flags": 524288,
+                   "flags_text": "O_RDONLY|O_CLOEXEC", "mode": 0, "reasons": ["watched"],
+                   "openat2": false, "dfd": -100, "time": "2026-11-22T18:00:00.1Z", "cpu": 1,
+                   "seq": seq, "count": count, "last_time": "2026-11-22T18:00:00.2Z"})
+        };
+        json!({"event": "file_open", "process": process(), "seq": 4, "file_open": {
+            "path": "/etc/ld.so.cache", "result": 3, "flags": 524288, "count": 2,
+            "last_time": "2026-11-22T18:00:00.2Z",
+            "paths": [entry("/etc/ld.so.cache", 4, 2), entry("/etc/hostname", 5, 1)]}})
+    }
+
+    #[test]
+    fn a_folded_open_exports_its_first_path_and_keeps_the_list_unmapped() {
+        let folded = folded_open();
+        let mut plain = folded.clone();
+        plain["file_open"].as_object_mut().unwrap().remove("paths");
+        let event = |ctx: &Value| {
+            let r = receipt("file.open", Some(ctx.clone()), json!({}));
+            let mut out = Vec::new();
+            push_receipt(&mut out, &r);
+            let text: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(text, ocsf::format(&Item::Receipt(r)));
+            text
+        };
+        let (with_list, without) = (event(&folded), event(&plain));
+        assert_eq!(with_list["type_uid"], 100114);
+        assert_eq!(with_list["file"]["path"], "/etc/ld.so.cache");
+        assert_eq!(
+            with_list["unmapped"]["observer"]["context"]["file_open"]["paths"],
+            folded["file_open"]["paths"]
+        );
+        // The list changes nothing else: a receipt without it (a store
+        // from before folding) exports the same event as it did.
+        let mut stripped = with_list.clone();
+        stripped["unmapped"]["observer"]["context"] = plain;
+        assert_eq!(stripped, without);
     }
 
     #[test]

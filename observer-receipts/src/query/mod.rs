@@ -22,7 +22,7 @@ mod row;
 mod summary;
 
 pub use row::{stored_payload_text, QueryRow, COLUMNS};
-pub use summary::{summary, text_at};
+pub use summary::{more_paths, summary, text_at};
 
 /// Why a query failed: the store could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +61,8 @@ pub struct Query {
     /// `address:port`) or any of its `dst_names`, a finding's matched
     /// destination.
     pub dst: Vec<String>,
-    /// File paths: a `file.open` path, a finding's matched path.
+    /// File paths: a `file.open` path (the first, or any it lists), a
+    /// finding's matched path.
     pub path: Vec<String>,
     /// systemd units (`process.unit`).
     pub unit: Vec<String>,
@@ -233,8 +234,12 @@ pub fn push_filters(q: &Query, sql: &mut String, params: &mut Vec<SqlValue>) {
     });
     w.any(&q.path, |w, g| {
         let p = w.glob(g);
+        // A folded `file.open` lists its process's other paths under
+        // `file_open.paths` (docs/RECEIPTS.md "Context shapes").
         format!(
             "(json_extract(c.context, '$.file_open.path') GLOB {p} \
+             OR EXISTS (SELECT 1 FROM json_each(c.context, '$.file_open.paths') e \
+                WHERE json_extract(e.value, '$.path') GLOB {p}) \
              OR json_extract(c.context, '$.matched.path') GLOB {p})"
         )
     });

@@ -54,7 +54,7 @@ pub fn summary(ctx: &Value) -> String {
         return exec_summary(e);
     }
     if let Some(o) = ctx.get("file_open") {
-        return format!("{} x{}", text_at(o, &["path"]), text_at(o, &["count"]));
+        return open_summary(o);
     }
     for kind in ["connect", "accept", "listen", "bind"] {
         if let Some(n) = ctx.get(kind) {
@@ -71,6 +71,34 @@ pub fn summary(ctx: &Value) -> String {
         return format!("key {kid} for {}", text_at(ctx, &["issuer_id"]));
     }
     String::new()
+}
+
+/// A file open: the path and how often it was opened, and how many other
+/// paths a folded receipt lists.
+fn open_summary(o: &Value) -> String {
+    let line = format!("{} x{}", text_at(o, &["path"]), text_at(o, &["count"]));
+    format!("{line}{}", more_paths(o))
+}
+
+/// ` (+N more paths)`: the distinct paths other than the first that a
+/// folded `file_open` lists (each once, whatever its flags or outcome);
+/// empty when there are none.
+pub fn more_paths(file_open: &Value) -> String {
+    let first = file_open["path"].as_str();
+    let mut others: Vec<&str> = file_open["paths"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["path"].as_str())
+        .filter(|p| Some(*p) != first)
+        .collect();
+    others.sort_unstable();
+    others.dedup();
+    match others.len() {
+        0 => String::new(),
+        1 => " (+1 more path)".into(),
+        n => format!(" (+{n} more paths)"),
+    }
 }
 
 /// An exec: its argv, and the directories its PATH search tried first;
@@ -144,5 +172,22 @@ mod tests {
             summary(&searched),
             "prog a (found after 2 failed in path search)"
         );
+    }
+
+    #[test]
+    fn open_summaries_say_how_many_more_paths_a_fold_lists() {
+        let one = json!({"file_open": {"path": "/etc/hostname", "count": 3}});
+        assert_eq!(summary(&one), "/etc/hostname x3");
+        let unfolded = json!({"file_open": {"path": "/etc/hostname"}});
+        assert_eq!(summary(&unfolded), "/etc/hostname x-");
+        let folded = json!({"file_open": {"path": "/a", "count": 2, "paths": [
+            {"path": "/a", "flags": 0}, {"path": "/b"}, {"path": "/a", "flags": 1},
+            {"path": "/c"}, {"path": "/b", "result": -2}]}});
+        assert_eq!(summary(&folded), "/a x2 (+2 more paths)");
+        let two = json!({"file_open": {"path": "/a", "count": 1,
+            "paths": [{"path": "/a"}, {"path": "/b"}]}});
+        assert_eq!(summary(&two), "/a x1 (+1 more path)");
+        let alone = json!({"file_open": {"path": "/a", "count": 1, "paths": [{"path": "/a"}]}});
+        assert_eq!(summary(&alone), "/a x1");
     }
 }

@@ -51,6 +51,17 @@ fn db() -> Connection {
             "file_open": {"path": "/home/bob/.config/[x]/key", "count": 1}}),
         ),
         (
+            6,
+            "codex",
+            "file.open",
+            "low",
+            json!({"process": {"user": "dave"},
+            "file_open": {"path": "/etc/ld.so.cache", "count": 1, "paths": [
+                {"path": "/etc/ld.so.cache", "count": 1},
+                {"path": "/usr/lib/x86_64-linux-gnu/libc.so.6", "count": 1},
+                {"path": "/etc/hostname", "count": 2}]}}),
+        ),
+        (
             4,
             "unregistered:bbbb",
             "shadow_ai.finding",
@@ -162,6 +173,11 @@ fn context_fields() {
     // '[' is literal, not a character class.
     assert_eq!(q(|q| q.path = v(&["/home/bob/.config/[x]/*"])), [3]);
     assert_eq!(q(|q| q.path = v(&["*/key"])), [3, 5]);
+    // Any path a folded receipt lists, not only its first.
+    assert_eq!(q(|q| q.path = v(&["/etc/hostname"])), [6]);
+    assert_eq!(q(|q| q.path = v(&["*libc.so*"])), [6]);
+    assert_eq!(q(|q| q.path = v(&["/etc/ld.so.cache"])), [6]);
+    assert_eq!(q(|q| q.path = v(&["/etc/host"])), Vec::<i64>::new());
     assert_eq!(q(|q| q.dst = v(&["api.openai.com"])), [1]);
     assert_eq!(q(|q| q.dst = v(&["104.18.32.7"])), [1]);
     assert_eq!(q(|q| q.dst = v(&["10.0.0.9:5555"])), [2]);
