@@ -9,7 +9,6 @@ mod common;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    path::Path,
     process::Command,
     time::{Duration, Instant},
 };
@@ -30,34 +29,6 @@ fn open_key(pid: &Value, o: &Value) -> OpenKey {
         o["flags"].as_u64().unwrap(),
         (result < 0).then_some(result),
     )
-}
-
-/// `observerctl receipts --json` with `args`: (receipt hash, summary).
-fn listed(db: &Path, args: &[&str]) -> Vec<(String, String)> {
-    let out = Command::new(observerctl())
-        .arg("--db")
-        .arg(db)
-        .args(["receipts", "--json"])
-        .args(args)
-        .output()
-        .expect("run observerctl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("observerctl JSON");
-    doc["receipts"]
-        .as_array()
-        .expect("rows")
-        .iter()
-        .map(|r| {
-            (
-                r["receipt_hash"].as_str().unwrap().to_string(),
-                r["summary"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 #[test]
@@ -255,7 +226,7 @@ fn a_process_s_opens_are_one_receipt_and_a_secret_keeps_its_own() {
 
     // observerctl: --path finds a path a receipt lists, not only its
     // first, and the summary says how many more paths it lists.
-    let found = listed(&db, &["--path", &files[6]]);
+    let found = receipt_summaries(&db, &["--path", &files[6]]);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].0, cat[0].hash);
     let more = entries

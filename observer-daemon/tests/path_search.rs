@@ -19,31 +19,11 @@ use serde_json::{json, Value};
 
 const AGENT: &str = "path-search-agent";
 
-/// `observerctl receipts --json` rows of the store, by receipt hash: the
-/// summary column as an analyst sees it.
+/// The process.exec rows' summary column as an analyst sees it, by
+/// receipt hash.
 fn summaries(db: &Path) -> std::collections::HashMap<String, String> {
-    let out = Command::new(observerctl())
-        .arg("--db")
-        .arg(db)
-        .args(["receipts", "--json", "--action", "process.exec"])
-        .output()
-        .expect("run observerctl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("observerctl JSON");
-    doc["receipts"]
-        .as_array()
-        .expect("rows")
-        .iter()
-        .map(|r| {
-            (
-                r["receipt_hash"].as_str().unwrap().to_string(),
-                r["summary"].as_str().unwrap().to_string(),
-            )
-        })
+    receipt_summaries(db, &["--action", "process.exec"])
+        .into_iter()
         .collect()
 }
 

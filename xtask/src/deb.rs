@@ -54,14 +54,7 @@ fn stage(root: &Path) -> anyhow::Result<PathBuf> {
 pub fn run(root: &Path, args: &DebArgs) -> anyhow::Result<PathBuf> {
     crate::setup::ensure_cargo_deb()?;
     if !args.no_build {
-        crate::cargo(&[
-            "build",
-            "--release",
-            "--package",
-            "observer-daemon",
-            "--package",
-            "observer-ctl",
-        ])?;
+        crate::build_release_binaries()?;
     }
     stage(root)?;
     let out = root.join("target/debian");

@@ -142,14 +142,7 @@ pub fn run(root: &Path, args: &InstallArgs) -> anyhow::Result<()> {
     }
     if !args.no_build {
         crate::setup::ensure_ebpf_build()?;
-        crate::cargo(&[
-            "build",
-            "--release",
-            "--package",
-            "observer-daemon",
-            "--package",
-            "observer-ctl",
-        ])?;
+        crate::build_release_binaries()?;
     }
     match &args.destdir {
         Some(dest) => install_into(root, dest),

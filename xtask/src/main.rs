@@ -138,14 +138,7 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(args) => {
             require_root("cargo xtask bench")?;
             setup::ensure_ebpf_build()?;
-            cargo(&[
-                "build",
-                "--release",
-                "--package",
-                "observer-daemon",
-                "--package",
-                "observer-ctl",
-            ])?;
+            build_release_binaries()?;
             if args.runs(bench::Section::Receipts) || args.runs(bench::Section::Ctl) {
                 bench_receipts::build()?;
             }
@@ -194,6 +187,19 @@ fn rustup_cargo(args: &[&str]) -> anyhow::Result<()> {
         bail!("cargo {} failed with {status}", args.join(" "));
     }
     Ok(())
+}
+
+/// The release binaries: observerd (observer-daemon) and observerctl
+/// (observer-ctl, its own package).
+pub fn build_release_binaries() -> anyhow::Result<()> {
+    cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "observer-daemon",
+        "--package",
+        "observer-ctl",
+    ])
 }
 
 pub fn cargo(args: &[&str]) -> anyhow::Result<()> {

@@ -513,3 +513,31 @@ fn dep_info_sources(text: &str) -> Vec<PathBuf> {
     }
     out
 }
+
+/// `observerctl receipts --json` with `args`: (receipt hash, summary).
+pub fn receipt_summaries(db: &Path, args: &[&str]) -> Vec<(String, String)> {
+    let out = Command::new(observerctl())
+        .arg("--db")
+        .arg(db)
+        .args(["receipts", "--json"])
+        .args(args)
+        .output()
+        .expect("run observerctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("observerctl JSON");
+    doc["receipts"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["receipt_hash"].as_str().unwrap().to_string(),
+                r["summary"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
