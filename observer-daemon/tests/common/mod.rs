@@ -466,9 +466,10 @@ impl Drop for ChildGuard {
 /// The observerctl binary these tests run: built by the observer-ctl
 /// package into the same directory as observerd (`cargo test --workspace`,
 /// which `cargo xtask test` runs, builds it with the tests). Cargo names
-/// only the binaries of the package under test, so the path is derived; a
-/// binary older than any source cargo built it from (its `.d` file lists
-/// them) is refused rather than tested.
+/// only the binaries of the package under test, so the path is derived,
+/// and a binary older than a source it is built from is refused rather
+/// than tested: the sources cargo's dep-info beside it lists (a `cargo
+/// build` writes it), else every source of the crates it links.
 pub fn observerctl() -> &'static str {
     static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     PATH.get_or_init(|| {
@@ -477,9 +478,11 @@ pub fn observerctl() -> &'static str {
         let built = std::fs::metadata(&bin)
             .and_then(|m| m.modified())
             .unwrap_or_else(|e| panic!("{}: {e}: {rebuild}", bin.display()));
-        let deps = std::fs::read_to_string(bin.with_extension("d"))
-            .unwrap_or_else(|e| panic!("{}.d: {e}: {rebuild}", bin.display()));
-        for source in dep_info_sources(&deps) {
+        let sources = match std::fs::read_to_string(bin.with_extension("d")) {
+            Ok(deps) => dep_info_sources(&deps),
+            Err(_) => linked_crate_sources(),
+        };
+        for source in sources {
             let changed = std::fs::metadata(&source).and_then(|m| m.modified());
             if changed.map_or(true, |t| t > built) {
                 panic!(
@@ -491,6 +494,36 @@ pub fn observerctl() -> &'static str {
         }
         bin.to_string_lossy().into_owned()
     })
+}
+
+/// The sources of the workspace crates observerctl links (observerd's own
+/// `src/bin` aside), for a binary that no plain build left dep-info for.
+fn linked_crate_sources() -> Vec<PathBuf> {
+    fn walk(dir: &Path, skip: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path == skip {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, skip, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let skip = root.join("observer-daemon/src/bin");
+    let mut out = Vec::new();
+    for krate in [
+        "observer-ctl",
+        "observer-daemon",
+        "observer-receipts",
+        "observer-common",
+    ] {
+        walk(&root.join(krate).join("src"), &skip, &mut out);
+    }
+    out
 }
 
 /// The prerequisites of a make-style dep-info file (`target: a b\ c`).
