@@ -249,11 +249,11 @@ pub struct Selection {
     /// systemd unit of the acting process.
     #[arg(long, value_name = "GLOB")]
     pub unit: Vec<String>,
-    /// Process id in the context.
+    /// Process id in the context, or of an entry of a file.open list.
     #[arg(long)]
     pub pid: Vec<u32>,
-    /// Executable: its path in the context (a glob), or its sha256
-    /// (`sha256:<hex>` or 64 hex).
+    /// Executable: its path in the context or in a file.open list's entry
+    /// (a glob), or its sha256 (`sha256:<hex>` or 64 hex).
     #[arg(long, value_name = "PATH|HASH")]
     pub exe: Vec<String>,
     /// Chain (issuer_id).

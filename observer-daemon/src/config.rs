@@ -181,6 +181,35 @@ impl Default for PipelineSection {
     }
 }
 
+/// `[receipts] file_open_fold`: how an agent process's opens within
+/// `file_open_window_ms` become receipts. Paths on the sensitive indicator
+/// lists keep a receipt per path either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileOpenFold {
+    /// One receipt per agent (chain) and window listing each distinct open
+    /// with the process that made it (`pid`, `exe`): a build that spawns
+    /// hundreds of processes costs a few receipts per second.
+    Agent,
+    /// One receipt per process and window listing each distinct open; a
+    /// process's list ends when it execs or exits.
+    Process,
+    /// One receipt per (process, path, window), the layout before opens
+    /// were listed: an analyst who wants a row per path, and the
+    /// benchmark's baseline.
+    Path,
+}
+
+impl FileOpenFold {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileOpenFold::Agent => "agent",
+            FileOpenFold::Process => "process",
+            FileOpenFold::Path => "path",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReceiptsSection {
@@ -217,6 +246,13 @@ pub struct ReceiptsSection {
     /// file.open receipt listing its paths (sensitive paths: one receipt
     /// per path). Default 1000; 0: a receipt per open.
     pub file_open_window_ms: u64,
+    /// What one `file.open` receipt covers within the window. Default
+    /// "agent": every open of the agent's processes, listed.
+    pub file_open_fold: FileOpenFold,
+    /// Failed execs of a PATH search fold into the receipt of the exec
+    /// that ends it (`exec.path_search`). Default true; false gives every
+    /// attempt its own receipt.
+    pub path_search_fold: bool,
     /// Delete receipts older than this ("90d", "12h"); the deleted prefix
     /// is replaced by a signed anchor, so the rest still verifies. Default:
     /// keep everything.
@@ -238,6 +274,8 @@ impl Default for ReceiptsSection {
             batch_max: 1024,
             full_hold_max: crate::receipt::pipeline::DEFAULT_FULL_HOLD_MAX,
             file_open_window_ms: 1000,
+            file_open_fold: FileOpenFold::Agent,
+            path_search_fold: true,
             retention: None,
         }
     }

@@ -36,7 +36,7 @@ use crate::{
         chain::Identity,
         keys::MasterSeed,
         pipeline::{Pipeline, PipelineConfig},
-        select::Selector,
+        select::{Folding, Selector},
         store::RunKind,
     },
     record::{Record, StartRecord, StatsRecord},
@@ -732,6 +732,7 @@ fn start_receipts(
         "file_open_window_ms": r.file_open_window_ms,
         // How failed execs fold into the exec that ends their PATH search.
         "path_search": {
+            "fold": r.path_search_fold,
             "window_ms": crate::receipt::path_search::WINDOW_NS / 1_000_000,
             "per_process_cap": crate::receipt::path_search::PER_PROCESS_CAP,
             "global_cap": crate::receipt::path_search::GLOBAL_CAP,
@@ -739,6 +740,7 @@ fn start_receipts(
         // How file opens fold: one list per process and window, bounded;
         // opens of these indicator lists' paths keep their own receipts.
         "file_open": {
+            "fold": r.file_open_fold.as_str(),
             "window_ms": r.file_open_window_ms,
             "paths_cap": crate::receipt::open_fold::PATHS_CAP,
             "held_cap": crate::receipt::open_fold::HELD_CAP,
@@ -751,7 +753,11 @@ fn start_receipts(
     Ok(Receipts {
         pipeline,
         resumed,
-        selector: Selector::new(r.file_open_window_ms * 1_000_000),
+        selector: Selector::new(Folding {
+            file_open_window_ns: r.file_open_window_ms * 1_000_000,
+            file_open: r.file_open_fold,
+            path_search: r.path_search_fold,
+        }),
         observer_executable_hash,
         policy,
         master_seed_created: created,

@@ -1,7 +1,8 @@
 //! File-open folding end to end: a registered agent (a copy of sh) runs a
 //! `cat` of 20 files, then reads an SSH private key and a model file, under
-//! the built-in policies. The cat's opens are one `file.open` receipt
-//! listing every path with the event's exact fields; the key's open is its
+//! the built-in policies. The agent's opens, the cat's among them, are one
+//! `file.open` receipt listing every open with the event's exact fields and
+//! the process that made it; the key's open is its
 //! own receipt, and the finding it fires names exactly that receipt; the
 //! model file's open is its own receipt too; every open of the run's
 //! `--events-jsonl` output is counted in exactly one receipt's context.
@@ -57,7 +58,12 @@ fn a_process_s_opens_are_one_receipt_and_a_secret_keeps_its_own() {
         agent_config(AGENT, &agent, "")
     );
     let d = Daemon::start_in(StateDir::Shared(dir.path().to_owned()), &config);
+    // A clean environment: cargo's LD_LIBRARY_PATH sends the dynamic
+    // loader through dozens of directories, each miss an open of the
+    // agent's list, which would fill it (256 entries) before the cat.
     let status = Command::new(&agent)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
         .arg("-c")
         .arg(format!(
             "cat {} > /dev/null; cat {key} > /dev/null; cat {model} > /dev/null",
@@ -110,8 +116,10 @@ fn a_process_s_opens_are_one_receipt_and_a_secret_keeps_its_own() {
     let cat = listing(&files[0]);
     assert_eq!(cat.len(), 1, "one receipt lists the cat's opens");
     let cat_ctx = ctx(&cat[0]);
-    assert_eq!(cat_ctx["process"]["comm"], "cat");
-    let cat_pid = &cat_ctx["process"]["pid"];
+    let cat_pid = &opens
+        .iter()
+        .find(|r| r["file_open"]["path"] == files[0].as_str())
+        .expect("the cat's open is an event")["process"]["pid"];
     let entries = cat_ctx["file_open"]["paths"].as_array().unwrap().clone();
     for f in &files {
         assert_eq!(listing(f).len(), 1, "{f} is listed once");
@@ -123,6 +131,10 @@ fn a_process_s_opens_are_one_receipt_and_a_secret_keeps_its_own() {
         for member in ["time", "cpu", "seq"] {
             want[member] = ev[member].clone();
         }
+        // An agent's list names each entry's process.
+        want["pid"] = ev["process"]["pid"].clone();
+        want["exe"] = ev["process"]["exe"].clone();
+        assert!(want["exe"].as_str().unwrap().ends_with("/cat"), "{want}");
         want["count"] = json!(1);
         want["last_time"] = ev["time"].clone();
         let entry = entries.iter().find(|e| e["path"] == f.as_str()).unwrap();
@@ -201,7 +213,8 @@ fn a_process_s_opens_are_one_receipt_and_a_secret_keeps_its_own() {
         match c["file_open"]["paths"].as_array() {
             Some(list) => {
                 for e in list {
-                    *in_receipts.entry(open_key(pid, e)).or_default() +=
+                    assert!(e["pid"].is_u64(), "an agent's list names the process: {e}");
+                    *in_receipts.entry(open_key(&e["pid"], e)).or_default() +=
                         e["count"].as_u64().unwrap();
                     let at = (e["cpu"].as_u64().unwrap(), e["seq"].as_u64().unwrap());
                     let ev = by_seq.get(&at).expect("a listed open is an event");
@@ -253,12 +266,13 @@ fn a_process_s_opens_are_one_receipt_and_a_secret_keeps_its_own() {
     assert_eq!(
         stop["file_open"],
         json!({"opens": opens.len() - 1, "listed_receipts": listed_receipts,
-               "sensitive_receipts": 1, "closed_at_paths_cap": 0, "closed_at_held_cap": 0})
+               "sensitive_receipts": 1, "path_receipts": 0, "closed_at_paths_cap": 0,
+               "closed_at_held_cap": 0})
     );
     let policy = ctx(&stored_receipts_of(&db, "observer.policy")[0]);
     assert_eq!(
         policy["file_open"],
-        json!({"window_ms": 1000, "paths_cap": 256, "held_cap": 8192,
+        json!({"fold": "agent", "window_ms": 1000, "paths_cap": 256, "held_cap": 8192,
                "own_receipt": ["secret_files", "ai_credentials", "model_files"]})
     );
     let report = verify_store(&db, &seed, Vec::new());

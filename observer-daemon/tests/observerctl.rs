@@ -219,8 +219,8 @@ fn receipt_filters_return_exactly_the_matching_rows() {
         assert!(names.contains(&w), "{w} not in {names:?}");
     }
 
-    // The opens of the test file: each cat's receipt lists it among its
-    // opens, and `--path` finds a listed path.
+    // The opens of the test file: the agent's lists of opens name each
+    // cat's, and `--path` finds a listed path.
     let path = f.file.display().to_string();
     let of_file = rows(
         &db,
@@ -233,19 +233,27 @@ fn receipt_filters_return_exactly_the_matching_rows() {
             &path,
         ],
     );
-    assert_eq!(of_file.len(), 3, "one cat process per open");
+    let mut cat_pids = std::collections::HashSet::new();
     for r in &of_file {
         let o = &r["context"]["file_open"];
         let listed = o["paths"].as_array().unwrap();
-        assert_eq!(
-            listed.iter().filter(|e| e["path"] == path.as_str()).count(),
-            1
-        );
+        for e in listed.iter().filter(|e| e["path"] == path.as_str()) {
+            assert!(cat_pids.insert(e["pid"].as_u64().unwrap()), "{e}");
+        }
         let summary = r["summary"].as_str().unwrap();
         assert!(
             summary.starts_with(&format!("{} x", o["path"].as_str().unwrap()))
                 && summary.ends_with(" more paths)"),
             "{summary}"
+        );
+    }
+    assert_eq!(cat_pids.len(), 3, "one cat process per open");
+    // `--pid` finds the list that names a cat's open.
+    for pid in &cat_pids {
+        let of_pid = rows(&db, &["--action", "file.open", "--pid", &pid.to_string()]);
+        assert!(
+            of_file.iter().any(|r| of_pid.contains(r)),
+            "--pid {pid}: {of_pid:#?}"
         );
     }
 

@@ -187,7 +187,7 @@ fn a_path_search_folds_into_the_exec_that_ran_and_a_failed_command_says_why() {
     let policy = &stored_receipts_of(&db, "observer.policy")[0];
     assert_eq!(
         policy.context.as_ref().unwrap()["path_search"],
-        json!({"window_ms": 1000, "per_process_cap": 64, "global_cap": 1024})
+        json!({"fold": true, "window_ms": 1000, "per_process_cap": 64, "global_cap": 1024})
     );
     let report = verify_store(&db, &seed, Vec::new());
     assert!(report.ok(), "{:#?}", report.failures);

@@ -8,7 +8,8 @@
 //! `cargo xtask bench` runs every section; `cargo xtask bench probes` or
 //! `cargo xtask bench receipts` runs one (the receipt section is in
 //! [`crate::bench_receipts`], the names and policy sections in
-//! [`crate::bench_names`]).
+//! [`crate::bench_names`], the evidence volume of a reference agent
+//! workload in [`crate::bench_workload`]).
 use std::path::Path;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,6 +31,9 @@ pub enum Section {
     /// Rule evaluation cost per event with the shipped policies, against
     /// the JSON serialisation of the same events.
     Policy,
+    /// Evidence volume: receipts and store bytes of a reference agent
+    /// workload, the layout before folding against today's.
+    Workload,
     /// What the hook itself costs: empty programs on the openat perf
     /// tracepoint and on the sys_exit raw tracepoint against the daemon's
     /// open path (only when named: `cargo xtask bench floor`).
@@ -54,6 +58,8 @@ pub struct BenchArgs {
     pub forward: crate::bench_forward::ForwardArgs,
     #[command(flatten)]
     pub floor: crate::bench_floor::FloorArgs,
+    #[command(flatten)]
+    pub workload: crate::bench_workload::WorkloadArgs,
 }
 
 impl BenchArgs {
@@ -91,6 +97,9 @@ fn run_in(root: &Path, work: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.runs(Section::Forward) {
         crate::bench_forward::run(root, work, &args.forward)?;
+    }
+    if args.runs(Section::Workload) {
+        crate::bench_workload::run(root, work, &args.workload)?;
     }
     if args.runs(Section::Floor) {
         crate::bench_floor::run(root, work, args.probes.opens, &args.floor)?;

@@ -7,6 +7,7 @@ mod bench_kit;
 mod bench_names;
 mod bench_probes;
 mod bench_receipts;
+mod bench_workload;
 mod deb;
 #[cfg(test)]
 mod deb_package_test;

@@ -1,12 +1,14 @@
 //! File-open folding: an agent's process opens dozens of files per
 //! command (locale files, shared libraries, scripts), and a receipt per
-//! open was most of a store. The opens of one process on one chain within
+//! open was most of a store. The opens of one agent (its chain) within
 //! `file_open_window_ms` become one `file.open` receipt: the context of
-//! its first open, plus `file_open.paths`, each distinct open (path, flags,
-//! mode, directory fd, outcome) once with its count, first and last time
-//! and the kernel sequence of its first occurrence. The list is bounded:
-//! when it is full the receipt is issued and the process's next opens
-//! start another, so no open is dropped.
+//! its first open, plus `file_open.paths`, each distinct open (process,
+//! path, flags, mode, directory fd, outcome) once with its count, first
+//! and last time and the kernel sequence of its first occurrence. The list
+//! is bounded: when it is full the receipt is issued and the next opens
+//! start another, so no open is dropped. `file_open_fold = "process"`
+//! keeps a list per process instead (ended by its exec or exit), and
+//! `"path"` a receipt per (process, path, window).
 //!
 //! Opens of a path the policy's indicator lists name as sensitive (model
 //! weights, secret files, AI credentials) keep a receipt of their own per
@@ -15,16 +17,20 @@
 //! receipt alone. An open that fires a rule never comes here: it is the
 //! evidence receipt of its finding, issued at once.
 //!
-//! A process's list is issued when it execs (its later opens belong to
-//! another program), when it exits, when its window ends, at a clock step
-//! and at stop; and, oldest first, when the folds held over all processes
-//! reach a bound, so memory stays bounded at the cost of folding only.
+//! A list is issued when its window ends, at a clock step and at stop (a
+//! process's list also when it execs, its later opens belonging to
+//! another program, and when it exits); and, oldest first, when the folds
+//! held over all lists reach a bound, so memory stays bounded at the cost
+//! of folding only.
 use std::collections::{HashMap, VecDeque};
 
 use serde_json::{json, Map, Value};
 
 use super::chain::Draft;
-use crate::record::{EnrichedEvent, OpenDetail};
+use crate::{
+    config::FileOpenFold,
+    record::{EnrichedEvent, OpenDetail},
+};
 
 /// Distinct opens listed in one receipt (a few hundred bytes each).
 pub const PATHS_CAP: usize = 256;
@@ -46,13 +52,19 @@ pub struct Counters {
     pub closed_at_paths_cap: u64,
     /// Receipts issued early because [`HELD_CAP`] was reached.
     pub closed_at_held_cap: u64,
+    /// `file.open` receipts of one path that is not sensitive, when
+    /// folding per path.
+    pub path_receipts: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
-    /// The list of one process.
+    /// The list of one agent (chain), when listing per agent.
+    Agent(String),
+    /// The list of one process, when listing per process.
     Process(u32),
-    /// One sensitive path of one process.
+    /// One path of one process: a sensitive one, or any when folding per
+    /// path.
     Path(u32, String),
 }
 
@@ -60,6 +72,8 @@ enum Key {
 /// the open but the descriptor number a success returned.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct EntryKey {
+    /// The opening process, when one list holds several.
+    pid: Option<u32>,
     path: String,
     flags: u32,
     mode: u32,
@@ -71,8 +85,9 @@ struct EntryKey {
 }
 
 impl EntryKey {
-    fn of(o: &OpenDetail) -> EntryKey {
+    fn of(pid: Option<u32>, o: &OpenDetail) -> EntryKey {
         EntryKey {
+            pid,
             path: o.path.clone(),
             flags: o.flags,
             mode: o.mode,
@@ -100,6 +115,7 @@ enum Kind {
     Path {
         count: u64,
         last_unix_ns: u64,
+        sensitive: bool,
     },
 }
 
@@ -121,6 +137,8 @@ pub struct OpenFolds {
     held: usize,
     next_id: u64,
     counters: Counters,
+    /// What a list covers, or a receipt per path (`file_open_fold`).
+    pub fold: FileOpenFold,
 }
 
 impl OpenFolds {
@@ -134,6 +152,7 @@ impl OpenFolds {
             held: 0,
             next_id: 0,
             counters: Counters::default(),
+            fold: FileOpenFold::Process,
         }
     }
 
@@ -159,13 +178,14 @@ impl OpenFolds {
         out: &mut Vec<Draft>,
     ) {
         let pid = ev.process.pid;
-        if sensitive {
+        if sensitive || self.fold == FileOpenFold::Path {
             let key = Key::Path(pid, o.path.clone());
             if let Some(Fold {
                 kind:
                     Kind::Path {
                         count,
                         last_unix_ns,
+                        ..
                     },
                 ..
             }) = self.folds.get_mut(&key)
@@ -178,12 +198,18 @@ impl OpenFolds {
             let kind = Kind::Path {
                 count: 1,
                 last_unix_ns: unix_ns,
+                sensitive,
             };
             self.start(key, unix_ns, draft, kind, out);
             return;
         }
-        let key = Key::Process(pid);
         let agent = ev.process.agent.as_deref().unwrap_or_default();
+        let per_agent = self.fold == FileOpenFold::Agent;
+        let key = if per_agent {
+            Key::Agent(agent.to_string())
+        } else {
+            Key::Process(pid)
+        };
         if self
             .folds
             .get(&key)
@@ -193,7 +219,7 @@ impl OpenFolds {
             // belongs to the old chain.
             self.close(&key, false, out);
         }
-        let entry_key = EntryKey::of(o);
+        let entry_key = EntryKey::of(per_agent.then_some(pid), o);
         if let Some(Fold {
             kind: Kind::List { entries, index },
             ..
@@ -207,7 +233,7 @@ impl OpenFolds {
             }
             if entries.len() < self.paths_cap {
                 index.insert(entry_key, entries.len());
-                entries.push(entry(ev, o));
+                entries.push(entry(ev, o, per_agent));
                 self.counters.opens += 1;
                 self.held += 1;
                 self.enforce_held_cap(out);
@@ -218,7 +244,7 @@ impl OpenFolds {
         }
         let kind = Kind::List {
             index: HashMap::from([(entry_key, 0)]),
-            entries: vec![entry(ev, o)],
+            entries: vec![entry(ev, o, per_agent)],
         };
         self.start(key, unix_ns, draft, kind, out);
     }
@@ -290,9 +316,14 @@ impl OpenFolds {
             Kind::Path {
                 count,
                 last_unix_ns,
+                sensitive,
             } => {
                 self.held -= 1;
-                self.counters.sensitive_receipts += 1;
+                if sensitive {
+                    self.counters.sensitive_receipts += 1;
+                } else {
+                    self.counters.path_receipts += 1;
+                }
                 o["count"] = json!(count);
                 o["last_time"] = json!(super::payload::issued_at(last_unix_ns));
             }
@@ -313,7 +344,11 @@ impl OpenFolds {
     }
 }
 
-fn entry(ev: &EnrichedEvent, o: &OpenDetail) -> Entry {
+/// A list entry for the open `o` of `ev`; `with_process`: the list holds
+/// several processes' opens, so the entry names its process (`pid`, and
+/// `exe`, the program that made the open; its full process view is in
+/// that program's `process.exec` receipt).
+fn entry(ev: &EnrichedEvent, o: &OpenDetail, with_process: bool) -> Entry {
     let mut first = match serde_json::to_value(o) {
         Ok(Value::Object(m)) => m,
         _ => Map::from_iter([("path".to_string(), json!(o.path))]),
@@ -321,6 +356,10 @@ fn entry(ev: &EnrichedEvent, o: &OpenDetail) -> Entry {
     first.insert("time".into(), json!(ev.time));
     first.insert("cpu".into(), json!(ev.cpu));
     first.insert("seq".into(), json!(ev.seq));
+    if with_process {
+        first.insert("pid".into(), json!(ev.process.pid));
+        first.insert("exe".into(), json!(ev.process.exe));
+    }
     Entry {
         first,
         count: 1,

@@ -1,9 +1,9 @@
 //! Which events become receipts, and with what context: every event of a
-//! registered agent's process tree. The file opens of a process within a
-//! window fold into one `file.open` receipt listing its paths, so a build
-//! that opens 100k files does not produce 100k receipts; sensitive paths
-//! keep a receipt of their own ([`open_fold`]). Failed execs of a PATH
-//! search fold into the exec that ends it ([`path_search`]).
+//! registered agent's process tree. The file opens of an agent within a
+//! window fold into one `file.open` receipt listing them, so a build that
+//! opens 100k files does not produce 100k receipts; sensitive paths keep a
+//! receipt of their own ([`open_fold`]). Failed execs of a PATH search
+//! fold into the exec that ends it ([`path_search`]).
 use serde_json::{json, Value};
 
 use super::{
@@ -12,7 +12,10 @@ use super::{
     path_search::{self, PathSearch},
     payload::{Mappings, RiskClass},
 };
-use crate::record::{Detail, EnrichedEvent};
+use crate::{
+    config::FileOpenFold,
+    record::{Detail, EnrichedEvent},
+};
 
 /// `executable_hash` when the executable could not be hashed (it was
 /// deleted, or is larger than `hash_max_bytes`): all zeros, with the reason
@@ -23,17 +26,44 @@ pub const UNKNOWN_EXECUTABLE_HASH: &str =
 pub struct Selector {
     opens: OpenFolds,
     path_search: PathSearch,
+    /// Failed execs wait for the exec that ends their search (else each
+    /// is issued at once).
+    fold_path_search: bool,
+}
+
+/// How the selector folds (`[receipts]` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct Folding {
+    /// `file_open_window_ms` in ns; 0: a receipt per open.
+    pub file_open_window_ns: u64,
+    pub file_open: FileOpenFold,
+    pub path_search: bool,
+}
+
+impl Folding {
+    /// Opens listed per process within a window of `file_open_window_ns`,
+    /// PATH searches folded.
+    pub fn listed(file_open_window_ns: u64) -> Folding {
+        Folding {
+            file_open_window_ns,
+            file_open: FileOpenFold::Process,
+            path_search: true,
+        }
+    }
 }
 
 impl Selector {
-    pub fn new(file_open_window_ns: u64) -> Selector {
+    pub fn new(folding: Folding) -> Selector {
+        let mut opens = OpenFolds::new(
+            folding.file_open_window_ns,
+            open_fold::PATHS_CAP,
+            open_fold::HELD_CAP,
+        );
+        opens.fold = folding.file_open;
         Selector {
-            opens: OpenFolds::new(
-                file_open_window_ns,
-                open_fold::PATHS_CAP,
-                open_fold::HELD_CAP,
-            ),
+            opens,
             path_search: PathSearch::default(),
+            fold_path_search: folding.path_search,
         }
     }
 
@@ -65,7 +95,9 @@ impl Selector {
         };
         let pid = ev.process.pid;
         match &ev.detail {
-            Detail::Exec(e) if e.result != 0 => self.path_search.hold(pid, unix_ns, draft, out),
+            Detail::Exec(e) if e.result != 0 && self.fold_path_search => {
+                self.path_search.hold(pid, unix_ns, draft, out)
+            }
             Detail::Exec(_) => {
                 // Opens before the exec were the old program's.
                 self.opens.close_process(pid, out);
@@ -127,6 +159,7 @@ impl Selector {
                     "opens": fo.opens,
                     "listed_receipts": fo.listed_receipts,
                     "sensitive_receipts": fo.sensitive_receipts,
+                    "path_receipts": fo.path_receipts,
                     "closed_at_paths_cap": fo.closed_at_paths_cap,
                     "closed_at_held_cap": fo.closed_at_held_cap,
                 }),
@@ -275,7 +308,7 @@ mod tests {
 
     #[test]
     fn failed_execs_wait_for_the_exec_or_the_exit_of_their_process() {
-        let mut s = Selector::new(1_000_000_000);
+        let mut s = Selector::new(Folding::listed(1_000_000_000));
         let mut out = Vec::new();
         let agent = Some("a");
         s.on_event(
@@ -306,7 +339,7 @@ mod tests {
 
     #[test]
     fn a_finding_s_evidence_takes_the_search_too() {
-        let mut s = Selector::new(0);
+        let mut s = Selector::new(Folding::listed(0));
         let mut out = Vec::new();
         s.on_event(
             &event(7, 1, Some("a"), exec("/x/prog", -2)),
@@ -344,7 +377,7 @@ mod tests {
 
     #[test]
     fn a_process_s_opens_are_issued_before_its_exec_and_its_exit() {
-        let mut s = Selector::new(1_000_000_000);
+        let mut s = Selector::new(Folding::listed(1_000_000_000));
         let mut out = Vec::new();
         let a = Some("a");
         s.on_event(&event(7, 1, a, open("/dev/null")), 10, false, &mut out);
@@ -376,7 +409,7 @@ mod tests {
 
     #[test]
     fn without_a_window_every_open_is_its_own_receipt() {
-        let mut s = Selector::new(0);
+        let mut s = Selector::new(Folding::listed(0));
         let mut out = Vec::new();
         for seq in 1..=2 {
             s.on_event(
@@ -392,8 +425,91 @@ mod tests {
     }
 
     #[test]
+    fn per_path_folding_gives_each_path_its_own_counted_receipt() {
+        let mut s = Selector::new(Folding {
+            file_open: FileOpenFold::Path,
+            ..Folding::listed(1_000_000_000)
+        });
+        let mut out = Vec::new();
+        let a = Some("a");
+        for (seq, path) in [(1, "/etc/a"), (2, "/etc/b"), (3, "/etc/a")] {
+            s.on_event(&event(7, seq, a, open(path)), 10 + seq, false, &mut out);
+        }
+        s.on_event(&event(7, 4, a, open("/k/id_rsa")), 14, true, &mut out);
+        assert!(out.is_empty(), "each path waits for its window");
+        s.flush_due(14 + 1_000_000_000, &mut out);
+        assert_eq!(seqs(&out), vec![1, 2, 4]);
+        assert_eq!(out[0].context["file_open"]["count"], 2);
+        assert_eq!(out[0].context["file_open"]["last_time"], issued(13));
+        assert!(listed(&out[0]).is_empty());
+        let c = s.open_fold_counters();
+        assert_eq!(
+            (
+                c.opens,
+                c.listed_receipts,
+                c.path_receipts,
+                c.sensitive_receipts
+            ),
+            (4, 0, 2, 1)
+        );
+    }
+
+    fn issued(unix_ns: u64) -> String {
+        crate::receipt::payload::issued_at(unix_ns)
+    }
+
+    #[test]
+    fn per_agent_lists_hold_every_process_s_opens_across_execs() {
+        let mut s = Selector::new(Folding {
+            file_open: FileOpenFold::Agent,
+            ..Folding::listed(1_000_000_000)
+        });
+        let mut out = Vec::new();
+        let a = Some("a");
+        s.on_event(&event(7, 1, a, open("/etc/a")), 10, false, &mut out);
+        s.on_event(&event(8, 2, a, open("/etc/a")), 11, false, &mut out);
+        s.on_event(&event(7, 3, a, exec("/bin/cat", 0)), 12, false, &mut out);
+        s.on_event(&event(7, 4, a, open("/etc/a")), 13, false, &mut out);
+        s.on_event(&event(8, 5, a, exit()), 14, false, &mut out);
+        // Another agent's opens are another list.
+        s.on_event(&event(9, 6, Some("b"), open("/etc/a")), 15, false, &mut out);
+        assert_eq!(seqs(&out), vec![3, 5], "the list waits for its window");
+        s.flush_due(10 + 1_000_000_000, &mut out);
+        assert_eq!(seqs(&out), vec![3, 5, 1]);
+        let entries = out[2].context["file_open"]["paths"].as_array().unwrap();
+        let by_pid: Vec<(u64, u64)> = entries
+            .iter()
+            .map(|e| (e["pid"].as_u64().unwrap(), e["count"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(by_pid, [(7, 2), (8, 1)], "one entry per process and path");
+        assert_eq!(entries[0]["exe"], "/usr/bin/env");
+        assert_eq!(entries[1]["seq"], 2);
+        s.flush_all(&mut out);
+        assert_eq!(seqs(&out), vec![3, 5, 1, 6]);
+        assert_eq!(out[3].agent_id, "b");
+        let c = s.open_fold_counters();
+        assert_eq!((c.opens, c.listed_receipts), (4, 2));
+    }
+
+    #[test]
+    fn without_path_search_folding_a_failed_exec_is_issued_at_once() {
+        let mut s = Selector::new(Folding {
+            path_search: false,
+            ..Folding::listed(1_000_000_000)
+        });
+        let mut out = Vec::new();
+        let a = Some("a");
+        s.on_event(&event(7, 1, a, exec("/x/prog", -2)), 10, false, &mut out);
+        assert_eq!(seqs(&out), vec![1]);
+        s.on_event(&event(7, 2, a, exec("/y/prog", 0)), 11, false, &mut out);
+        assert_eq!(seqs(&out), vec![1, 2]);
+        assert!(out[1].context["exec"].get("path_search").is_none());
+        assert_eq!(s.path_search_counters().folded, 0);
+    }
+
+    #[test]
     fn a_finding_s_evidence_exec_ends_the_list_of_opens() {
-        let mut s = Selector::new(1_000_000_000);
+        let mut s = Selector::new(Folding::listed(1_000_000_000));
         let mut out = Vec::new();
         s.on_event(&event(7, 1, Some("a"), open("/etc/a")), 10, false, &mut out);
         let ran = event(7, 2, Some("a"), exec("/y/prog", 0));

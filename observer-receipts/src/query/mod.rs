@@ -234,7 +234,7 @@ pub fn push_filters(q: &Query, sql: &mut String, params: &mut Vec<SqlValue>) {
     });
     w.any(&q.path, |w, g| {
         let p = w.glob(g);
-        // A folded `file.open` lists its process's other paths under
+        // A folded `file.open` lists its other opens under
         // `file_open.paths` (docs/RECEIPTS.md "Context shapes").
         format!(
             "(json_extract(c.context, '$.file_open.path') GLOB {p} \
@@ -264,9 +264,12 @@ pub fn push_filters(q: &Query, sql: &mut String, params: &mut Vec<SqlValue>) {
             .iter()
             .map(|pid| w.param(SqlValue::Integer((*pid).into())))
             .collect();
+        // An agent's `file.open` list names the process of each entry.
+        let list = list.join(", ");
         w.sql.push_str(&format!(
-            " AND json_extract(c.context, '$.process.pid') IN ({})",
-            list.join(", ")
+            " AND (json_extract(c.context, '$.process.pid') IN ({list}) \
+             OR EXISTS (SELECT 1 FROM json_each(c.context, '$.file_open.paths') e \
+                WHERE json_extract(e.value, '$.pid') IN ({list})))"
         ));
     }
     w.any(&q.exe, |w, g| {
@@ -274,7 +277,9 @@ pub fn push_filters(q: &Query, sql: &mut String, params: &mut Vec<SqlValue>) {
         let h = w.param(SqlValue::Text(exe_hash(g)));
         format!(
             "(json_extract(c.context, '$.process.exe') GLOB {p} \
-             OR json_extract(r.envelope_text, '$.payload.executable_hash') = {h})"
+             OR json_extract(r.envelope_text, '$.payload.executable_hash') = {h} \
+             OR EXISTS (SELECT 1 FROM json_each(c.context, '$.file_open.paths') e \
+                WHERE json_extract(e.value, '$.exe') GLOB {p}))"
         )
     });
 }

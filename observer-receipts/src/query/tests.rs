@@ -59,7 +59,7 @@ fn db() -> Connection {
             "file_open": {"path": "/etc/ld.so.cache", "count": 1, "paths": [
                 {"path": "/etc/ld.so.cache", "count": 1},
                 {"path": "/usr/lib/x86_64-linux-gnu/libc.so.6", "count": 1},
-                {"path": "/etc/hostname", "count": 2}]}}),
+                {"path": "/etc/hostname", "count": 2, "pid": 21, "exe": "/usr/bin/cat"}]}}),
         ),
         (
             4,
@@ -183,6 +183,9 @@ fn context_fields() {
     assert_eq!(q(|q| q.dst = v(&["10.0.0.9:5555"])), [2]);
     assert_eq!(q(|q| q.dst = v(&["api.*.com"])), [1, 4]);
     assert_eq!(q(|q| q.pid = vec![10, 11]), [0]);
+    // The process of an entry of an agent's list of opens.
+    assert_eq!(q(|q| q.pid = vec![21]), [6]);
+    assert_eq!(q(|q| q.exe = v(&["*/cat"])), [6]);
 }
 
 #[test]
