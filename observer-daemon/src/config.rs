@@ -424,7 +424,7 @@ impl Config {
             return Err(invalid("forwarding.poll_interval_ms", "must be > 0".into()));
         }
         if let Some(listen) = &file.metrics.listen {
-            crate::metrics::parse_listen(listen)
+            crate::service::metrics::parse_listen(listen)
                 .map_err(|e| invalid("metrics.listen", e.to_string()))?;
         }
         if file.metrics.max_connections == 0 {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::{
-    enricher::Enricher,
+    enrich::enricher::Enricher,
     names::Names,
     policy::{
         finding::{self, Dedup},
@@ -306,7 +306,7 @@ impl Processor {
                 if let Some(k) = self.kernel.as_mut() {
                     if let Err(e) = k.push(&policy.kernel) {
                         log::error!(
-                            message_id = crate::journal::message_id::POLICY_RELOAD,
+                            message_id = crate::service::journal::message_id::POLICY_RELOAD,
                             policy_digest = previous.as_str();
                             "policy reload ({trigger}): kernel filters not updated: {e}"
                         );
@@ -324,7 +324,7 @@ impl Processor {
                     }
                 }
                 log::info!(
-                    message_id = crate::journal::message_id::POLICY_RELOAD,
+                    message_id = crate::service::journal::message_id::POLICY_RELOAD,
                     policy_digest = policy.digest.as_str();
                     "policy reloaded ({trigger}): {} (was {previous})",
                     policy.digest
@@ -341,7 +341,7 @@ impl Processor {
             }
             PolicyUpdate::Refused { error, trigger } => {
                 log::error!(
-                    message_id = crate::journal::message_id::POLICY_RELOAD,
+                    message_id = crate::service::journal::message_id::POLICY_RELOAD,
                     policy_digest = previous.as_str();
                     "policy reload ({trigger}) refused, {previous} stays in force: {error}"
                 );

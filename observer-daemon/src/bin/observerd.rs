@@ -7,13 +7,13 @@ use observer_daemon::{
     config::Config,
     daemon::{self, EventsOutput, RunOptions},
     doctor, doctor_table,
-    journal::{self, LogTarget},
     policy::Policy,
     receipt::{
         json, keys,
         store::Store,
         verify::{self, VerifyOptions},
     },
+    service::journal::{self, LogTarget},
 };
 
 #[derive(Parser)]

@@ -19,11 +19,11 @@ use tokio::{
 
 use super::{error, ok, peer, ControlSection, PROTOCOL_VERSION};
 use crate::{
-    metrics::Sources,
+    enrich::process_table::ProcessTable,
     policy::Policy,
-    process_table::ProcessTable,
     reader::Msg,
     receipt::{chain::Rotation, keys::MasterSeed, merkle::Hash, rotation},
+    service::metrics::Sources,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -456,7 +456,7 @@ async fn connection(
     };
     if !peer::allowed(&peer, group.as_ref().map(|(_, gid)| *gid)) {
         log::warn!(
-            message_id = crate::journal::message_id::CONTROL_REFUSED,
+            message_id = crate::service::journal::message_id::CONTROL_REFUSED,
             peer_uid = peer.uid;
             "control socket: refused uid {} gid {} pid {:?}",
             peer.uid,
