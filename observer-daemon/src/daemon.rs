@@ -28,9 +28,10 @@ use crate::{
     kernel::kernel_config,
     kernel::loader::{self, FilterSet, LoadOptions, PathFilters},
     loss::{read_kernel, read_skipped, LossTracker, Snapshot},
+    pipeline::inbox::Msg,
     policy::{KernelInterest, Policy},
     processor::{KernelPush, Processor, Receipts},
-    reader::{self, Msg, UserDrops},
+    reader::{self, UserDrops},
     receipt::{
         chain::Identity,
         keys::MasterSeed,
@@ -548,7 +549,7 @@ fn start_control(
     let bound = crate::control::server::bind(&cfg.control)
         .map_err(|e| log::error!("{e}; observerctl status and friends will not work"))
         .ok()?;
-    let state = crate::control::server::State {
+    let state = crate::control::state::State {
         started: SystemTime::now(),
         started_at: std::time::Instant::now(),
         probes,
@@ -619,7 +620,7 @@ async fn start_forwarding(
     });
     let listener = match &cfg.metrics.listen {
         Some(listen) => {
-            let addr = crate::service::metrics::parse_listen(listen)?;
+            let addr = crate::service::metrics::config::parse_listen(listen)?;
             let listener = crate::service::metrics::bind(addr).await?;
             log::info!("metrics on http://{addr}/metrics");
             Some(listener)

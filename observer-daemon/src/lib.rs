@@ -25,6 +25,7 @@ pub mod kernel;
 pub mod live_view;
 pub mod loss;
 pub mod names;
+pub mod pipeline;
 pub mod policy;
 pub mod policy_reload;
 // receipt/ is being changed on a parallel branch and still names the table

@@ -15,12 +15,12 @@ use tokio::sync::mpsc;
 use crate::{
     enrich::enricher::Enricher,
     names::Names,
+    pipeline::inbox::Msg,
     policy::{
         finding::{self, Dedup},
         rules::Hit,
         KernelInterest, Policy, PolicyUpdate,
     },
-    reader::Msg,
     receipt::{
         chain::Draft,
         payload::{self, Mappings, RiskClass, UnsignedGap, OBSERVER_AGENT},
@@ -493,9 +493,9 @@ impl Processor {
     /// Master key rotation: the drafts before it go first, then the
     /// rotation receipt; the control socket hears where it was placed and,
     /// through the writer, when it is committed.
-    fn on_rotate(&mut self, request: crate::control::server::RotateRequest) -> anyhow::Result<()> {
+    fn on_rotate(&mut self, request: crate::pipeline::inbox::RotateRequest) -> anyhow::Result<()> {
         self.submit()?;
-        let crate::control::server::RotateRequest {
+        let crate::pipeline::inbox::RotateRequest {
             seed,
             reason,
             reply,

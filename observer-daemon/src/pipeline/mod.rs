@@ -1,0 +1,2 @@
+//! The event pipeline between the kernel and the outputs.
+pub mod inbox;
