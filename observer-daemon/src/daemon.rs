@@ -19,19 +19,23 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     config::Config,
-    enrich::enricher::{Enricher, EnricherOptions, WatchControl},
     enrich::{
+        enricher::{Enricher, EnricherOptions, WatchControl},
         environ::{default_env_patterns, EnvPattern},
         ExeHashCache,
     },
     format::rfc3339,
-    kernel::kernel_config,
-    kernel::loader::{self, FilterSet, LoadOptions, PathFilters},
-    loss::{read_kernel, read_skipped, LossTracker, Snapshot},
-    pipeline::inbox::Msg,
+    kernel::{
+        kernel_config,
+        loader::{self, FilterSet, LoadOptions, PathFilters},
+    },
+    pipeline::{
+        inbox::Msg,
+        loss::{read_kernel, read_skipped, LossTracker, Snapshot},
+        processor::{KernelPush, Processor, Receipts},
+        reader::{self, UserDrops},
+    },
     policy::{KernelInterest, Policy},
-    processor::{KernelPush, Processor, Receipts},
-    reader::{self, UserDrops},
     receipt::{
         chain::Identity,
         keys::MasterSeed,

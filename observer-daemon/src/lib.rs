@@ -23,7 +23,6 @@ pub mod format;
 pub mod forward;
 pub mod kernel;
 pub mod live_view;
-pub mod loss;
 pub mod names;
 pub mod pipeline;
 pub mod policy;
@@ -32,8 +31,6 @@ pub mod policy_reload;
 // by its old path; this re-export goes once both branches have merged.
 #[doc(hidden)]
 pub use enrich::process_table;
-pub mod processor;
-pub mod reader;
 pub mod receipt;
 pub mod record;
 pub mod service;

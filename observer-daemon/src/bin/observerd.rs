@@ -197,7 +197,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             &store,
             &VerifyOptions {
                 master_public_key,
-                now_unix_ns: observer_daemon::processor::now_unix_ns(),
+                now_unix_ns: observer_daemon::pipeline::processor::now_unix_ns(),
                 external_checkpoints,
                 independent,
                 threads: std::thread::available_parallelism().map_or(2, |n| n.get()),

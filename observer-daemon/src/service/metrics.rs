@@ -23,7 +23,7 @@ use tokio::{
 use self::config::MetricsError;
 use crate::{
     forward::{config::SinkType, counters::SinkCounters},
-    loss::Snapshot,
+    pipeline::loss::Snapshot,
     receipt::{store::Store, writer::WriterMetrics},
 };
 
