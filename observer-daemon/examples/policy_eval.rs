@@ -12,9 +12,9 @@
 use std::{hint::black_box, path::Path, time::Instant};
 
 use observer_daemon::{
+    enrich::process_table::Origin,
     names::dns::{Answer, Question, Rdata},
     policy::{bench_evaluate, Policy},
-    process_table::Origin,
     record::*,
 };
 use serde_json::{json, Value};

@@ -15,7 +15,7 @@ use tokio::{
     sync::{mpsc, watch},
 };
 
-use crate::{format::BootClock, reader::Msg, receipt::payload};
+use crate::{format::BootClock, pipeline::inbox::Msg, receipt::payload};
 
 /// The receipt that records a step.
 pub const STEP_ACTION: &str = "observer.clock_step";

@@ -43,8 +43,8 @@ pub struct ConfigFile {
     pub names: crate::names::config::NamesSection,
     pub forwarding: crate::forward::config::ForwardingSection,
     pub sinks: Vec<crate::forward::config::SinkEntry>,
-    pub metrics: crate::forward::config::MetricsSection,
-    pub control: crate::control::ControlSection,
+    pub metrics: crate::service::metrics::config::MetricsSection,
+    pub control: crate::control::config::ControlSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,9 +309,9 @@ pub struct Config {
     /// Forwarding to SIEMs: docs/forwarding.md.
     pub forwarding: crate::forward::config::ForwardingSection,
     pub sinks: Vec<crate::forward::config::SinkEntry>,
-    pub metrics: crate::forward::config::MetricsSection,
+    pub metrics: crate::service::metrics::config::MetricsSection,
     /// The control socket: docs/observerctl.md.
-    pub control: crate::control::ControlSection,
+    pub control: crate::control::config::ControlSection,
 }
 
 impl Config {
@@ -456,13 +456,13 @@ impl Config {
                 ));
             }
         }
-        crate::forward::config::validate(&file.sinks)
+        crate::forward::validate::sinks(&file.sinks)
             .map_err(|(field, reason)| invalid(field, reason))?;
         if file.forwarding.poll_interval_ms == 0 {
             return Err(invalid("forwarding.poll_interval_ms", "must be > 0".into()));
         }
         if let Some(listen) = &file.metrics.listen {
-            crate::metrics::parse_listen(listen)
+            crate::service::metrics::config::parse_listen(listen)
                 .map_err(|e| invalid("metrics.listen", e.to_string()))?;
         }
         if file.metrics.max_connections == 0 {

@@ -20,18 +20,22 @@ use tokio::sync::{mpsc, watch};
 use crate::{
     config::Config,
     enrich::{
+        enricher::{Enricher, EnricherOptions, WatchControl},
         environ::{default_env_patterns, EnvPattern},
         ExeHashCache,
     },
-    enricher::{Enricher, EnricherOptions, WatchControl},
     format::rfc3339,
-    kernel_config,
-    loader::{self, FilterSet, LoadOptions, PathFilters},
-    loss::{read_kernel, read_skipped, LossTracker, Snapshot},
-    notify::Notifier,
+    kernel::{
+        kernel_config,
+        loader::{self, FilterSet, LoadOptions, PathFilters},
+    },
+    pipeline::{
+        inbox::Msg,
+        loss::{read_kernel, read_skipped, LossTracker, Snapshot},
+        processor::{KernelPush, Processor, Receipts},
+        reader::{self, UserDrops},
+    },
     policy::{KernelInterest, Policy},
-    processor::{KernelPush, Processor, Receipts},
-    reader::{self, Msg, UserDrops},
     receipt::{
         chain::Identity,
         keys::MasterSeed,
@@ -40,6 +44,7 @@ use crate::{
         store::RunKind,
     },
     record::{Record, StartRecord, StatsRecord},
+    service::notify::Notifier,
 };
 
 /// Where enriched events go until the receipt store lands.
@@ -258,10 +263,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         stop_tx.subscribe(),
     ));
     let metrics = metrics_listener.map(|listener| {
-        tokio::spawn(crate::metrics::serve(
+        tokio::spawn(crate::service::metrics::serve(
             listener,
             sources.clone(),
-            crate::metrics::Limits::from_config(&cfg.metrics),
+            crate::service::metrics::Limits::from_config(&cfg.metrics),
             stop_tx.subscribe(),
         ))
     });
@@ -282,7 +287,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         _ => None,
     };
     log::info!(
-        message_id = crate::journal::message_id::READY;
+        message_id = crate::service::journal::message_id::READY;
         "observerd ready (pid {})",
         std::process::id()
     );
@@ -293,7 +298,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         // too, and report that error below.
         _ = writer_done => log::error!("the event writer stopped"),
     }
-    log::info!(message_id = crate::journal::message_id::STOPPING; "shutting down");
+    log::info!(message_id = crate::service::journal::message_id::STOPPING; "shutting down");
     if let Some(n) = &notifier {
         let _ = n.notify("STOPPING=1\nSTATUS=draining, signing the final checkpoint");
     }
@@ -343,7 +348,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     let written = written??;
     log::info!(
-        message_id = crate::journal::message_id::STOPPED,
+        message_id = crate::service::journal::message_id::STOPPED,
         kernel_records = read,
         records_written = written;
         "read {read} kernel records, wrote {written} records"
@@ -420,7 +425,7 @@ async fn account_losses(
         }
         if let Some(loss) = tracker.update(snapshot, time) {
             log::warn!(
-                message_id = crate::journal::message_id::EVENTS_LOST,
+                message_id = crate::service::journal::message_id::EVENTS_LOST,
                 lost = loss.total;
                 "lost {} events: kernel {:?}, user {:?}, skipped {:?}",
                 loss.total,
@@ -537,7 +542,7 @@ impl KernelPush for KernelFilters {
 fn start_control(
     cfg: &Config,
     probes: Vec<String>,
-    sources: Arc<crate::metrics::Sources>,
+    sources: Arc<crate::service::metrics::Sources>,
     identity: serde_json::Value,
     writer: mpsc::Sender<Msg>,
     stop: &watch::Sender<bool>,
@@ -548,7 +553,7 @@ fn start_control(
     let bound = crate::control::server::bind(&cfg.control)
         .map_err(|e| log::error!("{e}; observerctl status and friends will not work"))
         .ok()?;
-    let state = crate::control::server::State {
+    let state = crate::control::state::State {
         started: SystemTime::now(),
         started_at: std::time::Instant::now(),
         probes,
@@ -580,7 +585,7 @@ async fn start_forwarding(
     names: &crate::names::SharedCounters,
 ) -> anyhow::Result<(
     Option<crate::forward::Sinks>,
-    Arc<crate::metrics::Sources>,
+    Arc<crate::service::metrics::Sources>,
     Option<tokio::net::TcpListener>,
 )> {
     let sinks = match receipts {
@@ -604,7 +609,7 @@ async fn start_forwarding(
             .on_commit
             .set(Box::new(move |first, end| publish.publish(first, end)));
     }
-    let sources = Arc::new(crate::metrics::Sources {
+    let sources = Arc::new(crate::service::metrics::Sources {
         writer: receipts.map(|r| r.pipeline.metrics().clone()),
         feed,
         store: receipts.map(|r| r.store_path.clone()),
@@ -619,8 +624,8 @@ async fn start_forwarding(
     });
     let listener = match &cfg.metrics.listen {
         Some(listen) => {
-            let addr = crate::metrics::parse_listen(listen)?;
-            let listener = crate::metrics::bind(addr).await?;
+            let addr = crate::service::metrics::config::parse_listen(listen)?;
+            let listener = crate::service::metrics::bind(addr).await?;
             log::info!("metrics on http://{addr}/metrics");
             Some(listener)
         }
@@ -703,7 +708,7 @@ fn start_receipts(
             queue_capacity: r.queue_capacity,
             checkpoint_interval: Duration::from_millis(r.checkpoint_interval_ms),
             batch_max: r.batch_max,
-            waiting_for_room: Some(crate::notify::waiting_for_room),
+            waiting_for_room: Some(crate::service::notify::waiting_for_room),
         },
         identity,
         master,

@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 
 use crate::{
     config::Config,
-    kernel_config,
-    loader::{self, Hook, EBPF_OBJECT, PROGRAMS},
+    kernel::kernel_config,
+    kernel::loader::{self, Hook, EBPF_OBJECT, PROGRAMS},
 };
 
 /// One check's outcome.

@@ -6,8 +6,8 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
+    pipeline::inbox::Msg,
     policy::{Policy, PolicyUpdate},
-    reader::Msg,
 };
 
 /// Reloads the policy directory on SIGHUP and when its files change

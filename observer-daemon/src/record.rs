@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::process_table::Origin;
+use crate::enrich::process_table::Origin;
 
 /// One line of output.
 #[derive(Debug, Serialize)]

@@ -17,7 +17,7 @@ use std::{
 };
 
 use common::*;
-use observer_daemon::journal::{self, message_id, Journal};
+use observer_daemon::service::journal::{self, message_id, Journal};
 use serde_json::Value;
 
 /// A systemd-journald of the test's own, stopped on drop.

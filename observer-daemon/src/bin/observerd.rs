@@ -7,13 +7,13 @@ use observer_daemon::{
     config::Config,
     daemon::{self, EventsOutput, RunOptions},
     doctor, doctor_table,
-    journal::{self, LogTarget},
     policy::Policy,
     receipt::{
         json, keys,
         store::Store,
         verify::{self, VerifyOptions},
     },
+    service::journal::{self, LogTarget},
 };
 
 #[derive(Parser)]
@@ -197,7 +197,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             &store,
             &VerifyOptions {
                 master_public_key,
-                now_unix_ns: observer_daemon::processor::now_unix_ns(),
+                now_unix_ns: observer_daemon::pipeline::processor::now_unix_ns(),
                 external_checkpoints,
                 independent,
                 threads: std::thread::available_parallelism().map_or(2, |n| n.get()),

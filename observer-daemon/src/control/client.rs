@@ -9,7 +9,7 @@ use std::{
 
 use serde_json::{json, Value};
 
-use super::PROTOCOL_VERSION;
+use super::protocol::PROTOCOL_VERSION;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

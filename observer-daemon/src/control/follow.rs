@@ -16,7 +16,12 @@ use tokio::{
     sync::{broadcast::error::RecvError, watch},
 };
 
-use super::{error, ok, query, server::State, wire};
+use super::{
+    protocol::{error, ok},
+    query,
+    state::State,
+    wire,
+};
 use crate::receipt::{
     query::{self as receipts, Query, QueryError, QueryRow},
     store::Store,

@@ -10,7 +10,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::{net::unix::OwnedWriteHalf, sync::mpsc};
 
-use super::{error, ok, server::State, wire};
+use super::{
+    protocol::{error, ok},
+    state::State,
+    wire,
+};
 use crate::receipt::{query as receipts, store::Store};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -3,27 +3,28 @@
 //! deadline, so a slow or stuck client holds one of `max_connections`
 //! slots and nothing else; capture never waits for it.
 use std::{
-    collections::VecDeque,
     os::unix::fs::{FileTypeExt, PermissionsExt},
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime},
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
 use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
-    sync::{mpsc, oneshot, watch, Semaphore},
+    sync::{oneshot, watch, Semaphore},
 };
 
-use super::{error, ok, peer, ControlSection, PROTOCOL_VERSION};
+use super::{
+    config::ControlSection,
+    peer,
+    protocol::{error, ok, PROTOCOL_VERSION},
+    state::State,
+};
 use crate::{
-    metrics::Sources,
-    policy::Policy,
-    process_table::ProcessTable,
-    reader::Msg,
-    receipt::{chain::Rotation, keys::MasterSeed, merkle::Hash, rotation},
+    pipeline::inbox::{Ask, Msg, RotateRequest},
+    receipt::rotation,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -40,90 +41,8 @@ pub enum ControlError {
     Untrusted(#[from] crate::trust::TrustError),
 }
 
-/// What the writer thread answers: it owns the process table and the
-/// policy in force.
-pub enum Ask {
-    ProcessTree { pid: u32 },
-    Policy,
-}
-
-/// A question for the writer thread, sent through its channel.
-pub struct Query {
-    pub ask: Ask,
-    pub reply: oneshot::Sender<Result<Value, String>>,
-}
-
-impl Query {
-    /// Runs on the writer thread: cheap reads of its own state.
-    pub fn answer(self, table: &ProcessTable, policy: &Policy) {
-        let answer = match self.ask {
-            Ask::ProcessTree { pid } => super::tree::process_tree(table, pid),
-            Ask::Policy => Ok(policy.summary()),
-        };
-        let _ = self.reply.send(answer);
-    }
-}
-
-/// A master key rotation for the writer thread: the new seed (already in
-/// `<seed>.next`) and the answer, the rotation's place and a receiver
-/// told the rotation receipt's hash once it is committed.
-pub struct RotateRequest {
-    pub seed: MasterSeed,
-    pub reason: Option<String>,
-    #[allow(clippy::type_complexity)]
-    pub reply: oneshot::Sender<Result<(Rotation, oneshot::Receiver<Hash>), String>>,
-}
-
 /// The longest `reason` a rotation records.
 pub const MAX_REASON_CHARS: usize = 1024;
-
-/// What the daemon shares with the control socket.
-pub struct State {
-    pub started: SystemTime,
-    pub started_at: Instant,
-    pub probes: Vec<String>,
-    /// The counters the metrics endpoint reports, reused as they are.
-    pub sources: Arc<Sources>,
-    /// The writer thread's channel, for [`Query`]; taken at shutdown so
-    /// the writer sees its channel close once the daemon drops its own.
-    pub writer: Mutex<Option<mpsc::Sender<Msg>>>,
-    /// (when, kernel events emitted so far), one sample a second, the last
-    /// ten seconds: events/s over that window.
-    pub samples: Mutex<VecDeque<(Instant, u64)>>,
-    /// The master seed file, when receipts are enabled (`keys_rotate`).
-    pub master_seed: Option<PathBuf>,
-    /// One rotation at a time.
-    pub rotating: Arc<tokio::sync::Mutex<()>>,
-    /// The deployer id in force and how it was chosen
-    /// ([`crate::deployer::DeployerId::to_json`]); null without receipts.
-    pub identity: Value,
-    /// Streamed answers (`receipts`, `follow`): followers, drops, lags.
-    pub streams: super::wire::StreamCounters,
-}
-
-impl State {
-    /// Asks the writer thread, waiting at most `timeout` (it may be busy
-    /// with a backlog of events).
-    /// The outer error: no answer; the inner one: the writer's answer.
-    pub async fn ask(&self, ask: Ask, timeout: Duration) -> Result<Result<Value, String>, String> {
-        let (reply, answer) = oneshot::channel();
-        let writer = self.writer.lock().ok().and_then(|w| w.clone());
-        let Some(writer) = writer else {
-            return Err("the daemon is shutting down".into());
-        };
-        let send = writer.send(Msg::Control(Query { ask, reply }));
-        match tokio::time::timeout(timeout, send).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err("the event writer has stopped".into()),
-            Err(_) => return Err("the event writer is busy (its queue is full)".into()),
-        }
-        match tokio::time::timeout(timeout, answer).await {
-            Ok(Ok(a)) => Ok(a),
-            Ok(Err(_)) => Err("the event writer has stopped".into()),
-            Err(_) => Err("the event writer did not answer in time".into()),
-        }
-    }
-}
 
 /// `keys_rotate`: a new random seed goes to `<seed>.next`, the writer
 /// thread issues the rotation receipt (signed by the old master), and once
@@ -456,7 +375,7 @@ async fn connection(
     };
     if !peer::allowed(&peer, group.as_ref().map(|(_, gid)| *gid)) {
         log::warn!(
-            message_id = crate::journal::message_id::CONTROL_REFUSED,
+            message_id = crate::service::journal::message_id::CONTROL_REFUSED,
             peer_uid = peer.uid;
             "control socket: refused uid {} gid {} pid {:?}",
             peer.uid,

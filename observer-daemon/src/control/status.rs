@@ -4,10 +4,11 @@ use std::{sync::atomic::Ordering, time::Duration};
 
 use serde_json::{json, Map, Value};
 
-use super::server::{Ask, State};
+use super::state::State;
 use crate::{
     format::rfc3339,
     forward::{config::SinkType, counters::SinkCounters},
+    pipeline::inbox::Ask,
     receipt::store::Store,
 };
 

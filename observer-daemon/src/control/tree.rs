@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use crate::process_table::{Process, ProcessTable};
+use crate::enrich::process_table::{Process, ProcessTable};
 
 /// At most this many descendants are listed (the answer stays small).
 const MAX_DESCENDANTS: usize = 4096;
@@ -93,7 +93,7 @@ fn subtree(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process_table::{Image, Origin};
+    use crate::enrich::process_table::{Image, Origin};
 
     #[test]
     fn ancestors_root_first_and_nested_children_with_agents() {

@@ -12,7 +12,7 @@ use std::{
 use serde_json::{json, Value};
 use tokio::{io::AsyncWriteExt, net::unix::OwnedWriteHalf};
 
-use super::PROTOCOL_VERSION;
+use super::protocol::PROTOCOL_VERSION;
 
 /// Protocol lines start with this; rows never do.
 pub const PROTOCOL_PREFIX: &str = "{\"v\":";
@@ -115,7 +115,7 @@ mod tests {
     #[test]
     fn protocol_lines_start_with_the_version_and_rows_never_do() {
         assert_eq!(
-            protocol_line(&super::super::ok(json!({"following": true}))),
+            protocol_line(&super::super::protocol::ok(json!({"following": true}))),
             "{\"v\":1,\"ok\":true,\"result\":{\"following\":true}}\n"
         );
         assert_eq!(

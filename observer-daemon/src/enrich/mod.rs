@@ -1,11 +1,16 @@
-//! Enrichment helpers that turn raw kernel events into enriched events:
-//! executable hashes, cgroup paths and their systemd/container meaning, user
-//! and group names, and the names (never values) of interesting environment
-//! variables.
+//! Enrichment: the enricher turns decoded kernel events into enriched
+//! records from the process table (seeded by a /proc scan), executable
+//! hashes, cgroup paths and their systemd/container meaning, user and group
+//! names, the names (never values) of interesting environment variables,
+//! and redacted command lines.
 
 pub mod cgroup;
+pub mod enricher;
 pub mod environ;
 pub mod exe_hash;
+pub mod proc_scan;
+pub mod process_table;
+pub mod redact;
 pub mod users;
 
 pub use cgroup::CgroupResolver;

@@ -23,6 +23,7 @@ pub mod supervise;
 pub mod syslog;
 pub mod tls;
 pub mod transport;
+pub mod validate;
 
 use config::{ForwardingSection, SinkEntry, SinkType, SyslogTransport};
 use counters::SinkCounters;

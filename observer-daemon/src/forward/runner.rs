@@ -267,7 +267,7 @@ impl Runner {
     ) {
         let unconfirmed: usize = in_flight.iter().map(|f| f.records).sum();
         log::warn!(
-            message_id = crate::journal::message_id::SINK_FAILED,
+            message_id = crate::service::journal::message_id::SINK_FAILED,
             sink = self.name.as_str(),
             reason = e.reason,
             resend = unconfirmed + e.maybe_delivered;

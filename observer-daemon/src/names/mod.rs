@@ -4,8 +4,6 @@
 //! `dns`) and the server name of the TLS ClientHello the same socket sent
 //! (source `sni`). The ClientHello leaves after connect(2) returns, so TCP
 //! connect records wait for it, for a bounded time and in bounded number.
-#[cfg(feature = "ebpf")]
-pub mod attach;
 pub mod cache;
 pub mod config;
 pub mod dns;
@@ -22,7 +20,7 @@ use std::{collections::BTreeMap, time::Instant};
 use observer_common::EventKind;
 
 use crate::{
-    enricher::Enricher,
+    enrich::enricher::Enricher,
     event::{Body, Event, Packet},
     record::{Detail, DnsAnswerDetail, DstName, EnrichedEvent, NameSource},
 };

@@ -11,7 +11,7 @@ use observer_common::EventKind;
 
 use super::{config::NamesSection, dns::fixtures, sni, Names};
 use crate::{
-    enricher::{Enricher, EnricherOptions, WatchControl},
+    enrich::enricher::{Enricher, EnricherOptions, WatchControl},
     event::{Body, Event, Header, Net, Packet},
     record::{Detail, EnrichedEvent},
 };

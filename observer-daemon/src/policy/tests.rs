@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{rules::Hit, *};
-use crate::{process_table::Origin, receipt::payload::RiskClass, record::*};
+use crate::{enrich::process_table::Origin, receipt::payload::RiskClass, record::*};
 
 pub(super) fn shipped() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use observer_common::{KernelConfig, KernelOffsets};
 
-use crate::btf::{BtfError, KernelBtf};
+use crate::kernel::btf::{BtfError, KernelBtf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelCheckError {
@@ -155,9 +155,11 @@ mod tests {
         );
     }
 
+    // The loader (which mounts tracefs) builds only with the eBPF object.
+    #[cfg(feature = "ebpf")]
     #[test]
     fn running_kernel_matches_expected_layout() {
-        let tracefs = crate::loader::ensure_tracefs().unwrap();
+        let tracefs = crate::kernel::loader::ensure_tracefs().unwrap();
         check_tracepoint_layout(&tracefs).unwrap();
     }
 

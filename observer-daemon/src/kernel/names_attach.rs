@@ -7,7 +7,7 @@ use aya::{
     Ebpf,
 };
 
-use crate::load_error::LoadError;
+use crate::kernel::load_error::LoadError;
 
 /// Loads and attaches the names programs; returns what was attached.
 /// `Single` mode: on kernels with BPF links aya attaches through a link,

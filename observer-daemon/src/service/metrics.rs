@@ -1,6 +1,8 @@
 //! Prometheus text exposition (format 0.0.4) on a loopback address:
 //! receipts, chains, commit latency, kernel events and drops by kind, user
 //! space drops by reason, and every sink's delivery counters.
+pub mod config;
+
 use std::{
     fmt::Write as _,
     net::SocketAddr,
@@ -18,9 +20,10 @@ use tokio::{
     sync::{watch, Semaphore},
 };
 
+use self::config::MetricsError;
 use crate::{
     forward::{config::SinkType, counters::SinkCounters},
-    loss::Snapshot,
+    pipeline::loss::Snapshot,
     receipt::{store::Store, writer::WriterMetrics},
 };
 
@@ -47,29 +50,6 @@ pub struct EndpointCounters {
     pub refused: AtomicU64,
     /// Closed at the deadline before the response was written.
     pub timed_out: AtomicU64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    #[error("metrics.listen {0:?}: {1}")]
-    Address(String, String),
-    #[error("metrics.listen {0}: {1}")]
-    Bind(SocketAddr, std::io::Error),
-}
-
-/// Parses `metrics.listen`; only loopback addresses are accepted (the
-/// endpoint has no authentication).
-pub fn parse_listen(text: &str) -> Result<SocketAddr, MetricsError> {
-    let addr: SocketAddr = text
-        .parse()
-        .map_err(|e| MetricsError::Address(text.into(), format!("{e}")))?;
-    if !addr.ip().is_loopback() {
-        return Err(MetricsError::Address(
-            text.into(),
-            "must be a loopback address (127.0.0.0/8 or ::1)".into(),
-        ));
-    }
-    Ok(addr)
 }
 
 struct Out(String);
@@ -320,7 +300,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn from_config(m: &crate::forward::config::MetricsSection) -> Limits {
+    pub fn from_config(m: &config::MetricsSection) -> Limits {
         Limits {
             max_connections: m.max_connections,
             request_timeout: Duration::from_millis(m.request_timeout_ms),
@@ -403,14 +383,6 @@ async fn answer(mut sock: TcpStream, sources: &Arc<Sources>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_only() {
-        assert!(parse_listen("127.0.0.1:9464").is_ok());
-        assert!(parse_listen("[::1]:9464").is_ok());
-        let e = parse_listen("0.0.0.0:9464").unwrap_err().to_string();
-        assert!(e.contains("loopback"), "{e}");
-    }
 
     #[test]
     fn renders_sink_counters() {

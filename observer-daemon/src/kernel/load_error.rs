@@ -1,6 +1,6 @@
 //! Why loading or attaching the probes failed, naming the program, map or
 //! target. Its own file so the loader and the names programs' attach code
-//! (names/attach.rs) both use it without importing each other.
+//! (names_attach.rs) both use it without importing each other.
 use aya::programs::ProgramError;
 
 /// What the loader reports; observerd refuses to start with it.

@@ -34,7 +34,12 @@ pub fn read_kernel(
 pub fn read_skipped(programs: &[(&'static str, ProgramFd)]) -> BTreeMap<&'static str, u64> {
     programs
         .iter()
-        .map(|(name, fd)| (*name, crate::prog_stats::recursion_misses(fd).unwrap_or(0)))
+        .map(|(name, fd)| {
+            (
+                *name,
+                crate::kernel::prog_stats::recursion_misses(fd).unwrap_or(0),
+            )
+        })
         .collect()
 }
 

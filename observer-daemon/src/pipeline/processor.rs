@@ -13,14 +13,14 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::{
-    enricher::Enricher,
+    enrich::enricher::Enricher,
     names::Names,
+    pipeline::inbox::Msg,
     policy::{
         finding::{self, Dedup},
         rules::Hit,
         KernelInterest, Policy, PolicyUpdate,
     },
-    reader::Msg,
     receipt::{
         chain::Draft,
         payload::{self, Mappings, RiskClass, UnsignedGap, OBSERVER_AGENT},
@@ -306,7 +306,7 @@ impl Processor {
                 if let Some(k) = self.kernel.as_mut() {
                     if let Err(e) = k.push(&policy.kernel) {
                         log::error!(
-                            message_id = crate::journal::message_id::POLICY_RELOAD,
+                            message_id = crate::service::journal::message_id::POLICY_RELOAD,
                             policy_digest = previous.as_str();
                             "policy reload ({trigger}): kernel filters not updated: {e}"
                         );
@@ -324,7 +324,7 @@ impl Processor {
                     }
                 }
                 log::info!(
-                    message_id = crate::journal::message_id::POLICY_RELOAD,
+                    message_id = crate::service::journal::message_id::POLICY_RELOAD,
                     policy_digest = policy.digest.as_str();
                     "policy reloaded ({trigger}): {} (was {previous})",
                     policy.digest
@@ -341,7 +341,7 @@ impl Processor {
             }
             PolicyUpdate::Refused { error, trigger } => {
                 log::error!(
-                    message_id = crate::journal::message_id::POLICY_RELOAD,
+                    message_id = crate::service::journal::message_id::POLICY_RELOAD,
                     policy_digest = previous.as_str();
                     "policy reload ({trigger}) refused, {previous} stays in force: {error}"
                 );
@@ -493,9 +493,9 @@ impl Processor {
     /// Master key rotation: the drafts before it go first, then the
     /// rotation receipt; the control socket hears where it was placed and,
     /// through the writer, when it is committed.
-    fn on_rotate(&mut self, request: crate::control::server::RotateRequest) -> anyhow::Result<()> {
+    fn on_rotate(&mut self, request: crate::pipeline::inbox::RotateRequest) -> anyhow::Result<()> {
         self.submit()?;
-        let crate::control::server::RotateRequest {
+        let crate::pipeline::inbox::RotateRequest {
             seed,
             reason,
             reply,

@@ -6,7 +6,7 @@ use procfs::process::{all_processes, Process as ProcfsProcess};
 
 use crate::{
     enrich::cgroup::{find_cgroup2_mount, parse_proc_cgroup},
-    process_table::{Origin, Process},
+    enrich::process_table::{Origin, Process},
 };
 
 /// Every readable process; unreadable ones (raced exits) are skipped.

@@ -16,25 +16,9 @@ use tokio::{
 };
 
 use crate::{
-    event::{decode, DecodeError, Event},
-    record::Record,
+    event::{decode, DecodeError},
+    pipeline::inbox::Msg,
 };
-
-/// What flows from the reader and the control tasks to the writer.
-pub enum Msg {
-    Event(Event),
-    Record(Record),
-    /// Time passes: lets the writer stage close time windows (folded file
-    /// opens) while no events arrive.
-    Tick,
-    /// The outcome of a policy reload.
-    Policy(crate::policy::PolicyUpdate),
-    /// A control socket question about the writer's state.
-    Control(crate::control::server::Query),
-    /// `observerctl keys rotate`: rotate the master key, in order with the
-    /// drafts before it.
-    Rotate(crate::control::server::RotateRequest),
-}
 
 /// User-space drop counters, shared by the reader and the loss tracker.
 #[derive(Default)]

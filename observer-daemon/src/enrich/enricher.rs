@@ -5,6 +5,8 @@
 use std::{collections::HashSet, sync::Arc};
 
 use crate::{
+    enrich::process_table::{Image, Origin, Process, ProcessTable},
+    enrich::redact::{redact_argv, redact_captured_argv},
     enrich::{
         cgroup::{self, CgroupResolver},
         environ::{self, EnvPattern},
@@ -13,9 +15,7 @@ use crate::{
     event::{Body, Event, Exec, FileOpen, Header, Net},
     format::{self, BootClock},
     policy::{agents::ImageFacts, Policy},
-    process_table::{Image, Origin, Process, ProcessTable},
     record::*,
-    redact::{redact_argv, redact_captured_argv},
 };
 
 /// Parent-chain length included in every record.
@@ -120,7 +120,7 @@ impl Enricher {
 
     /// Adds the processes that already run; returns how many were found.
     pub fn scan_proc(&mut self) -> usize {
-        let scanned = crate::proc_scan::scan();
+        let scanned = crate::enrich::proc_scan::scan();
         let n = scanned.len();
         for mut p in scanned {
             p.image.argv = redact_argv(&p.image.argv);

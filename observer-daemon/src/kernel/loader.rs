@@ -15,7 +15,7 @@ use observer_common::{
 pub(crate) static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer"));
 
-pub use crate::load_error::LoadError;
+pub use crate::kernel::load_error::LoadError;
 
 /// What a program attaches to.
 pub(crate) enum Hook {
@@ -177,7 +177,7 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
         })?;
     let mut attached = attach_all(&mut ebpf)?;
     if let Some(n) = &opts.names {
-        attached.extend(crate::names::attach::attach(&mut ebpf, n.cgroup)?);
+        attached.extend(crate::kernel::names_attach::attach(&mut ebpf, n.cgroup)?);
     }
     let programs = program_fds(&ebpf)?;
     Ok(Probes {
