@@ -27,10 +27,6 @@ pub mod names;
 pub mod pipeline;
 pub mod policy;
 pub mod policy_reload;
-// receipt/ is being changed on a parallel branch and still names the table
-// by its old path; this re-export goes once both branches have merged.
-#[doc(hidden)]
-pub use enrich::process_table;
 pub mod receipt;
 pub mod record;
 pub mod service;

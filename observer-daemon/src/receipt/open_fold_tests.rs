@@ -1,6 +1,6 @@
 use super::*;
 use crate::{
-    process_table::Origin,
+    enrich::process_table::Origin,
     receipt::select::draft_for,
     record::{Detail, ProcessView},
 };

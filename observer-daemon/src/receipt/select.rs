@@ -240,7 +240,7 @@ pub fn executable_hash(ev: &EnrichedEvent) -> String {
 mod tests {
     use super::*;
     use crate::{
-        process_table::Origin,
+        enrich::process_table::Origin,
         record::{ExecDetail, ExitDetail, OpenDetail, ProcessView},
     };
 
