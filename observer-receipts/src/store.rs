@@ -624,6 +624,148 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The envelope (as stored, reassembled) of the receipt at
+    /// `leaf_index`; an error if there is none.
+    pub fn envelope_at(&self, leaf_index: u64) -> Result<String, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT receipt_envelope(envelope_text, sig) FROM receipts WHERE leaf_index = ?1",
+                [leaf_index as i64],
+                |r| r.get::<_, String>(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// The `observer.key` receipt (envelope, context) that first announced
+    /// the chain key `kid`.
+    pub fn key_announcement(&self, kid: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT receipt_envelope(r.envelope_text, r.sig), c.context
+                 FROM receipts r JOIN contexts c ON c.leaf_index = r.leaf_index
+                 WHERE r.action_type = 'observer.key' AND r.agent_id = 'observer'
+                   AND json_extract(c.context, '$.kid') = ?1 ORDER BY r.leaf_index LIMIT 1",
+                [kid],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The receipts issued in `[start_ns, end_ns]`, plus the receipts
+    /// between them in each chain (a chain's seq order and issue times can
+    /// differ by a file-open window), so that every chain among them is
+    /// contiguous; in log order.
+    pub fn window_receipts(
+        &self,
+        start_ns: u64,
+        end_ns: u64,
+    ) -> Result<Vec<ReceiptRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT issuer_id, MIN(seq), MAX(seq) FROM receipts
+                 WHERE issued_ns >= ?1 AND issued_ns <= ?2 GROUP BY issuer_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let ranges = stmt
+            .query_map(params![start_ns as i64, end_ns as i64], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT r.leaf_index, r.receipt_hash, r.issuer_id, r.seq, receipt_envelope(r.envelope_text, r.sig), c.context
+                 FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index
+                 WHERE r.issuer_id = ?1 AND r.seq >= ?2 AND r.seq <= ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = Vec::new();
+        for (issuer, lo, hi) in ranges {
+            let part = stmt
+                .query_map(params![issuer, lo, hi], receipt_row)
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| self.err(e))?;
+            rows.extend(part);
+        }
+        rows.sort_by_key(|r| r.leaf_index);
+        Ok(rows)
+    }
+
+    /// The receipt hash of receipt `seq` of `agent_id`'s chain, if stored.
+    pub fn receipt_hash_at_seq(
+        &self,
+        agent_id: &str,
+        seq: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT receipt_hash FROM receipts WHERE agent_id = ?1 AND seq = ?2",
+                params![agent_id, seq as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// When the receipt at `leaf_index` was issued (ns since the epoch);
+    /// an error if there is none.
+    pub fn issued_ns_at(&self, leaf_index: u64) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT issued_ns FROM receipts WHERE leaf_index = ?1",
+                [leaf_index as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|ns| ns as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The envelope of receipt `seq` of the chain `issuer_id`, if stored
+    /// (not pruned).
+    pub fn envelope_of(&self, issuer_id: &str, seq: u64) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT receipt_envelope(envelope_text, sig) FROM receipts WHERE issuer_id = ?1 AND seq = ?2",
+                params![issuer_id, seq as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The issuer id of `agent_id`'s chain; an error if it has none.
+    pub fn chain_issuer(&self, agent_id: &str) -> Result<String, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT issuer_id FROM chains WHERE agent_id = ?1",
+                [agent_id],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// The receipt hash of the newest `observer.policy` receipt that
+    /// erased the context of the receipt `erased_hash_hex`; an error if
+    /// there is none.
+    pub fn erasure_receipt(&self, erased_hash_hex: &str) -> Result<Vec<u8>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT r.receipt_hash FROM receipts r JOIN contexts c ON c.leaf_index = r.leaf_index
+                 WHERE r.action_type = 'observer.policy' AND json_extract(c.context, '$.erase') = ?1
+                 ORDER BY r.leaf_index DESC LIMIT 1",
+                [erased_hash_hex],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// A stored perfect-subtree hash of the Merkle log.
     pub fn merkle_node(&self, level: u32, index: u64) -> Result<Option<Hash>, StoreError> {
         let blob: Option<Vec<u8>> = self

@@ -9,8 +9,16 @@
 //! re-announcement retires the chain's previous key from its log index on).
 //! The store's keys table is an index that is cross-checked, never
 //! believed.
+pub mod audit_pack;
 mod checks;
+mod masters;
+pub mod proof;
 pub mod receipt;
+
+pub use masters::{
+    master_rotations, note_origin, note_signature_verifier, open_with, store_masters,
+    walk_rotations, MasterEpoch,
+};
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -122,6 +130,9 @@ pub enum VerifyError {
     Store(#[from] StoreError),
     #[error("pinned master public key: {0}")]
     MasterKey(String),
+    /// The store's master rotations do not walk from the pinned key.
+    #[error("master key rotations of the store: {0}")]
+    MasterRotations(String),
 }
 
 use checks::Parsed;
@@ -371,35 +382,6 @@ struct AuthorisedKey {
 struct ChainState {
     seq: u64,
     head: String,
-}
-
-/// A master key and the first tree size whose checkpoint it signs (the
-/// size just after its rotation receipt; 0 for the genesis master). An
-/// observer-chain receipt at log index L is signed by the last master with
-/// `from_size <= L`; a checkpoint of size N by the last with
-/// `from_size <= N`.
-#[derive(Debug, Clone)]
-pub struct MasterEpoch {
-    pub from_size: u64,
-    pub kid: String,
-    pub public_key: Arc<[u8]>,
-}
-
-impl MasterEpoch {
-    /// The pinned genesis master.
-    pub fn genesis(public_key: &[u8]) -> MasterEpoch {
-        MasterEpoch {
-            from_size: 0,
-            kid: keys::thumbprint(public_key),
-            public_key: public_key.into(),
-        }
-    }
-
-    /// The epoch in force at `size` (a log index or a tree size) among
-    /// `masters` (in log order, genesis first).
-    pub fn at(masters: &[MasterEpoch], size: u64) -> Option<&MasterEpoch> {
-        masters.iter().rev().find(|m| m.from_size <= size)
-    }
 }
 
 struct State {
@@ -1104,81 +1086,6 @@ impl State {
         self.report.failures.extend(self.log_failures);
         self.report
     }
-}
-
-/// Opens a signed checkpoint under one master key.
-fn open_with(
-    note: &str,
-    origin: &str,
-    public_key: &[u8],
-) -> Result<checkpoint::Checkpoint, checkpoint::NoteError> {
-    checkpoint::open_note(note, origin, public_key, |msg, sig| {
-        LibcruxVerifier.verify(public_key, msg, sig).is_ok()
-    })
-}
-
-/// Walks master rotation receipts (carried by a prune anchor) from
-/// `genesis`: each must be an `observer.key` on the observer chain signed
-/// by the master current before it, rotating that master, of the next
-/// generation. Returns every master, genesis first.
-pub fn walk_rotations(
-    genesis: &MasterEpoch,
-    rotations: &[retention::RotationAnchor],
-) -> Result<Vec<MasterEpoch>, String> {
-    let mut masters = vec![genesis.clone()];
-    for r in rotations {
-        let current = masters.last().unwrap_or(genesis).clone();
-        let bad = |why: &str| {
-            format!(
-                "prune anchor: the master rotation at log index {}: {why}",
-                r.leaf_index
-            )
-        };
-        let env = json::parse_strict(r.envelope.as_bytes()).map_err(|e| bad(&e.to_string()))?;
-        let p = &env["payload"];
-        if p["agent_id"] != OBSERVER_AGENT || p["action_type"] != "observer.key" {
-            return Err(bad("not an observer.key receipt of the observer chain"));
-        }
-        if env["signature"]["kid"].as_str() != Some(current.kid.as_str()) {
-            return Err(bad(&format!(
-                "not signed by the current master {}",
-                current.kid
-            )));
-        }
-        let sig = env["signature"]["sig"]
-            .as_str()
-            .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
-            .unwrap_or_default();
-        let message = jcs::canonicalize(p).map_err(|e| bad(&e.to_string()))?;
-        LibcruxVerifier
-            .verify(&current.public_key, &message, &sig)
-            .map_err(|e| bad(&format!("signature: {e}")))?;
-        if p["payload_digest"]["hash"].as_str()
-            != Some(payload::sha256_hex(r.context.as_bytes()).as_str())
-            || p["payload_digest"]["size"].as_u64() != Some(r.context.len() as u64)
-        {
-            return Err(bad("its context does not match its payload_digest"));
-        }
-        let c = json::parse_strict(r.context.as_bytes()).map_err(|e| bad(&e.to_string()))?;
-        if c["rotates"].as_str() != Some(current.kid.as_str())
-            || c["generation"].as_u64() != Some(masters.len() as u64 + 1)
-        {
-            return Err(bad(
-                "it does not rotate the current master to the next generation",
-            ));
-        }
-        let kid = c["kid"].as_str().unwrap_or_default();
-        let pk = keys::public_key_from_jwk(&c["jwk"])
-            .ok()
-            .filter(|pk| keys::thumbprint(pk) == kid)
-            .ok_or_else(|| bad("its jwk is not the key its kid names"))?;
-        masters.push(MasterEpoch {
-            from_size: r.leaf_index + 1,
-            kid: kid.to_string(),
-            public_key: pk.into(),
-        });
-    }
-    Ok(masters)
 }
 
 use checks::parse_row;
