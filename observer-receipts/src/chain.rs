@@ -14,6 +14,10 @@ use super::{
     store::MasterRow,
 };
 
+// A chain's head is a row of the store's `chains` table; the builder
+// starts from and continues it.
+pub use crate::store::ChainHead;
+
 /// An observation not yet placed in a chain.
 #[derive(Debug, Clone)]
 pub struct Draft {
@@ -84,16 +88,6 @@ pub struct Sealed {
     pub new_master: Option<Arc<ChainKey>>,
     /// Told the receipt hash once this receipt is committed.
     pub committed: Option<CommitNotice>,
-}
-
-/// A chain's head as stored, enough to continue it after a restart.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainHead {
-    pub issuer_id: String,
-    pub agent_id: String,
-    pub kid: String,
-    pub seq: u64,
-    pub payload_hash: String,
 }
 
 #[derive(Debug, thiserror::Error)]
