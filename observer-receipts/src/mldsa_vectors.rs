@@ -2,6 +2,7 @@
 //! tests/vectors/mldsa65/ run against both implementations (libcrux through
 //! the production types where their API allows, RustCrypto through its own
 //! API), plus interoperation between the two.
+//! Kept in one file: it is one conformance suite over one set of vectors.
 
 use super::*;
 use ml_dsa::{ExpandedSigningKey, MlDsa65, SigningKey, VerifyingKey};
