@@ -211,6 +211,7 @@ fn write_tmp(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use observer_receipts::store::NewReceipt;
 
     /// Rows whose contexts and strings differ in length and presence from
     /// one row to the next: read into recycled records, each must come
@@ -219,7 +220,7 @@ mod tests {
     #[test]
     fn recycled_records_carry_only_their_own_row() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("observer.db")).unwrap();
+        let mut store = Store::open(&dir.path().join("observer.db")).unwrap();
         let rows = 3000u64;
         let hash = |i: u64| {
             let mut h = [0xa5u8; 32];
@@ -240,37 +241,30 @@ mod tests {
                 )
             })
         };
-        {
-            let conn = store.connection();
-            for i in 0..rows {
-                conn.execute(
-                    "INSERT INTO receipts VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL)",
-                    rusqlite::params![
-                        i as i64,
-                        hash(i).to_vec(),
-                        format!("issuer-{}", "i".repeat((i % 4) as usize)),
-                        i as i64,
-                        format!("agent-{}", i % 11),
-                        if i % 2 == 0 {
+        store
+            .transaction(|batch| {
+                for i in 0..rows {
+                    let context = context(i);
+                    batch.insert_receipt(&NewReceipt {
+                        leaf_index: i,
+                        receipt_hash: &hash(i),
+                        issuer_id: &format!("issuer-{}", "i".repeat((i % 4) as usize)),
+                        seq: i,
+                        agent_id: &format!("agent-{}", i % 11),
+                        action_type: if i % 2 == 0 {
                             "process.exec"
                         } else {
                             "file.open"
                         },
-                        i as i64,
-                        ["low", "medium", "high"][(i % 3) as usize],
-                        envelope(i),
-                    ],
-                )
-                .unwrap();
-                if let Some(c) = context(i) {
-                    conn.execute(
-                        "INSERT INTO contexts VALUES (?1, ?2)",
-                        rusqlite::params![i as i64, c],
-                    )
-                    .unwrap();
+                        unix_ns: i,
+                        risk_class: ["low", "medium", "high"][(i % 3) as usize],
+                        envelope: envelope(i).as_bytes(),
+                        context: context.as_deref().map(str::as_bytes),
+                    })?;
                 }
-            }
-        }
+                Ok(())
+            })
+            .unwrap();
         let mut out = Vec::new();
         let mut progress = Progress::new("export", rows, false);
         let summary = write(
