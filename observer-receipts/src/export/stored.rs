@@ -84,6 +84,7 @@ pub fn count(store: &Store, q: &Query) -> Result<u64, QueryError> {
 
 /// Where [`read_export`] puts the records it reads.
 pub trait ExportSink {
+    /// What a failed push or read ends the export with.
     type Error: From<QueryError>;
     /// A record to read the next receipt into: a spent one, so that its
     /// buffers are reused, or a new one.

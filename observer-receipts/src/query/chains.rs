@@ -7,19 +7,24 @@ use super::{sql_err, QueryError};
 /// A chain as `observerctl agents` lists it.
 #[derive(Debug, Clone)]
 pub struct ChainSummary {
+    /// The chain's issuer id.
     pub issuer_id: String,
+    /// The agent the chain is of.
     pub agent_id: String,
     /// The chain's current key.
     pub kid: String,
     /// The head: its seq, payload hash and receipt hash.
     pub head_seq: u64,
+    /// The head's payload hash (what the next receipt links to).
     pub head_payload_hash: String,
+    /// The head's receipt hash.
     pub head_receipt_hash: Vec<u8>,
     /// Receipts of the chain still in the log.
     pub receipts: u64,
     /// When the first and last of them were issued (ns since the epoch);
     /// none when every receipt was pruned.
     pub first_issued_ns: Option<u64>,
+    /// See `first_issued_ns`.
     pub last_issued_ns: Option<u64>,
 }
 

@@ -7,8 +7,11 @@ use super::{sql_err, QueryError};
 /// A `shadow_ai.finding` receipt with what grouping it needs.
 #[derive(Debug, Clone)]
 pub struct FindingRow {
+    /// When it was issued (ns since the epoch).
     pub issued_ns: u64,
+    /// The agent it is about.
     pub agent_id: String,
+    /// Its risk class.
     pub risk_class: String,
     /// The envelope as stored.
     pub envelope: String,

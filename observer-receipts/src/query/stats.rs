@@ -39,8 +39,11 @@ fn each(
 /// How many receipts of one action one agent issued.
 #[derive(Debug, Clone)]
 pub struct ActionCount {
+    /// The agent.
     pub agent_id: String,
+    /// The action type.
     pub action_type: String,
+    /// How many receipts.
     pub count: u64,
     /// The least executable path among their contexts (for an
     /// unregistered agent, the one executable its chain is).
@@ -74,8 +77,11 @@ pub fn action_counts(store: &Store, q: &Query) -> Result<Vec<ActionCount>, Query
 pub struct FindingCount {
     /// The context's `rule_id` (none when the context is gone).
     pub rule_id: Option<String>,
+    /// The risk class.
     pub risk_class: String,
+    /// How many findings.
     pub count: u64,
+    /// How many agents they are about.
     pub agents: u64,
 }
 

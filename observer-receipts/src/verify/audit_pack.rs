@@ -53,24 +53,32 @@ pub struct PackReport {
     pub ok: bool,
     /// Receipts in the pack.
     pub receipts: usize,
+    /// Per check, by name.
     pub checks: BTreeMap<&'static str, PassFail>,
+    /// The first of `failures`.
     pub first_failure: Option<PackFailure>,
+    /// Every failure, in the order found.
     pub failures: Vec<PackFailure>,
 }
 
 /// How many times a check passed and failed.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct PassFail {
+    /// Times it passed.
     pub pass: u64,
+    /// Times it failed.
     pub fail: u64,
 }
 
 /// One failed check and where in the pack it failed.
 #[derive(Debug, Clone, Serialize)]
 pub struct PackFailure {
+    /// The check's name.
     pub check: &'static str,
+    /// Where: its members sit beside `check` and `reason`.
     #[serde(flatten)]
     pub place: Place,
+    /// Why it failed.
     pub reason: String,
 }
 
@@ -78,12 +86,16 @@ pub struct PackFailure {
 /// the receipt or the key at fault.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Place {
+    /// The chain (issuer id).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chain: Option<String>,
+    /// The receipt's seq in its chain.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// The receipt hash, hex, as recomputed from the envelope.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipt_hash: Option<String>,
+    /// The key id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
 }

@@ -23,8 +23,11 @@ use crate::{
 /// `from_size <= N`.
 #[derive(Debug, Clone)]
 pub struct MasterEpoch {
+    /// The first log index and tree size it signs.
     pub from_size: u64,
+    /// Its key id (JWK thumbprint).
     pub kid: String,
+    /// Its raw ML-DSA-65 public key.
     pub public_key: Arc<[u8]>,
 }
 

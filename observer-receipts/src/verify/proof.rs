@@ -50,6 +50,7 @@ pub struct ProofReport {
     pub receipt: Value,
     /// The checkpoint the receipt is included under.
     pub checkpoint: Option<CheckpointSummary>,
+    /// Every check, in the order run.
     pub checks: Vec<Check>,
     /// The first check that did not pass, as `check: detail`.
     pub first_failure: Option<String>,
@@ -58,7 +59,9 @@ pub struct ProofReport {
 /// A checkpoint as a proof report names it.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckpointSummary {
+    /// The log's origin line.
     pub origin: String,
+    /// The tree size.
     pub size: u64,
     /// The tree root, standard base64 (as in the note).
     pub root: String,
