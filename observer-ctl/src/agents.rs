@@ -5,44 +5,35 @@ use serde_json::{json, Value};
 
 use super::{
     output::{self, s, Output},
-    sql_err, CtlError,
+    CtlError,
 };
-use observer_daemon::receipt::{json as strict_json, payload, store::Store};
+use observer_receipts::{
+    json as strict_json, payload,
+    query::{chain_summaries, for_each_finding, FindingRow},
+    store::Store,
+};
 
 /// Every chain: agent, first/last seen, receipt count, head, key id.
 pub fn agents(store: &Store) -> Result<Vec<Value>, CtlError> {
-    let mut stmt = store
-        .connection()
-        .prepare(
-            "SELECT ch.issuer_id, ch.agent_id, ch.kid, ch.seq, ch.head_payload_hash,
-                    ch.head_receipt_hash, COUNT(r.leaf_index), MIN(r.issued_ns), MAX(r.issued_ns)
-             FROM chains ch LEFT JOIN receipts r ON r.issuer_id = ch.issuer_id
-             GROUP BY ch.issuer_id ORDER BY ch.agent_id",
-        )
-        .map_err(sql_err(store))?;
-    let rows = stmt
-        .query_map([], |r| {
-            let time = |i| -> rusqlite::Result<Value> {
-                Ok(r.get::<_, Option<i64>>(i)?
-                    .map_or(Value::Null, |ns| json!(payload::issued_at(ns as u64))))
-            };
-            Ok(json!({
-                "issuer_id": r.get::<_, String>(0)?,
-                "agent_id": r.get::<_, String>(1)?,
-                "kid": r.get::<_, String>(2)?,
+    let time = |ns: Option<u64>| ns.map_or(Value::Null, |ns| json!(payload::issued_at(ns)));
+    Ok(chain_summaries(store)?
+        .into_iter()
+        .map(|c| {
+            json!({
+                "issuer_id": c.issuer_id,
+                "agent_id": c.agent_id,
+                "kid": c.kid,
                 "head": {
-                    "seq": r.get::<_, i64>(3)?,
-                    "payload_hash": r.get::<_, String>(4)?,
-                    "receipt_hash": hex::encode(r.get::<_, Vec<u8>>(5)?),
+                    "seq": c.head_seq,
+                    "payload_hash": c.head_payload_hash,
+                    "receipt_hash": hex::encode(c.head_receipt_hash),
                 },
-                "receipts": r.get::<_, i64>(6)?,
-                "first_seen": time(7)?,
-                "last_seen": time(8)?,
-            }))
+                "receipts": c.receipts,
+                "first_seen": time(c.first_issued_ns),
+                "last_seen": time(c.last_issued_ns),
+            })
         })
-        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        .map_err(sql_err(store))?;
-    Ok(rows)
+        .collect())
 }
 
 pub fn print_agents(out: &mut impl Write, mode: Output, rows: &[Value]) -> Result<(), CtlError> {
@@ -99,28 +90,15 @@ pub fn shadow(
     since_ns: Option<u64>,
     until_ns: Option<u64>,
 ) -> Result<Vec<Value>, CtlError> {
-    let mut stmt = store
-        .connection()
-        .prepare(
-            "SELECT r.issued_ns, r.agent_id, r.risk_class, receipt_envelope(r.envelope_text, r.sig), c.context
-             FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index
-             WHERE r.action_type = 'shadow_ai.finding' AND r.issued_ns >= ?1 AND r.issued_ns <= ?2
-             ORDER BY r.issued_ns, r.leaf_index",
-        )
-        .map_err(sql_err(store))?;
-    let mut rows = stmt
-        .query(rusqlite::params![
-            since_ns.unwrap_or(0) as i64,
-            until_ns.map_or(i64::MAX, |t| t as i64)
-        ])
-        .map_err(sql_err(store))?;
     let mut groups: BTreeMap<String, Value> = BTreeMap::new();
-    while let Some(r) = rows.next().map_err(sql_err(store))? {
-        let ns: i64 = r.get(0).map_err(sql_err(store))?;
-        let agent: String = r.get(1).map_err(sql_err(store))?;
-        let risk: String = r.get(2).map_err(sql_err(store))?;
-        let envelope: String = r.get(3).map_err(sql_err(store))?;
-        let context: Option<String> = r.get(4).map_err(sql_err(store))?;
+    for_each_finding(store, since_ns, until_ns, |row| {
+        let FindingRow {
+            issued_ns,
+            agent_id: agent,
+            risk_class: risk,
+            envelope,
+            context,
+        } = row;
         let env = strict_json::parse_strict(envelope.as_bytes()).unwrap_or(Value::Null);
         let ctx = context
             .and_then(|c| strict_json::parse_strict(c.as_bytes()).ok())
@@ -133,7 +111,7 @@ pub fn shadow(
             "indicator": member(&ctx, &[&["indicator"]]),
             "rule": member(&ctx, &[&["rule"]]),
         });
-        let at = payload::issued_at(ns as u64);
+        let at = payload::issued_at(issued_ns);
         let g = groups.entry(key.to_string()).or_insert_with(|| {
             let mut g = key.clone();
             g["count"] = json!(0);
@@ -146,7 +124,8 @@ pub fn shadow(
         if risk_rank(&risk) > risk_rank(g["max_risk"].as_str().unwrap_or_default()) {
             g["max_risk"] = json!(risk);
         }
-    }
+        Ok::<(), CtlError>(())
+    })?;
     let mut out: Vec<Value> = groups.into_values().collect();
     out.sort_by(|a, b| {
         b["count"]

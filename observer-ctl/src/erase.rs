@@ -9,8 +9,8 @@ use std::{path::Path, time::Duration};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{sql_err, CtlError};
-use observer_daemon::receipt::{
+use super::CtlError;
+use observer_receipts::{
     chain::Identity,
     erase::{self, EraseError},
     keys::MasterSeed,
@@ -22,14 +22,7 @@ use observer_daemon::receipt::{
 /// The deployer id and host name of the store's observer chain, so the
 /// erasure lands on that chain whatever the local configuration says.
 fn identity_of(store: &Store) -> Result<(String, String), CtlError> {
-    let issuer: String = store
-        .connection()
-        .query_row(
-            "SELECT issuer_id FROM chains WHERE agent_id = ?1",
-            [payload::OBSERVER_AGENT],
-            |r| r.get(0),
-        )
-        .map_err(sql_err(store))?;
+    let issuer = store.chain_issuer(payload::OBSERVER_AGENT)?;
     issuer
         .strip_suffix("/agent/observer")
         .and_then(|o| o.rsplit_once("/host/"))
@@ -77,15 +70,6 @@ pub fn erase(
         e => CtlError::Usage(e.to_string()),
     })?;
     let store = super::open_store(db)?;
-    let by: Vec<u8> = store
-        .connection()
-        .query_row(
-            "SELECT r.receipt_hash FROM receipts r JOIN contexts c ON c.leaf_index = r.leaf_index
-             WHERE r.action_type = 'observer.policy' AND json_extract(c.context, '$.erase') = ?1
-             ORDER BY r.leaf_index DESC LIMIT 1",
-            [&hash_hex],
-            |r| r.get(0),
-        )
-        .map_err(sql_err(&store))?;
+    let by = store.erasure_receipt(&hash_hex)?;
     Ok(json!({ "erased": hash_hex, "erasure_receipt": hex::encode(by), "reason": reason }))
 }

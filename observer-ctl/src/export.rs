@@ -13,22 +13,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use rusqlite::types::Value as SqlValue;
 use serde_json::{json, Value};
 
-use super::{
-    direct_file::DirectFile,
-    export_order,
-    progress::Progress,
-    receipts::{push_filters, Query},
-    sql_err, CtlError,
-};
-use observer_daemon::{
-    export::{
-        stored::{CHECKPOINT_COLUMNS, RECEIPT_COLUMNS},
-        CheckpointItem, Format, Item,
-    },
-    receipt::store::Store,
+use super::{direct_file::DirectFile, export_order, progress::Progress, receipts::Query, CtlError};
+use observer_receipts::{
+    export::{stored, Format, Item, ReceiptItem},
+    store::Store,
 };
 
 /// What one export wrote.
@@ -57,26 +47,9 @@ pub fn format_name(format: Format) -> &'static str {
     }
 }
 
-fn where_clause(q: &Query) -> (String, Vec<SqlValue>) {
-    let mut sql = String::from(" WHERE 1");
-    let mut params = Vec::new();
-    push_filters(q, &mut sql, &mut params);
-    (sql, params)
-}
-
 /// How many receipts `q` matches (the progress bar's total).
 pub fn count(store: &Store, q: &Query) -> Result<u64, CtlError> {
-    let (filter, params) = where_clause(q);
-    let sql = format!(
-        "SELECT COUNT(*) FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index{filter}"
-    );
-    store
-        .connection()
-        .query_row(&sql, rusqlite::params_from_iter(params), |r| {
-            r.get::<_, i64>(0)
-        })
-        .map(|n| n as u64)
-        .map_err(sql_err(store))
+    Ok(stored::count(store, q)?)
 }
 
 /// Writes the export of `q` in `format` to `out`, one record per line.
@@ -87,68 +60,41 @@ pub fn write(
     out: &mut impl Write,
     progress: &mut Progress,
 ) -> Result<Summary, CtlError> {
-    let conn = store.connection();
-    let tx = conn.unchecked_transaction().map_err(sql_err(store))?;
-    let (filter, params) = where_clause(q);
-    let sql = format!(
-        "SELECT {RECEIPT_COLUMNS} \
-         FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index{filter} \
-         ORDER BY r.leaf_index"
-    );
-    let mut stmt = tx.prepare(&sql).map_err(sql_err(store))?;
-    let mut rows = stmt
-        .query(rusqlite::params_from_iter(params))
-        .map_err(sql_err(store))?;
-    let mut cp_stmt = tx
-        .prepare(&format!(
-            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY size"
-        ))
-        .map_err(sql_err(store))?;
-    let mut checkpoints = if q.is_content_filtered() {
-        None
-    } else {
-        Some(cp_stmt.query([]).map_err(sql_err(store))?)
-    };
-    let mut pending: Option<CheckpointItem> = None;
     let mut summary = Summary::default();
     export_order::run(out, format, progress, |sink| {
-        while let Some(row) = rows.next().map_err(sql_err(store))? {
-            let mut r = sink.spent_receipt().unwrap_or_default();
-            r.read_row(row).map_err(sql_err(store))?;
-            let completes = r.leaf_index + 1;
-            sink.push(Item::Receipt(r))?;
-            summary.receipts += 1;
-            // The checkpoints this receipt completes; those of receipts the
-            // window left out are skipped.
-            if let Some(cps) = checkpoints.as_mut() {
-                loop {
-                    let next = match pending.take() {
-                        Some(c) => Some(c),
-                        None => cps
-                            .next()
-                            .map_err(sql_err(store))?
-                            .map(CheckpointItem::from_row)
-                            .transpose()
-                            .map_err(sql_err(store))?,
-                    };
-                    match next {
-                        Some(c) if c.size < completes => continue,
-                        Some(c) if c.size == completes => {
-                            sink.push(Item::Checkpoint(c))?;
-                            summary.checkpoints += 1;
-                        }
-                        other => {
-                            pending = other;
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
+        stored::read_export(
+            store,
+            q,
+            &mut CountingSink {
+                sink,
+                summary: &mut summary,
+            },
+        )
     })?;
     out.flush()?;
     Ok(summary)
+}
+
+/// The formatting pipeline's input, counting what goes through it.
+struct CountingSink<'a, 's, W: Write> {
+    sink: &'a mut export_order::Sink<'s, W>,
+    summary: &'a mut Summary,
+}
+
+impl<W: Write> stored::ExportSink for CountingSink<'_, '_, W> {
+    type Error = CtlError;
+
+    fn spare_receipt(&mut self) -> ReceiptItem {
+        self.sink.spent_receipt().unwrap_or_default()
+    }
+
+    fn push(&mut self, item: Item) -> Result<(), CtlError> {
+        match item {
+            Item::Receipt(_) => self.summary.receipts += 1,
+            Item::Checkpoint(_) => self.summary.checkpoints += 1,
+        }
+        self.sink.push(item)
+    }
 }
 
 /// Grows the pipe on stdout, when it is one, to 1 MiB (the default limit
@@ -265,6 +211,7 @@ fn write_tmp(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use observer_receipts::store::NewReceipt;
 
     /// Rows whose contexts and strings differ in length and presence from
     /// one row to the next: read into recycled records, each must come
@@ -273,7 +220,7 @@ mod tests {
     #[test]
     fn recycled_records_carry_only_their_own_row() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("observer.db")).unwrap();
+        let mut store = Store::open(&dir.path().join("observer.db")).unwrap();
         let rows = 3000u64;
         let hash = |i: u64| {
             let mut h = [0xa5u8; 32];
@@ -294,37 +241,30 @@ mod tests {
                 )
             })
         };
-        {
-            let conn = store.connection();
-            for i in 0..rows {
-                conn.execute(
-                    "INSERT INTO receipts VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL)",
-                    rusqlite::params![
-                        i as i64,
-                        hash(i).to_vec(),
-                        format!("issuer-{}", "i".repeat((i % 4) as usize)),
-                        i as i64,
-                        format!("agent-{}", i % 11),
-                        if i % 2 == 0 {
+        store
+            .transaction(|batch| {
+                for i in 0..rows {
+                    let context = context(i);
+                    batch.insert_receipt(&NewReceipt {
+                        leaf_index: i,
+                        receipt_hash: &hash(i),
+                        issuer_id: &format!("issuer-{}", "i".repeat((i % 4) as usize)),
+                        seq: i,
+                        agent_id: &format!("agent-{}", i % 11),
+                        action_type: if i % 2 == 0 {
                             "process.exec"
                         } else {
                             "file.open"
                         },
-                        i as i64,
-                        ["low", "medium", "high"][(i % 3) as usize],
-                        envelope(i),
-                    ],
-                )
-                .unwrap();
-                if let Some(c) = context(i) {
-                    conn.execute(
-                        "INSERT INTO contexts VALUES (?1, ?2)",
-                        rusqlite::params![i as i64, c],
-                    )
-                    .unwrap();
+                        unix_ns: i,
+                        risk_class: ["low", "medium", "high"][(i % 3) as usize],
+                        envelope: envelope(i).as_bytes(),
+                        context: context.as_deref().map(str::as_bytes),
+                    })?;
                 }
-            }
-        }
+                Ok(())
+            })
+            .unwrap();
         let mut out = Vec::new();
         let mut progress = Progress::new("export", rows, false);
         let summary = write(

@@ -6,7 +6,6 @@
 //! it uses without the eBPF object, so this crate builds with stable Rust
 //! alone; `bin/observerctl.rs` only parses and dispatches.
 pub mod agents;
-pub mod anchors;
 pub mod audit_pack;
 pub mod cli;
 pub mod daemon;
@@ -29,7 +28,7 @@ pub mod verify;
 
 use std::path::{Path, PathBuf};
 
-use observer_daemon::receipt::{
+use observer_receipts::{
     json, keys as receipt_keys,
     store::{Store, StoreError},
 };
@@ -98,6 +97,17 @@ impl From<StoreError> for CtlError {
 impl From<observer_receipts::query::QueryError> for CtlError {
     fn from(e: observer_receipts::query::QueryError) -> Self {
         CtlError::Store(e.to_string())
+    }
+}
+
+impl From<observer_receipts::verify::VerifyError> for CtlError {
+    fn from(e: observer_receipts::verify::VerifyError) -> Self {
+        use observer_receipts::verify::VerifyError;
+        match e {
+            VerifyError::Store(e) => CtlError::Store(e.to_string()),
+            e @ VerifyError::MasterRotations(_) => CtlError::Verification(e.to_string()),
+            e @ VerifyError::MasterKey(_) => CtlError::Usage(e.to_string()),
+        }
     }
 }
 
@@ -184,25 +194,6 @@ pub fn resolve_receipt(store: &Store, reference: &str) -> Result<Vec<u8>, CtlErr
                 "receipt {reference:?}: expected a receipt hash (64 hex digits) or <agent_id>:<seq>"
             ))
         })?;
-    let hash: Option<Vec<u8>> = store
-        .connection()
-        .query_row(
-            "SELECT receipt_hash FROM receipts WHERE agent_id = ?1 AND seq = ?2",
-            rusqlite::params![agent, seq as i64],
-            |r| r.get(0),
-        )
-        .map(Some)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(CtlError::Store(format!(
-                "receipt store {}: {e}",
-                store.path().display()
-            ))),
-        })?;
+    let hash = store.receipt_hash_at_seq(agent, seq)?;
     hash.ok_or_else(|| CtlError::Usage(format!("no receipt {agent}:{seq} in the store")))
-}
-
-/// A sqlite error while querying `store`.
-pub fn sql_err(store: &Store) -> impl Fn(rusqlite::Error) -> CtlError + '_ {
-    move |e| CtlError::Store(format!("receipt store {}: {e}", store.path().display()))
 }

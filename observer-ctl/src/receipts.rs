@@ -5,22 +5,19 @@ use std::io::Write;
 use serde_json::{json, Value};
 
 use super::{
-    anchors,
     output::{self, s, Output},
-    proof, sql_err, CtlError,
+    CtlError,
 };
-use observer_daemon::receipt::{
+use observer_receipts::{
     json as strict_json, payload,
-    query::{QueryRow, COLUMNS},
+    query::row_by_hash,
     store::Store,
-    verify::{receipt as receipt_check, Outcome},
+    verify::{proof::inclusion_check, receipt as receipt_check, store_masters, Outcome},
 };
 
 // The filter, its SQL and the rows it selects live in the evidence crate
 // (the daemon runs the same queries for its socket's clients).
-pub use observer_daemon::receipt::query::{
-    for_each_row, newest_leaf, push_filters, query, tail, Query,
-};
+pub use observer_receipts::query::{for_each_row, newest_leaf, push_filters, query, tail, Query};
 
 /// `receipts`: the rows of `q` written as they are read, so a query over
 /// millions of receipts runs in constant memory. `--jsonl` writes each row
@@ -71,7 +68,7 @@ pub fn print_query(
     }
 }
 
-/// Table rows (the `fields` of [`QueryRow`]s).
+/// Table rows (the `fields` of [`QueryRow`](observer_receipts::query::QueryRow)s).
 pub fn print_list(out: &mut impl Write, mode: Output, rows: &[Value]) -> Result<(), CtlError> {
     output::write_list(
         out,
@@ -101,19 +98,12 @@ pub fn show(
     receipt_hash: &[u8],
     pinned_master: Option<Vec<u8>>,
 ) -> Result<Value, CtlError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index \
-         WHERE r.receipt_hash = ?1"
-    );
-    let row = store
-        .connection()
-        .query_row(&sql, [receipt_hash], QueryRow::from_sql)
-        .map_err(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => CtlError::Usage(format!(
+    let row = row_by_hash(store, receipt_hash)?
+        .ok_or_else(|| {
+            CtlError::Usage(format!(
                 "receipt {} is not in the store",
                 hex::encode(receipt_hash)
-            )),
-            e => sql_err(store)(e),
+            ))
         })?
         .to_value();
     let stored = store
@@ -127,10 +117,10 @@ pub fn show(
     };
     let kid = s(&row, &["envelope", "signature", "kid"]);
     let issuer = stored.issuer_id.clone();
-    let announcement = anchors::key_announcement(store, &kid)?;
+    let announcement = store.key_announcement(&kid)?;
     let key = match &master {
         Some(m) => match receipt_check::authorise_key_after_rotations(
-            &anchors::store_masters(store, m)?,
+            &store_masters(store, m)?,
             &issuer,
             &kid,
             stored.leaf_index,
@@ -170,7 +160,7 @@ pub fn show(
     ));
     checks.push(link_check(store, &row)?);
     if let Some(m) = &master {
-        checks.push(proof::inclusion_check(store, m, stored.leaf_index)?);
+        checks.push(inclusion_check(store, m, stored.leaf_index)?);
     }
     let ok = receipt_check::all_pass(&checks);
     Ok(json!({ "receipt": row, "verification": { "ok": ok, "checks": checks } }))
@@ -183,7 +173,7 @@ fn store_master_key(store: &Store) -> Result<Option<Vec<u8>>, CtlError> {
         .into_iter()
         .find(|k| k.agent_id == payload::OBSERVER_AGENT)
         .and_then(|k| strict_json::parse_strict(k.jwk.as_bytes()).ok())
-        .and_then(|jwk| observer_daemon::receipt::keys::public_key_from_jwk(&jwk).ok()))
+        .and_then(|jwk| observer_receipts::keys::public_key_from_jwk(&jwk).ok()))
 }
 
 /// previousReceiptHash against the payload of seq - 1 in the same chain.
@@ -206,18 +196,8 @@ fn link_check(store: &Store, row: &Value) -> Result<receipt_check::Check, CtlErr
             )
         });
     }
-    let previous: Option<String> = store
-        .connection()
-        .query_row(
-            "SELECT receipt_envelope(envelope_text, sig) FROM receipts WHERE issuer_id = ?1 AND seq = ?2",
-            rusqlite::params![issuer, seq as i64 - 1],
-            |r| r.get(0),
-        )
-        .map(Some)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(sql_err(store)(e)),
-        })?;
+    // seq 0 is not a receipt's; wrapping asks for seq -1, which no chain has.
+    let previous = store.envelope_of(&issuer, seq.wrapping_sub(1))?;
     Ok(match previous {
         None => check(
             Outcome::Unverifiable,

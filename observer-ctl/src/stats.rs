@@ -4,26 +4,24 @@
 //! action and its findings; findings by rule and risk; the top
 //! destinations of outgoing connections, by name when one is known.
 //! Counts come from SQLite's GROUP BY over the receipts the filter selects
-//! (the same filter as `receipts`), so only network contexts are parsed.
+//! (the same filter as `receipts`; `observer_receipts::query::stats`), so
+//! only network contexts are parsed.
 use std::{
     collections::{BTreeMap, BTreeSet},
     io::Write,
 };
 
-use rusqlite::types::Value as SqlValue;
 use serde_json::{json, Map, Value};
 
 use super::{
     output::{self, s, Output},
-    sql_err, CtlError,
+    CtlError,
 };
-use observer_daemon::receipt::{
+use observer_receipts::{
     json as strict_json, payload,
-    query::{push_filters, Query},
+    query::{stats, Query},
     store::Store,
 };
-
-const FROM: &str = "FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index WHERE 1";
 
 /// The statistics of the receipts `q` selects, with the `top` most
 /// connected destinations.
@@ -39,66 +37,29 @@ pub fn stats(store: &Store, q: &Query, top: usize) -> Result<Value, CtlError> {
     }))
 }
 
-/// Runs `select` (columns, then the GROUP BY and ORDER BY tail after the
-/// filter of `q`) and calls `f` with each row.
-fn each(
-    store: &Store,
-    q: &Query,
-    select: &str,
-    extra: &str,
-    tail: &str,
-    mut f: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<()>,
-) -> Result<(), CtlError> {
-    let mut sql = format!("SELECT {select} {FROM}");
-    let mut params: Vec<SqlValue> = Vec::new();
-    push_filters(q, &mut sql, &mut params);
-    sql.push_str(extra);
-    sql.push_str(tail);
-    let conn = store.connection();
-    let mut stmt = conn.prepare(&sql).map_err(sql_err(store))?;
-    let mut rows = stmt
-        .query(rusqlite::params_from_iter(params))
-        .map_err(sql_err(store))?;
-    while let Some(r) = rows.next().map_err(sql_err(store))? {
-        f(r).map_err(sql_err(store))?;
-    }
-    Ok(())
-}
-
 /// Per agent: receipts, findings, counts by action, and for an
 /// unregistered executable its path. Most receipts first.
 fn agents(store: &Store, q: &Query) -> Result<(Vec<Value>, u64), CtlError> {
     let mut by_agent: BTreeMap<String, Value> = BTreeMap::new();
     let mut total = 0;
-    each(
-        store,
-        q,
-        "r.agent_id, r.action_type, COUNT(*), MIN(json_extract(c.context, '$.process.exe'))",
-        "",
-        " GROUP BY r.agent_id, r.action_type",
-        |r| {
-            let agent: String = r.get(0)?;
-            let action: String = r.get(1)?;
-            let n: u64 = r.get::<_, i64>(2)? as u64;
-            let exe: Option<String> = r.get(3).ok().flatten();
-            total += n;
-            let a = by_agent.entry(agent.clone()).or_insert_with(|| {
-                json!({"agent_id": agent, "executable": null, "receipts": 0,
-                       "findings": 0, "actions": {}})
-            });
-            // A registered agent runs many executables; an unregistered
-            // chain is one executable (its hash names the chain).
-            if agent.starts_with("unregistered:") && a["executable"].is_null() {
-                a["executable"] = json!(exe);
-            }
-            a["receipts"] = json!(a["receipts"].as_u64().unwrap_or(0) + n);
-            if action == "shadow_ai.finding" {
-                a["findings"] = json!(n);
-            }
-            a["actions"][action] = json!(n);
-            Ok(())
-        },
-    )?;
+    for c in stats::action_counts(store, q)? {
+        let (agent, action, n) = (c.agent_id, c.action_type, c.count);
+        total += n;
+        let a = by_agent.entry(agent.clone()).or_insert_with(|| {
+            json!({"agent_id": agent, "executable": null, "receipts": 0,
+                   "findings": 0, "actions": {}})
+        });
+        // A registered agent runs many executables; an unregistered
+        // chain is one executable (its hash names the chain).
+        if agent.starts_with("unregistered:") && a["executable"].is_null() {
+            a["executable"] = json!(c.executable);
+        }
+        a["receipts"] = json!(a["receipts"].as_u64().unwrap_or(0) + n);
+        if action == "shadow_ai.finding" {
+            a["findings"] = json!(n);
+        }
+        a["actions"][action] = json!(n);
+    }
     let mut agents: Vec<Value> = by_agent.into_values().collect();
     agents.sort_by_key(|a| std::cmp::Reverse(a["receipts"].as_u64()));
     Ok((agents, total))
@@ -106,25 +67,17 @@ fn agents(store: &Store, q: &Query) -> Result<(Vec<Value>, u64), CtlError> {
 
 /// Findings by rule and risk, most first.
 fn findings(store: &Store, q: &Query) -> Result<Vec<Value>, CtlError> {
-    let mut out = Vec::new();
-    each(
-        store,
-        q,
-        "json_extract(c.context, '$.rule_id') AS rule, r.risk_class, COUNT(*) AS n, \
-         COUNT(DISTINCT r.agent_id)",
-        " AND r.action_type = 'shadow_ai.finding'",
-        " GROUP BY rule, r.risk_class ORDER BY n DESC, rule, r.risk_class",
-        |r| {
-            out.push(json!({
-                "rule_id": r.get::<_, Option<String>>(0)?,
-                "risk_class": r.get::<_, String>(1)?,
-                "count": r.get::<_, i64>(2)?,
-                "agents": r.get::<_, i64>(3)?,
-            }));
-            Ok(())
-        },
-    )?;
-    Ok(out)
+    Ok(stats::finding_counts(store, q)?
+        .into_iter()
+        .map(|f| {
+            json!({
+                "rule_id": f.rule_id,
+                "risk_class": f.risk_class,
+                "count": f.count,
+                "agents": f.agents,
+            })
+        })
+        .collect())
 }
 
 /// The `top` destinations of `network.connect` receipts by count (ties by
@@ -137,45 +90,36 @@ fn destinations(store: &Store, q: &Query, top: usize) -> Result<Vec<Value>, CtlE
         agents: BTreeSet<String>,
     }
     let mut by_dst: BTreeMap<String, Dst> = BTreeMap::new();
-    each(
-        store,
-        q,
-        "r.agent_id, json_extract(c.context, '$.connect')",
-        " AND r.action_type = 'network.connect'",
-        "",
-        |r| {
-            let agent: String = r.get(0)?;
-            let Some(text) = r.get::<_, Option<String>>(1)? else {
-                return Ok(()); // hash-only mode or erased: no destination
-            };
-            let n = strict_json::parse_strict(text.as_bytes()).unwrap_or(Value::Null);
-            let addr = format!("{}:{}", s(&n, &["remote_addr"]), s(&n, &["remote_port"]));
-            let names = n["dst_names"].as_array().cloned().unwrap_or_default();
-            let by_source = |src: &str| {
+    stats::for_each_connect(store, q, |agent, connect| {
+        let Some(text) = connect else {
+            return; // hash-only mode or erased: no destination
+        };
+        let n = strict_json::parse_strict(text.as_bytes()).unwrap_or(Value::Null);
+        let addr = format!("{}:{}", s(&n, &["remote_addr"]), s(&n, &["remote_port"]));
+        let names = n["dst_names"].as_array().cloned().unwrap_or_default();
+        let by_source = |src: &str| {
+            names
+                .iter()
+                .find(|d| d["source"] == src)
+                .and_then(|d| d["name"].as_str().map(String::from))
+        };
+        let key = by_source("sni")
+            .or_else(|| by_source("dns"))
+            .or_else(|| {
                 names
-                    .iter()
-                    .find(|d| d["source"] == src)
+                    .first()
                     .and_then(|d| d["name"].as_str().map(String::from))
-            };
-            let key = by_source("sni")
-                .or_else(|| by_source("dns"))
-                .or_else(|| {
-                    names
-                        .first()
-                        .and_then(|d| d["name"].as_str().map(String::from))
-                })
-                .unwrap_or_else(|| addr.clone());
-            let d = by_dst.entry(key).or_insert_with(|| Dst {
-                connects: 0,
-                addresses: BTreeSet::new(),
-                agents: BTreeSet::new(),
-            });
-            d.connects += 1;
-            d.addresses.insert(addr);
-            d.agents.insert(agent);
-            Ok(())
-        },
-    )?;
+            })
+            .unwrap_or_else(|| addr.clone());
+        let d = by_dst.entry(key).or_insert_with(|| Dst {
+            connects: 0,
+            addresses: BTreeSet::new(),
+            agents: BTreeSet::new(),
+        });
+        d.connects += 1;
+        d.addresses.insert(addr);
+        d.agents.insert(agent);
+    })?;
     let mut out: Vec<(String, Dst)> = by_dst.into_iter().collect();
     // Stable: equal counts keep the name order of the map.
     out.sort_by_key(|d| std::cmp::Reverse(d.1.connects));

@@ -5,8 +5,8 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
-use super::{output::Output, progress::Progress, sql_err, CtlError};
-use observer_daemon::receipt::{
+use super::{output::Output, progress::Progress, CtlError};
+use observer_receipts::{
     store::Store,
     verify::{self, VerifyOptions},
 };
@@ -46,16 +46,8 @@ pub fn run(
             }
         }
         if let (Some(since), Some(leaf)) = (scope.since_ns, f.leaf_index) {
-            let issued: Option<i64> = store
-                .connection()
-                .query_row(
-                    "SELECT issued_ns FROM receipts WHERE leaf_index = ?1",
-                    [leaf as i64],
-                    |r| r.get(0),
-                )
-                .map_err(sql_err(store))
-                .ok();
-            if issued.is_some_and(|ns| (ns as u64) < since) {
+            let issued = store.issued_ns_at(leaf).ok();
+            if issued.is_some_and(|ns| ns < since) {
                 continue;
             }
         }

@@ -1,5 +1,7 @@
 //! Checkpoint, signed-note and tlog-proof tests with real ML-DSA-65 keys
 //! (libcrux, pure signing with an empty context, as the daemon signs).
+//! Kept in one file: every test shares the same fixtures (keys, notes,
+//! proofs), and splitting them would only scatter those.
 
 use super::merkle::{inclusion_proof, leaf_hash, root, MemoryNodes};
 use super::*;

@@ -1,6 +1,8 @@
 //! Tests of the Merkle log against the RFC 6962 reference vectors, the
 //! transparency-dev proof test data, a naive transcription of the RFC 9162
 //! recursive definitions, and node-read budgets at production tree sizes.
+//! Kept in one file: one suite over one set of reference vectors and the
+//! helpers that read them.
 
 use super::*;
 use base64::Engine as _;

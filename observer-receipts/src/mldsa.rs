@@ -45,7 +45,7 @@ pub enum SignError {
 /// from a bad signature so that a verifier report can say whether the
 /// input was not even an ML-DSA-65 key/signature, or a real mismatch.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
-pub enum VerifyError {
+pub enum SignatureError {
     /// The public key is not 1952 bytes, so it is not an ML-DSA-65 key.
     #[error("malformed ML-DSA-65 public key: {actual} bytes, expected {PUBLIC_KEY_LEN}")]
     MalformedPublicKey { actual: usize },
@@ -80,7 +80,7 @@ pub trait Verifier: Send + Sync {
         public_key: &[u8],
         message: &[u8],
         signature: &[u8],
-    ) -> Result<(), VerifyError>;
+    ) -> Result<(), SignatureError>;
 }
 
 type LibcruxSigningKey = libcrux_ml_dsa::ml_dsa_65::MLDSA65SigningKey;
@@ -176,14 +176,14 @@ fn wipe(secret: &mut [u8]) {
 }
 
 /// Checks the lengths every verifier needs before touching the bytes.
-fn check_lengths(public_key: &[u8], signature: &[u8]) -> Result<(), VerifyError> {
+fn check_lengths(public_key: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
     if public_key.len() != PUBLIC_KEY_LEN {
-        return Err(VerifyError::MalformedPublicKey {
+        return Err(SignatureError::MalformedPublicKey {
             actual: public_key.len(),
         });
     }
     if signature.len() != SIGNATURE_LEN {
-        return Err(VerifyError::MalformedSignatureLength {
+        return Err(SignatureError::MalformedSignatureLength {
             actual: signature.len(),
         });
     }
@@ -204,22 +204,22 @@ impl LibcruxVerifier {
         message: &[u8],
         context: &[u8],
         signature: &[u8],
-    ) -> Result<(), VerifyError> {
+    ) -> Result<(), SignatureError> {
         check_lengths(public_key, signature)?;
         let key_bytes: [u8; PUBLIC_KEY_LEN] =
             public_key
                 .try_into()
-                .map_err(|_| VerifyError::MalformedPublicKey {
+                .map_err(|_| SignatureError::MalformedPublicKey {
                     actual: public_key.len(),
                 })?;
         let signature_bytes: [u8; SIGNATURE_LEN] =
             signature
                 .try_into()
-                .map_err(|_| VerifyError::MalformedSignatureLength {
+                .map_err(|_| SignatureError::MalformedSignatureLength {
                     actual: signature.len(),
                 })?;
         if context.len() > MAX_CONTEXT_LEN {
-            return Err(VerifyError::BadSignature);
+            return Err(SignatureError::BadSignature);
         }
         libcrux_ml_dsa::ml_dsa_65::verify(
             &LibcruxVerificationKey::new(key_bytes),
@@ -227,7 +227,7 @@ impl LibcruxVerifier {
             context,
             &LibcruxSignature::new(signature_bytes),
         )
-        .map_err(|_| VerifyError::BadSignature)
+        .map_err(|_| SignatureError::BadSignature)
     }
 }
 
@@ -241,7 +241,7 @@ impl Verifier for LibcruxVerifier {
         public_key: &[u8],
         message: &[u8],
         signature: &[u8],
-    ) -> Result<(), VerifyError> {
+    ) -> Result<(), SignatureError> {
         self.verify_with_context(public_key, message, &[], signature)
     }
 }
@@ -260,12 +260,12 @@ impl RustCryptoVerifier {
         message: &[u8],
         context: &[u8],
         signature: &[u8],
-    ) -> Result<(), VerifyError> {
+    ) -> Result<(), SignatureError> {
         use ml_dsa::{EncodedVerifyingKey, MlDsa65, Signature, VerifyingKey};
 
         check_lengths(public_key, signature)?;
         let encoded_key = EncodedVerifyingKey::<MlDsa65>::try_from(public_key).map_err(|_| {
-            VerifyError::MalformedPublicKey {
+            SignatureError::MalformedPublicKey {
                 actual: public_key.len(),
             }
         })?;
@@ -273,11 +273,11 @@ impl RustCryptoVerifier {
         // The length is right (checked above), so a decoding failure means
         // an invalid hint encoding: a signature that cannot verify.
         let signature =
-            Signature::<MlDsa65>::try_from(signature).map_err(|_| VerifyError::BadSignature)?;
+            Signature::<MlDsa65>::try_from(signature).map_err(|_| SignatureError::BadSignature)?;
         if verifying_key.verify_with_context(message, context, &signature) {
             Ok(())
         } else {
-            Err(VerifyError::BadSignature)
+            Err(SignatureError::BadSignature)
         }
     }
 }
@@ -292,7 +292,7 @@ impl Verifier for RustCryptoVerifier {
         public_key: &[u8],
         message: &[u8],
         signature: &[u8],
-    ) -> Result<(), VerifyError> {
+    ) -> Result<(), SignatureError> {
         self.verify_with_context(public_key, message, &[], signature)
     }
 }

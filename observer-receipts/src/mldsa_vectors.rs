@@ -2,6 +2,7 @@
 //! tests/vectors/mldsa65/ run against both implementations (libcrux through
 //! the production types where their API allows, RustCrypto through its own
 //! API), plus interoperation between the two.
+//! Kept in one file: it is one conformance suite over one set of vectors.
 
 use super::*;
 use ml_dsa::{ExpandedSigningKey, MlDsa65, SigningKey, VerifyingKey};
@@ -506,16 +507,16 @@ fn wycheproof_verify_vectors_pass_in_both_implementations() {
                     let error = libcrux.expect_err(&format!("tcId {tc} must be rejected"));
                     if flags.contains(&"IncorrectPublicKeyLength") {
                         assert!(
-                            matches!(error, VerifyError::MalformedPublicKey { .. }),
+                            matches!(error, SignatureError::MalformedPublicKey { .. }),
                             "tcId {tc}: {error:?}"
                         );
                     } else if flags.contains(&"IncorrectSignatureLength") {
                         assert!(
-                            matches!(error, VerifyError::MalformedSignatureLength { .. }),
+                            matches!(error, SignatureError::MalformedSignatureLength { .. }),
                             "tcId {tc}: {error:?}"
                         );
                     } else {
-                        assert_eq!(error, VerifyError::BadSignature, "tcId {tc}");
+                        assert_eq!(error, SignatureError::BadSignature, "tcId {tc}");
                     }
                     rejected += 1;
                 }
@@ -558,21 +559,21 @@ fn libcrux_signature_verifies_under_both_and_tampering_fails_under_both() {
         for index in [0, SIGNATURE_LEN / 2, SIGNATURE_LEN - 1] {
             assert_eq!(
                 verifier.verify(key.public_key(), MESSAGE, &flip_bit(&signature, index)),
-                Err(VerifyError::BadSignature),
+                Err(SignatureError::BadSignature),
                 "{name}: signature bit at byte {index}"
             );
         }
         for index in [0, MESSAGE.len() - 1] {
             assert_eq!(
                 verifier.verify(key.public_key(), &flip_bit(MESSAGE, index), &signature),
-                Err(VerifyError::BadSignature),
+                Err(SignatureError::BadSignature),
                 "{name}: message bit at byte {index}"
             );
         }
         for index in [0, 40, PUBLIC_KEY_LEN - 1] {
             assert_eq!(
                 verifier.verify(&flip_bit(key.public_key(), index), MESSAGE, &signature),
-                Err(VerifyError::BadSignature),
+                Err(SignatureError::BadSignature),
                 "{name}: public key bit at byte {index}"
             );
         }
@@ -600,17 +601,17 @@ fn rustcrypto_signature_verifies_under_both_and_tampering_fails_under_both() {
         );
         assert_eq!(
             verifier.verify(&public_key, MESSAGE, &flip_bit(&signature, 100)),
-            Err(VerifyError::BadSignature),
+            Err(SignatureError::BadSignature),
             "{name}"
         );
         assert_eq!(
             verifier.verify(&public_key, &flip_bit(MESSAGE, 3), &signature),
-            Err(VerifyError::BadSignature),
+            Err(SignatureError::BadSignature),
             "{name}"
         );
         assert_eq!(
             verifier.verify(&flip_bit(&public_key, 1000), MESSAGE, &signature),
-            Err(VerifyError::BadSignature),
+            Err(SignatureError::BadSignature),
             "{name}"
         );
     }
@@ -655,7 +656,7 @@ fn signatures_are_bound_to_the_empty_context() {
     for verifier in verifiers() {
         assert_eq!(
             verifier.verify(key.public_key(), MESSAGE, &with_context),
-            Err(VerifyError::BadSignature),
+            Err(SignatureError::BadSignature),
             "{}",
             verifier.name()
         );
@@ -670,14 +671,14 @@ fn wrong_lengths_are_reported_as_malformed() {
         let name = verifier.name();
         assert_eq!(
             verifier.verify(&key.public_key()[1..], MESSAGE, &signature),
-            Err(VerifyError::MalformedPublicKey {
+            Err(SignatureError::MalformedPublicKey {
                 actual: PUBLIC_KEY_LEN - 1
             }),
             "{name}"
         );
         assert_eq!(
             verifier.verify(key.public_key(), MESSAGE, &signature[..SIGNATURE_LEN - 1]),
-            Err(VerifyError::MalformedSignatureLength {
+            Err(SignatureError::MalformedSignatureLength {
                 actual: SIGNATURE_LEN - 1
             }),
             "{name}"
@@ -686,14 +687,14 @@ fn wrong_lengths_are_reported_as_malformed() {
         long.push(0);
         assert_eq!(
             verifier.verify(key.public_key(), MESSAGE, &long),
-            Err(VerifyError::MalformedSignatureLength {
+            Err(SignatureError::MalformedSignatureLength {
                 actual: SIGNATURE_LEN + 1
             }),
             "{name}"
         );
         assert_eq!(
             verifier.verify(&[], MESSAGE, &[]),
-            Err(VerifyError::MalformedPublicKey { actual: 0 }),
+            Err(SignatureError::MalformedPublicKey { actual: 0 }),
             "{name}"
         );
     }

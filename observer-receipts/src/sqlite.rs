@@ -45,13 +45,6 @@ pub fn is_full(e: &rusqlite::Error) -> bool {
     }
 }
 
-impl super::store::StoreError {
-    /// The store's file system has no room left (see [`is_full`]).
-    pub fn is_full(&self) -> bool {
-        matches!(self, super::store::StoreError::Sqlite { source, .. } if is_full(source))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,7 @@ use observer_daemon::{
         verify::VerifyOptions,
     },
 };
+use observer_receipts::verify::{audit_pack::verify_audit_pack, proof::verify_proof};
 use serde_json::json;
 
 fn main() -> ExitCode {
@@ -281,9 +282,9 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
         Command::VerifyProof { file, pubkey } => {
             let master = ctl::read_pubkey(&pubkey)?;
             let text = String::from_utf8_lossy(&read_file(&file)?).into_owned();
-            let (v, ok) = proof::verify_proof(&text, &master);
-            print_verdict(out, mode, &v, "proof")?;
-            return Ok(verdict(ok));
+            let report = verify_proof(&text, &master);
+            print_verdict(out, mode, &report.to_json(), "proof")?;
+            return Ok(verdict(report.ok));
         }
         Command::AuditPack(AuditPackCommand::Export {
             start,
@@ -317,9 +318,9 @@ fn run(cli: Cli, mode: Output, out: &mut impl Write) -> Result<u8, CtlError> {
         Command::AuditPack(AuditPackCommand::Verify { bundle, pubkey }) => {
             let master = ctl::read_pubkey(&pubkey)?;
             let bytes = read_file(&bundle)?;
-            let (v, ok) = audit_pack::verify(&bytes, &master);
-            print_verdict(out, mode, &v, "audit pack")?;
-            return Ok(verdict(ok));
+            let report = verify_audit_pack(&bytes, &master);
+            print_verdict(out, mode, &report.to_json(), "audit pack")?;
+            return Ok(verdict(report.ok));
         }
         Command::Keys(KeysCommand::Show) => {
             let store = ctl::open_store(&p.db)?;

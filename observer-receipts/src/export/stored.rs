@@ -1,11 +1,17 @@
 //! Reading stored rows into export records, for the forwarding spool and
-//! `observerctl export`: one column list and one reader for each record.
+//! `observerctl export`: one column list and one reader for each record,
+//! and the export's stream of the receipts a [`Query`] selects with the
+//! checkpoints they complete.
 use rusqlite::{
-    types::{FromSqlError, Type, ValueRef},
+    types::{FromSqlError, Type, Value as SqlValue, ValueRef},
     Row,
 };
 
-use super::{CheckpointItem, ReceiptItem};
+use super::{CheckpointItem, Item, ReceiptItem};
+use crate::{
+    query::{push_filters, sql_err, Query, QueryError},
+    store::Store,
+};
 
 /// The columns [`ReceiptItem::read_row`] reads, in its order, from
 /// `receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index`.
@@ -52,6 +58,100 @@ impl CheckpointItem {
             created_at: r.get(3)?,
         })
     }
+}
+
+fn where_clause(q: &Query) -> (String, Vec<SqlValue>) {
+    let mut sql = String::from(" WHERE 1");
+    let mut params = Vec::new();
+    push_filters(q, &mut sql, &mut params);
+    (sql, params)
+}
+
+/// How many receipts `q` selects (all but its limit and log range).
+pub fn count(store: &Store, q: &Query) -> Result<u64, QueryError> {
+    let (filter, params) = where_clause(q);
+    let sql = format!(
+        "SELECT COUNT(*) FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index{filter}"
+    );
+    store
+        .connection()
+        .query_row(&sql, rusqlite::params_from_iter(params), |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|n| n as u64)
+        .map_err(sql_err(store))
+}
+
+/// Where [`read_export`] puts the records it reads.
+pub trait ExportSink {
+    /// What a failed push or read ends the export with.
+    type Error: From<QueryError>;
+    /// A record to read the next receipt into: a spent one, so that its
+    /// buffers are reused, or a new one.
+    fn spare_receipt(&mut self) -> ReceiptItem;
+    /// The next record in export order.
+    fn push(&mut self, item: Item) -> Result<(), Self::Error>;
+}
+
+/// Reads the receipts `q` selects in log order into `sink`, from one read
+/// transaction (a consistent snapshot that never blocks the daemon's
+/// writer). Without content filters ([`Query::is_content_filtered`]) the
+/// signed checkpoints go with them, each right after the receipt that
+/// completes it, as the forwarding stream places them; those of receipts
+/// the window leaves out are skipped.
+pub fn read_export<S: ExportSink>(store: &Store, q: &Query, sink: &mut S) -> Result<(), S::Error> {
+    let conn = store.connection();
+    let tx = conn.unchecked_transaction().map_err(sql_err(store))?;
+    let (filter, params) = where_clause(q);
+    let sql = format!(
+        "SELECT {RECEIPT_COLUMNS} \
+         FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index{filter} \
+         ORDER BY r.leaf_index"
+    );
+    let mut stmt = tx.prepare(&sql).map_err(sql_err(store))?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params))
+        .map_err(sql_err(store))?;
+    let mut cp_stmt = tx
+        .prepare(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY size"
+        ))
+        .map_err(sql_err(store))?;
+    let mut checkpoints = if q.is_content_filtered() {
+        None
+    } else {
+        Some(cp_stmt.query([]).map_err(sql_err(store))?)
+    };
+    let mut pending: Option<CheckpointItem> = None;
+    while let Some(row) = rows.next().map_err(sql_err(store))? {
+        let mut r = sink.spare_receipt();
+        r.read_row(row).map_err(sql_err(store))?;
+        let completes = r.leaf_index + 1;
+        sink.push(Item::Receipt(r))?;
+        let Some(cps) = checkpoints.as_mut() else {
+            continue;
+        };
+        loop {
+            let next = match pending.take() {
+                Some(c) => Some(c),
+                None => cps
+                    .next()
+                    .map_err(sql_err(store))?
+                    .map(CheckpointItem::from_row)
+                    .transpose()
+                    .map_err(sql_err(store))?,
+            };
+            match next {
+                Some(c) if c.size < completes => continue,
+                Some(c) if c.size == completes => sink.push(Item::Checkpoint(c))?,
+                other => {
+                    pending = other;
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_text(r: &Row<'_>, column: usize, into: &mut String) -> rusqlite::Result<()> {

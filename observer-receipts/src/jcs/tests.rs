@@ -1,7 +1,7 @@
 //! Tests of [`super`].
 use super::super::json::parse_strict;
 use super::*;
-use serde_json::json;
+use serde_json::{json, Number};
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors");
 

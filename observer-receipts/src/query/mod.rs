@@ -13,14 +13,19 @@
 //! (`unregistered:*`, `network.*`) is also a range on the index; context
 //! fields (user, rule, destination, path, unit, pid, executable) are read
 //! from the context JSON of the rows the other filters leave.
-use rusqlite::types::Value as SqlValue;
+use rusqlite::{types::Value as SqlValue, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::{payload, store::Store};
 
+mod chains;
+mod findings;
 mod row;
+pub mod stats;
 mod summary;
 
+pub use chains::{chain_summaries, ChainSummary};
+pub use findings::{for_each_finding, FindingRow};
 pub use row::{stored_payload_text, QueryRow, COLUMNS};
 pub use summary::{more_paths, summary, text_at};
 
@@ -167,6 +172,19 @@ pub fn query(store: &Store, q: &Query) -> Result<Vec<QueryRow>, QueryError> {
         Ok::<(), QueryError>(())
     })?;
     Ok(out)
+}
+
+/// The row of the receipt `receipt_hash`, if it is stored.
+pub fn row_by_hash(store: &Store, receipt_hash: &[u8]) -> Result<Option<QueryRow>, QueryError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM receipts r LEFT JOIN contexts c ON c.leaf_index = r.leaf_index \
+         WHERE r.receipt_hash = ?1"
+    );
+    store
+        .connection()
+        .query_row(&sql, [receipt_hash], QueryRow::from_sql)
+        .optional()
+        .map_err(sql_err(store))
 }
 
 /// The newest log index, if any receipt is stored.
