@@ -343,6 +343,22 @@ pub(crate) fn rcode(name: &str) -> (u32, &'static str) {
 }
 
 /// Maps the stored context (docs/events.md) onto the class's objects.
+/// The opens a `file.open` receipt covers (OCSF `count`): the sum of its
+/// list's counts (`file_open.paths`), else its one path's `file_open.count`
+/// (a sensitive path folded per window); none for a receipt of one open or
+/// a count that is not an unsigned integer.
+pub(crate) fn opens_count(ctx: &Value) -> Option<u64> {
+    let open = ctx.get("file_open")?;
+    match open.get("paths").and_then(Value::as_array) {
+        Some(entries) => entries.iter().try_fold(0u64, |sum, e| {
+            e.get("count")
+                .and_then(Value::as_u64)
+                .and_then(|c| sum.checked_add(c))
+        }),
+        None => open.get("count").and_then(Value::as_u64),
+    }
+}
+
 fn map_context(
     ev: &mut Map<String, Value>,
     class_uid: u32,
@@ -416,8 +432,8 @@ fn map_context(
                 "file".into(),
                 file_obj(ctx.pointer("/file_open/path").unwrap_or(&NULL), None),
             );
-            if let Some(c) = ctx.get("count") {
-                ev.insert("count".into(), c.clone());
+            if let Some(c) = opens_count(ctx) {
+                ev.insert("count".into(), json!(c));
             }
         }
         4003 => {

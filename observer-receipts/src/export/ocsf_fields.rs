@@ -260,7 +260,7 @@ raw_fields!(
 raw_fields!(
     /// The stored context (docs/events.md).
     Context {
-        process, parents, exec, exit, connect, accept, listen, bind, file_open, count,
+        process, parents, exec, exit, connect, accept, listen, bind, file_open,
         dns_answer, rule_id, reason, policy_digest,
     }
 );
@@ -274,7 +274,15 @@ raw_fields!(
 );
 raw_fields!(Exec { result });
 raw_fields!(Exit { exit_code });
-raw_fields!(FileOpen { path });
+raw_fields!(
+    /// `file_open`: its first path, the opens of that path (`count`, a
+    /// folded path's), and a folded list's entries (`paths`).
+    FileOpen { path, count, paths }
+);
+raw_fields!(
+    /// An entry of `file_open.paths`.
+    ListedOpen { count }
+);
 raw_fields!(
     /// `connect`, `accept`, `listen` or `bind`.
     Socket { local_addr, local_port, remote_addr, remote_port, dst_names, socket_type }

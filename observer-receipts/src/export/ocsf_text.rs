@@ -15,8 +15,8 @@ use super::{
     json_out::{push_str_content, Obj},
     ocsf::{self, category_name, class_of, severity, BASE_EVENT, EXTENSION, OCSF_VERSION},
     ocsf_fields::{
-        check_strict, Answer, Context, DnsAnswer, Envelope, Exec, Exit, FileOpen, Named, Parent,
-        Payload, Process, Question, Raw, Signer, Socket,
+        check_strict, Answer, Context, DnsAnswer, Envelope, Exec, Exit, FileOpen, ListedOpen,
+        Named, Parent, Payload, Process, Question, Raw, Signer, Socket,
     },
     ReceiptItem, CAPTURE_TOPOLOGY,
 };
@@ -51,7 +51,7 @@ struct Members<'a> {
     actor: Option<Actor<'a>>,
     dns: Option<DnsAnswer<'a>>,
     connection_info: Option<Connection>,
-    count: Raw<'a>,
+    count: Option<u64>,
     device: bool,
     dst_endpoint: Option<Endpoint<'a>>,
     exit_code: Raw<'a>,
@@ -160,8 +160,9 @@ fn map_context<'a>(class_uid: u32, ctx: &Context<'a>) -> Result<Members<'a>, Err
         }
         1001 => {
             m.actor = Some(actor(process).unwrap_or(Actor::Empty));
-            m.file = Some(ctx.file_open.fields::<FileOpen>()?.path);
-            m.count = ctx.count;
+            let open = ctx.file_open.fields::<FileOpen>()?;
+            m.file = Some(open.path);
+            m.count = opens_count(&open)?;
         }
         4003 => {
             m.actor = actor(process);
@@ -266,6 +267,26 @@ fn map_dns<'a>(m: &mut Members<'a>, a: DnsAnswer<'a>) {
     m.dns = Some(a);
 }
 
+/// The opens a `file.open` receipt covers: the sum of its list's counts,
+/// else its one path's `count`; as [`ocsf::opens_count`] reads them.
+fn opens_count(open: &FileOpen) -> Result<Option<u64>, Error> {
+    let as_u64 = |r: Raw| {
+        r.non_null()
+            .and_then(|t| serde_json::from_str::<u64>(t).ok())
+    };
+    if !open.paths.text().is_some_and(|t| t.starts_with('[')) {
+        return Ok(as_u64(open.count));
+    }
+    let mut entries = Vec::new();
+    open.paths.each(|e| entries.push(e))?;
+    let mut sum = Some(0u64);
+    for e in entries {
+        let count = as_u64(e.fields::<ListedOpen>()?.count);
+        sum = sum.zip(count).and_then(|(a, b)| a.checked_add(b));
+    }
+    Ok(sum)
+}
+
 fn map_finding<'a>(m: &mut Members<'a>, ctx: &Context<'a>) {
     let rule = ctx.rule_id.as_str().unwrap_or(Cow::Borrowed(""));
     let reason = ctx.reason.as_str().unwrap_or_else(|| rule.clone());
@@ -300,8 +321,8 @@ fn write_event(o: &mut Obj, r: &ReceiptItem, ev: &Event) -> Result<(), Error> {
     if let Some(c) = &m.connection_info {
         write_connection(&mut o.obj("connection_info"), c);
     }
-    if let Some(c) = m.count.text() {
-        o.raw("count", c);
+    if let Some(c) = m.count {
+        o.u64("count", c);
     }
     if m.device {
         write_device(&mut o.obj("device"), &r.issuer_id);

@@ -94,6 +94,22 @@ fn representative() -> Vec<ReceiptItem> {
         none.clone(),
     ));
     all.push(receipt("file.open", Some(folded_open()), none.clone()));
+    // The OCSF count of opens from lists and counts read the unusual ways.
+    for file_open in [
+        json!({"path": "/x", "count": 2, "paths": [{"path": "/x", "count": 1},
+                                                   {"path": "/y", "count": 1.5}]}),
+        json!({"path": "/x", "count": "7", "paths": null}),
+        json!({"path": "/x", "count": 3, "paths": []}),
+        json!({"path": "/x", "paths": [{"count": u64::MAX}, {"count": 1}]}),
+        json!({"path": "/x", "paths": [7, {"count": 1}]}),
+        json!({"path": "/x", "count": -1}),
+    ] {
+        all.push(receipt(
+            "file.open",
+            Some(json!({"event": "file_open", "file_open": file_open})),
+            none.clone(),
+        ));
+    }
     all.push(receipt(
         "dns.resolve",
         Some(
@@ -256,14 +272,19 @@ fn a_folded_open_exports_its_first_path_and_keeps_the_list_unmapped() {
     let (with_list, without) = (event(&folded), event(&plain));
     assert_eq!(with_list["type_uid"], 100114);
     assert_eq!(with_list["file"]["path"], "/etc/ld.so.cache");
+    // count: every open the receipt covers; without the list, the first
+    // path's.
+    assert_eq!(with_list["count"], 3);
+    assert_eq!(without["count"], 2);
     assert_eq!(
         with_list["unmapped"]["observer"]["context"]["file_open"]["paths"],
         folded["file_open"]["paths"]
     );
     // The list changes nothing else: a receipt without it (a store
-    // from before folding) exports the same event as it did.
+    // from before folding) exports the same event but for its count.
     let mut stripped = with_list.clone();
     stripped["unmapped"]["observer"]["context"] = plain;
+    stripped["count"] = json!(2);
     assert_eq!(stripped, without);
 }
 
