@@ -33,20 +33,6 @@ fn cpu_seq(v: &Value) -> (u64, u64) {
     (v["cpu"].as_u64().unwrap(), v["seq"].as_u64().unwrap())
 }
 
-/// What tells opens apart when they are counted: process, path, flags and
-/// the errno of a failure.
-type OpenKey = (u64, String, u64, Option<i64>);
-
-fn open_key(pid: &Value, o: &Value) -> OpenKey {
-    let result = o["result"].as_i64().unwrap();
-    (
-        pid.as_u64().unwrap(),
-        o["path"].as_str().unwrap().to_string(),
-        o["flags"].as_u64().unwrap(),
-        (result < 0).then_some(result),
-    )
-}
-
 #[test]
 fn every_exec_attempt_open_and_connect_of_an_agent_task_is_in_a_receipt() {
     let dir = tempfile::tempdir().unwrap();

@@ -19,21 +19,8 @@ use serde_json::{json, Value};
 
 const AGENT: &str = "open-fold-agent";
 
-/// What tells opens apart in a list: (pid, path, flags, failed errno).
-type OpenKey = (u64, String, u64, Option<i64>);
-
-fn open_key(pid: &Value, o: &Value) -> OpenKey {
-    let result = o["result"].as_i64().unwrap();
-    (
-        pid.as_u64().unwrap(),
-        o["path"].as_str().unwrap().to_string(),
-        o["flags"].as_u64().unwrap(),
-        (result < 0).then_some(result),
-    )
-}
-
 #[test]
-fn a_process_s_opens_are_one_receipt_and_a_secret_keeps_its_own() {
+fn an_agent_s_opens_are_one_receipt_and_a_secret_keeps_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let agent = copy_executable("/bin/sh", dir.path(), &unique("agent"));
     let work = dir.path().join("work");

@@ -64,6 +64,25 @@ pub struct RotationAnchor {
     pub context: String,
 }
 
+/// Adds to `rotations` (those a retention anchor carries) the master
+/// rotation receipts still in the log, once each, in log order.
+pub(crate) fn add_logged_rotations(
+    store: &Store,
+    rotations: &mut Vec<RotationAnchor>,
+) -> Result<(), crate::store::StoreError> {
+    for (leaf_index, envelope, context) in store.master_rotations()? {
+        if rotations.iter().all(|r| r.leaf_index != leaf_index) {
+            rotations.push(RotationAnchor {
+                leaf_index,
+                envelope,
+                context,
+            });
+        }
+    }
+    rotations.sort_by_key(|r| r.leaf_index);
+    Ok(())
+}
+
 /// The context of a prune receipt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PruneAnchor {
@@ -186,16 +205,7 @@ pub fn plan(
         keys = previous.keys;
         rotations = previous.master_rotations;
     }
-    for (leaf_index, envelope, context) in store.master_rotations()? {
-        if rotations.iter().all(|r| r.leaf_index != leaf_index) {
-            rotations.push(RotationAnchor {
-                leaf_index,
-                envelope,
-                context,
-            });
-        }
-    }
-    rotations.sort_by_key(|r| r.leaf_index);
+    add_logged_rotations(store, &mut rotations)?;
     let mut stmt = conn
         .prepare(
             "SELECT receipt_envelope(r.envelope_text, r.sig) FROM receipts r

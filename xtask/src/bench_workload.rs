@@ -62,36 +62,31 @@ pub fn run(root: &Path, work: &Path, args: &WorkloadArgs) -> anyhow::Result<()> 
         bail!("{}: setup failed with {status}", script.display());
     }
     let base_config = std::fs::read_to_string(root.join("observer.toml"))?;
-    let before = measure(
-        root,
-        work,
-        &base_config,
-        &script,
-        &tree,
-        args.workload_runs,
+    // The layouts, in the order printed: before folding, opens listed per
+    // process, the default.
+    let layouts: [&[(&str, String)]; 3] = [
         &[
             ("file_open_fold", "\"path\"".into()),
             ("path_search_fold", "false".into()),
         ],
-    )?;
-    let per_process = measure(
-        root,
-        work,
-        &base_config,
-        &script,
-        &tree,
-        args.workload_runs,
         &[("file_open_fold", "\"process\"".into())],
-    )?;
-    let folded = measure(
-        root,
-        work,
-        &base_config,
-        &script,
-        &tree,
-        args.workload_runs,
         &[],
-    )?;
+    ];
+    let mut measured = Vec::new();
+    for keys in layouts {
+        let layout = measure(
+            root,
+            work,
+            &base_config,
+            &script,
+            &tree,
+            args.workload_runs,
+            keys,
+        )?;
+        measured.push(layout);
+    }
+    let [before, per_process, folded] = <[Layout; 3]>::try_from(measured)
+        .map_err(|_| anyhow::anyhow!("three layouts were measured"))?;
     let runs = f64::from(args.workload_runs);
     let per_run = |v: u64| v as f64 / runs;
     let receipts_ratio = before.receipts as f64 / folded.receipts.max(1) as f64;

@@ -433,6 +433,22 @@ pub fn verify_store_with(
     .expect("verify")
 }
 
+/// What tells file opens apart when they are counted against receipts:
+/// process, path, flags and the errno of a failure.
+pub type OpenKey = (u64, String, u64, Option<i64>);
+
+/// The [`OpenKey`] of the open `o` (an event's or a list entry's
+/// `file_open`) by process `pid`.
+pub fn open_key(pid: &Value, o: &Value) -> OpenKey {
+    let result = o["result"].as_i64().unwrap();
+    (
+        pid.as_u64().unwrap(),
+        o["path"].as_str().unwrap().to_string(),
+        o["flags"].as_u64().unwrap(),
+        (result < 0).then_some(result),
+    )
+}
+
 /// A config registering `exe` as agent `id`.
 pub fn agent_config(id: &str, exe: &Path, extra: &str) -> String {
     format!(

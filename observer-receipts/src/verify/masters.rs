@@ -150,16 +150,7 @@ pub fn master_rotations(store: &Store) -> Result<Vec<RotationAnchor>, crate::sto
             .unwrap_or_default(),
         None => Vec::new(),
     };
-    for (leaf_index, envelope, context) in store.master_rotations()? {
-        if rotations.iter().all(|r| r.leaf_index != leaf_index) {
-            rotations.push(RotationAnchor {
-                leaf_index,
-                envelope,
-                context,
-            });
-        }
-    }
-    rotations.sort_by_key(|r| r.leaf_index);
+    retention::add_logged_rotations(store, &mut rotations)?;
     Ok(rotations)
 }
 
