@@ -12,6 +12,8 @@ mod deb;
 #[cfg(test)]
 mod deb_package_test;
 mod fuzz;
+#[cfg(test)]
+mod import_cycles;
 mod install;
 #[cfg(test)]
 mod installed_daemon;
