@@ -3,6 +3,8 @@
 //! receipt pipeline wrote (signed receipts with real context shapes, at
 //! fixed times). Every receipt carries a distinct `process.pid`, so each
 //! answer is checked as the exact set of pids it must hold.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 use std::{
     path::{Path, PathBuf},
     process::Command,

@@ -2,6 +2,8 @@
 //! runs with credentials of several kinds in its argv under the real
 //! daemon, and not one of them reaches the `--events-jsonl` output or the
 //! bytes of the receipt store, while the arguments around them do.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{path::Path, process::Command};

@@ -1,4 +1,6 @@
 //! observerd's command line: configuration errors and privilege checks.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 use std::{os::unix::process::CommandExt, process::Command};
 
 fn observerd() -> Command {

@@ -11,6 +11,8 @@
 //! verifier, on the true clock, accepts the receipts issued while the
 //! daemon's clock was 2 h ahead because a later receipt recorded the
 //! backward step.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{path::Path, time::Duration};

@@ -2,6 +2,8 @@
 //! real daemon on the real kernel: status, the peer check (root, group
 //! members, everyone else), daemon down, doctor, agents tree, policy
 //! check and show.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{

@@ -5,6 +5,8 @@
 //! committed OCSF 1.3.0 schema, the CloudEvents output is parsed by the
 //! official CloudEvents Python SDK, and every record is compared with the
 //! store.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 #[path = "ocsf/validator.rs"]
 mod validator;

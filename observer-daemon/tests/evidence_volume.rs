@@ -10,6 +10,8 @@
 //! receipts of one path; a connect as a receipt's own event. The folding
 //! itself is asserted too (fewer receipts than events), so the test cannot
 //! pass by storing a receipt per event.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{

@@ -1,5 +1,7 @@
 //! File opens: in-kernel filtering by suffix and prefix, and watched
 //! processes whose every open is reported.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::process::Command;

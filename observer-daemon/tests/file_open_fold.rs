@@ -6,6 +6,8 @@
 //! own receipt, and the finding it fires names exactly that receipt; the
 //! model file's open is its own receipt too; every open of the run's
 //! `--events-jsonl` output is counted in exactly one receipt's context.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{

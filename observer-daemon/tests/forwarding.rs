@@ -4,6 +4,8 @@
 //! and a daemon killed mid-delivery. Every receipt the store holds must
 //! arrive, in log order, with the store's hash, chain, seq and risk; the
 //! store's checkpoints arrive too.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{

@@ -4,6 +4,8 @@
 //! (one from the sink's `proxy` key with credentials, one from
 //! HTTPS_PROXY). Every record of the store must still arrive, and the
 //! daemon must keep running.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{

@@ -7,6 +7,8 @@
 //! host's directories are not touched) and a private network namespace (so
 //! it cannot reach the host's audit or other sockets), and runs observerd
 //! and journalctl in that mount namespace.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{

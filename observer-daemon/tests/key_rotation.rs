@@ -5,6 +5,8 @@
 //! the genesis key; then the daemon restarts on the rotated store. The
 //! recovery of an interrupted rotation at start is checked with the real
 //! daemon too.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{

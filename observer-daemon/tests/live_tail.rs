@@ -2,6 +2,8 @@
 //! socket, run by a real non-root member of the socket's group (who cannot
 //! open the 0600 store) against a real daemon on the real kernel; and a
 //! user outside the group, refused.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{

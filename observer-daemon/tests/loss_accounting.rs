@@ -1,4 +1,6 @@
 //! Every event the kernel produced is either delivered or counted as lost.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use common::*;

@@ -3,6 +3,8 @@
 //! `metrics.request_timeout_ms` is cut, the daemon's descriptors stay
 //! bounded and a normal scrape answers. Also: observerd raises its soft
 //! open-files limit to the hard one at start.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{

@@ -3,6 +3,8 @@
 //! s_server` with a certificate from a test CA, and real curl. Each test
 //! uses its own subnet so concurrently running daemons (which see every
 //! socket on the host) cannot mix up their names.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::path::Path;

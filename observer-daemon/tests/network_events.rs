@@ -1,4 +1,6 @@
 //! connect, accept, bind and listen from the real kernel.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};

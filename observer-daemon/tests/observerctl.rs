@@ -2,6 +2,8 @@
 //! real execs, opens and connects; the real `observerctl` binary then
 //! queries, shows, verifies, proves, packs, exports keys and erases, and
 //! every answer is checked against the store itself.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{

@@ -7,6 +7,8 @@
 //! and an overlay on /etc, so the config's real paths (/var/lib/observer,
 //! /run/observer, /etc/observer/policies) are used without touching the
 //! host's.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{

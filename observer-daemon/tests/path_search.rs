@@ -5,6 +5,8 @@
 //! (`exec.path_search`), the command that was not found keeps a receipt per
 //! attempt whose summary says it failed and why, and every exec attempt of
 //! the run's `--events-jsonl` output is in some receipt's context.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{

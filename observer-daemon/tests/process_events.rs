@@ -1,4 +1,6 @@
 //! Process lifecycle events from the real kernel, through the real daemon.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{

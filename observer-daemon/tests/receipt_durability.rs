@@ -1,5 +1,7 @@
 //! Receipts survive crashes and report loss: kill -9 under load, restart,
 //! verify; kernel drops become observer.loss receipts and unsigned_gap.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{

@@ -1,6 +1,8 @@
 //! Observation receipts end to end: a registered agent acts on the real
 //! kernel, the real daemon signs, chains and stores receipts, and the
 //! store verifies offline, with a second ML-DSA implementation too.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{net::TcpListener, path::Path, process::Command};

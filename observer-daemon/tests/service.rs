@@ -1,6 +1,8 @@
 //! The systemd service: the unit passes `systemd-analyze verify`, the daemon
 //! runs with exactly the capabilities the unit grants, and it speaks the
 //! sd_notify protocol (READY, WATCHDOG, STOPPING) on a real socket.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{os::unix::net::UnixDatagram, path::Path, process::Command, time::Duration};

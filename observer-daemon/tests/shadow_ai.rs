@@ -1,6 +1,8 @@
 //! Shadow-AI detection end to end: the real daemon with the shipped
 //! policies, real processes on the real kernel, and the findings and their
 //! evidence read back from the signed store.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{

@@ -3,6 +3,8 @@
 //! kernel. An agent CLI given its autonomous flag as two argv entries, and
 //! model weights under a /home/<user> directory that only the policy's
 //! per-home kernel prefixes make visible.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{

@@ -3,6 +3,8 @@
 //! once there is room writes an `observer.loss` receipt and the
 //! `unsigned_gap` of each affected chain; the store verifies. A start on a
 //! full store waits (and says so) instead of exiting into a restart loop.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{

@@ -3,6 +3,8 @@
 //! directory owned by another user stops the start, a link planted at a
 //! sink cursor's temporary name is not written through, and observerctl's
 //! output files are 0600 unless `--mode` widens them.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{

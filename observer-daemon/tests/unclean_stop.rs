@@ -2,6 +2,8 @@
 //! nobody counted them: the first receipt of every chain that continues
 //! carries `unsigned_gap {count: null, from, to}`; after a clean stop, no
 //! chain does.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::{collections::BTreeMap, path::Path, process::Command, time::Duration};
