@@ -748,6 +748,7 @@ fn start_receipts(
             "fold": r.file_open_fold.as_str(),
             "window_ms": r.file_open_window_ms,
             "paths_cap": crate::receipt::open_fold::PATHS_CAP,
+            "list_bytes_cap": crate::receipt::open_fold::LIST_BYTES_CAP,
             "held_cap": crate::receipt::open_fold::HELD_CAP,
             "own_receipt": crate::policy::indicators::SENSITIVE_LISTS,
         },

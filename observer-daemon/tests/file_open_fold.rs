@@ -261,7 +261,8 @@ fn an_agent_s_opens_are_one_receipt_and_a_secret_keeps_its_own() {
     let policy = ctx(&stored_receipts_of(&db, "observer.policy")[0]);
     assert_eq!(
         policy["file_open"],
-        json!({"fold": "agent", "window_ms": 1000, "paths_cap": 256, "held_cap": 8192,
+        json!({"fold": "agent", "window_ms": 1000, "paths_cap": 256, "list_bytes_cap": 24576,
+               "held_cap": 8192,
                "own_receipt": ["secret_files", "ai_credentials", "model_files"]})
     );
     let report = verify_store(&db, &seed, Vec::new());

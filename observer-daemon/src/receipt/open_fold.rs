@@ -34,6 +34,11 @@ use crate::{
 
 /// Distinct opens listed in one receipt (a few hundred bytes each).
 pub const PATHS_CAP: usize = 256;
+/// The JSON text of one list's entries: with its ~6 KB envelope and the
+/// first open's context, a receipt stays well under the 64 KiB that one
+/// syslog UDP datagram carries and a file sink's smallest useful
+/// `max_bytes`. An agent's list reaches it at about 75 entries.
+pub const LIST_BYTES_CAP: usize = 24 * 1024;
 /// Listed opens and sensitive folds held over all processes: each list
 /// holds its first open's context (a few KB), so this bounds memory to a
 /// few tens of MB when every process opens one file and waits.
@@ -48,7 +53,8 @@ pub struct Counters {
     pub listed_receipts: u64,
     /// `file.open` receipts of a sensitive path, on their own.
     pub sensitive_receipts: u64,
-    /// Lists issued because they reached [`PATHS_CAP`] entries.
+    /// Lists issued because they reached [`PATHS_CAP`] entries or
+    /// [`LIST_BYTES_CAP`] bytes.
     pub closed_at_paths_cap: u64,
     /// Receipts issued early because [`HELD_CAP`] was reached.
     pub closed_at_held_cap: u64,
@@ -103,6 +109,8 @@ struct Entry {
     /// The `file_open` member of its first open, with `time`, `cpu` and
     /// `seq` of that open.
     first: Map<String, Value>,
+    /// `first`'s JSON text length, plus room for `count` and `last_time`.
+    bytes: usize,
     count: u64,
     last_time: String,
 }
@@ -231,9 +239,11 @@ impl OpenFolds {
                 self.counters.opens += 1;
                 return;
             }
-            if entries.len() < self.paths_cap {
+            let new = entry(ev, o, per_agent);
+            let listed: usize = entries.iter().map(|e| e.bytes).sum();
+            if entries.len() < self.paths_cap && listed + new.bytes <= LIST_BYTES_CAP {
                 index.insert(entry_key, entries.len());
-                entries.push(entry(ev, o, per_agent));
+                entries.push(new);
                 self.counters.opens += 1;
                 self.held += 1;
                 self.enforce_held_cap(out);
@@ -360,8 +370,12 @@ fn entry(ev: &EnrichedEvent, o: &OpenDetail, with_process: bool) -> Entry {
         first.insert("pid".into(), json!(ev.process.pid));
         first.insert("exe".into(), json!(ev.process.exe));
     }
+    // `count` and `last_time` (a time as long as the first's) come when
+    // the list is issued.
+    let bytes = serde_json::to_string(&first).map_or(0, |t| t.len()) + ev.time.len() + 40;
     Entry {
         first,
+        bytes,
         count: 1,
         last_time: ev.time.clone(),
     }

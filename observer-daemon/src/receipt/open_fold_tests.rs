@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::FileOpenFold;
 use crate::{
     enrich::process_table::Origin,
     receipt::select::draft_for,
@@ -270,4 +271,41 @@ fn another_chain_is_another_receipt() {
     f.flush_all(&mut out);
     assert_eq!(out[1].agent_id, "a2");
     assert_eq!(paths(&out[1]), vec![("/b".into(), 1)]);
+}
+
+#[test]
+fn an_agent_s_list_is_issued_before_its_entries_pass_the_byte_cap() {
+    let mut f = OpenFolds::new(10 * SEC, PATHS_CAP, HELD_CAP);
+    f.fold = FileOpenFold::Agent;
+    let mut out = Vec::new();
+    // 200 distinct opens of long paths by two processes: far past the
+    // byte cap, under the entry cap.
+    for i in 0..200u64 {
+        let path = format!("/opt/{}/{i}", "d".repeat(200));
+        feed(
+            &mut f,
+            &mut out,
+            7 + (i % 2) as u32,
+            i + 1,
+            open(&path, 0, 3),
+            false,
+        );
+    }
+    f.flush_all(&mut out);
+    assert!(out.len() >= 3, "{} lists", out.len());
+    let mut listed = 0;
+    for (n, d) in out.iter().enumerate() {
+        let entries = d.context["file_open"]["paths"].as_array().unwrap();
+        let text = serde_json::to_string(entries).unwrap();
+        assert!(
+            text.len() <= LIST_BYTES_CAP,
+            "list {n}: {} bytes",
+            text.len()
+        );
+        let full = d.context["file_open"].get("paths_full").is_some();
+        assert_eq!(full, n + 1 < out.len(), "every list but the last was full");
+        listed += entries.len();
+    }
+    assert_eq!(listed, 200, "no open dropped");
+    assert_eq!(f.counters().closed_at_paths_cap, out.len() as u64 - 1);
 }
