@@ -224,7 +224,9 @@ fn a_group_member_follows_and_queries_through_the_daemon_and_an_outsider_is_refu
         (arrived, serde_json::from_str::<Value>(&line).unwrap(), line)
     };
     let (_, sh, _) = next();
-    assert_eq!(sh["leaf_index"], leaf - 1);
+    // Lists of the agent's opens may be committed between the two (an
+    // agent's list is issued when full, not at an exec).
+    assert!(sh["leaf_index"].as_u64().unwrap() < leaf, "{sh}");
     assert_eq!(
         sh["context"]["exec"]["filename"],
         agent_exe.display().to_string()

@@ -164,6 +164,15 @@ fn ctx_pid(r: &StoredReceipt) -> Option<u64> {
         .and_then(|c| c["process"]["pid"].as_u64())
 }
 
+/// The entries of a receipt's `file.open` list (an agent's opens, each
+/// naming its process).
+fn listed_opens(r: &StoredReceipt) -> Vec<Value> {
+    r.context
+        .as_ref()
+        .and_then(|c| c["file_open"]["paths"].as_array().cloned())
+        .unwrap_or_default()
+}
+
 #[test]
 fn receipt_filters_return_exactly_the_matching_rows() {
     let f = fixture();
@@ -269,11 +278,15 @@ fn receipt_filters_return_exactly_the_matching_rows() {
         .iter()
         .all(|r| r["context"]["connect"]["remote_addr"] == "127.0.0.1"));
 
-    // pid and executable come from the context and the payload.
+    // pid and executable come from the context, the payload, and the
+    // entries of an agent's list of opens.
     let by_pid = rows(&db, &["--pid", &f.agent_pid.to_string()]);
     assert_eq!(
         hashes(&by_pid),
-        expected(&db, |r| ctx_pid(r) == Some(f.agent_pid))
+        expected(&db, |r| ctx_pid(r) == Some(f.agent_pid)
+            || listed_opens(r)
+                .iter()
+                .any(|e| e["pid"].as_u64() == Some(f.agent_pid)))
     );
     assert!(by_pid.len() >= 2, "the agent's exec and exit at least");
     let exe = f.agent_exe.display().to_string();
@@ -282,7 +295,8 @@ fn receipt_filters_return_exactly_the_matching_rows() {
         expected(&db, |r| r
             .context
             .as_ref()
-            .is_some_and(|c| c["process"]["exe"] == exe.as_str()))
+            .is_some_and(|c| c["process"]["exe"] == exe.as_str())
+            || listed_opens(r).iter().any(|e| e["exe"] == exe.as_str()))
     );
     let exe_hash = sha256_file(&f.agent_exe);
     let by_hash = rows(&db, &["--exe", &exe_hash]);
