@@ -81,7 +81,7 @@ pub fn family(f: u16) -> &'static str {
 
 /// Maps `bpf_ktime_get_boot_ns()` values to wall-clock time, using the
 /// offset between CLOCK_REALTIME and CLOCK_BOOTTIME. The offset is taken at
-/// startup and re-read as the wall clock moves (see [`crate::clock`]).
+/// startup and re-read as the wall clock moves (see [`crate::enrich::clock`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BootClock {
     realtime_minus_boot_ns: i128,

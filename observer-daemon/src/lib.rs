@@ -7,7 +7,6 @@
 //! (configuration, policies, control protocol and client, forwarding, live
 //! view) builds with stable Rust alone: observer-ctl uses it that way.
 
-pub mod clock;
 pub mod config;
 pub mod control;
 #[cfg(feature = "ebpf")]
@@ -26,7 +25,6 @@ pub mod live_view;
 pub mod names;
 pub mod pipeline;
 pub mod policy;
-pub mod policy_reload;
 pub mod receipt;
 pub mod record;
 pub mod service;

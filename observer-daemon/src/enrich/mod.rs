@@ -5,6 +5,7 @@
 //! and redacted command lines.
 
 pub mod cgroup;
+pub mod clock;
 pub mod enricher;
 pub mod environ;
 pub mod exe_hash;

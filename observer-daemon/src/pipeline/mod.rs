@@ -3,6 +3,9 @@
 //! enriches, names, evaluates policies and writes records and receipts,
 //! and loss accounting turns every drop counter into `loss` records.
 pub mod inbox;
+pub mod lifecycle;
 pub mod loss;
 pub mod processor;
+pub mod prune;
 pub mod reader;
+pub mod receipts;

@@ -3,19 +3,18 @@
 //! and the observer's own lifecycle into signed receipts.
 use std::{
     io::Write,
-    path::PathBuf,
     sync::{atomic::Ordering, Arc},
-    time::{Duration, Instant, UNIX_EPOCH},
+    time::{Instant, UNIX_EPOCH},
 };
 
 use anyhow::Context as _;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::{
     enrich::enricher::Enricher,
     names::Names,
-    pipeline::inbox::Msg,
+    pipeline::{inbox::Msg, lifecycle, prune, receipts::Receipts},
     policy::{
         finding::{self, Dedup},
         rules::Hit,
@@ -24,10 +23,8 @@ use crate::{
     receipt::{
         chain::Draft,
         payload::{self, Mappings, RiskClass, UnsignedGap, OBSERVER_AGENT},
-        pipeline::{Pipeline, PipelineError, Resumed},
-        retention,
-        select::{self, Selector},
-        store::Store,
+        pipeline::PipelineError,
+        select,
     },
     record::{Detail, EnrichedEvent, LossRecord, Record, StartRecord, StatsRecord},
 };
@@ -41,33 +38,6 @@ pub trait KernelPush: Send {
 /// Findings of one rule for one process and one match are reported once
 /// per this window.
 pub const FINDING_REPEAT_WINDOW_NS: u64 = 60_000_000_000;
-
-/// The receipt side of the processor.
-pub struct Receipts {
-    pub pipeline: Pipeline,
-    pub resumed: Resumed,
-    pub selector: Selector,
-    /// `sha256:<hex>` of the running observerd.
-    pub observer_executable_hash: String,
-    /// What `observer.policy` records at start: the agents and settings
-    /// that decide what becomes a receipt.
-    pub policy: Value,
-    pub master_seed_created: bool,
-    /// Receipts older than this are pruned (behind a signed anchor).
-    pub retention: Option<Duration>,
-    pub store_path: PathBuf,
-    pub last_prune_check: Option<Instant>,
-}
-
-/// Running processes a reload attributed to an agent, for the
-/// `observer.policy` receipt: the count and the first 100 (pid, agent).
-fn attributed_running(list: &[(u32, Arc<str>)]) -> Value {
-    const LISTED: usize = 100;
-    json!({
-        "count": list.len(),
-        "processes": list.iter().take(LISTED).map(|(pid, agent)| json!({"pid": pid, "agent": &**agent})).collect::<Vec<_>>(),
-    })
-}
 
 pub use crate::receipt::payload::now_unix_ns;
 
@@ -310,14 +280,14 @@ impl Processor {
                             policy_digest = previous.as_str();
                             "policy reload ({trigger}): kernel filters not updated: {e}"
                         );
-                        let mut c = json!({
-                            "event": "policy_refused",
-                            "trigger": trigger,
-                            "error": format!("kernel filters: {e}"),
-                            "refused_digest": policy.digest,
-                            "policy_digest": previous,
+                        let c = lifecycle::context(&lifecycle::KernelFiltersRefused {
+                            event: "policy_refused",
+                            trigger,
+                            error: format!("kernel filters: {e}"),
+                            refused_digest: policy.digest.clone(),
+                            policy_digest: previous,
+                            in_force: self.policy.summary(),
                         });
-                        c["in_force"] = self.policy.summary();
                         self.drafts
                             .extend(self.observer_draft("observer.policy", c));
                         return;
@@ -332,12 +302,13 @@ impl Processor {
                 let attributed = self.enricher.set_policy(policy.clone());
                 self.dedup.clear();
                 self.policy = policy;
-                let mut c = self.policy.summary();
-                c["event"] = json!("policy_reloaded");
-                c["trigger"] = json!(trigger);
-                c["previous_digest"] = json!(previous);
-                c["attributed_running"] = attributed_running(&attributed);
-                c
+                lifecycle::context(&lifecycle::PolicyReloaded {
+                    in_force: self.policy.summary(),
+                    event: "policy_reloaded",
+                    trigger,
+                    previous_digest: previous,
+                    attributed_running: lifecycle::AttributedRunning::of(&attributed),
+                })
             }
             PolicyUpdate::Refused { error, trigger } => {
                 log::error!(
@@ -345,12 +316,12 @@ impl Processor {
                     policy_digest = previous.as_str();
                     "policy reload ({trigger}) refused, {previous} stays in force: {error}"
                 );
-                json!({
-                    "event": "policy_refused",
-                    "trigger": trigger,
-                    "error": error,
-                    "policy_digest": previous,
-                    "policies_dir": self.policy.dir.as_ref().map(|d| d.display().to_string()),
+                lifecycle::context(&lifecycle::PolicyRefused {
+                    event: "policy_refused",
+                    trigger,
+                    error,
+                    policy_digest: previous,
+                    policies_dir: self.policy.dir.as_ref().map(|d| d.display().to_string()),
                 })
             }
         };
@@ -403,7 +374,7 @@ impl Processor {
     /// looks again under the new clock.
     fn follow_clock(&mut self) {
         let mut clock = *self.enricher.clock();
-        let step = crate::clock::follow(&mut clock);
+        let step = crate::enrich::clock::follow(&mut clock);
         self.enricher.set_clock(clock);
         let Some(step) = step else {
             return;
@@ -419,74 +390,17 @@ impl Processor {
         };
         r.selector.flush_all(&mut self.drafts);
         r.last_prune_check = None;
-        if let Some(draft) = self.observer_draft(crate::clock::STEP_ACTION, step.context()) {
+        if let Some(draft) = self.observer_draft(crate::enrich::clock::STEP_ACTION, step.context())
+        {
             self.clock_steps.push(draft.unix_ns);
             self.drafts.push(draft);
         }
     }
 
-    /// Retention: at most every quarter of the retention period (and at
-    /// least every 10 minutes), prune what has aged out. A failure is
-    /// logged and retried; it never stops capture.
+    /// Retention (see [`prune::due`]): a prune receipt when something aged out.
     fn maybe_prune(&mut self) {
-        let Some(r) = self.receipts.as_mut() else {
-            return;
-        };
-        let Some(retention) = r.retention else {
-            return;
-        };
-        let every = (retention / 4).clamp(Duration::from_millis(200), Duration::from_secs(600));
-        if r.last_prune_check.is_some_and(|t| t.elapsed() < every) {
-            return;
-        }
-        let store = match Store::open_read_only(&r.store_path) {
-            Ok(store) => store,
-            Err(e) => {
-                r.last_prune_check = Some(Instant::now());
-                log::error!("retention: {e}");
-                return;
-            }
-        };
-        // The age of a receipt issued before a clock step counts that step
-        // (retention::plan): until this run's steps are committed, the
-        // store cannot tell, so wait for them (a tick or two).
-        if !self.clock_steps.is_empty() {
-            match retention::committed_steps(&store) {
-                Ok(committed) if self.clock_steps.iter().all(|ns| committed.contains(ns)) => {}
-                Ok(_) => return,
-                Err(e) => {
-                    r.last_prune_check = Some(Instant::now());
-                    log::error!("retention: {e}");
-                    return;
-                }
-            }
-        }
-        r.last_prune_check = Some(Instant::now());
-        let cutoff = now_unix_ns().saturating_sub(retention.as_nanos() as u64);
-        let planned = retention::plan(
-            &store,
-            cutoff,
-            &r.pipeline.origin(),
-            &r.pipeline.master_key(),
-        )
-        .and_then(|anchor| {
-            anchor
-                .map(|a| retention::prune_draft(&a, &r.observer_executable_hash))
-                .transpose()
-        });
-        match planned {
-            Ok(Some(draft)) => {
-                log::info!(
-                    "retention: pruning receipts below log index {:?}",
-                    draft.prunes
-                );
-                self.drafts.push(draft);
-            }
-            Ok(None) => log::debug!(
-                "retention: nothing issued before {} to prune",
-                payload::issued_at(cutoff)
-            ),
-            Err(e) => log::error!("retention: {e}"),
+        if let Some(r) = self.receipts.as_mut() {
+            self.drafts.extend(prune::due(r, &self.clock_steps));
         }
     }
 
@@ -557,51 +471,23 @@ impl Processor {
             return;
         };
         let resumed = &r.resumed;
-        let previous = resumed.previous_run.as_ref().map(|run| {
-            json!({
-                "run_id": run.id,
-                "pid": run.pid,
-                "version": run.version,
-                "started_at": run.started_at,
-                "stopped_at": run.stopped_at,
-                "clean_stop": run.clean_stop,
-            })
-        });
         let unclean = resumed
             .previous_run
             .as_ref()
             .is_some_and(|run| !run.clean_stop);
-        let last_checkpoint = resumed.last_checkpoint.as_ref().map(
-            |c| json!({"size": c.size, "root": hex::encode(&c.root), "created_at": c.created_at}),
-        );
-        // The daemon was down from its last receipt (or its clean stop) to
-        // now: whatever happened meanwhile was not observed.
-        let down_from = resumed
-            .previous_run
-            .as_ref()
-            .and_then(|run| run.stopped_at.clone())
-            .or_else(|| resumed.last_issued_ns.map(payload::issued_at));
-        let context = json!({
-            "pid": start.pid,
-            "version": env!("CARGO_PKG_VERSION"),
-            "run_id": resumed.run_id,
-            "probes": start.probes,
-            "processes_scanned": start.processes_scanned,
-            "config": start.config,
-            "log_size": resumed.log_size,
-            "master_seed_created": r.master_seed_created,
-            "previous_run": previous,
-            "previous_stop_unclean": unclean,
-            "last_checkpoint": last_checkpoint,
-            "unobserved": down_from.map(|from| json!({"from": from, "to": payload::issued_at(now_unix_ns())})),
-        });
+        let context = lifecycle::context(&lifecycle::Start::new(
+            start,
+            resumed,
+            r.master_seed_created,
+            now_unix_ns(),
+        ));
         if unclean {
             log::warn!(
                 "the previous run did not stop cleanly; last checkpoint {:?}",
                 resumed.last_checkpoint.as_ref().map(|c| c.size)
             );
         }
-        let policy = r.policy.clone();
+        let policy = lifecycle::context(&r.policy);
         self.drafts
             .extend(self.observer_draft("observer.start", context));
         self.drafts
@@ -616,11 +502,7 @@ impl Processor {
             to: payload::issued_at(now),
         };
         self.loss_window_from = now;
-        let Ok(mut context) = serde_json::to_value(loss) else {
-            return;
-        };
-        context["from"] = json!(gap.from);
-        context["to"] = json!(gap.to);
+        let context = lifecycle::context(&lifecycle::Loss::new(loss, &gap));
         if let Some(r) = self.receipts.as_mut() {
             r.pipeline.record_loss(&gap);
         }
@@ -634,21 +516,17 @@ impl Processor {
         };
         r.selector.flush_all(&mut self.drafts);
         let m = r.pipeline.metrics();
-        let Ok(mut context) = serde_json::to_value(stats) else {
-            return;
-        };
-        context["receipts_committed_this_run"] = json!(m.committed.load(Ordering::Relaxed));
-        // What folding did: none of it drops a fact (docs/RECEIPTS.md
-        // "Context shapes").
-        for (member, counters) in r.selector.stop_counters() {
-            context[member] = counters;
-        }
-        context["log_size_before_stop"] = json!(m.log_size.load(Ordering::Relaxed));
-        // Kernel event to committed receipt, over this run so far.
-        context["commit_latency_ms"] = json!({
-            "p50": m.latency_ms_quantile(0.50),
-            "p99": m.latency_ms_quantile(0.99),
-            "max": m.latency_ms_quantile(1.0),
+        let context = lifecycle::context(&lifecycle::Stop {
+            stats,
+            receipts_committed_this_run: m.committed.load(Ordering::Relaxed),
+            path_search: r.selector.path_search_counters(),
+            file_open: r.selector.open_fold_counters(),
+            log_size_before_stop: m.log_size.load(Ordering::Relaxed),
+            commit_latency_ms: lifecycle::Latency {
+                p50: m.latency_ms_quantile(0.50),
+                p99: m.latency_ms_quantile(0.99),
+                max: m.latency_ms_quantile(1.0),
+            },
         });
         self.drafts
             .extend(self.observer_draft("observer.stop", context));

@@ -12,6 +12,7 @@ pub mod indicators;
 pub mod load;
 pub mod matchers;
 pub mod model;
+pub mod reload;
 pub mod rules;
 
 use std::path::{Path, PathBuf};

@@ -45,7 +45,7 @@ pub const LIST_BYTES_CAP: usize = 24 * 1024;
 pub const HELD_CAP: usize = 8192;
 
 /// What folding did over a run (reported in `observer.stop`).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
     /// Opens that went into a receipt of this module (each counted once).
     pub opens: u64,

@@ -29,7 +29,7 @@ pub const PER_PROCESS_CAP: usize = 64;
 pub const GLOBAL_CAP: usize = 1024;
 
 /// What folding did over a run (reported in `observer.stop`).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
     /// Failed attempts that became `path_search` entries.
     pub folded: u64,

@@ -4,7 +4,7 @@
 //! opens 100k files does not produce 100k receipts; sensitive paths keep a
 //! receipt of their own ([`open_fold`]). Failed execs of a PATH search
 //! fold into the exec that ends it ([`path_search`]).
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{
     chain::Draft,
@@ -139,32 +139,6 @@ impl Selector {
     /// What path search folding did this run.
     pub fn path_search_counters(&self) -> path_search::Counters {
         self.path_search.counters()
-    }
-
-    /// The `observer.stop` members saying what folding did this run:
-    /// failed execs folded into the exec that ended their PATH search and
-    /// those issued alone at a cap; file opens listed per process, kept
-    /// alone as sensitive, and receipts a cap issued early.
-    pub fn stop_counters(&self) -> [(&'static str, Value); 2] {
-        let ps = self.path_search.counters();
-        let fo = self.opens.counters();
-        [
-            (
-                "path_search",
-                json!({"folded": ps.folded, "unfolded_at_cap": ps.unfolded_at_cap}),
-            ),
-            (
-                "file_open",
-                json!({
-                    "opens": fo.opens,
-                    "listed_receipts": fo.listed_receipts,
-                    "sensitive_receipts": fo.sensitive_receipts,
-                    "path_receipts": fo.path_receipts,
-                    "closed_at_paths_cap": fo.closed_at_paths_cap,
-                    "closed_at_held_cap": fo.closed_at_held_cap,
-                }),
-            ),
-        ]
     }
 
     /// What file-open folding did this run.

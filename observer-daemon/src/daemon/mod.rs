@@ -3,18 +3,14 @@
 //! until SIGINT or SIGTERM, and shut down without losing what was read.
 use std::{
     io::Write,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    os::unix::fs::OpenOptionsExt,
     path::PathBuf,
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
 use anyhow::Context as _;
-use aya::{
-    maps::{HashMap, MapData, PerCpuArray},
-    programs::ProgramFd,
-};
-use observer_common::KindCounters;
+use aya::maps::{HashMap, MapData};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
@@ -22,7 +18,6 @@ use crate::{
     enrich::{
         enricher::{Enricher, EnricherOptions, WatchControl},
         environ::{default_env_patterns, EnvPattern},
-        ExeHashCache,
     },
     format::rfc3339,
     kernel::{
@@ -31,21 +26,17 @@ use crate::{
     },
     pipeline::{
         inbox::Msg,
-        loss::{read_kernel, read_skipped, LossTracker, Snapshot},
-        processor::{KernelPush, Processor, Receipts},
+        processor::{KernelPush, Processor},
         reader::{self, UserDrops},
     },
     policy::{KernelInterest, Policy},
-    receipt::{
-        chain::Identity,
-        keys::MasterSeed,
-        pipeline::{Pipeline, PipelineConfig},
-        select::{Folding, Selector},
-        store::RunKind,
-    },
     record::{Record, StartRecord, StatsRecord},
     service::notify::Notifier,
 };
+
+mod background;
+mod receipts_setup;
+mod services;
 
 /// Where enriched events go until the receipt store lands.
 pub enum EventsOutput {
@@ -177,33 +168,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     })))
     .await?;
     let out = open_output(&opts.events)?;
-    let deployer = if cfg.receipts.enabled {
-        let d = crate::deployer::DeployerId::resolve(
-            cfg.receipts.deployer_id.as_deref(),
-            std::path::Path::new(crate::deployer::MACHINE_ID),
-        )
-        .map_err(anyhow::Error::msg)?;
-        match (d.warning(), d.source) {
-            (Some(w), _) => log::warn!("{w}"),
-            (None, crate::deployer::Source::MachineId) => log::info!(
-                "receipts.deployer_id not set: issuer ids use {}, derived from {}",
-                d.id,
-                crate::deployer::MACHINE_ID
-            ),
-            (None, _) => {}
-        }
-        Some(d)
-    } else {
-        None
-    };
+    let deployer = receipts_setup::resolve_deployer(cfg)?;
     let receipts = match &deployer {
-        Some(d) => Some(start_receipts(cfg, &policy, d)?),
+        Some(d) => Some(receipts_setup::start_receipts(cfg, &policy, d)?),
         None => None,
     };
     let counters_shared = Arc::new(std::sync::Mutex::new(None));
     let names_shared = crate::names::SharedCounters::default();
     let (sinks, sources, metrics_listener) =
-        start_forwarding(cfg, receipts.as_ref(), &counters_shared, &names_shared).await?;
+        services::start_forwarding(cfg, receipts.as_ref(), &counters_shared, &names_shared).await?;
     let kernel_push = KernelFilters {
         filters,
         files_prefixes: cfg.files.prefixes.clone(),
@@ -242,8 +215,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         Duration::from_millis(cfg.kernel.poll_interval_ms),
         stop_rx.clone(),
     ));
-    let accounting = tokio::spawn(account_losses(
-        Counters {
+    let accounting = tokio::spawn(background::account_losses(
+        background::Counters {
             kernel: counters,
             programs,
             user: drops.clone(),
@@ -253,9 +226,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         Duration::from_millis(cfg.kernel.counters_interval_ms),
         stop_rx,
     ));
-    let ticker = tokio::spawn(tick(tx.clone(), stop_rx_tick));
-    let clock_watch = tokio::spawn(crate::clock::wake_on_set(tx.clone(), stop_tx.subscribe()));
-    let reloader = tokio::spawn(crate::policy_reload::reload_policies(
+    let ticker = tokio::spawn(background::tick(tx.clone(), stop_rx_tick));
+    let clock_watch = tokio::spawn(crate::enrich::clock::wake_on_set(
+        tx.clone(),
+        stop_tx.subscribe(),
+    ));
+    let reloader = tokio::spawn(crate::policy::reload::reload_policies(
         cfg.policies_dir.clone(),
         hup,
         cfg.agents.clone(),
@@ -273,7 +249,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let identity = deployer
         .as_ref()
         .map_or(serde_json::Value::Null, |d| d.to_json());
-    let control = start_control(cfg, attached, sources, identity, tx.clone(), &stop_tx);
+    let control = services::start_control(cfg, attached, sources, identity, tx.clone(), &stop_tx);
     let notifier = Notifier::from_env().context("NOTIFY_SOCKET")?;
     if let Some(n) = &notifier {
         n.notify(&format!(
@@ -283,7 +259,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .context("telling systemd we are ready")?;
     }
     let watchdog = match (Notifier::watchdog_interval(), Notifier::from_env()?) {
-        (Some(every), Some(n)) => Some(tokio::spawn(keep_watchdog_fed(n, every, stop_rx_watchdog))),
+        (Some(every), Some(n)) => Some(tokio::spawn(background::keep_watchdog_fed(
+            n,
+            every,
+            stop_rx_watchdog,
+        ))),
         _ => None,
     };
     log::info!(
@@ -387,89 +367,6 @@ fn raise_fd_limit() {
     }
 }
 
-/// Every counter of lost events, kernel and user space.
-struct Counters {
-    kernel: PerCpuArray<MapData, KindCounters>,
-    programs: Vec<(&'static str, ProgramFd)>,
-    user: Arc<UserDrops>,
-}
-
-impl Counters {
-    fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            kernel: read_kernel(&self.kernel),
-            user: self.user.snapshot(),
-            skipped: read_skipped(&self.programs),
-        }
-    }
-}
-
-async fn account_losses(
-    counters: Counters,
-    shared: Arc<std::sync::Mutex<Option<Snapshot>>>,
-    tx: mpsc::Sender<Msg>,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-) -> (Counters, LossTracker) {
-    let mut tracker = LossTracker::default();
-    let mut tick = tokio::time::interval(interval);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return (counters, tracker),
-        }
-        let time = rfc3339(SystemTime::now());
-        let snapshot = counters.snapshot();
-        if let Ok(mut s) = shared.lock() {
-            *s = Some(snapshot.clone());
-        }
-        if let Some(loss) = tracker.update(snapshot, time) {
-            log::warn!(
-                message_id = crate::service::journal::message_id::EVENTS_LOST,
-                lost = loss.total;
-                "lost {} events: kernel {:?}, user {:?}, skipped {:?}",
-                loss.total,
-                loss.kernel,
-                loss.user,
-                loss.kernel_skipped
-            );
-            // Loss records wait for room: they must not be dropped themselves.
-            if tx.send(Msg::Record(Record::Loss(loss))).await.is_err() {
-                return (counters, tracker);
-            }
-        }
-    }
-}
-
-/// Pings systemd's watchdog until shutdown begins. The drain after that is
-/// bounded by the unit's stop timeout.
-async fn keep_watchdog_fed(n: Notifier, every: Duration, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if let Err(e) = n.notify("WATCHDOG=1") {
-                    log::warn!("systemd watchdog: {e}");
-                }
-            }
-            _ = stop.changed() => return,
-        }
-    }
-}
-
-/// Lets the writer stage close time windows while no events arrive.
-async fn tick(tx: mpsc::Sender<Msg>, mut stop: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            _ = every.tick() => {}
-            _ = stop.changed() => return,
-        }
-        // A full channel already wakes the writer; a lost tick is harmless.
-        let _ = tx.try_send(Msg::Tick);
-    }
-}
-
 /// The policy set at start: the policy directory if configured and present
 /// (an error in it stops the start), else the built-in set, so shadow-AI
 /// detection is on without any setup. A configured directory that appears
@@ -535,247 +432,6 @@ impl KernelPush for KernelFilters {
             })
             .map_err(|e| e.to_string())
     }
-}
-
-/// Serves the control socket. A socket that cannot be bound is logged,
-/// not fatal: capture matters more than the control channel.
-fn start_control(
-    cfg: &Config,
-    probes: Vec<String>,
-    sources: Arc<crate::service::metrics::Sources>,
-    identity: serde_json::Value,
-    writer: mpsc::Sender<Msg>,
-    stop: &watch::Sender<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    if !cfg.control.enabled {
-        return None;
-    }
-    let bound = crate::control::server::bind(&cfg.control)
-        .map_err(|e| log::error!("{e}; observerctl status and friends will not work"))
-        .ok()?;
-    let state = crate::control::state::State {
-        started: SystemTime::now(),
-        started_at: std::time::Instant::now(),
-        probes,
-        sources,
-        writer: std::sync::Mutex::new(Some(writer)),
-        samples: Default::default(),
-        master_seed: cfg
-            .receipts
-            .enabled
-            .then(|| cfg.receipts.master_seed.clone()),
-        rotating: Default::default(),
-        identity,
-        streams: Default::default(),
-    };
-    Some(tokio::spawn(crate::control::server::serve(
-        bound,
-        Arc::new(state),
-        cfg.control.clone(),
-        stop.subscribe(),
-    )))
-}
-
-/// Starts the sinks (which read the receipt store) and binds the metrics
-/// endpoint. The counters go to the metrics endpoint and the control socket.
-async fn start_forwarding(
-    cfg: &Config,
-    receipts: Option<&Receipts>,
-    counters: &Arc<std::sync::Mutex<Option<Snapshot>>>,
-    names: &crate::names::SharedCounters,
-) -> anyhow::Result<(
-    Option<crate::forward::Sinks>,
-    Arc<crate::service::metrics::Sources>,
-    Option<tokio::net::TcpListener>,
-)> {
-    let sinks = match receipts {
-        Some(r) if !cfg.sinks.is_empty() => Some(crate::forward::Sinks::start(
-            &cfg.sinks,
-            &cfg.forwarding,
-            &r.store_path,
-            &host_name(cfg)?,
-        )?),
-        None if !cfg.sinks.is_empty() => {
-            anyhow::bail!("sinks forward receipts: they need receipts.enabled = true")
-        }
-        _ => None,
-    };
-    let feed = Arc::new(crate::receipt::feed::CommitFeed::default());
-    if let Some(r) = receipts {
-        let publish = feed.clone();
-        let _ = r
-            .pipeline
-            .metrics()
-            .on_commit
-            .set(Box::new(move |first, end| publish.publish(first, end)));
-    }
-    let sources = Arc::new(crate::service::metrics::Sources {
-        writer: receipts.map(|r| r.pipeline.metrics().clone()),
-        feed,
-        store: receipts.map(|r| r.store_path.clone()),
-        sinks: sinks
-            .iter()
-            .flat_map(|s| s.sinks.iter())
-            .map(|h| (h.name.clone(), h.kind, h.counters.clone()))
-            .collect(),
-        counters: counters.clone(),
-        names: names.clone(),
-        endpoint: Default::default(),
-    });
-    let listener = match &cfg.metrics.listen {
-        Some(listen) => {
-            let addr = crate::service::metrics::config::parse_listen(listen)?;
-            let listener = crate::service::metrics::bind(addr).await?;
-            log::info!("metrics on http://{addr}/metrics");
-            Some(listener)
-        }
-        None => None,
-    };
-    Ok((sinks, sources, listener))
-}
-
-fn host_name(cfg: &Config) -> anyhow::Result<String> {
-    Ok(match &cfg.receipts.hostname {
-        Some(h) => h.clone(),
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .context("reading the host name")?
-            .trim()
-            .to_string(),
-    })
-}
-
-/// Opens the store and the master seed and starts the receipt pipeline.
-fn start_receipts(
-    cfg: &Config,
-    policy: &Policy,
-    deployer: &crate::deployer::DeployerId,
-) -> anyhow::Result<Receipts> {
-    let r = &cfg.receipts;
-    // The state directory (systemd's StateDirectory in production) holds
-    // the seed and the store: private to root.
-    for path in [&r.master_seed, &r.store] {
-        if let Some(dir) = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-        {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
-        }
-    }
-    match crate::receipt::rotation::recover(&r.master_seed, &r.store)
-        .context("settling an interrupted master key rotation")?
-    {
-        crate::receipt::rotation::Recovery::Clean => {}
-        crate::receipt::rotation::Recovery::Completed { kid } => log::warn!(
-            "master key rotation to {kid} was committed before the last stop: its seed now replaces {}",
-            r.master_seed.display()
-        ),
-        crate::receipt::rotation::Recovery::Discarded { kid } => log::warn!(
-            "master key rotation to {kid:?} was never committed: its seed file was deleted"
-        ),
-    }
-    let (master, created) = MasterSeed::load_or_create(&r.master_seed)?;
-    if created {
-        log::warn!(
-            "created a new master seed at {}: back it up; its public key anchors every receipt",
-            r.master_seed.display()
-        );
-    }
-    let hostname = match &r.hostname {
-        Some(h) => h.clone(),
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .context("reading the host name")?
-            .trim()
-            .to_string(),
-    };
-    let observer_executable_hash = std::env::current_exe()
-        .map_err(anyhow::Error::from)
-        .and_then(|exe| Ok(ExeHashCache::new(1, u64::MAX).hash_path(&exe)?))
-        .context("hashing the observerd executable")?;
-    let identity = Identity {
-        deployer_id: deployer.id.clone(),
-        hostname,
-        mode: r.mode,
-        observer_executable_hash: observer_executable_hash.clone(),
-    };
-    let (mut pipeline, resumed) = Pipeline::start(
-        &PipelineConfig {
-            store: r.store.clone(),
-            signing_threads: r.signing_threads,
-            queue_capacity: r.queue_capacity,
-            checkpoint_interval: Duration::from_millis(r.checkpoint_interval_ms),
-            batch_max: r.batch_max,
-            waiting_for_room: Some(crate::service::notify::waiting_for_room),
-        },
-        identity,
-        master,
-        RunKind::Daemon,
-        &rfc3339(SystemTime::now()),
-    )
-    .with_context(|| format!("opening the receipt store {}", r.store.display()))?;
-    pipeline.set_full_hold_max(r.full_hold_max);
-    // The genesis master's public key, for `observerctl verify` to pin
-    // after a rotation (the seed then no longer derives it).
-    if pipeline.generation() == 1 {
-        crate::receipt::rotation::write_genesis_public(&r.master_seed, &pipeline.master_key())
-            .context("writing the genesis master public key")?;
-    }
-    log::info!(
-        "receipt store {}: {} receipts, run {}",
-        r.store.display(),
-        resumed.log_size,
-        resumed.run_id
-    );
-    let policy = serde_json::json!({
-        "event": "policy_loaded",
-        "config": cfg.source.as_ref().map(|p| p.display().to_string()),
-        "mode": r.mode.as_str(),
-        "agents": cfg.agents.iter().map(|a| serde_json::json!({"id": a.id, "executables": a.executables})).collect::<Vec<_>>(),
-        "file_open_window_ms": r.file_open_window_ms,
-        // How failed execs fold into the exec that ends their PATH search.
-        "path_search": {
-            "fold": r.path_search_fold,
-            "window_ms": crate::receipt::path_search::WINDOW_NS / 1_000_000,
-            "per_process_cap": crate::receipt::path_search::PER_PROCESS_CAP,
-            "global_cap": crate::receipt::path_search::GLOBAL_CAP,
-        },
-        // How file opens fold: one list per process and window, bounded;
-        // opens of these indicator lists' paths keep their own receipts.
-        "file_open": {
-            "fold": r.file_open_fold.as_str(),
-            "window_ms": r.file_open_window_ms,
-            "paths_cap": crate::receipt::open_fold::PATHS_CAP,
-            "list_bytes_cap": crate::receipt::open_fold::LIST_BYTES_CAP,
-            "held_cap": crate::receipt::open_fold::HELD_CAP,
-            "own_receipt": crate::policy::indicators::SENSITIVE_LISTS,
-        },
-        "retention": r.retention,
-        "policy": policy.summary(),
-        "policy_digest": policy.digest,
-    });
-    Ok(Receipts {
-        pipeline,
-        resumed,
-        selector: Selector::new(Folding {
-            file_open_window_ns: r.file_open_window_ms * 1_000_000,
-            file_open: r.file_open_fold,
-            path_search: r.path_search_fold,
-        }),
-        observer_executable_hash,
-        policy,
-        master_seed_created: created,
-        retention: r
-            .retention
-            .as_deref()
-            .map(humantime::parse_duration)
-            .transpose()
-            .context("receipts.retention")?,
-        store_path: r.store.clone(),
-        last_prune_check: None,
-    })
 }
 
 /// SIGTERM and SIGINT, caught from when `install` ran.
