@@ -119,6 +119,8 @@ enum Kind {
     List {
         entries: Vec<Entry>,
         index: HashMap<EntryKey, usize>,
+        /// The sum of the entries' `bytes`, against [`LIST_BYTES_CAP`].
+        bytes: usize,
     },
     Path {
         count: u64,
@@ -228,8 +230,14 @@ impl OpenFolds {
             self.close(&key, false, out);
         }
         let entry_key = EntryKey::of(per_agent.then_some(pid), o);
+        let mut full = None;
         if let Some(Fold {
-            kind: Kind::List { entries, index },
+            kind:
+                Kind::List {
+                    entries,
+                    index,
+                    bytes,
+                },
             ..
         }) = self.folds.get_mut(&key)
         {
@@ -240,8 +248,8 @@ impl OpenFolds {
                 return;
             }
             let new = entry(ev, o, per_agent);
-            let listed: usize = entries.iter().map(|e| e.bytes).sum();
-            if entries.len() < self.paths_cap && listed + new.bytes <= LIST_BYTES_CAP {
+            if entries.len() < self.paths_cap && *bytes + new.bytes <= LIST_BYTES_CAP {
+                *bytes += new.bytes;
                 index.insert(entry_key, entries.len());
                 entries.push(new);
                 self.counters.opens += 1;
@@ -251,10 +259,14 @@ impl OpenFolds {
             }
             self.counters.closed_at_paths_cap += 1;
             self.close(&key, true, out);
+            // The entry that did not fit starts the next list.
+            full = Some(new);
         }
+        let first = full.unwrap_or_else(|| entry(ev, o, per_agent));
         let kind = Kind::List {
             index: HashMap::from([(entry_key, 0)]),
-            entries: vec![entry(ev, o, per_agent)],
+            bytes: first.bytes,
+            entries: vec![first],
         };
         self.start(key, unix_ns, draft, kind, out);
     }
