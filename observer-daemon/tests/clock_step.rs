@@ -93,7 +93,7 @@ fn steps_become_receipts_and_neither_prune_nor_fail_verification() {
             ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
             (
                 "RUST_LOG",
-                "info,observer_daemon::pipeline::processor=debug",
+                "info,observer_daemon::pipeline::prune=debug",
             ),
         ],
     );

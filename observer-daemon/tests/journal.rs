@@ -187,7 +187,7 @@ fn observerd_logs_to_the_journal_with_priorities_locations_and_fields() {
         format!("observerd ready (pid {daemon_pid})")
     );
     assert_eq!(ready["PRIORITY"], "6");
-    assert_eq!(ready["CODE_FILE"], "observer-daemon/src/daemon.rs");
+    assert_eq!(ready["CODE_FILE"], "observer-daemon/src/daemon/mod.rs");
     assert_eq!(ready["CODE_MODULE"], "observer_daemon::daemon");
 
     let start = records
