@@ -91,10 +91,7 @@ fn steps_become_receipts_and_neither_prune_nor_fail_verification() {
             ("FAKETIME_TIMESTAMP_FILE", &offset),
             ("FAKETIME_NO_CACHE", "1"),
             ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-            (
-                "RUST_LOG",
-                "info,observer_daemon::pipeline::prune=debug",
-            ),
+            ("RUST_LOG", "info,observer_daemon::pipeline::prune=debug"),
         ],
     );
     let db = d.store();
