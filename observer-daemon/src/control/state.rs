@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    pipeline::inbox::{Ask, Msg, Query},
+    pipeline::inbox::{Ask, Msg, WriterQuestion},
     service::metrics::Sources,
 };
 
@@ -50,7 +50,7 @@ impl State {
         let Some(writer) = writer else {
             return Err("the daemon is shutting down".into());
         };
-        let send = writer.send(Msg::Control(Query { ask, reply }));
+        let send = writer.send(Msg::Control(WriterQuestion { ask, reply }));
         match tokio::time::timeout(timeout, send).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err("the event writer has stopped".into()),

@@ -23,7 +23,7 @@ pub enum Msg {
     /// The outcome of a policy reload.
     Policy(PolicyUpdate),
     /// A control socket question about the writer's state.
-    Control(Query),
+    Control(WriterQuestion),
     /// `observerctl keys rotate`: rotate the master key, in order with the
     /// drafts before it.
     Rotate(RotateRequest),
@@ -37,12 +37,12 @@ pub enum Ask {
 }
 
 /// A question for the writer thread, sent through its channel.
-pub struct Query {
+pub struct WriterQuestion {
     pub ask: Ask,
     pub reply: oneshot::Sender<Result<Value, String>>,
 }
 
-impl Query {
+impl WriterQuestion {
     /// Runs on the writer thread: cheap reads of its own state.
     pub fn answer(self, table: &ProcessTable, policy: &Policy) {
         let answer = match self.ask {
