@@ -21,6 +21,10 @@ pub struct SinkCounters {
     pub resent: AtomicU64,
     /// Receipts pruned by retention before this sink forwarded them.
     pub pruned_unsent: AtomicU64,
+    /// Records the transport can never carry (a syslog message larger
+    /// than a UDP datagram), skipped and logged by hash; they stay in the
+    /// store.
+    pub unsendable: AtomicU64,
     /// Times the sink's delivery loop panicked (or ended early) and was
     /// restarted.
     pub restarts: AtomicU64,

@@ -238,6 +238,7 @@ impl Runner {
             match result {
                 Ok(()) => {
                     self.backoff.reset();
+                    SinkCounters::add(&self.counters.unsendable, sink.take_unsendable());
                     sent = end;
                     unconfirmed += batch.len();
                     in_flight.push_back(InFlight {

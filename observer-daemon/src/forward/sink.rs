@@ -44,4 +44,12 @@ pub trait Sink: Send {
 
     /// Forgets the connection after a failure; the next send reconnects.
     fn reset(&mut self) {}
+
+    /// Records of the batches sent since the last call that the transport
+    /// can never carry (a syslog message larger than a UDP datagram): they
+    /// were skipped, so the cursor moves past them, and the runner counts
+    /// them as unsendable.
+    fn take_unsendable(&mut self) -> u64 {
+        0
+    }
 }

@@ -146,6 +146,9 @@ pub struct SyslogSink {
     conn: Option<Conn>,
     udp: Option<UdpSocket>,
     buf: Vec<u8>,
+    /// Records of the last batch one datagram could not carry (see
+    /// `Sink::take_unsendable`).
+    unsendable: u64,
 }
 
 impl SyslogSink {
@@ -161,6 +164,7 @@ impl SyslogSink {
             conn: None,
             udp: None,
             buf: Vec::new(),
+            unsendable: 0,
         }
     }
 
@@ -184,8 +188,25 @@ impl SyslogSink {
         };
         for (i, item) in batch.iter().enumerate() {
             let m = message(item, &self.msg);
-            sock.send(m.as_bytes())
-                .map_err(|e| SendError::new("write", e, i))?;
+            match sock.send(m.as_bytes()) {
+                Ok(_) => {}
+                // Larger than a datagram can be (65,507 bytes over IPv4):
+                // no retry will ever carry it, and retrying would stall
+                // every record behind it. RFC 5426 lets a sender truncate,
+                // but a cut receipt is not evidence; skip it, name it, and
+                // count it. It stays in the store (observerctl, exports).
+                Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    log::warn!(
+                        sink = "syslog", bytes = m.len();
+                        "syslog sink ({}): a {}-byte message is larger than one UDP datagram can carry; not forwarded ({})",
+                        self.cfg.address,
+                        m.len(),
+                        describe(item)
+                    );
+                    self.unsendable += 1;
+                }
+                Err(e) => return Err(SendError::new("write", e, i)),
+            }
         }
         Ok(())
     }
@@ -255,6 +276,24 @@ impl Sink for SyslogSink {
         self.conn = None;
         self.udp = None;
     }
+
+    fn take_unsendable(&mut self) -> u64 {
+        std::mem::take(&mut self.unsendable)
+    }
+}
+
+/// Names a record in a log line: the receipt's hash and chain position, or
+/// the checkpoint's size.
+fn describe(item: &Item) -> String {
+    match item {
+        Item::Receipt(r) => format!(
+            "receipt {} of {} seq {}",
+            hex::encode(r.receipt_hash),
+            r.issuer_id,
+            r.seq
+        ),
+        Item::Checkpoint(c) => format!("checkpoint of size {}", c.size),
+    }
 }
 
 #[cfg(test)]
@@ -291,5 +330,60 @@ mod tests {
         );
         assert!(!c.contains('\n'), "the note's newlines stay JSON-escaped");
         assert_eq!(sd_escape(r#"a"b\c]"#), r#"a\"b\\c\]"#);
+    }
+
+    /// A record larger than a datagram is skipped and counted; the records
+    /// around it reach the receiver, and the batch does not fail (it was
+    /// retried forever before).
+    #[test]
+    fn udp_skips_and_counts_a_record_no_datagram_can_carry() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        receiver
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let cfg: SyslogConfig = serde_json::from_value(serde_json::json!({
+            "address": receiver.local_addr().unwrap().to_string(),
+            "transport": "udp",
+        }))
+        .unwrap();
+        let msg = MessageContext {
+            facility: 16,
+            hostname: "host-1".into(),
+            app_name: "observerd".into(),
+            procid: "99".into(),
+            format: Format::Receipt,
+        };
+        let mut sink = SyslogSink::new(cfg, msg, None);
+        let mut huge = exec_receipt();
+        huge.seq = 8;
+        huge.receipt_hash = [0xcd; 32];
+        huge.context = Some(format!("{{\"pad\":\"{}\"}}", "x".repeat(70_000)));
+        let mut after = exec_receipt();
+        after.seq = 9;
+        let batch = [
+            Item::Receipt(exec_receipt()),
+            Item::Receipt(huge),
+            Item::Receipt(after),
+        ];
+        sink.send(&batch).unwrap();
+        assert_eq!(sink.take_unsendable(), 1);
+        assert_eq!(sink.take_unsendable(), 0, "taken once");
+        let mut buf = vec![0u8; 70_000];
+        let mut seqs = Vec::new();
+        for _ in 0..2 {
+            let n = receiver.recv(&mut buf).unwrap();
+            let text = std::str::from_utf8(&buf[..n]).unwrap();
+            let seq = text
+                .split("seq=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            seqs.push(seq.to_string());
+        }
+        assert_eq!(seqs, ["7", "9"]);
+        receiver.set_nonblocking(true).unwrap();
+        assert!(receiver.recv(&mut buf).is_err(), "nothing else arrived");
     }
 }

@@ -248,7 +248,7 @@ pub fn render(s: &Sources) -> String {
         s.endpoint.timed_out.load(Ordering::Relaxed),
     );
     type Get = fn(&SinkCounters) -> u64;
-    let per_sink: [(&str, &str, &str, Get); 9] = [
+    let per_sink: [(&str, &str, &str, Get); 10] = [
         ("observer_sink_delivered_total", "counter", "Records the receiver acknowledged (receipts and checkpoints).", |c| SinkCounters::get(&c.delivered)),
         ("observer_sink_checkpoints_delivered_total", "counter", "Signed checkpoints the receiver acknowledged.", |c| SinkCounters::get(&c.checkpoints_delivered)),
         ("observer_sink_filtered_total", "counter", "Receipts the sink's filter left out.", |c| SinkCounters::get(&c.filtered)),
@@ -256,6 +256,7 @@ pub fn render(s: &Sources) -> String {
         ("observer_sink_resent_total", "counter", "Records sent again after a failure that an earlier attempt may have delivered (at-least-once duplicates, upper bound).", |c| SinkCounters::get(&c.resent)),
         ("observer_sink_restarts_total", "counter", "Times the sink's delivery thread panicked or ended early and was restarted (from its cursor: nothing is lost).", |c| SinkCounters::get(&c.restarts)),
         ("observer_sink_pruned_unsent_total", "counter", "Receipts removed by retention before the sink forwarded them.", |c| SinkCounters::get(&c.pruned_unsent)),
+        ("observer_sink_unsendable_total", "counter", "Records the sink's transport cannot carry (a syslog message larger than a UDP datagram): skipped, logged by hash, kept in the store.", |c| SinkCounters::get(&c.unsendable)),
         ("observer_sink_backlog", "gauge", "Receipts committed but not yet confirmed delivered (log size minus cursor).", |c| SinkCounters::get(&c.backlog)),
         ("observer_sink_cursor", "gauge", "The sink's durable cursor: next log index to deliver.", |c| SinkCounters::get(&c.cursor)),
     ];
