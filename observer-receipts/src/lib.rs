@@ -26,6 +26,7 @@ pub mod json;
 pub mod keys;
 pub mod merkle;
 pub mod mldsa;
+pub mod ordered_pool;
 pub mod payload;
 pub mod pipeline;
 pub mod query;

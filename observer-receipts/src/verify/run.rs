@@ -3,13 +3,13 @@
 //! ([`State`]) checks what needs the log's order, and signatures are
 //! checked in parallel under the keys the in-order pass settled on.
 use std::{
-    collections::BTreeMap,
+    collections::VecDeque,
     sync::{Arc, PoisonError},
 };
 
 use crate::{
     mldsa::{LibcruxVerifier, RustCryptoVerifier, Verifier},
-    retention,
+    ordered_pool, retention,
     store::{ReceiptRow, Store},
 };
 
@@ -74,82 +74,72 @@ pub fn verify_store_with_progress(
         (p, early)
     };
     // A pipeline, so that no core waits: a second connection reads blocks
-    // of rows; `threads` workers parse them and check their signatures;
-    // this thread runs the in-order pass over each block as soon as it and
-    // all before it are done, and hands signatures the workers could not
-    // check yet (their key was announced in a block still in flight) back
-    // to them. At most WINDOW blocks are in flight.
+    // of rows; an ordered pool of `threads` workers parses them and checks
+    // their signatures; this thread runs the in-order pass over each block
+    // as soon as it and all before it are done, and hands signatures the
+    // workers could not check yet (their key was announced in a block
+    // still in flight) back to the pool. At most WINDOW blocks and jobs
+    // are in flight, READ_AHEAD more blocks wait read.
     let reader = Store::open_read_only(store.path())?;
+    let verifiers = &verifiers;
+    let work = |work: Work| match work {
+        Work::Block(rows) => Out::Block(rows.into_iter().map(&check_row).collect()),
+        Work::Signature((label, pk, msg, sig)) => {
+            Out::Signature(label, check_signature(verifiers, &pk, &msg, &sig))
+        }
+    };
     std::thread::scope(|scope| -> Result<(), VerifyError> {
-        let (block_tx, block_rx) = crossbeam_channel::bounded::<(usize, Vec<ReceiptRow>)>(WINDOW);
-        let (credit_tx, credit_rx) = crossbeam_channel::bounded::<()>(WINDOW);
-        let (job_tx, job_rx) = crossbeam_channel::unbounded::<SignatureJob>();
-        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
-        let reader_done = done_tx.clone();
+        let (block_tx, block_rx) = crossbeam_channel::bounded::<Vec<ReceiptRow>>(READ_AHEAD);
         let reading = scope.spawn(move || {
-            let _alarm = PanicAlarm(&reader_done);
             let mut block = Vec::with_capacity(BLOCK);
-            let mut sent = 0;
-            let send = |block: Vec<ReceiptRow>, sent: &mut usize| -> bool {
-                if *sent >= WINDOW && credit_rx.recv().is_err() {
-                    return false;
-                }
-                let ok = block_tx.send((*sent, block)).is_ok();
-                *sent += 1;
-                ok
-            };
             let result = reader.for_each_receipt(|row| {
                 block.push(row);
                 if block.len() == BLOCK {
-                    return send(
-                        std::mem::replace(&mut block, Vec::with_capacity(BLOCK)),
-                        &mut sent,
-                    );
+                    let full = std::mem::replace(&mut block, Vec::with_capacity(BLOCK));
+                    return block_tx.send(full).is_ok();
                 }
                 true
             });
             if !block.is_empty() {
-                send(block, &mut sent);
+                let _ = block_tx.send(block);
             }
-            let _ = reader_done.send(Done::Read(sent));
             result
         });
-        let verifiers = &verifiers;
-        for _ in 0..opts.threads.max(1) {
-            let (block_rx, job_rx, done_tx) = (block_rx.clone(), job_rx.clone(), done_tx.clone());
-            scope.spawn(move || work(&block_rx, &job_rx, &done_tx, check_row, verifiers));
-        }
-        drop((block_rx, job_rx, done_tx));
-        let mut job_tx = Some(job_tx);
-        let mut waiting = BTreeMap::new();
-        let (mut next, mut total) = (0, None);
-        for done in done_rx.iter() {
-            match done {
-                Done::Block(index, checked) => {
-                    waiting.insert(index, checked);
+        let passed = ordered_pool::scope(opts.threads.max(1), WINDOW, work, |pool| {
+            let mut jobs = VecDeque::new();
+            let mut handle = |out: Out, jobs: &mut VecDeque<Work>| match out {
+                Out::Block(checked) => {
+                    let rows = checked.len() as u64;
+                    jobs.extend(state.in_order(checked).into_iter().map(Work::Signature));
+                    progress(rows);
                 }
-                Done::Signature(label, failures) => state.signature_outcome(&label, failures),
-                Done::Read(blocks) => total = Some(blocks),
-                // Its block will never arrive: stop rather than wait.
-                Done::Panicked => panic!("a receipt verifier thread panicked"),
-            }
-            while let Some(checked) = waiting.remove(&next) {
-                next += 1;
-                let rows = checked.len() as u64;
-                let jobs = state.in_order(checked);
-                progress(rows);
-                if let Some(tx) = &job_tx {
-                    for job in jobs {
-                        let _ = tx.send(job);
-                    }
+                Out::Signature(label, failures) => state.signature_outcome(&label, failures),
+            };
+            loop {
+                while let Some(out) = pool.try_next()? {
+                    handle(out, &mut jobs);
                 }
-                let _ = credit_tx.send(());
+                // Signatures handed back go first; then the next block
+                // read; once the reader is through, what is in flight.
+                let next = jobs
+                    .pop_front()
+                    .or_else(|| block_rx.recv().ok().map(Work::Block));
+                let out = match next {
+                    Some(work) => pool.submit(work)?,
+                    None => match pool.wait_next()? {
+                        Some(out) => Some(out),
+                        None => break,
+                    },
+                };
+                if let Some(out) = out {
+                    handle(out, &mut jobs);
+                }
             }
-            if total == Some(next) {
-                // Every block is in: the workers finish the signatures
-                // handed back and stop; the loop ends when they have.
-                job_tx = None;
-            }
+            Ok::<_, ordered_pool::WorkerPanicked>(())
+        });
+        // Its results will never arrive: stop rather than wait.
+        if passed.is_err() {
+            panic!("a receipt verifier thread panicked");
         }
         reading.join().expect("receipt reader panicked")?;
         Ok(())
@@ -162,74 +152,24 @@ pub fn verify_store_with_progress(
 
 /// Rows per block of work.
 const BLOCK: usize = 16;
-/// Blocks read ahead of the in-order pass (1,024 receipts).
+/// Blocks and signature jobs in flight in the pool (1,024 receipts).
 const WINDOW: usize = 64;
+/// Blocks read ahead of the pool.
+const READ_AHEAD: usize = 4;
 
-/// What reaches the in-order pass.
-enum Done {
-    /// A parsed block, by its position in the log.
-    Block(usize, Vec<Checked>),
+/// What the pool's workers do: parse and check a block, or check a
+/// signature the in-order pass handed back.
+enum Work {
+    Block(Vec<ReceiptRow>),
+    Signature(SignatureJob),
+}
+
+/// What reaches the in-order pass, in the order the work was submitted.
+enum Out {
+    /// A parsed block.
+    Block(Vec<Checked>),
     /// The outcome of a signature job.
     Signature(ReceiptLabel, Vec<String>),
-    /// The reader is through: it sent this many blocks.
-    Read(usize),
-    /// A reader or worker thread panicked.
-    Panicked,
-}
-
-/// Tells the in-order pass when its thread unwinds from a panic, so the
-/// pass stops instead of waiting for work that will never come (and the
-/// closed channels then stop every other thread).
-struct PanicAlarm<'a>(&'a crossbeam_channel::Sender<Done>);
-
-impl Drop for PanicAlarm<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = self.0.send(Done::Panicked);
-        }
-    }
-}
-
-/// A worker: parses blocks and checks signature jobs until both inputs
-/// are closed, jobs first.
-fn work(
-    blocks: &crossbeam_channel::Receiver<(usize, Vec<ReceiptRow>)>,
-    jobs: &crossbeam_channel::Receiver<SignatureJob>,
-    done: &crossbeam_channel::Sender<Done>,
-    check_row: impl Fn(ReceiptRow) -> Checked,
-    verifiers: &[Box<dyn Verifier>],
-) {
-    let _alarm = PanicAlarm(done);
-    let check_job = |(label, pk, msg, sig): SignatureJob| {
-        let failures = check_signature(verifiers, &pk, &msg, &sig);
-        let _ = done.send(Done::Signature(label, failures));
-    };
-    let check_block = |(index, rows): (usize, Vec<ReceiptRow>)| {
-        let checked = rows.into_iter().map(&check_row).collect();
-        let _ = done.send(Done::Block(index, checked));
-    };
-    loop {
-        if let Ok(job) = jobs.try_recv() {
-            check_job(job);
-            continue;
-        }
-        crossbeam_channel::select! {
-            recv(jobs) -> job => match job {
-                Ok(job) => check_job(job),
-                Err(_) => {
-                    blocks.iter().for_each(check_block);
-                    return;
-                }
-            },
-            recv(blocks) -> block => match block {
-                Ok(block) => check_block(block),
-                Err(_) => {
-                    jobs.iter().for_each(check_job);
-                    return;
-                }
-            },
-        }
-    }
 }
 
 /// Every verifier's complaint about one signature (none: valid).
