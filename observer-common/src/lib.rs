@@ -7,6 +7,9 @@
 
 use core::mem::size_of;
 
+mod tls;
+pub use tls::*;
+
 /// Length of `task_struct.comm`.
 pub const COMM_LEN: usize = 16;
 /// Bytes of a path captured for exec filenames and file opens.
@@ -39,13 +42,15 @@ pub enum EventKind {
     TlsHello = 9,
     /// A DNS message from source port 53 (cgroup_skb ingress).
     DnsMessage = 10,
+    /// Plaintext of a TLS read or write (uprobes; its own ring buffer).
+    TlsData = 11,
 }
 
 /// Number of counter slots (index 0 is unused).
-pub const EVENT_KIND_COUNT: u32 = 11;
+pub const EVENT_KIND_COUNT: u32 = 12;
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -56,6 +61,7 @@ impl EventKind {
         EventKind::FileOpen,
         EventKind::TlsHello,
         EventKind::DnsMessage,
+        EventKind::TlsData,
     ];
 
     pub fn from_u32(value: u32) -> Option<Self> {
@@ -74,6 +80,7 @@ impl EventKind {
             EventKind::FileOpen => "file_open",
             EventKind::TlsHello => "tls_hello",
             EventKind::DnsMessage => "dns_message",
+            EventKind::TlsData => "tls_data",
         }
     }
 }
@@ -333,7 +340,8 @@ pub struct KernelConfig {
     /// Nonzero when processes may be watched. When zero, an open whose path
     /// matches no filter is dropped without the per-process flags lookup.
     pub watch_enabled: u32,
-    pub _pad: u32,
+    /// Plaintext bytes copied per TLS call (1..=`TLS_DATA_MAX`).
+    pub tls_capture_bytes: u32,
 }
 
 impl KernelOffsets {
@@ -373,7 +381,7 @@ impl KernelConfig {
             wakeup_bytes: 0,
             open_dedup_ns: 0,
             watch_enabled: 0,
-            _pad: 0,
+            tls_capture_bytes: TLS_CAPTURE_DEFAULT,
         }
     }
 }

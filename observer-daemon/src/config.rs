@@ -45,6 +45,7 @@ pub struct ConfigFile {
     pub sinks: Vec<crate::forward::config::SinkEntry>,
     pub metrics: crate::service::metrics::config::MetricsSection,
     pub control: crate::control::config::ControlSection,
+    pub plaintext: crate::stream::config::PlaintextSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -312,6 +313,7 @@ pub struct Config {
     pub metrics: crate::service::metrics::config::MetricsSection,
     /// The control socket: docs/observerctl.md.
     pub control: crate::control::config::ControlSection,
+    pub plaintext: crate::stream::config::PlaintextSection,
 }
 
 impl Config {
@@ -474,6 +476,9 @@ impl Config {
         file.control
             .validate()
             .map_err(|(field, reason)| invalid(field, reason))?;
+        file.plaintext
+            .validate()
+            .map_err(|(field, reason)| invalid(field, reason))?;
         Ok(Config {
             source,
             policies_dir: file.policies_dir,
@@ -490,6 +495,7 @@ impl Config {
             sinks: file.sinks,
             metrics: file.metrics,
             control: file.control,
+            plaintext: file.plaintext,
         })
     }
 }

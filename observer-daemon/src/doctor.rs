@@ -103,6 +103,7 @@ pub fn run(config: &Config) -> Value {
             wakeup_bytes: config.kernel.wakeup_bytes,
             open_dedup_ns: config.kernel.open_dedup_ms * 1_000_000,
             watch_enabled: true,
+            tls_capture_bytes: config.plaintext.capture_bytes,
         },
     );
     checks.push(Check::new(

@@ -125,20 +125,8 @@ pub struct Event {
 
 /// Decodes one ring-buffer record.
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
-    let raw: EventHeader = read_struct(bytes).ok_or(DecodeError::ShortHeader(bytes.len()))?;
-    let kind = EventKind::from_u32(raw.kind).ok_or(DecodeError::UnknownKind(raw.kind))?;
-    let header = Header {
-        kind,
-        cpu: raw.cpu,
-        seq: raw.seq,
-        boot_ns: raw.boot_ns,
-        tgid: raw.tgid,
-        tid: raw.tid,
-        uid: raw.uid,
-        gid: raw.gid,
-        cgroup_id: raw.cgroup_id,
-        comm: c_string(&raw.comm),
-    };
+    let header = decode_header(bytes)?;
+    let kind = header.kind;
     let body = match kind {
         EventKind::Exec => Body::Exec(decode_exec(need(kind, bytes)?)?),
         EventKind::Fork => {
@@ -162,8 +150,29 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::TlsHello | EventKind::DnsMessage => {
             Body::Packet(decode_packet(kind, need(kind, bytes)?)?)
         }
+        // Plaintext has its own ring buffer and decoder (stream::plaintext);
+        // on this ring it can only be a corrupt record.
+        EventKind::TlsData => return Err(DecodeError::UnknownKind(kind as u32)),
     };
     Ok(Event { header, body })
+}
+
+/// The common header of any ring-buffer record.
+pub fn decode_header(bytes: &[u8]) -> Result<Header, DecodeError> {
+    let raw: EventHeader = read_struct(bytes).ok_or(DecodeError::ShortHeader(bytes.len()))?;
+    let kind = EventKind::from_u32(raw.kind).ok_or(DecodeError::UnknownKind(raw.kind))?;
+    Ok(Header {
+        kind,
+        cpu: raw.cpu,
+        seq: raw.seq,
+        boot_ns: raw.boot_ns,
+        tgid: raw.tgid,
+        tid: raw.tid,
+        uid: raw.uid,
+        gid: raw.gid,
+        cgroup_id: raw.cgroup_id,
+        comm: c_string(&raw.comm),
+    })
 }
 
 fn decode_exec(e: ExecEvent) -> Result<Exec, DecodeError> {
@@ -247,7 +256,7 @@ fn need<T: Copy>(kind: EventKind, bytes: &[u8]) -> Result<T, DecodeError> {
 }
 
 /// Copies a `T` out of the front of `bytes` if it is long enough.
-fn read_struct<T: Copy>(bytes: &[u8]) -> Option<T> {
+pub(crate) fn read_struct<T: Copy>(bytes: &[u8]) -> Option<T> {
     if bytes.len() < std::mem::size_of::<T>() {
         return None;
     }

@@ -28,4 +28,5 @@ pub mod policy;
 pub mod receipt;
 pub mod record;
 pub mod service;
+pub mod stream;
 pub use observer_receipts::trust;

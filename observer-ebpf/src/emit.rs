@@ -1,5 +1,6 @@
 //! Event headers, the ring buffer write, and the per-kind counters that make
 //! every lost event visible to the daemon.
+use aya_ebpf::maps::RingBuf;
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
@@ -90,8 +91,10 @@ pub fn emit<T>(kind: EventKind, event: &mut T) {
     }
 }
 
+/// The next per-CPU sequence number (shared by both ring buffers, so a gap
+/// on one CPU is a lost event of either).
 #[inline(always)]
-fn next_seq() -> u64 {
+pub fn next_seq() -> u64 {
     match SEQ.get_ptr_mut(0) {
         // SAFETY: valid per-CPU map value, written only from this CPU (see count).
         Some(p) => unsafe {
@@ -107,8 +110,14 @@ fn next_seq() -> u64 {
 /// daemon also polls on a short timer so a quiet system is not starved.
 #[inline(always)]
 pub fn wakeup_flags() -> u64 {
+    ring_wakeup(&EVENTS)
+}
+
+/// [`wakeup_flags`] for any ring buffer.
+#[inline(always)]
+pub fn ring_wakeup(ring: &RingBuf) -> u64 {
     let threshold = CONFIG.load().wakeup_bytes;
-    if threshold == 0 || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+    if threshold == 0 || ring.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

@@ -1,7 +1,7 @@
 //! observer's kernel probes. Only program types that load on the target
-//! hosts are used: tracepoints and raw tracepoints (no kprobes, fentry or
-//! LSM). Kernel structures are read with offsets the daemon resolves from
-//! BTF at load time (see `kernel.rs`).
+//! hosts are used: tracepoints, raw tracepoints, cgroup programs and
+//! uprobes (no kprobes, fentry or LSM). Kernel structures are read with
+//! offsets the daemon resolves from BTF at load time (see `kernel.rs`).
 #![no_std]
 #![no_main]
 
@@ -12,6 +12,7 @@ mod maps;
 mod names;
 mod net;
 mod process;
+mod tls;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -83,6 +83,19 @@ pub static PATH_SUFFIXES: LpmTrie<[u8; SUFFIX_KEY_LEN], u32> =
 #[map]
 pub static OPEN_DEDUP: LruHashMap<u64, u64> = LruHashMap::with_max_entries(OPEN_DEDUP_ENTRIES, 0);
 
+/// TLS plaintext (`TlsDataEvent`s), apart from `EVENTS` so a flood of it
+/// never costs a process, network or file event; sized by the daemon.
+#[map]
+pub static TLS_EVENTS: RingBuf = RingBuf::with_byte_size(TLS_RINGBUF_DEFAULT, 0);
+
+/// A TLS call's arguments from its entry to its return, keyed by thread.
+#[map]
+pub static TLS_CALLS: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(TLS_CALL_ENTRIES, 0);
+
+/// Per-CPU room to build a plaintext event (far beyond the stack).
+#[map]
+pub static TLS_SCRATCH: PerCpuArray<TlsDataEvent> = PerCpuArray::with_max_entries(1, 0);
+
 /// Offsets and tunables, written by the loader before the programs load.
 #[unsafe(no_mangle)]
 pub static CONFIG: Global<KernelConfig> = Global::new(KernelConfig::empty());
@@ -95,6 +108,19 @@ pub struct SyscallArgs {
     pub sockaddr_len: u32,
     pub _pad: u32,
     pub sockaddr: [u8; SOCKADDR_LEN],
+}
+
+/// What a TLS call's return needs from its entry.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TlsCall {
+    pub ssl: u64,
+    pub buf: u64,
+    /// `size_t *written` / `*readbytes` of the `_ex` calls; 0 otherwise.
+    pub moved: u64,
+    /// `TLS_OP_*`.
+    pub op: u32,
+    pub _pad: u32,
 }
 
 /// `sizeof(struct sockaddr_in6)` rounded up to 8.

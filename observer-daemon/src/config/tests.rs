@@ -84,6 +84,52 @@ fn repo_config_states_the_built_in_defaults() {
         format!("{:?}", repo.control),
         format!("{:?}", builtin.control)
     );
+    assert_eq!(
+        format!("{:?}", repo.plaintext),
+        format!("{:?}", builtin.plaintext)
+    );
+}
+
+#[test]
+fn plaintext_bounds_name_their_field() {
+    let bad = [
+        (
+            "capture_bytes = 0",
+            "`plaintext.capture_bytes`: 0 is not in 1..=16384",
+        ),
+        (
+            "capture_bytes = 16385",
+            "`plaintext.capture_bytes`: 16385 is not in 1..=16384",
+        ),
+        (
+            "ring_buffer_bytes = 10000",
+            "`plaintext.ring_buffer_bytes`: 10000 is not a power of two >= 4096",
+        ),
+        (
+            "rescan_interval_ms = 0",
+            "`plaintext.rescan_interval_ms`: must be > 0",
+        ),
+        (
+            "libraries = [\"libssl.so.3\"]",
+            "`plaintext.libraries`: libssl.so.3 is not an absolute path",
+        ),
+    ];
+    for (line, want) in bad {
+        let text = format!("[plaintext]\nenabled = true\n{line}\n");
+        let err = Config::parse(&text, Path::new("o.toml")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("o.toml: invalid value for {want}"),
+            "{line}"
+        );
+    }
+    let c = Config::parse(
+        "[plaintext]\nenabled = true\ncapture_bytes = 512\n",
+        Path::new("o.toml"),
+    )
+    .unwrap();
+    assert!(c.plaintext.enabled);
+    assert_eq!(c.plaintext.capture_bytes, 512);
 }
 
 #[test]

@@ -23,6 +23,7 @@ use crate::{
     kernel::{
         kernel_config,
         loader::{self, FilterSet, LoadOptions, PathFilters},
+        tls_attach::{TlsRequest, TlsRequests},
     },
     pipeline::{
         inbox::Msg,
@@ -35,6 +36,7 @@ use crate::{
 };
 
 mod background;
+mod plaintext;
 mod receipts_setup;
 mod services;
 
@@ -54,13 +56,30 @@ pub struct RunOptions {
     pub events: EventsOutput,
 }
 
-/// Marks tgids watched in the kernel's per-process flags.
-struct KernelWatch(HashMap<MapData, u32, u32>);
+/// Marks tgids watched in the kernel's per-process flags, and has their
+/// TLS libraries hooked when plaintext capture is on.
+struct KernelWatch {
+    flags: HashMap<MapData, u32, u32>,
+    tls: Option<TlsRequests>,
+}
 
 impl WatchControl for KernelWatch {
     fn watch(&mut self, tgid: u32) {
-        if let Err(e) = self.0.insert(tgid, observer_common::PROCESS_WATCHED, 0) {
+        if let Err(e) = self.flags.insert(tgid, observer_common::PROCESS_WATCHED, 0) {
             log::warn!("cannot watch pid {tgid}: {e}");
+        }
+        self.image(tgid);
+    }
+
+    fn image(&mut self, tgid: u32) {
+        if let Some(tls) = &self.tls {
+            tls.send(TlsRequest::Watch(tgid));
+        }
+    }
+
+    fn exited(&mut self, tgid: u32) {
+        if let Some(tls) = &self.tls {
+            tls.send(TlsRequest::Exited(tgid));
         }
     }
 }
@@ -88,6 +107,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             watch_enabled: !cfg.watch.executables.is_empty()
                 || !cfg.agents.is_empty()
                 || cfg.policies_dir.is_some(),
+            tls_capture_bytes: cfg.plaintext.capture_bytes,
         },
     )?;
     let policy = Arc::new(load_policy(cfg)?);
@@ -125,11 +145,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             },
             owner_entries: cfg.names.socket_owner_entries,
         }),
+        plaintext_ring_bytes: cfg
+            .plaintext
+            .enabled
+            .then_some(cfg.plaintext.ring_buffer_bytes),
     })?;
     log::info!(probes = probes.attached.len(); "attached {} probes", probes.attached.len());
     let loader::Probes {
         ebpf,
         events,
+        plaintext: plaintext_ring,
         counters,
         process_flags,
         filters,
@@ -137,6 +162,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         programs,
     } = probes;
 
+    let (kernel_object, tls_requests) = plaintext::start_attacher(&cfg.plaintext, ebpf)?;
     let env_patterns = match &cfg.enrich.env_names {
         Some(names) => names
             .iter()
@@ -152,7 +178,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             watch_executables: cfg.watch.executables.clone(),
             policy: policy.clone(),
         },
-        Box::new(KernelWatch(process_flags)),
+        Box::new(KernelWatch {
+            flags: process_flags,
+            tls: tls_requests,
+        }),
     );
     // Scanned after attaching, so no process falls between scan and probes.
     let scanned = enricher.scan_proc();
@@ -215,6 +244,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         Duration::from_millis(cfg.kernel.poll_interval_ms),
         stop_rx.clone(),
     ));
+    let plaintext_reader = plaintext::start_reader(
+        &cfg.plaintext,
+        plaintext_ring,
+        drops.clone(),
+        Duration::from_millis(cfg.kernel.poll_interval_ms),
+        stop_rx.clone(),
+    );
     let accounting = tokio::spawn(background::account_losses(
         background::Counters {
             kernel: counters,
@@ -284,9 +320,19 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     // Detach first: the final drain below then sees every event the kernel
     // will ever emit, and the final counters match what was delivered.
-    drop(ebpf);
+    kernel_object.detach();
     stop_tx.send(true)?;
     let read = reader.await??;
+    if let Some((ring, intake)) = plaintext_reader {
+        let chunks = ring.await??;
+        let intake = intake.await?;
+        log::info!(
+            "plaintext: read {chunks} records, took in {} chunks of {} bytes ({} cut short)",
+            intake.chunks,
+            intake.bytes,
+            intake.truncated
+        );
+    }
     ticker.await?;
     clock_watch.await?;
     reloader.await?;

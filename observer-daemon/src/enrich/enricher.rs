@@ -24,6 +24,11 @@ const MAX_PARENTS: usize = 8;
 /// Where the enricher asks the kernel to report all opens of a process.
 pub trait WatchControl: Send {
     fn watch(&mut self, tgid: u32);
+    /// A watched process has a new image (it forked or exec'd): what it
+    /// maps may have changed. Default: nothing to do.
+    fn image(&mut self, _tgid: u32) {}
+    /// A watched process exited. Default: nothing to do.
+    fn exited(&mut self, _tgid: u32) {}
 }
 
 pub struct EnricherOptions {
@@ -172,8 +177,14 @@ impl Enricher {
             Body::Fork {
                 parent_tgid,
                 child_tgid,
-            } => self.table.on_fork(*parent_tgid, *child_tgid, h.boot_ns),
-            Body::Exec(e) if e.retval == 0 => self.apply_exec(h, e),
+            } => {
+                self.table.on_fork(*parent_tgid, *child_tgid, h.boot_ns);
+                self.tell_image(*child_tgid);
+            }
+            Body::Exec(e) if e.retval == 0 => {
+                self.apply_exec(h, e);
+                self.tell_image(h.tgid);
+            }
             _ => {}
         }
         let detail = match &ev.body {
@@ -189,6 +200,9 @@ impl Enricher {
                 // The view is taken before the exit is applied, as before.
                 let enriched =
                     self.enrich_with(h, h.kind.name(), Detail::Exit(exit_detail(*exit_code)));
+                if enriched.process.watched {
+                    self.watch.exited(h.tgid);
+                }
                 self.table.on_exit(h.tgid, *ppid, *exit_code, h.boot_ns);
                 return Some(enriched);
             }
@@ -197,6 +211,12 @@ impl Enricher {
             Body::Packet(_) => return None,
         };
         Some(self.enrich_with(h, h.kind.name(), detail))
+    }
+
+    fn tell_image(&mut self, tgid: u32) {
+        if self.table.get(tgid).is_some_and(|p| p.watched) {
+            self.watch.image(tgid);
+        }
     }
 
     /// A record of `detail` by the process in `h`, named `event`.

@@ -68,6 +68,8 @@ pub struct Tunables {
     pub open_dedup_ns: u64,
     /// Some process may be watched (configured executables or agents).
     pub watch_enabled: bool,
+    /// Plaintext bytes copied per TLS call (1..=`TLS_DATA_MAX`).
+    pub tls_capture_bytes: u32,
 }
 
 pub fn kernel_config(btf_path: &Path, t: &Tunables) -> Result<KernelConfig, KernelCheckError> {
@@ -77,7 +79,7 @@ pub fn kernel_config(btf_path: &Path, t: &Tunables) -> Result<KernelConfig, Kern
         wakeup_bytes: t.wakeup_bytes,
         open_dedup_ns: t.open_dedup_ns,
         watch_enabled: t.watch_enabled as u32,
-        _pad: 0,
+        tls_capture_bytes: t.tls_capture_bytes,
     })
 }
 
@@ -169,8 +171,10 @@ mod tests {
             wakeup_bytes: 0,
             open_dedup_ns: 0,
             watch_enabled: false,
+            tls_capture_bytes: 512,
         };
         let cfg = kernel_config(Path::new("/sys/kernel/btf/vmlinux"), &t).unwrap();
+        assert_eq!(cfg.tls_capture_bytes, 512);
         let o = cfg.offsets;
         assert_eq!(o.task_tgid, o.task_pid + 4);
         for off in [

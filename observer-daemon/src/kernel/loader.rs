@@ -101,6 +101,9 @@ pub struct LoadOptions<'a> {
     pub watched_executables: &'a [String],
     /// The names programs (DNS, TLS SNI, socket owners), when enabled.
     pub names: Option<NamesLoad<'a>>,
+    /// Bytes of the plaintext ring; `None` when plaintext capture is off
+    /// (the ring then takes one page).
+    pub plaintext_ring_bytes: Option<u32>,
 }
 
 /// Where and how the names programs run.
@@ -117,6 +120,8 @@ pub struct Probes {
     /// Owns the programs; dropping it detaches them.
     pub ebpf: Ebpf,
     pub events: RingBuf<MapData>,
+    /// TLS plaintext (`TlsDataEvent`s), apart from `events`.
+    pub plaintext: RingBuf<MapData>,
     pub counters: PerCpuArray<MapData, KindCounters>,
     /// `PROCESS_WATCHED` / `PROCESS_EXCLUDED` per tgid.
     pub process_flags: HashMap<MapData, u32, u32>,
@@ -154,6 +159,7 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
     let mut loader = EbpfLoader::new();
     loader
         .map_max_entries("EVENTS", opts.ring_buffer_bytes)
+        .map_max_entries("TLS_EVENTS", opts.plaintext_ring_bytes.unwrap_or(4096))
         .override_global("CONFIG", &opts.kernel, true);
     if let Some(n) = &opts.names {
         loader
@@ -183,6 +189,7 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
     Ok(Probes {
         programs,
         events: take_map(&mut ebpf, "EVENTS")?,
+        plaintext: take_map(&mut ebpf, "TLS_EVENTS")?,
         counters: take_map(&mut ebpf, "COUNTERS")?,
         process_flags,
         filters,

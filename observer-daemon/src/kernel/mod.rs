@@ -11,3 +11,6 @@ pub mod loader;
 #[cfg(feature = "ebpf")]
 pub mod names_attach;
 pub mod prog_stats;
+#[cfg(feature = "ebpf")]
+pub mod tls_attach;
+pub mod tls_symbols;

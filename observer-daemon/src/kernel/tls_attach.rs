@@ -1,0 +1,269 @@
+//! Attaches the plaintext uprobes to each watched process, and only to it:
+//! a perf event per (program, process, file), so an unwatched process
+//! never hits a breakpoint and pays nothing. It runs on its own thread and
+//! owns the loaded eBPF object (dropping it detaches every program), so
+//! attaching, which reads ELF files, never holds up the event pipeline.
+//!
+//! Per process it attaches the configured system libraries (before the
+//! process maps them: Python loads libssl on its first `import ssl`) and
+//! every TLS library or executable with TLS symbols found in
+//! /proc/PID/maps, again at each rescan for libraries loaded later. Each
+//! file's symbols are read once per (device, inode).
+use std::{
+    collections::{HashMap, HashSet},
+    num::NonZeroU32,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError},
+    time::Duration,
+};
+
+use aya::{
+    programs::{
+        uprobe::{UProbeLinkId, UProbeScope},
+        UProbe,
+    },
+    Ebpf,
+};
+
+use crate::kernel::{
+    load_error::LoadError,
+    tls_symbols::{executable_files, find_tls_functions, may_hold_tls, TlsOffsets, TLS_FUNCTIONS},
+};
+
+/// The entry programs, in the order of [`TLS_FUNCTIONS`].
+const ENTRY_PROGRAMS: [&str; 4] = ["ssl_write", "ssl_write_ex", "ssl_read", "ssl_read_ex"];
+/// The one return program, attached at all four functions.
+const RETURN_PROGRAM: &str = "ssl_return";
+
+/// What the enricher tells the attacher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsRequest {
+    /// A watched process started, exec'd or was found running.
+    Watch(u32),
+    /// A watched process exited: its perf events are closed.
+    Exited(u32),
+    /// The daemon stops: hand the eBPF object back.
+    Stop,
+}
+
+/// A file as the kernel names it: device and inode.
+type FileKey = (u64, u64);
+
+/// How a process's TLS traffic can be seen (for logs, doctor and status).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Visibility {
+    /// Files whose TLS functions are hooked for the process.
+    pub hooked: Vec<PathBuf>,
+    /// Files examined that define no usable TLS functions (a static TLS
+    /// stack such as Bun's, Go's or rustls leaves its executable here).
+    pub without_symbols: Vec<PathBuf>,
+}
+
+struct Attached {
+    files: HashSet<FileKey>,
+    links: Vec<(&'static str, UProbeLinkId)>,
+    visibility: Visibility,
+}
+
+pub struct TlsAttacher {
+    ebpf: Ebpf,
+    eager: Vec<(PathBuf, FileKey)>,
+    /// Symbols of every file examined, by (device, inode).
+    files: HashMap<FileKey, Option<TlsOffsets>>,
+    procs: HashMap<u32, Attached>,
+}
+
+impl TlsAttacher {
+    /// Loads the five programs into the kernel (the verifier runs here)
+    /// and takes ownership of the object.
+    pub fn new(mut ebpf: Ebpf, eager: &[PathBuf]) -> Result<TlsAttacher, LoadError> {
+        for program in ENTRY_PROGRAMS.iter().chain([&RETURN_PROGRAM]) {
+            uprobe(&mut ebpf, program)?
+                .load()
+                .map_err(|source| LoadError::Load { program, source })?;
+        }
+        let eager = eager
+            .iter()
+            .filter_map(|p| match std::fs::metadata(p) {
+                Ok(m) => Some((p.clone(), (m.dev(), m.ino()))),
+                Err(e) => {
+                    log::warn!("plaintext: library {} not attached: {e}", p.display());
+                    None
+                }
+            })
+            .collect();
+        Ok(TlsAttacher {
+            ebpf,
+            eager,
+            files: HashMap::new(),
+            procs: HashMap::new(),
+        })
+    }
+
+    /// Serves requests until every sender is gone; rescans the watched
+    /// processes' maps each `rescan`. Returns the object so the caller
+    /// decides when the programs detach.
+    pub fn run(mut self, rx: Receiver<TlsRequest>, rescan: Duration) -> Ebpf {
+        loop {
+            match rx.recv_timeout(rescan) {
+                Ok(TlsRequest::Watch(tgid)) => self.attach_process(tgid),
+                Ok(TlsRequest::Exited(tgid)) => self.detach_process(tgid),
+                Ok(TlsRequest::Stop) => return self.ebpf,
+                Err(RecvTimeoutError::Timeout) => {
+                    let pids: Vec<u32> = self.procs.keys().copied().collect();
+                    for tgid in pids {
+                        self.attach_process(tgid);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return self.ebpf,
+            }
+        }
+    }
+
+    /// What is hooked for `tgid` so far.
+    pub fn visibility(&self, tgid: u32) -> Option<&Visibility> {
+        self.procs.get(&tgid).map(|a| &a.visibility)
+    }
+
+    /// Hooks every TLS file of `tgid` not hooked yet. A process that is
+    /// gone is forgotten.
+    pub fn attach_process(&mut self, tgid: u32) {
+        let Some(pid) = NonZeroU32::new(tgid) else {
+            return;
+        };
+        let maps = match std::fs::read_to_string(format!("/proc/{tgid}/maps")) {
+            Ok(m) => m,
+            Err(_) => {
+                self.detach_process(tgid);
+                return;
+            }
+        };
+        let exe = std::fs::read_link(format!("/proc/{tgid}/exe")).ok();
+        let root = PathBuf::from(format!("/proc/{tgid}/root"));
+        let mut candidates: Vec<(PathBuf, PathBuf, FileKey)> = self
+            .eager
+            .iter()
+            .map(|(p, key)| (p.clone(), p.clone(), *key))
+            .collect();
+        for f in executable_files(&maps) {
+            if may_hold_tls(&f, exe.as_deref()) {
+                let key = (libc::makedev(f.dev_major, f.dev_minor), f.inode);
+                // Opened through the process's root: right inside containers.
+                let open = root.join(f.path.strip_prefix("/").unwrap_or(&f.path));
+                candidates.push((f.path, open, key));
+            }
+        }
+        let entry = self.procs.entry(tgid).or_insert_with(|| Attached {
+            files: HashSet::new(),
+            links: Vec::new(),
+            visibility: Visibility::default(),
+        });
+        let todo: Vec<_> = candidates
+            .into_iter()
+            .filter(|(_, _, key)| entry.files.insert(*key))
+            .collect();
+        for (shown, open, key) in todo {
+            let offsets = *self.files.entry(key).or_insert_with(|| examine(&open));
+            let attached = self.procs.get_mut(&tgid).expect("inserted above");
+            match offsets {
+                Some(o) if o.usable() => match attach_file(&mut self.ebpf, &o, &open, pid) {
+                    Ok(links) => {
+                        attached.links.extend(links);
+                        log::info!(
+                            "plaintext: pid {tgid}: TLS through {} is visible",
+                            shown.display()
+                        );
+                        attached.visibility.hooked.push(shown);
+                    }
+                    Err((links, e)) => {
+                        attached.links.extend(links);
+                        log::warn!("plaintext: pid {tgid}: {}: {e}", shown.display());
+                    }
+                },
+                _ => attached.visibility.without_symbols.push(shown),
+            }
+        }
+    }
+
+    /// Closes `tgid`'s perf events.
+    pub fn detach_process(&mut self, tgid: u32) {
+        let Some(attached) = self.procs.remove(&tgid) else {
+            return;
+        };
+        for (program, link) in attached.links {
+            if let Ok(p) = uprobe(&mut self.ebpf, program) {
+                let _ = p.detach(link);
+            }
+        }
+    }
+}
+
+/// The TLS functions of the file at `path`; `None` if it cannot be read or
+/// is not ELF (logged once: the cache remembers the answer).
+fn examine(path: &Path) -> Option<TlsOffsets> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            log::debug!("plaintext: cannot read {}: {e}", path.display());
+            return None;
+        }
+    };
+    match find_tls_functions(&bytes) {
+        Ok(o) => Some(o),
+        Err(e) => {
+            log::debug!("plaintext: {} is not readable ELF: {e}", path.display());
+            None
+        }
+    }
+}
+
+type Links = Vec<(&'static str, UProbeLinkId)>;
+
+/// An entry and a return probe at each function the file defines, for
+/// `pid` only. On an error the links made so far come back with it.
+fn attach_file(
+    ebpf: &mut Ebpf,
+    offsets: &TlsOffsets,
+    path: &Path,
+    pid: NonZeroU32,
+) -> Result<Links, (Links, String)> {
+    let mut links = Vec::new();
+    for (i, offset) in offsets.offsets.iter().enumerate() {
+        let Some(offset) = *offset else { continue };
+        for program in [ENTRY_PROGRAMS[i], RETURN_PROGRAM] {
+            let result = uprobe(ebpf, program)
+                .map_err(|e| e.to_string())
+                .and_then(|p| {
+                    p.attach(offset, path, UProbeScope::OneProcess(pid))
+                        .map_err(|e| format!("{program} at {} {offset:#x}: {e}", TLS_FUNCTIONS[i]))
+                });
+            match result {
+                Ok(link) => links.push((program, link)),
+                Err(e) => return Err((links, e)),
+            }
+        }
+    }
+    Ok(links)
+}
+
+fn uprobe<'a>(ebpf: &'a mut Ebpf, program: &'static str) -> Result<&'a mut UProbe, LoadError> {
+    ebpf.program_mut(program)
+        .ok_or(LoadError::MissingProgram { program })?
+        .try_into()
+        .map_err(|source| LoadError::Load { program, source })
+}
+
+/// The enricher's end: never blocks the event pipeline. A full queue
+/// loses the request (logged); the next rescan or exec catches up.
+#[derive(Clone)]
+pub struct TlsRequests(pub SyncSender<TlsRequest>);
+
+impl TlsRequests {
+    pub fn send(&self, request: TlsRequest) {
+        match self.0.try_send(request) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(r)) => log::warn!("plaintext: attach queue full, {r:?} lost"),
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The stream layer: plaintext that agents send and receive over TLS (and,
+//! later, plain sockets), read from its own ring buffer and kept apart from
+//! the process, network and file events. Parsers of LLM API traffic and MCP
+//! tool calls build on what this layer hands on.
+pub mod config;
+pub mod plaintext;
+pub mod reader;

@@ -1,0 +1,155 @@
+//! TLS plaintext of watched processes: uprobes on the TLS library's
+//! `SSL_write`, `SSL_write_ex`, `SSL_read` and `SSL_read_ex` note the
+//! arguments, and one uretprobe on all four copies the bytes the call
+//! moved into `TLS_EVENTS` (its own ring buffer).
+//!
+//! The daemon attaches these per process (a perf event with a pid), so an
+//! unwatched process never hits the breakpoint; the flag test at entry is
+//! a second line for processes that stopped being watched.
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_probe_read_user as read_raw,
+    },
+    macros::{uprobe, uretprobe},
+    programs::{ProbeContext, RetProbeContext},
+};
+use observer_common::*;
+
+use crate::{
+    emit::{count, fill_header, next_seq, process_flags, ring_wakeup, Outcome},
+    maps::{TlsCall, CONFIG, TLS_CALLS, TLS_EVENTS, TLS_SCRATCH},
+};
+
+/// `int SSL_write(SSL *ssl, const void *buf, int num)`.
+#[uprobe]
+pub fn ssl_write(ctx: ProbeContext) -> u32 {
+    enter(&ctx, TLS_OP_WRITE);
+    0
+}
+
+/// `int SSL_write_ex(SSL *s, const void *buf, size_t num, size_t *written)`.
+#[uprobe]
+pub fn ssl_write_ex(ctx: ProbeContext) -> u32 {
+    enter(&ctx, TLS_OP_WRITE_EX);
+    0
+}
+
+/// `int SSL_read(SSL *ssl, void *buf, int num)`.
+#[uprobe]
+pub fn ssl_read(ctx: ProbeContext) -> u32 {
+    enter(&ctx, TLS_OP_READ);
+    0
+}
+
+/// `int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)`.
+#[uprobe]
+pub fn ssl_read_ex(ctx: ProbeContext) -> u32 {
+    enter(&ctx, TLS_OP_READ_EX);
+    0
+}
+
+/// The return of any of the four: the stash says which call it was.
+#[uretprobe]
+pub fn ssl_return(ctx: RetProbeContext) -> u32 {
+    leave(&ctx);
+    0
+}
+
+#[inline(always)]
+fn enter(ctx: &ProbeContext, op: u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let flags = process_flags((pid_tgid >> 32) as u32);
+    if flags & PROCESS_WATCHED == 0 || flags & PROCESS_EXCLUDED != 0 {
+        return;
+    }
+    let ex = op == TLS_OP_WRITE_EX || op == TLS_OP_READ_EX;
+    let call = TlsCall {
+        ssl: ctx.arg::<u64>(0).unwrap_or(0),
+        buf: ctx.arg::<u64>(1).unwrap_or(0),
+        moved: if ex {
+            ctx.arg::<u64>(3).unwrap_or(0)
+        } else {
+            0
+        },
+        op,
+        _pad: 0,
+    };
+    // A full map evicts the oldest entry (a thread that never returned).
+    let _ = TLS_CALLS.insert(pid_tgid, call, 0);
+}
+
+#[inline(always)]
+fn leave(ctx: &RetProbeContext) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out before the entry is removed.
+    let Some(call) = (unsafe { TLS_CALLS.get(pid_tgid) }).copied() else {
+        return;
+    };
+    let _ = TLS_CALLS.remove(pid_tgid);
+    let ret = ctx.ret::<i64>() as i32;
+    let len: u64 = if call.moved != 0 {
+        // The _ex calls return 1 on success and store the count.
+        if ret != 1 {
+            return;
+        }
+        // SAFETY: the helper validates the user pointer.
+        match unsafe { bpf_probe_read_user(call.moved as *const u64) } {
+            Ok(n) => n,
+            Err(_) => {
+                count(EventKind::TlsData, Outcome::ReadError);
+                return;
+            }
+        }
+    } else if ret > 0 {
+        ret as u64
+    } else {
+        // An error or a retry (SSL_ERROR_WANT_READ): nothing moved.
+        return;
+    };
+    if len == 0 {
+        return;
+    }
+    let Some(ev) = TLS_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU scratch, exclusively ours for this invocation.
+    let ev = unsafe { &mut *ev };
+    let bound = CONFIG.load().tls_capture_bytes as u64;
+    let mut captured = if len < bound { len } else { bound };
+    if captured > TLS_DATA_MAX as u64 {
+        captured = TLS_DATA_MAX as u64;
+    }
+    // SAFETY: `captured` <= TLS_DATA_MAX, the size of `data`; the helper
+    // validates the user pointer.
+    let read = unsafe {
+        read_raw(
+            ev.data.as_mut_ptr().cast(),
+            captured as u32,
+            call.buf as *const core::ffi::c_void,
+        )
+    };
+    if read != 0 {
+        count(EventKind::TlsData, Outcome::ReadError);
+        return;
+    }
+    fill_header(&mut ev.header, EventKind::TlsData);
+    ev.header.seq = next_seq();
+    ev.ssl = call.ssl;
+    ev.len = if len > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        len as u32
+    };
+    ev.captured = captured as u32;
+    ev.op = call.op;
+    ev._pad = 0;
+    let size = TLS_DATA_HEADER_LEN + captured as usize;
+    // SAFETY: `size` <= size_of::<TlsDataEvent>(): only the captured bytes
+    // go to the ring, not the whole array.
+    let bytes =
+        unsafe { core::slice::from_raw_parts((ev as *const TlsDataEvent).cast::<u8>(), size) };
+    match TLS_EVENTS.output::<[u8]>(bytes, ring_wakeup(&TLS_EVENTS)) {
+        Ok(()) => count(EventKind::TlsData, Outcome::Emitted),
+        Err(_) => count(EventKind::TlsData, Outcome::RingBufFull),
+    }
+}
