@@ -6,6 +6,7 @@
 //! those bytes, and nothing of the unwatched server.
 // Test code: an unwrap that fails is a test that fails, with its message.
 #![allow(clippy::unwrap_used)]
+mod common;
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -325,5 +326,71 @@ fn python_ex_calls_found_through_maps_and_cut_at_the_bound() {
         chunks.len(),
         sent.len() + received.len(),
         "only the _ex calls fire"
+    );
+}
+
+/// A registered agent that talks TLS 1.5 s after it starts: the daemon's
+/// attach, driven by the agent's exec record, lands well before that.
+const PY_AGENT: &str = r#"#!/usr/bin/python3
+import socket, ssl, sys, time
+ca, port, request = sys.argv[1], int(sys.argv[2]), open(sys.argv[3], "rb").read()
+ctx = ssl.create_default_context(cafile=ca)
+time.sleep(1.5)
+with socket.create_connection(("127.0.0.1", port)) as raw:
+    with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+        s.sendall(request)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+sys.stdout.buffer.write(data)
+"#;
+
+/// observerd with `[plaintext]` on: the registered agent's exec gets its
+/// libssl hooked (logged as visible), and at stop the daemon has taken in
+/// exactly the bytes of the agent's request and answer, nothing of the
+/// unwatched server.
+#[test]
+fn the_daemon_hooks_a_registered_agent_and_takes_in_its_plaintext() {
+    let fx = Fixture::new(ANSWER);
+    let (_server, port) = fx.server();
+    let agent = fx.path("tls-agent.py");
+    common::write_executable(&agent, PY_AGENT);
+    let request =
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}";
+    std::fs::write(fx.path("request"), request).unwrap();
+    let config = format!(
+        "[plaintext]\nenabled = true\n[[agents]]\nid = \"tls-agent\"\nexecutables = [{:?}]\n",
+        agent.display().to_string()
+    );
+    let state = fx.path("daemon");
+    std::fs::create_dir(&state).unwrap();
+    let d = common::Daemon::start_in(common::StateDir::Shared(state), &config);
+    let out = Command::new(&agent)
+        .arg(fx.path("cert.pem"))
+        .arg(port.to_string())
+        .arg(fx.path("request"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, ANSWER);
+    assert_eq!(fx.server_got(), request);
+    let stderr_path = d.stderr.clone();
+    d.stop();
+    let log = std::fs::read_to_string(stderr_path).unwrap();
+    assert!(
+        log.contains("TLS through /usr/lib/x86_64-linux-gnu/libssl.so.3 is visible"),
+        "{log}"
+    );
+    let bytes = request.len() + ANSWER.len();
+    let intake = log
+        .lines()
+        .find(|l| l.contains("plaintext: read "))
+        .unwrap_or_else(|| panic!("no intake line: {log}"));
+    assert!(
+        intake.contains(&format!(" chunks of {bytes} bytes (0 cut short)")),
+        "{intake}"
     );
 }
