@@ -8,11 +8,17 @@ use core::mem::size_of;
 use crate::EventHeader;
 
 /// Most plaintext bytes one event carries: the per-CPU scratch holds one
-/// event, and a per-CPU map value may not exceed 32 KiB;
-/// the daemon's `tls.capture_bytes` picks a smaller bound.
+/// event, and a per-CPU map value may not exceed 32 KiB. A longer call is
+/// sent as several events (pieces), each with its offset in the call.
 pub const TLS_DATA_MAX: usize = 16384;
-/// The default capture bound per call.
-pub const TLS_CAPTURE_DEFAULT: u32 = 16384;
+/// Most pieces one call is sent as: a call's capture bound is at most
+/// `TLS_DATA_MAX * TLS_PIECES_MAX` (256 KiB).
+pub const TLS_PIECES_MAX: u32 = 16;
+/// The largest capture bound per call.
+pub const TLS_CAPTURE_MAX: u32 = TLS_DATA_MAX as u32 * TLS_PIECES_MAX;
+/// The default capture bound per call: a whole LLM API request (a long
+/// conversation is a few hundred KiB; the SDKs send it in one call).
+pub const TLS_CAPTURE_DEFAULT: u32 = TLS_CAPTURE_MAX;
 /// Threads between a TLS call's entry and its return (one entry each).
 pub const TLS_CALL_ENTRIES: u32 = 16384;
 /// Default byte size of `TLS_EVENTS` (the daemon overrides it).
@@ -25,9 +31,10 @@ pub const TLS_OP_WRITE_EX: u32 = 2;
 pub const TLS_OP_READ: u32 = 3;
 pub const TLS_OP_READ_EX: u32 = 4;
 
-/// One successful TLS read or write of a watched process. Written to the
-/// ring buffer as the fixed part ([`TLS_DATA_HEADER_LEN`] bytes) followed by
-/// `captured` bytes of `data`: never the whole array.
+/// One piece of a successful TLS read or write of a watched process.
+/// Written to the ring buffer as the fixed part ([`TLS_DATA_HEADER_LEN`]
+/// bytes) followed by `captured` bytes of `data`: never the whole array.
+/// A call's pieces follow each other in the ring, offsets ascending.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct TlsDataEvent {
@@ -37,12 +44,14 @@ pub struct TlsDataEvent {
     /// Bytes the call moved (its return value, or `*written` /
     /// `*readbytes` of the `_ex` calls).
     pub len: u32,
-    /// Bytes copied to `data`: `min(len, capture bound)`. Less than `len`
-    /// means the capture was cut short.
+    /// Bytes of this piece in `data` (at most `TLS_DATA_MAX`).
     pub captured: u32,
     /// `TLS_OP_*`.
     pub op: u32,
-    pub _pad: u32,
+    /// Where this piece starts in the call's bytes. The call's capture
+    /// ends at `min(len, capture bound)`; less than `len` means it was
+    /// cut short.
+    pub offset: u32,
     pub data: [u8; TLS_DATA_MAX],
 }
 

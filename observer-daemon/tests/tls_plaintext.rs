@@ -39,6 +39,13 @@ s = ctx.wrap_socket(conn, server_side=True)
 req = b""
 while b"\r\n\r\n" not in req:
     req += s.recv(65536)
+head = req.split(b"\r\n\r\n")[0].lower()
+length = 0
+for line in head.split(b"\r\n")[1:]:
+    if line.startswith(b"content-length:"):
+        length = int(line.split(b":")[1])
+while len(req) - len(head) - 4 < length:
+    req += s.recv(65536)
 open(got, "wb").write(req)
 s.sendall(open(answer, "rb").read())
 s.close()
@@ -246,7 +253,7 @@ fn curl_request_and_answer_are_in_the_ring_byte_for_byte() {
     assert!(chunks.iter().all(|c| c.ssl == sent[0].ssl && c.ssl != 0));
     assert!(chunks
         .iter()
-        .all(|c| !c.truncated() && c.len as usize == c.data.len()));
+        .all(|c| c.offset == 0 && c.remaining() == 0 && c.len as usize == c.data.len()));
     assert_eq!(chunks[0].header.comm, "curl");
 }
 
@@ -308,7 +315,7 @@ fn python_ex_calls_found_through_maps_and_cut_at_the_bound() {
     assert_eq!(sent.len(), 1, "{chunks:?}");
     assert_eq!(sent[0].len as usize, request.len());
     assert_eq!(sent[0].data, &request[..16]);
-    assert!(sent[0].truncated());
+    assert_eq!(sent[0].remaining() as usize, request.len() - 16);
     let received: Vec<&Plaintext> = chunks
         .iter()
         .filter(|c| c.call == TlsCall::ReadEx)
@@ -327,6 +334,62 @@ fn python_ex_calls_found_through_maps_and_cut_at_the_bound() {
         sent.len() + received.len(),
         "only the _ex calls fire"
     );
+}
+
+/// A call longer than one record's room (40 000 bytes in one
+/// SSL_write_ex) comes as pieces of 16 KiB, offsets ascending, that join
+/// to exactly what the server received.
+#[test]
+fn a_long_write_comes_in_pieces_that_join_to_the_request() {
+    let fx = Fixture::new(ANSWER);
+    let (_server, port) = fx.server();
+    let mut probes = load(observer_common::TLS_CAPTURE_DEFAULT);
+    let body = "x".repeat(40_000 - 70);
+    let mut request = format!(
+        "POST /v1/responses HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body.as_bytes());
+    std::fs::write(fx.path("request"), &request).unwrap();
+    let child = Command::new("python3")
+        .args(["-c", PY_CLIENT])
+        .arg(fx.path("cert.pem"))
+        .arg(port.to_string())
+        .arg(fx.path("request"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    watch(&mut probes.process_flags, pid);
+    let mut attacher = TlsAttacher::new(
+        probes.ebpf,
+        &[PathBuf::from("/usr/lib/x86_64-linux-gnu/libssl.so.3")],
+    )
+    .unwrap();
+    attacher.attach_process(pid);
+    assert_eq!(release(child), ANSWER);
+    assert_eq!(fx.server_got(), request);
+    let chunks = drain(&mut probes.plaintext);
+    let sent: Vec<&Plaintext> = chunks
+        .iter()
+        .filter(|c| c.call == TlsCall::WriteEx)
+        .collect();
+    let offsets: Vec<(u32, usize, u32)> = sent
+        .iter()
+        .map(|c| (c.offset, c.data.len(), c.len))
+        .collect();
+    let len = request.len() as u32;
+    assert_eq!(
+        offsets,
+        [
+            (0, 16384, len),
+            (16384, 16384, len),
+            (32768, request.len() - 32768, len)
+        ]
+    );
+    assert_eq!(joined(&sent), request);
 }
 
 /// A registered agent that talks TLS 1.5 s after it starts: the daemon's

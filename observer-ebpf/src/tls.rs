@@ -115,41 +115,53 @@ fn leave(ctx: &RetProbeContext) {
     // SAFETY: per-CPU scratch, exclusively ours for this invocation.
     let ev = unsafe { &mut *ev };
     let bound = CONFIG.load().tls_capture_bytes as u64;
-    let mut captured = if len < bound { len } else { bound };
-    if captured > TLS_DATA_MAX as u64 {
-        captured = TLS_DATA_MAX as u64;
-    }
-    // SAFETY: `captured` <= TLS_DATA_MAX, the size of `data`; the helper
-    // validates the user pointer.
-    let read = unsafe {
-        read_raw(
-            ev.data.as_mut_ptr().cast(),
-            captured as u32,
-            call.buf as *const core::ffi::c_void,
-        )
-    };
-    if read != 0 {
-        count(EventKind::TlsData, Outcome::ReadError);
-        return;
-    }
+    let total = if len < bound { len } else { bound };
     fill_header(&mut ev.header, EventKind::TlsData);
-    ev.header.seq = next_seq();
     ev.ssl = call.ssl;
     ev.len = if len > u32::MAX as u64 {
         u32::MAX
     } else {
         len as u32
     };
-    ev.captured = captured as u32;
     ev.op = call.op;
-    ev._pad = 0;
-    let size = TLS_DATA_HEADER_LEN + captured as usize;
-    // SAFETY: `size` <= size_of::<TlsDataEvent>(): only the captured bytes
-    // go to the ring, not the whole array.
-    let bytes =
-        unsafe { core::slice::from_raw_parts((ev as *const TlsDataEvent).cast::<u8>(), size) };
-    match TLS_EVENTS.output::<[u8]>(bytes, ring_wakeup(&TLS_EVENTS)) {
-        Ok(()) => count(EventKind::TlsData, Outcome::Emitted),
-        Err(_) => count(EventKind::TlsData, Outcome::RingBufFull),
+    let mut offset: u64 = 0;
+    for _ in 0..TLS_PIECES_MAX {
+        if offset >= total {
+            break;
+        }
+        let mut piece = total - offset;
+        if piece > TLS_DATA_MAX as u64 {
+            piece = TLS_DATA_MAX as u64;
+        }
+        // SAFETY: `piece` <= TLS_DATA_MAX, the size of `data`; the helper
+        // validates the user pointer.
+        let read = unsafe {
+            read_raw(
+                ev.data.as_mut_ptr().cast(),
+                piece as u32,
+                (call.buf + offset) as *const core::ffi::c_void,
+            )
+        };
+        if read != 0 {
+            count(EventKind::TlsData, Outcome::ReadError);
+            return;
+        }
+        ev.header.seq = next_seq();
+        ev.captured = piece as u32;
+        ev.offset = offset as u32;
+        let size = TLS_DATA_HEADER_LEN + piece as usize;
+        // SAFETY: `size` <= size_of::<TlsDataEvent>(): only this piece's
+        // bytes go to the ring, not the whole array.
+        let bytes =
+            unsafe { core::slice::from_raw_parts((ev as *const TlsDataEvent).cast::<u8>(), size) };
+        match TLS_EVENTS.output::<[u8]>(bytes, ring_wakeup(&TLS_EVENTS)) {
+            Ok(()) => count(EventKind::TlsData, Outcome::Emitted),
+            Err(_) => {
+                // The rest of the call would be a stream with a hole: stop.
+                count(EventKind::TlsData, Outcome::RingBufFull);
+                return;
+            }
+        }
+        offset += piece;
     }
 }

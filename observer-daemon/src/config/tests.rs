@@ -95,7 +95,7 @@ fn plaintext_bounds_name_their_field() {
     let bad = [
         (
             "capture_bytes = 0",
-            "`plaintext.capture_bytes`: 0 is not in 1..=16384",
+            "`plaintext.capture_bytes`: 0 is not in 1..=262144",
         ),
         (
             "capture_bytes = 16385",

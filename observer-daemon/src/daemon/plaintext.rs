@@ -82,6 +82,7 @@ pub fn start_attacher(
 pub struct Intake {
     pub chunks: u64,
     pub bytes: u64,
+    /// Calls the capture bound cut short.
     pub truncated: u64,
 }
 
@@ -103,16 +104,18 @@ pub fn start_reader(
     }
     let (tx, rx) = mpsc::channel(cfg.channel_capacity);
     let reader = tokio::spawn(crate::stream::reader::run(ring, tx, drops, poll, stop));
-    let intake = tokio::spawn(take_in(rx));
+    let intake = tokio::spawn(take_in(rx, cfg.capture_bytes));
     Some((reader, intake))
 }
 
-async fn take_in(mut rx: mpsc::Receiver<Plaintext>) -> Intake {
+async fn take_in(mut rx: mpsc::Receiver<Plaintext>, bound: u32) -> Intake {
     let mut intake = Intake::default();
     while let Some(chunk) = rx.recv().await {
         intake.chunks += 1;
         intake.bytes += chunk.data.len() as u64;
-        intake.truncated += u64::from(chunk.truncated());
+        // The last piece the bound allowed, with bytes of the call after it.
+        let end = chunk.offset as u64 + chunk.data.len() as u64;
+        intake.truncated += u64::from(chunk.remaining() > 0 && end == u64::from(bound));
         log::debug!(
             "plaintext: pid {} ssl {:#x} {} {} bytes (captured {})",
             chunk.header.tgid,

@@ -19,8 +19,10 @@ pub struct PlaintextSection {
     /// Attach uprobes on the TLS library of watched processes and read
     /// what they send and receive. Default false.
     pub enabled: bool,
-    /// Plaintext bytes copied per TLS call (1..=16384); the call's full
-    /// length is recorded too. Default 16384.
+    /// Plaintext bytes copied per TLS call (1..=262144), sent in pieces of
+    /// up to 16 KiB; the call's full length is recorded too. Default
+    /// 262144: a whole LLM API request (the OpenAI SDKs put `model` after
+    /// the conversation, so a cut request loses it).
     pub capture_bytes: u32,
     /// Bytes of the plaintext ring buffer, apart from the event ring
     /// (a power of two >= 4096). Default 8 MiB.
@@ -53,7 +55,7 @@ impl Default for PlaintextSection {
 impl PlaintextSection {
     /// The offending field and why, for `ConfigError::Invalid`.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let max = observer_common::TLS_DATA_MAX as u32;
+        let max = observer_common::TLS_CAPTURE_MAX;
         if self.capture_bytes == 0 || self.capture_bytes > max {
             return Err((
                 "plaintext.capture_bytes",

@@ -52,14 +52,18 @@ pub struct Plaintext {
     pub call: TlsCall,
     /// Bytes the call moved.
     pub len: u32,
-    /// The first `min(len, capture bound)` of them.
+    /// Where `data` starts in them: a call longer than one record's room
+    /// comes as several pieces, offsets ascending.
+    pub offset: u32,
+    /// This piece's bytes.
     pub data: Vec<u8>,
 }
 
 impl Plaintext {
-    /// Less was captured than the call moved.
-    pub fn truncated(&self) -> bool {
-        (self.data.len() as u64) < u64::from(self.len)
+    /// Bytes of the call after this piece (0 for its last byte). If no
+    /// piece follows, the capture bound cut the call short by this much.
+    pub fn remaining(&self) -> u32 {
+        self.len - self.offset - self.data.len() as u32
     }
 }
 
@@ -70,6 +74,7 @@ impl std::fmt::Debug for Plaintext {
             .field("ssl", &format_args!("{:#x}", self.ssl))
             .field("call", &self.call)
             .field("len", &self.len)
+            .field("offset", &self.offset)
             .field("captured", &self.data.len())
             .finish()
     }
@@ -91,7 +96,7 @@ pub fn decode(bytes: &[u8]) -> Result<Plaintext, DecodeError> {
     let at = TLS_DATA_HEADER_LEN - 24;
     let u32_at = |o: usize| u32::from_le_bytes(fixed[at + o..at + o + 4].try_into().expect("4"));
     let ssl = u64::from_le_bytes(fixed[at..at + 8].try_into().expect("8"));
-    let (len, captured, op) = (u32_at(8), u32_at(12), u32_at(16));
+    let (len, captured, op, offset) = (u32_at(8), u32_at(12), u32_at(16), u32_at(20));
     let call = match op {
         TLS_OP_WRITE => TlsCall::Write,
         TLS_OP_WRITE_EX => TlsCall::WriteEx,
@@ -107,12 +112,15 @@ pub fn decode(bytes: &[u8]) -> Result<Plaintext, DecodeError> {
         }
     };
     let rest = &bytes[TLS_DATA_HEADER_LEN..];
-    if captured > len || captured as usize > rest.len() {
+    let room = (len.saturating_sub(offset) as usize)
+        .min(rest.len())
+        .min(observer_common::TLS_DATA_MAX);
+    if offset > len || captured as usize > room {
         return Err(DecodeError::Length {
             kind: kind.name(),
             field: "captured",
             value: captured,
-            max: rest.len().min(len as usize),
+            max: room,
         });
     }
     Ok(Plaintext {
@@ -120,6 +128,7 @@ pub fn decode(bytes: &[u8]) -> Result<Plaintext, DecodeError> {
         ssl,
         call,
         len,
+        offset,
         data: rest[..captured as usize].to_vec(),
     })
 }
@@ -131,6 +140,18 @@ mod tests {
     /// A record laid out by hand, independent of the Rust struct, so the
     /// fixture also pins the ABI the eBPF side writes.
     fn record(kind: u32, ssl: u64, len: u32, captured: u32, op: u32, data: &[u8]) -> Vec<u8> {
+        piece(kind, ssl, len, captured, op, 0, data)
+    }
+
+    fn piece(
+        kind: u32,
+        ssl: u64,
+        len: u32,
+        captured: u32,
+        op: u32,
+        offset: u32,
+        data: &[u8],
+    ) -> Vec<u8> {
         let mut b = Vec::new();
         b.extend_from_slice(&kind.to_le_bytes());
         b.extend_from_slice(&1u32.to_le_bytes()); // cpu
@@ -148,7 +169,7 @@ mod tests {
         b.extend_from_slice(&len.to_le_bytes());
         b.extend_from_slice(&captured.to_le_bytes());
         b.extend_from_slice(&op.to_le_bytes());
-        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&offset.to_le_bytes());
         assert_eq!(b.len(), TLS_DATA_HEADER_LEN);
         b.extend_from_slice(data);
         b
@@ -179,16 +200,27 @@ mod tests {
         assert_eq!(p.call, TlsCall::Write);
         assert_eq!(p.call.direction(), Direction::Sent);
         assert_eq!(p.data, body);
-        assert!(!p.truncated());
+        assert_eq!((p.offset, p.remaining()), (0, 0));
     }
 
     #[test]
-    fn a_cut_capture_keeps_the_full_length() {
+    fn a_piece_knows_its_place_in_the_call() {
         let p = decode(&record(TLS_DATA, 1, 100_000, 4, TLS_OP_READ_EX, b"HTTP")).unwrap();
         assert_eq!(p.call, TlsCall::ReadEx);
         assert_eq!(p.call.direction(), Direction::Received);
         assert_eq!((p.len, p.data.as_slice()), (100_000, &b"HTTP"[..]));
-        assert!(p.truncated());
+        assert_eq!(p.remaining(), 99_996);
+        let last = decode(&piece(
+            TLS_DATA,
+            1,
+            100_000,
+            4,
+            TLS_OP_READ_EX,
+            99_996,
+            b"1.1 ",
+        ))
+        .unwrap();
+        assert_eq!((last.offset, last.remaining()), (99_996, 0));
     }
 
     #[test]
@@ -209,6 +241,11 @@ mod tests {
         // More captured than the call moved.
         let over = record(TLS_DATA, 1, 2, 3, TLS_OP_WRITE, b"abc");
         assert_eq!(decode(&over).unwrap_err().reason(), "decode_bad_length");
+        // A piece past the call's end.
+        let past = piece(TLS_DATA, 1, 10, 3, TLS_OP_WRITE, 8, b"abc");
+        assert_eq!(decode(&past).unwrap_err().reason(), "decode_bad_length");
+        let beyond = piece(TLS_DATA, 1, 10, 3, TLS_OP_WRITE, 11, b"abc");
+        assert_eq!(decode(&beyond).unwrap_err().reason(), "decode_bad_length");
         // An op no probe writes.
         let op = record(TLS_DATA, 1, 3, 3, 9, b"abc");
         assert_eq!(decode(&op).unwrap_err().reason(), "decode_bad_length");
