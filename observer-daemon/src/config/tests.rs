@@ -98,8 +98,8 @@ fn plaintext_bounds_name_their_field() {
             "`plaintext.capture_bytes`: 0 is not in 1..=262144",
         ),
         (
-            "capture_bytes = 16385",
-            "`plaintext.capture_bytes`: 16385 is not in 1..=16384",
+            "capture_bytes = 262145",
+            "`plaintext.capture_bytes`: 262145 is not in 1..=262144",
         ),
         (
             "ring_buffer_bytes = 10000",
