@@ -3,5 +3,10 @@
 //! the process, network and file events. Parsers of LLM API traffic and MCP
 //! tool calls build on what this layer hands on.
 pub mod config;
+pub mod connection;
+pub mod content;
+pub mod http1;
+pub mod llm;
 pub mod plaintext;
 pub mod reader;
+pub mod sse;

@@ -1,0 +1,277 @@
+//! A watched process's TLS connections, keyed by (tgid, SSL pointer):
+//! each direction's pieces joined into a byte stream (capture gaps
+//! noted), parsed as HTTP/1.1, and requests paired with their responses
+//! in order. An HTTP/2 connection is recognised by its preface and
+//! reported once, unparsed, never skipped in silence.
+use std::collections::{HashMap, VecDeque};
+
+use crate::{
+    event::Header,
+    stream::{
+        http1::{Message, Parser, Side},
+        plaintext::{Direction, Plaintext},
+    },
+};
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A request and what answered it.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// The process and thread that sent the request (its first piece).
+    pub header: Header,
+    pub ssl: u64,
+    pub request: Message,
+    /// None when the connection ended or went idle before an answer.
+    pub response: Option<Message>,
+}
+
+/// What a connection turned out to carry.
+#[derive(Debug, Clone)]
+pub enum Finished {
+    Exchange(Box<Exchange>),
+    /// An HTTP/2 connection: seen, not parsed.
+    Http2 {
+        header: Header,
+        ssl: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    Unknown,
+    Http1,
+    Http2,
+    /// Neither: not followed.
+    Other,
+}
+
+struct Conn {
+    proto: Proto,
+    requests: Parser,
+    responses: Parser,
+    /// Requests parsed, waiting for their responses, with their sender.
+    waiting: VecDeque<(Header, Message)>,
+    /// The header of the piece that began the request being parsed.
+    request_header: Option<Header>,
+    /// Per direction: where the next piece of the current call should
+    /// start, and the bytes of that call still owed.
+    next: [(u32, u32); 2],
+    last_ns: u64,
+}
+
+/// Limits of the connection table.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Body bytes kept per message for parsing.
+    pub body_cap: usize,
+    /// Connections followed at once; past it the idlest is closed.
+    pub max_connections: usize,
+}
+
+#[derive(Default)]
+pub struct Connections {
+    conns: HashMap<(u32, u64), Conn>,
+    limits: Option<Limits>,
+    /// Connections that were not HTTP (counted, not followed).
+    pub not_http: u64,
+    /// Streams given up after a parse error or a gap outside a body.
+    pub abandoned: u64,
+}
+
+impl Connections {
+    pub fn new(limits: Limits) -> Connections {
+        Connections {
+            limits: Some(limits),
+            ..Default::default()
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        self.limits.unwrap_or(Limits {
+            body_cap: 4 << 20,
+            max_connections: 4096,
+        })
+    }
+
+    /// Takes one piece; returns what it finished.
+    pub fn push(&mut self, piece: Plaintext) -> Vec<Finished> {
+        let limits = self.limits();
+        let key = (piece.header.tgid, piece.ssl);
+        let mut out = Vec::new();
+        if !self.conns.contains_key(&key) && self.conns.len() >= limits.max_connections {
+            if let Some(idlest) = self
+                .conns
+                .iter()
+                .min_by_key(|(_, c)| c.last_ns)
+                .map(|(k, _)| *k)
+            {
+                out.extend(self.close(idlest));
+            }
+        }
+        let conn = self.conns.entry(key).or_insert_with(|| Conn {
+            proto: Proto::Unknown,
+            requests: Parser::new(Side::Request, limits.body_cap),
+            responses: Parser::new(Side::Response, limits.body_cap),
+            waiting: VecDeque::new(),
+            request_header: None,
+            next: [(0, 0); 2],
+            last_ns: 0,
+        });
+        conn.last_ns = piece.header.boot_ns;
+        let dir = piece.call.direction();
+        let slot = &mut conn.next[dir as usize];
+        // A call that began while the last one still owed bytes, or a piece
+        // not where the last one ended: the capture has a hole.
+        let missed = if piece.offset == 0 {
+            slot.1
+        } else {
+            piece.offset.saturating_sub(slot.0)
+        };
+        *slot = (piece.offset + piece.data.len() as u32, piece.remaining());
+        if conn.proto == Proto::Unknown {
+            if dir == Direction::Received {
+                // The server spoke first: not a protocol we follow.
+                conn.proto = Proto::Other;
+            } else if piece.data.starts_with(H2_PREFACE) || H2_PREFACE.starts_with(&piece.data) {
+                conn.proto = Proto::Http2;
+                out.push(Finished::Http2 {
+                    header: piece.header.clone(),
+                    ssl: piece.ssl,
+                });
+            } else if looks_like_request(&piece.data) {
+                conn.proto = Proto::Http1;
+            } else {
+                conn.proto = Proto::Other;
+                self.not_http += 1;
+            }
+        }
+        if conn.proto != Proto::Http1 {
+            return out;
+        }
+        let at = piece.header.boot_ns;
+        match dir {
+            Direction::Sent => {
+                if missed > 0 {
+                    conn.requests.gap(u64::from(missed));
+                }
+                if conn.request_header.is_none() {
+                    conn.request_header = Some(piece.header.clone());
+                }
+                for m in conn.requests.push(&piece.data, at) {
+                    // The first completes the request this header began; a
+                    // later one in the same piece began in this piece.
+                    let header = conn
+                        .request_header
+                        .take()
+                        .unwrap_or_else(|| piece.header.clone());
+                    conn.responses
+                        .head_requests
+                        .push_back(m.head.method == "HEAD");
+                    conn.waiting.push_back((header, m));
+                }
+                if !conn.requests.idle() && conn.request_header.is_none() {
+                    conn.request_header = Some(piece.header.clone());
+                }
+            }
+            Direction::Received => {
+                if missed > 0 {
+                    conn.responses.gap(u64::from(missed));
+                }
+                for m in conn.responses.push(&piece.data, at) {
+                    if let Some((header, request)) = conn.waiting.pop_front() {
+                        out.push(Finished::Exchange(Box::new(Exchange {
+                            header,
+                            ssl: piece.ssl,
+                            request,
+                            response: Some(m),
+                        })));
+                    }
+                }
+            }
+        }
+        if conn.requests.failed().is_some() || conn.responses.failed().is_some() {
+            self.abandoned += 1;
+            out.extend(self.close(key));
+        }
+        out
+    }
+
+    /// Closes connections idle since before `before_ns`: a response that
+    /// runs to the close ends, requests still waiting go out unanswered.
+    pub fn expire(&mut self, before_ns: u64) -> Vec<Finished> {
+        let idle: Vec<_> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.last_ns < before_ns)
+            .map(|(k, _)| *k)
+            .collect();
+        idle.into_iter().flat_map(|k| self.close(k)).collect()
+    }
+
+    /// Closes every connection of `tgid` (it exited).
+    pub fn exited(&mut self, tgid: u32) -> Vec<Finished> {
+        let keys: Vec<_> = self.conns.keys().filter(|k| k.0 == tgid).copied().collect();
+        keys.into_iter().flat_map(|k| self.close(k)).collect()
+    }
+
+    /// Closes everything (the daemon stops).
+    pub fn close_all(&mut self) -> Vec<Finished> {
+        let keys: Vec<_> = self.conns.keys().copied().collect();
+        keys.into_iter().flat_map(|k| self.close(k)).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    fn close(&mut self, key: (u32, u64)) -> Vec<Finished> {
+        let Some(mut conn) = self.conns.remove(&key) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut last = conn.responses.finish();
+        // An unfinished request is still a request that was made.
+        if let Some(m) = conn.requests.finish() {
+            let header = conn.request_header.take();
+            if let Some(h) = header {
+                conn.waiting.push_back((h, m));
+            }
+        }
+        for (header, request) in conn.waiting.drain(..) {
+            out.push(Finished::Exchange(Box::new(Exchange {
+                header,
+                ssl: key.1,
+                request,
+                response: last.take(),
+            })));
+        }
+        out
+    }
+}
+
+/// An HTTP/1.x method and a space: the start of a request line.
+fn looks_like_request(data: &[u8]) -> bool {
+    const METHODS: [&[u8]; 9] = [
+        b"GET ",
+        b"POST ",
+        b"PUT ",
+        b"PATCH ",
+        b"DELETE ",
+        b"HEAD ",
+        b"OPTIONS ",
+        b"CONNECT ",
+        b"TRACE ",
+    ];
+    METHODS
+        .iter()
+        .any(|m| data.starts_with(m) || (data.len() < m.len() && m.starts_with(data)))
+}
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;

@@ -1,0 +1,156 @@
+//! Tests of [`super`]: pieces as the plaintext ring delivers them.
+use observer_common::EventKind;
+
+use super::*;
+use crate::stream::plaintext::TlsCall;
+
+fn header(tgid: u32, ns: u64) -> Header {
+    Header {
+        kind: EventKind::TlsData,
+        cpu: 0,
+        seq: ns,
+        boot_ns: ns,
+        tgid,
+        tid: tgid + 1,
+        uid: 0,
+        gid: 0,
+        cgroup_id: 1,
+        comm: "agent".into(),
+    }
+}
+
+/// One call's bytes as a single piece.
+fn call(tgid: u32, ssl: u64, ns: u64, call: TlsCall, data: &[u8]) -> Plaintext {
+    Plaintext {
+        header: header(tgid, ns),
+        ssl,
+        call,
+        len: data.len() as u32,
+        offset: 0,
+        data: data.to_vec(),
+    }
+}
+
+const REQ: &[u8] =
+    b"POST /v1/messages HTTP/1.1\r\nHost: api.anthropic.com\r\nContent-Length: 2\r\n\r\n{}";
+const RES: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4\r\n\r\nnull";
+
+fn exchanges(out: Vec<Finished>) -> Vec<Exchange> {
+    out.into_iter()
+        .filter_map(|f| match f {
+            Finished::Exchange(e) => Some(*e),
+            Finished::Http2 { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn request_and_response_pair_in_order_per_connection() {
+    let mut c = Connections::default();
+    assert!(c
+        .push(call(10, 0xa, 1, TlsCall::Write, &REQ[..20]))
+        .is_empty());
+    assert!(c
+        .push(call(10, 0xa, 2, TlsCall::Write, &REQ[20..]))
+        .is_empty());
+    // Another connection of the same process in between.
+    assert!(c.push(call(10, 0xb, 3, TlsCall::Write, REQ)).is_empty());
+    let done = exchanges(c.push(call(10, 0xa, 4, TlsCall::Read, RES)));
+    assert_eq!(done.len(), 1);
+    let e = &done[0];
+    assert_eq!((e.ssl, e.header.boot_ns, e.header.tid), (0xa, 1, 11));
+    assert_eq!(e.request.body, b"{}");
+    let r = e.response.as_ref().unwrap();
+    assert_eq!(
+        (r.head.status, r.body.as_slice(), r.last_ns),
+        (200, &b"null"[..], 4)
+    );
+    assert_eq!(c.len(), 2);
+    // The other one goes out unanswered when its process exits.
+    let left = exchanges(c.exited(10));
+    assert_eq!(left.len(), 1);
+    assert_eq!((left[0].ssl, left[0].response.is_none()), (0xb, true));
+    assert!(c.is_empty());
+}
+
+#[test]
+fn a_response_that_runs_to_the_close_ends_when_the_connection_idles() {
+    let mut c = Connections::default();
+    c.push(call(7, 1, 10, TlsCall::WriteEx, REQ));
+    assert!(c
+        .push(call(
+            7,
+            1,
+            20,
+            TlsCall::ReadEx,
+            b"HTTP/1.0 200 OK\r\n\r\nstreamed until close"
+        ))
+        .is_empty());
+    assert!(c.expire(15).is_empty(), "active after 15");
+    let done = exchanges(c.expire(21));
+    assert_eq!(
+        done[0].response.as_ref().unwrap().body,
+        b"streamed until close"
+    );
+    assert!(done[0].response.as_ref().unwrap().complete);
+}
+
+#[test]
+fn http2_is_reported_once_and_other_protocols_are_left_alone() {
+    let mut c = Connections::default();
+    let out = c.push(call(
+        5,
+        9,
+        1,
+        TlsCall::Write,
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04",
+    ));
+    assert!(matches!(&out[..], [Finished::Http2 { ssl: 9, .. }]));
+    assert!(c
+        .push(call(5, 9, 2, TlsCall::Write, b"\x00\x00\x08\x06"))
+        .is_empty());
+    assert!(c
+        .push(call(5, 3, 3, TlsCall::Write, b"\x05\x01\x00 binary"))
+        .is_empty());
+    assert_eq!(c.not_http, 1);
+}
+
+/// The bound cut a request's body: the pieces say how much was missed, the
+/// request is marked incomplete and the next one parses.
+#[test]
+fn a_capture_gap_inside_a_body_is_skipped() {
+    let mut c = Connections::default();
+    let body = vec![b'x'; 100];
+    let mut req =
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n".to_vec();
+    req.extend_from_slice(&body);
+    let cut = req.len() - 60;
+    let mut first = call(3, 4, 1, TlsCall::Write, &req[..cut]);
+    first.len = req.len() as u32;
+    c.push(first);
+    c.push(call(3, 4, 2, TlsCall::Write, REQ));
+    let mut res = RES.to_vec();
+    res.extend_from_slice(RES);
+    let done = exchanges(c.push(call(3, 4, 3, TlsCall::Read, &res)));
+    assert_eq!(done.len(), 2);
+    assert_eq!(
+        (done[0].request.body_len, done[0].request.complete),
+        (40, false)
+    );
+    assert!(done[1].request.complete);
+}
+
+#[test]
+fn the_idlest_connection_closes_when_the_table_is_full() {
+    let mut c = Connections::new(Limits {
+        body_cap: 1024,
+        max_connections: 2,
+    });
+    c.push(call(1, 1, 1, TlsCall::Write, REQ));
+    c.push(call(1, 2, 2, TlsCall::Write, REQ));
+    let out = exchanges(c.push(call(1, 3, 3, TlsCall::Write, REQ)));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].ssl, 1);
+    assert_eq!(c.len(), 2);
+}
