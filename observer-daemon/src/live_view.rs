@@ -271,6 +271,7 @@ fn action_of(event: &str) -> String {
         "connect" | "accept" | "bind" | "listen" => format!("network.{event}"),
         "file_open" => "file.open".into(),
         "dns_answer" => "dns.resolve".into(),
+        "llm_request" => "llm.request".into(),
         other => other.into(),
     }
 }

@@ -93,6 +93,8 @@ pub enum Detail {
     FileOpen(OpenDetail),
     /// A DNS answer the process received (event `dns_answer`).
     DnsAnswer(DnsAnswerDetail),
+    /// An LLM API call the process made (event `llm_request`).
+    LlmRequest(Box<crate::stream::llm::call::LlmRequestDetail>),
 }
 
 /// A DNS response received by a socket of the process (docs/names.md).

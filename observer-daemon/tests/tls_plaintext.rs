@@ -412,36 +412,92 @@ sys.stdout.buffer.write(data)
 "#;
 
 /// observerd with `[plaintext]` on: the registered agent's exec gets its
-/// libssl hooked (logged as visible), and at stop the daemon has taken in
-/// exactly the bytes of the agent's request and answer, nothing of the
-/// unwatched server.
+/// libssl hooked (logged as visible); its request and the answer become
+/// one `llm_request` record and one signed `llm.request` receipt on the
+/// agent's chain, with digests of the exact bodies; the API key it sent is
+/// nowhere: not in the records, not in the store.
 #[test]
-fn the_daemon_hooks_a_registered_agent_and_takes_in_its_plaintext() {
+fn the_daemon_turns_a_registered_agents_call_into_an_llm_request_receipt() {
     let fx = Fixture::new(ANSWER);
     let (_server, port) = fx.server();
     let agent = fx.path("tls-agent.py");
     common::write_executable(&agent, PY_AGENT);
-    let request =
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}";
-    std::fs::write(fx.path("request"), request).unwrap();
+    let key = format!("sk-observer-test-{}", std::process::id());
+    let body = br#"{"messages":[{"role":"user","content":"hi"}],"model":"gpt-4o-mini","tools":[{"type":"function","function":{"name":"get_weather"}}]}"#;
+    let mut request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    std::fs::write(fx.path("request"), &request).unwrap();
     let config = format!(
         "[plaintext]\nenabled = true\n[[agents]]\nid = \"tls-agent\"\nexecutables = [{:?}]\n",
         agent.display().to_string()
     );
     let state = fx.path("daemon");
     std::fs::create_dir(&state).unwrap();
-    let d = common::Daemon::start_in(common::StateDir::Shared(state), &config);
-    let out = Command::new(&agent)
+    let mut d = common::Daemon::start_in(common::StateDir::Shared(state.clone()), &config);
+    let child = Command::new(&agent)
         .arg(fx.path("cert.pem"))
         .arg(port.to_string())
         .arg(fx.path("request"))
-        .output()
+        .stdout(Stdio::piped())
+        .spawn()
         .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert_eq!(out.stdout, ANSWER);
     assert_eq!(fx.server_got(), request);
+    let record = d.wait_for(|r| common::is_event(r, "llm_request") && r["process"]["pid"] == pid);
+    let db = d.store();
+    let seed = d.master_seed();
     let stderr_path = d.stderr.clone();
+    let events_path = d.events.clone();
     d.stop();
+
+    let call = &record["llm_request"];
+    assert_eq!(record["process"]["agent"], "tls-agent");
+    assert_eq!(call["provider"], "openai_compatible");
+    assert_eq!(call["api"], "chat.completions");
+    assert_eq!(call["host"], format!("127.0.0.1:{port}"));
+    assert_eq!(
+        (call["method"].as_str(), call["path"].as_str()),
+        (Some("POST"), Some("/v1/chat/completions"))
+    );
+    assert_eq!(call["model_requested"], "gpt-4o-mini");
+    assert_eq!(call["model_answered"], "observer-test-model");
+    assert_eq!(call["status"], 200);
+    assert_eq!(call["stream"], false);
+    assert_eq!(call["tools_offered"], serde_json::json!(["get_weather"]));
+    let answer_body = &ANSWER[ANSWER.len() - 40..];
+    assert_eq!(call["request_body"]["sha256"], sha256(body));
+    assert_eq!(call["request_body"]["bytes"], body.len());
+    assert_eq!(call["response_body"]["sha256"], sha256(answer_body));
+    assert_eq!(call["response_body"]["complete"], true);
+
+    let receipts = common::stored_receipts_of(&db, "llm.request");
+    assert_eq!(receipts.len(), 1);
+    assert_eq!(receipts[0].payload["agent_id"], "tls-agent");
+    assert!(
+        receipts[0].chain.ends_with("/agent/tls-agent"),
+        "{}",
+        receipts[0].chain
+    );
+    let context = receipts[0].context.as_ref().unwrap();
+    assert_eq!(context["llm_request"], *call);
+    let report = common::verify_store(&db, &seed, vec![]);
+    assert!(report.ok(), "{:#?}", report.failures);
+
+    for file in [&db, &events_path, &stderr_path] {
+        let bytes = std::fs::read(file).unwrap();
+        assert!(
+            !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
+            "the API key is in {}",
+            file.display()
+        );
+    }
     let log = std::fs::read_to_string(stderr_path).unwrap();
     assert!(
         log.contains("TLS through /usr/lib/x86_64-linux-gnu/libssl.so.3 is visible"),
@@ -453,7 +509,14 @@ fn the_daemon_hooks_a_registered_agent_and_takes_in_its_plaintext() {
         .find(|l| l.contains("plaintext: read "))
         .unwrap_or_else(|| panic!("no intake line: {log}"));
     assert!(
-        intake.contains(&format!(" chunks of {bytes} bytes (0 cut short)")),
+        intake.contains(&format!(
+            " chunks of {bytes} bytes (0 cut short); 1 HTTP requests, 1 LLM API calls"
+        )),
         "{intake}"
     );
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }

@@ -23,6 +23,7 @@ pub const ACTION_TYPES: &[&str] = &[
     "network.accept",
     "file.open",
     "dns.resolve",
+    "llm.request",
     "shadow_ai.finding",
     "observer.start",
     "observer.stop",

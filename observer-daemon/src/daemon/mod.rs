@@ -247,6 +247,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let plaintext_reader = plaintext::start_reader(
         &cfg.plaintext,
         plaintext_ring,
+        tx.clone(),
         drops.clone(),
         Duration::from_millis(cfg.kernel.poll_interval_ms),
         stop_rx.clone(),
@@ -327,10 +328,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let chunks = ring.await??;
         let intake = intake.await?;
         log::info!(
-            "plaintext: read {chunks} records, took in {} chunks of {} bytes ({} cut short)",
+            "plaintext: read {chunks} records, took in {} chunks of {} bytes ({} cut short); {} HTTP requests, {} LLM API calls, {} HTTP/2 connections",
             intake.chunks,
             intake.bytes,
-            intake.truncated
+            intake.truncated,
+            intake.exchanges,
+            intake.llm_calls,
+            intake.http2
         );
     }
     ticker.await?;

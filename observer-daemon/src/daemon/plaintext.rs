@@ -1,6 +1,6 @@
 //! The daemon's plaintext side: the attacher thread that owns the eBPF
-//! object and hooks watched processes' TLS libraries, and the reader of
-//! the plaintext ring. Off (`[plaintext] enabled = false`), the object
+//! object and hooks watched processes' TLS libraries, the reader of the
+//! plaintext ring, and the stream layer that turns it into LLM API calls. Off (`[plaintext] enabled = false`), the object
 //! stays with the run loop and the ring takes one page.
 use std::{
     sync::{mpsc::sync_channel, Arc},
@@ -15,10 +15,22 @@ use aya::{
 };
 use tokio::sync::{mpsc, watch};
 
+use observer_common::EventKind;
+
 use crate::{
+    format::BootClock,
     kernel::tls_attach::{TlsAttacher, TlsRequest, TlsRequests},
-    pipeline::reader::UserDrops,
-    stream::{config::PlaintextSection, plaintext::Plaintext},
+    pipeline::{
+        inbox::{Msg, StreamRecord},
+        reader::UserDrops,
+    },
+    record::Detail,
+    stream::{
+        config::PlaintextSection,
+        connection::{Connections, Finished, Limits},
+        llm::call::llm_call,
+        plaintext::Plaintext,
+    },
 };
 
 /// Attach requests waiting for the attacher thread.
@@ -77,21 +89,31 @@ pub fn start_attacher(
     ))
 }
 
-/// What the stream layer has taken in so far (reported at stop).
+/// What the stream layer did this run (reported at stop).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Intake {
     pub chunks: u64,
     pub bytes: u64,
     /// Calls the capture bound cut short.
     pub truncated: u64,
+    /// HTTP requests seen (with their answers or not).
+    pub exchanges: u64,
+    /// Of them, LLM API calls (each an `llm_request` record).
+    pub llm_calls: u64,
+    /// HTTP/2 connections (recognised, not parsed).
+    pub http2: u64,
 }
 
-/// Reads the plaintext ring until `stop`, and takes in its chunks. The
-/// parsers of LLM API and MCP traffic are not built yet: chunks are
-/// counted and logged at debug level without their bytes.
+/// How long a connection may stay silent before its open messages end.
+const IDLE: Duration = Duration::from_secs(30);
+
+/// Reads the plaintext ring until `stop`, and runs the stream layer on it:
+/// connections, HTTP/1.1, LLM API calls, each sent to the writer as an
+/// `llm_request` record of the calling process.
 pub fn start_reader(
     cfg: &PlaintextSection,
     ring: RingBuf<MapData>,
+    writer: mpsc::Sender<Msg>,
     drops: Arc<UserDrops>,
     poll: Duration,
     stop: watch::Receiver<bool>,
@@ -103,27 +125,91 @@ pub fn start_reader(
         return None;
     }
     let (tx, rx) = mpsc::channel(cfg.channel_capacity);
-    let reader = tokio::spawn(crate::stream::reader::run(ring, tx, drops, poll, stop));
-    let intake = tokio::spawn(take_in(rx, cfg.capture_bytes));
+    let reader = tokio::spawn(crate::stream::reader::run(
+        ring,
+        tx,
+        drops.clone(),
+        poll,
+        stop,
+    ));
+    let limits = Limits {
+        body_cap: cfg.capture_bytes as usize,
+        max_connections: 4096,
+    };
+    let intake = tokio::spawn(take_in(rx, writer, drops, cfg.capture_bytes, limits));
     Some((reader, intake))
 }
 
-async fn take_in(mut rx: mpsc::Receiver<Plaintext>, bound: u32) -> Intake {
+async fn take_in(
+    mut rx: mpsc::Receiver<Plaintext>,
+    writer: mpsc::Sender<Msg>,
+    drops: Arc<UserDrops>,
+    bound: u32,
+    limits: Limits,
+) -> Intake {
     let mut intake = Intake::default();
-    while let Some(chunk) = rx.recv().await {
-        intake.chunks += 1;
-        intake.bytes += chunk.data.len() as u64;
-        // The last piece the bound allowed, with bytes of the call after it.
-        let end = chunk.offset as u64 + chunk.data.len() as u64;
-        intake.truncated += u64::from(chunk.remaining() > 0 && end == u64::from(bound));
-        log::debug!(
-            "plaintext: pid {} ssl {:#x} {} {} bytes (captured {})",
-            chunk.header.tgid,
-            chunk.ssl,
-            chunk.call.name(),
-            chunk.len,
-            chunk.data.len()
-        );
+    let mut conns = Connections::new(limits);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        let finished = tokio::select! {
+            chunk = rx.recv() => match chunk {
+                Some(chunk) => {
+                    intake.chunks += 1;
+                    intake.bytes += chunk.data.len() as u64;
+                    // The last piece the bound allowed, with bytes after it.
+                    let end = chunk.offset as u64 + chunk.data.len() as u64;
+                    intake.truncated += u64::from(chunk.remaining() > 0 && end == u64::from(bound));
+                    conns.push(chunk)
+                }
+                None => {
+                    let last = conns.close_all();
+                    send(last, &writer, &drops, &mut intake);
+                    return intake;
+                }
+            },
+            _ = tick.tick() => {
+                let idle = IDLE.as_nanos() as u64;
+                conns.expire(BootClock::boot_ns_now().saturating_sub(idle))
+            }
+        };
+        send(finished, &writer, &drops, &mut intake);
     }
-    intake
+}
+
+/// Hands LLM API calls to the writer without waiting: a full inbox loses
+/// the record, counted as `channel_full:tls_data`.
+fn send(
+    finished: Vec<Finished>,
+    writer: &mpsc::Sender<Msg>,
+    drops: &UserDrops,
+    intake: &mut Intake,
+) {
+    for f in finished {
+        let ex = match f {
+            Finished::Exchange(ex) => ex,
+            Finished::Http2 { header, ssl } => {
+                intake.http2 += 1;
+                log::info!(
+                    "plaintext: pid {} ({}) opened an HTTP/2 connection (ssl {ssl:#x}): not parsed",
+                    header.tgid,
+                    header.comm
+                );
+                continue;
+            }
+        };
+        intake.exchanges += 1;
+        let Some(detail) = llm_call(&ex) else {
+            continue;
+        };
+        intake.llm_calls += 1;
+        let record = StreamRecord {
+            header: ex.header,
+            event: "llm_request",
+            detail: Detail::LlmRequest(Box::new(detail)),
+        };
+        if writer.try_send(Msg::Stream(record)).is_err() {
+            drops.count_channel_full(EventKind::TlsData);
+        }
+    }
 }

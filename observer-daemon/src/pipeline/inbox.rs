@@ -7,15 +7,19 @@ use tokio::sync::oneshot;
 
 use crate::{
     enrich::process_table::ProcessTable,
-    event::Event,
+    event::{Event, Header},
     policy::{Policy, PolicyUpdate},
     receipt::{chain::Rotation, keys::MasterSeed, merkle::Hash},
-    record::Record,
+    record::{Detail, Record},
 };
 
 /// What flows from the reader and the control tasks to the writer.
 pub enum Msg {
     Event(Event),
+    /// What the stream layer made of a watched process's plaintext (an
+    /// LLM API call): enriched and attributed like a kernel event of the
+    /// process in `header`.
+    Stream(StreamRecord),
     Record(Record),
     /// Time passes: lets the writer stage close time windows (folded file
     /// opens) while no events arrive.
@@ -61,4 +65,11 @@ pub struct RotateRequest {
     pub reason: Option<String>,
     #[allow(clippy::type_complexity)]
     pub reply: oneshot::Sender<Result<(Rotation, oneshot::Receiver<Hash>), String>>,
+}
+
+/// A record of the stream layer for the writer.
+pub struct StreamRecord {
+    pub header: Header,
+    pub event: &'static str,
+    pub detail: Detail,
 }

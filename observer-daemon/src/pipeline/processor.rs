@@ -128,6 +128,10 @@ impl Processor {
                 }
                 return self.write_events(ready);
             }
+            Msg::Stream(s) => {
+                let ev = self.enricher.enrich_with(&s.header, s.event, s.detail);
+                return self.write_events(vec![ev]);
+            }
             Msg::Policy(update) => {
                 self.on_policy(update);
                 return self.submit();

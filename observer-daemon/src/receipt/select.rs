@@ -175,6 +175,7 @@ pub fn draft_for(ev: &EnrichedEvent, unix_ns: u64, agent_id: String) -> Option<D
         Detail::Accept(_) => "network.accept",
         Detail::FileOpen(_) => "file.open",
         Detail::DnsAnswer(_) => "dns.resolve",
+        Detail::LlmRequest(_) => "llm.request",
         Detail::Fork(_) | Detail::Bind(_) => return None,
     };
     let mut context = match serde_json::to_value(ev) {

@@ -50,6 +50,8 @@ pub fn class_of(action_type: &str) -> (u32, u32, u32, &'static str, &'static str
         "network.listen" => (4001, 4, 7, "Network Activity", "Listen"),
         "file.open" => (1001, 1, 14, "File System Activity", "Open"),
         "dns.resolve" => (4003, 4, 2, "DNS Activity", "Response"),
+        // The LLM APIs are called with POST.
+        "llm.request" => (4002, 4, 6, "HTTP Activity", "Post"),
         "shadow_ai.finding" => (2004, 2, 1, "Detection Finding", "Create"),
         _ => BASE_EVENT,
     }

@@ -2,6 +2,7 @@
 //! the request asked and the answer said (model, usage, finish reason,
 //! tools), from the bodies the HTTP layer assembled.
 pub mod answer;
+pub mod call;
 pub mod endpoint;
 pub mod request;
 

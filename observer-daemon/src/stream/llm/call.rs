@@ -1,0 +1,147 @@
+//! One LLM API call as observer records it (`llm_request` events, the
+//! `llm.request` receipt): what was asked and answered, digests of the
+//! exact bodies, and never the content, a header or a key.
+use serde::Serialize;
+
+use crate::stream::{
+    connection::Exchange,
+    content,
+    http1::Message,
+    llm::{answer::answered, endpoint::identify, request::asked, Usage},
+};
+
+/// Bytes of a body decoded for parsing at most (a decoded answer is
+/// larger than what came over the wire).
+const DECODED_MAX: usize = 16 << 20;
+
+/// A body as it went over the connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BodyDigest {
+    /// `sha256:<hex>` of the body as sent (chunk framing removed, content
+    /// coding kept).
+    pub sha256: String,
+    pub bytes: u64,
+    /// Every byte was seen.
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LlmRequestDetail {
+    pub provider: &'static str,
+    pub api: &'static str,
+    /// The Host header.
+    pub host: String,
+    pub method: String,
+    /// Path and query; query values that may be keys are `[REDACTED]`.
+    pub path: String,
+    pub model_requested: Option<String>,
+    pub model_answered: Option<String>,
+    /// The request asked for a stream.
+    pub stream: bool,
+    /// The HTTP status; None if no answer was seen.
+    pub status: Option<u16>,
+    pub finish_reason: Option<String>,
+    pub usage: Usage,
+    pub tools_offered: Vec<String>,
+    pub tool_calls: Vec<String>,
+    /// The provider's error type, for an error answer.
+    pub error: Option<String>,
+    /// From the request's first byte to the answer's last.
+    pub latency_ms: Option<u64>,
+    pub request_body: BodyDigest,
+    pub response_body: Option<BodyDigest>,
+    /// The TLS connection (the client's SSL object) it went over.
+    pub connection: String,
+}
+
+/// The LLM API call in `ex`, if it was one.
+pub fn llm_call(ex: &Exchange) -> Option<LlmRequestDetail> {
+    let req = &ex.request;
+    let host = req.head.header("host").unwrap_or_default().to_string();
+    let endpoint = identify(&host, &req.head.target)?;
+    let request_body = decoded(req);
+    let a = asked(&endpoint, &req.head.target, &request_body);
+    let (status, answer, response_body, latency_ms) = match &ex.response {
+        Some(res) => {
+            let body = decoded(res);
+            let answer = answered(endpoint.api, res.head.header("content-type"), &body);
+            let latency = res.last_ns.saturating_sub(req.first_ns) / 1_000_000;
+            (
+                Some(res.head.status),
+                answer,
+                Some(digest(res)),
+                Some(latency),
+            )
+        }
+        None => (None, Default::default(), None, None),
+    };
+    Some(LlmRequestDetail {
+        provider: endpoint.provider,
+        api: endpoint.api.name(),
+        host,
+        method: req.head.method.clone(),
+        path: redact_query(&req.head.target),
+        model_requested: a.model,
+        model_answered: answer.model,
+        stream: a.stream,
+        status,
+        finish_reason: answer.finish_reason,
+        usage: answer.usage,
+        tools_offered: a.tools,
+        tool_calls: answer.tool_calls,
+        error: answer.error,
+        latency_ms,
+        request_body: digest(req),
+        response_body,
+        connection: format!("{:#x}", ex.ssl),
+    })
+}
+
+fn decoded(m: &Message) -> Vec<u8> {
+    content::decode(m.head.header("content-encoding"), &m.body, DECODED_MAX).unwrap_or_default()
+}
+
+fn digest(m: &Message) -> BodyDigest {
+    BodyDigest {
+        sha256: format!("sha256:{}", hex::encode(m.body_sha256)),
+        bytes: m.body_len,
+        complete: m.complete,
+    }
+}
+
+/// Query parameters whose values may be credentials (Gemini takes its API
+/// key as `?key=`; Azure SAS tokens as `sig=`).
+fn secret_param(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "key",
+        "token",
+        "sig",
+        "secret",
+        "password",
+        "auth",
+        "credential",
+        "signature",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+}
+
+/// `target` with the values of secret query parameters replaced.
+pub fn redact_query(target: &str) -> String {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.to_string();
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if secret_param(k) => format!("{k}=[REDACTED]"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", params.join("&"))
+}
+
+#[cfg(test)]
+#[path = "call_tests.rs"]
+mod tests;
