@@ -1,7 +1,7 @@
 //! One ordered worker pool: items submitted on one thread are processed
 //! by `threads` workers in any order and handed back to that thread in
-//! submission order. The store verifier ([`crate::verify`]) and
-//! `observerctl export` use it.
+//! submission order. The store verifier ([`crate::verify`]), the receipt
+//! writer's signers ([`crate::writer`]) and `observerctl export` use it.
 //!
 //! - The input is bounded, and at most `window` items are in flight
 //!   (submitted and not yet handed back): [`Pool::submit`] on a full window
@@ -40,14 +40,57 @@ where
     I: Send,
     O: Send,
 {
+    scope_inner(None, threads, window, work, body)
+}
+
+/// As [`scope`], with the workers named `{name}-0`, `{name}-1`, ... (what
+/// `top -H` and `/proc/<pid>/task/*/comm` show; the receipt benchmark
+/// reads each stage's CPU time by these names). Like
+/// [`std::thread::Scope::spawn`], panics if a thread cannot be started.
+pub fn scope_named<I, O, T>(
+    name: &str,
+    threads: usize,
+    window: usize,
+    work: impl Fn(I) -> O + Sync,
+    body: impl FnOnce(&mut Pool<I, O>) -> T,
+) -> T
+where
+    I: Send,
+    O: Send,
+{
+    scope_inner(Some(name), threads, window, work, body)
+}
+
+fn scope_inner<I, O, T>(
+    name: Option<&str>,
+    threads: usize,
+    window: usize,
+    work: impl Fn(I) -> O + Sync,
+    body: impl FnOnce(&mut Pool<I, O>) -> T,
+) -> T
+where
+    I: Send,
+    O: Send,
+{
     let window = window.max(1);
     std::thread::scope(|s| {
         let (input_tx, input_rx) = bounded::<(u64, I)>(window);
         let (output_tx, output_rx) = unbounded::<(u64, Result<O, WorkerPanicked>)>();
         let work = &work;
-        for _ in 0..threads.max(1) {
+        for i in 0..threads.max(1) {
             let (input, output) = (input_rx.clone(), output_tx.clone());
-            s.spawn(move || run_worker(work, &input, &output));
+            let worker = move || run_worker(work, &input, &output);
+            match name {
+                Some(name) => {
+                    std::thread::Builder::new()
+                        .name(format!("{name}-{i}"))
+                        .spawn_scoped(s, worker)
+                        .expect("failed to spawn thread");
+                }
+                None => {
+                    s.spawn(worker);
+                }
+            }
         }
         drop((input_rx, output_tx));
         let mut pool = Pool {
@@ -283,6 +326,40 @@ mod tests {
         )
         .unwrap();
         assert_eq!(returned, 200);
+    }
+
+    #[test]
+    fn named_workers_carry_the_name() {
+        let mut names = scope_named(
+            "pool-test",
+            3,
+            64,
+            |_: u32| {
+                std::thread::sleep(Duration::from_millis(2));
+                std::thread::current().name().map(str::to_owned)
+            },
+            |pool| -> Result<Vec<Option<String>>, WorkerPanicked> {
+                let mut names = Vec::new();
+                for i in 0..60 {
+                    names.extend(pool.submit(i)?);
+                }
+                while let Some(name) = pool.wait_next()? {
+                    names.push(name);
+                }
+                Ok(names)
+            },
+        )
+        .unwrap();
+        assert_eq!(names.len(), 60);
+        names.sort();
+        names.dedup();
+        for name in &names {
+            let name = name.as_deref().unwrap();
+            assert!(
+                ["pool-test-0", "pool-test-1", "pool-test-2"].contains(&name),
+                "{name}"
+            );
+        }
     }
 
     #[test]

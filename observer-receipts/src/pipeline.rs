@@ -1,7 +1,9 @@
 //! Wires the receipt stages together: chain builder (caller's thread) →
-//! bounded queue → signing pool → bounded queue → writer thread.
-//! `submit` blocks when the queues are full; the daemon's ring-buffer
-//! reader never waits on it (it counts drops instead).
+//! bounded queue → writer thread, which has each receipt signed on its
+//! ordered pool (`signing_threads` workers, at most `queue_capacity`
+//! receipts in flight) and commits them in log order. `submit` blocks when
+//! the queue and the pool are full; the daemon's ring-buffer reader never
+//! waits on it (it counts drops instead).
 use std::{
     path::{Path, PathBuf},
     sync::{atomic::Ordering, Arc},
@@ -17,11 +19,10 @@ use super::{
     keys::{ChainKey, MasterSeed},
     merkle::Frontier,
     payload::{self, Mappings, RiskClass, UnsignedGap},
-    signing::{self, WriterMsg},
     store::{CheckpointRow, MasterRow, RunKind, RunRow, Store, StoreError, StoreNodes, WriterLock},
     store_full::StoreLoss,
     unclean,
-    writer::{Writer, WriterConfig, WriterError, WriterMetrics},
+    writer::{Writer, WriterConfig, WriterError, WriterMetrics, WriterMsg},
 };
 
 /// Default of `receipts.full_hold_max`: signed receipts held in memory
@@ -34,8 +35,8 @@ const FULL_OPEN_RETRY_MAX: Duration = Duration::from_secs(5);
 pub struct PipelineConfig {
     pub store: PathBuf,
     pub signing_threads: usize,
-    /// Receipts waiting for a signer, and signed receipts waiting for the
-    /// writer.
+    /// Receipts waiting for the writer, and receipts handed to the
+    /// signers and not yet back in the writer's hands.
     pub queue_capacity: usize,
     pub checkpoint_interval: Duration,
     pub batch_max: usize,
@@ -94,9 +95,7 @@ pub struct Submitted {
 pub struct Pipeline {
     builder: ChainBuilder,
     sealed: Vec<Sealed>,
-    to_sign: Option<Sender<Sealed>>,
     to_writer: Option<Sender<WriterMsg>>,
-    signers: Vec<JoinHandle<()>>,
     writer: Option<JoinHandle<Result<(), WriterError>>>,
     metrics: Arc<WriterMetrics>,
     /// Most receipts the writer holds while the store is full.
@@ -240,12 +239,12 @@ impl Pipeline {
                 checkpoint_interval: cfg.checkpoint_interval,
                 batch_max: cfg.batch_max,
                 run_id,
+                signing_threads: cfg.signing_threads,
+                signing_window: cfg.queue_capacity,
             },
             metrics.clone(),
         )?;
-        let (to_sign, sign_rx) = bounded::<Sealed>(cfg.queue_capacity);
         let (to_writer, writer_rx) = bounded::<WriterMsg>(cfg.queue_capacity);
-        let signers = signing::spawn(cfg.signing_threads, sign_rx, to_writer.clone())?;
         let writer = std::thread::Builder::new()
             .name("observer-store".into())
             .spawn(move || writer.run(writer_rx))?;
@@ -253,9 +252,7 @@ impl Pipeline {
             Pipeline {
                 builder,
                 sealed: Vec::new(),
-                to_sign: Some(to_sign),
                 to_writer: Some(to_writer),
-                signers,
                 writer: Some(writer),
                 metrics,
                 full_hold_max: DEFAULT_FULL_HOLD_MAX,
@@ -375,13 +372,19 @@ impl Pipeline {
                 leaf_index: s.index,
             })
             .ok_or(PipelineError::WriterGone)?;
-        let to_sign = self.to_sign.as_ref().ok_or(PipelineError::WriterGone)?;
+        self.send_sealed()?;
+        Ok(submitted)
+    }
+
+    /// Hands the receipts just sealed to the writer, in log order.
+    fn send_sealed(&mut self) -> Result<(), PipelineError> {
+        let to_writer = self.to_writer.as_ref().ok_or(PipelineError::WriterGone)?;
         for sealed in self.sealed.drain(..) {
-            if to_sign.send(sealed).is_err() {
+            if to_writer.send(WriterMsg::Sealed(Box::new(sealed))).is_err() {
                 return Err(PipelineError::WriterGone);
             }
         }
-        Ok(submitted)
+        Ok(())
     }
 
     /// Rotates the master key to the one `new` derives (docs/RECEIPTS.md,
@@ -398,12 +401,7 @@ impl Pipeline {
         let rotation = self
             .builder
             .rotate(new, reason, unix_ns, committed, &mut self.sealed)?;
-        let to_sign = self.to_sign.as_ref().ok_or(PipelineError::WriterGone)?;
-        for sealed in self.sealed.drain(..) {
-            if to_sign.send(sealed).is_err() {
-                return Err(PipelineError::WriterGone);
-            }
-        }
+        self.send_sealed()?;
         Ok(rotation)
     }
 
@@ -426,10 +424,6 @@ impl Pipeline {
     /// Clean stop: everything submitted is signed and committed, a final
     /// checkpoint is signed, and the run is marked clean.
     pub fn finish(mut self, stopped_at: &str) -> Result<(), PipelineError> {
-        drop(self.to_sign.take());
-        for s in self.signers.drain(..) {
-            let _ = s.join();
-        }
         if let Some(tx) = self.to_writer.take() {
             let _ = tx.send(WriterMsg::Finish {
                 stopped_at: stopped_at.to_string(),
@@ -450,7 +444,6 @@ impl Pipeline {
 
     /// The writer's error, after it stopped on its own.
     pub fn writer_error(&mut self) -> Option<PipelineError> {
-        drop(self.to_sign.take());
         drop(self.to_writer.take());
         self.join_writer().err()
     }
@@ -459,7 +452,6 @@ impl Pipeline {
 impl Drop for Pipeline {
     fn drop(&mut self) {
         // Not a clean stop: let the threads end without a final checkpoint.
-        drop(self.to_sign.take());
         drop(self.to_writer.take());
     }
 }

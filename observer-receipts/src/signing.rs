@@ -1,9 +1,8 @@
-//! The signing pool: ML-DSA-65 over JCS(payload) for each sealed receipt,
-//! on a few threads. Order does not matter here; the writer restores it.
-use std::thread::JoinHandle;
-
+//! Signing a sealed receipt: ML-DSA-65 over JCS(payload), the envelope
+//! and the receipt hash. The writer runs it on the `signing_threads`
+//! workers of its [`crate::ordered_pool`] (`observer-sign-N`), which hand
+//! the signed receipts back in log order.
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
-use crossbeam_channel::{Receiver, Sender};
 use sha2::{Digest, Sha256};
 
 use super::{chain::Sealed, merkle::Hash, mldsa::Signer as _, payload};
@@ -17,19 +16,7 @@ pub struct Signed {
     pub receipt_hash: Hash,
 }
 
-pub enum WriterMsg {
-    Signed(Box<Signed>),
-    /// A signature could not be made: the pipeline stops.
-    Failed {
-        index: u64,
-        error: String,
-    },
-    /// Clean stop: every receipt was handed over before this.
-    Finish {
-        stopped_at: String,
-    },
-}
-
+/// Signs `sealed`; the error names the receipt.
 pub fn sign(sealed: Sealed) -> Result<Signed, String> {
     let sig = sealed.key.sign(&sealed.payload_jcs).map_err(|e| {
         format!(
@@ -48,32 +35,4 @@ pub fn sign(sealed: Sealed) -> Result<Signed, String> {
         envelope_jcs,
         receipt_hash,
     })
-}
-
-/// Starts `threads` signers reading `input` until it closes.
-pub fn spawn(
-    threads: usize,
-    input: Receiver<Sealed>,
-    output: Sender<WriterMsg>,
-) -> std::io::Result<Vec<JoinHandle<()>>> {
-    (0..threads.max(1))
-        .map(|i| {
-            let input = input.clone();
-            let output = output.clone();
-            std::thread::Builder::new()
-                .name(format!("observer-sign-{i}"))
-                .spawn(move || {
-                    for sealed in input {
-                        let index = sealed.index;
-                        let msg = match sign(sealed) {
-                            Ok(signed) => WriterMsg::Signed(Box::new(signed)),
-                            Err(error) => WriterMsg::Failed { index, error },
-                        };
-                        if output.send(msg).is_err() {
-                            return;
-                        }
-                    }
-                })
-        })
-        .collect()
 }

@@ -1,7 +1,8 @@
-//! The single writer: puts signed receipts back in log order, commits them
-//! in batched transactions together with their Merkle nodes and chain
-//! heads, and signs a checkpoint at least every `checkpoint_interval` while
-//! receipts flow and at a clean stop.
+//! The single writer: takes sealed receipts in log order, has them signed
+//! on its [`ordered_pool`] (`signing_threads` workers, which hand them back
+//! in the order given), commits them in batched transactions together with
+//! their Merkle nodes and chain heads, and signs a checkpoint at least
+//! every `checkpoint_interval` while receipts flow and at a clean stop.
 use std::{
     collections::BTreeMap,
     sync::{
@@ -11,18 +12,19 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use serde_json::json;
 
 use super::{
-    chain::ChainHead,
+    chain::{ChainHead, Sealed},
     checkpoint::{self, Checkpoint},
     jcs,
     keys::ChainKey,
     merkle::{self, Frontier},
     mldsa::Signer as _,
+    ordered_pool::{self, Pool, WorkerPanicked},
     payload,
-    signing::{Signed, WriterMsg},
+    signing::{self, Signed},
     store::{NewKey, NewReceipt, Store, StoreError},
 };
 
@@ -34,7 +36,23 @@ pub struct WriterConfig {
     /// Most receipts committed in one transaction.
     pub batch_max: usize,
     pub run_id: i64,
+    /// Signing workers (at least one).
+    pub signing_threads: usize,
+    /// Most receipts handed to the signers and not yet back (at least one).
+    pub signing_window: usize,
 }
+
+/// What the pipeline hands the writer, in log order.
+pub enum WriterMsg {
+    /// A receipt to sign and commit.
+    Sealed(Box<Sealed>),
+    /// Clean stop: every receipt was handed over before this.
+    Finish { stopped_at: String },
+}
+
+/// A signed receipt, or the log index and error of one that could not be
+/// signed.
+type SignResult = Result<Box<Signed>, (u64, String)>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriterError {
@@ -44,6 +62,8 @@ pub enum WriterError {
     Signing { index: u64, error: String },
     #[error("the signers stopped before log index {0} was signed")]
     Incomplete(u64),
+    #[error("a receipt signing thread panicked")]
+    SignerPanicked,
     #[error("signing a checkpoint: {0}")]
     Checkpoint(String),
     #[error("checkpoint: {0}")]
@@ -71,6 +91,20 @@ struct Full {
     since: Instant,
     retry_at: Instant,
     backoff: Duration,
+}
+
+/// How [`Writer::take_batch`] ended.
+enum Taken {
+    /// Commit what was taken and go on.
+    More,
+    /// A clean stop: every receipt was handed over.
+    Finish(String),
+    /// The pipeline is gone without a clean stop.
+    Closed,
+}
+
+fn panicked(_: WorkerPanicked) -> WriterError {
+    WriterError::SignerPanicked
 }
 
 /// What [`WriterMetrics::on_commit`] calls: first and end log index.
@@ -150,7 +184,8 @@ pub struct Writer {
     master: Arc<ChainKey>,
     cfg: WriterConfig,
     metrics: Arc<WriterMetrics>,
-    /// Signed receipts that arrived before an earlier index.
+    /// Signed receipts not committed yet, by log index (held while the
+    /// store is full; kept by index so a failed commit puts them back).
     pending: BTreeMap<u64, Box<Signed>>,
     last_checkpoint_size: u64,
     last_checkpoint_at: Instant,
@@ -181,8 +216,31 @@ impl Writer {
         })
     }
 
-    /// Runs until `Finish` (clean stop) or until the channel closes.
+    /// Runs until `Finish` (clean stop) or until the channel closes, the
+    /// receipts signed on `signing_threads` workers.
     pub fn run(mut self, rx: Receiver<WriterMsg>) -> Result<(), WriterError> {
+        let (threads, window) = (self.cfg.signing_threads, self.cfg.signing_window);
+        let sign = |sealed: Box<Sealed>| -> SignResult {
+            let index = sealed.index;
+            signing::sign(*sealed)
+                .map(Box::new)
+                .map_err(|error| (index, error))
+        };
+        ordered_pool::scope_named("observer-sign", threads, window, sign, |pool| {
+            let result = self.run_on(&rx, pool);
+            if matches!(result, Err(WriterError::SignerPanicked)) {
+                // Everything signed before the panic is committed.
+                self.try_commit()?;
+            }
+            result
+        })
+    }
+
+    fn run_on(
+        &mut self,
+        rx: &Receiver<WriterMsg>,
+        pool: &mut Pool<Box<Sealed>, SignResult>,
+    ) -> Result<(), WriterError> {
         loop {
             let mut wait = self
                 .cfg
@@ -191,46 +249,103 @@ impl Writer {
             if let Some(full) = &self.full {
                 wait = wait.min(full.retry_at.saturating_duration_since(Instant::now()));
             }
-            let first = match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
-                Ok(msg) => Some(msg),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => {
+            match self.take_batch(rx, pool, wait.max(Duration::from_millis(1)))? {
+                Taken::More => {}
+                Taken::Finish(stopped_at) => {
+                    self.take_in_flight(pool)?;
+                    self.try_commit()?;
+                    return self.finish(&stopped_at);
+                }
+                Taken::Closed => {
                     // Not a clean stop: commit what is complete, no
                     // final checkpoint, run stays marked unclean.
+                    self.take_in_flight(pool)?;
                     self.try_commit()?;
                     return Ok(());
                 }
-            };
-            let mut finish = None;
-            let mut received = 0;
-            let mut next = first;
-            while let Some(msg) = next {
-                match msg {
-                    WriterMsg::Signed(s) => {
-                        self.pending.insert(s.sealed.index, s);
-                    }
-                    WriterMsg::Failed { index, error } => {
-                        self.try_commit()?;
-                        return Err(WriterError::Signing { index, error });
-                    }
-                    WriterMsg::Finish { stopped_at } => finish = Some(stopped_at),
-                }
-                received += 1;
-                if finish.is_some() || received >= self.cfg.batch_max {
-                    break;
-                }
-                next = rx.try_recv().ok();
             }
             self.try_commit()?;
-            if let Some(stopped_at) = finish {
-                return self.finish(&stopped_at);
-            }
             if self.full.is_none()
                 && self.last_checkpoint_at.elapsed() >= self.cfg.checkpoint_interval
             {
                 let done = self.checkpoint_if_grown();
                 self.absorb_full(done)?;
                 self.last_checkpoint_at = Instant::now();
+            }
+        }
+    }
+
+    /// Hands what arrives to the signers and takes signed receipts back, up
+    /// to `batch_max` of them: until no new receipt waits and some are back
+    /// (commit those), or, with nothing in flight, until `wait` passes.
+    fn take_batch(
+        &mut self,
+        rx: &Receiver<WriterMsg>,
+        pool: &mut Pool<Box<Sealed>, SignResult>,
+        wait: Duration,
+    ) -> Result<Taken, WriterError> {
+        let mut taken = 0;
+        loop {
+            while let Some(signed) = pool.try_next().map_err(panicked)? {
+                self.accept(signed)?;
+                taken += 1;
+            }
+            if taken >= self.cfg.batch_max {
+                return Ok(Taken::More);
+            }
+            let msg = match rx.try_recv() {
+                Ok(msg) => msg,
+                Err(TryRecvError::Disconnected) => return Ok(Taken::Closed),
+                Err(TryRecvError::Empty) if taken > 0 => return Ok(Taken::More),
+                Err(TryRecvError::Empty) if pool.in_flight() > 0 => {
+                    // Nothing new: the oldest signature in flight is
+                    // due shortly.
+                    if let Some(signed) = pool.wait_next().map_err(panicked)? {
+                        self.accept(signed)?;
+                        taken += 1;
+                    }
+                    continue;
+                }
+                Err(TryRecvError::Empty) => match rx.recv_timeout(wait) {
+                    Ok(msg) => msg,
+                    Err(RecvTimeoutError::Timeout) => return Ok(Taken::More),
+                    Err(RecvTimeoutError::Disconnected) => return Ok(Taken::Closed),
+                },
+            };
+            match msg {
+                WriterMsg::Sealed(sealed) => {
+                    if let Some(signed) = pool.submit(sealed).map_err(panicked)? {
+                        self.accept(signed)?;
+                        taken += 1;
+                    }
+                }
+                WriterMsg::Finish { stopped_at } => return Ok(Taken::Finish(stopped_at)),
+            }
+        }
+    }
+
+    /// Takes back every receipt still being signed.
+    fn take_in_flight(
+        &mut self,
+        pool: &mut Pool<Box<Sealed>, SignResult>,
+    ) -> Result<(), WriterError> {
+        while let Some(signed) = pool.wait_next().map_err(panicked)? {
+            self.accept(signed)?;
+        }
+        Ok(())
+    }
+
+    /// Holds a signed receipt for the next commit; a failed signature
+    /// stops the writer once what precedes it is committed.
+    fn accept(&mut self, signed: SignResult) -> Result<(), WriterError> {
+        match signed {
+            Ok(s) => {
+                self.pending.insert(s.sealed.index, s);
+                Ok(())
+            }
+            Err((index, error)) => {
+                self.try_commit()?;
+                Err(WriterError::Signing { index, error })
             }
         }
     }
