@@ -1,7 +1,7 @@
 //! Wires the receipt stages together: chain builder (caller's thread) →
 //! bounded queue → writer thread, which has each receipt signed on its
-//! ordered pool (`signing_threads` workers, at most `queue_capacity`
-//! receipts in flight) and commits them in log order. `submit` blocks when
+//! ordered pool (`signing_threads` workers, at most `batch_max` receipts
+//! in flight) and commits them in log order. `submit` blocks when
 //! the queue and the pool are full; the daemon's ring-buffer reader never
 //! waits on it (it counts drops instead).
 use std::{
@@ -35,8 +35,8 @@ const FULL_OPEN_RETRY_MAX: Duration = Duration::from_secs(5);
 pub struct PipelineConfig {
     pub store: PathBuf,
     pub signing_threads: usize,
-    /// Receipts waiting for the writer, and receipts handed to the
-    /// signers and not yet back in the writer's hands.
+    /// Receipts waiting for the writer (which has at most
+    /// `min(batch_max, queue_capacity)` more with its signers).
     pub queue_capacity: usize,
     pub checkpoint_interval: Duration,
     pub batch_max: usize,
@@ -240,7 +240,10 @@ impl Pipeline {
                 batch_max: cfg.batch_max,
                 run_id,
                 signing_threads: cfg.signing_threads,
-                signing_window: cfg.queue_capacity,
+                // A transaction's worth: the signers keep working while
+                // the writer commits one, and no second queue of
+                // `queue_capacity` adds to the wait of a receipt.
+                signing_window: cfg.batch_max.min(cfg.queue_capacity),
             },
             metrics.clone(),
         )?;
