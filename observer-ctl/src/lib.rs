@@ -1,13 +1,16 @@
 //! `observerctl`: the offline commands, working straight from the SQLite
 //! receipt store opened read-only, and the clients of the daemon's control
-//! socket (docs/observerctl.md). One file per command group, thin over the
-//! evidence crate (observer-receipts: queries, verification, formats) and
-//! the daemon's library (configuration, policies, control protocol), which
-//! it uses without the eBPF object, so this crate builds with stable Rust
-//! alone; `bin/observerctl.rs` only parses and dispatches.
+//! socket (docs/observerctl.md). One file per command under `cmd/`, which
+//! runs it; one module per command group beside it holding the work, thin
+//! over the evidence crate (observer-receipts: queries, verification,
+//! formats) and the daemon's library (configuration, policies, control
+//! protocol), which it uses without the eBPF object, so this crate builds
+//! with stable Rust alone; `bin/observerctl.rs` only parses, hands the
+//! command line to [`cmd::run`] and reports errors.
 pub mod agents;
 pub mod audit_pack;
 pub mod cli;
+pub mod cmd;
 pub mod daemon;
 mod direct_file;
 pub mod doctor;
