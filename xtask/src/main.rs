@@ -136,6 +136,10 @@ fn main() -> anyhow::Result<()> {
                 ]
                 .concat(),
             )?;
+            // The integration tests (observer-tests) run the binaries a
+            // build leaves in target/<profile>: cargo builds no binary of
+            // another package for a test.
+            cargo(&[&["build"], &host[..], &["--bins"]].concat())?;
             cargo(&[&["test"], &host[..], &["--no-fail-fast"]].concat())
         }
         Task::Bench(args) => {

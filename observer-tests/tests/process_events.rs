@@ -1,0 +1,143 @@
+//! Process lifecycle events from the real kernel, through the real daemon.
+// Test code: an unwrap that fails is a test that fails, with its message.
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    io::Write,
+    process::{Command, Stdio},
+};
+
+use observer_testkit::*;
+
+#[test]
+fn exec_of_unique_binary_has_exact_fields_and_redacted_secrets() {
+    let mut d = Daemon::start(&config(&[], ""));
+    let name = unique("true");
+    let exe = copy_executable("/bin/true", d.dir.path(), &name);
+    let secret = "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789";
+    let status = Command::new(&exe)
+        .args(["--alpha", "two words", &format!("--api-key={secret}")])
+        .status()
+        .expect("run copy of true");
+    assert!(status.success());
+    let path = exe.display().to_string();
+    let ev = d.wait_for(|r| is_event(r, "exec") && r["exec"]["filename"] == path.as_str());
+    let p = &ev["process"];
+    assert_eq!(p["ppid"], std::process::id(), "parent is this test process");
+    assert_eq!(p["uid"], nix::unistd::getuid().as_raw());
+    assert_eq!(p["gid"], nix::unistd::getgid().as_raw());
+    assert_eq!(p["user"], "root");
+    assert_eq!(
+        p["comm"],
+        name[..15].to_string(),
+        "comm is the first 15 bytes of the file name"
+    );
+    assert_eq!(p["exe"], path.as_str());
+    assert_eq!(p["exe_sha256"], sha256_file(&exe));
+    let argv = serde_json::json!([path, "--alpha", "two words", "--api-key=[REDACTED]"]);
+    assert_eq!(ev["exec"]["argv"], argv);
+    assert_eq!(p["argv"], argv);
+    assert_eq!(ev["exec"]["result"], 0);
+    assert_eq!(ev["exec"]["error"], serde_json::Value::Null);
+    assert_eq!(ev["exec"]["argv_missing"], false);
+    assert_eq!(ev["exec"]["argv_truncated"], false);
+    assert_eq!(ev["parents"][0]["pid"], std::process::id());
+    let pid = p["pid"].as_u64().unwrap();
+    let exit = d.wait_for(|r| is_event(r, "exit") && r["process"]["pid"] == pid);
+    assert_eq!(exit["exit"]["exit_code"], 0);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&d.events).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the events file is private to root");
+    let all = std::fs::read_to_string(&d.events).unwrap();
+    assert!(!all.contains(secret), "the secret never reaches the output");
+    assert!(
+        !all.contains("AbCdEfGhIjKlMnOp"),
+        "no fragment of the secret either"
+    );
+}
+
+#[test]
+fn failed_exec_is_recorded_with_its_error() {
+    let mut d = Daemon::start(&config(&[], ""));
+    let missing = format!("/nonexistent-{}/prog", unique("dir"));
+    let err = Command::new(&missing)
+        .arg("--flag")
+        .spawn()
+        .expect_err("exec must fail");
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    let ev = d.wait_for(|r| is_event(r, "exec") && r["exec"]["filename"] == missing.as_str());
+    assert_eq!(ev["exec"]["result"], -2);
+    assert_eq!(ev["exec"]["error"], "ENOENT");
+    assert_eq!(ev["exec"]["argv"], serde_json::json!([missing, "--flag"]));
+}
+
+#[test]
+fn fork_and_exit_code_are_recorded() {
+    let mut d = Daemon::start(&config(&[], ""));
+    let name = unique("sh");
+    let sh = copy_executable("/bin/sh", d.dir.path(), &name);
+    let child = Command::new(&sh)
+        .args(["-c", "exit 7"])
+        .spawn()
+        .expect("spawn sh");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(7));
+    let fork = d.wait_for(|r| is_event(r, "fork") && r["fork"]["child_pid"] == pid);
+    assert_eq!(fork["fork"]["parent_pid"], std::process::id());
+    assert_eq!(fork["process"]["pid"], std::process::id());
+    let exit = d.wait_for(|r| is_event(r, "exit") && r["process"]["pid"] == pid);
+    assert_eq!(exit["exit"]["exit_code"], 7);
+    assert_eq!(exit["exit"]["signal"], serde_json::Value::Null);
+    assert_eq!(exit["exit"]["status"], 7 << 8);
+    assert_eq!(exit["process"]["exe"], sh.display().to_string());
+}
+
+#[test]
+fn killed_process_exit_names_the_signal() {
+    let mut d = Daemon::start(&config(&[], ""));
+    let name = unique("sleep");
+    let sleep = copy_executable("/bin/sleep", d.dir.path(), &name);
+    let mut child = Command::new(&sleep).arg("60").spawn().expect("spawn sleep");
+    let pid = child.id();
+    d.wait_for(|r| is_event(r, "exec") && r["process"]["pid"] == pid);
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    let exit = d.wait_for(|r| is_event(r, "exit") && r["process"]["pid"] == pid);
+    assert_eq!(exit["exit"]["signal"], 9);
+    assert_eq!(exit["exit"]["exit_code"], serde_json::Value::Null);
+}
+
+#[test]
+fn process_running_before_the_daemon_is_in_the_process_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("pre");
+    let sh = copy_executable("/bin/sh", dir.path(), &name);
+    let true_copy = copy_executable("/bin/true", dir.path(), &unique("after"));
+    let script = format!("read line; {}", true_copy.display());
+    let mut pre = Command::new(&sh)
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pre_pid = pre.id();
+
+    let mut d = Daemon::start(&config(&[], ""));
+    pre.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let status = pre.wait().unwrap();
+    assert!(status.success());
+    // The pre-existing shell forks a child that runs our copy of true.
+    let fork = d.wait_for(|r| is_event(r, "fork") && r["process"]["pid"] == pre_pid);
+    assert_eq!(fork["process"]["origin"], "proc_scan");
+    assert_eq!(fork["process"]["exe"], sh.display().to_string());
+    assert_eq!(
+        fork["process"]["argv"],
+        serde_json::json!([sh.display().to_string(), "-c", script])
+    );
+    assert_eq!(fork["process"]["exe_sha256"], sha256_file(&sh));
+    let exec = d.wait_for(|r| {
+        is_event(r, "exec") && r["exec"]["filename"] == true_copy.display().to_string()
+    });
+    assert_eq!(exec["parents"][0]["pid"], pre_pid);
+    assert_eq!(exec["parents"][0]["exe"], sh.display().to_string());
+}
