@@ -16,40 +16,11 @@ use observer_daemon::{config::AgentEntry, policy::Policy};
 use observer_testkit::*;
 use serde_json::Value;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {:?} / {:?}", self.stdout, self.stderr))
-    }
-}
-
-fn run(mut c: Command) -> Run {
-    let out = c.output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// observerctl as root with `--socket`.
-fn ctl(socket: &Path, args: &[&str]) -> Run {
-    let mut c = Command::new(observerctl());
-    c.arg("--socket").arg(socket).args(args);
-    run(c)
-}
-
 /// Polls `status --json` until `pred` holds.
 fn status_until(socket: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();
     loop {
-        let r = ctl(socket, &["status", "--json"]);
+        let r = ctl(CtlTarget::Socket(socket), &["status", "--json"]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         let v = r.json();
         if pred(&v) {
@@ -63,30 +34,6 @@ fn status_until(socket: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Val
 fn exec_count(v: &Value) -> u64 {
     v["events"]["by_kind"]["exec"].as_u64().unwrap()
 }
-
-/// The program names the daemon attaches, in attach order.
-const PROGRAMS: &[&str] = &[
-    "execve_enter",
-    "execveat_enter",
-    "exec_exit",
-    "sched_process_exec",
-    "sched_process_exit",
-    "sched_process_fork",
-    "sockaddr_enter",
-    "connect_exit",
-    "bind_exit",
-    "listen_enter",
-    "listen_exit",
-    "accept_exit",
-    "openat_exit",
-    "openat2_exit",
-    "names_connect4",
-    "names_connect6",
-    "names_sendmsg4",
-    "names_sendmsg6",
-    "names_egress",
-    "names_ingress",
-];
 
 #[test]
 fn status_shows_the_real_probes_and_counters_moving() {
@@ -121,7 +68,7 @@ fn status_shows_the_real_probes_and_counters_moving() {
         .iter()
         .map(|p| p.as_str().unwrap())
         .collect();
-    assert_eq!(programs, PROGRAMS);
+    assert_eq!(programs, probes::PROGRAMS);
     assert!(before["probes"]["attachments"]
         .as_array()
         .unwrap()
@@ -192,7 +139,7 @@ fn status_shows_the_real_probes_and_counters_moving() {
             && c.created_at == cp["created_at"].as_str().unwrap()));
 
     // The table for people.
-    let table = ctl(&socket, &["status"]);
+    let table = ctl(CtlTarget::Socket(&socket), &["status"]);
     assert_eq!(table.code, 0, "{}", table.stderr);
     assert!(
         table.stdout.starts_with(&format!(
@@ -234,7 +181,7 @@ fn status_shows_the_real_probes_and_counters_moving() {
     // Stopped: the socket is gone and status says the daemon is down.
     d.stop();
     assert!(!socket.exists());
-    let down = ctl(&socket, &["status", "--json"]);
+    let down = ctl(CtlTarget::Socket(&socket), &["status", "--json"]);
     assert_eq!(down.code, 3, "{}", down.stdout);
     assert_eq!(down.json()["error"]["kind"], "daemon");
 }
@@ -243,7 +190,7 @@ fn status_shows_the_real_probes_and_counters_moving() {
 fn daemon_down_is_exit_3_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("observer.sock");
-    let r = ctl(&missing, &["status"]);
+    let r = ctl(CtlTarget::Socket(&missing), &["status"]);
     assert_eq!(r.code, 3);
     assert_eq!(
         r.stderr.trim_end(),
@@ -254,7 +201,7 @@ fn daemon_down_is_exit_3_with_a_clear_message() {
     );
     // A stale socket nobody accepts on.
     drop(std::os::unix::net::UnixListener::bind(&missing).unwrap());
-    let r = ctl(&missing, &["status", "--json"]);
+    let r = ctl(CtlTarget::Socket(&missing), &["status", "--json"]);
     assert_eq!(r.code, 3);
     let v = r.json();
     assert_eq!(v["error"]["kind"], "daemon");
@@ -265,7 +212,7 @@ fn daemon_down_is_exit_3_with_a_clear_message() {
             .ends_with("connection refused (observerd is not running)"),
         "{v}"
     );
-    let r = ctl(&missing, &["agents", "tree", "1"]);
+    let r = ctl(CtlTarget::Socket(&missing), &["agents", "tree", "1"]);
     assert_eq!(r.code, 3);
 }
 
@@ -391,7 +338,10 @@ fn doctor_reports_every_check_ok_here() {
         "cgroup2",
         "ebpf_object",
     ];
-    let programs: Vec<String> = PROGRAMS.iter().map(|p| format!("program:{p}")).collect();
+    let programs: Vec<String> = probes::PROGRAMS
+        .iter()
+        .map(|p| format!("program:{p}"))
+        .collect();
     expected.extend(programs.iter().map(String::as_str));
     expected.extend(["deployer_id", "policies"]);
     assert_eq!(names, expected);
@@ -538,7 +488,10 @@ fn agents_tree_shows_an_agents_child_attributed() {
     let (sleep_pid, tree) = loop {
         let kids = children_of(agent_pid);
         if let Some(&pid) = kids.first() {
-            let r = ctl(&socket, &["agents", "tree", &pid.to_string(), "--json"]);
+            let r = ctl(
+                CtlTarget::Socket(&socket),
+                &["agents", "tree", &pid.to_string(), "--json"],
+            );
             if r.code == 0 {
                 let v = r.json();
                 if v["process"]["exe"]
@@ -573,7 +526,7 @@ fn agents_tree_shows_an_agents_child_attributed() {
 
     // From the agent down: its child, attributed.
     let r = ctl(
-        &socket,
+        CtlTarget::Socket(&socket),
         &["agents", "tree", &agent_pid.to_string(), "--json"],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -584,7 +537,10 @@ fn agents_tree_shows_an_agents_child_attributed() {
     assert_eq!(kids[0]["pid"], sleep_pid);
     assert_eq!(kids[0]["agent"], "tree-agent");
     // The table marks the process asked about and names the agent.
-    let t = ctl(&socket, &["agents", "tree", &sleep_pid.to_string()]);
+    let t = ctl(
+        CtlTarget::Socket(&socket),
+        &["agents", "tree", &sleep_pid.to_string()],
+    );
     assert_eq!(t.code, 0);
     assert!(
         t.stdout.contains(&format!(
@@ -596,7 +552,10 @@ fn agents_tree_shows_an_agents_child_attributed() {
         t.stdout
     );
     // A pid the daemon never saw.
-    let r = ctl(&socket, &["agents", "tree", "4194305", "--json"]);
+    let r = ctl(
+        CtlTarget::Socket(&socket),
+        &["agents", "tree", "4194305", "--json"],
+    );
     assert_eq!(r.code, 2, "{}", r.stdout);
     assert!(r.json()["error"]["message"]
         .as_str()
@@ -628,7 +587,7 @@ fn policy_check_and_show() {
     let shipped_digest = Policy::load(&shipped(), &[]).unwrap().digest;
     let shipped_arg = shipped().display().to_string();
     let r = ctl(
-        Path::new("/nonexistent.sock"),
+        CtlTarget::Socket(Path::new("/nonexistent.sock")),
         &["policy", "check", &shipped_arg, "--json"],
     );
     assert_eq!(r.code, 0, "{}", r.stdout);
@@ -636,7 +595,7 @@ fn policy_check_and_show() {
     assert_eq!(v["ok"], true);
     assert_eq!(v["policy_digest"], shipped_digest.as_str());
     let r = ctl(
-        Path::new("/nonexistent.sock"),
+        CtlTarget::Socket(Path::new("/nonexistent.sock")),
         &["policy", "check", &shipped_arg],
     );
     assert!(
@@ -659,7 +618,7 @@ fn policy_check_and_show() {
         .unwrap()
         + 1;
     let r = ctl(
-        Path::new("/nonexistent.sock"),
+        CtlTarget::Socket(Path::new("/nonexistent.sock")),
         &["policy", "check", &bad.display().to_string()],
     );
     assert_eq!(r.code, 1);
@@ -672,7 +631,7 @@ fn policy_check_and_show() {
         r.stderr
     );
     let r = ctl(
-        Path::new("/nonexistent.sock"),
+        CtlTarget::Socket(Path::new("/nonexistent.sock")),
         &["policy", "check", &bad.display().to_string(), "--json"],
     );
     assert_eq!(r.code, 1);

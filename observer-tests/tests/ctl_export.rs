@@ -112,31 +112,11 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn ctl(db: &Path, args: &[&str]) -> Run {
-    let out = Command::new(observerctl())
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 /// `export` with `args`: the records, one per line.
 fn export(db: &Path, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["export"];
     all.extend_from_slice(args);
-    let r = ctl(db, &all);
+    let r = ctl(CtlTarget::Db(db), &all);
     assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
     assert_eq!(
         r.stderr, "",
@@ -466,7 +446,7 @@ fn cloudevents_export_parses_with_the_official_sdk() {
     let out_dir = tempfile::tempdir().unwrap();
     let file = out_dir.path().join("events.jsonl");
     let r = ctl(
-        &db,
+        CtlTarget::Db(&db),
         &[
             "export",
             "--format",
@@ -629,7 +609,7 @@ fn export_out_is_written_whole_and_atomically() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("export.ocsf");
     let r = ctl(
-        &db,
+        CtlTarget::Db(&db),
         &[
             "--json",
             "export",
@@ -641,7 +621,7 @@ fn export_out_is_written_whole_and_atomically() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let summary: Value = serde_json::from_str(&r.stdout).unwrap();
-    let stdout = ctl(&db, &["export", "--format", "ocsf"]).stdout;
+    let stdout = ctl(CtlTarget::Db(&db), &["export", "--format", "ocsf"]).stdout;
     assert_eq!(std::fs::read_to_string(&file).unwrap(), stdout);
     assert_eq!(summary["format"], "ocsf");
     assert_eq!(summary["receipts"], stored_receipts(&db).len());
@@ -658,7 +638,7 @@ fn export_out_is_written_whole_and_atomically() {
     // An existing file is replaced whole.
     std::fs::write(&file, "old").unwrap();
     let r = ctl(
-        &db,
+        CtlTarget::Db(&db),
         &[
             "export",
             "--format",
@@ -674,7 +654,7 @@ fn export_out_is_written_whole_and_atomically() {
     // A directory that does not exist: a clear error, exit 2, nothing written.
     let missing = dir.path().join("no/such/dir/out.jsonl");
     let r = ctl(
-        &db,
+        CtlTarget::Db(&db),
         &[
             "--json",
             "export",
@@ -696,7 +676,7 @@ fn export_out_is_written_whole_and_atomically() {
     );
     assert!(!missing.exists());
     // A bad format is a usage error.
-    let r = ctl(&db, &["export", "--format", "xml"]);
+    let r = ctl(CtlTarget::Db(&db), &["export", "--format", "xml"]);
     assert_eq!(r.code, 2);
 }
 
@@ -747,7 +727,10 @@ fn progress_bars_only_on_a_terminal() {
         &format!("--json verify --master-seed {}", seed.display()),
     );
     assert!(!tty.contains("receipts verified"), "{tty:?}");
-    let r = ctl(&db, &["verify", "--master-seed", seed.to_str().unwrap()]);
+    let r = ctl(
+        CtlTarget::Db(&db),
+        &["verify", "--master-seed", seed.to_str().unwrap()],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stderr, "");
 }

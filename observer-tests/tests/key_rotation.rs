@@ -26,39 +26,6 @@ use observer_daemon::receipt::{
 use observer_testkit::*;
 use serde_json::{json, Value};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
-    }
-}
-
-fn run(mut c: Command) -> Run {
-    let out = c.output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// observerctl as root with the daemon's config and socket.
-fn ctl(dir: &Path, args: &[&str]) -> Run {
-    let mut c = Command::new(observerctl());
-    c.arg("--config")
-        .arg(dir.join("observer.toml"))
-        .arg("--socket")
-        .arg(dir.join("observer.sock"))
-        .args(args);
-    run(c)
-}
-
 const AGENT: &str = "rot-agent";
 
 fn issuer(agent: &str) -> String {
@@ -206,7 +173,7 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
 
     // Root rotates.
     let r = ctl(
-        state,
+        CtlTarget::Dir(state),
         &["keys", "rotate", "--reason", "test rotation", "--json"],
     );
     assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
@@ -252,7 +219,7 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
     assert_eq!(envelope["signature"]["kid"], genesis.kid.as_str());
     assert_eq!(rotation_receipt.payload["action_type"], "observer.key");
     assert_eq!(rotation_receipt.chain, issuer("observer"));
-    let status = ctl(state, &["status", "--json"]);
+    let status = ctl(CtlTarget::Dir(state), &["status", "--json"]);
     assert_eq!(
         status.json()["master"],
         json!({"kid": new_master.kid, "generation": 2})
@@ -334,12 +301,12 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
     // verify: under the pinned genesis key, and by default (the genesis
     // key file beside the seed).
     let v = ctl(
-        state,
+        CtlTarget::Dir(state),
         &["verify", "--pubkey", pinned.to_str().unwrap(), "--json"],
     );
     assert_eq!(v.code, 0, "{}", v.stdout);
     assert_eq!(v.json()["checks"]["key_rotation"]["fail"], 0);
-    let v = ctl(state, &["verify", "--json"]);
+    let v = ctl(CtlTarget::Dir(state), &["verify", "--json"]);
     assert_eq!(v.code, 0, "{}", v.stdout);
     // observerd verify pins the same genesis file by default.
     let out = Command::new(observerd())
@@ -357,7 +324,7 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
     );
     // The new seed's master cannot anchor the receipts before it.
     let v = ctl(
-        state,
+        CtlTarget::Dir(state),
         &[
             "verify",
             "--master-seed",
@@ -368,7 +335,7 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
     assert_eq!(v.code, 1, "{}", v.stdout);
 
     // keys show: both generations with their status.
-    let show = ctl(state, &["keys", "show", "--json"]).json();
+    let show = ctl(CtlTarget::Dir(state), &["keys", "show", "--json"]).json();
     let status_of = |kid: &str| {
         let k = show["keys"]
             .as_array()
@@ -384,7 +351,7 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
     assert_eq!(status_of(&old_agent_kid), (1, json!("retired")));
     assert_eq!(status_of(&new_agent_kid), (2, json!("current")));
     // The JWK Set lists retired keys too; --master is the genesis key.
-    let jwks = ctl(state, &["keys", "export"]).json();
+    let jwks = ctl(CtlTarget::Dir(state), &["keys", "export"]).json();
     for kid in [
         &genesis.kid,
         &new_master.kid,
@@ -400,7 +367,7 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
             "{kid} not in the JWK Set"
         );
     }
-    let master = ctl(state, &["keys", "export", "--master"]).json();
+    let master = ctl(CtlTarget::Dir(state), &["keys", "export", "--master"]).json();
     assert_eq!(master, genesis.jwk());
 
     // Restart on the rotated store: chains continue, still verifiable.
@@ -418,7 +385,7 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
         new_agent_kid.as_str()
     );
     let v = ctl(
-        state,
+        CtlTarget::Dir(state),
         &["verify", "--pubkey", pinned.to_str().unwrap(), "--json"],
     );
     assert_eq!(v.code, 0, "{}", v.stdout);
@@ -448,7 +415,7 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
         .to_string();
     let bundle = state.join("pack.json");
     let e = ctl(
-        state,
+        CtlTarget::Dir(state),
         &[
             "audit-pack",
             "export",
@@ -514,7 +481,7 @@ fn rotation_keeps_every_receipt_verifiable_under_the_genesis_key() {
 /// key: both pass.
 fn show_and_prove(state: &Path, pinned: &Path, hash: &str) {
     let show = ctl(
-        state,
+        CtlTarget::Dir(state),
         &[
             "receipts",
             "show",
@@ -528,7 +495,10 @@ fn show_and_prove(state: &Path, pinned: &Path, hash: &str) {
     let v = show.json();
     assert_eq!(v["verification"]["ok"], true, "{hash}: {v:#}");
     let proof = state.join(format!("{hash}.proof"));
-    let p = ctl(state, &["proof", hash, "--out", proof.to_str().unwrap()]);
+    let p = ctl(
+        CtlTarget::Dir(state),
+        &["proof", hash, "--out", proof.to_str().unwrap()],
+    );
     assert_eq!(p.code, 0, "{}", p.stderr);
     let mut c = Command::new(observerctl());
     c.args(["--db", "/nonexistent/observer.db", "verify-proof"])
@@ -639,7 +609,7 @@ fn an_interrupted_rotation_is_settled_at_start() {
     let pinned = state.join("genesis.jwk");
     std::fs::write(&pinned, genesis.jwk().to_string()).unwrap();
     let v = ctl(
-        &state,
+        CtlTarget::Dir(&state),
         &["verify", "--pubkey", pinned.to_str().unwrap(), "--json"],
     );
     assert_eq!(v.code, 0, "{}", v.stdout);

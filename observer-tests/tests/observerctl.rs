@@ -96,38 +96,11 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
-    }
-}
-
-fn ctl(db: &Path, args: &[&str]) -> Run {
-    let out = Command::new(observerctl())
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 /// `receipts --json` with extra filters: the rows.
 fn rows(db: &Path, filters: &[&str]) -> Vec<Value> {
     let mut args = vec!["receipts", "--json"];
     args.extend_from_slice(filters);
-    let r = ctl(db, &args);
+    let r = ctl(CtlTarget::Db(db), &args);
     assert_eq!(r.code, 0, "{filters:?}: {}", r.stderr);
     r.json()["receipts"].as_array().unwrap().clone()
 }
@@ -350,7 +323,10 @@ fn receipt_filters_return_exactly_the_matching_rows() {
     );
 
     // The alias, JSON lines and the table.
-    let jsonl = ctl(&db, &["events", "--jsonl", "--agent", "ctl-agent"]);
+    let jsonl = ctl(
+        CtlTarget::Db(&db),
+        &["events", "--jsonl", "--agent", "ctl-agent"],
+    );
     assert_eq!(jsonl.code, 0);
     let lines: Vec<Value> = jsonl
         .stdout
@@ -359,7 +335,7 @@ fn receipt_filters_return_exactly_the_matching_rows() {
         .collect();
     assert_eq!(hashes(&lines), agent);
     let table = ctl(
-        &db,
+        CtlTarget::Db(&db),
         &[
             "receipts",
             "--agent",
@@ -389,7 +365,7 @@ fn show_prints_context_and_verification() {
     let pk = f.pubkey();
     let pk = pk.to_str().unwrap();
     let r = ctl(
-        &db,
+        CtlTarget::Db(&db),
         &["receipts", "show", &exec.hash, "--pubkey", pk, "--json"],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -420,7 +396,10 @@ fn show_prints_context_and_verification() {
     }
     // By chain position, as a table.
     let reference = format!("ctl-agent:{}", exec.seq);
-    let t = ctl(&db, &["receipts", "show", &reference, "--pubkey", pk]);
+    let t = ctl(
+        CtlTarget::Db(&db),
+        &["receipts", "show", &reference, "--pubkey", pk],
+    );
     assert_eq!(t.code, 0, "{}", t.stderr);
     assert!(t.stdout.contains(&format!("receipt       {}", exec.hash)));
     assert!(t.stdout.contains("context:") && t.stdout.contains("\"filename\": \"/bin/true\""));
@@ -428,7 +407,11 @@ fn show_prints_context_and_verification() {
     assert!(t.stdout.contains("chain_link       pass"), "{}", t.stdout);
     assert!(t.stdout.contains("result: verified"));
     // Without a pinned key the authorisation is only as good as the store.
-    let u = ctl(&db, &["receipts", "show", &reference, "--json"]).json();
+    let u = ctl(
+        CtlTarget::Db(&db),
+        &["receipts", "show", &reference, "--json"],
+    )
+    .json();
     assert_eq!(u["verification"]["ok"], false);
     let k = u["verification"]["checks"]
         .as_array()
@@ -444,7 +427,7 @@ fn show_prints_context_and_verification() {
     let jwk = ChainKey::master_key(&MasterSeed::from_bytes([7; 32])).jwk();
     std::fs::write(&other_pk, jwk.to_string()).unwrap();
     let w = ctl(
-        &db,
+        CtlTarget::Db(&db),
         &[
             "receipts",
             "show",
@@ -470,14 +453,14 @@ fn copy_store(f: &Fixture) -> tempfile::TempDir {
 fn verify_passes_then_names_the_tampered_receipt() {
     let f = fixture();
     let ok = ctl(
-        &f.db(),
+        CtlTarget::Db(&f.db()),
         &["verify", "--master-seed", f.seed().to_str().unwrap()],
     );
     assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
     assert!(ok.stdout.contains("verification passed"));
     let pk = f.pubkey();
     let j = ctl(
-        &f.db(),
+        CtlTarget::Db(&f.db()),
         &[
             "verify",
             "--json",
@@ -510,7 +493,10 @@ fn verify_passes_then_names_the_tampered_receipt() {
     )
     .unwrap();
     drop(c);
-    let bad = ctl(&db, &["verify", "--json", "--pubkey", pk.to_str().unwrap()]);
+    let bad = ctl(
+        CtlTarget::Db(&db),
+        &["verify", "--json", "--pubkey", pk.to_str().unwrap()],
+    );
     assert_eq!(bad.code, 1, "{}", bad.stdout);
     let v = bad.json();
     assert_eq!(v["ok"], false);
@@ -531,7 +517,10 @@ fn verify_passes_then_names_the_tampered_receipt() {
         checks_at_target.contains(&"signature"),
         "{checks_at_target:?}"
     );
-    let text = ctl(&db, &["verify", "--pubkey", pk.to_str().unwrap()]);
+    let text = ctl(
+        CtlTarget::Db(&db),
+        &["verify", "--pubkey", pk.to_str().unwrap()],
+    );
     assert_eq!(text.code, 1);
     assert!(
         text.stdout.contains(&format!(
@@ -549,7 +538,7 @@ fn verify_passes_then_names_the_tampered_receipt() {
         .unwrap()
         .chain;
     let scoped = ctl(
-        &db,
+        CtlTarget::Db(&db),
         &[
             "verify",
             "--json",
@@ -614,7 +603,7 @@ fn proof_verifies_offline_with_only_the_public_key() {
     for r in [agent_receipt, observer_receipt] {
         let file = out.path().join(format!("{}.proof", r.hash));
         let p = ctl(
-            &f.db(),
+            CtlTarget::Db(&f.db()),
             &["proof", &r.hash, "--out", file.to_str().unwrap()],
         );
         assert_eq!(p.code, 0, "{}", p.stderr);
@@ -623,7 +612,7 @@ fn proof_verifies_offline_with_only_the_public_key() {
         assert!(String::from_utf8_lossy(&text).contains(&format!("\nindex {}\n", r.leaf)));
         // Offline: no store at all.
         let v = ctl(
-            nowhere,
+            CtlTarget::Db(nowhere),
             &[
                 "verify-proof",
                 file.to_str().unwrap(),
@@ -637,7 +626,7 @@ fn proof_verifies_offline_with_only_the_public_key() {
         assert_eq!(j["receipt"]["receipt_hash"], r.hash.as_str());
         assert_eq!(j["receipt"]["seq"], r.seq);
         let t = ctl(
-            nowhere,
+            CtlTarget::Db(nowhere),
             &["verify-proof", file.to_str().unwrap(), "--pubkey", pk],
         );
         assert_eq!(t.code, 0);
@@ -667,7 +656,7 @@ fn proof_verifies_offline_with_only_the_public_key() {
             let bad = out.path().join("bad.proof");
             std::fs::write(&bad, flip(&text, pos)).unwrap();
             let v = ctl(
-                nowhere,
+                CtlTarget::Db(nowhere),
                 &[
                     "verify-proof",
                     bad.to_str().unwrap(),
@@ -686,7 +675,7 @@ fn proof_verifies_offline_with_only_the_public_key() {
     std::fs::write(&other, jwk.to_string()).unwrap();
     let file = out.path().join(format!("{}.proof", agent_receipt.hash));
     let v = ctl(
-        nowhere,
+        CtlTarget::Db(nowhere),
         &[
             "verify-proof",
             file.to_str().unwrap(),
@@ -718,7 +707,7 @@ fn audit_pack_exports_and_verifies_offline() {
     let out = tempfile::tempdir().unwrap();
     let bundle = out.path().join("bundle.json");
     let e = ctl(
-        &db,
+        CtlTarget::Db(&db),
         &[
             "audit-pack",
             "export",
@@ -781,7 +770,7 @@ fn audit_pack_exports_and_verifies_offline() {
     // Offline, with only the public key.
     let nowhere = Path::new("/nonexistent/observer.db");
     let v = ctl(
-        nowhere,
+        CtlTarget::Db(nowhere),
         &[
             "audit-pack",
             "verify",
@@ -794,7 +783,7 @@ fn audit_pack_exports_and_verifies_offline() {
     assert_eq!(v.code, 0, "{}", v.stdout);
     assert_eq!(v.json()["receipts"], packed.len());
     let t = ctl(
-        nowhere,
+        CtlTarget::Db(nowhere),
         &[
             "audit-pack",
             "verify",
@@ -824,7 +813,7 @@ fn audit_pack_exports_and_verifies_offline() {
         let bad = out.path().join("bad.json");
         std::fs::write(&bad, flip(&bytes, pos)).unwrap();
         let v = ctl(
-            nowhere,
+            CtlTarget::Db(nowhere),
             &[
                 "audit-pack",
                 "verify",
@@ -857,7 +846,7 @@ fn audit_pack_exports_and_verifies_offline() {
     };
     let as_is = resign(pack.clone());
     let v = ctl(
-        nowhere,
+        CtlTarget::Db(nowhere),
         &[
             "audit-pack",
             "verify",
@@ -882,7 +871,7 @@ fn audit_pack_exports_and_verifies_offline() {
     let i = agent_at(&gap, 3);
     gap["receipts"].as_array_mut().unwrap().remove(i);
     let v = ctl(
-        nowhere,
+        CtlTarget::Db(nowhere),
         &[
             "audit-pack",
             "verify",
@@ -902,7 +891,7 @@ fn audit_pack_exports_and_verifies_offline() {
     ctx["receipts"][i]["context"]["process"]["pid"] = json!(1);
     let target_hash = ctx["receipts"][i]["receipt_hash"].clone();
     let v = ctl(
-        nowhere,
+        CtlTarget::Db(nowhere),
         &[
             "audit-pack",
             "verify",
@@ -923,7 +912,7 @@ fn audit_pack_exports_and_verifies_offline() {
     let jwk = ChainKey::master_key(&MasterSeed::from_bytes([3; 32])).jwk();
     std::fs::write(&other, jwk.to_string()).unwrap();
     let v = ctl(
-        nowhere,
+        CtlTarget::Db(nowhere),
         &[
             "audit-pack",
             "verify",
@@ -949,16 +938,16 @@ fn keys_and_agents_match_the_store() {
         .map(|j| serde_json::from_str(&j.unwrap()).unwrap())
         .collect();
     assert_eq!(stored.len(), 2, "the observer chain and the agent chain");
-    let jwks = ctl(&db, &["keys", "export"]);
+    let jwks = ctl(CtlTarget::Db(&db), &["keys", "export"]);
     assert_eq!(jwks.code, 0);
     assert_eq!(jwks.json(), json!({ "keys": stored }));
-    let master = ctl(&db, &["keys", "export", "--master"]);
+    let master = ctl(CtlTarget::Db(&db), &["keys", "export", "--master"]);
     let seed = MasterSeed::load_existing(&f.seed()).unwrap();
     assert_eq!(master.json(), ChainKey::master_key(&seed).jwk());
-    let show = ctl(&db, &["keys", "show", "--json"]).json();
+    let show = ctl(CtlTarget::Db(&db), &["keys", "show", "--json"]).json();
     assert_eq!(show["keys"].as_array().unwrap().len(), 2);
 
-    let agents = ctl(&db, &["agents", "--json"]).json();
+    let agents = ctl(CtlTarget::Db(&db), &["agents", "--json"]).json();
     let rs = stored_receipts(&db);
     let list = agents["agents"].as_array().unwrap();
     assert_eq!(list.len(), 2);
@@ -975,7 +964,7 @@ fn keys_and_agents_match_the_store() {
         let first_ns = of.iter().map(|r| issued_ns(r)).min().unwrap();
         assert_eq!(a["first_seen"], payload::issued_at(first_ns));
     }
-    let table = ctl(&db, &["agents"]);
+    let table = ctl(CtlTarget::Db(&db), &["agents"]);
     assert!(table.stdout.lines().next().unwrap().starts_with("AGENT"));
     assert!(table.stdout.contains("ctl-agent"));
 }
@@ -997,7 +986,7 @@ fn erase_is_recorded_and_keeps_verify_green() {
         &agent_config("ctl-agent", &exe, ""),
     );
     let refused = ctl(
-        &db,
+        CtlTarget::Db(&db),
         &[
             "erase",
             &target.hash,
@@ -1016,7 +1005,7 @@ fn erase_is_recorded_and_keeps_verify_green() {
     d.stop();
 
     let r = ctl(
-        &db,
+        CtlTarget::Db(&db),
         &[
             "erase",
             &target.hash,
@@ -1050,16 +1039,20 @@ fn erase_is_recorded_and_keeps_verify_green() {
         Some(json!({"erased": true, "by": erasure.hash}))
     );
     let ok = ctl(
-        &db,
+        CtlTarget::Db(&db),
         &["verify", "--json", "--master-seed", seed.to_str().unwrap()],
     );
     assert_eq!(ok.code, 0, "{}", ok.stdout);
     assert_eq!(ok.json()["erased_contexts"], 1);
-    let show = ctl(&db, &["receipts", "show", &target.hash, "--json"]).json();
+    let show = ctl(
+        CtlTarget::Db(&db),
+        &["receipts", "show", &target.hash, "--json"],
+    )
+    .json();
     assert_eq!(show["receipt"]["summary"], "(context erased)");
     // Twice is refused: nothing left to erase.
     let again = ctl(
-        &db,
+        CtlTarget::Db(&db),
         &[
             "erase",
             &target.hash,
@@ -1075,7 +1068,7 @@ fn erase_is_recorded_and_keeps_verify_green() {
 fn errors_are_json_objects_with_exit_codes() {
     let f = fixture();
     let missing = ctl(
-        Path::new("/nonexistent/dir/observer.db"),
+        CtlTarget::Db(Path::new("/nonexistent/dir/observer.db")),
         &["receipts", "--json"],
     );
     assert_eq!(missing.code, 4);
@@ -1088,7 +1081,7 @@ fn errors_are_json_objects_with_exit_codes() {
     assert_eq!(e.as_object().unwrap().len(), 1);
 
     let bad_since = ctl(
-        &f.db(),
+        CtlTarget::Db(&f.db()),
         &["receipts", "--json", "--since", "the day before"],
     );
     assert_eq!(bad_since.code, 2);
@@ -1099,10 +1092,13 @@ fn errors_are_json_objects_with_exit_codes() {
         .unwrap()
         .starts_with("--since \"the day before\""));
 
-    let bad_flag = ctl(&f.db(), &["receipts", "--json", "--colour"]);
+    let bad_flag = ctl(CtlTarget::Db(&f.db()), &["receipts", "--json", "--colour"]);
     assert_eq!(bad_flag.code, 2);
     assert_eq!(bad_flag.json()["error"]["kind"], "usage");
-    let human = ctl(&f.db(), &["receipts", "--since", "the day before"]);
+    let human = ctl(
+        CtlTarget::Db(&f.db()),
+        &["receipts", "--since", "the day before"],
+    );
     assert_eq!(human.code, 2);
     assert!(
         human.stderr.starts_with("observerctl: --since"),
@@ -1111,7 +1107,10 @@ fn errors_are_json_objects_with_exit_codes() {
     );
     assert!(human.stdout.is_empty());
 
-    let not_there = ctl(&f.db(), &["receipts", "show", &"ab".repeat(32), "--json"]);
+    let not_there = ctl(
+        CtlTarget::Db(&f.db()),
+        &["receipts", "show", &"ab".repeat(32), "--json"],
+    );
     assert_eq!(not_there.code, 2);
     assert!(not_there.json()["error"]["message"]
         .as_str()
@@ -1120,7 +1119,7 @@ fn errors_are_json_objects_with_exit_codes() {
 
     let not_a_store = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(not_a_store.path(), b"not sqlite at all, just text").unwrap();
-    let r = ctl(not_a_store.path(), &["agents", "--json"]);
+    let r = ctl(CtlTarget::Db(not_a_store.path()), &["agents", "--json"]);
     assert_eq!(r.code, 4);
     assert_eq!(r.json()["error"]["kind"], "store_unreadable");
 }
@@ -1159,7 +1158,7 @@ fn an_unprivileged_user_cannot_read_the_store() {
         "{msg}"
     );
     // And root can.
-    assert_eq!(ctl(&db, &["agents", "--json"]).code, 0);
+    assert_eq!(ctl(CtlTarget::Db(&db), &["agents", "--json"]).code, 0);
 }
 
 fn identity() -> Identity {
@@ -1250,7 +1249,7 @@ fn shadow_groups_findings() {
     }
     p.finish(&payload::issued_at(base + 10_000_000_000))
         .unwrap();
-    let v = ctl(&db, &["shadow", "--json"]);
+    let v = ctl(CtlTarget::Db(&db), &["shadow", "--json"]);
     assert_eq!(v.code, 0, "{}", v.stderr);
     let groups = v.json()["findings"].as_array().unwrap().clone();
     assert_eq!(groups.len(), 2, "{groups:#?}");
@@ -1274,24 +1273,14 @@ fn shadow_groups_findings() {
     assert_eq!(groups[1]["max_risk"], "low");
     // The window applies.
     let since = payload::issued_at(base + 1_500_000_000);
-    let w = ctl(&db, &["shadow", "--json", "--since", &since]).json();
+    let w = ctl(CtlTarget::Db(&db), &["shadow", "--json", "--since", &since]).json();
     let w = w["findings"].as_array().unwrap();
     assert_eq!(w.len(), 2);
     assert_eq!(w[0]["count"], 1);
     assert_eq!(w[1]["count"], 1);
-    let table = ctl(&db, &["shadow"]);
+    let table = ctl(CtlTarget::Db(&db), &["shadow"]);
     assert!(table.stdout.starts_with("COUNT"));
     assert!(table.stdout.contains("llm-api-call"));
-}
-
-/// A child process killed when dropped.
-struct ChildGuard(std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

@@ -65,7 +65,7 @@ pub fn run(root: &Path, work: &Path, args: &ForwardArgs) -> anyhow::Result<()> {
     );
     crate::bench_kit::warn_if_other_observers()?;
     let store = make_store(root, &work.join("store"), args.forward_receipts)?;
-    make_pki(&work)?;
+    observer_testkit::pki::make_pki(&work);
 
     // Raw baseline, then one run per sink type, each from cursor zero.
     let raw = {
@@ -527,69 +527,6 @@ fn dir_bytes(dir: &Path) -> u64 {
         .filter(|m| m.is_file())
         .map(|m| m.len())
         .sum()
-}
-
-/// A test CA and a server certificate for 127.0.0.1, made with openssl.
-fn make_pki(dir: &Path) -> anyhow::Result<()> {
-    let run = |args: &[&str]| -> anyhow::Result<()> {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .context("openssl")?;
-        if !out.status.success() {
-            bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(())
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=observer bench CA",
-    ])?;
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )?;
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=observer bench server",
-    ])?;
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ])
 }
 
 /// An HTTP/1.1 receiver for the HTTP sink: keep-alive, gzip bodies,

@@ -352,27 +352,10 @@ fn process_cpu(pid: u32) -> anyhow::Result<f64> {
     Ok(ticks / hz)
 }
 
-/// Program names as the kernel stores them (15 bytes at most).
-pub(crate) const PROGRAM_NAMES: &[&str] = &[
-    "execve_enter",
-    "execveat_enter",
-    "exec_exit",
-    "sched_process_exec",
-    "sched_process_exit",
-    "sched_process_fork",
-    "sockaddr_enter",
-    "connect_exit",
-    "bind_exit",
-    "listen_enter",
-    "listen_exit",
-    "accept_exit",
-    "openat_exit",
-    "openat2_exit",
-];
-
 /// Loaded programs named like one of ours (any observer's).
 pub(crate) fn our_programs() -> anyhow::Result<Vec<u32>> {
-    let ours: Vec<&str> = PROGRAM_NAMES
+    // Program names as the kernel stores them (15 bytes at most).
+    let ours: Vec<&str> = observer_testkit::probes::SYSCALL_PROGRAMS
         .iter()
         .map(|n| &n[..n.len().min(15)])
         .collect();
