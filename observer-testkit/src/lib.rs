@@ -22,6 +22,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod netns;
 pub mod pki;
+pub mod policies;
 pub mod probes;
 pub mod scrape;
 #[cfg(feature = "daemon")]
@@ -31,6 +32,7 @@ pub use bins::{observerctl, observerd};
 pub use child::{terminate, ChildGuard};
 pub use ctl::{ctl, receipt_summaries, run, CtlTarget, Run};
 pub use daemon::{Daemon, StateDir};
+pub use policies::{install_policies, shipped_policies};
 #[cfg(feature = "daemon")]
 pub use store::*;
 

@@ -6,6 +6,7 @@
 //! daemon must keep running.
 // Test code: an unwrap that fails is a test that fails, with its message.
 #![allow(clippy::unwrap_used)]
+mod forwarding_kit;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -17,31 +18,16 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
+use forwarding_kit::{free_port, wait_until};
 use observer_daemon::receipt::store::Store;
 use observer_testkit::{
     scrape::{metrics, sample},
     *,
 };
 use serde_json::Value;
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Starts the daemon with an agent and `sinks`, runs 6 agent execs.
 fn daemon_with_sinks(dir: &Path, sinks: &str, env: &[(&str, &str)]) -> Daemon {

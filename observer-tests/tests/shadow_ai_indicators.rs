@@ -17,19 +17,6 @@ use serde_json::{json, Value};
 
 const FINDING_WAIT: Duration = Duration::from_secs(30);
 
-fn install_policies(dir: &Path) {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
-    let out = dir.join("policies");
-    std::fs::create_dir_all(out.join("indicators")).unwrap();
-    for entry in std::fs::read_dir(shipped.join("indicators")).unwrap() {
-        let e = entry.unwrap();
-        std::fs::copy(e.path(), out.join("indicators").join(e.file_name())).unwrap();
-    }
-    for f in ["rules.toml", "agents.toml"] {
-        std::fs::copy(shipped.join(f), out.join(f)).unwrap();
-    }
-}
-
 fn contexts(db: &Path) -> Vec<Value> {
     if !db.exists() {
         return vec![];
@@ -103,7 +90,7 @@ fn two_argument_autonomous_flag_and_model_files_under_a_home() {
 
     let state = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    install_policies(state.path());
+    install_policies(state.path(), "");
     let d = Daemon::start_in(
         StateDir::Shared(state.path().to_owned()),
         "policies_dir = \"@DIR@/policies\"\n[files]\nprefixes = []\nsuffixes = []\n",

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use observer_testkit::{observerctl, observerd, Daemon, StateDir, WAIT};
+use observer_testkit::{observerctl, observerd, shipped_policies, Daemon, StateDir, WAIT};
 
 fn nobody() -> u32 {
     nix::unistd::User::from_name("nobody")
@@ -92,7 +92,7 @@ fn a_master_seed_owned_by_another_user_stops_the_start() {
 
 /// A copy of the shipped policies in `dir/policies`.
 fn copy_policies(dir: &Path) -> PathBuf {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let shipped = shipped_policies();
     let policies = dir.join("policies");
     std::fs::create_dir_all(policies.join("indicators")).unwrap();
     for entry in ["agents.toml", "rules.toml"]
