@@ -1,6 +1,6 @@
 //! `cargo xtask bench workload`: what one small task of a coding agent
 //! costs in evidence, the layout before folding against today's, in the
-//! same run. The workload is observer-daemon/tests/workloads/
+//! same run. The workload is observer-tests/tests/workloads/
 //! reference_agent.sh (the evidence_volume integration test runs the same
 //! script and proves that folding loses no fact of it): python -c, node -e,
 //! git status, grep over a tree, cat, ls and a command that exists nowhere,
@@ -50,7 +50,7 @@ struct Layout {
 
 pub fn run(root: &Path, work: &Path, args: &WorkloadArgs) -> anyhow::Result<()> {
     crate::bench_kit::warn_if_other_observers()?;
-    let script = root.join("observer-daemon/tests/workloads/reference_agent.sh");
+    let script = root.join("observer-tests/tests/workloads/reference_agent.sh");
     let tree = work.join("workload");
     let status = Command::new("/bin/sh")
         .arg(&script)
@@ -93,7 +93,7 @@ pub fn run(root: &Path, work: &Path, args: &WorkloadArgs) -> anyhow::Result<()> 
     let bytes_ratio = before.store_bytes as f64 / folded.store_bytes.max(1) as f64;
     println!(
         "evidence volume, reference agent workload ({} runs per layout; \
-         observer-daemon/tests/workloads/reference_agent.sh):",
+         observer-tests/tests/workloads/reference_agent.sh):",
         args.workload_runs
     );
     for (name, l) in [
