@@ -17,17 +17,17 @@ pub const TEST_APT_PACKAGES: &[&str] = &[
     // dpkg-shlibdeps, which cargo-deb runs for the package's Depends
     // (xtask/src/deb_package_test.rs).
     "dpkg-dev",
-    // The DNS server of the names tests (tests/names.rs).
+    // The DNS server of the names tests (observer-tests/tests/names.rs).
     "dnsmasq-base",
-    // `npx` for the real MCP server (tests/shadow_ai.rs); on this Debian
+    // `npx` for the real MCP server (observer-tests/tests/shadow_ai_evidence.rs); on this Debian
     // build nodejs ships npx.
     "nodejs",
     // The interpreter the shadow-AI tests copy and run.
     "python3.11-minimal",
-    // Syslog receivers over TCP, TLS and UDP (tests/forwarding.rs).
+    // Syslog receivers over TCP, TLS and UDP (observer-tests/tests/forwarding_*.rs).
     "rsyslog",
     "rsyslog-gnutls",
-    // `promtool check metrics` (tests/forwarding.rs).
+    // `promtool check metrics` (observer-tests/tests/forwarding_recovery.rs).
     "prometheus",
     // systemd-journald and journalctl for the journal logging tests
     // (tests/journal.rs; also systemd-analyze for tests/service.rs), and
