@@ -20,7 +20,7 @@ pub enum Side {
 /// The start line and headers. Header values are kept as bytes: they may
 /// hold secrets, and only the stream layer's redaction decides what is
 /// shown of them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Head {
     /// Requests: method and target (path and query).
     pub method: String,
@@ -42,7 +42,7 @@ impl Head {
 }
 
 /// One message, whole or as much of it as was seen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Message {
     pub head: Head,
     /// The body after transfer decoding (chunk framing removed), still in
@@ -58,6 +58,32 @@ pub struct Message {
     /// Boot-time nanoseconds of the first and the last byte.
     pub first_ns: u64,
     pub last_ns: u64,
+}
+
+// Printed without header values, query or body: they may hold keys and
+// prompts, and a Debug print ends up in logs and panic messages.
+impl std::fmt::Debug for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.target.split('?').next().unwrap_or_default();
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Head")
+            .field("method", &self.method)
+            .field("path", &path)
+            .field("status", &self.status)
+            .field("header_names", &names)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("head", &self.head)
+            .field("body_len", &self.body_len)
+            .field("kept", &self.body.len())
+            .field("complete", &self.complete)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

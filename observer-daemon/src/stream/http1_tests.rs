@@ -151,3 +151,16 @@ fn garbage_and_a_gap_outside_a_body_stop_the_stream() {
     );
     assert_eq!(p.failed(), Some(&Http1Error::Length));
 }
+
+#[test]
+fn debug_shows_no_header_value_query_or_body() {
+    let (msgs, _) = parse(Side::Request, REQUEST, REQUEST.len());
+    let shown = format!("{:?}", msgs[0]);
+    assert!(
+        shown.contains("x-api-key") && shown.contains("/v1/messages"),
+        "{shown}"
+    );
+    for secret in ["sk-ant-xyz", "beta=true", "claude-x"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+}
