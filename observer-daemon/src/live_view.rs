@@ -231,6 +231,9 @@ fn event_summary(ev: &Value) -> Option<String> {
     if let Some(f) = ev.get("fork") {
         return Some(format!("fork child {}", text(&f["child_pid"])));
     }
+    if let Some(call) = ev.get("llm_request") {
+        return Some(crate::receipt::query::llm_summary(call));
+    }
     if let Some(d) = ev.get("dns_answer") {
         let addresses: Vec<String> = d["addresses"]
             .as_array()

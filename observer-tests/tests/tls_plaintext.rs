@@ -197,7 +197,9 @@ fn release(mut child: Child) -> Vec<u8> {
     out.stdout
 }
 
-const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 40\r\nConnection: close\r\n\r\n{\"model\":\"observer-test-model\",\"ok\":1}\n\n";
+/// The answer body's length (the last bytes of `ANSWER`).
+const ANSWER_BODY: usize = 133;
+const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 133\r\nConnection: close\r\n\r\n{\"model\":\"observer-test-model\",\"choices\":[{\"finish_reason\":\"stop\",\"message\":{}}],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":3}}\n";
 
 /// curl (plain SSL_write / SSL_read), hooked through the system libssl
 /// attached before curl even exec'd: the probe is on the file, the
@@ -233,7 +235,7 @@ fn curl_request_and_answer_are_in_the_ring_byte_for_byte() {
     );
 
     let body = release(child);
-    assert_eq!(body, &ANSWER[ANSWER.len() - 40..]);
+    assert_eq!(body, &ANSWER[ANSWER.len() - ANSWER_BODY..]);
     let chunks = drain(&mut probes.plaintext);
     assert!(!chunks.is_empty(), "no plaintext records");
     assert!(chunks.iter().all(|c| c.header.tgid == pid), "{chunks:?}");
@@ -472,12 +474,29 @@ fn the_daemon_turns_a_registered_agents_call_into_an_llm_request_receipt() {
     assert_eq!(call["status"], 200);
     assert_eq!(call["stream"], false);
     assert_eq!(call["tools_offered"], serde_json::json!(["get_weather"]));
-    let answer_body = &ANSWER[ANSWER.len() - 40..];
+    let answer_body = &ANSWER[ANSWER.len() - ANSWER_BODY..];
     assert_eq!(call["request_body"]["sha256"], sha256(body));
     assert_eq!(call["request_body"]["bytes"], body.len());
     assert_eq!(call["response_body"]["sha256"], sha256(answer_body));
     assert_eq!(call["response_body"]["complete"], true);
 
+    assert_eq!(call["finish_reason"], "stop");
+    assert_eq!(
+        call["usage"],
+        serde_json::json!({"input_tokens": 11, "output_tokens": 3})
+    );
+    let listed = common::ctl(
+        common::CtlTarget::Db(&db),
+        &["receipts", "--action", "llm.request"],
+    );
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(
+        listed
+            .stdout
+            .contains("openai_compatible observer-test-model 11/3 tokens 200 stop"),
+        "{}",
+        listed.stdout
+    );
     let receipts = common::stored_receipts_of(&db, "llm.request");
     assert_eq!(receipts.len(), 1);
     assert_eq!(receipts[0].payload["agent_id"], "tls-agent");

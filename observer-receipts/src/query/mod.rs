@@ -27,7 +27,7 @@ mod summary;
 pub use chains::{chain_summaries, ChainSummary};
 pub use findings::{for_each_finding, FindingRow};
 pub use row::{stored_payload_text, QueryRow, COLUMNS};
-pub use summary::{more_paths, summary, text_at};
+pub use summary::{llm_summary, more_paths, summary, text_at};
 
 /// Why a query failed: the store could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -53,6 +53,9 @@ pub fn summary(ctx: &Value) -> String {
     if let Some(e) = ctx.get("exec") {
         return exec_summary(e);
     }
+    if let Some(call) = ctx.get("llm_request") {
+        return llm_summary(call);
+    }
     if let Some(o) = ctx.get("file_open") {
         return open_summary(o);
     }
@@ -71,6 +74,35 @@ pub fn summary(ctx: &Value) -> String {
         return format!("key {kid} for {}", text_at(ctx, &["issuer_id"]));
     }
     String::new()
+}
+
+/// An LLM API call: `provider model in/out tokens status finish`, e.g.
+/// `anthropic claude-sonnet-4-5 1200/85 tokens 200 end_turn`; the model
+/// answered if known, else the one asked; `?` for what was not reported.
+pub fn llm_summary(call: &Value) -> String {
+    let model = call["model_answered"]
+        .as_str()
+        .or(call["model_requested"].as_str())
+        .unwrap_or("?");
+    let count = |k: &str| {
+        call["usage"][k]
+            .as_u64()
+            .map_or_else(|| "?".to_string(), |n| n.to_string())
+    };
+    let status = call["status"]
+        .as_u64()
+        .map_or_else(|| "no answer".to_string(), |s| s.to_string());
+    let mut line = format!(
+        "{} {model} {}/{} tokens {status}",
+        text_at(call, &["provider"]),
+        count("input_tokens"),
+        count("output_tokens")
+    );
+    if let Some(f) = call["finish_reason"].as_str().or(call["error"].as_str()) {
+        line.push(' ');
+        line.push_str(f);
+    }
+    line
 }
 
 /// A file open: the path and how often it was opened, and how many other
@@ -152,6 +184,26 @@ mod tests {
             "local-inference-listening: a local inference server is listening"
         );
         assert_eq!(summary(&json!({"rule_id": "r"})), "r");
+    }
+
+    #[test]
+    fn llm_calls_read_provider_model_tokens_and_status() {
+        let call = json!({"llm_request": {"provider": "anthropic", "model_requested": "claude-sonnet-4-5",
+            "model_answered": "claude-sonnet-4-5-20250929", "status": 200, "finish_reason": "end_turn",
+            "usage": {"input_tokens": 1200, "output_tokens": 85}}});
+        assert_eq!(
+            summary(&call),
+            "anthropic claude-sonnet-4-5-20250929 1200/85 tokens 200 end_turn"
+        );
+        let unanswered = json!({"llm_request": {"provider": "openai", "model_requested": "gpt-4o",
+            "model_answered": null, "status": null, "usage": {}}});
+        assert_eq!(summary(&unanswered), "openai gpt-4o ?/? tokens no answer");
+        let failed = json!({"llm_request": {"provider": "openai", "status": 429,
+            "error": "rate_limit_exceeded", "usage": {}}});
+        assert_eq!(
+            summary(&failed),
+            "openai ? ?/? tokens 429 rate_limit_exceeded"
+        );
     }
 
     #[test]
