@@ -540,3 +540,65 @@ fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }
+
+/// Node (the runtime of Gemini CLI and other agents) links OpenSSL into
+/// its own executable and exports SSL_write/SSL_read: with no library
+/// attached eagerly, the executable itself is found in /proc/PID/maps and
+/// hooked, and its built-in fetch (undici) shows up byte for byte.
+#[test]
+fn node_fetch_is_seen_through_the_node_executable_itself() {
+    const NODE_CLIENT: &str = r#"
+const [port, requestBody] = process.argv.slice(1);
+process.stdin.once("data", async () => {
+  const res = await fetch(`https://127.0.0.1:${port}/v1/messages`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: requestBody,
+  });
+  process.stdout.write(await res.text());
+  process.exit(0);
+});
+"#;
+    let fx = Fixture::new(ANSWER);
+    let (_server, port) = fx.server();
+    let mut probes = load(observer_common::TLS_CAPTURE_DEFAULT);
+    let body = r#"{"model":"claude-haiku-4-5","max_tokens":5,"messages":[]}"#;
+    let child = Command::new("node")
+        .args(["-e", NODE_CLIENT, &port.to_string(), body])
+        .env("NODE_EXTRA_CA_CERTS", fx.path("cert.pem"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // The executable is mapped from the start.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .contains("/usr/bin/node")
+    {
+        assert!(Instant::now() < deadline, "node never mapped itself");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    watch(&mut probes.process_flags, pid);
+    let mut attacher = TlsAttacher::new(probes.ebpf, &[]).unwrap();
+    attacher.attach_process(pid);
+    let seen = attacher.visibility(pid).unwrap().clone();
+    assert_eq!(seen.hooked, [PathBuf::from("/usr/bin/node")], "{seen:?}");
+
+    assert_eq!(release(child), &ANSWER[ANSWER.len() - ANSWER_BODY..]);
+    let got = fx.server_got();
+    assert!(got.ends_with(body.as_bytes()));
+    let chunks = drain(&mut probes.plaintext);
+    assert!(chunks.iter().all(|c| c.header.tgid == pid));
+    let sent: Vec<&Plaintext> = chunks
+        .iter()
+        .filter(|c| c.call.direction() == Direction::Sent)
+        .collect();
+    let received: Vec<&Plaintext> = chunks
+        .iter()
+        .filter(|c| c.call.direction() == Direction::Received)
+        .collect();
+    assert_eq!(joined(&sent), got);
+    assert_eq!(joined(&received), ANSWER);
+}
