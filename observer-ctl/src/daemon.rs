@@ -175,6 +175,40 @@ pub fn print_status(out: &mut impl Write, mode: Output, v: &Value) -> Result<(),
             errors
         )?;
     }
+    print_plaintext(out, &v["plaintext"])
+}
+
+/// Per agent, whose TLS traffic is read and whose is not, and why.
+fn print_plaintext(out: &mut impl Write, p: &Value) -> Result<(), CtlError> {
+    if p["enabled"] != true {
+        writeln!(out, "plaintext:   off")?;
+        return Ok(());
+    }
+    writeln!(out, "plaintext:   on, {} watched processes", p["processes"])?;
+    for (agent, a) in p["agents"].as_object().into_iter().flatten() {
+        for v in a["visible"].as_array().into_iter().flatten() {
+            let through: Vec<&str> = v["through"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            writeln!(
+                out,
+                "  {agent:<16} {} visible through {}",
+                output::s(v, &["executable"]),
+                through.join(", ")
+            )?;
+        }
+        for v in a["not_visible"].as_array().into_iter().flatten() {
+            writeln!(
+                out,
+                "  {agent:<16} {} NOT visible: {}",
+                output::s(v, &["executable"]),
+                output::s(v, &["reason"])
+            )?;
+        }
+    }
     Ok(())
 }
 

@@ -395,13 +395,13 @@ fn a_long_write_comes_in_pieces_that_join_to_the_request() {
     assert_eq!(joined(&sent), request);
 }
 
-/// A registered agent that talks TLS 1.5 s after it starts: the daemon's
-/// attach, driven by the agent's exec record, lands well before that.
+/// A registered agent that talks TLS when the test says so (a line on
+/// stdin), once `observerctl status` shows its libssl hooked.
 const PY_AGENT: &str = r#"#!/usr/bin/python3
-import socket, ssl, sys, time
+import socket, ssl, sys
 ca, port, request = sys.argv[1], int(sys.argv[2]), open(sys.argv[3], "rb").read()
 ctx = ssl.create_default_context(cafile=ca)
-time.sleep(1.5)
+sys.stdin.readline()
 with socket.create_connection(("127.0.0.1", port)) as raw:
     with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
         s.sendall(request)
@@ -445,13 +445,13 @@ fn the_daemon_turns_a_registered_agents_call_into_an_llm_request_receipt() {
         .arg(fx.path("cert.pem"))
         .arg(port.to_string())
         .arg(fx.path("request"))
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert_eq!(out.stdout, ANSWER);
+    wait_visible(&d.socket(), "tls-agent");
+    assert_eq!(release(child), ANSWER);
     assert_eq!(fx.server_got(), request);
     let record = d.wait_for(|r| common::is_event(r, "llm_request") && r["process"]["pid"] == pid);
     let db = d.store();
@@ -536,6 +536,28 @@ fn the_daemon_turns_a_registered_agents_call_into_an_llm_request_receipt() {
     );
 }
 
+/// Polls `observerctl status` until `agent` has an executable whose TLS
+/// is visible (the attacher works off the agent's exec record).
+fn wait_visible(socket: &Path, agent: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = common::ctl(common::CtlTarget::Socket(socket), &["status", "--json"]);
+        let v = r.json();
+        if v["plaintext"]["agents"][agent]["visible"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty())
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{agent} never visible: {}",
+            v["plaintext"]
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
@@ -601,4 +623,73 @@ process.stdin.once("data", async () => {
         .collect();
     assert_eq!(joined(&sent), got);
     assert_eq!(joined(&received), ANSWER);
+}
+
+/// `observerctl status` says, per agent, whose TLS traffic is read and
+/// through what, and whose is not and why: a Python agent that loaded
+/// libssl is visible through it; an agent whose executable maps no TLS
+/// library and has no SSL symbols (here a copy of `sleep`, standing for a
+/// Go or rustls binary) is listed as not visible, not left out.
+#[test]
+fn status_lists_visible_and_invisible_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let py = dir.path().join("ssl-idle.py");
+    common::write_executable(
+        &py,
+        "#!/usr/bin/python3\nimport ssl, time\ntime.sleep(60)\n",
+    );
+    let sleeper = common::copy_executable("/usr/bin/sleep", dir.path(), "static-tls-agent");
+    let config = format!(
+        "[plaintext]\nenabled = true\n[[agents]]\nid = \"py-agent\"\nexecutables = [{:?}]\n[[agents]]\nid = \"opaque-agent\"\nexecutables = [{:?}]\n",
+        py.display().to_string(),
+        sleeper.display().to_string()
+    );
+    let d = common::Daemon::start(&config);
+    let _py = Kill(Command::new(&py).spawn().unwrap());
+    let _sleeper = Kill(Command::new(&sleeper).arg("60").spawn().unwrap());
+    let socket = d.socket();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let shown = loop {
+        let r = common::ctl(common::CtlTarget::Socket(&socket), &["status", "--json"]);
+        let p = r.json()["plaintext"].clone();
+        let ready = p["agents"]["py-agent"]["visible"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty())
+            && p["agents"]["opaque-agent"]["not_visible"]
+                .as_array()
+                .is_some_and(|v| !v.is_empty());
+        if ready {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "status never showed both: {p}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(shown["enabled"], true);
+    assert_eq!(
+        shown["agents"]["py-agent"]["visible"][0]["through"],
+        serde_json::json!(["/usr/lib/x86_64-linux-gnu/libssl.so.3"])
+    );
+    let hidden = &shown["agents"]["opaque-agent"]["not_visible"][0];
+    assert_eq!(hidden["executable"], sleeper.display().to_string());
+    assert!(
+        hidden["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no SSL_write/SSL_read"),
+        "{hidden}"
+    );
+    let table = common::ctl(common::CtlTarget::Socket(&socket), &["status"]);
+    assert!(
+        table.stdout.contains(&format!(
+            "opaque-agent     {} NOT visible: no TLS library mapped",
+            sleeper.display()
+        )),
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table.stdout.contains("py-agent         /usr/bin/python3.11 visible through /usr/lib/x86_64-linux-gnu/libssl.so.3"),
+        "{}",
+        table.stdout
+    );
 }

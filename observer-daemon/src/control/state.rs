@@ -38,6 +38,8 @@ pub struct State {
     pub identity: Value,
     /// Streamed answers (`receipts`, `follow`): followers, drops, lags.
     pub streams: super::wire::StreamCounters,
+    /// Whose TLS plaintext is read; None when `[plaintext]` is off.
+    pub plaintext: Option<Arc<crate::stream::visibility::PlaintextVisibility>>,
 }
 
 impl State {

@@ -68,6 +68,14 @@ pub async fn status(state: &State, ask_timeout: Duration) -> Value {
         "identity": state.identity,
         "sinks": sinks(state),
         "control": state.streams.to_json(),
+        "plaintext": match &state.plaintext {
+            Some(v) => {
+                let mut shown = v.to_json();
+                shown["enabled"] = json!(true);
+                shown
+            }
+            None => json!({"enabled": false}),
+        },
     })
 }
 

@@ -64,16 +64,16 @@ struct KernelWatch {
 }
 
 impl WatchControl for KernelWatch {
-    fn watch(&mut self, tgid: u32) {
+    fn watch(&mut self, tgid: u32, agent: Option<&Arc<str>>) {
         if let Err(e) = self.flags.insert(tgid, observer_common::PROCESS_WATCHED, 0) {
             log::warn!("cannot watch pid {tgid}: {e}");
         }
-        self.image(tgid);
+        self.image(tgid, agent);
     }
 
-    fn image(&mut self, tgid: u32) {
+    fn image(&mut self, tgid: u32, agent: Option<&Arc<str>>) {
         if let Some(tls) = &self.tls {
-            tls.send(TlsRequest::Watch(tgid));
+            tls.send(TlsRequest::Watch(tgid, agent.cloned()));
         }
     }
 
@@ -162,7 +162,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         programs,
     } = probes;
 
-    let (kernel_object, tls_requests) = plaintext::start_attacher(&cfg.plaintext, ebpf)?;
+    let (kernel_object, tls_requests, tls_visibility) =
+        plaintext::start_attacher(&cfg.plaintext, ebpf)?;
     let env_patterns = match &cfg.enrich.env_names {
         Some(names) => names
             .iter()
@@ -286,7 +287,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let identity = deployer
         .as_ref()
         .map_or(serde_json::Value::Null, |d| d.to_json());
-    let control = services::start_control(cfg, attached, sources, identity, tx.clone(), &stop_tx);
+    let control = services::start_control(
+        cfg,
+        attached,
+        sources,
+        identity,
+        tls_visibility,
+        tx.clone(),
+        &stop_tx,
+    );
     let notifier = Notifier::from_env().context("NOTIFY_SOCKET")?;
     if let Some(n) = &notifier {
         n.notify(&format!(

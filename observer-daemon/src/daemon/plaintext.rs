@@ -30,6 +30,7 @@ use crate::{
         connection::{Connections, Finished, Limits},
         llm::call::llm_call,
         plaintext::Plaintext,
+        visibility::PlaintextVisibility,
     },
 };
 
@@ -65,9 +66,13 @@ impl KernelObject {
 pub fn start_attacher(
     cfg: &PlaintextSection,
     ebpf: Ebpf,
-) -> anyhow::Result<(KernelObject, Option<TlsRequests>)> {
+) -> anyhow::Result<(
+    KernelObject,
+    Option<TlsRequests>,
+    Option<Arc<PlaintextVisibility>>,
+)> {
     if !cfg.enabled {
-        return Ok((KernelObject::Owned(ebpf), None));
+        return Ok((KernelObject::Owned(ebpf), None, None));
     }
     let eager = cfg.eager_libraries();
     let attacher = TlsAttacher::new(ebpf, &eager).context("plaintext: loading the TLS uprobes")?;
@@ -76,6 +81,7 @@ pub fn start_attacher(
         cfg.capture_bytes,
         eager.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     );
+    let shown = attacher.visibility_table();
     let (tx, rx) = sync_channel(REQUEST_QUEUE);
     let rescan = Duration::from_millis(cfg.rescan_interval_ms);
     let thread = std::thread::Builder::new()
@@ -86,6 +92,7 @@ pub fn start_attacher(
     Ok((
         KernelObject::Attacher(thread, requests.clone()),
         Some(requests),
+        Some(shown),
     ))
 }
 

@@ -17,6 +17,7 @@ pub(super) fn start_control(
     probes: Vec<String>,
     sources: Arc<crate::service::metrics::Sources>,
     identity: serde_json::Value,
+    plaintext: Option<Arc<crate::stream::visibility::PlaintextVisibility>>,
     writer: mpsc::Sender<Msg>,
     stop: &watch::Sender<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
@@ -40,6 +41,7 @@ pub(super) fn start_control(
         rotating: Default::default(),
         identity,
         streams: Default::default(),
+        plaintext,
     };
     Some(tokio::spawn(crate::control::server::serve(
         bound,

@@ -23,10 +23,11 @@ const MAX_PARENTS: usize = 8;
 
 /// Where the enricher asks the kernel to report all opens of a process.
 pub trait WatchControl: Send {
-    fn watch(&mut self, tgid: u32);
+    /// `tgid` is watched from now on; `agent` is its registered agent.
+    fn watch(&mut self, tgid: u32, agent: Option<&Arc<str>>);
     /// A watched process has a new image (it forked or exec'd): what it
     /// maps may have changed. Default: nothing to do.
-    fn image(&mut self, _tgid: u32) {}
+    fn image(&mut self, _tgid: u32, _agent: Option<&Arc<str>>) {}
     /// A watched process exited. Default: nothing to do.
     fn exited(&mut self, _tgid: u32) {}
 }
@@ -214,8 +215,13 @@ impl Enricher {
     }
 
     fn tell_image(&mut self, tgid: u32) {
-        if self.table.get(tgid).is_some_and(|p| p.watched) {
-            self.watch.image(tgid);
+        if let Some(agent) = self
+            .table
+            .get(tgid)
+            .filter(|p| p.watched)
+            .map(|p| p.agent.clone())
+        {
+            self.watch.image(tgid, agent.as_ref());
         }
     }
 
@@ -319,7 +325,7 @@ impl Enricher {
             || image_names(p, filename).any(|name| self.watch_executables.contains(name));
         if hit {
             p.watched = true;
-            self.watch.watch(p.pid);
+            self.watch.watch(p.pid, p.agent.as_ref());
         }
         hit
     }

@@ -14,7 +14,10 @@ use std::{
     num::NonZeroU32,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError},
+    sync::{
+        mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -26,9 +29,15 @@ use aya::{
     Ebpf,
 };
 
-use crate::kernel::{
-    load_error::LoadError,
-    tls_symbols::{executable_files, find_tls_functions, may_hold_tls, TlsOffsets, TLS_FUNCTIONS},
+use crate::{
+    kernel::{
+        load_error::LoadError,
+        tls_symbols::{
+            executable_files, find_tls_functions, may_hold_tls, MappedFile, TlsOffsets,
+            TLS_FUNCTIONS,
+        },
+    },
+    stream::visibility::{PlaintextVisibility, ProcessTls},
 };
 
 /// The entry programs, in the order of [`TLS_FUNCTIONS`].
@@ -37,10 +46,11 @@ const ENTRY_PROGRAMS: [&str; 4] = ["ssl_write", "ssl_write_ex", "ssl_read", "ssl
 const RETURN_PROGRAM: &str = "ssl_return";
 
 /// What the enricher tells the attacher.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsRequest {
-    /// A watched process started, exec'd or was found running.
-    Watch(u32),
+    /// A watched process started, exec'd or was found running (and its
+    /// registered agent).
+    Watch(u32, Option<Arc<str>>),
     /// A watched process exited: its perf events are closed.
     Exited(u32),
     /// The daemon stops: hand the eBPF object back.
@@ -72,6 +82,10 @@ pub struct TlsAttacher {
     /// Symbols of every file examined, by (device, inode).
     files: HashMap<FileKey, Option<TlsOffsets>>,
     procs: HashMap<u32, Attached>,
+    /// The registered agent of each watched process, as last told.
+    agents: HashMap<u32, Option<Arc<str>>>,
+    /// What `observerctl status` shows.
+    shown: Arc<PlaintextVisibility>,
 }
 
 impl TlsAttacher {
@@ -98,7 +112,14 @@ impl TlsAttacher {
             eager,
             files: HashMap::new(),
             procs: HashMap::new(),
+            agents: HashMap::new(),
+            shown: Arc::default(),
         })
+    }
+
+    /// The table `observerctl status` reads, kept current by this attacher.
+    pub fn visibility_table(&self) -> Arc<PlaintextVisibility> {
+        self.shown.clone()
     }
 
     /// Serves requests until every sender is gone; rescans the watched
@@ -107,7 +128,10 @@ impl TlsAttacher {
     pub fn run(mut self, rx: Receiver<TlsRequest>, rescan: Duration) -> Ebpf {
         loop {
             match rx.recv_timeout(rescan) {
-                Ok(TlsRequest::Watch(tgid)) => self.attach_process(tgid),
+                Ok(TlsRequest::Watch(tgid, agent)) => {
+                    self.agents.insert(tgid, agent);
+                    self.attach_process(tgid);
+                }
                 Ok(TlsRequest::Exited(tgid)) => self.detach_process(tgid),
                 Ok(TlsRequest::Stop) => return self.ebpf,
                 Err(RecvTimeoutError::Timeout) => {
@@ -140,13 +164,14 @@ impl TlsAttacher {
             }
         };
         let exe = std::fs::read_link(format!("/proc/{tgid}/exe")).ok();
+        let mapped = executable_files(&maps);
         let root = PathBuf::from(format!("/proc/{tgid}/root"));
         let mut candidates: Vec<(PathBuf, PathBuf, FileKey)> = self
             .eager
             .iter()
             .map(|(p, key)| (p.clone(), p.clone(), *key))
             .collect();
-        for f in executable_files(&maps) {
+        for f in mapped.iter().cloned() {
             if may_hold_tls(&f, exe.as_deref()) {
                 let key = (libc::makedev(f.dev_major, f.dev_minor), f.inode);
                 // Opened through the process's root: right inside containers.
@@ -184,10 +209,46 @@ impl TlsAttacher {
                 _ => attached.visibility.without_symbols.push(shown),
             }
         }
+        self.show(tgid, exe, &mapped);
+    }
+
+    /// Updates what status shows for `tgid`: the files it maps whose TLS
+    /// functions are hooked for it.
+    fn show(&self, tgid: u32, exe: Option<PathBuf>, mapped: &[MappedFile]) {
+        let Some(attached) = self.procs.get(&tgid) else {
+            return;
+        };
+        let visible_through = mapped
+            .iter()
+            .filter(|f| {
+                let key = (libc::makedev(f.dev_major, f.dev_minor), f.inode);
+                attached.files.contains(&key)
+                    && self
+                        .files
+                        .get(&key)
+                        .is_some_and(|o| o.is_some_and(|o| o.usable()))
+            })
+            .map(|f| f.path.display().to_string())
+            .collect();
+        self.shown.set(
+            tgid,
+            ProcessTls {
+                agent: self
+                    .agents
+                    .get(&tgid)
+                    .cloned()
+                    .flatten()
+                    .map(|a| a.to_string()),
+                exe: exe.map(|e| e.display().to_string()),
+                visible_through,
+            },
+        );
     }
 
     /// Closes `tgid`'s perf events.
     pub fn detach_process(&mut self, tgid: u32) {
+        self.shown.remove(tgid);
+        self.agents.remove(&tgid);
         let Some(attached) = self.procs.remove(&tgid) else {
             return;
         };

@@ -18,7 +18,7 @@ use crate::{
 
 struct NoWatch;
 impl WatchControl for NoWatch {
-    fn watch(&mut self, _: u32) {}
+    fn watch(&mut self, _: u32, _: Option<&std::sync::Arc<str>>) {}
 }
 
 /// A pid no real process has (above the kernel's pid_max limit).

@@ -10,3 +10,4 @@ pub mod llm;
 pub mod plaintext;
 pub mod reader;
 pub mod sse;
+pub mod visibility;
