@@ -19,6 +19,9 @@ pub struct ProcessTls {
     pub visible_through: Vec<String>,
 }
 
+/// One agent's executables: visible (through which files) and not (why).
+type AgentTls<'a> = (BTreeMap<String, Vec<String>>, BTreeMap<String, &'a str>);
+
 #[derive(Default)]
 pub struct PlaintextVisibility(Mutex<BTreeMap<u32, ProcessTls>>);
 
@@ -42,8 +45,7 @@ impl PlaintextVisibility {
         let Ok(m) = self.0.lock() else {
             return Value::Null;
         };
-        let mut agents: BTreeMap<String, (BTreeMap<String, Vec<String>>, BTreeMap<String, &str>)> =
-            BTreeMap::new();
+        let mut agents: BTreeMap<String, AgentTls> = BTreeMap::new();
         for p in m.values() {
             let agent = p.agent.clone().unwrap_or_else(|| "unregistered".into());
             let exe = p.exe.clone().unwrap_or_else(|| "?".into());
