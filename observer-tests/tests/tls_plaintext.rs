@@ -693,3 +693,85 @@ fn status_lists_visible_and_invisible_agents() {
         table.stdout
     );
 }
+
+/// Shadow AI at the request level: a process that is not a registered
+/// agent (watched because its executable is listed in `[watch]`) calls an
+/// LLM API; the call is a `shadow_ai.finding` naming provider and model,
+/// resting on the `llm.request` receipt of the call on its
+/// `unregistered:` chain.
+#[test]
+fn an_unregistered_llm_request_is_a_finding_naming_provider_and_model() {
+    let fx = Fixture::new(ANSWER);
+    let (_server, port) = fx.server();
+    let client = fx.path("shadow-client.py");
+    common::write_executable(&client, PY_AGENT);
+    let body = br#"{"model":"gpt-4o-mini","messages":[]}"#;
+    let mut request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    std::fs::write(fx.path("request"), &request).unwrap();
+    // The shipped rules (the kit turns them off unless asked).
+    let config = format!(
+        "builtin_policies = true\n[plaintext]\nenabled = true\n[watch]\nexecutables = [{:?}]\n",
+        client.display().to_string()
+    );
+    let state = fx.path("daemon");
+    std::fs::create_dir(&state).unwrap();
+    let mut d = common::Daemon::start_in(common::StateDir::Shared(state), &config);
+    let child = Command::new(&client)
+        .arg(fx.path("cert.pem"))
+        .arg(port.to_string())
+        .arg(fx.path("request"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    wait_visible(&d.socket(), "unregistered");
+    assert_eq!(release(child), ANSWER);
+    d.wait_for(|r| common::is_event(r, "llm_request") && r["process"]["pid"] == pid);
+    let db = d.store();
+    let seed = d.master_seed();
+    d.stop();
+    let findings = common::stored_receipts_of(&db, "shadow_ai.finding");
+    let finding = findings
+        .iter()
+        .find(|f| f.context.as_ref().unwrap()["rule_id"] == "llm-request-unregistered")
+        .unwrap_or_else(|| {
+            let all: Vec<String> = common::stored_receipts(&db)
+                .iter()
+                .map(|r| format!("{} {}", r.payload["action_type"], r.payload["agent_id"]))
+                .collect();
+            panic!("no llm-request-unregistered finding among {all:?}")
+        });
+    let c = finding.context.as_ref().unwrap();
+    assert_eq!(
+        c["reason"],
+        "a process that is not a registered agent made an LLM API request (openai_compatible observer-test-model)"
+    );
+    assert_eq!(c["process"]["pid"], pid);
+    assert_eq!(c["registered"], false);
+    assert_eq!(
+        c["matched"],
+        serde_json::json!({
+            "provider": "openai_compatible",
+            "api": "chat.completions",
+            "host": format!("127.0.0.1:{port}"),
+            "model_requested": "gpt-4o-mini",
+            "model_answered": "observer-test-model",
+        })
+    );
+    let calls = common::stored_receipts_of(&db, "llm.request");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(c["evidence"][0]["action_type"], "llm.request");
+    assert_eq!(c["evidence"][0]["leaf_index"], calls[0].leaf);
+    assert!(calls[0].payload["agent_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("unregistered:"));
+    let report = common::verify_store(&db, &seed, vec![]);
+    assert!(report.ok(), "{:#?}", report.failures);
+}

@@ -266,6 +266,8 @@ pub enum EventKind {
     Connect,
     Listen,
     FileOpen,
+    /// An LLM API call seen in a watched process's TLS plaintext.
+    LlmRequest,
 }
 
 /// Indicator lists a condition can name.

@@ -59,8 +59,9 @@ pub struct Hit {
 #[derive(Debug, Default)]
 pub struct Rules {
     pub rules: Vec<Rule>,
-    /// Rule indexes by event kind (exec, connect, listen, file_open).
-    by_kind: [Vec<usize>; 4],
+    /// Rule indexes by event kind (exec, connect, listen, file_open,
+    /// llm_request).
+    by_kind: [Vec<usize>; 5],
 }
 
 fn kind_index(k: EventKind) -> usize {
@@ -69,14 +70,16 @@ fn kind_index(k: EventKind) -> usize {
         EventKind::Connect => 1,
         EventKind::Listen => 2,
         EventKind::FileOpen => 3,
+        EventKind::LlmRequest => 4,
     }
 }
 
-const ALL_KINDS: [EventKind; 4] = [
+const ALL_KINDS: [EventKind; 5] = [
     EventKind::Exec,
     EventKind::Connect,
     EventKind::Listen,
     EventKind::FileOpen,
+    EventKind::LlmRequest,
 ];
 
 /// Which event kinds an indicator can ever match.
@@ -251,6 +254,14 @@ impl Rules {
             };
             let mut risk = rule.risk;
             let mut reason = rule.reason.clone();
+            if let Detail::LlmRequest(call) = &ev.detail {
+                // The finding names whom the request went to and for what.
+                let model = call
+                    .model_answered
+                    .as_deref()
+                    .or(call.model_requested.as_deref());
+                reason = format!("{reason} ({} {})", call.provider, model.unwrap_or("?"));
+            }
             for (r, why, when) in &rule.escalate {
                 if cx.check(when).is_some() {
                     risk = *r;
@@ -277,6 +288,7 @@ pub fn event_kind(ev: &EnrichedEvent) -> Option<EventKind> {
         }
         Detail::Listen(n) if n.result == 0 => Some(EventKind::Listen),
         Detail::FileOpen(o) if o.result >= 0 => Some(EventKind::FileOpen),
+        Detail::LlmRequest(_) => Some(EventKind::LlmRequest),
         _ => None,
     }
 }
@@ -430,7 +442,17 @@ impl Cx<'_, '_> {
                     "dst_names": n.dst_names,
                 }))
             }
-            None => Some(Value::Null),
+            // What was asked of whom: the provider, API and models.
+            None => Some(match &self.ev.detail {
+                Detail::LlmRequest(call) => json!({
+                    "provider": call.provider,
+                    "api": call.api,
+                    "host": call.host,
+                    "model_requested": call.model_requested,
+                    "model_answered": call.model_answered,
+                }),
+                _ => Value::Null,
+            }),
             Some(i) => self.indicator(i, c.credential_owner),
         }
     }

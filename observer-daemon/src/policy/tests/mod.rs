@@ -164,6 +164,7 @@ fn shipped_policies_load_and_digest_is_stable() {
         "gpu-compute-unregistered",
         "agent-out-of-scope-destination",
         "model-hub-fetch-unregistered",
+        "llm-request-unregistered",
     ] {
         assert!(ids.contains(&id), "{id} missing");
     }
