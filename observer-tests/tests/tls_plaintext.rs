@@ -167,6 +167,19 @@ fn watch(flags: &mut HashMap<MapData, u32, u32>, pid: u32) {
         .unwrap();
 }
 
+/// Starts a client of the fixture's server (the Python client's arguments:
+/// CA, port, request file), waiting on stdin until [`release`]d.
+fn client(fx: &Fixture, port: u16, command: &mut Command) -> Child {
+    command
+        .arg(fx.path("cert.pem"))
+        .arg(port.to_string())
+        .arg(fx.path("request"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Every plaintext record in the ring now.
 fn drain(ring: &mut RingBuf<MapData>) -> Vec<Plaintext> {
     let mut out = Vec::new();
@@ -270,15 +283,7 @@ fn python_ex_calls_found_through_maps_and_cut_at_the_bound() {
     let mut probes = load(16);
     let request = b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}";
     std::fs::write(fx.path("request"), request).unwrap();
-    let mut child = Command::new("python3")
-        .args(["-c", PY_CLIENT])
-        .arg(fx.path("cert.pem"))
-        .arg(port.to_string())
-        .arg(fx.path("request"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = client(&fx, port, Command::new("python3").args(["-c", PY_CLIENT]));
     let pid = child.id();
     // Wait until the ssl module (and libssl) is loaded.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -355,15 +360,7 @@ fn a_long_write_comes_in_pieces_that_join_to_the_request() {
     .into_bytes();
     request.extend_from_slice(body.as_bytes());
     std::fs::write(fx.path("request"), &request).unwrap();
-    let child = Command::new("python3")
-        .args(["-c", PY_CLIENT])
-        .arg(fx.path("cert.pem"))
-        .arg(port.to_string())
-        .arg(fx.path("request"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = client(&fx, port, Command::new("python3").args(["-c", PY_CLIENT]));
     let pid = child.id();
     watch(&mut probes.process_flags, pid);
     let mut attacher = TlsAttacher::new(
@@ -396,23 +393,11 @@ fn a_long_write_comes_in_pieces_that_join_to_the_request() {
 }
 
 /// A registered agent that talks TLS when the test says so (a line on
-/// stdin), once `observerctl status` shows its libssl hooked.
-const PY_AGENT: &str = r#"#!/usr/bin/python3
-import socket, ssl, sys
-ca, port, request = sys.argv[1], int(sys.argv[2]), open(sys.argv[3], "rb").read()
-ctx = ssl.create_default_context(cafile=ca)
-sys.stdin.readline()
-with socket.create_connection(("127.0.0.1", port)) as raw:
-    with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
-        s.sendall(request)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-sys.stdout.buffer.write(data)
-"#;
+/// stdin), once `observerctl status` shows its libssl hooked: the Python
+/// client as an executable script.
+fn py_agent() -> String {
+    format!("#!/usr/bin/python3\n{PY_CLIENT}")
+}
 
 /// observerd with `[plaintext]` on: the registered agent's exec gets its
 /// libssl hooked (logged as visible); its request and the answer become
@@ -424,7 +409,7 @@ fn the_daemon_turns_a_registered_agents_call_into_an_llm_request_receipt() {
     let fx = Fixture::new(ANSWER);
     let (_server, port) = fx.server();
     let agent = fx.path("tls-agent.py");
-    common::write_executable(&agent, PY_AGENT);
+    common::write_executable(&agent, &py_agent());
     let key = format!("sk-observer-test-{}", std::process::id());
     let body = br#"{"messages":[{"role":"user","content":"hi"}],"model":"gpt-4o-mini","tools":[{"type":"function","function":{"name":"get_weather"}}]}"#;
     let mut request = format!(
@@ -441,14 +426,7 @@ fn the_daemon_turns_a_registered_agents_call_into_an_llm_request_receipt() {
     let state = fx.path("daemon");
     std::fs::create_dir(&state).unwrap();
     let mut d = common::Daemon::start_in(common::StateDir::Shared(state.clone()), &config);
-    let child = Command::new(&agent)
-        .arg(fx.path("cert.pem"))
-        .arg(port.to_string())
-        .arg(fx.path("request"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = client(&fx, port, &mut Command::new(&agent));
     let pid = child.id();
     wait_visible(&d.socket(), "tls-agent");
     assert_eq!(release(child), ANSWER);
@@ -703,8 +681,8 @@ fn status_lists_visible_and_invisible_agents() {
 fn an_unregistered_llm_request_is_a_finding_naming_provider_and_model() {
     let fx = Fixture::new(ANSWER);
     let (_server, port) = fx.server();
-    let client = fx.path("shadow-client.py");
-    common::write_executable(&client, PY_AGENT);
+    let script = fx.path("shadow-client.py");
+    common::write_executable(&script, &py_agent());
     let body = br#"{"model":"gpt-4o-mini","messages":[]}"#;
     let mut request = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\r\n",
@@ -716,19 +694,12 @@ fn an_unregistered_llm_request_is_a_finding_naming_provider_and_model() {
     // The shipped rules (the kit turns them off unless asked).
     let config = format!(
         "builtin_policies = true\n[plaintext]\nenabled = true\n[watch]\nexecutables = [{:?}]\n",
-        client.display().to_string()
+        script.display().to_string()
     );
     let state = fx.path("daemon");
     std::fs::create_dir(&state).unwrap();
     let mut d = common::Daemon::start_in(common::StateDir::Shared(state), &config);
-    let child = Command::new(&client)
-        .arg(fx.path("cert.pem"))
-        .arg(port.to_string())
-        .arg(fx.path("request"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = client(&fx, port, &mut Command::new(&script));
     let pid = child.id();
     wait_visible(&d.socket(), "unregistered");
     assert_eq!(release(child), ANSWER);

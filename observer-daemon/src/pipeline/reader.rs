@@ -62,14 +62,25 @@ impl UserDrops {
 }
 
 /// Reads until `stop` turns true, then drains what is left and returns.
-/// Wakes on the ring buffer's epoll signal (sent by the kernel once enough
-/// bytes wait) and on a `poll` timer for the quieter records in between.
 pub async fn run(
     ring: RingBuf<MapData>,
     tx: mpsc::Sender<Msg>,
     drops: Arc<UserDrops>,
     poll: Duration,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<u64> {
+    read_ring(ring, poll, stop, |r| drain(r, &tx, &drops)).await
+}
+
+/// The loop of every ring reader: `drain` empties the ring each time the
+/// kernel signals (epoll, once enough bytes wait), on a `poll` timer for
+/// the quieter records in between, and once more when `stop` turns true.
+/// Returns the records drained.
+pub async fn read_ring(
+    ring: RingBuf<MapData>,
+    poll: Duration,
     mut stop: watch::Receiver<bool>,
+    mut drain: impl FnMut(&mut RingBuf<MapData>) -> u64,
 ) -> std::io::Result<u64> {
     // SAFETY: the RingBuf owns its map fd, keeps it open for its whole life
     // inside the AsyncFd, and always returns that same fd.
@@ -82,12 +93,12 @@ pub async fn run(
         tokio::select! {
             ready = fd.readable_mut() => {
                 let mut guard = ready?;
-                total += drain(guard.get_inner_mut(), &tx, &drops);
+                total += drain(guard.get_inner_mut());
                 guard.clear_ready();
             }
-            _ = tick.tick() => total += drain(fd.get_mut(), &tx, &drops),
+            _ = tick.tick() => total += drain(fd.get_mut()),
             _ = stop.changed() => {
-                total += drain(fd.get_mut(), &tx, &drops);
+                total += drain(fd.get_mut());
                 return Ok(total);
             }
         }

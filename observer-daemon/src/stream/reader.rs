@@ -7,13 +7,10 @@ use std::{sync::Arc, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use observer_common::EventKind;
-use tokio::{
-    io::{unix::AsyncFd, Interest},
-    sync::{mpsc, watch},
-};
+use tokio::sync::{mpsc, watch};
 
 use crate::{
-    pipeline::reader::UserDrops,
+    pipeline::reader::{read_ring, UserDrops},
     stream::plaintext::{decode, Plaintext},
 };
 
@@ -24,29 +21,9 @@ pub async fn run(
     tx: mpsc::Sender<Plaintext>,
     drops: Arc<UserDrops>,
     poll: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<u64> {
-    // SAFETY: the RingBuf owns its map fd for its whole life inside the
-    // AsyncFd and always returns that same fd.
-    let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)?;
-    let mut tick = tokio::time::interval(poll);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut total = 0u64;
-    loop {
-        tokio::select! {
-            ready = fd.readable_mut() => {
-                let mut guard = ready?;
-                total += drain(guard.get_inner_mut(), &tx, &drops);
-                guard.clear_ready();
-            }
-            _ = tick.tick() => total += drain(fd.get_mut(), &tx, &drops),
-            _ = stop.changed() => {
-                total += drain(fd.get_mut(), &tx, &drops);
-                return Ok(total);
-            }
-        }
-    }
+    read_ring(ring, poll, stop, |r| drain(r, &tx, &drops)).await
 }
 
 /// Consumes every record currently in the ring buffer.
