@@ -34,9 +34,10 @@ pub const TEST_APT_PACKAGES: &[&str] = &[
     // unshare/nsenter to give that journald its own namespaces.
     "systemd",
     "util-linux",
-    // The TLS plaintext tests (observer-tests/tests/tls_plaintext.rs): real curl and a
-    // test certificate from the openssl CLI; `nm` cross-checks the symbol
-    // offsets read from libssl (kernel/tls_symbols.rs).
+    // The TLS plaintext and LLM request tests (observer-tests/tests/
+    // tls_plaintext.rs, llm_requests.rs): real curl and a test certificate
+    // from the openssl CLI; `nm` cross-checks the symbol offsets read from
+    // libssl (kernel/tls_symbols.rs).
     "curl",
     "openssl",
     "binutils",
