@@ -195,7 +195,9 @@ impl TlsAttacher {
                 Some(o) if o.usable() => match attach_file(&mut self.ebpf, &o, &open, pid) {
                     Ok(links) => {
                         attached.links.extend(links);
-                        log::info!(
+                        // Per process (an agent may start thousands): debug;
+                        // `observerctl status` shows the standing picture.
+                        log::debug!(
                             "plaintext: pid {tgid}: TLS through {} is visible",
                             shown.display()
                         );
