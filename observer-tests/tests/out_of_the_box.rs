@@ -151,7 +151,8 @@ fn shipped_config_with_installed_policies_uses_the_directory() {
 }
 
 /// The old example deployer id is not used silently: the log at start,
-/// `observerctl status` (JSON and table) and the receipts' issuer ids.
+/// `observerctl status` (JSON and table) and the receipts' issuer ids; and
+/// TLS plaintext capture is on without being named.
 #[test]
 fn the_placeholder_deployer_id_is_warned_about_everywhere() {
     let d = Daemon::start(
@@ -182,7 +183,11 @@ fn the_placeholder_deployer_id_is_warned_about_everywhere() {
         .as_str()
         .unwrap()
         .contains("names no real deployer"));
+    // A config that does not name [plaintext] captures LLM API calls: on
+    // by default.
+    assert_eq!(v["plaintext"]["enabled"], true, "{v}");
     let table = status(&[]);
+    assert!(table.contains("\nplaintext:   on, "), "{table}");
     assert!(
         table.contains("deployer:    did:web:example.invalid (placeholder)\nWARNING:     receipts.deployer_id is the placeholder"),
         "{table}"

@@ -9,7 +9,8 @@
 //! `cargo xtask bench receipts` runs one (the receipt section is in
 //! [`crate::bench_receipts`], the names and policy sections in
 //! [`crate::bench_names`], the evidence volume of a reference agent
-//! workload in [`crate::bench_workload`]).
+//! workload in [`crate::bench_workload`], TLS plaintext capture in
+//! [`crate::bench_plaintext`]).
 use std::path::Path;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -34,6 +35,10 @@ pub enum Section {
     /// Evidence volume: receipts and store bytes of a reference agent
     /// workload, the layout before folding against today's.
     Workload,
+    /// TLS plaintext capture: what attaching per watched process costs an
+    /// agent's exec storm, and what capture costs a TLS request storm
+    /// (watched and unwatched clients).
+    Plaintext,
     /// What the hook itself costs: empty programs on the openat perf
     /// tracepoint and on the sys_exit raw tracepoint against the daemon's
     /// open path (only when named: `cargo xtask bench floor`).
@@ -60,6 +65,8 @@ pub struct BenchArgs {
     pub floor: crate::bench_floor::FloorArgs,
     #[command(flatten)]
     pub workload: crate::bench_workload::WorkloadArgs,
+    #[command(flatten)]
+    pub plaintext: crate::bench_plaintext::PlaintextArgs,
 }
 
 impl BenchArgs {
@@ -100,6 +107,9 @@ fn run_in(root: &Path, work: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.runs(Section::Workload) {
         crate::bench_workload::run(root, work, &args.workload)?;
+    }
+    if args.runs(Section::Plaintext) {
+        crate::bench_plaintext::run(root, work, &args.plaintext)?;
     }
     if args.runs(Section::Floor) {
         crate::bench_floor::run(root, work, args.probes.opens, &args.floor)?;

@@ -191,7 +191,7 @@ pub(crate) fn openat_storm(path: &Path, n: u32) -> anyhow::Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-fn children_cpu() -> f64 {
+pub(crate) fn children_cpu() -> f64 {
     // SAFETY: getrusage writes into a valid rusage struct.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };

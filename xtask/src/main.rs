@@ -5,6 +5,7 @@ mod bench_floor;
 mod bench_forward;
 mod bench_kit;
 mod bench_names;
+mod bench_plaintext;
 mod bench_probes;
 mod bench_receipts;
 mod bench_workload;
