@@ -16,6 +16,7 @@ use std::{
 use serde_json::Value;
 
 pub mod account;
+pub mod agent_run;
 pub mod bins;
 pub mod child;
 pub mod ctl;
@@ -28,6 +29,7 @@ pub mod scrape;
 #[cfg(feature = "daemon")]
 pub mod store;
 
+pub use agent_run::run_reference_agent;
 pub use bins::{observerctl, observerd};
 pub use child::{terminate, ChildGuard};
 pub use ctl::{ctl, receipt_summaries, run, CtlTarget, Run};

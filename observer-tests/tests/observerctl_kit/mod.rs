@@ -4,7 +4,7 @@
 // Each test binary of the topic compiles this module and uses part of it.
 #![allow(dead_code)]
 
-use std::{net::TcpListener, path::PathBuf, process::Command, sync::OnceLock};
+use std::{path::PathBuf, sync::OnceLock};
 
 use observer_daemon::receipt::keys::{ChainKey, MasterSeed};
 use observer_testkit::*;
@@ -41,35 +41,8 @@ pub fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let agent_exe = copy_executable("/bin/sh", dir.path(), &unique("ctlagent"));
-        let d = Daemon::start_in(
-            StateDir::Shared(dir.path().to_owned()),
-            &agent_config("ctl-agent", &agent_exe, ""),
-        );
-        let file = dir.path().join(format!("{}.txt", unique("f")));
-        write_file(&file, "hello");
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let accept = std::thread::spawn(move || {
-            let _ = listener.accept();
-        });
-        let script = format!(
-            "/bin/true; for i in 1 2 3; do cat {f} >/dev/null; done; \
-             /usr/bin/curl -s --max-time 2 http://127.0.0.1:{port}/ >/dev/null; exit 3",
-            f = file.display()
-        );
-        let status = Command::new(&agent_exe)
-            .args(["-c", &script])
-            .status()
-            .unwrap();
-        assert_eq!(status.code(), Some(3));
-        accept.join().unwrap();
-        let mut d = d;
-        let path = agent_exe.display().to_string();
-        let exec = d.wait_for(|r| is_event(r, "exec") && r["exec"]["filename"] == path.as_str());
-        let agent_pid = exec["process"]["pid"].as_u64().unwrap();
-        d.wait_for(|r| is_event(r, "exit") && r["process"]["pid"] == agent_pid);
-        d.stop();
+        let run = run_reference_agent(dir.path(), "ctl-agent", "ctlagent", "");
+        let (agent_exe, file, agent_pid) = (run.agent_exe, run.file, run.agent_pid);
         Fixture {
             dir,
             agent_exe,
