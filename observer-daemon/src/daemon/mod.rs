@@ -162,8 +162,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         programs,
     } = probes;
 
+    let drops = Arc::new(UserDrops::default());
     let (kernel_object, tls_requests, tls_visibility) =
-        plaintext::start_attacher(&cfg.plaintext, ebpf)?;
+        plaintext::start_attacher(&cfg.plaintext, ebpf, drops.clone())?;
     let env_patterns = match &cfg.enrich.env_names {
         Some(names) => names
             .iter()
@@ -234,7 +235,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             result
         })?;
 
-    let drops = Arc::new(UserDrops::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_rx_tick = stop_rx.clone();
     let stop_rx_watchdog = stop_rx.clone();

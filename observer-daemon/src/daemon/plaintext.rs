@@ -52,7 +52,7 @@ impl KernelObject {
             KernelObject::Owned(ebpf) => drop(ebpf),
             KernelObject::Attacher(thread, requests) => {
                 // Blocking is fine here: the thread is draining its queue.
-                let _ = requests.0.send(TlsRequest::Stop);
+                let _ = requests.tx.send(TlsRequest::Stop);
                 match thread.join() {
                     Ok(ebpf) => drop(ebpf),
                     Err(_) => log::error!("plaintext: the attacher thread panicked"),
@@ -66,6 +66,7 @@ impl KernelObject {
 pub fn start_attacher(
     cfg: &PlaintextSection,
     ebpf: Ebpf,
+    drops: Arc<UserDrops>,
 ) -> anyhow::Result<(
     KernelObject,
     Option<TlsRequests>,
@@ -88,7 +89,7 @@ pub fn start_attacher(
         .name("observer-tls-attach".into())
         .spawn(move || attacher.run(rx, rescan))
         .context("starting the plaintext attacher")?;
-    let requests = TlsRequests(tx);
+    let requests = TlsRequests { tx, drops };
     Ok((
         KernelObject::Attacher(thread, requests.clone()),
         Some(requests),
@@ -218,5 +219,27 @@ fn send(
         if writer.try_send(Msg::Stream(record)).is_err() {
             drops.count_channel_full(EventKind::TlsData);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full attacher queue never blocks the enricher and loses nothing
+    /// uncounted: each lost request is a `tls_attach_queue_full` drop.
+    #[test]
+    fn attach_requests_lost_to_a_full_queue_are_counted() {
+        let (tx, rx) = sync_channel(1);
+        let drops = Arc::new(UserDrops::default());
+        let requests = TlsRequests {
+            tx,
+            drops: drops.clone(),
+        };
+        for pid in 1..=3 {
+            requests.send(TlsRequest::Watch(pid, None));
+        }
+        assert_eq!(rx.try_recv(), Ok(TlsRequest::Watch(1, None)));
+        assert_eq!(drops.snapshot()["tls_attach_queue_full"], 2);
     }
 }

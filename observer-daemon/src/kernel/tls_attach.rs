@@ -37,6 +37,7 @@ use crate::{
             TLS_FUNCTIONS,
         },
     },
+    pipeline::reader::UserDrops,
     stream::visibility::{PlaintextVisibility, ProcessTls},
 };
 
@@ -318,15 +319,23 @@ fn uprobe<'a>(ebpf: &'a mut Ebpf, program: &'static str) -> Result<&'a mut UProb
 }
 
 /// The enricher's end: never blocks the event pipeline. A full queue
-/// loses the request (logged); the next rescan or exec catches up.
+/// loses the request, counted as the user drop `tls_attach_queue_full`
+/// (in loss records and status): a lost `Watch` leaves that process's TLS
+/// unseen until its next exec.
 #[derive(Clone)]
-pub struct TlsRequests(pub SyncSender<TlsRequest>);
+pub struct TlsRequests {
+    pub tx: SyncSender<TlsRequest>,
+    pub drops: Arc<UserDrops>,
+}
 
 impl TlsRequests {
     pub fn send(&self, request: TlsRequest) {
-        match self.0.try_send(request) {
+        match self.tx.try_send(request) {
             Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            Err(TrySendError::Full(r)) => log::warn!("plaintext: attach queue full, {r:?} lost"),
+            Err(TrySendError::Full(r)) => {
+                let lost = self.drops.count_tls_attach_lost();
+                log::debug!("plaintext: attach queue full, {r:?} lost ({lost} so far)");
+            }
         }
     }
 }

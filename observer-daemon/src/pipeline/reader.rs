@@ -25,6 +25,9 @@ use crate::{
 pub struct UserDrops {
     channel_full: [AtomicU64; EVENT_KIND_COUNT as usize],
     decode: [AtomicU64; 3],
+    /// Requests to hook a watched process's TLS lost to a full attacher
+    /// queue: that process's TLS traffic goes unseen.
+    tls_attach_queue_full: AtomicU64,
 }
 
 const DECODE_REASONS: [&str; 3] = ["decode_short", "decode_unknown_kind", "decode_bad_length"];
@@ -32,6 +35,11 @@ const DECODE_REASONS: [&str; 3] = ["decode_short", "decode_unknown_kind", "decod
 impl UserDrops {
     pub fn count_channel_full(&self, kind: EventKind) {
         self.channel_full[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a lost attach request; returns the total so far.
+    pub fn count_tls_attach_lost(&self) -> u64 {
+        self.tls_attach_queue_full.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     pub fn count_decode(&self, err: &DecodeError) {
@@ -42,7 +50,8 @@ impl UserDrops {
         self.decode[i].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Totals by reason: `channel_full:<kind>` and `decode_*`.
+    /// Totals by reason: `channel_full:<kind>`, `decode_*` and
+    /// `tls_attach_queue_full`.
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         for kind in EventKind::ALL {
@@ -57,6 +66,10 @@ impl UserDrops {
                 self.decode[i].load(Ordering::Relaxed),
             );
         }
+        out.insert(
+            "tls_attach_queue_full".to_string(),
+            self.tls_attach_queue_full.load(Ordering::Relaxed),
+        );
         out
     }
 }
