@@ -41,9 +41,16 @@ pub fn llm_usage(
     until_ns: Option<u64>,
     agent: Option<&str>,
 ) -> Result<Vec<UsageRow>, QueryError> {
-    let mut stmt = store
-        .connection()
-        .prepare(
+    usage_rows(store.connection(), since_ns, until_ns, agent).map_err(sql_err(store))
+}
+
+fn usage_rows(
+    conn: &rusqlite::Connection,
+    since_ns: Option<u64>,
+    until_ns: Option<u64>,
+    agent: Option<&str>,
+) -> rusqlite::Result<Vec<UsageRow>> {
+    let mut stmt = conn.prepare(
             "SELECT agent_id, provider, model, COUNT(*), SUM(COALESCE(input, 0)),
                     SUM(COALESCE(output, 0)), SUM(COALESCE(cached, 0)),
                     SUM(input IS NULL AND output IS NULL)
@@ -59,29 +66,165 @@ pub fn llm_usage(
                      AND (?3 IS NULL OR r.agent_id GLOB ?3))
              GROUP BY agent_id, provider, model
              ORDER BY agent_id, provider, model",
+    )?;
+    let rows = stmt.query_map(
+        rusqlite::params![
+            since_ns.unwrap_or(0) as i64,
+            until_ns.map_or(i64::MAX, |t| t as i64),
+            agent.map(glob_literal_brackets),
+        ],
+        |r| {
+            let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+            Ok(UsageRow {
+                agent_id: r.get(0)?,
+                provider: r.get(1)?,
+                model: r.get(2)?,
+                requests: n(3)?,
+                input_tokens: n(4)?,
+                output_tokens: n(5)?,
+                cached_input_tokens: n(6)?,
+                requests_without_usage: n(7)?,
+            })
+        },
+    )?;
+    rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    /// Receipts and contexts shaped like the store's.
+    fn db(rows: &[(i64, &str, &str, i64, Option<Value>)]) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE receipts (leaf_index INTEGER PRIMARY KEY, agent_id TEXT,
+                                    action_type TEXT, issued_ns INTEGER);
+             CREATE TABLE contexts (leaf_index INTEGER PRIMARY KEY, context TEXT NOT NULL);",
         )
-        .map_err(sql_err(store))?;
-    let rows = stmt
-        .query_map(
-            rusqlite::params![
-                since_ns.unwrap_or(0) as i64,
-                until_ns.map_or(i64::MAX, |t| t as i64),
-                agent.map(glob_literal_brackets),
-            ],
-            |r| {
-                let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
-                Ok(UsageRow {
-                    agent_id: r.get(0)?,
-                    provider: r.get(1)?,
-                    model: r.get(2)?,
-                    requests: n(3)?,
-                    input_tokens: n(4)?,
-                    output_tokens: n(5)?,
-                    cached_input_tokens: n(6)?,
-                    requests_without_usage: n(7)?,
-                })
-            },
+        .unwrap();
+        for (leaf, agent, action, at, context) in rows {
+            conn.execute(
+                "INSERT INTO receipts VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![leaf, agent, action, at],
+            )
+            .unwrap();
+            if let Some(c) = context {
+                conn.execute(
+                    "INSERT INTO contexts VALUES (?1, ?2)",
+                    rusqlite::params![leaf, c.to_string()],
+                )
+                .unwrap();
+            }
+        }
+        conn
+    }
+
+    fn call(model: Option<&str>, requested: &str, usage: Value) -> Option<Value> {
+        Some(
+            json!({"llm_request": {"provider": "openai", "model_answered": model,
+            "model_requested": requested, "usage": usage}}),
         )
-        .map_err(sql_err(store))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(sql_err(store))
+    }
+
+    #[test]
+    fn sums_per_agent_provider_and_model() {
+        let conn = db(&[
+            (
+                0,
+                "claude",
+                "llm.request",
+                10,
+                call(
+                    Some("gpt-4o-2024-08-06"),
+                    "gpt-4o",
+                    json!({"input_tokens": 100, "output_tokens": 7, "cached_input_tokens": 64}),
+                ),
+            ),
+            (
+                1,
+                "claude",
+                "llm.request",
+                20,
+                call(
+                    Some("gpt-4o-2024-08-06"),
+                    "gpt-4o",
+                    json!({"input_tokens": 5, "output_tokens": 1}),
+                ),
+            ),
+            // No answer: the model asked for, no tokens.
+            (
+                2,
+                "claude",
+                "llm.request",
+                30,
+                call(None, "gpt-4o-2024-08-06", json!({})),
+            ),
+            // Hash-only: no context.
+            (3, "claude", "llm.request", 40, None),
+            (
+                4,
+                "unregistered:ab",
+                "llm.request",
+                50,
+                call(
+                    Some("m"),
+                    "m",
+                    json!({"input_tokens": 1, "output_tokens": 2}),
+                ),
+            ),
+            (
+                5,
+                "claude",
+                "shadow_ai.finding",
+                60,
+                call(Some("x"), "x", json!({"input_tokens": 9})),
+            ),
+        ]);
+        let row =
+            |agent: &str, provider: Option<&str>, model: Option<&str>, n: [u64; 5]| UsageRow {
+                agent_id: agent.into(),
+                provider: provider.map(String::from),
+                model: model.map(String::from),
+                requests: n[0],
+                input_tokens: n[1],
+                output_tokens: n[2],
+                cached_input_tokens: n[3],
+                requests_without_usage: n[4],
+            };
+        let all = usage_rows(&conn, None, None, None).unwrap();
+        assert_eq!(
+            all,
+            [
+                row("claude", None, None, [1, 0, 0, 0, 1]),
+                row(
+                    "claude",
+                    Some("openai"),
+                    Some("gpt-4o-2024-08-06"),
+                    [3, 105, 8, 64, 1]
+                ),
+                row(
+                    "unregistered:ab",
+                    Some("openai"),
+                    Some("m"),
+                    [1, 1, 2, 0, 0]
+                ),
+            ]
+        );
+        let unregistered = usage_rows(&conn, None, None, Some("unregistered:*")).unwrap();
+        assert_eq!(unregistered, [all[2].clone()]);
+        let window = usage_rows(&conn, Some(15), Some(30), Some("claude")).unwrap();
+        assert_eq!(
+            window,
+            [row(
+                "claude",
+                Some("openai"),
+                Some("gpt-4o-2024-08-06"),
+                [2, 5, 1, 0, 1]
+            )]
+        );
+    }
 }
