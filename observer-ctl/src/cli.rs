@@ -102,6 +102,15 @@ pub enum Command {
         #[command(flatten)]
         window: Window,
     },
+    /// LLM API use from the llm.request receipts: requests and tokens
+    /// (input, output, cached input) per agent, provider and model.
+    Usage {
+        /// Only this agent (a glob: `unregistered:*`).
+        #[arg(long, value_name = "AGENT")]
+        agent: Option<String>,
+        #[command(flatten)]
+        window: Window,
+    },
     /// What happened on this host: per agent and unregistered executable
     /// the counts by action, findings by rule and risk, the top
     /// destinations; over the receipts the filters select (e.g. `--since

@@ -27,6 +27,7 @@ pub mod receipts;
 pub mod selection;
 pub mod stats;
 pub mod time;
+pub mod usage;
 pub mod verify;
 
 use std::path::{Path, PathBuf};

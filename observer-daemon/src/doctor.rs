@@ -27,6 +27,9 @@ struct Check {
     detail: String,
     /// What does not work when the check fails.
     impact: &'static str,
+    /// Passed, but with something to know (an agent whose TLS would not be
+    /// visible): shown as `warn`, does not fail the report.
+    warn: bool,
 }
 
 impl Check {
@@ -40,6 +43,7 @@ impl Check {
             ok,
             detail,
             impact,
+            warn: false,
         }
     }
 }
@@ -179,11 +183,25 @@ pub fn run(config: &Config) -> Value {
             "receipts are signed under an issuer id that names no real deployer",
         ));
     }
+    let policy = load_policy(config);
     checks.push(Check::new(
         "policies",
-        policies_check(config),
+        policy
+            .as_ref()
+            .map(|(p, from)| {
+                format!(
+                    "{} {from}: {} agents, {} rules",
+                    p.digest,
+                    p.registry.len(),
+                    p.rules.rules.len()
+                )
+            })
+            .map_err(Clone::clone),
         "shadow-AI rules do not run as configured",
     ));
+    if let Ok((p, _)) = &policy {
+        tls_visibility(&p.registry, &mut checks);
+    }
     let ok = checks.iter().all(|c| c.ok);
     json!({
         "ok": ok,
@@ -192,6 +210,7 @@ pub fn run(config: &Config) -> Value {
             "ok": c.ok,
             "detail": c.detail,
             "impact": if c.ok { Value::Null } else { json!(c.impact) },
+            "warn": c.warn,
         })).collect::<Vec<_>>(),
     })
 }
@@ -208,8 +227,8 @@ fn deployer_check(config: &Config) -> Result<String, String> {
     }
 }
 
-/// Which policy set observerd would start with, and that it is valid.
-fn policies_check(config: &Config) -> Result<String, String> {
+/// Which policy set observerd would start with (and where from), valid.
+fn load_policy(config: &Config) -> Result<(crate::policy::Policy, String), String> {
     use crate::policy::Policy;
     let (policy, from) = match &config.policies_dir {
         Some(dir) if dir.exists() => (
@@ -229,13 +248,39 @@ fn policies_check(config: &Config) -> Result<String, String> {
         ),
         _ => (policy, from),
     };
-    let p = policy.map_err(|e| e.to_string())?;
-    Ok(format!(
-        "{} {from}: {} agents, {} rules",
-        p.digest,
-        p.registry.len(),
-        p.rules.rules.len()
-    ))
+    Ok((policy.map_err(|e| e.to_string())?, from))
+}
+
+/// Per registered agent, each executable (exact path) on disk: would its
+/// TLS plaintext be visible (it links libssl or defines SSL_write and
+/// SSL_read), and why not. Informative: an agent observer cannot read is
+/// a `warn`, not a failure.
+fn tls_visibility(registry: &crate::policy::agents::Registry, checks: &mut Vec<Check>) {
+    use crate::kernel::tls_static::{classify, StaticTls};
+    for agent in registry.agents() {
+        for path in agent.exact_paths.iter().map(Path::new) {
+            if !path.exists() {
+                continue;
+            }
+            let (warn, detail) = match classify(path) {
+                StaticTls::Visible { through, how } => (
+                    false,
+                    format!(
+                        "{}: TLS visible through {} ({how})",
+                        path.display(),
+                        through.display()
+                    ),
+                ),
+                StaticTls::NotVisible(why) => {
+                    (true, format!("{}: TLS NOT visible: {why}", path.display()))
+                }
+                StaticTls::Unknown(why) => (false, format!("{}: {why}", path.display())),
+            };
+            let mut c = Check::new(format!("tls_visible:{}", agent.id), Ok(detail), "");
+            c.warn = warn;
+            checks.push(c);
+        }
+    }
 }
 
 fn impact_of(hook: &Hook) -> &'static str {

@@ -14,7 +14,11 @@ pub fn write_table(out: &mut impl Write, v: &Value) -> std::io::Result<()> {
         writeln!(
             out,
             "{:<6} {:<28} {}",
-            if ok { "ok" } else { "NOT OK" },
+            match (ok, c["warn"] == true) {
+                (false, _) => "NOT OK",
+                (true, true) => "warn",
+                (true, false) => "ok",
+            },
             s(c, &["check"]),
             s(c, &["detail"])
         )?;

@@ -135,7 +135,7 @@ fn check_policies_validates_without_running() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.starts_with("policies ok: sha256:") && stdout.contains("16 rules"),
+        stdout.starts_with("policies ok: sha256:") && stdout.contains("17 rules"),
         "{stdout}"
     );
 

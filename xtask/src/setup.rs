@@ -41,6 +41,12 @@ pub const TEST_APT_PACKAGES: &[&str] = &[
     "curl",
     "openssl",
     "binutils",
+    // A real statically linked TLS client (`gcc -static` against libssl.a
+    // and libcrypto.a, then `strip`) whose TLS is not visible
+    // (observer-tests/tests/tls_static_client.rs, kernel/tls_static.rs).
+    "gcc",
+    "libc6-dev",
+    "libssl-dev",
     // libfaketime: the daemon alone sees its wall clock step
     // (tests/clock_step.rs); the host's clock is never touched.
     "faketime",

@@ -16,6 +16,7 @@ mod shadow;
 mod stats;
 mod status;
 mod tail;
+mod usage;
 mod verify;
 mod verify_proof;
 
@@ -43,6 +44,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<u8, CtlError> {
             filter,
         } => tail::run(&ctx, follow, lines, filter, out).map(ok),
         Command::Shadow { window } => shadow::run(&ctx, window, out).map(ok),
+        Command::Usage { agent, window } => usage::run(&ctx, agent, window, out).map(ok),
         Command::Stats { selection, top } => stats::run(&ctx, selection, top, out).map(ok),
         Command::Verify(args) => verify::run(&ctx, args, out),
         Command::Proof {

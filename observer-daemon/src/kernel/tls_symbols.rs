@@ -45,6 +45,51 @@ pub fn find_tls_functions(elf: &[u8]) -> Result<TlsOffsets, object::Error> {
     Ok(found)
 }
 
+/// What an ELF file asks of the dynamic linker: its `DT_NEEDED` library
+/// names and its `DT_RUNPATH`/`DT_RPATH` directories (`$ORIGIN` left as
+/// is). A static executable has neither.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DynamicNeeds {
+    pub needed: Vec<String>,
+    pub search: Vec<String>,
+}
+
+/// The dynamic section of an ELF file: what [`DynamicNeeds`] lists.
+pub fn dynamic_needs(elf: &[u8]) -> Result<DynamicNeeds, object::Error> {
+    match object::File::parse(elf)? {
+        object::File::Elf32(f) => needs_of(&f),
+        object::File::Elf64(f) => needs_of(&f),
+        // Only ELF is compiled in; another format needs nothing of ld.so.
+        #[allow(unreachable_patterns)]
+        _ => Ok(DynamicNeeds::default()),
+    }
+}
+
+fn needs_of<'a, E: object::read::elf::FileHeader>(
+    f: &object::read::elf::ElfFile<'a, E>,
+) -> Result<DynamicNeeds, object::Error> {
+    let table = f.elf_section_table().dynamic_table(f.endian(), f.data())?;
+    let mut out = DynamicNeeds::default();
+    for d in &table {
+        let text = || {
+            table
+                .string(d)
+                .map(|t| String::from_utf8_lossy(t).into_owned())
+        };
+        match d.tag {
+            object::elf::DT_NEEDED => out.needed.push(text()?),
+            object::elf::DT_RUNPATH | object::elf::DT_RPATH => out.search.extend(
+                text()?
+                    .split(':')
+                    .filter(|p| !p.is_empty())
+                    .map(String::from),
+            ),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// The file offset of a virtual address: through the loadable segment
 /// that maps it.
 fn file_offset(file: &object::File, address: u64) -> Option<u64> {
@@ -205,5 +250,18 @@ mod tests {
         let elf = std::fs::read("/usr/bin/curl").expect("curl is installed");
         assert_eq!(find_tls_functions(&elf).unwrap(), TlsOffsets::default());
         assert!(find_tls_functions(b"not an elf").is_err());
+    }
+
+    /// curl's dynamic section: its libraries, no libssl directly.
+    #[test]
+    fn lists_what_curl_needs() {
+        let elf = std::fs::read("/usr/bin/curl").expect("curl is installed");
+        let needs = dynamic_needs(&elf).unwrap();
+        assert!(
+            needs.needed.contains(&"libcurl.so.4".to_string()),
+            "{needs:?}"
+        );
+        assert!(needs.needed.contains(&"libc.so.6".to_string()), "{needs:?}");
+        assert!(dynamic_needs(b"not an elf").is_err());
     }
 }

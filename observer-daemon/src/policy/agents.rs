@@ -45,6 +45,8 @@ pub struct Agent {
     /// Declared scope; both empty: unrestricted.
     pub allowed_destinations: DomainSet<()>,
     pub allowed_providers: HashSet<String>,
+    /// Models its LLM API requests may name; empty: unrestricted.
+    pub allowed_models: GlobSet,
     /// Exact executable and script paths, for the kernel's watch list.
     pub exact_paths: Vec<String>,
 }
@@ -243,6 +245,9 @@ impl Registry {
                     ));
                 }
             }
+            if let Some(m) = a.allowed_models.iter().find(|m| m.trim().is_empty()) {
+                return Err(src.error_at_value(m, "an empty model name"));
+            }
             let glob = |list: &[String]| GlobSet::new(list).map_err(&here);
             r.push(Agent {
                 id: a.id.as_str().into(),
@@ -257,6 +262,7 @@ impl Registry {
                 cgroups: glob(&a.cgroups)?,
                 allowed_destinations: destinations,
                 allowed_providers: a.allowed_providers.iter().cloned().collect(),
+                allowed_models: glob(&a.allowed_models)?,
                 exact_paths: a
                     .executables
                     .iter()
@@ -285,6 +291,7 @@ impl Agent {
             cgroups: GlobSet::default(),
             allowed_destinations: DomainSet::default(),
             allowed_providers: HashSet::new(),
+            allowed_models: GlobSet::default(),
             exact_paths: Vec::new(),
         }
     }

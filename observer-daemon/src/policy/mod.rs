@@ -9,6 +9,7 @@ pub mod finding;
 pub mod homes;
 pub mod indicator_match;
 pub mod indicators;
+pub mod llm_scope;
 pub mod load;
 pub mod matchers;
 pub mod model;

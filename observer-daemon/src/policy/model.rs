@@ -56,6 +56,10 @@ pub struct AgentDef {
     /// restriction.
     #[serde(default)]
     pub allowed_providers: Vec<String>,
+    /// Model names or globs (`gpt-4o*`; `*` does not cross `/`, `**`
+    /// does) the agent may ask an LLM API for. Empty: no restriction.
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
 }
 
 /// `indicators/ai_endpoints.toml` and `indicators/ai_gateways.toml`.

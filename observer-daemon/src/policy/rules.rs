@@ -261,6 +261,11 @@ impl Rules {
                     .as_deref()
                     .or(call.model_requested.as_deref());
                 reason = format!("{reason} ({} {})", call.provider, model.unwrap_or("?"));
+                if rule.when.outside_agent_scope == Some(true) {
+                    // And what in it the agent did not declare.
+                    let outside = cx.llm_outside_scope(call).unwrap_or_default();
+                    reason = format!("{reason}: {}", outside.join("; "));
+                }
             }
             for (r, why, when) in &rule.escalate {
                 if cx.check(when).is_some() {
@@ -302,7 +307,7 @@ pub(super) struct Cx<'a, 'b> {
     pub(super) ev: &'a EnrichedEvent,
     pub(super) kind: EventKind,
     pub(super) indicators: &'a Indicators,
-    registry: &'a Registry,
+    pub(super) registry: &'a Registry,
     argv: &'b mut String,
     argv_ready: bool,
 }
@@ -432,6 +437,15 @@ impl Cx<'_, '_> {
             }
         }
         match c.indicator {
+            // What an out-of-scope request asked of whom.
+            None if c.outside_agent_scope == Some(true)
+                && matches!(self.ev.detail, Detail::LlmRequest(_)) =>
+            {
+                let Detail::LlmRequest(call) = &self.ev.detail else {
+                    return None;
+                };
+                Some(super::llm_scope::matched(call))
+            }
             // What an out-of-scope connection went to.
             None if c.outside_agent_scope == Some(true) => {
                 let n = self.egress()?;
@@ -469,8 +483,13 @@ impl Cx<'_, '_> {
 
     /// For a connect by a registered agent that declared its scope: true
     /// if the destination is outside it, false if inside; None when there
-    /// is nothing to judge (not an agent, no scope, no name known).
+    /// is nothing to judge (not an agent, no scope, no name known). For an
+    /// LLM request: its provider and model against the agent's
+    /// `allowed_providers` and `allowed_models` (policy/llm_scope.rs).
     fn outside_scope(&self) -> Option<bool> {
+        if let Detail::LlmRequest(call) = &self.ev.detail {
+            return self.llm_outside_scope(call).map(|o| !o.is_empty());
+        }
         let n = self.egress()?;
         let agent = self.registry.get(self.ev.process.agent.as_deref()?)?;
         if !agent.has_scope() {

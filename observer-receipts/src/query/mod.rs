@@ -23,11 +23,13 @@ mod findings;
 mod row;
 pub mod stats;
 mod summary;
+mod usage;
 
 pub use chains::{chain_summaries, ChainSummary};
 pub use findings::{for_each_finding, FindingRow};
 pub use row::{stored_payload_text, QueryRow, COLUMNS};
 pub use summary::{llm_summary, more_paths, summary, text_at};
+pub use usage::{llm_usage, UsageRow};
 
 /// Why a query failed: the store could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -165,6 +165,7 @@ fn shipped_policies_load_and_digest_is_stable() {
         "agent-out-of-scope-destination",
         "model-hub-fetch-unregistered",
         "llm-request-unregistered",
+        "llm-request-out-of-scope",
     ] {
         assert!(ids.contains(&id), "{id} missing");
     }
@@ -299,5 +300,6 @@ fn bad_values_are_refused_with_location() {
     assert!(err.contains("gpu_devices.toml"), "{err}");
 }
 
+mod llm_scope;
 mod matchers;
 mod shadow_ai_rules;

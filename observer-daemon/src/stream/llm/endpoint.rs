@@ -169,7 +169,8 @@ fn api_of_path(path: &str) -> Option<(Api, Option<String>)> {
     None
 }
 
-fn split_host(host: &str) -> (&str, Option<u16>) {
+/// A Host header's name and port (`[v6]:port` too).
+pub fn split_host(host: &str) -> (&str, Option<u16>) {
     if let Some(rest) = host.strip_prefix('[') {
         if let Some((addr, tail)) = rest.split_once(']') {
             return (addr, tail.strip_prefix(':').and_then(|p| p.parse().ok()));
