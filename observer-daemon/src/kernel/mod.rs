@@ -13,4 +13,5 @@ pub mod names_attach;
 pub mod prog_stats;
 #[cfg(feature = "ebpf")]
 pub mod tls_attach;
+pub mod tls_signatures;
 pub mod tls_symbols;
