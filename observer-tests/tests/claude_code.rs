@@ -171,6 +171,60 @@ fn the_signature_finds_ssl_write_and_ssl_read_in_the_real_claude_code() {
     );
 }
 
+/// A Claude Code whose Bun version has no known signature (the real
+/// binary with its version string changed, standing for a new release):
+/// `observerctl status` lists it NOT visible with that reason, and its
+/// connection to the API server is still recorded.
+#[test]
+fn an_unknown_bun_version_is_not_visible_with_the_reason() {
+    let fx = Fixture::new(b"");
+    let mut elf = std::fs::read(claude()).unwrap();
+    let at = find(&elf, b"Bun v1.4.6 (");
+    elf[at..at + 12].copy_from_slice(b"Bun v1.4.9 (");
+    let bin = fx.path("claude");
+    std::fs::write(&bin, &elf).unwrap();
+    drop(elf);
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // No `go`: the server holds the connection, so claude stays up.
+    let (_server, port) = server(&fx);
+    let config = format!(
+        "[plaintext]\nenabled = true\n[[agents]]\nid = \"new-claude\"\nexecutables = [{:?}]\n",
+        bin.display().to_string()
+    );
+    let mut d = common::Daemon::start(&config);
+    let child = claude_p(&bin, &fx, port, "sk-ant-observer-test-unseen");
+    let pid = child.0.id();
+    d.wait_for(|r| {
+        common::is_event(r, "connect")
+            && r["process"]["pid"] == pid
+            && r["connect"]["remote_port"] == port
+    });
+    let socket = d.socket();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let hidden = loop {
+        let r = common::ctl(common::CtlTarget::Socket(&socket), &["status", "--json"]);
+        let h = r.json()["plaintext"]["agents"]["new-claude"]["not_visible"][0].clone();
+        if !h.is_null() {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "never listed: {}", r.stdout);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let why = "Bun executable (Bun v1.4.9, BoringSSL linked in, no symbols): BoringSSL signature for this version not known";
+    assert_eq!(hidden["executable"], bin.display().to_string());
+    assert_eq!(hidden["reason"], why);
+    let table = common::ctl(common::CtlTarget::Socket(&socket), &["status"]);
+    assert!(
+        table.stdout.contains(&format!(
+            "new-claude       {} NOT visible: {why}",
+            bin.display()
+        )),
+        "{}",
+        table.stdout
+    );
+    drop(child);
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> usize {
     hay.windows(needle.len()).position(|w| w == needle).unwrap()
 }
@@ -184,23 +238,7 @@ fn find(hay: &[u8], needle: &[u8]) -> usize {
 fn a_real_claude_code_call_is_an_llm_request_receipt() {
     let bin = claude();
     let fx = Fixture::new(b"");
-    let mut server = Command::new("python3")
-        .args(["-c", SERVER])
-        .args([
-            fx.path("cert.pem"),
-            fx.path("key.pem"),
-            fx.path("requests.log"),
-            fx.path("go"),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line.trim().parse().unwrap();
-    let _server = Kill(server);
+    let (_server, port) = server(&fx);
     let config = format!(
         "[plaintext]\nenabled = true\n[[agents]]\nid = \"claude-code\"\nexecutables = [{:?}]\n",
         bin.display().to_string()
@@ -208,28 +246,9 @@ fn a_real_claude_code_call_is_an_llm_request_receipt() {
     let state = fx.path("daemon");
     std::fs::create_dir(&state).unwrap();
     let mut d = common::Daemon::start_in(common::StateDir::Shared(state), &config);
-    let home = fx.path("home");
-    std::fs::create_dir(&home).unwrap();
     let key = format!("sk-ant-observer-test-{}", std::process::id());
-    let child = Command::new(&bin)
-        .args(["-p", "hi"])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", &home)
-        .env("ANTHROPIC_BASE_URL", format!("https://127.0.0.1:{port}"))
-        .env("NODE_EXTRA_CA_CERTS", fx.path("cert.pem"))
-        .env("ANTHROPIC_API_KEY", &key)
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_TELEMETRY", "1")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .current_dir(&home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let child = Kill(child);
+    let child = claude_p(&bin, &fx, port, &key);
+    let pid = child.0.id();
     wait_visible(&d.socket(), "claude-code");
     let status = common::ctl(
         common::CtlTarget::Socket(&d.socket()),
@@ -305,6 +324,52 @@ fn a_real_claude_code_call_is_an_llm_request_receipt() {
             file.display()
         );
     }
+}
+
+/// Starts the Messages API server (holding connections until `go`);
+/// returns it and its port.
+fn server(fx: &Fixture) -> (Kill, u16) {
+    let mut server = Command::new("python3")
+        .args(["-c", SERVER])
+        .args([
+            fx.path("cert.pem"),
+            fx.path("key.pem"),
+            fx.path("requests.log"),
+            fx.path("go"),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (Kill(server), line.trim().parse().unwrap())
+}
+
+/// `bin -p hi` against the fixture's server, with a fresh HOME, the test
+/// CA, `key`, and no traffic but the call (no telemetry, no updater).
+fn claude_p(bin: &Path, fx: &Fixture, port: u16, key: &str) -> Kill {
+    let home = fx.path("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let child = Command::new(bin)
+        .args(["-p", "hi"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &home)
+        .env("ANTHROPIC_BASE_URL", format!("https://127.0.0.1:{port}"))
+        .env("NODE_EXTRA_CA_CERTS", fx.path("cert.pem"))
+        .env("ANTHROPIC_API_KEY", key)
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .current_dir(&home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Kill(child)
 }
 
 /// Waits (bounded) for `child` to exit and returns its output.
