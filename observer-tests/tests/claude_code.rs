@@ -12,6 +12,7 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -28,32 +29,43 @@ const NPM_CACHE: &str = "/var/tmp/observer-test-npm";
 
 /// The real `claude` binary of [`CLAUDE_CODE`], installed from the npm
 /// registry on first use (the platform package the `claude` wrapper
-/// package would pick on linux-x64).
+/// package would pick on linux-x64). Once per test binary (its tests run
+/// as threads); into a scratch directory renamed into place, so a run
+/// killed mid-download leaves nothing half installed.
 fn claude() -> PathBuf {
-    let dir = Path::new(INSTALL).join(CLAUDE_CODE);
-    let bin = dir.join("node_modules/@anthropic-ai/claude-code-linux-x64/claude");
-    if !bin.exists() {
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = Command::new("npm")
-            .args([
-                "install",
-                "--no-save",
-                "--no-audit",
-                "--no-fund",
-                "--prefix",
-            ])
-            .arg(&dir)
-            .args(["--cache", NPM_CACHE])
-            .arg(format!("@anthropic-ai/claude-code-linux-x64@{CLAUDE_CODE}"))
-            .output()
-            .expect("npm runs");
-        assert!(
-            out.status.success() && bin.exists(),
-            "npm install of Claude Code {CLAUDE_CODE} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    bin
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = Path::new(INSTALL).join(CLAUDE_CODE);
+        let rel = "node_modules/@anthropic-ai/claude-code-linux-x64/claude";
+        if !dir.join(rel).exists() {
+            let scratch = Path::new(INSTALL).join(format!("{CLAUDE_CODE}.{}", std::process::id()));
+            std::fs::create_dir_all(&scratch).unwrap();
+            let out = Command::new("npm")
+                .args([
+                    "install",
+                    "--no-save",
+                    "--no-audit",
+                    "--no-fund",
+                    "--prefix",
+                ])
+                .arg(&scratch)
+                .args(["--cache", NPM_CACHE])
+                .arg(format!("@anthropic-ai/claude-code-linux-x64@{CLAUDE_CODE}"))
+                .output()
+                .expect("npm runs");
+            assert!(
+                out.status.success() && scratch.join(rel).exists(),
+                "npm install of Claude Code {CLAUDE_CODE} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // Another test binary may have won the race: keep its copy.
+            if std::fs::rename(&scratch, &dir).is_err() {
+                let _ = std::fs::remove_dir_all(&scratch);
+            }
+        }
+        dir.join(rel)
+    })
+    .clone()
 }
 
 /// A Messages API server over TLS (HTTP/1.1 only in ALPN), keep-alive, one
