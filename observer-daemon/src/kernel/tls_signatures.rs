@@ -34,7 +34,8 @@ pub struct BunSignature {
 /// The Bun releases whose signature was checked against a real package
 /// (disassembled, and a real Claude Code call read through the probes).
 pub const KNOWN_BUN: &[BunSignature] = &[
-    // Claude Code 2.1.332 (@anthropic-ai/claude-code-linux-x64).
+    // Claude Code 2.1.332 (Bun 358d8293c) and 2.1.337 (Bun 1ed812db0),
+    // @anthropic-ai/claude-code-linux-x64: same lines, other addresses.
     BunSignature {
         bun: "1.4.6",
         write_line: 955,
