@@ -13,5 +13,6 @@ pub mod names_attach;
 pub mod prog_stats;
 #[cfg(feature = "ebpf")]
 pub mod tls_attach;
+pub mod tls_signatures;
 pub mod tls_static;
 pub mod tls_symbols;

@@ -8,7 +8,9 @@
 //! process maps them: Python loads libssl on its first `import ssl`) and
 //! every TLS library or executable with TLS symbols found in
 //! /proc/PID/maps, again at each rescan for libraries loaded later. Each
-//! file's symbols are read once per (device, inode).
+//! file's symbols are read once per (device, inode); an executable without
+//! them that is a Bun single-file executable (Claude Code) is searched for
+//! BoringSSL's functions by code signature (tls_signatures).
 use std::{
     collections::{HashMap, HashSet},
     num::NonZeroU32,
@@ -32,6 +34,7 @@ use aya::{
 use crate::{
     kernel::{
         load_error::LoadError,
+        tls_signatures::{find_bun_tls, BunTls},
         tls_symbols::{
             executable_files, find_tls_functions, may_hold_tls, MappedFile, TlsOffsets,
             TLS_FUNCTIONS,
@@ -71,6 +74,20 @@ pub struct Visibility {
     pub without_symbols: Vec<PathBuf>,
 }
 
+/// What examining one file found: its TLS functions, or for an executable
+/// known to carry a static TLS stack, why they were not found.
+#[derive(Debug, Clone, Default)]
+struct Examined {
+    offsets: Option<TlsOffsets>,
+    not_visible: Option<String>,
+}
+
+impl Examined {
+    fn usable(&self) -> bool {
+        self.offsets.is_some_and(|o| o.usable())
+    }
+}
+
 struct Attached {
     files: HashSet<FileKey>,
     links: Vec<(&'static str, UProbeLinkId)>,
@@ -81,7 +98,7 @@ pub struct TlsAttacher {
     ebpf: Ebpf,
     eager: Vec<(PathBuf, FileKey)>,
     /// Symbols of every file examined, by (device, inode).
-    files: HashMap<FileKey, Option<TlsOffsets>>,
+    files: HashMap<FileKey, Examined>,
     procs: HashMap<u32, Attached>,
     /// The registered agent of each watched process, as last told.
     agents: HashMap<u32, Option<Arc<str>>>,
@@ -190,7 +207,11 @@ impl TlsAttacher {
             .filter(|(_, _, key)| entry.files.insert(*key))
             .collect();
         for (shown, open, key) in todo {
-            let offsets = *self.files.entry(key).or_insert_with(|| examine(&open));
+            let offsets = self
+                .files
+                .entry(key)
+                .or_insert_with(|| examine(&open, &shown))
+                .offsets;
             let attached = self.procs.get_mut(&tgid).expect("inserted above");
             match offsets {
                 Some(o) if o.usable() => match attach_file(&mut self.ebpf, &o, &open, pid) {
@@ -221,18 +242,21 @@ impl TlsAttacher {
         let Some(attached) = self.procs.get(&tgid) else {
             return;
         };
+        let key = |f: &MappedFile| (libc::makedev(f.dev_major, f.dev_minor), f.inode);
         let visible_through = mapped
             .iter()
             .filter(|f| {
-                let key = (libc::makedev(f.dev_major, f.dev_minor), f.inode);
-                attached.files.contains(&key)
-                    && self
-                        .files
-                        .get(&key)
-                        .is_some_and(|o| o.is_some_and(|o| o.usable()))
+                attached.files.contains(&key(f))
+                    && self.files.get(&key(f)).is_some_and(Examined::usable)
             })
             .map(|f| f.path.display().to_string())
             .collect();
+        // The executable's own reason (a Bun build whose signature is not
+        // known), if examining it gave one.
+        let not_visible = mapped
+            .iter()
+            .filter(|f| Some(f.path.as_path()) == exe.as_deref())
+            .find_map(|f| self.files.get(&key(f))?.not_visible.clone());
         self.shown.set(
             tgid,
             ProcessTls {
@@ -244,6 +268,7 @@ impl TlsAttacher {
                     .map(|a| a.to_string()),
                 exe: exe.map(|e| e.display().to_string()),
                 visible_through,
+                not_visible,
             },
         );
     }
@@ -263,21 +288,53 @@ impl TlsAttacher {
     }
 }
 
-/// The TLS functions of the file at `path`; `None` if it cannot be read or
-/// is not ELF (logged once: the cache remembers the answer).
-fn examine(path: &Path) -> Option<TlsOffsets> {
+/// The TLS functions of the file at `path` (`shown` in logs): by symbol,
+/// else, for a Bun executable, by BoringSSL's code signature. No offsets
+/// if it cannot be read or is not ELF (logged once: the cache remembers
+/// the answer).
+fn examine(path: &Path, shown: &Path) -> Examined {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
             log::debug!("plaintext: cannot read {}: {e}", path.display());
-            return None;
+            return Examined::default();
         }
     };
-    match find_tls_functions(&bytes) {
-        Ok(o) => Some(o),
+    let by_symbol = match find_tls_functions(&bytes) {
+        Ok(o) => o,
         Err(e) => {
             log::debug!("plaintext: {} is not readable ELF: {e}", path.display());
-            None
+            return Examined::default();
+        }
+    };
+    if by_symbol.usable() {
+        return Examined {
+            offsets: Some(by_symbol),
+            not_visible: None,
+        };
+    }
+    // Once per file: an agent's executable, worth a line at info.
+    match find_bun_tls(&bytes) {
+        BunTls::NotBun => Examined {
+            offsets: Some(by_symbol),
+            not_visible: None,
+        },
+        BunTls::Found { bun, offsets } => {
+            log::info!(
+                "plaintext: {} is a Bun v{bun} executable: its BoringSSL SSL_write/SSL_read found by signature",
+                shown.display()
+            );
+            Examined {
+                offsets: Some(offsets),
+                not_visible: None,
+            }
+        }
+        BunTls::NotFound { reason, .. } => {
+            log::info!("plaintext: {}: {reason}", shown.display());
+            Examined {
+                offsets: Some(by_symbol),
+                not_visible: Some(reason),
+            }
         }
     }
 }

@@ -17,10 +17,13 @@ pub struct ProcessTls {
     pub exe: Option<String>,
     /// Hooked files the process has mapped: its TLS is read through them.
     pub visible_through: Vec<String>,
+    /// Why not, when examining the executable said more than
+    /// [`NO_TLS_SYMBOLS`] (a Bun build whose BoringSSL was not found).
+    pub not_visible: Option<String>,
 }
 
 /// One agent's executables: visible (through which files) and not (why).
-type AgentTls<'a> = (BTreeMap<String, Vec<String>>, BTreeMap<String, &'a str>);
+type AgentTls = (BTreeMap<String, Vec<String>>, BTreeMap<String, String>);
 
 #[derive(Default)]
 pub struct PlaintextVisibility(Mutex<BTreeMap<u32, ProcessTls>>);
@@ -52,7 +55,8 @@ impl PlaintextVisibility {
             let (visible, hidden) = agents.entry(agent).or_default();
             if p.visible_through.is_empty() {
                 if !visible.contains_key(&exe) {
-                    hidden.insert(exe, NO_TLS_SYMBOLS);
+                    let why = p.not_visible.as_deref().unwrap_or(NO_TLS_SYMBOLS);
+                    hidden.insert(exe, why.to_string());
                 }
             } else {
                 hidden.remove(&exe);
@@ -93,6 +97,7 @@ mod tests {
             agent: Some(agent.into()),
             exe: Some(exe.into()),
             visible_through: through.iter().map(|s| s.to_string()).collect(),
+            not_visible: None,
         };
         v.set(
             1,
@@ -111,6 +116,7 @@ mod tests {
                 agent: None,
                 exe: Some("/usr/bin/curl".into()),
                 visible_through: vec![],
+                not_visible: None,
             },
         );
         let j = v.to_json();
@@ -132,5 +138,27 @@ mod tests {
         );
         v.remove(5);
         assert!(v.to_json()["agents"]["unregistered"].is_null());
+    }
+
+    /// An executable whose examination said why (a Bun build whose
+    /// BoringSSL signature is not known) shows that reason, not the
+    /// generic one.
+    #[test]
+    fn a_specific_reason_is_shown() {
+        let v = PlaintextVisibility::default();
+        let why = "Bun executable (Bun v9.9.9, BoringSSL linked in, no symbols): BoringSSL signature for this version not known";
+        v.set(
+            1,
+            ProcessTls {
+                agent: Some("claude".into()),
+                exe: Some("/opt/claude/claude".into()),
+                visible_through: vec![],
+                not_visible: Some(why.into()),
+            },
+        );
+        assert_eq!(
+            v.to_json()["agents"]["claude"]["not_visible"][0]["reason"],
+            why
+        );
     }
 }
