@@ -11,14 +11,14 @@
 mod tls_kit;
 
 use std::{
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Write},
     net::{TcpListener, TcpStream},
     process::{Command, Stdio},
 };
 
 use nix::sys::signal::Signal;
 use observer_testkit as common;
-use tls_kit::{release, wait_visible, Fixture, Kill};
+use tls_kit::{wait_visible, Fixture, Kill};
 
 /// Writes: each one SSL_write of 64 KiB, one plaintext record of
 /// `capture_bytes` (one piece: under 16 KiB).
@@ -99,7 +99,7 @@ fn a_plaintext_flood_is_counted_exactly_and_loses_no_events() {
         common::StateDir::Shared(state),
         &common::config(&[&suffix], &extra),
     );
-    let flooder = Command::new(&agent)
+    let mut flooder = Command::new(&agent)
         .arg(fx.path("cert.pem"))
         .arg(port.to_string())
         .arg(WRITES.to_string())
@@ -114,8 +114,8 @@ fn a_plaintext_flood_is_counted_exactly_and_loses_no_events() {
     // Readers stopped: the plaintext ring holds a few records, the rest
     // of the flood is dropped in the kernel, and counted.
     d.freeze();
-    release(flooder);
-    for i in 0..OTHER {
+    flooder.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    for (i, file) in files.iter().enumerate() {
         let status = Command::new("/bin/true")
             .arg(format!("{marker}-{i}"))
             .status()
@@ -123,8 +123,9 @@ fn a_plaintext_flood_is_counted_exactly_and_loses_no_events() {
         assert!(status.success());
         drop(TcpStream::connect(("127.0.0.1", other_port)).unwrap());
         drop(listener.accept().unwrap());
-        std::fs::File::open(&files[i]).unwrap();
+        std::fs::File::open(file).unwrap();
     }
+    assert!(flooder.wait().unwrap().success());
     d.signal(Signal::SIGCONT);
     line.clear();
     sink_out.read_line(&mut line).unwrap();
