@@ -24,6 +24,8 @@ pub const TEST_APT_PACKAGES: &[&str] = &[
     "nodejs",
     // The interpreter the shadow-AI tests copy and run.
     "python3.11-minimal",
+    // `python3 -m venv` for the pinned LLM SDKs (ensure_llm_sdk_venv).
+    "python3-venv",
     // Syslog receivers over TCP, TLS and UDP (observer-tests/tests/forwarding_*.rs).
     "rsyslog",
     "rsyslog-gnutls",
@@ -71,7 +73,49 @@ pub fn ensure_all() -> anyhow::Result<()> {
 /// package test, and the Debian packages the tests run for real.
 pub fn ensure_test_tools() -> anyhow::Result<()> {
     ensure_all()?;
-    ensure_apt_packages(TEST_APT_PACKAGES)
+    ensure_apt_packages(TEST_APT_PACKAGES)?;
+    ensure_llm_sdk_venv()
+}
+
+/// The pinned Python LLM SDKs (openai, anthropic and their dependencies)
+/// the SDK tests run as agents.
+pub const LLM_SDK_REQUIREMENTS: &str =
+    include_str!("../../observer-tests/llm_sdks/requirements.txt");
+/// Where they are installed; observer-tests/tests/llm_kit finds them here.
+pub const LLM_SDK_VENV: &str = "/var/cache/observer-tests/llm-sdks";
+/// In the venv: the requirements it was made from. Another content (or
+/// none: an interrupted install) and the venv is made anew.
+const LLM_SDK_STAMP: &str = "observer-requirements.txt";
+
+/// A venv of the system's python3 (the interpreter whose libssl the
+/// probes hook) with exactly `LLM_SDK_REQUIREMENTS` from PyPI.
+fn ensure_llm_sdk_venv() -> anyhow::Result<()> {
+    let venv = std::path::Path::new(LLM_SDK_VENV);
+    let stamp = venv.join(LLM_SDK_STAMP);
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(LLM_SDK_REQUIREMENTS) {
+        return Ok(());
+    }
+    if venv.exists() {
+        std::fs::remove_dir_all(venv).with_context(|| format!("removing {LLM_SDK_VENV}"))?;
+    }
+    run("/usr/bin/python3", &["-m", "venv", LLM_SDK_VENV])?;
+    let requirements = venv.join("requirements.txt");
+    std::fs::write(&requirements, LLM_SDK_REQUIREMENTS)?;
+    let pip = venv.join("bin/pip");
+    let requirements = requirements.display().to_string();
+    run(
+        &pip.display().to_string(),
+        &[
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "-r",
+            &requirements,
+        ],
+    )?;
+    std::fs::write(&stamp, LLM_SDK_REQUIREMENTS)?;
+    Ok(())
 }
 
 /// Installs the packages that `dpkg-query` does not report as installed.

@@ -114,6 +114,9 @@ pub struct Intake {
 
 /// How long a connection may stay silent before its open messages end.
 const IDLE: Duration = Duration::from_secs(30);
+/// How long the connections of a process that exited wait for pieces
+/// still in the ring before their open messages end.
+const GONE_GRACE: Duration = Duration::from_secs(1);
 
 /// Reads the plaintext ring until `stop`, and runs the stream layer on it:
 /// connections, HTTP/1.1, LLM API calls, each sent to the writer as an
@@ -177,8 +180,13 @@ async fn take_in(
                 }
             },
             _ = tick.tick() => {
-                let idle = IDLE.as_nanos() as u64;
-                conns.expire(BootClock::boot_ns_now().saturating_sub(idle))
+                let now = BootClock::boot_ns_now();
+                let mut done = conns.expire(now.saturating_sub(IDLE.as_nanos() as u64));
+                done.extend(conns.close_gone(
+                    |tgid| std::path::Path::new(&format!("/proc/{tgid}")).exists(),
+                    now.saturating_sub(GONE_GRACE.as_nanos() as u64),
+                ));
+                done
             }
         };
         send(finished, &writer, &drops, &mut intake);

@@ -209,6 +209,22 @@ impl Connections {
         idle.into_iter().flat_map(|k| self.close(k)).collect()
     }
 
+    /// Closes the connections of processes that are gone (`alive` says
+    /// no) and quiet since before `before_ns` (their last pieces may still
+    /// be on the way through the ring): a client that stops reading at a
+    /// stream's last event (the OpenAI SDK at `data: [DONE]`) never reads
+    /// the chunk that ends the body, and its call would otherwise wait for
+    /// the idle timeout long after the process exited.
+    pub fn close_gone(&mut self, alive: impl Fn(u32) -> bool, before_ns: u64) -> Vec<Finished> {
+        let gone: Vec<_> = self
+            .conns
+            .iter()
+            .filter(|(k, c)| c.last_ns < before_ns && !alive(k.0))
+            .map(|(k, _)| *k)
+            .collect();
+        gone.into_iter().flat_map(|k| self.close(k)).collect()
+    }
+
     /// Closes every connection of `tgid` (it exited).
     pub fn exited(&mut self, tgid: u32) -> Vec<Finished> {
         let keys: Vec<_> = self.conns.keys().filter(|k| k.0 == tgid).copied().collect();

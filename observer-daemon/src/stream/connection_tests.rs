@@ -154,3 +154,34 @@ fn the_idlest_connection_closes_when_the_table_is_full() {
     assert_eq!(out[0].ssl, 1);
     assert_eq!(c.len(), 2);
 }
+
+/// What the OpenAI SDK reads of a streamed answer: every event, `data:
+/// [DONE]` last, but not the chunk that ends the body (it stops reading
+/// there and closes); the call ends when its process is gone, once the
+/// grace for pieces still in the ring is over, with all the body it read.
+#[test]
+fn a_stream_read_to_its_last_event_ends_when_its_process_is_gone() {
+    const SSE_REQ: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\nContent-Length: 2\r\n\r\n{}";
+    const SSE_HEAD: &[u8] =
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const EVENT: &[u8] = b"16\r\ndata: {\"choices\":[]}\n\n\r\n";
+    const DONE: &[u8] = b"e\r\ndata: [DONE]\n\n\r\n";
+    let mut c = Connections::default();
+    c.push(call(5, 0xc, 10, TlsCall::WriteEx, SSE_REQ));
+    c.push(call(5, 0xc, 11, TlsCall::ReadEx, SSE_HEAD));
+    c.push(call(5, 0xc, 12, TlsCall::ReadEx, EVENT));
+    assert!(c.push(call(5, 0xc, 13, TlsCall::ReadEx, DONE)).is_empty());
+    // Alive: nothing ends.
+    assert!(c.close_gone(|_| true, 100).is_empty());
+    // Gone, but within the grace: its last pieces may still come.
+    assert!(c.close_gone(|_| false, 13).is_empty());
+    let done = exchanges(c.close_gone(|t| t != 5, 14));
+    assert_eq!(done.len(), 1);
+    let r = done[0].response.as_ref().unwrap();
+    assert_eq!(
+        r.body,
+        b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n".to_vec()
+    );
+    assert!(!r.complete);
+    assert!(c.is_empty());
+}
