@@ -7,8 +7,8 @@
 
 use core::mem::size_of;
 
-mod tls;
-pub use tls::*;
+mod plaintext;
+pub use plaintext::*;
 
 /// Length of `task_struct.comm`.
 pub const COMM_LEN: usize = 16;
@@ -44,13 +44,16 @@ pub enum EventKind {
     DnsMessage = 10,
     /// Plaintext of a TLS read or write (uprobes; its own ring buffer).
     TlsData = 11,
+    /// Bytes a watched process moved over a pipe, a Unix stream socket or
+    /// loopback TCP (syscall tracepoints; the plaintext ring buffer).
+    IoData = 12,
 }
 
 /// Number of counter slots (index 0 is unused).
-pub const EVENT_KIND_COUNT: u32 = 12;
+pub const EVENT_KIND_COUNT: u32 = 13;
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -62,6 +65,7 @@ impl EventKind {
         EventKind::TlsHello,
         EventKind::DnsMessage,
         EventKind::TlsData,
+        EventKind::IoData,
     ];
 
     pub fn from_u32(value: u32) -> Option<Self> {
@@ -81,6 +85,7 @@ impl EventKind {
             EventKind::TlsHello => "tls_hello",
             EventKind::DnsMessage => "dns_message",
             EventKind::TlsData => "tls_data",
+            EventKind::IoData => "io_data",
         }
     }
 }
@@ -322,7 +327,9 @@ pub struct KernelOffsets {
     pub sock_skc_daddr: u32,
     pub sock_skc_v6_rcv_saddr: u32,
     pub sock_skc_v6_daddr: u32,
-    pub _pad: u32,
+    pub file_inode: u32,
+    pub inode_mode: u32,
+    pub inode_ino: u32,
 }
 
 /// Tunables and offsets, set once as a global before the programs load.
@@ -340,8 +347,12 @@ pub struct KernelConfig {
     /// Nonzero when processes may be watched. When zero, an open whose path
     /// matches no filter is dropped without the per-process flags lookup.
     pub watch_enabled: u32,
-    /// Plaintext bytes copied per TLS call (1..=`TLS_DATA_MAX`).
+    /// Plaintext bytes copied per TLS call (1..=`TLS_CAPTURE_MAX`).
     pub tls_capture_bytes: u32,
+    /// Bytes copied per read or write of a pipe, Unix stream socket or
+    /// loopback TCP socket of a watched process; 0 turns that capture off.
+    pub io_capture_bytes: u32,
+    pub _pad: u32,
 }
 
 impl KernelOffsets {
@@ -369,7 +380,9 @@ impl KernelOffsets {
             sock_skc_daddr: u,
             sock_skc_v6_rcv_saddr: u,
             sock_skc_v6_daddr: u,
-            _pad: 0,
+            file_inode: u,
+            inode_mode: u,
+            inode_ino: u,
         }
     }
 }
@@ -382,6 +395,8 @@ impl KernelConfig {
             open_dedup_ns: 0,
             watch_enabled: 0,
             tls_capture_bytes: TLS_CAPTURE_DEFAULT,
+            io_capture_bytes: 0,
+            _pad: 0,
         }
     }
 }
@@ -410,8 +425,8 @@ const _: () = assert!(size_of::<PacketEvent>() == 64 + 56 + PACKET_PAYLOAD_LEN);
 const _: () = assert!(size_of::<SockOwner>() == 48);
 const _: () = assert!(size_of::<NamesConfig>() == 8);
 const _: () = assert!(PACKET_PAYLOAD_LEN.is_power_of_two());
-const _: () = assert!(size_of::<KernelOffsets>() == 80);
-const _: () = assert!(size_of::<KernelConfig>() == 104);
+const _: () = assert!(size_of::<KernelOffsets>() == 88);
+const _: () = assert!(size_of::<KernelConfig>() == 120);
 const _: () = assert!(PATH_LEN.is_power_of_two() && ARGS_LEN.is_power_of_two());
 
 #[cfg(feature = "user")]
@@ -422,4 +437,5 @@ mod pod {
     unsafe impl aya::Pod for super::KernelConfig {}
     unsafe impl aya::Pod for super::NamesConfig {}
     unsafe impl aya::Pod for super::SockOwner {}
+    unsafe impl aya::Pod for super::IoStreamKey {}
 }

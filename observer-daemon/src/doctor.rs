@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::{
     config::Config,
     kernel::kernel_config,
-    kernel::loader::{self, Hook, EBPF_OBJECT, PROGRAMS},
+    kernel::loader::{self, programs as loader_programs, Hook, EBPF_OBJECT},
 };
 
 /// One check's outcome.
@@ -108,6 +108,7 @@ pub fn run(config: &Config) -> Value {
             open_dedup_ns: config.kernel.open_dedup_ms * 1_000_000,
             watch_enabled: true,
             tls_capture_bytes: config.plaintext.capture_bytes,
+            io_capture_bytes: config.plaintext.io_capture_bytes(),
         },
     );
     checks.push(Check::new(
@@ -167,7 +168,7 @@ pub fn run(config: &Config) -> Value {
             } else {
                 "skipped: loading eBPF programs needs root"
             };
-            for (program, hook) in PROGRAMS {
+            for (program, hook) in loader_programs(true) {
                 checks.push(Check::new(
                     format!("program:{program}"),
                     Err(why.into()),
@@ -372,7 +373,7 @@ fn programs(
         Ok("the embedded object's maps were created".into()),
         "",
     ));
-    for (program, hook) in PROGRAMS {
+    for (program, hook) in loader_programs(true) {
         let result = load_attach(&mut ebpf, program, hook);
         checks.push(Check::new(
             format!("program:{program}"),

@@ -152,7 +152,9 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         // Plaintext has its own ring buffer and decoder (stream::plaintext);
         // on this ring it can only be a corrupt record.
-        EventKind::TlsData => return Err(DecodeError::UnknownKind(kind as u32)),
+        EventKind::TlsData | EventKind::IoData => {
+            return Err(DecodeError::UnknownKind(kind as u32))
+        }
     };
     Ok(Event { header, body })
 }

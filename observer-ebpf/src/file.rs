@@ -10,12 +10,10 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_kernel_buf, bpf_probe_read_user,
-        bpf_probe_read_user_str_bytes,
-        generated::{bpf_get_current_task_btf, bpf_ktime_get_boot_ns, bpf_task_pt_regs},
+        bpf_probe_read_user_str_bytes, generated::bpf_ktime_get_boot_ns,
     },
     macros::tracepoint,
     programs::TracePointContext,
-    EbpfContext,
 };
 use observer_common::*;
 
@@ -25,42 +23,8 @@ use crate::{
         OpenScratch, CONFIG, OPEN_DEDUP, OPEN_SCRATCH, PATH_PREFIXES, PATH_SUFFIXES,
         PREFIX_FIRST_BYTES, SUFFIX_LAST_BYTE,
     },
+    syscall::{exit_ret, SyscallRegs},
 };
-
-/// Byte offsets in `struct pt_regs` of the first four syscall arguments.
-#[cfg(bpf_target_arch = "x86_64")]
-const SYSCALL_ARG_REGS: [usize; 4] = [112, 104, 96, 56]; // di, si, dx, r10
-#[cfg(bpf_target_arch = "aarch64")]
-const SYSCALL_ARG_REGS: [usize; 4] = [272, 8, 16, 24]; // orig_x0, x1, x2, x3
-
-/// The saved user registers of the current task, holding the arguments of
-/// the syscall it is returning from.
-#[derive(Clone, Copy)]
-struct SyscallRegs(*const u8);
-
-impl SyscallRegs {
-    #[inline(always)]
-    fn current() -> SyscallRegs {
-        // SAFETY: both helpers take the current task, which always exists.
-        SyscallRegs(unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const u8)
-    }
-
-    /// Argument `n` (0-based). A direct load: `regs` is a BTF-typed
-    /// pointer, so the verifier checks the offset against `struct pt_regs`
-    /// and the load cannot fault; this is ~100 ns cheaper per open than
-    /// bpf_probe_read_kernel.
-    #[inline(always)]
-    fn arg(self, n: usize) -> u64 {
-        // SAFETY: an in-bounds, aligned field of struct pt_regs.
-        unsafe { core::ptr::read_volatile(self.0.add(SYSCALL_ARG_REGS[n]) as *const u64) }
-    }
-}
-
-#[inline(always)]
-fn exit_ret(ctx: &TracePointContext) -> i64 {
-    // SAFETY: syscall exit records hold `long ret` at offset 16.
-    unsafe { *(ctx.as_ptr().add(16) as *const i64) }
-}
 
 /// sys_exit_openat: openat(dfd, filename, flags, mode).
 #[tracepoint]

@@ -38,10 +38,10 @@ pub fn parent_tgid(task: u64, o: &KernelOffsets) -> u32 {
         .unwrap_or(0)
 }
 
-/// `struct sock *` and `struct socket *` behind file descriptor `fd` of the
-/// current task: task->files->fdt->fd[fd]->private_data->sk.
+/// `struct file *` behind file descriptor `fd` of the current task:
+/// task->files->fdt->fd[fd].
 #[inline(always)]
-pub fn socket_of_fd(fd: i32, o: &KernelOffsets) -> Option<(u64, u64)> {
+pub fn file_of_fd(fd: i32, o: &KernelOffsets) -> Option<u64> {
     if fd < 0 {
         return None;
     }
@@ -52,7 +52,14 @@ pub fn socket_of_fd(fd: i32, o: &KernelOffsets) -> Option<(u64, u64)> {
         return None;
     }
     let fd_array = read_at::<u64>(fdt, o.fdtable_fd)?;
-    let file = read_at::<u64>(fd_array, (fd as u32) * 8)?;
+    read_at::<u64>(fd_array, (fd as u32) * 8)
+}
+
+/// `struct sock *` and `struct socket *` behind file descriptor `fd` of the
+/// current task: task->files->fdt->fd[fd]->private_data->sk.
+#[inline(always)]
+pub fn socket_of_fd(fd: i32, o: &KernelOffsets) -> Option<(u64, u64)> {
+    let file = file_of_fd(fd, o)?;
     let socket = read_at::<u64>(file, o.file_private_data)?;
     let sk = read_at::<u64>(socket, o.socket_sk)?;
     Some((socket, sk))

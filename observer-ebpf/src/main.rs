@@ -7,11 +7,14 @@
 
 mod emit;
 mod file;
+mod io;
 mod kernel;
 mod maps;
 mod names;
 mod net;
+mod pieces;
 mod process;
+mod syscall;
 mod tls;
 
 #[cfg(not(test))]

@@ -83,8 +83,9 @@ pub static PATH_SUFFIXES: LpmTrie<[u8; SUFFIX_KEY_LEN], u32> =
 #[map]
 pub static OPEN_DEDUP: LruHashMap<u64, u64> = LruHashMap::with_max_entries(OPEN_DEDUP_ENTRIES, 0);
 
-/// TLS plaintext (`TlsDataEvent`s), apart from `EVENTS` so a flood of it
-/// never costs a process, network or file event; sized by the daemon.
+/// Plaintext (`PlaintextEvent`s of TLS calls and of pipe and socket
+/// reads and writes), apart from `EVENTS` so a flood of it never costs a
+/// process, network or file event; sized by the daemon.
 #[map]
 pub static TLS_EVENTS: RingBuf = RingBuf::with_byte_size(TLS_RINGBUF_DEFAULT, 0);
 
@@ -94,7 +95,18 @@ pub static TLS_CALLS: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(TL
 
 /// Per-CPU room to build a plaintext event (far beyond the stack).
 #[map]
-pub static TLS_SCRATCH: PerCpuArray<TlsDataEvent> = PerCpuArray::with_max_entries(1, 0);
+pub static TLS_SCRATCH: PerCpuArray<PlaintextEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU room for a pipe or socket read or write: its own, so a TLS
+/// return never shares a buffer with a syscall exit.
+#[map]
+pub static IO_SCRATCH: PerCpuArray<PlaintextEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Streams the daemon found to carry nothing it parses, by (tgid, inode):
+/// their bytes are no longer copied.
+#[map]
+pub static IO_MUTED: LruHashMap<IoStreamKey, u8> =
+    LruHashMap::with_max_entries(IO_MUTED_ENTRIES, 0);
 
 /// Offsets and tunables, written by the loader before the programs load.
 #[unsafe(no_mangle)]

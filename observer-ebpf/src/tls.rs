@@ -7,17 +7,16 @@
 //! unwatched process never hits the breakpoint; the flag test at entry is
 //! a second line for processes that stopped being watched.
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_probe_read_user as read_raw,
-    },
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
 use observer_common::*;
 
 use crate::{
-    emit::{count, fill_header, next_seq, process_flags, ring_wakeup, Outcome},
-    maps::{TlsCall, CONFIG, TLS_CALLS, TLS_EVENTS, TLS_SCRATCH},
+    emit::{count, fill_header, process_flags, Outcome},
+    maps::{TlsCall, CONFIG, TLS_CALLS, TLS_SCRATCH},
+    pieces::send_pieces,
 };
 
 /// `int SSL_write(SSL *ssl, const void *buf, int num)`.
@@ -117,51 +116,18 @@ fn leave(ctx: &RetProbeContext) {
     let bound = CONFIG.load().tls_capture_bytes as u64;
     let total = if len < bound { len } else { bound };
     fill_header(&mut ev.header, EventKind::TlsData);
-    ev.ssl = call.ssl;
+    ev.conn = call.ssl;
+    ev.fd = -1;
+    ev.fd_kind = FD_KIND_NONE;
+    ev.family = 0;
+    ev.local_port = 0;
+    ev.remote_port = 0;
+    ev.remote_addr = [0; 16];
     ev.len = if len > u32::MAX as u64 {
         u32::MAX
     } else {
         len as u32
     };
     ev.op = call.op;
-    let mut offset: u64 = 0;
-    for _ in 0..TLS_PIECES_MAX {
-        if offset >= total {
-            break;
-        }
-        let mut piece = total - offset;
-        if piece > TLS_DATA_MAX as u64 {
-            piece = TLS_DATA_MAX as u64;
-        }
-        // SAFETY: `piece` <= TLS_DATA_MAX, the size of `data`; the helper
-        // validates the user pointer.
-        let read = unsafe {
-            read_raw(
-                ev.data.as_mut_ptr().cast(),
-                piece as u32,
-                (call.buf + offset) as *const core::ffi::c_void,
-            )
-        };
-        if read != 0 {
-            count(EventKind::TlsData, Outcome::ReadError);
-            return;
-        }
-        ev.header.seq = next_seq();
-        ev.captured = piece as u32;
-        ev.offset = offset as u32;
-        let size = TLS_DATA_HEADER_LEN + piece as usize;
-        // SAFETY: `size` <= size_of::<TlsDataEvent>(): only this piece's
-        // bytes go to the ring, not the whole array.
-        let bytes =
-            unsafe { core::slice::from_raw_parts((ev as *const TlsDataEvent).cast::<u8>(), size) };
-        match TLS_EVENTS.output::<[u8]>(bytes, ring_wakeup(&TLS_EVENTS)) {
-            Ok(()) => count(EventKind::TlsData, Outcome::Emitted),
-            Err(_) => {
-                // The rest of the call would be a stream with a hole: stop.
-                count(EventKind::TlsData, Outcome::RingBufFull);
-                return;
-            }
-        }
-        offset += piece;
-    }
+    send_pieces(ev, EventKind::TlsData, call.buf, total);
 }

@@ -16,6 +16,10 @@ pub const PROGRAMS: &[&str] = &[
     "accept_exit",
     "openat_exit",
     "openat2_exit",
+    "write_exit",
+    "read_exit",
+    "sendto_exit",
+    "recvfrom_exit",
     "names_connect4",
     "names_connect6",
     "names_sendmsg4",
@@ -25,5 +29,6 @@ pub const PROGRAMS: &[&str] = &[
 ];
 
 /// The programs that see processes, connections and file opens (the
-/// syscall and scheduler probes, without the name (cgroup) programs).
+/// syscall and scheduler probes, without the pipe and socket capture and
+/// the name (cgroup) programs).
 pub const SYSCALL_PROGRAMS: &[&str] = PROGRAMS.split_at(14).0;

@@ -17,7 +17,7 @@ use std::{
 
 use observer_daemon::{
     kernel::tls_attach::TlsAttacher,
-    stream::plaintext::{Direction, Plaintext, TlsCall},
+    stream::plaintext::{Call, ConnId, Direction, Plaintext},
 };
 use tls_kit::*;
 
@@ -67,13 +67,15 @@ fn curl_request_and_answer_are_in_the_ring_byte_for_byte() {
         .iter()
         .filter(|c| c.call.direction() == Direction::Received)
         .collect();
-    assert!(sent.iter().all(|c| c.call == TlsCall::Write));
-    assert!(received.iter().all(|c| c.call == TlsCall::Read));
+    assert!(sent.iter().all(|c| c.call == Call::SslWrite));
+    assert!(received.iter().all(|c| c.call == Call::SslRead));
     assert_eq!(joined(&sent), fx.server_got());
     assert!(String::from_utf8_lossy(&joined(&sent)).contains(&nonce));
     assert_eq!(joined(&received), ANSWER);
     // One connection: one SSL pointer; nothing cut short.
-    assert!(chunks.iter().all(|c| c.ssl == sent[0].ssl && c.ssl != 0));
+    assert!(chunks
+        .iter()
+        .all(|c| c.conn == sent[0].conn && c.conn != ConnId::Tls(0) && c.descriptor.is_none()));
     assert!(chunks
         .iter()
         .all(|c| c.offset == 0 && c.remaining() == 0 && c.len as usize == c.data.len()));
@@ -125,7 +127,7 @@ fn python_ex_calls_found_through_maps_and_cut_at_the_bound() {
     assert!(chunks.iter().all(|c| c.header.tgid == pid));
     let sent: Vec<&Plaintext> = chunks
         .iter()
-        .filter(|c| c.call == TlsCall::WriteEx)
+        .filter(|c| c.call == Call::SslWriteEx)
         .collect();
     assert_eq!(sent.len(), 1, "{chunks:?}");
     assert_eq!(sent[0].len as usize, request.len());
@@ -133,7 +135,7 @@ fn python_ex_calls_found_through_maps_and_cut_at_the_bound() {
     assert_eq!(sent[0].remaining() as usize, request.len() - 16);
     let received: Vec<&Plaintext> = chunks
         .iter()
-        .filter(|c| c.call == TlsCall::ReadEx)
+        .filter(|c| c.call == Call::SslReadEx)
         .collect();
     assert!(!received.is_empty());
     assert_eq!(
@@ -181,7 +183,7 @@ fn a_long_write_comes_in_pieces_that_join_to_the_request() {
     let chunks = drain(&mut probes.plaintext);
     let sent: Vec<&Plaintext> = chunks
         .iter()
-        .filter(|c| c.call == TlsCall::WriteEx)
+        .filter(|c| c.call == Call::SslWriteEx)
         .collect();
     let offsets: Vec<(u32, usize, u32)> = sent
         .iter()

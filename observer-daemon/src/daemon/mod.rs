@@ -108,6 +108,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 || !cfg.agents.is_empty()
                 || cfg.policies_dir.is_some(),
             tls_capture_bytes: cfg.plaintext.capture_bytes,
+            io_capture_bytes: cfg.plaintext.io_capture_bytes(),
         },
     )?;
     let policy = Arc::new(load_policy(cfg)?);
@@ -155,6 +156,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         ebpf,
         events,
         plaintext: plaintext_ring,
+        io_muted,
         counters,
         process_flags,
         filters,
@@ -248,6 +250,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let plaintext_reader = plaintext::start_reader(
         &cfg.plaintext,
         plaintext_ring,
+        io_muted,
         tx.clone(),
         drops.clone(),
         Duration::from_millis(cfg.kernel.poll_interval_ms),
@@ -337,13 +340,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let chunks = ring.await??;
         let intake = intake.await?;
         log::info!(
-            "plaintext: read {chunks} records, took in {} chunks of {} bytes ({} cut short); {} HTTP requests, {} LLM API calls, {} HTTP/2 connections",
+            "plaintext: read {chunks} records, took in {} chunks of {} bytes ({} cut short); {} HTTP requests, {} LLM API calls, {} HTTP/2 connections; {} local streams muted",
             intake.chunks,
             intake.bytes,
             intake.truncated,
             intake.exchanges,
             intake.llm_calls,
-            intake.http2
+            intake.http2,
+            intake.muted
         );
     }
     ticker.await?;

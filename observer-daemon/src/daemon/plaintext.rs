@@ -1,7 +1,9 @@
 //! The daemon's plaintext side: the attacher thread that owns the eBPF
 //! object and hooks watched processes' TLS libraries, the reader of the
-//! plaintext ring, and the stream layer that turns it into LLM API calls. Off (`[plaintext] enabled = false`), the object
-//! stays with the run loop and the ring takes one page.
+//! plaintext ring (TLS calls, and pipe and local socket calls), and the
+//! stream layer that turns it into LLM API calls. Off (`[plaintext]
+//! enabled = false`), the object stays with the run loop and the ring
+//! takes one page.
 use std::{
     sync::{mpsc::sync_channel, Arc},
     thread::JoinHandle,
@@ -15,7 +17,7 @@ use aya::{
 };
 use tokio::sync::{mpsc, watch};
 
-use observer_common::EventKind;
+use observer_common::{EventKind, IoStreamKey};
 
 use crate::{
     format::BootClock,
@@ -110,7 +112,12 @@ pub struct Intake {
     pub llm_calls: u64,
     /// HTTP/2 connections (recognised, not parsed).
     pub http2: u64,
+    /// Pipes and local sockets muted in the kernel (nothing parsed).
+    pub muted: u64,
 }
+
+/// The kernel's map of muted pipes and local sockets.
+pub type IoMuted = aya::maps::HashMap<MapData, IoStreamKey, u8>;
 
 /// How long a connection may stay silent before its open messages end.
 const IDLE: Duration = Duration::from_secs(30);
@@ -124,6 +131,7 @@ const GONE_GRACE: Duration = Duration::from_secs(1);
 pub fn start_reader(
     cfg: &PlaintextSection,
     ring: RingBuf<MapData>,
+    muted: IoMuted,
     writer: mpsc::Sender<Msg>,
     drops: Arc<UserDrops>,
     poll: Duration,
@@ -147,7 +155,7 @@ pub fn start_reader(
         body_cap: cfg.capture_bytes as usize,
         max_connections: 4096,
     };
-    let intake = tokio::spawn(take_in(rx, writer, drops, cfg.capture_bytes, limits));
+    let intake = tokio::spawn(take_in(rx, writer, drops, muted, cfg.capture_bytes, limits));
     Some((reader, intake))
 }
 
@@ -155,6 +163,7 @@ async fn take_in(
     mut rx: mpsc::Receiver<Plaintext>,
     writer: mpsc::Sender<Msg>,
     drops: Arc<UserDrops>,
+    mut muted: IoMuted,
     bound: u32,
     limits: Limits,
 ) -> Intake {
@@ -190,6 +199,15 @@ async fn take_in(
             }
         };
         send(finished, &writer, &drops, &mut intake);
+        for (tgid, ino) in conns.take_muted() {
+            intake.muted += 1;
+            let key = IoStreamKey { tgid, _pad: 0, ino };
+            if let Err(e) = muted.insert(key, 1, 0) {
+                // Not fatal: the stream's bytes keep coming and are
+                // ignored here.
+                log::debug!("plaintext: muting pid {tgid} inode {ino}: {e}");
+            }
+        }
     }
 }
 
@@ -204,10 +222,10 @@ fn send(
     for f in finished {
         let ex = match f {
             Finished::Exchange(ex) => ex,
-            Finished::Http2 { header, ssl } => {
+            Finished::Http2 { header, conn } => {
                 intake.http2 += 1;
                 log::info!(
-                    "plaintext: pid {} ({}) opened an HTTP/2 connection (ssl {ssl:#x}): not parsed",
+                    "plaintext: pid {} ({}) opened an HTTP/2 connection ({conn:?}): not parsed",
                     header.tgid,
                     header.comm
                 );

@@ -58,7 +58,9 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, KernelCheckErro
         sock_skc_daddr: sk("skc_daddr"),
         sock_skc_v6_rcv_saddr: sk("skc_v6_rcv_saddr"),
         sock_skc_v6_daddr: sk("skc_v6_daddr"),
-        _pad: 0,
+        file_inode: optional("file", "f_inode"),
+        inode_mode: optional("inode", "i_mode"),
+        inode_ino: optional("inode", "i_ino"),
     })
 }
 
@@ -68,8 +70,10 @@ pub struct Tunables {
     pub open_dedup_ns: u64,
     /// Some process may be watched (configured executables or agents).
     pub watch_enabled: bool,
-    /// Plaintext bytes copied per TLS call (1..=`TLS_DATA_MAX`).
+    /// Plaintext bytes copied per TLS call (1..=`TLS_CAPTURE_MAX`).
     pub tls_capture_bytes: u32,
+    /// Bytes copied per pipe or local socket read or write; 0: off.
+    pub io_capture_bytes: u32,
 }
 
 pub fn kernel_config(btf_path: &Path, t: &Tunables) -> Result<KernelConfig, KernelCheckError> {
@@ -80,6 +84,8 @@ pub fn kernel_config(btf_path: &Path, t: &Tunables) -> Result<KernelConfig, Kern
         open_dedup_ns: t.open_dedup_ns,
         watch_enabled: t.watch_enabled as u32,
         tls_capture_bytes: t.tls_capture_bytes,
+        io_capture_bytes: t.io_capture_bytes,
+        _pad: 0,
     })
 }
 
@@ -172,9 +178,10 @@ mod tests {
             open_dedup_ns: 0,
             watch_enabled: false,
             tls_capture_bytes: 512,
+            io_capture_bytes: 256,
         };
         let cfg = kernel_config(Path::new("/sys/kernel/btf/vmlinux"), &t).unwrap();
-        assert_eq!(cfg.tls_capture_bytes, 512);
+        assert_eq!((cfg.tls_capture_bytes, cfg.io_capture_bytes), (512, 256));
         let o = cfg.offsets;
         assert_eq!(o.task_tgid, o.task_pid + 4);
         for off in [
@@ -183,6 +190,9 @@ mod tests {
             o.socket_sk,
             o.sock_skc_num,
             o.sock_skc_v6_daddr,
+            o.file_inode,
+            o.inode_mode,
+            o.inode_ino,
         ] {
             assert_ne!(off, KernelOffsets::UNAVAILABLE);
         }

@@ -8,7 +8,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use observer_common::{
-    KernelConfig, KindCounters, PREFIX_KEY_LEN, PROCESS_EXCLUDED, SUFFIX_KEY_LEN,
+    IoStreamKey, KernelConfig, KindCounters, PREFIX_KEY_LEN, PROCESS_EXCLUDED, SUFFIX_KEY_LEN,
 };
 
 /// The object built by build.rs from observer-ebpf.
@@ -91,6 +91,36 @@ pub(crate) const PROGRAMS: &[(&str, Hook)] = &[
     ),
 ];
 
+/// Pipe and socket capture of watched processes (`io.rs`): attached only
+/// when it is on, so a host that does not use it pays nothing on its
+/// reads and writes.
+const IO_PROGRAMS: &[(&str, Hook)] = &[
+    (
+        "write_exit",
+        Hook::TracePoint(&[("syscalls", "sys_exit_write")]),
+    ),
+    (
+        "read_exit",
+        Hook::TracePoint(&[("syscalls", "sys_exit_read")]),
+    ),
+    (
+        "sendto_exit",
+        Hook::TracePoint(&[("syscalls", "sys_exit_sendto")]),
+    ),
+    (
+        "recvfrom_exit",
+        Hook::TracePoint(&[("syscalls", "sys_exit_recvfrom")]),
+    ),
+];
+
+/// The tracepoint programs to load and attach, in order: the pipe and
+/// socket ones only when that capture is on.
+pub(crate) fn programs(io: bool) -> impl Iterator<Item = &'static (&'static str, Hook)> {
+    PROGRAMS
+        .iter()
+        .chain(IO_PROGRAMS.iter().filter(move |_| io))
+}
+
 /// Settings the loader needs.
 pub struct LoadOptions<'a> {
     pub kernel: KernelConfig,
@@ -120,8 +150,10 @@ pub struct Probes {
     /// Owns the programs; dropping it detaches them.
     pub ebpf: Ebpf,
     pub events: RingBuf<MapData>,
-    /// TLS plaintext (`TlsDataEvent`s), apart from `events`.
+    /// Plaintext (`PlaintextEvent`s), apart from `events`.
     pub plaintext: RingBuf<MapData>,
+    /// Pipes and sockets whose bytes the kernel stops copying.
+    pub io_muted: HashMap<MapData, IoStreamKey, u8>,
     pub counters: PerCpuArray<MapData, KindCounters>,
     /// `PROCESS_WATCHED` / `PROCESS_EXCLUDED` per tgid.
     pub process_flags: HashMap<MapData, u32, u32>,
@@ -181,15 +213,17 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
             map: "PROCESS_FLAGS",
             source,
         })?;
-    let mut attached = attach_all(&mut ebpf)?;
+    let io = opts.kernel.io_capture_bytes > 0;
+    let mut attached = attach_all(&mut ebpf, io)?;
     if let Some(n) = &opts.names {
         attached.extend(crate::kernel::names_attach::attach(&mut ebpf, n.cgroup)?);
     }
-    let programs = program_fds(&ebpf)?;
+    let programs = program_fds(&ebpf, io)?;
     Ok(Probes {
         programs,
         events: take_map(&mut ebpf, "EVENTS")?,
         plaintext: take_map(&mut ebpf, "TLS_EVENTS")?,
+        io_muted: take_map(&mut ebpf, "IO_MUTED")?,
         counters: take_map(&mut ebpf, "COUNTERS")?,
         process_flags,
         filters,
@@ -389,9 +423,8 @@ fn union(a: &FilterSet, b: &FilterSet) -> FilterSet {
     }
 }
 
-fn program_fds(ebpf: &Ebpf) -> Result<Vec<(&'static str, ProgramFd)>, LoadError> {
-    PROGRAMS
-        .iter()
+fn program_fds(ebpf: &Ebpf, io: bool) -> Result<Vec<(&'static str, ProgramFd)>, LoadError> {
+    programs(io)
         .map(|(program, _)| {
             let prog = ebpf
                 .program(program)
@@ -405,9 +438,9 @@ fn program_fds(ebpf: &Ebpf) -> Result<Vec<(&'static str, ProgramFd)>, LoadError>
         .collect()
 }
 
-fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<String>, LoadError> {
+fn attach_all(ebpf: &mut Ebpf, io: bool) -> Result<Vec<String>, LoadError> {
     let mut attached = Vec::new();
-    for (program, hook) in PROGRAMS {
+    for (program, hook) in programs(io) {
         let prog = ebpf
             .program_mut(program)
             .ok_or(LoadError::MissingProgram { program })?;

@@ -313,6 +313,20 @@ pub(super) struct Cx<'a, 'b> {
 }
 
 impl Cx<'_, '_> {
+    /// What of an agent's LLM request is outside its declared scope
+    /// (policy/llm_scope.rs).
+    fn llm_outside_scope(
+        &self,
+        call: &crate::stream::llm::call::LlmRequestDetail,
+    ) -> Option<Vec<String>> {
+        super::llm_scope::outside_scope(
+            self.registry,
+            self.indicators,
+            self.ev.process.agent.as_deref(),
+            call,
+        )
+    }
+
     /// comm, the executable's file name, argv[0]'s file name, and the
     /// script's file name when argv[0] is an interpreter.
     pub(super) fn names(&self) -> impl Iterator<Item = &str> + Clone {

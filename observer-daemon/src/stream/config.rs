@@ -39,6 +39,13 @@ pub struct PlaintextSection {
     /// Plaintext chunks waiting for the stream layer; beyond this they are
     /// dropped and counted. Default 4096.
     pub channel_capacity: usize,
+    /// Also read what watched processes write to and read from pipes,
+    /// Unix stream sockets and loopback TCP (`write`, `read`, `sendto`,
+    /// `recvfrom`): MCP servers on stdio, local inference servers over
+    /// plain HTTP. Bounded by `capture_bytes` per call; a stream that
+    /// turns out to carry nothing parsed is muted in the kernel. Default
+    /// true (needs `enabled`).
+    pub local_streams: bool,
 }
 
 impl Default for PlaintextSection {
@@ -50,6 +57,7 @@ impl Default for PlaintextSection {
             libraries: None,
             rescan_interval_ms: 1000,
             channel_capacity: 4096,
+            local_streams: true,
         }
     }
 }
@@ -86,6 +94,15 @@ impl PlaintextSection {
             }
         }
         Ok(())
+    }
+
+    /// Bytes the kernel copies per pipe or local socket call (0: off).
+    pub fn io_capture_bytes(&self) -> u32 {
+        if self.enabled && self.local_streams {
+            self.capture_bytes
+        } else {
+            0
+        }
     }
 
     /// The libraries to attach eagerly: those configured, or the default

@@ -1,15 +1,17 @@
-//! A watched process's TLS connections, keyed by (tgid, SSL pointer):
-//! each direction's pieces joined into a byte stream (capture gaps
-//! noted), parsed as HTTP/1.1, and requests paired with their responses
-//! in order. An HTTP/2 connection is recognised by its preface and
-//! reported once, unparsed, never skipped in silence.
+//! A watched process's connections, keyed by (tgid, SSL pointer) for TLS
+//! and (tgid, inode) for pipes and local sockets: each direction's pieces
+//! joined into a byte stream (capture gaps noted), parsed as HTTP/1.1,
+//! and requests paired with their responses in order. An HTTP/2
+//! connection is recognised by its preface and reported once, unparsed,
+//! never skipped in silence. A pipe or socket that carries nothing parsed
+//! is handed back to be muted in the kernel.
 use std::collections::{HashMap, VecDeque};
 
 use crate::{
     event::Header,
     stream::{
         http1::{Message, Parser, Side},
-        plaintext::{Direction, Plaintext},
+        plaintext::{ConnId, Descriptor, Direction, Plaintext},
     },
 };
 
@@ -20,7 +22,9 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub struct Exchange {
     /// The process and thread that sent the request (its first piece).
     pub header: Header,
-    pub ssl: u64,
+    pub conn: ConnId,
+    /// The pipe or socket, for a call not over TLS.
+    pub descriptor: Option<Descriptor>,
     pub request: Message,
     /// None when the connection ended or went idle before an answer.
     pub response: Option<Message>,
@@ -33,7 +37,7 @@ pub enum Finished {
     /// An HTTP/2 connection: seen, not parsed.
     Http2 {
         header: Header,
-        ssl: u64,
+        conn: ConnId,
     },
 }
 
@@ -48,6 +52,7 @@ enum Proto {
 
 struct Conn {
     proto: Proto,
+    descriptor: Option<Descriptor>,
     requests: Parser,
     responses: Parser,
     /// Requests parsed, waiting for their responses, with their sender.
@@ -71,12 +76,15 @@ pub struct Limits {
 
 #[derive(Default)]
 pub struct Connections {
-    conns: HashMap<(u32, u64), Conn>,
+    conns: HashMap<(u32, ConnId), Conn>,
     limits: Option<Limits>,
     /// Connections that were not HTTP (counted, not followed).
     pub not_http: u64,
     /// Streams given up after a parse error or a gap outside a body.
     pub abandoned: u64,
+    /// Pipes and sockets (tgid, inode) found to carry nothing parsed, not
+    /// yet handed to the kernel to mute.
+    muted: Vec<(u32, u64)>,
 }
 
 impl Connections {
@@ -97,7 +105,7 @@ impl Connections {
     /// Takes one piece; returns what it finished.
     pub fn push(&mut self, piece: Plaintext) -> Vec<Finished> {
         let limits = self.limits();
-        let key = (piece.header.tgid, piece.ssl);
+        let key = (piece.header.tgid, piece.conn);
         let mut out = Vec::new();
         if !self.conns.contains_key(&key) && self.conns.len() >= limits.max_connections {
             if let Some(idlest) = self
@@ -111,6 +119,7 @@ impl Connections {
         }
         let conn = self.conns.entry(key).or_insert_with(|| Conn {
             proto: Proto::Unknown,
+            descriptor: piece.descriptor,
             requests: Parser::new(Side::Request, limits.body_cap),
             responses: Parser::new(Side::Response, limits.body_cap),
             waiting: VecDeque::new(),
@@ -133,17 +142,19 @@ impl Connections {
             if dir == Direction::Received {
                 // The server spoke first: not a protocol we follow.
                 conn.proto = Proto::Other;
+                not_followed(&mut self.muted, key);
             } else if piece.data.starts_with(H2_PREFACE) || H2_PREFACE.starts_with(&piece.data) {
                 conn.proto = Proto::Http2;
                 out.push(Finished::Http2 {
                     header: piece.header.clone(),
-                    ssl: piece.ssl,
+                    conn: piece.conn,
                 });
             } else if looks_like_request(&piece.data) {
                 conn.proto = Proto::Http1;
             } else {
                 conn.proto = Proto::Other;
                 self.not_http += 1;
+                not_followed(&mut self.muted, key);
             }
         }
         if conn.proto != Proto::Http1 {
@@ -182,7 +193,8 @@ impl Connections {
                     if let Some((header, request)) = conn.waiting.pop_front() {
                         out.push(Finished::Exchange(Box::new(Exchange {
                             header,
-                            ssl: piece.ssl,
+                            conn: piece.conn,
+                            descriptor: conn.descriptor,
                             request,
                             response: Some(m),
                         })));
@@ -245,7 +257,13 @@ impl Connections {
         self.conns.is_empty()
     }
 
-    fn close(&mut self, key: (u32, u64)) -> Vec<Finished> {
+    /// Pipes and sockets found to carry nothing parsed since the last
+    /// call, as (tgid, inode): the kernel need not copy them any more.
+    pub fn take_muted(&mut self) -> Vec<(u32, u64)> {
+        std::mem::take(&mut self.muted)
+    }
+
+    fn close(&mut self, key: (u32, ConnId)) -> Vec<Finished> {
         let Some(mut conn) = self.conns.remove(&key) else {
             return Vec::new();
         };
@@ -261,12 +279,20 @@ impl Connections {
         for (header, request) in conn.waiting.drain(..) {
             out.push(Finished::Exchange(Box::new(Exchange {
                 header,
-                ssl: key.1,
+                conn: key.1,
+                descriptor: conn.descriptor,
                 request,
                 response: last.take(),
             })));
         }
         out
+    }
+}
+
+/// Notes a pipe or socket that carries nothing parsed, to be muted.
+fn not_followed(muted: &mut Vec<(u32, u64)>, key: (u32, ConnId)) {
+    if let (tgid, ConnId::Io(ino)) = key {
+        muted.push((tgid, ino));
     }
 }
 

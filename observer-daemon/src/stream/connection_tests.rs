@@ -2,7 +2,7 @@
 use observer_common::EventKind;
 
 use super::*;
-use crate::stream::plaintext::TlsCall;
+use crate::stream::plaintext::{Call, Channel};
 
 fn header(tgid: u32, ns: u64) -> Header {
     Header {
@@ -20,11 +20,12 @@ fn header(tgid: u32, ns: u64) -> Header {
 }
 
 /// One call's bytes as a single piece.
-fn call(tgid: u32, ssl: u64, ns: u64, call: TlsCall, data: &[u8]) -> Plaintext {
+fn call(tgid: u32, ssl: u64, ns: u64, call: Call, data: &[u8]) -> Plaintext {
     Plaintext {
         header: header(tgid, ns),
-        ssl,
+        conn: ConnId::Tls(ssl),
         call,
+        descriptor: None,
         len: data.len() as u32,
         offset: 0,
         data: data.to_vec(),
@@ -49,17 +50,20 @@ fn exchanges(out: Vec<Finished>) -> Vec<Exchange> {
 fn request_and_response_pair_in_order_per_connection() {
     let mut c = Connections::default();
     assert!(c
-        .push(call(10, 0xa, 1, TlsCall::Write, &REQ[..20]))
+        .push(call(10, 0xa, 1, Call::SslWrite, &REQ[..20]))
         .is_empty());
     assert!(c
-        .push(call(10, 0xa, 2, TlsCall::Write, &REQ[20..]))
+        .push(call(10, 0xa, 2, Call::SslWrite, &REQ[20..]))
         .is_empty());
     // Another connection of the same process in between.
-    assert!(c.push(call(10, 0xb, 3, TlsCall::Write, REQ)).is_empty());
-    let done = exchanges(c.push(call(10, 0xa, 4, TlsCall::Read, RES)));
+    assert!(c.push(call(10, 0xb, 3, Call::SslWrite, REQ)).is_empty());
+    let done = exchanges(c.push(call(10, 0xa, 4, Call::SslRead, RES)));
     assert_eq!(done.len(), 1);
     let e = &done[0];
-    assert_eq!((e.ssl, e.header.boot_ns, e.header.tid), (0xa, 1, 11));
+    assert_eq!(
+        (e.conn, e.header.boot_ns, e.header.tid),
+        (ConnId::Tls(0xa), 1, 11)
+    );
     assert_eq!(e.request.body, b"{}");
     let r = e.response.as_ref().unwrap();
     assert_eq!(
@@ -70,20 +74,23 @@ fn request_and_response_pair_in_order_per_connection() {
     // The other one goes out unanswered when its process exits.
     let left = exchanges(c.exited(10));
     assert_eq!(left.len(), 1);
-    assert_eq!((left[0].ssl, left[0].response.is_none()), (0xb, true));
+    assert_eq!(
+        (left[0].conn, left[0].response.is_none()),
+        (ConnId::Tls(0xb), true)
+    );
     assert!(c.is_empty());
 }
 
 #[test]
 fn a_response_that_runs_to_the_close_ends_when_the_connection_idles() {
     let mut c = Connections::default();
-    c.push(call(7, 1, 10, TlsCall::WriteEx, REQ));
+    c.push(call(7, 1, 10, Call::SslWriteEx, REQ));
     assert!(c
         .push(call(
             7,
             1,
             20,
-            TlsCall::ReadEx,
+            Call::SslReadEx,
             b"HTTP/1.0 200 OK\r\n\r\nstreamed until close"
         ))
         .is_empty());
@@ -103,17 +110,74 @@ fn http2_is_reported_once_and_other_protocols_are_left_alone() {
         5,
         9,
         1,
-        TlsCall::Write,
+        Call::SslWrite,
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04",
     ));
-    assert!(matches!(&out[..], [Finished::Http2 { ssl: 9, .. }]));
+    assert!(matches!(
+        &out[..],
+        [Finished::Http2 {
+            conn: ConnId::Tls(9),
+            ..
+        }]
+    ));
     assert!(c
-        .push(call(5, 9, 2, TlsCall::Write, b"\x00\x00\x08\x06"))
+        .push(call(5, 9, 2, Call::SslWrite, b"\x00\x00\x08\x06"))
         .is_empty());
     assert!(c
-        .push(call(5, 3, 3, TlsCall::Write, b"\x05\x01\x00 binary"))
+        .push(call(5, 3, 3, Call::SslWrite, b"\x05\x01\x00 binary"))
         .is_empty());
     assert_eq!(c.not_http, 1);
+    // TLS connections are not muted: their uprobes are per process.
+    assert!(c.take_muted().is_empty());
+}
+
+/// One pipe or socket call's bytes as a single piece.
+fn io(tgid: u32, ino: u64, ns: u64, call: Call, channel: Channel, data: &[u8]) -> Plaintext {
+    Plaintext {
+        header: header(tgid, ns),
+        conn: ConnId::Io(ino),
+        call,
+        descriptor: Some(Descriptor { fd: 5, channel }),
+        len: data.len() as u32,
+        offset: 0,
+        data: data.to_vec(),
+    }
+}
+
+/// Plain HTTP on loopback pairs like TLS and names its socket; a pipe
+/// that carries something else, or that the process only reads, is handed
+/// back once to be muted in the kernel.
+#[test]
+fn local_streams_pair_or_are_muted() {
+    let tcp = Channel::Tcp {
+        remote: "127.0.0.1:11434".parse().unwrap(),
+        local_port: 40000,
+    };
+    let mut c = Connections::default();
+    c.push(io(8, 100, 1, Call::SendTo, tcp, REQ));
+    let done = exchanges(c.push(io(8, 100, 2, Call::RecvFrom, tcp, RES)));
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].conn, ConnId::Io(100));
+    assert_eq!(
+        done[0].descriptor,
+        Some(Descriptor {
+            fd: 5,
+            channel: tcp
+        })
+    );
+    assert!(c.take_muted().is_empty());
+    c.push(io(8, 200, 3, Call::Write, Channel::Pipe, b"total 0\n"));
+    c.push(io(8, 200, 4, Call::Write, Channel::Pipe, b"more\n"));
+    c.push(io(
+        8,
+        300,
+        5,
+        Call::Read,
+        Channel::Pipe,
+        b"GET / HTTP/1.1\r\n",
+    ));
+    assert_eq!(c.take_muted(), vec![(8, 200), (8, 300)]);
+    assert!(c.take_muted().is_empty());
 }
 
 /// The bound cut a request's body: the pieces say how much was missed, the
@@ -126,13 +190,13 @@ fn a_capture_gap_inside_a_body_is_skipped() {
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n".to_vec();
     req.extend_from_slice(&body);
     let cut = req.len() - 60;
-    let mut first = call(3, 4, 1, TlsCall::Write, &req[..cut]);
+    let mut first = call(3, 4, 1, Call::SslWrite, &req[..cut]);
     first.len = req.len() as u32;
     c.push(first);
-    c.push(call(3, 4, 2, TlsCall::Write, REQ));
+    c.push(call(3, 4, 2, Call::SslWrite, REQ));
     let mut res = RES.to_vec();
     res.extend_from_slice(RES);
-    let done = exchanges(c.push(call(3, 4, 3, TlsCall::Read, &res)));
+    let done = exchanges(c.push(call(3, 4, 3, Call::SslRead, &res)));
     assert_eq!(done.len(), 2);
     assert_eq!(
         (done[0].request.body_len, done[0].request.complete),
@@ -147,11 +211,11 @@ fn the_idlest_connection_closes_when_the_table_is_full() {
         body_cap: 1024,
         max_connections: 2,
     });
-    c.push(call(1, 1, 1, TlsCall::Write, REQ));
-    c.push(call(1, 2, 2, TlsCall::Write, REQ));
-    let out = exchanges(c.push(call(1, 3, 3, TlsCall::Write, REQ)));
+    c.push(call(1, 1, 1, Call::SslWrite, REQ));
+    c.push(call(1, 2, 2, Call::SslWrite, REQ));
+    let out = exchanges(c.push(call(1, 3, 3, Call::SslWrite, REQ)));
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].ssl, 1);
+    assert_eq!(out[0].conn, ConnId::Tls(1));
     assert_eq!(c.len(), 2);
 }
 
@@ -167,10 +231,10 @@ fn a_stream_read_to_its_last_event_ends_when_its_process_is_gone() {
     const EVENT: &[u8] = b"16\r\ndata: {\"choices\":[]}\n\n\r\n";
     const DONE: &[u8] = b"e\r\ndata: [DONE]\n\n\r\n";
     let mut c = Connections::default();
-    c.push(call(5, 0xc, 10, TlsCall::WriteEx, SSE_REQ));
-    c.push(call(5, 0xc, 11, TlsCall::ReadEx, SSE_HEAD));
-    c.push(call(5, 0xc, 12, TlsCall::ReadEx, EVENT));
-    assert!(c.push(call(5, 0xc, 13, TlsCall::ReadEx, DONE)).is_empty());
+    c.push(call(5, 0xc, 10, Call::SslWriteEx, SSE_REQ));
+    c.push(call(5, 0xc, 11, Call::SslReadEx, SSE_HEAD));
+    c.push(call(5, 0xc, 12, Call::SslReadEx, EVENT));
+    assert!(c.push(call(5, 0xc, 13, Call::SslReadEx, DONE)).is_empty());
     // Alive: nothing ends.
     assert!(c.close_gone(|_| true, 100).is_empty());
     // Gone, but within the grace: its last pieces may still come.

@@ -1,12 +1,11 @@
 //! The plaintext ring reader: drains `TLS_EVENTS`, decodes each record and
 //! hands it to the stream layer with `try_send`, so a slow parser never
 //! stalls the kernel side. What it cannot hand on is counted (as
-//! `channel_full:tls_data` or a decode reason) in the same place as the
+//! `channel_full:tls_data` / `channel_full:io_data` or a decode reason) in the same place as the
 //! event ring's drops, and becomes a `loss` record like them.
 use std::{sync::Arc, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
-use observer_common::EventKind;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
@@ -33,8 +32,9 @@ pub fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Plaintext>, drops: &
         n += 1;
         match decode(&item) {
             Ok(chunk) => {
+                let kind = chunk.header.kind;
                 if tx.try_send(chunk).is_err() {
-                    drops.count_channel_full(EventKind::TlsData);
+                    drops.count_channel_full(kind);
                 }
             }
             Err(err) => drops.count_decode(&err),

@@ -47,21 +47,25 @@ pub fn sdk_python() -> PathBuf {
 /// stream's last event: a terminating chunk in a later TLS record is never
 /// read, and the body is rightly not seen complete). Writes `request.N` (head
 /// and body as read), `request_body.N` and `response_body.N` (as sent,
-/// without the chunk framing).
+/// without the chunk framing). Its arguments: cert and key (`-` for plain
+/// HTTP), the output directory, the port (0: any), the answers.
 pub const SERVER: &str = r#"
 import socket, ssl, sys
-cert, key, out = sys.argv[1:4]
-answers = sys.argv[4:]
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(cert, key)
+cert, key, out, port = sys.argv[1:5]
+answers = sys.argv[5:]
+ctx = None
+if cert != "-":
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
 ls = socket.socket()
-ls.bind(("127.0.0.1", 0))
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", int(port)))
 ls.listen()
 print(ls.getsockname()[1], flush=True)
 n = 0
 while n < len(answers):
     conn, _ = ls.accept()
-    s = ctx.wrap_socket(conn, server_side=True)
+    s = ctx.wrap_socket(conn, server_side=True) if ctx else conn
     buf = b""
     while n < len(answers):
         while b"\r\n\r\n" not in buf:
@@ -129,16 +133,35 @@ pub struct Run {
 /// record on the agent's chain, carrying it; the store verifies; the API
 /// key is in no file the daemon wrote (store, WAL, events, stderr).
 pub fn run_agent(agent: &str, script: &str, answers: &[(&str, &[u8])]) -> Run {
+    run_agent_over(agent, script, answers, Over::Tls)
+}
+
+/// How the agent reaches the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Over {
+    /// TLS on a port the kernel picks (the script's first argument).
+    Tls,
+    /// Plain HTTP on this loopback port, where a local inference server
+    /// listens (Ollama 11434): read from the agent's socket calls.
+    Plain(u16),
+}
+
+/// [`run_agent`] with the transport chosen.
+pub fn run_agent_over(agent: &str, script: &str, answers: &[(&str, &[u8])], over: Over) -> Run {
     let python = sdk_python();
     let fx = Fixture::new(b"");
     let out = fx.path("exchanges");
     std::fs::create_dir(&out).unwrap();
     let mut server = Command::new("python3");
     server.args(["-c", SERVER]);
-    server
-        .arg(fx.path("cert.pem"))
-        .arg(fx.path("key.pem"))
-        .arg(&out);
+    match over {
+        Over::Tls => server
+            .arg(fx.path("cert.pem"))
+            .arg(fx.path("key.pem"))
+            .arg(&out)
+            .arg("0"),
+        Over::Plain(port) => server.args(["-", "-"]).arg(&out).arg(port.to_string()),
+    };
     for (name, bytes) in answers {
         let path = fx.path(name);
         std::fs::write(&path, bytes).unwrap();

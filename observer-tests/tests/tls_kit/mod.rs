@@ -135,6 +135,12 @@ impl Fixture {
 }
 
 pub fn load(capture: u32) -> loader::Probes {
+    load_io(capture, 0)
+}
+
+/// The probes with pipe and local socket capture too (`io_capture`
+/// bytes per call; 0 leaves those programs unattached).
+pub fn load_io(capture: u32, io_capture: u32) -> loader::Probes {
     let kernel = kernel_config(
         Path::new("/sys/kernel/btf/vmlinux"),
         &Tunables {
@@ -142,6 +148,7 @@ pub fn load(capture: u32) -> loader::Probes {
             open_dedup_ns: 0,
             watch_enabled: true,
             tls_capture_bytes: capture,
+            io_capture_bytes: io_capture,
         },
     )
     .unwrap();

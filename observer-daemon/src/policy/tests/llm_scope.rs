@@ -29,6 +29,7 @@ fn call(provider: &'static str, host: &str, requested: Option<&str>) -> Detail {
             complete: true,
         },
         response_body: None,
+        transport: "tls",
         connection: "1".into(),
     }))
 }

@@ -8,6 +8,7 @@ use crate::stream::{
     content,
     http1::Message,
     llm::{answer::answered, endpoint::identify, request::asked, Usage},
+    plaintext::{Channel, ConnId},
 };
 
 /// Bytes of a body decoded for parsing at most (a decoded answer is
@@ -50,7 +51,11 @@ pub struct LlmRequestDetail {
     pub latency_ms: Option<u64>,
     pub request_body: BodyDigest,
     pub response_body: Option<BodyDigest>,
-    /// The TLS connection (the client's SSL object) it went over.
+    /// `tls` (read before encryption, from the TLS library), or `tcp` /
+    /// `unix` (plain HTTP on a loopback or Unix socket, from the syscalls).
+    pub transport: &'static str,
+    /// What it went over: the client's SSL object (`0x...`) for TLS; the
+    /// descriptor and peer (`fd 7 127.0.0.1:11434`) for a socket.
     pub connection: String,
 }
 
@@ -93,8 +98,26 @@ pub fn llm_call(ex: &Exchange) -> Option<LlmRequestDetail> {
         latency_ms,
         request_body: digest(req),
         response_body,
-        connection: format!("{:#x}", ex.ssl),
+        transport: transport(ex),
+        connection: connection(ex),
     })
+}
+
+fn transport(ex: &Exchange) -> &'static str {
+    match &ex.descriptor {
+        Some(d) => d.channel.transport(),
+        None => "tls",
+    }
+}
+
+fn connection(ex: &Exchange) -> String {
+    match (ex.conn, &ex.descriptor) {
+        (_, Some(d)) => match d.channel {
+            Channel::Tcp { remote, .. } => format!("fd {} {remote}", d.fd),
+            Channel::Unix | Channel::Pipe => format!("fd {}", d.fd),
+        },
+        (ConnId::Tls(ssl) | ConnId::Io(ssl), None) => format!("{ssl:#x}"),
+    }
 }
 
 fn decoded(m: &Message) -> Vec<u8> {

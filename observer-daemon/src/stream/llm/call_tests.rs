@@ -29,7 +29,8 @@ fn exchange(req: &[u8], res: Option<&[u8]>) -> Exchange {
             cgroup_id: 1,
             comm: "python3".into(),
         },
-        ssl: 0x55aa,
+        conn: ConnId::Tls(0x55aa),
+        descriptor: None,
         request: message(Side::Request, req, 1_000_000_000),
         response: res.map(|r| message(Side::Response, r, 1_250_000_000)),
     }
@@ -92,7 +93,7 @@ fn an_anthropic_stream_becomes_one_call_without_content_or_key() {
         d.response_body.as_ref().unwrap().sha256,
         sha(events.as_bytes())
     );
-    assert_eq!(d.connection, "0x55aa");
+    assert_eq!((d.transport, d.connection.as_str()), ("tls", "0x55aa"));
     let shown = serde_json::to_string(&d).unwrap();
     for secret in ["sk-ant", "SECRET", "secret prompt"] {
         assert!(!shown.contains(secret), "{secret} in {shown}");
@@ -139,4 +140,45 @@ fn gemini_key_in_the_query_is_redacted_and_an_unanswered_call_still_counts() {
 fn other_http_is_not_an_llm_call() {
     let req = b"GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n";
     assert!(llm_call(&exchange(req, None)).is_none());
+}
+
+/// Plain HTTP to a local Ollama, read from the socket: the provider from
+/// the loopback port, the socket named in the record.
+#[test]
+fn a_local_ollama_call_over_a_socket_names_its_transport() {
+    let body =
+        br#"{"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"stream":false}"#;
+    let mut req = format!(
+        "POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1:11434\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    let json = br#"{"model":"llama3.2","message":{"role":"assistant","content":"hello"},"done":true,"done_reason":"stop","prompt_eval_count":26,"eval_count":3}"#;
+    let mut res = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        json.len()
+    )
+    .into_bytes();
+    res.extend_from_slice(json);
+    let mut ex = exchange(&req, Some(&res));
+    ex.conn = ConnId::Io(4242);
+    ex.descriptor = Some(crate::stream::plaintext::Descriptor {
+        fd: 7,
+        channel: Channel::Tcp {
+            remote: "127.0.0.1:11434".parse().unwrap(),
+            local_port: 51000,
+        },
+    });
+    let d = llm_call(&ex).unwrap();
+    assert_eq!((d.provider, d.api), ("ollama", "ollama.chat"));
+    assert_eq!(d.model_answered.as_deref(), Some("llama3.2"));
+    assert_eq!(
+        (d.usage.input_tokens, d.usage.output_tokens),
+        (Some(26), Some(3))
+    );
+    assert_eq!(
+        (d.transport, d.connection.as_str()),
+        ("tcp", "fd 7 127.0.0.1:11434")
+    );
 }
