@@ -245,7 +245,7 @@ pub fn run_agent(agent: &str, script: &str, answers: &[(&str, &[u8])]) -> Run {
     }
 }
 
-fn assert_key_absent(key: &str, state: &Path, written: &[PathBuf]) {
+pub fn assert_key_absent(key: &str, state: &Path, written: &[PathBuf]) {
     let mut files: Vec<PathBuf> = std::fs::read_dir(state)
         .unwrap()
         .map(|e| e.unwrap().path())
