@@ -82,7 +82,7 @@ fn a_plaintext_flood_is_counted_exactly_and_loses_no_events() {
     common::write_executable(&agent, &format!("#!/usr/bin/python3\n{FLOODER}"));
     let suffix = format!(".{}-flood", common::unique("f"));
     let extra = format!(
-        "[kernel]\ncounters_interval_ms = 200\n[plaintext]\nenabled = true\nring_buffer_bytes = 4096\ncapture_bytes = 1024\n[[agents]]\nid = \"flooder\"\nexecutables = [{:?}]\n",
+        "[kernel]\ncounters_interval_ms = 200\n[plaintext]\nenabled = true\nring_buffer_bytes = 4096\ncapture_bytes = 1024\n# Only TLS here: its pipes would share the ring (local_streams.rs tests them).\nlocal_streams = false\n[[agents]]\nid = \"flooder\"\nexecutables = [{:?}]\n",
         agent.display().to_string()
     );
     // Written before the daemon starts: their opens for the flood are

@@ -340,13 +340,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let chunks = ring.await??;
         let intake = intake.await?;
         log::info!(
-            "plaintext: read {chunks} records, took in {} chunks of {} bytes ({} cut short); {} HTTP requests, {} LLM API calls, {} HTTP/2 connections; {} local streams muted",
+            "plaintext: read {chunks} records, took in {} chunks of {} bytes ({} cut short); {} HTTP requests, {} LLM API calls, {} HTTP/2 connections, {} streams given up, {} connections not HTTP, {} local streams muted",
             intake.chunks,
             intake.bytes,
             intake.truncated,
             intake.exchanges,
             intake.llm_calls,
             intake.http2,
+            intake.abandoned,
+            intake.not_http,
             intake.muted
         );
     }

@@ -110,10 +110,15 @@ pub struct Intake {
     pub exchanges: u64,
     /// Of them, LLM API calls (each an `llm_request` record).
     pub llm_calls: u64,
-    /// HTTP/2 connections (recognised, not parsed).
+    /// HTTP/2 connections (their streams are among `exchanges`).
     pub http2: u64,
     /// Pipes and local sockets muted in the kernel (nothing parsed).
     pub muted: u64,
+    /// Streams the parsers gave up (a parse error or a capture gap they
+    /// could not pass; for HTTP/2 a direction of a connection).
+    pub abandoned: u64,
+    /// Connections that were neither HTTP/1.x nor HTTP/2 (not followed).
+    pub not_http: u64,
 }
 
 /// The kernel's map of muted pipes and local sockets.
@@ -185,6 +190,8 @@ async fn take_in(
                 None => {
                     let last = conns.close_all();
                     send(last, &writer, &drops, &mut intake);
+                    intake.abandoned = conns.abandoned;
+                    intake.not_http = conns.not_http;
                     return intake;
                 }
             },
@@ -225,7 +232,7 @@ fn send(
             Finished::Http2 { header, conn } => {
                 intake.http2 += 1;
                 log::info!(
-                    "plaintext: pid {} ({}) opened an HTTP/2 connection ({conn:?}): not parsed",
+                    "plaintext: pid {} ({}) opened an HTTP/2 connection ({conn:?})",
                     header.tgid,
                     header.comm
                 );

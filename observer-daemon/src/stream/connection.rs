@@ -2,20 +2,19 @@
 //! and (tgid, inode) for pipes and local sockets: each direction's pieces
 //! joined into a byte stream (capture gaps noted), parsed as HTTP/1.1,
 //! and requests paired with their responses in order. An HTTP/2
-//! connection is recognised by its preface and reported once, unparsed,
-//! never skipped in silence. A pipe or socket that carries nothing parsed
-//! is handed back to be muted in the kernel.
+//! connection is recognised by its preface, reported once, and its
+//! streams parsed by `http2`. A pipe or socket that carries nothing
+//! parsed is handed back to be muted in the kernel.
 use std::collections::{HashMap, VecDeque};
 
 use crate::{
     event::Header,
     stream::{
         http1::{Message, Parser, Side},
+        http2::{Http2, PREFACE as H2_PREFACE},
         plaintext::{ConnId, Descriptor, Direction, Plaintext},
     },
 };
-
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// A request and what answered it.
 #[derive(Debug, Clone)]
@@ -34,7 +33,7 @@ pub struct Exchange {
 #[derive(Debug, Clone)]
 pub enum Finished {
     Exchange(Box<Exchange>),
-    /// An HTTP/2 connection: seen, not parsed.
+    /// An HTTP/2 connection began (its streams come as exchanges).
     Http2 {
         header: Header,
         conn: ConnId,
@@ -55,6 +54,8 @@ struct Conn {
     descriptor: Option<Descriptor>,
     requests: Parser,
     responses: Parser,
+    /// The streams of an HTTP/2 connection.
+    h2: Option<Box<Http2>>,
     /// Requests parsed, waiting for their responses, with their sender.
     waiting: VecDeque<(Header, Message)>,
     /// The header of the piece that began the request being parsed.
@@ -80,7 +81,8 @@ pub struct Connections {
     limits: Option<Limits>,
     /// Connections that were not HTTP (counted, not followed).
     pub not_http: u64,
-    /// Streams given up after a parse error or a gap outside a body.
+    /// Streams given up after a parse error or a gap outside a body (for
+    /// HTTP/2: directions of a connection).
     pub abandoned: u64,
     /// Pipes and sockets (tgid, inode) found to carry nothing parsed, not
     /// yet handed to the kernel to mute.
@@ -122,6 +124,7 @@ impl Connections {
             descriptor: piece.descriptor,
             requests: Parser::new(Side::Request, limits.body_cap),
             responses: Parser::new(Side::Response, limits.body_cap),
+            h2: None,
             waiting: VecDeque::new(),
             request_header: None,
             next: [(0, 0); 2],
@@ -145,6 +148,11 @@ impl Connections {
                 not_followed(&mut self.muted, key);
             } else if piece.data.starts_with(H2_PREFACE) || H2_PREFACE.starts_with(&piece.data) {
                 conn.proto = Proto::Http2;
+                conn.h2 = Some(Box::new(Http2::new(
+                    piece.conn,
+                    piece.descriptor,
+                    limits.body_cap,
+                )));
                 out.push(Finished::Http2 {
                     header: piece.header.clone(),
                     conn: piece.conn,
@@ -156,6 +164,12 @@ impl Connections {
                 self.not_http += 1;
                 not_followed(&mut self.muted, key);
             }
+        }
+        if let Some(h2) = conn.h2.as_mut() {
+            let done = h2.push(&piece.header, dir, u64::from(missed), &piece.data);
+            out.extend(done.into_iter().map(|e| Finished::Exchange(Box::new(e))));
+            self.abandoned += h2.take_given_up();
+            return out;
         }
         if conn.proto != Proto::Http1 {
             return out;
@@ -267,6 +281,13 @@ impl Connections {
         let Some(mut conn) = self.conns.remove(&key) else {
             return Vec::new();
         };
+        if let Some(h2) = conn.h2.take() {
+            let done = h2.finish();
+            return done
+                .into_iter()
+                .map(|e| Finished::Exchange(Box::new(e)))
+                .collect();
+        }
         let mut out = Vec::new();
         let mut last = conn.responses.finish();
         // An unfinished request is still a request that was made.

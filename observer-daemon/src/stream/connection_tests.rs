@@ -180,6 +180,59 @@ fn local_streams_pair_or_are_muted() {
     assert!(c.take_muted().is_empty());
 }
 
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.extend([kind, flags]);
+    f.extend(stream.to_be_bytes());
+    f.extend(payload);
+    f
+}
+
+/// The streams of an HTTP/2 connection come out as exchanges (the pieces'
+/// gaps reach its parser); one it gives up is counted as abandoned, and
+/// what is open when the connection closes is recorded.
+#[test]
+fn http2_streams_are_exchanges_and_what_is_given_up_is_counted() {
+    let mut c = Connections::default();
+    let block = |stream: u32| {
+        let mut b = vec![0x83, 0x87, 0x44, 12];
+        b.extend(b"/v1/messages");
+        b.extend([0x41, 17]);
+        b.extend(b"api.anthropic.com");
+        h2_frame(1, 4, stream, &b)
+    };
+    let mut sent = H2_PREFACE.to_vec();
+    sent.extend(block(1));
+    sent.extend(h2_frame(0, 1, 1, b"{}"));
+    let out = c.push(call(5, 9, 1, Call::SslWrite, &sent));
+    assert!(matches!(
+        &out[..],
+        [Finished::Http2 {
+            conn: ConnId::Tls(9),
+            ..
+        }]
+    ));
+    let done = exchanges(c.push(call(5, 9, 2, Call::SslRead, &h2_frame(1, 5, 1, &[0x88]))));
+    assert_eq!(done.len(), 1);
+    assert_eq!(
+        done[0].request.head.header("host"),
+        Some("api.anthropic.com")
+    );
+    assert_eq!(done[0].response.as_ref().unwrap().head.status, 200);
+    // Stream 3 opens in a call whose last 9 bytes (a DATA frame's header)
+    // the bound cut off; the next call brings the payload.
+    let mut cut = call(5, 9, 3, Call::SslWrite, &block(3));
+    cut.len += 9;
+    assert!(c.push(cut).is_empty());
+    let payload = &h2_frame(0, 1, 3, b"{}")[9..];
+    assert!(c.push(call(5, 9, 4, Call::SslWrite, payload)).is_empty());
+    assert_eq!(c.abandoned, 1);
+    let open = exchanges(c.close_all());
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].request.head.target, "/v1/messages");
+    assert!(!open[0].request.complete && open[0].response.is_none());
+}
+
 /// The bound cut a request's body: the pieces say how much was missed, the
 /// request is marked incomplete and the next one parses.
 #[test]

@@ -27,6 +27,8 @@ pub struct Head {
     pub target: String,
     /// Responses: the status code.
     pub status: u16,
+    /// The protocol version it came in: "1.0", "1.1" or "2".
+    pub version: &'static str,
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
@@ -70,6 +72,7 @@ impl std::fmt::Debug for Head {
             .field("method", &self.method)
             .field("path", &path)
             .field("status", &self.status)
+            .field("version", &self.version)
             .field("header_names", &names)
             .finish()
     }
@@ -300,6 +303,7 @@ impl Parser {
                     method: req.method.unwrap_or_default().to_string(),
                     target: req.path.unwrap_or_default().to_string(),
                     status: 0,
+                    version: version(req.version),
                     headers: own(req.headers),
                 };
                 let framing = framing(&head, false, true)?;
@@ -315,6 +319,7 @@ impl Parser {
                 let status = res.code.unwrap_or_default();
                 let head = Head {
                     status,
+                    version: version(res.version),
                     headers: own(res.headers),
                     ..Head::default()
                 };
@@ -347,6 +352,14 @@ impl Parser {
             return Err(Http1Error::HeadTooLong);
         }
         Ok(false)
+    }
+}
+
+/// httparse's minor version as the version's name.
+fn version(minor: Option<u8>) -> &'static str {
+    match minor {
+        Some(0) => "1.0",
+        _ => "1.1",
     }
 }
 

@@ -6,6 +6,7 @@ pub mod config;
 pub mod connection;
 pub mod content;
 pub mod http1;
+pub mod http2;
 pub mod llm;
 pub mod plaintext;
 pub mod reader;

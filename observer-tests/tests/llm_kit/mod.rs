@@ -268,7 +268,7 @@ pub fn run_agent_over(agent: &str, script: &str, answers: &[(&str, &[u8])], over
     }
 }
 
-fn assert_key_absent(key: &str, state: &Path, written: &[PathBuf]) {
+pub fn assert_key_absent(key: &str, state: &Path, written: &[PathBuf]) {
     let mut files: Vec<PathBuf> = std::fs::read_dir(state)
         .unwrap()
         .map(|e| e.unwrap().path())

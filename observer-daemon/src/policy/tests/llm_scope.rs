@@ -13,6 +13,7 @@ fn call(provider: &'static str, host: &str, requested: Option<&str>) -> Detail {
         host: host.into(),
         method: "POST".into(),
         path: "/v1/chat/completions".into(),
+        http_version: "1.1",
         model_requested: requested.map(String::from),
         model_answered: Some("answered-model".into()),
         stream: false,

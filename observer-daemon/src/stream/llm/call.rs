@@ -35,6 +35,8 @@ pub struct LlmRequestDetail {
     pub method: String,
     /// Path and query; query values that may be keys are `[REDACTED]`.
     pub path: String,
+    /// The HTTP version of the request: "1.1" (or "1.0"), or "2".
+    pub http_version: &'static str,
     pub model_requested: Option<String>,
     pub model_answered: Option<String>,
     /// The request asked for a stream.
@@ -86,6 +88,7 @@ pub fn llm_call(ex: &Exchange) -> Option<LlmRequestDetail> {
         host,
         method: req.head.method.clone(),
         path: redact_query(&req.head.target),
+        http_version: req.head.version,
         model_requested: a.model,
         model_answered: answer.model,
         stream: a.stream,
