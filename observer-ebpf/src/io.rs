@@ -96,7 +96,7 @@ fn on_io(ret: i64, op: u32) {
     let ino = read_at::<u64>(inode, o.inode_ino).unwrap_or(0);
     let key = IoStreamKey { tgid, _pad: 0, ino };
     // SAFETY: a lookup; the value is not kept.
-    if unsafe { IO_MUTED.get(&key) }.is_some() {
+    if unsafe { IO_MUTED.get(key) }.is_some() {
         return;
     }
     let Some(target) = target(mode, file, &o) else {

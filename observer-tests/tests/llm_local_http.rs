@@ -4,6 +4,7 @@
 //! - the real `openai` SDK pointed at an Ollama-style server on
 //!   127.0.0.1:11434 (`/v1/chat/completions`, JSON then a stream);
 //! - Ollama's own `/api/chat` through Python's urllib.
+//!
 //! Each call is one `llm.request` receipt with exactly what the server
 //! sent, `transport` `tcp` and the socket named; the key is nowhere.
 // Test code: an unwrap that fails is a test that fails, with its message.
