@@ -16,18 +16,7 @@ use crate::{
     },
 };
 
-/// A request and what answered it.
-#[derive(Debug, Clone)]
-pub struct Exchange {
-    /// The process and thread that sent the request (its first piece).
-    pub header: Header,
-    pub conn: ConnId,
-    /// The pipe or socket, for a call not over TLS.
-    pub descriptor: Option<Descriptor>,
-    pub request: Message,
-    /// None when the connection ended or went idle before an answer.
-    pub response: Option<Message>,
-}
+pub use crate::stream::exchange::Exchange;
 
 /// What a connection turned out to carry.
 #[derive(Debug, Clone)]

@@ -21,7 +21,7 @@ use self::{
 use crate::{
     event::Header,
     stream::{
-        connection::Exchange,
+        exchange::Exchange,
         plaintext::{ConnId, Descriptor, Direction},
     },
 };

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod connection;
 pub mod content;
+pub mod exchange;
 pub mod http1;
 pub mod http2;
 pub mod llm;
