@@ -35,8 +35,10 @@ fn the_daemon_turns_a_registered_agents_call_into_an_llm_request_receipt() {
     .into_bytes();
     request.extend_from_slice(body);
     std::fs::write(fx.path("request"), &request).unwrap();
+    // TLS only: the byte count below is of the TLS calls (the agent's
+    // pipes would add theirs; llm_local_http.rs tests those).
     let config = format!(
-        "[plaintext]\nenabled = true\n[[agents]]\nid = \"tls-agent\"\nexecutables = [{:?}]\n",
+        "[plaintext]\nenabled = true\nlocal_streams = false\n[[agents]]\nid = \"tls-agent\"\nexecutables = [{:?}]\n",
         agent.display().to_string()
     );
     let state = fx.path("daemon");
