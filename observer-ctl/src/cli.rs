@@ -111,6 +111,16 @@ pub enum Command {
         #[command(flatten)]
         window: Window,
     },
+    /// MCP servers per agent from the mcp.* receipts: each tool a server
+    /// listed or the agent called, the calls, errors and calls never
+    /// answered, and the worst verdict of the server's tool definitions.
+    Mcp {
+        /// Only this agent (a glob: `unregistered:*`).
+        #[arg(long, value_name = "AGENT")]
+        agent: Option<String>,
+        #[command(flatten)]
+        window: Window,
+    },
     /// What happened on this host: per agent and unregistered executable
     /// the counts by action, findings by rule and risk, the top
     /// destinations; over the receipts the filters select (e.g. `--since

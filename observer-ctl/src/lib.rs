@@ -19,6 +19,7 @@ pub mod export;
 mod export_order;
 pub mod follow;
 pub mod keys;
+pub mod mcp;
 pub mod output;
 pub mod policy;
 pub mod progress;

@@ -234,6 +234,9 @@ fn event_summary(ev: &Value) -> Option<String> {
     if let Some(call) = ev.get("llm_request") {
         return Some(crate::receipt::query::llm_summary(call));
     }
+    if let Some(line) = crate::receipt::query::mcp_summary(ev) {
+        return Some(line);
+    }
     if let Some(d) = ev.get("dns_answer") {
         let addresses: Vec<String> = d["addresses"]
             .as_array()
@@ -275,6 +278,9 @@ fn action_of(event: &str) -> String {
         "file_open" => "file.open".into(),
         "dns_answer" => "dns.resolve".into(),
         "llm_request" => "llm.request".into(),
+        "mcp_session" => "mcp.session".into(),
+        "mcp_tool_call" => "mcp.tool_call".into(),
+        "mcp_tool_definition" => "mcp.tool_definition".into(),
         other => other.into(),
     }
 }

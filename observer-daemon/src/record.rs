@@ -95,6 +95,14 @@ pub enum Detail {
     DnsAnswer(DnsAnswerDetail),
     /// An LLM API call the process made (event `llm_request`).
     LlmRequest(Box<crate::stream::llm::call::LlmRequestDetail>),
+    /// The process (an MCP client) initialized a session with a server
+    /// (event `mcp_session`).
+    McpSession(Box<crate::stream::mcp::detail::McpSessionDetail>),
+    /// A `tools/call` the process made (event `mcp_tool_call`).
+    McpToolCall(Box<crate::stream::mcp::detail::McpToolCallDetail>),
+    /// The tools a server listed to the process, checked (event
+    /// `mcp_tool_definition`).
+    McpToolDefinition(Box<crate::stream::mcp::detail::McpToolDefinitionDetail>),
 }
 
 /// A DNS response received by a socket of the process (docs/names.md).

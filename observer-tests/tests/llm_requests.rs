@@ -38,7 +38,7 @@ fn the_daemon_turns_a_registered_agents_call_into_an_llm_request_receipt() {
     // TLS only: the byte count below is of the TLS calls (the agent's
     // pipes would add theirs; llm_local_http.rs tests those).
     let config = format!(
-        "[plaintext]\nenabled = true\nlocal_streams = false\n[[agents]]\nid = \"tls-agent\"\nexecutables = [{:?}]\n",
+        "[plaintext]\nenabled = true\n[[agents]]\nid = \"tls-agent\"\nexecutables = [{:?}]\n",
         agent.display().to_string()
     );
     let state = fx.path("daemon");
@@ -121,9 +121,8 @@ fn the_daemon_turns_a_registered_agents_call_into_an_llm_request_receipt() {
         .find(|l| l.contains("plaintext: read "))
         .unwrap_or_else(|| panic!("no intake line: {log}"));
     assert!(
-        intake.contains(&format!(
-            " chunks of {bytes} bytes (0 cut short); 1 HTTP requests, 1 LLM API calls"
-        )),
+        intake.contains(&format!(" chunks of {bytes} bytes (0 cut short), local "))
+            && intake.contains("; 1 HTTP requests, 1 LLM API calls"),
         "{intake}"
     );
 }

@@ -50,7 +50,7 @@ fn broken_policy_is_refused_and_the_old_one_keeps_working() {
     assert_eq!(
         refused["error"],
         format!(
-            "{}:{line}:{col}: unknown field `registerd`, expected one of `event`, `registered`, `indicator`, `process_names`, `not_process_names`, `exe_paths`, `argv`, `ancestor_names`, `paths`, `ports`, `loopback`, `uids`, `credential_owner`, `outside_agent_scope`; did you mean `registered`?",
+            "{}:{line}:{col}: unknown field `registerd`, expected one of `event`, `registered`, `indicator`, `process_names`, `not_process_names`, `exe_paths`, `argv`, `ancestor_names`, `paths`, `ports`, `loopback`, `uids`, `credential_owner`, `outside_agent_scope`, `tool_verdict`; did you mean `registered`?",
             rules.display()
         )
     );
@@ -135,7 +135,7 @@ fn check_policies_validates_without_running() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.starts_with("policies ok: sha256:") && stdout.contains("17 rules"),
+        stdout.starts_with("policies ok: sha256:") && stdout.contains("18 rules"),
         "{stdout}"
     );
 

@@ -172,7 +172,7 @@ fn a_plaintext_flood_is_counted_exactly_and_loses_no_events() {
     assert_eq!(read + dropped, WRITES, "read {read}, dropped {dropped}");
     assert!(
         intake.contains(&format!(
-            " chunks of {} bytes ({read} cut short)",
+            "TLS {read} chunks of {} bytes ({read} cut short)",
             read * 1024
         )),
         "{intake}"

@@ -10,7 +10,7 @@
 //! [`crate::bench_receipts`], the names and policy sections in
 //! [`crate::bench_names`], the evidence volume of a reference agent
 //! workload in [`crate::bench_workload`], TLS plaintext capture in
-//! [`crate::bench_plaintext`]).
+//! [`crate::bench_plaintext`], MCP over stdio in [`crate::bench_mcp`]).
 use std::path::Path;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -39,6 +39,9 @@ pub enum Section {
     /// agent's exec storm, and what capture costs a TLS request storm
     /// (watched and unwatched clients).
     Plaintext,
+    /// MCP over stdio: what reading local streams costs a watched and an
+    /// unwatched client's round trips, and receipts at 2,000 calls/s.
+    Mcp,
     /// What the hook itself costs: empty programs on the openat perf
     /// tracepoint and on the sys_exit raw tracepoint against the daemon's
     /// open path (only when named: `cargo xtask bench floor`).
@@ -67,6 +70,8 @@ pub struct BenchArgs {
     pub workload: crate::bench_workload::WorkloadArgs,
     #[command(flatten)]
     pub plaintext: crate::bench_plaintext::PlaintextArgs,
+    #[command(flatten)]
+    pub mcp: crate::bench_mcp::McpArgs,
 }
 
 impl BenchArgs {
@@ -110,6 +115,9 @@ fn run_in(root: &Path, work: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.runs(Section::Plaintext) {
         crate::bench_plaintext::run(root, work, &args.plaintext)?;
+    }
+    if args.runs(Section::Mcp) {
+        crate::bench_mcp::run(root, work, &args.mcp)?;
     }
     if args.runs(Section::Floor) {
         crate::bench_floor::run(root, work, args.probes.opens, &args.floor)?;

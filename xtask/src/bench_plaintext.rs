@@ -120,6 +120,17 @@ pub fn run(root: &Path, work: &Path, args: &PlaintextArgs) -> anyhow::Result<()>
 /// observer.toml with its `[plaintext] enabled` line set and `agents`
 /// appended.
 fn config(root: &Path, enabled: bool, agents: &str) -> anyhow::Result<String> {
+    plaintext_config(root, "enabled", enabled, agents)
+}
+
+/// observer.toml with the `[plaintext]` line `key` set to `value` and
+/// `agents` appended.
+pub(crate) fn plaintext_config(
+    root: &Path,
+    key: &str,
+    value: bool,
+    agents: &str,
+) -> anyhow::Result<String> {
     let shipped = std::fs::read_to_string(root.join("observer.toml"))?;
     let mut out = String::new();
     let (mut in_plaintext, mut set) = (false, false);
@@ -127,8 +138,8 @@ fn config(root: &Path, enabled: bool, agents: &str) -> anyhow::Result<String> {
         if line.starts_with('[') {
             in_plaintext = line.trim() == "[plaintext]";
         }
-        if in_plaintext && line.starts_with("enabled") {
-            out.push_str(&format!("enabled = {enabled}\n"));
+        if in_plaintext && line.split('=').next().map(str::trim) == Some(key) {
+            out.push_str(&format!("{key} = {value}\n"));
             set = true;
             continue;
         }
@@ -136,7 +147,7 @@ fn config(root: &Path, enabled: bool, agents: &str) -> anyhow::Result<String> {
         out.push('\n');
     }
     if !set {
-        bail!("observer.toml has no `enabled` line under [plaintext]");
+        bail!("observer.toml has no `{key}` line under [plaintext]");
     }
     Ok(format!("{out}\n{agents}"))
 }
@@ -284,7 +295,7 @@ impl Rounds {
 
 /// CPU seconds (user + system, the command and what it waited for) and
 /// wall seconds of one run of `cmd`.
-fn measured(cmd: &mut Command) -> anyhow::Result<(f64, f64)> {
+pub(crate) fn measured(cmd: &mut Command) -> anyhow::Result<(f64, f64)> {
     let before = crate::bench_probes::children_cpu();
     let start = Instant::now();
     let status = cmd.status().context("running the workload")?;
@@ -296,7 +307,7 @@ fn measured(cmd: &mut Command) -> anyhow::Result<(f64, f64)> {
 }
 
 /// Waits until the daemon's CPU stops rising (its queues are drained).
-fn settle(d: &Daemon) -> anyhow::Result<()> {
+pub(crate) fn settle(d: &Daemon) -> anyhow::Result<()> {
     let mut last = d.cpu_secs()?;
     for _ in 0..50 {
         std::thread::sleep(std::time::Duration::from_millis(200));

@@ -1,6 +1,7 @@
 //! Idempotent installation of what building the eBPF object needs. The
 //! versions are pinned: newer bpf-linker and aya releases need a newer
 //! rustc than the hosts have.
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context as _};
@@ -70,52 +71,159 @@ pub fn ensure_all() -> anyhow::Result<()> {
 }
 
 /// What `cargo xtask test` needs: the build tools, cargo-deb for the
-/// package test, and the Debian packages the tests run for real.
+/// package test, the Debian packages the tests run for real, and the
+/// pinned Python SDKs and MCP servers.
 pub fn ensure_test_tools() -> anyhow::Result<()> {
     ensure_all()?;
     ensure_apt_packages(TEST_APT_PACKAGES)?;
-    ensure_llm_sdk_venv()
+    // The uv that fills the time server's cache is the venv's.
+    ensure_llm_sdk_venv()?;
+    ensure_mcp_time_server()?;
+    ensure_mcp_filesystem_server()
 }
 
 /// The pinned Python LLM SDKs (openai, anthropic and their dependencies)
-/// the SDK tests run as agents.
+/// the SDK tests run as agents, the MCP SDK observer-tests/mcp/client.py
+/// drives MCP servers with, and uv (whose uvx launches mcp-server-time).
 pub const LLM_SDK_REQUIREMENTS: &str =
     include_str!("../../observer-tests/llm_sdks/requirements.txt");
-/// Where they are installed; observer-tests/tests/llm_kit finds them here.
+/// Where they are installed; observer-tests/tests/llm_kit finds them here,
+/// and the MCP tests run observer-tests/mcp/client.py with its bin/python.
 pub const LLM_SDK_VENV: &str = "/var/cache/observer-tests/llm-sdks";
-/// In the venv: the requirements it was made from. Another content (or
-/// none: an interrupted install) and the venv is made anew.
-const LLM_SDK_STAMP: &str = "observer-requirements.txt";
+/// uvx from the venv: the MCP tests launch mcp-server-time with it, as
+/// `UVX --offline --no-config --python /usr/bin/python3 --constraints
+/// MCP_TIME_CONSTRAINTS MCP_TIME_SERVER` with UV_CACHE_DIR=MCP_TIME_UV_CACHE.
+pub const UVX: &str = "/var/cache/observer-tests/llm-sdks/bin/uvx";
+/// In each directory made here: what it was made from. Another content (or
+/// none: an interrupted install) and the directory is made anew. The LLM
+/// SDK tests compare the venv's with LLM_SDK_REQUIREMENTS.
+const STAMP: &str = "observer-requirements.txt";
+
+/// Every package of the real MCP server mcp-server-time's environment,
+/// pinned (the server itself included).
+pub const MCP_TIME_SERVER_CONSTRAINTS: &str =
+    include_str!("../../observer-tests/mcp/time_server_constraints.txt");
+/// The server as uvx is asked for it (pinned again in the constraints).
+pub const MCP_TIME_SERVER: &str = "mcp-server-time==2026.10.19";
+/// What ensure_mcp_time_server fills: the uv cache below and the
+/// constraints; the MCP tests (observer-tests/tests/mcp_*.rs) run uvx
+/// offline against them.
+pub const MCP_TIME_DIR: &str = "/var/cache/observer-tests/mcp-time";
+/// UV_CACHE_DIR for the MCP tests' `uvx --offline`.
+pub const MCP_TIME_UV_CACHE: &str = "/var/cache/observer-tests/mcp-time/uv-cache";
+/// MCP_TIME_SERVER_CONSTRAINTS as a file, for uvx's --constraints.
+pub const MCP_TIME_CONSTRAINTS: &str = "/var/cache/observer-tests/mcp-time/constraints.txt";
+
+/// The real npm MCP server the MCP tests (observer-tests/tests/mcp_*.rs)
+/// launch with `npx --yes --offline --cache MCP_NPM_CACHE
+/// MCP_FILESYSTEM_SERVER DIR`. Its own dependencies are those npm resolved
+/// when the cache was filled (the package ships no lockfile).
+pub const MCP_FILESYSTEM_SERVER: &str = "@modelcontextprotocol/server-filesystem@2026.8.31";
+/// The npm cache ensure_mcp_filesystem_server fills.
+pub const MCP_NPM_CACHE: &str = "/var/cache/observer-tests/npm";
+
+/// Makes `dir` with `fill` unless its STAMP holds `made_from`. What a
+/// previous fill left is removed first, so that nothing unpinned lingers.
+fn ensure_stamped(
+    dir: &str,
+    made_from: &str,
+    fill: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let path = Path::new(dir);
+    let stamp = path.join(STAMP);
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(made_from) {
+        return Ok(());
+    }
+    if path.exists() {
+        std::fs::remove_dir_all(path).with_context(|| format!("removing {dir}"))?;
+    }
+    std::fs::create_dir_all(path).with_context(|| format!("creating {dir}"))?;
+    fill(path)?;
+    // Last: an interrupted fill leaves no stamp, and is redone.
+    std::fs::write(&stamp, made_from).with_context(|| format!("writing {}", stamp.display()))
+}
 
 /// A venv of the system's python3 (the interpreter whose libssl the
 /// probes hook) with exactly `LLM_SDK_REQUIREMENTS` from PyPI.
 fn ensure_llm_sdk_venv() -> anyhow::Result<()> {
-    let venv = std::path::Path::new(LLM_SDK_VENV);
-    let stamp = venv.join(LLM_SDK_STAMP);
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(LLM_SDK_REQUIREMENTS) {
-        return Ok(());
-    }
-    if venv.exists() {
-        std::fs::remove_dir_all(venv).with_context(|| format!("removing {LLM_SDK_VENV}"))?;
-    }
-    run("/usr/bin/python3", &["-m", "venv", LLM_SDK_VENV])?;
-    let requirements = venv.join("requirements.txt");
-    std::fs::write(&requirements, LLM_SDK_REQUIREMENTS)?;
-    let pip = venv.join("bin/pip");
-    let requirements = requirements.display().to_string();
-    run(
-        &pip.display().to_string(),
-        &[
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-deps",
-            "-r",
-            &requirements,
-        ],
-    )?;
-    std::fs::write(&stamp, LLM_SDK_REQUIREMENTS)?;
-    Ok(())
+    ensure_stamped(LLM_SDK_VENV, LLM_SDK_REQUIREMENTS, |venv| {
+        run("/usr/bin/python3", &["-m", "venv", LLM_SDK_VENV])?;
+        let requirements = venv.join("requirements.txt");
+        std::fs::write(&requirements, LLM_SDK_REQUIREMENTS)?;
+        let pip = venv.join("bin/pip");
+        let requirements = requirements.display().to_string();
+        run(
+            &pip.display().to_string(),
+            &[
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "-r",
+                &requirements,
+            ],
+        )
+    })
+}
+
+/// Runs mcp-server-time once through uvx (`--help`: it exits at once),
+/// which downloads its pinned environment into MCP_TIME_UV_CACHE. The
+/// stamp holds the venv's requirements too: another uv may not read this
+/// uv's cache.
+fn ensure_mcp_time_server() -> anyhow::Result<()> {
+    let made_from = format!("{LLM_SDK_REQUIREMENTS}{MCP_TIME_SERVER_CONSTRAINTS}");
+    ensure_stamped(MCP_TIME_DIR, &made_from, |_| {
+        std::fs::write(MCP_TIME_CONSTRAINTS, MCP_TIME_SERVER_CONSTRAINTS)?;
+        // The second run is the proof the tests rely on: it starts again
+        // with no network.
+        for offline in [false, true] {
+            let mut args = vec!["--quiet", "--no-config"];
+            if offline {
+                args.push("--offline");
+            }
+            args.extend([
+                "--python",
+                "/usr/bin/python3",
+                "--constraints",
+                MCP_TIME_CONSTRAINTS,
+                MCP_TIME_SERVER,
+                "--help",
+            ]);
+            run_env(
+                UVX,
+                &args,
+                // Never a managed CPython download: the tests' server runs
+                // on the system's interpreter, like the agents.
+                &[
+                    ("UV_CACHE_DIR", MCP_TIME_UV_CACHE),
+                    ("UV_PYTHON_DOWNLOADS", "never"),
+                ],
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// Runs the filesystem server once through npx, which installs it into
+/// MCP_NPM_CACHE (its _npx directory); with stdin at EOF the server exits
+/// as soon as it has started. Then once more with --offline.
+fn ensure_mcp_filesystem_server() -> anyhow::Result<()> {
+    ensure_stamped(MCP_NPM_CACHE, MCP_FILESYSTEM_SERVER, |_| {
+        for offline in [false, true] {
+            let mut args = vec!["--yes", "--cache", MCP_NPM_CACHE];
+            if offline {
+                args.push("--offline");
+            }
+            // The directory the server may serve: any that exists will do.
+            args.extend([MCP_FILESYSTEM_SERVER, MCP_NPM_CACHE]);
+            run_env(
+                "/usr/bin/npx",
+                &args,
+                &[("npm_config_update_notifier", "false")],
+            )?;
+        }
+        Ok(())
+    })
 }
 
 /// Installs the packages that `dpkg-query` does not report as installed.
@@ -161,9 +269,17 @@ fn output(cmd: &str, args: &[&str]) -> anyhow::Result<String> {
 }
 
 fn run(cmd: &str, args: &[&str]) -> anyhow::Result<()> {
+    run_env(cmd, args, &[])
+}
+
+/// `run` with `env` added to the environment; stdin is /dev/null, so that
+/// a server started to fill a cache exits at once.
+fn run_env(cmd: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
     eprintln!("setup: {cmd} {}", args.join(" "));
     let status = Command::new(cmd)
         .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
         .status()
         .with_context(|| format!("running {cmd}"))?;
     if !status.success() {

@@ -9,6 +9,7 @@ mod doctor;
 mod erase;
 mod export;
 mod keys;
+mod mcp;
 mod policy;
 mod proof;
 mod receipts;
@@ -45,6 +46,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<u8, CtlError> {
         } => tail::run(&ctx, follow, lines, filter, out).map(ok),
         Command::Shadow { window } => shadow::run(&ctx, window, out).map(ok),
         Command::Usage { agent, window } => usage::run(&ctx, agent, window, out).map(ok),
+        Command::Mcp { agent, window } => mcp::run(&ctx, agent, window, out).map(ok),
         Command::Stats { selection, top } => stats::run(&ctx, selection, top, out).map(ok),
         Command::Verify(args) => verify::run(&ctx, args, out),
         Command::Proof {

@@ -39,6 +39,7 @@ mod background;
 mod plaintext;
 mod receipts_setup;
 mod services;
+mod stream_intake;
 
 /// Where enriched events go until the receipt store lands.
 pub enum EventsOutput {
@@ -340,16 +341,23 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let chunks = ring.await??;
         let intake = intake.await?;
         log::info!(
-            "plaintext: read {chunks} records, took in {} chunks of {} bytes ({} cut short); {} HTTP requests, {} LLM API calls, {} HTTP/2 connections, {} streams given up, {} connections not HTTP, {} local streams muted",
-            intake.chunks,
-            intake.bytes,
-            intake.truncated,
+            "plaintext: read {chunks} records, took in TLS {} chunks of {} bytes ({} cut short), local {} chunks of {} bytes ({} cut short); {} HTTP requests, {} LLM API calls, {} HTTP/2 connections, {} streams given up, {} connections not HTTP, {} local streams muted; {} MCP sessions, {} MCP tool calls, {} JSON streams not JSON-RPC, {} MCP answers unmatched",
+            intake.tls.chunks,
+            intake.tls.bytes,
+            intake.tls.truncated,
+            intake.local.chunks,
+            intake.local.bytes,
+            intake.local.truncated,
             intake.exchanges,
             intake.llm_calls,
             intake.http2,
             intake.abandoned,
             intake.not_http,
-            intake.muted
+            intake.muted,
+            intake.mcp.sessions,
+            intake.mcp.tool_calls,
+            intake.mcp.not_rpc,
+            intake.mcp.unmatched
         );
     }
     ticker.await?;

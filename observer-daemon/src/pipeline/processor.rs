@@ -17,6 +17,7 @@ use crate::{
     pipeline::{inbox::Msg, lifecycle, prune, receipts::Receipts},
     policy::{
         finding::{self, Dedup},
+        mcp_definitions::Definitions,
         rules::Hit,
         KernelInterest, Policy, PolicyUpdate,
     },
@@ -59,6 +60,8 @@ pub struct Processor {
     /// `issued_at` (ns) of each clock step receipt of this run: retention
     /// waits until the store holds them all.
     clock_steps: Vec<u64>,
+    /// MCP tool definitions seen per server (rug pulls).
+    definitions: Definitions,
 }
 
 impl Processor {
@@ -84,6 +87,7 @@ impl Processor {
             hits: Vec::new(),
             dedup: Dedup::new(FINDING_REPEAT_WINDOW_NS),
             clock_steps: Vec::new(),
+            definitions: Definitions::default(),
         }
     }
 
@@ -129,7 +133,10 @@ impl Processor {
                 return self.write_events(ready);
             }
             Msg::Stream(s) => {
-                let ev = self.enricher.enrich_with(&s.header, s.event, s.detail);
+                let mut detail = s.detail;
+                self.definitions
+                    .complete(&mut detail, &self.policy, self.enricher.table());
+                let ev = self.enricher.enrich_with(&s.header, s.event, detail);
                 return self.write_events(vec![ev]);
             }
             Msg::Policy(update) => {

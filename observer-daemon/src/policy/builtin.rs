@@ -56,6 +56,7 @@ pub fn files() -> Result<PolicyFiles, PolicyError> {
         ai_credentials: parse(&i("ai_credentials.toml"))?,
         gpu_devices: parse(&i("gpu_devices.toml"))?,
         secret_files: parse(&i("secret_files.toml"))?,
+        mcp_tool_checks: parse(&i("mcp_tool_checks.toml"))?,
     })
 }
 

@@ -87,6 +87,8 @@ pub struct Indicators {
     pub gpu_devices: PathSet,
     pub secret_files: PathSet,
     pub credentials: Vec<Credential>,
+    /// Checks on MCP `tools/list` answers (mcp_tool_checks.toml).
+    pub mcp_tools: super::mcp_tools::ToolChecks,
 }
 
 /// A destination that matched a provider list.
@@ -343,5 +345,6 @@ pub fn compile_with_homes(
             owners: GlobSet::new(&c.owners).map_err(at(src, &c.id))?,
         });
     }
+    out.mcp_tools = super::mcp_tools::ToolChecks::compile(&files.mcp_tool_checks)?;
     Ok(out)
 }

@@ -22,6 +22,7 @@ pub const INDICATOR_FILES: &[&str] = &[
     "ai_credentials.toml",
     "gpu_devices.toml",
     "secret_files.toml",
+    "mcp_tool_checks.toml",
 ];
 
 /// A parsed file with its text (for locating validation errors).
@@ -72,6 +73,7 @@ pub struct PolicyFiles {
     pub ai_credentials: Source<CredentialsFile>,
     pub gpu_devices: Source<PathsFile>,
     pub secret_files: Source<PathsFile>,
+    pub mcp_tool_checks: Source<super::mcp_tools_file::ToolChecksFile>,
 }
 
 pub fn parse_file<T: DeserializeOwned>(path: &Path) -> Result<Source<T>, PolicyError> {
@@ -124,6 +126,7 @@ pub fn read_dir(dir: &Path) -> Result<PolicyFiles, PolicyError> {
         ai_credentials: read_trusted(&indicators, "ai_credentials.toml")?,
         gpu_devices: read_trusted(&indicators, "gpu_devices.toml")?,
         secret_files: read_trusted(&indicators, "secret_files.toml")?,
+        mcp_tool_checks: read_trusted(&indicators, "mcp_tool_checks.toml")?,
     })
 }
 

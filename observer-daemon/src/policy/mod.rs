@@ -12,6 +12,10 @@ pub mod indicators;
 pub mod llm_scope;
 pub mod load;
 pub mod matchers;
+pub mod mcp_definitions;
+pub mod mcp_tools;
+pub mod mcp_tools_file;
+pub mod mcp_verdict;
 pub mod model;
 pub mod reload;
 pub mod rules;
@@ -172,6 +176,7 @@ impl Policy {
                 "ai_credentials": files.ai_credentials.value,
                 "gpu_devices": files.gpu_devices.value,
                 "secret_files": files.secret_files.value,
+                "mcp_tool_checks": files.mcp_tool_checks.value,
             },
         });
         let mut kernel = KernelInterest::default();

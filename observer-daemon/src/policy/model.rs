@@ -272,6 +272,8 @@ pub enum EventKind {
     FileOpen,
     /// An LLM API call seen in a watched process's TLS plaintext.
     LlmRequest,
+    /// The tools an MCP server listed to a watched client, checked.
+    McpToolDefinition,
 }
 
 /// Indicator lists a condition can name.
@@ -345,4 +347,8 @@ pub struct Conditions {
     /// declared destinations or providers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outside_agent_scope: Option<bool>,
+    /// mcp_tool_definition: the verdict of the definition checks is one
+    /// of these (`clean`, `warning`, `dangerous`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_verdict: Option<Vec<String>>,
 }

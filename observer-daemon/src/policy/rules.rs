@@ -33,6 +33,7 @@ struct Compiled {
     uids: Option<Vec<u32>>,
     credential_owner: Option<bool>,
     outside_agent_scope: Option<bool>,
+    tool_verdict: Option<Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -60,8 +61,8 @@ pub struct Hit {
 pub struct Rules {
     pub rules: Vec<Rule>,
     /// Rule indexes by event kind (exec, connect, listen, file_open,
-    /// llm_request).
-    by_kind: [Vec<usize>; 5],
+    /// llm_request, mcp_tool_definition).
+    by_kind: [Vec<usize>; 6],
 }
 
 fn kind_index(k: EventKind) -> usize {
@@ -71,15 +72,17 @@ fn kind_index(k: EventKind) -> usize {
         EventKind::Listen => 2,
         EventKind::FileOpen => 3,
         EventKind::LlmRequest => 4,
+        EventKind::McpToolDefinition => 5,
     }
 }
 
-const ALL_KINDS: [EventKind; 5] = [
+const ALL_KINDS: [EventKind; 6] = [
     EventKind::Exec,
     EventKind::Connect,
     EventKind::Listen,
     EventKind::FileOpen,
     EventKind::LlmRequest,
+    EventKind::McpToolDefinition,
 ];
 
 /// Which event kinds an indicator can ever match.
@@ -110,6 +113,13 @@ fn compile_conditions(
             "`credential_owner` needs `indicator = \"ai_credential\"`".into(),
         ));
     }
+    for v in c.tool_verdict.iter().flatten() {
+        if !["clean", "warning", "dangerous"].contains(&v.as_str()) {
+            return Err(here(format!(
+                "`tool_verdict` {v:?} is not `clean`, `warning` or `dangerous`"
+            )));
+        }
+    }
     if let (Some(events), Some(i)) = (&c.event, c.indicator) {
         let possible = indicator_kinds(i);
         if !events.iter().any(|e| possible.contains(e)) {
@@ -138,6 +148,7 @@ fn compile_conditions(
         uids: c.uids.clone(),
         credential_owner: c.credential_owner,
         outside_agent_scope: c.outside_agent_scope,
+        tool_verdict: c.tool_verdict.clone(),
     })
 }
 
@@ -294,6 +305,7 @@ pub fn event_kind(ev: &EnrichedEvent) -> Option<EventKind> {
         Detail::Listen(n) if n.result == 0 => Some(EventKind::Listen),
         Detail::FileOpen(o) if o.result >= 0 => Some(EventKind::FileOpen),
         Detail::LlmRequest(_) => Some(EventKind::LlmRequest),
+        Detail::McpToolDefinition(_) => Some(EventKind::McpToolDefinition),
         _ => None,
     }
 }
@@ -450,6 +462,15 @@ impl Cx<'_, '_> {
                 return None;
             }
         }
+        if let Some(verdicts) = &c.tool_verdict {
+            let Detail::McpToolDefinition(d) = &self.ev.detail else {
+                return None;
+            };
+            let verdict = serde_json::to_value(d.verdict).ok()?;
+            if !verdicts.iter().any(|v| verdict == v.as_str()) {
+                return None;
+            }
+        }
         match c.indicator {
             // What an out-of-scope request asked of whom.
             None if c.outside_agent_scope == Some(true)
@@ -478,6 +499,13 @@ impl Cx<'_, '_> {
                     "host": call.host,
                     "model_requested": call.model_requested,
                     "model_answered": call.model_answered,
+                }),
+                // Which server offered what, and every reason.
+                Detail::McpToolDefinition(d) => json!({
+                    "server": d.server.name,
+                    "server_command": d.server.command,
+                    "verdict": d.verdict,
+                    "findings": d.findings,
                 }),
                 _ => Value::Null,
             }),

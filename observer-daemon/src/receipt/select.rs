@@ -176,6 +176,9 @@ pub fn draft_for(ev: &EnrichedEvent, unix_ns: u64, agent_id: String) -> Option<D
         Detail::FileOpen(_) => "file.open",
         Detail::DnsAnswer(_) => "dns.resolve",
         Detail::LlmRequest(_) => "llm.request",
+        Detail::McpSession(_) => "mcp.session",
+        Detail::McpToolCall(_) => "mcp.tool_call",
+        Detail::McpToolDefinition(_) => "mcp.tool_definition",
         Detail::Fork(_) | Detail::Bind(_) => return None,
     };
     let mut context = match serde_json::to_value(ev) {

@@ -46,6 +46,10 @@ pub struct PlaintextSection {
     /// turns out to carry nothing parsed is muted in the kernel. Default
     /// true (needs `enabled`).
     pub local_streams: bool,
+    /// Bytes kept per MCP (JSON-RPC) message for parsing (1..=64 MiB).
+    /// A longer message is still a call, flagged `truncated`, its
+    /// arguments digest missing. Default 1 MiB.
+    pub mcp_message_bytes: u32,
 }
 
 impl Default for PlaintextSection {
@@ -58,6 +62,7 @@ impl Default for PlaintextSection {
             rescan_interval_ms: 1000,
             channel_capacity: 4096,
             local_streams: true,
+            mcp_message_bytes: 1 << 20,
         }
     }
 }
@@ -81,6 +86,12 @@ impl PlaintextSection {
         }
         if self.rescan_interval_ms == 0 {
             return Err(("plaintext.rescan_interval_ms", "must be > 0".into()));
+        }
+        if self.mcp_message_bytes == 0 || self.mcp_message_bytes > 64 << 20 {
+            return Err((
+                "plaintext.mcp_message_bytes",
+                format!("{} is not in 1..={}", self.mcp_message_bytes, 64 << 20),
+            ));
         }
         if self.channel_capacity == 0 {
             return Err(("plaintext.channel_capacity", "must be > 0".into()));

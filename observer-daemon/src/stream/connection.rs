@@ -93,6 +93,11 @@ impl Connections {
         })
     }
 
+    /// The piece's connection is followed here already.
+    pub fn follows(&self, piece: &Plaintext) -> bool {
+        self.conns.contains_key(&(piece.header.tgid, piece.conn))
+    }
+
     /// Takes one piece; returns what it finished.
     pub fn push(&mut self, piece: Plaintext) -> Vec<Finished> {
         let limits = self.limits();

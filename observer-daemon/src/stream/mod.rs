@@ -9,6 +9,7 @@ pub mod exchange;
 pub mod http1;
 pub mod http2;
 pub mod llm;
+pub mod mcp;
 pub mod plaintext;
 pub mod reader;
 pub mod sse;

@@ -52,6 +52,10 @@ pub fn class_of(action_type: &str) -> (u32, u32, u32, &'static str, &'static str
         "dns.resolve" => (4003, 4, 2, "DNS Activity", "Response"),
         // The LLM APIs are called with POST.
         "llm.request" => (4002, 4, 6, "HTTP Activity", "Post"),
+        // An MCP tool call is a call of an application's API (JSON-RPC).
+        "mcp.tool_call" | "mcp.session" | "mcp.tool_definition" => {
+            (6003, 6, 99, "API Activity", "Other")
+        }
         "shadow_ai.finding" => (2004, 2, 1, "Detection Finding", "Create"),
         _ => BASE_EVENT,
     }
@@ -67,6 +71,7 @@ pub(crate) fn category_name(category_uid: u32) -> &'static str {
         1 => "System Activity",
         2 => "Findings",
         4 => "Network Activity",
+        6 => "Application Activity",
         _ => "Uncategorized",
     }
 }

@@ -20,6 +20,7 @@ use crate::{payload, store::Store};
 
 mod chains;
 mod findings;
+mod mcp;
 mod row;
 pub mod stats;
 mod summary;
@@ -27,8 +28,9 @@ mod usage;
 
 pub use chains::{chain_summaries, ChainSummary};
 pub use findings::{for_each_finding, FindingRow};
+pub use mcp::{mcp_tools, McpToolRow};
 pub use row::{stored_payload_text, QueryRow, COLUMNS};
-pub use summary::{llm_summary, more_paths, summary, text_at};
+pub use summary::{llm_summary, mcp_summary, more_paths, summary, text_at};
 pub use usage::{llm_usage, UsageRow};
 
 /// Why a query failed: the store could not be read.

@@ -56,6 +56,9 @@ pub fn summary(ctx: &Value) -> String {
     if let Some(call) = ctx.get("llm_request") {
         return llm_summary(call);
     }
+    if let Some(line) = mcp_summary(ctx) {
+        return line;
+    }
     if let Some(o) = ctx.get("file_open") {
         return open_summary(o);
     }
@@ -103,6 +106,43 @@ pub fn llm_summary(call: &Value) -> String {
         line.push_str(f);
     }
     line
+}
+
+/// An MCP record: a tool call as `server tool outcome` (`mcp-time
+/// get_current_time result`, `filesystem read_file error -32603`), a
+/// session as `server version over transport`, a tools/list answer as
+/// `server: N tools verdict`.
+pub fn mcp_summary(ctx: &Value) -> Option<String> {
+    if let Some(c) = ctx.get("mcp_tool_call") {
+        let mut line = format!(
+            "{} {} {}",
+            text_at(c, &["server", "name"]),
+            text_at(c, &["tool"]),
+            text_at(c, &["outcome"])
+        );
+        if let Some(code) = c["error_code"].as_i64() {
+            line.push_str(&format!(" {code}"));
+        }
+        if c["truncated"] == Value::Bool(true) {
+            line.push_str(" (truncated)");
+        }
+        return Some(line);
+    }
+    if let Some(s) = ctx.get("mcp_session") {
+        return Some(format!(
+            "{} {} over {}",
+            text_at(s, &["server", "name"]),
+            text_at(s, &["server", "version"]),
+            text_at(s, &["transport"])
+        ));
+    }
+    let d = ctx.get("mcp_tool_definition")?;
+    Some(format!(
+        "{}: {} tools {}",
+        text_at(d, &["server", "name"]),
+        d["tools"].as_array().map_or(0, Vec::len),
+        text_at(d, &["verdict"])
+    ))
 }
 
 /// A file open: the path and how often it was opened, and how many other

@@ -1,0 +1,98 @@
+//! What an MCP session and its tool calls become as records (`mcp_session`,
+//! `mcp_tool_call`, `mcp_tool_definition` events; the `mcp.*` receipts):
+//! names, digests and outcomes, never arguments, results or keys.
+use serde::Serialize;
+
+/// The server of a session, as the client saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Server {
+    /// `serverInfo.name` from the initialize answer; `unknown` when the
+    /// capture began after it.
+    pub name: String,
+    pub version: Option<String>,
+    /// The process that read the requests (a stdio server), when watched.
+    pub pid: Option<u32>,
+    /// Its command line, secrets redacted (filled in from the process
+    /// table when the record is written).
+    pub command: Option<Vec<String>>,
+}
+
+/// Where the session runs, seen from the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Channel {
+    /// `stdio` (pipes), `unix` or `tcp`.
+    pub transport: &'static str,
+    /// The session's name: the client's request pipe or socket,
+    /// `pipe:[inode]` / `socket:[inode]` as /proc/PID/fd shows it.
+    pub session: String,
+}
+
+/// `mcp_session`: the client initialized a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct McpSessionDetail {
+    pub server: Server,
+    #[serde(flatten)]
+    pub channel: Channel,
+    pub protocol_version: Option<String>,
+    pub client_name: Option<String>,
+    pub client_version: Option<String>,
+    /// The capability names the server declared (tools, resources, ...).
+    pub server_capabilities: Vec<String>,
+    /// From the initialize request to its answer.
+    pub latency_ms: Option<u64>,
+}
+
+/// `mcp_tool_call`: one `tools/call`, answered or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct McpToolCallDetail {
+    pub server: Server,
+    pub tool: String,
+    #[serde(flatten)]
+    pub channel: Channel,
+    /// The JSON-RPC id, as compact JSON.
+    pub request_id: Option<String>,
+    /// `sha256:` of JCS(arguments); None when the request was cut (see
+    /// `truncated`).
+    pub arguments_sha256: Option<String>,
+    /// `sha256:` and length of the request message as sent (newline
+    /// excluded); `request_complete` false when the capture missed bytes.
+    pub request_sha256: String,
+    pub request_bytes: u64,
+    pub request_complete: bool,
+    /// The request was longer than what is kept of a message, or cut by
+    /// the capture: the arguments were not read whole.
+    pub truncated: bool,
+    /// `result`, `tool_error` (a result with `isError: true`), `error` (a
+    /// JSON-RPC error) or `no_answer` (none before the session ended).
+    pub outcome: &'static str,
+    pub is_error: Option<bool>,
+    pub error_code: Option<i64>,
+    /// `sha256:` of JCS(result), for a whole result.
+    pub result_sha256: Option<String>,
+    pub latency_ms: Option<u64>,
+}
+
+/// One tool of a `tools/list` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToolDigest {
+    pub name: String,
+    /// `sha256:` of JCS(the tool's definition).
+    pub sha256: String,
+}
+
+/// `mcp_tool_definition`: the tools a server listed, each digested, and
+/// what the definition checks found in them (`policy::mcp_definitions`
+/// fills `verdict` and `findings` where the policy is, in the writer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct McpToolDefinitionDetail {
+    pub server: Server,
+    #[serde(flatten)]
+    pub channel: Channel,
+    pub tools: Vec<ToolDigest>,
+    /// `clean`, `warning` or `dangerous`.
+    pub verdict: crate::policy::mcp_verdict::Verdict,
+    pub findings: Vec<crate::policy::mcp_verdict::ToolFinding>,
+    /// The definitions as listed, until they are checked (never stored).
+    #[serde(skip)]
+    pub unchecked: Vec<serde_json::Value>,
+}

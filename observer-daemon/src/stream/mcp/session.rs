@@ -1,0 +1,311 @@
+//! One MCP session seen from its client: requests matched to their
+//! answers by id, `initialize` read for the names and versions, each
+//! `tools/call` made an `mcp_tool_call`, each `tools/list` answer handed
+//! on for the definition checks. Pure: messages in, records out.
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::{
+    event::Header,
+    stream::mcp::{
+        detail::{Channel, McpSessionDetail, McpToolCallDetail, Server},
+        framing::Frame,
+        jsonrpc::{Body, Message},
+    },
+};
+
+/// Requests waiting for answers per session; past it the oldest goes out
+/// unanswered (a client that never reads its answers cannot grow us).
+const MAX_PENDING: usize = 1024;
+
+/// What a session hands on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum McpOut {
+    Session(Header, Box<McpSessionDetail>),
+    ToolCall(Header, Box<McpToolCallDetail>),
+    /// A whole `tools/list` answer: the tools as the server defined them.
+    ToolsListed {
+        header: Header,
+        server: Server,
+        channel: Channel,
+        tools: Vec<Value>,
+    },
+}
+
+struct Pending {
+    header: Header,
+    id: Option<String>,
+    method: String,
+    /// tools/call: the tool; initialize: the client's name and version.
+    name: Option<String>,
+    client: Option<(Option<String>, Option<String>)>,
+    arguments_sha256: Option<String>,
+    request_sha256: String,
+    request_bytes: u64,
+    request_complete: bool,
+    truncated: bool,
+    first_ns: u64,
+    order: u64,
+}
+
+pub struct Session {
+    pub channel: Channel,
+    pub server: Server,
+    pending: HashMap<String, Pending>,
+    /// Requests cut before their id: answered by the next answer whose id
+    /// no request waits for, in order.
+    anonymous: Vec<Pending>,
+    order: u64,
+    /// Tool calls seen (for the stop line).
+    pub calls: u64,
+}
+
+impl Session {
+    pub fn new(channel: Channel) -> Session {
+        Session {
+            channel,
+            server: Server {
+                name: "unknown".into(),
+                ..Default::default()
+            },
+            pending: HashMap::new(),
+            anonymous: Vec::new(),
+            order: 0,
+            calls: 0,
+        }
+    }
+
+    /// A message the client sent, from `frame`.
+    pub fn sent(&mut self, header: &Header, frame: &Frame, msg: Message, out: &mut Vec<McpOut>) {
+        let Body::Call { method, params } = &msg.body else {
+            // The client's answer to a server request (sampling, roots).
+            return;
+        };
+        if msg.id.is_none() && !msg.truncated {
+            return; // a notification
+        }
+        let arguments_sha256 = match (method.as_str(), params) {
+            ("tools/call", Some(p)) => Some(digest(p.get("arguments").unwrap_or(&Value::Null))),
+            _ => None,
+        };
+        let client = (method == "initialize").then(|| {
+            let info = params.as_ref().and_then(|p| p.get("clientInfo"));
+            (text(info, "name"), text(info, "version"))
+        });
+        self.order += 1;
+        let pending = Pending {
+            header: header.clone(),
+            id: msg.id.clone(),
+            method: method.clone(),
+            name: msg.name.clone(),
+            client,
+            arguments_sha256,
+            request_sha256: format!("sha256:{}", hex::encode(frame.sha256)),
+            request_bytes: frame.len,
+            request_complete: !frame.gap,
+            truncated: frame.truncated,
+            first_ns: frame.first_ns,
+            order: self.order,
+        };
+        match msg.id {
+            Some(id) => {
+                if let Some(old) = self.pending.insert(id, pending) {
+                    // An id used again before its answer: the first call
+                    // will never be matched now.
+                    self.unanswered(old, out);
+                }
+                if self.pending.len() > MAX_PENDING {
+                    let oldest = self
+                        .pending
+                        .iter()
+                        .min_by_key(|(_, p)| p.order)
+                        .map(|(k, _)| k.clone());
+                    if let Some(p) = oldest.and_then(|k| self.pending.remove(&k)) {
+                        self.unanswered(p, out);
+                    }
+                }
+            }
+            None if self.anonymous.len() < MAX_PENDING => self.anonymous.push(pending),
+            None => self.unanswered(pending, out),
+        }
+    }
+
+    /// A message the client received (`at_ns`: when its last byte came).
+    pub fn received(&mut self, msg: Message, at_ns: u64, out: &mut Vec<McpOut>) {
+        if matches!(msg.body, Body::Call { .. }) {
+            // A request or notification of the server (sampling,
+            // list_changed, progress, log): not a call of the agent.
+            return;
+        }
+        let found = match &msg.id {
+            Some(id) => self.pending.remove(id),
+            None => None,
+        };
+        // An answer cut before its id (a server that writes `id` last, as
+        // the TypeScript SDK does) answers the oldest request: clients of
+        // stdio servers mostly wait for each answer in turn.
+        let cut = msg.id.is_none();
+        let Some(p) = found
+            .or_else(|| (!self.anonymous.is_empty()).then(|| self.anonymous.remove(0)))
+            .or_else(|| cut.then(|| self.oldest()).flatten())
+        else {
+            return;
+        };
+        let latency_ms = Some(at_ns.saturating_sub(p.first_ns) / 1_000_000);
+        match p.method.as_str() {
+            "initialize" => {
+                if let Body::Result(r) = &msg.body {
+                    let info = r.get("serverInfo");
+                    self.server.name = text(info, "name").unwrap_or_else(|| "unknown".into());
+                    self.server.version = text(info, "version");
+                    let (client_name, client_version) = p.client.clone().unwrap_or_default();
+                    let mut caps: Vec<String> = r
+                        .get("capabilities")
+                        .and_then(Value::as_object)
+                        .map(|o| o.keys().cloned().collect())
+                        .unwrap_or_default();
+                    caps.sort();
+                    out.push(McpOut::Session(
+                        p.header,
+                        Box::new(McpSessionDetail {
+                            server: self.server.clone(),
+                            channel: self.channel.clone(),
+                            protocol_version: text(Some(r), "protocolVersion"),
+                            client_name,
+                            client_version,
+                            server_capabilities: caps,
+                            latency_ms,
+                        }),
+                    ));
+                }
+            }
+            "tools/list" => {
+                if let Body::Result(r) = &msg.body {
+                    if let Some(tools) = r.get("tools").and_then(Value::as_array) {
+                        out.push(McpOut::ToolsListed {
+                            header: p.header,
+                            server: self.server.clone(),
+                            channel: self.channel.clone(),
+                            tools: tools.clone(),
+                        });
+                    }
+                }
+            }
+            "tools/call" => {
+                let (outcome, is_error, error_code, result_sha256) = match &msg.body {
+                    Body::Result(r) => {
+                        let is_error = r.get("isError").and_then(Value::as_bool).unwrap_or(false);
+                        let digest = (!msg.truncated).then(|| digest(r));
+                        (
+                            if is_error { "tool_error" } else { "result" },
+                            Some(is_error),
+                            None,
+                            digest,
+                        )
+                    }
+                    Body::Error { code } => ("error", None, Some(*code), None),
+                    // A cut answer: it came, what it said is unknown.
+                    _ => ("result", None, None, None),
+                };
+                self.call(
+                    p,
+                    outcome,
+                    is_error,
+                    error_code,
+                    result_sha256,
+                    latency_ms,
+                    out,
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// The session ended: calls still waiting were never answered.
+    pub fn end(&mut self, out: &mut Vec<McpOut>) {
+        let mut waiting: Vec<Pending> = self.pending.drain().map(|(_, p)| p).collect();
+        waiting.append(&mut self.anonymous);
+        waiting.sort_by_key(|p| p.order);
+        for p in waiting {
+            self.unanswered(p, out);
+        }
+    }
+
+    fn oldest(&mut self) -> Option<Pending> {
+        let id = self
+            .pending
+            .iter()
+            .min_by_key(|(_, p)| p.order)
+            .map(|(k, _)| k.clone())?;
+        self.pending.remove(&id)
+    }
+
+    /// A request with this id waits for its answer.
+    pub fn waits_for(&self, id: &str) -> bool {
+        self.pending.contains_key(id)
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.pending.len() + self.anonymous.len()
+    }
+
+    fn unanswered(&mut self, p: Pending, out: &mut Vec<McpOut>) {
+        if p.method == "tools/call" {
+            self.call(p, "no_answer", None, None, None, None, out);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn call(
+        &mut self,
+        p: Pending,
+        outcome: &'static str,
+        is_error: Option<bool>,
+        error_code: Option<i64>,
+        result_sha256: Option<String>,
+        latency_ms: Option<u64>,
+        out: &mut Vec<McpOut>,
+    ) {
+        self.calls += 1;
+        out.push(McpOut::ToolCall(
+            p.header,
+            Box::new(McpToolCallDetail {
+                server: self.server.clone(),
+                tool: p.name.unwrap_or_else(|| "unknown".into()),
+                channel: self.channel.clone(),
+                request_id: p.id,
+                arguments_sha256: p.arguments_sha256,
+                request_sha256: p.request_sha256,
+                request_bytes: p.request_bytes,
+                request_complete: p.request_complete,
+                truncated: p.truncated,
+                outcome,
+                is_error,
+                error_code,
+                result_sha256,
+                latency_ms,
+            }),
+        ));
+    }
+}
+
+/// `sha256:` of the JCS form of `v` (the arguments as the client sent
+/// them, whatever the key order or spacing on the wire).
+pub fn digest(v: &Value) -> String {
+    match observer_receipts::jcs::canonical_sha256(v) {
+        Ok(h) => format!("sha256:{}", hex::encode(h)),
+        // Numbers JCS cannot represent: the digest of the compact form,
+        // marked so it is not mistaken for JCS.
+        Err(_) => format!(
+            "sha256-json:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(v.to_string()))
+        ),
+    }
+}
+
+fn text(v: Option<&Value>, key: &str) -> Option<String> {
+    v.and_then(|v| v.get(key))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
