@@ -15,18 +15,11 @@ pub fn tools(
     until_ns: Option<u64>,
     agent: Option<&str>,
 ) -> Result<Vec<Value>, CtlError> {
-    mcp_tools(store, since_ns, until_ns, agent)?
-        .iter()
-        .map(|r| serde_json::to_value(r).map_err(|e| CtlError::Io(format!("encoding JSON: {e}"))))
-        .collect()
+    output::json_rows(&mcp_tools(store, since_ns, until_ns, agent)?)
 }
 
 fn s(r: &Value, key: &str) -> String {
-    match &r[key] {
-        Value::Null => "-".into(),
-        Value::String(t) => t.clone(),
-        v => v.to_string(),
-    }
+    output::cell(r, key, "-")
 }
 
 /// `--json`: `{"mcp": [rows]}`; the table: one line per row.

@@ -43,6 +43,23 @@ pub fn write_json(out: &mut impl Write, mode: Output, value: &Value) -> Result<(
 /// A table column: its header and how to render a row's cell.
 pub type Column<'a> = (&'a str, fn(&Value) -> String);
 
+/// Rows of a query (serialisable structs) as JSON values for
+/// [`write_list`].
+pub fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<Vec<Value>, CtlError> {
+    rows.iter()
+        .map(|r| serde_json::to_value(r).map_err(|e| CtlError::Io(format!("encoding JSON: {e}"))))
+        .collect()
+}
+
+/// A table cell: the member `key` of a row as text, `absent` for null.
+pub fn cell(r: &Value, key: &str, absent: &str) -> String {
+    match &r[key] {
+        Value::Null => absent.into(),
+        Value::String(t) => t.clone(),
+        v => v.to_string(),
+    }
+}
+
 /// A list: `--json` writes `{"<key>": [rows]}`, `--jsonl` one row per
 /// line, the table the given columns (header, then one line per row).
 pub fn write_list(

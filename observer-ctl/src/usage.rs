@@ -18,17 +18,11 @@ pub fn usage(
     agent: Option<&str>,
 ) -> Result<Vec<Value>, CtlError> {
     let rows: Vec<UsageRow> = llm_usage(store, since_ns, until_ns, agent)?;
-    rows.iter()
-        .map(|r| serde_json::to_value(r).map_err(|e| CtlError::Io(format!("encoding JSON: {e}"))))
-        .collect()
+    output::json_rows(&rows)
 }
 
 fn s(r: &Value, key: &str) -> String {
-    match &r[key] {
-        Value::Null => "?".into(),
-        Value::String(t) => t.clone(),
-        v => v.to_string(),
-    }
+    output::cell(r, key, "?")
 }
 
 /// `--json`: `{"usage": [rows]}`; the table: one line per row.

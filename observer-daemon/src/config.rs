@@ -290,6 +290,10 @@ impl Default for ReceiptsSection {
 pub struct AgentEntry {
     pub id: String,
     pub executables: Vec<String>,
+    /// What of its LLM and MCP traffic is kept: `none` (the default),
+    /// `redacted` or `full` (docs/events.md).
+    #[serde(default)]
+    pub capture_content: crate::policy::capture::CaptureContent,
 }
 
 /// A validated configuration.

@@ -76,6 +76,7 @@ fn status_shows_the_real_probes_and_counters_moving() {
     let expected_policy = Policy::from_config(&[AgentEntry {
         id: "status-agent".into(),
         executables: vec![agent.display().to_string()],
+        capture_content: Default::default(),
     }]);
     assert_eq!(before["policy"]["digest"], expected_policy.digest.as_str());
     assert_eq!(before["policy"]["source"], "config");

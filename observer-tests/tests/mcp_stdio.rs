@@ -13,7 +13,7 @@ mod tls_kit;
 use observer_testkit as common;
 use serde_json::{json, Value};
 
-use mcp_kit::{call, jcs_sha256, run_client, scripts};
+use mcp_kit::{call, jcs_sha256, run_client, run_client_with, scripts};
 
 /// The key hostile_server.py puts in a tool description.
 const DESCRIPTION_KEY: &str = "sk-ant-api03-Hx7Qm2Vt9Lp4Rz8Kc3Nw6Yb1Jd5Fg0SaTeUoIi7PqWs2XcBv";
@@ -268,4 +268,60 @@ fn a_call_too_large_to_keep_is_still_a_flagged_receipt() {
         jcs_sha256(&json!({"a": 3, "b": 4}))
     );
     assert_eq!(small["outcome"], "result");
+}
+
+/// `capture_content = "redacted"`: the arguments and results are kept,
+/// credentials and personal data replaced; the key is still nowhere.
+#[test]
+fn redacted_content_keeps_arguments_and_results_without_secrets() {
+    let key = format!(
+        "sk-proj-mcpContentKey{}abcdefghijklmnop",
+        std::process::id()
+    );
+    let server = scripts().join("hostile_server.py");
+    let calls = [
+        call("add", json!({"a": 2, "b": 3})),
+        call(
+            "bassh",
+            json!({"script": format!("curl -H 'Authorization: Bearer {key}' https://x"),
+                   "api_key": key, "mail": "ops@example.org"}),
+        ),
+    ];
+    let plan = json!({
+        "command": ["/usr/bin/python3", server.display().to_string()],
+        "calls": calls,
+    });
+    let run = run_client_with(
+        "mcp-content-agent",
+        &plan,
+        "",
+        "capture_content = \"redacted\"",
+    );
+    let got = run.of("mcp_tool_call");
+    assert_eq!(got.len(), 2, "{got:#?}");
+    let add = &got[0]["mcp_tool_call"]["content"];
+    assert_eq!(
+        add,
+        &json!({"arguments": {"a": 2, "b": 3},
+                "result": {"content": [{"type": "text", "text": "5"}], "isError": false}})
+    );
+    let bassh = &got[1]["mcp_tool_call"]["content"]["arguments"];
+    assert_eq!(bassh["api_key"], "[REDACTED]", "{bassh}");
+    assert_eq!(bassh["mail"], "[EMAIL]", "{bassh}");
+    let script = bassh["script"].as_str().unwrap();
+    assert!(
+        script.starts_with("curl -H 'Authorization: ") && script.contains("[REDACTED]"),
+        "{script}"
+    );
+    // The digest is still of the arguments as sent.
+    assert_eq!(
+        got[1]["mcp_tool_call"]["arguments_sha256"],
+        jcs_sha256(&calls[1]["arguments"])
+    );
+    let receipts = common::stored_receipts_of(&run.db, "mcp.tool_call");
+    assert_eq!(
+        receipts[0].context.as_ref().unwrap()["mcp_tool_call"]["content"],
+        *add
+    );
+    assert_absent(&run, &key);
 }

@@ -302,6 +302,44 @@ impl Daemon {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// Moves every thread of the daemon off the last CPU (where
+    /// `PinToLastCpu` runs the workload), so what the daemon does per
+    /// event shows as its CPU, not as time taken from the workload: on a
+    /// host with more cores than this one it runs beside the agent.
+    /// Threads made later inherit it from the one that makes them.
+    pub(crate) fn keep_off_last_cpu(&self) -> anyhow::Result<()> {
+        // SAFETY: sysconf has no preconditions.
+        let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+        if cpus < 2 {
+            return Ok(());
+        }
+        let dir = format!("/proc/{}/task", self.child.id());
+        for entry in std::fs::read_dir(&dir).with_context(|| dir.clone())? {
+            let Some(tid) = entry?
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            // SAFETY: sched_setaffinity on a thread of our child with a
+            // zero-initialised, valid cpu_set_t.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                for cpu in 0..cpus - 1 {
+                    libc::CPU_SET(cpu, &mut set);
+                }
+                if libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    bail!(
+                        "sched_setaffinity {tid}: {}",
+                        std::io::Error::last_os_error()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// CPU seconds the daemon has used so far.
     pub fn cpu_secs(&self) -> anyhow::Result<f64> {
         process_cpu(self.child.id())

@@ -322,13 +322,19 @@ pub(crate) fn settle(d: &Daemon) -> anyhow::Result<()> {
 
 /// The LLM API calls the daemon's stop line counts.
 fn logged_llm_calls(stderr: &Path) -> anyhow::Result<u64> {
+    logged_count(stderr, "HTTP requests, ", " LLM API calls")
+}
+
+/// The number between `before` and `after` in the daemon's plaintext stop
+/// line.
+pub(crate) fn logged_count(stderr: &Path, before: &str, after: &str) -> anyhow::Result<u64> {
     let log = std::fs::read_to_string(stderr)?;
     log.lines()
         .find_map(|l| {
-            let (_, rest) = l.split_once("HTTP requests, ")?;
-            rest.split_once(" LLM API calls")?.0.parse().ok()
+            let (_, rest) = l.split_once(before)?;
+            rest.split_once(after)?.0.parse().ok()
         })
-        .context("observerd logged no plaintext summary")
+        .with_context(|| format!("observerd logged no `{before}N{after}`"))
 }
 
 fn which(name: &str) -> anyhow::Result<PathBuf> {

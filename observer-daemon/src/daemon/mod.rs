@@ -341,7 +341,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let chunks = ring.await??;
         let intake = intake.await?;
         log::info!(
-            "plaintext: read {chunks} records, took in TLS {} chunks of {} bytes ({} cut short), local {} chunks of {} bytes ({} cut short); {} HTTP requests, {} LLM API calls, {} HTTP/2 connections, {} streams given up, {} connections not HTTP, {} local streams muted; {} MCP sessions, {} MCP tool calls, {} JSON streams not JSON-RPC, {} MCP answers unmatched",
+            "plaintext: read {chunks} records, took in TLS {} chunks of {} bytes ({} cut short), local {} chunks of {} bytes ({} cut short); {} HTTP requests, {} LLM API calls, {} HTTP/2 connections, {} streams given up, {} connections not HTTP, {} local streams muted; {} MCP sessions, {} MCP tool calls, {} JSON streams not JSON-RPC or not MCP, {} MCP answers unmatched, {} pipes and sockets over the MCP limit",
             intake.tls.chunks,
             intake.tls.bytes,
             intake.tls.truncated,
@@ -357,7 +357,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             intake.mcp.sessions,
             intake.mcp.tool_calls,
             intake.mcp.not_rpc,
-            intake.mcp.unmatched
+            intake.mcp.unmatched,
+            intake.mcp.over_limit
         );
     }
     ticker.await?;

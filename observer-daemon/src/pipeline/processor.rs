@@ -136,7 +136,14 @@ impl Processor {
                 let mut detail = s.detail;
                 self.definitions
                     .complete(&mut detail, &self.policy, self.enricher.table());
-                let ev = self.enricher.enrich_with(&s.header, s.event, detail);
+                let mut ev = self.enricher.enrich_with(&s.header, s.event, detail);
+                let mode = ev
+                    .process
+                    .agent
+                    .as_deref()
+                    .and_then(|a| self.policy.registry.get(a))
+                    .map_or(Default::default(), |a| a.capture_content);
+                crate::policy::content::keep(&mut ev.detail, mode);
                 return self.write_events(vec![ev]);
             }
             Msg::Policy(update) => {

@@ -49,6 +49,8 @@ pub struct Agent {
     pub allowed_models: GlobSet,
     /// Exact executable and script paths, for the kernel's watch list.
     pub exact_paths: Vec<String>,
+    /// What of its LLM and MCP content is kept (`policy::content`).
+    pub capture_content: super::capture::CaptureContent,
 }
 
 impl Agent {
@@ -153,6 +155,7 @@ impl Registry {
                 id: e.id.as_str().into(),
                 executables: GlobSet::new(&e.executables).unwrap_or_default(),
                 exact_paths: e.executables.clone(),
+                capture_content: e.capture_content,
                 ..Agent::empty()
             });
         }
@@ -270,6 +273,7 @@ impl Registry {
                     .filter(|x| !is_glob(x))
                     .cloned()
                     .collect(),
+                capture_content: a.capture_content,
             });
         }
         Ok(r)
@@ -293,6 +297,7 @@ impl Agent {
             allowed_providers: HashSet::new(),
             allowed_models: GlobSet::default(),
             exact_paths: Vec::new(),
+            capture_content: Default::default(),
         }
     }
 }

@@ -3,7 +3,9 @@
 //! rules, the policy digest, and what the kernel is told to report.
 pub mod agents;
 pub mod builtin;
+pub mod capture;
 pub mod confirm;
+pub mod content;
 pub mod error;
 pub mod finding;
 pub mod homes;
@@ -118,7 +120,7 @@ impl Policy {
     /// Only the interim registry from observer.toml; no rules.
     pub fn from_config(config_agents: &[AgentEntry]) -> Policy {
         let registry = agents::Registry::from_config(config_agents);
-        let digest_input = json!({"config_agents": config_agents.iter().map(|a| json!({"id": a.id, "executables": a.executables})).collect::<Vec<_>>()});
+        let digest_input = json!({"config_agents": config_agents.iter().map(|a| json!({"id": a.id, "executables": a.executables, "capture_content": a.capture_content})).collect::<Vec<_>>()});
         Policy {
             dir: None,
             source: PolicySource::ConfigOnly,
@@ -161,7 +163,7 @@ impl Policy {
         let registry = agents::Registry::compile(&files.agents, config_agents, &indicators)?;
         let rules = rules::Rules::compile(&files.rules)?;
         let canonical = json!({
-            "config_agents": config_agents.iter().map(|a| json!({"id": a.id, "executables": a.executables})).collect::<Vec<_>>(),
+            "config_agents": config_agents.iter().map(|a| json!({"id": a.id, "executables": a.executables, "capture_content": a.capture_content})).collect::<Vec<_>>(),
             "agents": files.agents.value,
             "rules": files.rules.value,
             "indicators": {

@@ -60,6 +60,12 @@ pub struct AgentDef {
     /// does) the agent may ask an LLM API for. Empty: no restriction.
     #[serde(default)]
     pub allowed_models: Vec<String>,
+    /// What of its LLM bodies and MCP tool arguments and results is kept:
+    /// `none` (the default: digests and parsed fields only), `redacted`
+    /// (credentials and personal data replaced) or `full` (credentials
+    /// replaced).
+    #[serde(default)]
+    pub capture_content: super::capture::CaptureContent,
 }
 
 /// `indicators/ai_endpoints.toml` and `indicators/ai_gateways.toml`.

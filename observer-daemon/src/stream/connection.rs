@@ -126,15 +126,7 @@ impl Connections {
         });
         conn.last_ns = piece.header.boot_ns;
         let dir = piece.call.direction();
-        let slot = &mut conn.next[dir as usize];
-        // A call that began while the last one still owed bytes, or a piece
-        // not where the last one ended: the capture has a hole.
-        let missed = if piece.offset == 0 {
-            slot.1
-        } else {
-            piece.offset.saturating_sub(slot.0)
-        };
-        *slot = (piece.offset + piece.data.len() as u32, piece.remaining());
+        let missed = piece.missed_since(&mut conn.next[dir as usize]);
         if conn.proto == Proto::Unknown {
             if dir == Direction::Received {
                 // The server spoke first: not a protocol we follow.

@@ -3,6 +3,11 @@
 //! `limit` bytes. Digests are taken before this, of the bytes as sent.
 use std::io::Read;
 
+/// Bytes of one body, tool argument set or result kept for an agent's
+/// `capture_content` at most; a longer one is recorded cut (as text) or
+/// not at all.
+pub const CONTENT_MAX: usize = 64 << 10;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ContentError {
     #[error("content coding {0:?} is not supported")]

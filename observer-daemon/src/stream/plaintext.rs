@@ -139,6 +139,21 @@ impl Plaintext {
     pub fn remaining(&self) -> u32 {
         self.len - self.offset - self.data.len() as u32
     }
+
+    /// Bytes the capture missed just before this piece. `slot` is where
+    /// the last piece of this direction ended and what its call still
+    /// owed; it moves past this piece. A call that began while the last
+    /// one still owed bytes, or a piece not where the last one ended: a
+    /// hole.
+    pub fn missed_since(&self, slot: &mut (u32, u32)) -> u32 {
+        let missed = if self.offset == 0 {
+            slot.1
+        } else {
+            self.offset.saturating_sub(slot.0)
+        };
+        *slot = (self.offset + self.data.len() as u32, self.remaining());
+        missed
+    }
 }
 
 impl std::fmt::Debug for Plaintext {

@@ -47,7 +47,7 @@ fn rows(
     let params = rusqlite::params![
         since_ns.unwrap_or(0) as i64,
         until_ns.map_or(i64::MAX, |t| t as i64),
-        agent.map(|g| g.replace('[', "[[]")),
+        agent.map(super::usage::glob_literal_brackets),
     ];
     const WINDOW: &str =
         "r.issued_ns >= ?1 AND r.issued_ns <= ?2 AND (?3 IS NULL OR r.agent_id GLOB ?3)";

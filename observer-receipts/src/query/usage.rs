@@ -28,7 +28,7 @@ pub struct UsageRow {
 
 /// `*` any run of characters and `?` one, the rest literal, as SQLite
 /// GLOB sees it.
-fn glob_literal_brackets(glob: &str) -> String {
+pub(super) fn glob_literal_brackets(glob: &str) -> String {
     glob.replace('[', "[[]")
 }
 

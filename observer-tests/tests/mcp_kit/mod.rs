@@ -53,6 +53,12 @@ impl McpRun {
 /// Runs the client as agent `agent` with `plan` (client.py's format);
 /// `extra_config` is added to observer.toml.
 pub fn run_client(agent: &str, plan: &Value, extra_config: &str) -> McpRun {
+    run_client_with(agent, plan, extra_config, "")
+}
+
+/// [`run_client`] with `agent_lines` added to the agent's `[[agents]]`
+/// entry (`capture_content = "redacted"`).
+pub fn run_client_with(agent: &str, plan: &Value, extra_config: &str, agent_lines: &str) -> McpRun {
     let dir = tempfile::tempdir().unwrap();
     let plan_path = dir.path().join("plan.json");
     std::fs::write(&plan_path, plan.to_string()).unwrap();
@@ -68,7 +74,7 @@ pub fn run_client(agent: &str, plan: &Value, extra_config: &str) -> McpRun {
         ),
     );
     let config = format!(
-        "{extra_config}\n[plaintext]\nenabled = true\n[[agents]]\nid = {agent:?}\nexecutables = [{:?}]\n",
+        "{extra_config}\n[plaintext]\nenabled = true\n[[agents]]\nid = {agent:?}\nexecutables = [{:?}]\n{agent_lines}\n",
         exe.display().to_string()
     );
     let state = dir.path().join("daemon");

@@ -124,6 +124,13 @@ fn mask_by_shape(val: &str, shape: Shape) -> Option<String> {
     }
 }
 
+/// True if a JSON member or form field of this name holds a secret
+/// (`api_key`, `password`, `Authorization`), by the same name rules as the
+/// command-line redaction.
+pub fn is_secret_field(name: &str) -> bool {
+    names::is_secret_name(name)
+}
+
 /// Redacts secrets inside one string (an argument, a URL, a header).
 ///
 /// Returns `Cow::Borrowed` exactly when nothing changed.

@@ -32,6 +32,8 @@ fn call(provider: &'static str, host: &str, requested: Option<&str>) -> Detail {
         response_body: None,
         transport: "tls",
         connection: "1".into(),
+        content: None,
+        raw: None,
     }))
 }
 

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::stream::{
     connection::Exchange,
-    content,
+    content::{self, CONTENT_MAX},
     http1::Message,
     llm::{answer::answered, endpoint::identify, request::asked, Usage},
     plaintext::{Channel, ConnId},
@@ -59,6 +59,37 @@ pub struct LlmRequestDetail {
     /// What it went over: the client's SSL object (`0x...`) for TLS; the
     /// descriptor and peer (`fd 7 127.0.0.1:11434`) for a socket.
     pub connection: String,
+    /// The bodies, when the agent's `capture_content` asks for them
+    /// (`policy::content`), credentials always replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<serde_json::Value>,
+    /// The decoded bodies until the writer decides what is kept (never
+    /// serialised).
+    #[serde(skip)]
+    pub raw: Option<Box<RawContent>>,
+}
+
+/// The first [`CONTENT_MAX`] bytes of a decoded body and its length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawBody {
+    pub bytes: Vec<u8>,
+    pub len: usize,
+}
+
+impl RawBody {
+    pub fn new(body: &[u8]) -> RawBody {
+        RawBody {
+            bytes: body[..body.len().min(CONTENT_MAX)].to_vec(),
+            len: body.len(),
+        }
+    }
+}
+
+/// An LLM call's bodies as decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawContent {
+    pub request: RawBody,
+    pub response: Option<RawBody>,
 }
 
 /// The LLM API call in `ex`, if it was one.
@@ -68,11 +99,13 @@ pub fn llm_call(ex: &Exchange) -> Option<LlmRequestDetail> {
     let endpoint = identify(&host, &req.head.target)?;
     let request_body = decoded(req);
     let a = asked(&endpoint, &req.head.target, &request_body);
+    let mut raw_response = None;
     let (status, answer, response_body, latency_ms) = match &ex.response {
         Some(res) => {
             let body = decoded(res);
             let answer = answered(endpoint.api, res.head.header("content-type"), &body);
             let latency = res.last_ns.saturating_sub(req.first_ns) / 1_000_000;
+            raw_response = Some(RawBody::new(&body));
             (
                 Some(res.head.status),
                 answer,
@@ -103,6 +136,11 @@ pub fn llm_call(ex: &Exchange) -> Option<LlmRequestDetail> {
         response_body,
         transport: transport(ex),
         connection: connection(ex),
+        content: None,
+        raw: Some(Box::new(RawContent {
+            request: RawBody::new(&request_body),
+            response: raw_response,
+        })),
     })
 }
 

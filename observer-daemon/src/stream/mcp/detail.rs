@@ -70,6 +70,21 @@ pub struct McpToolCallDetail {
     /// `sha256:` of JCS(result), for a whole result.
     pub result_sha256: Option<String>,
     pub latency_ms: Option<u64>,
+    /// The arguments and result, when the agent's `capture_content` asks
+    /// for them (`policy::content`), credentials always replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<serde_json::Value>,
+    /// Them as parsed, until the writer decides what is kept (never
+    /// serialised). None for a call too large to keep.
+    #[serde(skip)]
+    pub raw: Option<Box<RawCall>>,
+}
+
+/// A tool call's arguments and result as parsed (each None when cut).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawCall {
+    pub arguments: Option<serde_json::Value>,
+    pub result: Option<serde_json::Value>,
 }
 
 /// One tool of a `tools/list` answer.

@@ -36,6 +36,8 @@ pub struct Message {
     pub name: Option<String>,
     /// The frame was cut: `params` or the result are not whole.
     pub truncated: bool,
+    /// Bytes of the frame it came in.
+    pub len: u64,
 }
 
 impl Message {
@@ -63,13 +65,22 @@ pub enum NotRpc {
 /// The messages of one frame (a batch gives several).
 pub fn parse(frame: &Frame) -> Result<Vec<Message>, NotRpc> {
     if frame.truncated {
-        return Ok(vec![from_prefix(&frame.bytes)]);
+        let mut m = from_prefix(&frame.bytes);
+        m.len = frame.len;
+        return Ok(vec![m]);
     }
     let value: Value = serde_json::from_slice(&frame.bytes).map_err(|_| NotRpc::NotJson)?;
-    match value {
-        Value::Array(items) if !items.is_empty() => items.into_iter().map(from_value).collect(),
-        v => from_value(v).map(|m| vec![m]),
+    let mut msgs = match value {
+        Value::Array(items) if !items.is_empty() => items
+            .into_iter()
+            .map(from_value)
+            .collect::<Result<Vec<_>, _>>()?,
+        v => vec![from_value(v)?],
+    };
+    for m in &mut msgs {
+        m.len = frame.len;
     }
+    Ok(msgs)
 }
 
 fn from_value(v: Value) -> Result<Message, NotRpc> {
@@ -109,6 +120,7 @@ fn from_value(v: Value) -> Result<Message, NotRpc> {
         body,
         name,
         truncated: false,
+        len: 0,
     })
 }
 
@@ -187,6 +199,7 @@ fn from_prefix(b: &[u8]) -> Message {
         body,
         name,
         truncated: true,
+        len: 0,
     }
 }
 

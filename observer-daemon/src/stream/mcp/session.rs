@@ -8,8 +8,9 @@ use serde_json::Value;
 
 use crate::{
     event::Header,
+    stream::content::CONTENT_MAX,
     stream::mcp::{
-        detail::{Channel, McpSessionDetail, McpToolCallDetail, Server},
+        detail::{Channel, McpSessionDetail, McpToolCallDetail, RawCall, Server},
         framing::Frame,
         jsonrpc::{Body, Message},
     },
@@ -41,6 +42,8 @@ struct Pending {
     name: Option<String>,
     client: Option<(Option<String>, Option<String>)>,
     arguments_sha256: Option<String>,
+    /// Kept for `capture_content` when small enough.
+    arguments: Option<Value>,
     request_sha256: String,
     request_bytes: u64,
     request_complete: bool,
@@ -85,10 +88,14 @@ impl Session {
         if msg.id.is_none() && !msg.truncated {
             return; // a notification
         }
-        let arguments_sha256 = match (method.as_str(), params) {
-            ("tools/call", Some(p)) => Some(digest(p.get("arguments").unwrap_or(&Value::Null))),
+        let arguments = match (method.as_str(), params) {
+            ("tools/call", Some(p)) => Some(p.get("arguments").unwrap_or(&Value::Null)),
             _ => None,
         };
+        let arguments_sha256 = arguments.map(digest);
+        let arguments = arguments
+            .filter(|_| frame.len <= CONTENT_MAX as u64)
+            .cloned();
         let client = (method == "initialize").then(|| {
             let info = params.as_ref().and_then(|p| p.get("clientInfo"));
             (text(info, "name"), text(info, "version"))
@@ -98,9 +105,10 @@ impl Session {
             header: header.clone(),
             id: msg.id.clone(),
             method: method.clone(),
-            name: msg.name.clone(),
+            name: msg.name.as_deref().map(shown),
             client,
             arguments_sha256,
+            arguments,
             request_sha256: format!("sha256:{}", hex::encode(frame.sha256)),
             request_bytes: frame.len,
             request_complete: !frame.gap,
@@ -193,30 +201,33 @@ impl Session {
                 }
             }
             "tools/call" => {
-                let (outcome, is_error, error_code, result_sha256) = match &msg.body {
+                let answer = match msg.body {
                     Body::Result(r) => {
                         let is_error = r.get("isError").and_then(Value::as_bool).unwrap_or(false);
-                        let digest = (!msg.truncated).then(|| digest(r));
-                        (
-                            if is_error { "tool_error" } else { "result" },
-                            Some(is_error),
-                            None,
-                            digest,
-                        )
+                        let whole = !msg.truncated;
+                        Answer {
+                            outcome: if is_error { "tool_error" } else { "result" },
+                            is_error: Some(is_error),
+                            error_code: None,
+                            result_sha256: whole.then(|| digest(&r)),
+                            result: (whole && msg.len <= CONTENT_MAX as u64).then_some(r),
+                            latency_ms,
+                        }
                     }
-                    Body::Error { code } => ("error", None, Some(*code), None),
+                    Body::Error { code } => Answer {
+                        outcome: "error",
+                        error_code: Some(code),
+                        latency_ms,
+                        ..Answer::none()
+                    },
                     // A cut answer: it came, what it said is unknown.
-                    _ => ("result", None, None, None),
+                    _ => Answer {
+                        outcome: "result",
+                        latency_ms,
+                        ..Answer::none()
+                    },
                 };
-                self.call(
-                    p,
-                    outcome,
-                    is_error,
-                    error_code,
-                    result_sha256,
-                    latency_ms,
-                    out,
-                );
+                self.call(p, answer, out);
             }
             _ => {}
         }
@@ -252,22 +263,18 @@ impl Session {
 
     fn unanswered(&mut self, p: Pending, out: &mut Vec<McpOut>) {
         if p.method == "tools/call" {
-            self.call(p, "no_answer", None, None, None, None, out);
+            self.call(p, Answer::none(), out);
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn call(
-        &mut self,
-        p: Pending,
-        outcome: &'static str,
-        is_error: Option<bool>,
-        error_code: Option<i64>,
-        result_sha256: Option<String>,
-        latency_ms: Option<u64>,
-        out: &mut Vec<McpOut>,
-    ) {
+    fn call(&mut self, p: Pending, a: Answer, out: &mut Vec<McpOut>) {
         self.calls += 1;
+        let raw = (p.arguments.is_some() || a.result.is_some()).then(|| {
+            Box::new(RawCall {
+                arguments: p.arguments,
+                result: a.result,
+            })
+        });
         out.push(McpOut::ToolCall(
             p.header,
             Box::new(McpToolCallDetail {
@@ -280,13 +287,40 @@ impl Session {
                 request_bytes: p.request_bytes,
                 request_complete: p.request_complete,
                 truncated: p.truncated,
-                outcome,
-                is_error,
-                error_code,
-                result_sha256,
-                latency_ms,
+                outcome: a.outcome,
+                is_error: a.is_error,
+                error_code: a.error_code,
+                result_sha256: a.result_sha256,
+                latency_ms: a.latency_ms,
+                content: None,
+                raw,
             }),
         ));
+    }
+}
+
+/// How a tool call ended.
+struct Answer {
+    outcome: &'static str,
+    is_error: Option<bool>,
+    error_code: Option<i64>,
+    result_sha256: Option<String>,
+    /// Kept for `capture_content` when whole and small enough.
+    result: Option<Value>,
+    latency_ms: Option<u64>,
+}
+
+impl Answer {
+    /// None came before the session ended.
+    fn none() -> Answer {
+        Answer {
+            outcome: "no_answer",
+            is_error: None,
+            error_code: None,
+            result_sha256: None,
+            result: None,
+            latency_ms: None,
+        }
     }
 }
 
@@ -307,5 +341,16 @@ pub fn digest(v: &Value) -> String {
 fn text(v: Option<&Value>, key: &str) -> Option<String> {
     v.and_then(|v| v.get(key))
         .and_then(Value::as_str)
-        .map(str::to_string)
+        .map(shown)
+}
+
+/// Characters kept of a name the peer chose (server, tool, client names
+/// and versions).
+const NAME_CHARS: usize = 256;
+
+/// A name the other side wrote, as recorded: cut, and redacted like a
+/// command line (a hostile server may put a key anywhere).
+pub fn shown(name: &str) -> String {
+    let cut: String = name.chars().take(NAME_CHARS).collect();
+    crate::enrich::redact::redact_str(&cut).into_owned()
 }

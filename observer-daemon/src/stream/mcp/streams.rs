@@ -28,6 +28,12 @@ use crate::{
 
 /// Messages held per unlinked answer pipe; past it the oldest go.
 const MAX_HELD: usize = 256;
+/// Pipe and socket ends followed at once; past it new ones are muted
+/// (counted), so a process opening pipes without end cannot grow us.
+const MAX_ENDS: usize = 8192;
+/// JSON-RPC messages an end may carry without showing MCP methods
+/// before it is taken for another JSON-RPC protocol and muted.
+const MAX_UNKNOWN: u32 = 16;
 /// How long answers wait for their pipe's session to be known before the
 /// request ids decide alone.
 const HOLD_NS: u64 = 2_000_000_000;
@@ -43,6 +49,8 @@ enum Role {
 
 struct End {
     role: Role,
+    /// Messages seen while the role was unknown.
+    unknown: u32,
     channel: Channel,
     lines: [Lines; 2],
     next: [(u32, u32); 2],
@@ -59,6 +67,8 @@ pub struct McpCounts {
     /// Answers dropped: held too long or too many on a pipe no session
     /// was found for.
     pub unmatched: u64,
+    /// Ends not followed because `MAX_ENDS` were (muted instead).
+    pub over_limit: u64,
 }
 
 pub struct McpStreams {
@@ -111,9 +121,15 @@ impl McpStreams {
             return;
         };
         let key = (piece.header.tgid, ino);
+        if !self.ends.contains_key(&key) && self.ends.len() >= MAX_ENDS {
+            self.counts.over_limit += 1;
+            self.muted.push(key);
+            return;
+        }
         let cap = self.cap;
         let end = self.ends.entry(key).or_insert_with(|| End {
             role: Role::Unknown,
+            unknown: 0,
             channel: desc.channel,
             lines: [Lines::new(cap), Lines::new(cap)],
             next: [(0, 0); 2],
@@ -124,13 +140,7 @@ impl McpStreams {
             return;
         }
         let dir = piece.call.direction();
-        let slot = &mut end.next[dir as usize];
-        let missed = if piece.offset == 0 {
-            slot.1
-        } else {
-            piece.offset.saturating_sub(slot.0)
-        };
-        *slot = (piece.offset + piece.data.len() as u32, piece.remaining());
+        let missed = piece.missed_since(&mut end.next[dir as usize]);
         let lines = &mut end.lines[dir as usize];
         lines.gap(u64::from(missed));
         let frames = lines.push(&piece.data, piece.header.boot_ns);
@@ -169,7 +179,17 @@ impl McpStreams {
             if end.role == Role::Unknown {
                 end.role = match role_of(&msg, dir) {
                     Some(r) => r,
-                    None => continue,
+                    None => {
+                        end.unknown += 1;
+                        if end.unknown >= MAX_UNKNOWN {
+                            // JSON-RPC, but not MCP's methods.
+                            end.role = Role::Ignored;
+                            self.counts.not_rpc += 1;
+                            self.muted.push(key);
+                            return;
+                        }
+                        continue;
+                    }
                 };
             }
             let (role, channel) = (end.role, end.channel);
@@ -314,7 +334,17 @@ impl McpStreams {
     /// Hands held answers to their sessions where the pipe is now known,
     /// or, after `HOLD_NS`, where the request ids say which session.
     pub fn settle(&mut self, now_ns: u64, out: &mut Vec<McpOut>) {
-        let keys: Vec<(u32, u64)> = self.held.keys().copied().collect();
+        self.settle_of(None, now_ns, out);
+    }
+
+    /// `settle` for the answers held for `tgid` (all when None).
+    fn settle_of(&mut self, tgid: Option<u32>, now_ns: u64, out: &mut Vec<McpOut>) {
+        let keys: Vec<(u32, u64)> = self
+            .held
+            .keys()
+            .filter(|k| tgid.is_none_or(|t| k.0 == t))
+            .copied()
+            .collect();
         for (tgid, b) in keys {
             let a = match self.links.get(&b) {
                 Some(a) => Some(*a),
@@ -386,7 +416,7 @@ impl McpStreams {
     /// Ends everything of `tgid`: its client sessions' waiting calls go
     /// out unanswered.
     pub fn exited(&mut self, tgid: u32, out: &mut Vec<McpOut>) {
-        self.settle(u64::MAX, out);
+        self.settle_of(Some(tgid), u64::MAX, out);
         self.ends.retain(|k, _| k.0 != tgid);
         self.held.retain(|k, _| k.0 != tgid);
         if let Some((reads, writes)) = self.servers.remove(&tgid) {

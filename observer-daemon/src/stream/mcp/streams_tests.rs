@@ -240,3 +240,44 @@ fn json_that_is_not_json_rpc_is_muted_and_a_huge_call_is_still_a_call() {
     assert_eq!(c[0].arguments_sha256, None);
     assert_eq!(c[0].outcome, "no_answer");
 }
+
+/// JSON-RPC that is not MCP (another protocol's methods) is let go after a
+/// few messages instead of being copied for ever.
+#[test]
+fn json_rpc_of_another_protocol_is_muted() {
+    let mut m = McpStreams::new(1 << 20);
+    let mut out = Vec::new();
+    for i in 0..MAX_UNKNOWN {
+        let msg = format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"eth_blockNumber\"}}\n");
+        assert!(m.take_muted().is_empty(), "muted after {i}");
+        m.push(
+            pipe(CLIENT, 9000, u64::from(i), Call::Write, &msg),
+            &mut out,
+        );
+    }
+    assert_eq!(m.take_muted(), [(CLIENT, 9000)]);
+    assert!(out.is_empty());
+    assert_eq!(m.sessions(), 0);
+}
+
+/// A hostile server's names are cut and redacted before they are recorded.
+#[test]
+fn names_the_server_chose_are_redacted() {
+    let mut m = McpStreams::new(1 << 20);
+    let mut out = Vec::new();
+    let key = "sk-ant-api03-Hx7Qm2Vt9Lp4Rz8Kc3Nw6Yb1Jd5Fg0SaTeUoIi7PqWs2XcBv";
+    let ok = INIT_OK.replace("mcp-time", &format!("srv {key}"));
+    m.push(
+        piece(CLIENT, 7001, 1, Call::Write, Channel::Unix, INIT.as_bytes()),
+        &mut out,
+    );
+    m.push(
+        piece(CLIENT, 7001, 2, Call::Read, Channel::Unix, ok.as_bytes()),
+        &mut out,
+    );
+    let McpOut::Session(_, s) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert!(!s.server.name.contains(key), "{}", s.server.name);
+    assert!(s.server.name.starts_with("srv "), "{}", s.server.name);
+}
