@@ -10,6 +10,8 @@ python (xtask/src/setup.rs LLM_SDK_VENV).
 PLAN.json:
     {"command": [argv of the server...],
      "env": {extra environment of the server, optional},
+     or instead of "command": "url": "http://127.0.0.1:PORT/mcp" (a server
+     already running, over the Streamable HTTP transport),
      "calls": [{"tool": name, "arguments": {...}}, ...],
      "list_tools_twice": false}
 
@@ -30,6 +32,7 @@ import sys
 import anyio
 from mcp import ClientSession, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 
 def emit(event: dict) -> None:
@@ -64,10 +67,17 @@ async def call(session: ClientSession, tool: str, arguments: dict) -> None:
     )
 
 
-async def run(plan: dict) -> None:
+def transport(plan: dict):
+    if "url" in plan:
+        return streamable_http_client(plan["url"])
     argv = plan["command"]
     server = StdioServerParameters(command=argv[0], args=argv[1:], env=plan.get("env") or None)
-    async with stdio_client(server) as (read, write):
+    return stdio_client(server)
+
+
+async def run(plan: dict) -> None:
+    async with transport(plan) as streams:
+        read, write = streams[0], streams[1]
         async with ClientSession(read, write) as session:
             init = await session.initialize()
             emit(

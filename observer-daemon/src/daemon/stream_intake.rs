@@ -109,8 +109,8 @@ pub async fn take_in(mut rx: mpsc::Receiver<Plaintext>, mut s: IntakeSetup) -> I
                 }
                 None => {
                     let last = conns.close_all();
+                    send(last, &s, &mut intake, &mut mcp, &mut calls);
                     mcp.close_all(&mut calls);
-                    send(last, &s, &mut intake);
                     send_mcp(calls, &s);
                     intake.abandoned = conns.abandoned;
                     intake.not_http = conns.not_http;
@@ -124,12 +124,15 @@ pub async fn take_in(mut rx: mpsc::Receiver<Plaintext>, mut s: IntakeSetup) -> I
                 let before = now.saturating_sub(GONE_GRACE.as_nanos() as u64);
                 let mut done = conns.expire(now.saturating_sub(IDLE.as_nanos() as u64));
                 done.extend(conns.close_gone(alive, before));
+                // Exchanges first: one may be the answer to an MCP
+                // session's initialize that its held calls wait for.
+                send(done, &s, &mut intake, &mut mcp, &mut calls);
                 mcp.settle(now, &mut calls);
                 mcp.close_gone(alive, before, &mut calls);
-                done
+                Vec::new()
             }
         };
-        send(finished, &s, &mut intake);
+        send(finished, &s, &mut intake, &mut mcp, &mut calls);
         send_mcp(calls, &s);
         for (tgid, ino) in conns.take_muted().into_iter().chain(mcp.take_muted()) {
             intake.muted += 1;
@@ -151,8 +154,14 @@ fn hand_on(s: &IntakeSetup, record: StreamRecord, kind: EventKind) {
     }
 }
 
-/// LLM API calls among the HTTP exchanges.
-fn send(finished: Vec<Finished>, s: &IntakeSetup, intake: &mut Intake) {
+/// LLM API calls among the HTTP exchanges; MCP over HTTP goes to `mcp`.
+fn send(
+    finished: Vec<Finished>,
+    s: &IntakeSetup,
+    intake: &mut Intake,
+    mcp: &mut McpStreams,
+    calls: &mut Vec<McpOut>,
+) {
     for f in finished {
         let ex = match f {
             Finished::Exchange(ex) => ex,
@@ -168,6 +177,7 @@ fn send(finished: Vec<Finished>, s: &IntakeSetup, intake: &mut Intake) {
         };
         intake.exchanges += 1;
         let Some(detail) = llm_call(&ex) else {
+            mcp.exchange(&ex, calls);
             continue;
         };
         intake.llm_calls += 1;

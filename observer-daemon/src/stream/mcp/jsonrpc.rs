@@ -69,7 +69,13 @@ pub fn parse(frame: &Frame) -> Result<Vec<Message>, NotRpc> {
         m.len = frame.len;
         return Ok(vec![m]);
     }
-    let value: Value = serde_json::from_slice(&frame.bytes).map_err(|_| NotRpc::NotJson)?;
+    parse_json(&frame.bytes, frame.len)
+}
+
+/// The messages of one whole JSON text (a frame, an HTTP body, the data
+/// of an event of a stream) of `len` bytes.
+pub fn parse_json(bytes: &[u8], len: u64) -> Result<Vec<Message>, NotRpc> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|_| NotRpc::NotJson)?;
     let mut msgs = match value {
         Value::Array(items) if !items.is_empty() => items
             .into_iter()
@@ -78,7 +84,7 @@ pub fn parse(frame: &Frame) -> Result<Vec<Message>, NotRpc> {
         v => vec![from_value(v)?],
     };
     for m in &mut msgs {
-        m.len = frame.len;
+        m.len = len;
     }
     Ok(msgs)
 }

@@ -3,6 +3,8 @@
 //! sessions from the client's side, each tool call an `mcp_tool_call`.
 pub mod detail;
 pub mod framing;
+pub mod http;
 pub mod jsonrpc;
+pub mod methods;
 pub mod session;
 pub mod streams;

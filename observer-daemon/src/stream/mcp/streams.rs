@@ -19,7 +19,9 @@ use crate::{
         mcp::{
             detail::Channel as SessionChannel,
             framing::{Frame, Lines},
+            http::HttpSessions,
             jsonrpc::{parse, Body, Message},
+            methods::client_method,
             session::{McpOut, Session},
         },
         plaintext::{Channel, ConnId, Direction, Plaintext},
@@ -37,6 +39,10 @@ const MAX_UNKNOWN: u32 = 16;
 /// How long answers wait for their pipe's session to be known before the
 /// request ids decide alone.
 const HOLD_NS: u64 = 2_000_000_000;
+/// How long an HTTP session's exchanges wait for the answer to its
+/// initialize: longer than the HTTP layer's idle close (30 s), which ends
+/// an event-stream answer the client stopped reading.
+const HTTP_HOLD_NS: u64 = 35_000_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -85,6 +91,8 @@ pub struct McpStreams {
     servers: HashMap<u32, (Vec<u64>, Vec<u64>)>,
     /// Messages a client read from a pipe not yet linked, with when.
     held: HashMap<(u32, u64), VecDeque<(Message, u64)>>,
+    /// Sessions over HTTP (`mcp::http`).
+    http: HttpSessions,
     muted: Vec<(u32, u64)>,
     pub counts: McpCounts,
 }
@@ -100,6 +108,7 @@ impl McpStreams {
             server_of: HashMap::new(),
             servers: HashMap::new(),
             held: HashMap::new(),
+            http: HttpSessions::new(),
             muted: Vec::new(),
             counts: McpCounts::default(),
         }
@@ -335,6 +344,9 @@ impl McpStreams {
     /// or, after `HOLD_NS`, where the request ids say which session.
     pub fn settle(&mut self, now_ns: u64, out: &mut Vec<McpOut>) {
         self.settle_of(None, now_ns, out);
+        for s in self.http.values_mut() {
+            self.counts.tool_calls += s.settle(now_ns.saturating_sub(HTTP_HOLD_NS), out);
+        }
     }
 
     /// `settle` for the answers held for `tgid` (all when None).
@@ -389,6 +401,20 @@ impl McpStreams {
         fits.next().is_none().then_some(key.1)
     }
 
+    /// Reads an HTTP exchange as MCP if it is one (`mcp::http`); false
+    /// when it is not.
+    pub fn exchange(
+        &mut self,
+        ex: &crate::stream::exchange::Exchange,
+        out: &mut Vec<McpOut>,
+    ) -> bool {
+        let before = self.http.len();
+        let (mcp, calls) = crate::stream::mcp::http::exchange(&mut self.http, ex, out);
+        self.counts.tool_calls += calls;
+        self.counts.sessions += (self.http.len() - before) as u64;
+        mcp
+    }
+
     /// Ends the sessions and streams of processes `alive` says are gone
     /// and that were quiet since `before_ns`.
     pub fn close_gone(
@@ -403,6 +429,7 @@ impl McpStreams {
                 .iter()
                 .filter(|(k, e)| e.last_ns < before_ns && !alive(k.0))
                 .map(|(k, _)| k.0)
+                .chain(self.http.keys().map(|k| k.0).filter(|t| !alive(*t)))
                 .collect();
             t.sort_unstable();
             t.dedup();
@@ -427,6 +454,14 @@ impl McpStreams {
                 self.links.remove(&b);
             }
         }
+        let over_http: Vec<_> = self.http.keys().filter(|k| k.0 == tgid).cloned().collect();
+        for k in over_http {
+            if let Some(mut s) = self.http.remove(&k) {
+                let before = s.session.calls;
+                s.end(out);
+                self.counts.tool_calls += s.session.calls - before;
+            }
+        }
         let keys: Vec<_> = self
             .sessions
             .keys()
@@ -447,6 +482,7 @@ impl McpStreams {
     pub fn close_all(&mut self, out: &mut Vec<McpOut>) {
         let mut tgids: Vec<u32> = self.ends.keys().map(|k| k.0).collect();
         tgids.extend(self.sessions.keys().map(|k| k.0));
+        tgids.extend(self.http.keys().map(|k| k.0));
         tgids.sort_unstable();
         tgids.dedup();
         for t in tgids {
@@ -476,38 +512,6 @@ fn role_of(msg: &Message, dir: Direction) -> Option<Role> {
         (true, Direction::Sent) | (false, Direction::Received) => Role::Client,
         (true, Direction::Received) | (false, Direction::Sent) => Role::Server,
     })
-}
-
-/// Some(true) for a method only clients send, Some(false) for one only
-/// servers send, None for those both send (ping, progress, cancel).
-fn client_method(method: &str) -> Option<bool> {
-    const CLIENT: [&str; 6] = [
-        "initialize",
-        "tools/",
-        "resources/",
-        "prompts/",
-        "completion/",
-        "logging/",
-    ];
-    const SERVER: [&str; 4] = [
-        "sampling/",
-        "roots/",
-        "elicitation/",
-        "notifications/message",
-    ];
-    if method == "notifications/initialized" || method == "notifications/roots/list_changed" {
-        return Some(true);
-    }
-    if method.starts_with("notifications/") && method.ends_with("/list_changed") {
-        return Some(false);
-    }
-    if CLIENT.iter().any(|p| method.starts_with(p)) {
-        Some(true)
-    } else if SERVER.iter().any(|p| method.starts_with(p)) {
-        Some(false)
-    } else {
-        None
-    }
 }
 
 #[cfg(test)]
