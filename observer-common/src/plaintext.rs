@@ -40,6 +40,13 @@ pub const IO_OP_WRITE: u32 = 5;
 pub const IO_OP_READ: u32 = 6;
 pub const IO_OP_SENDTO: u32 = 7;
 pub const IO_OP_RECVFROM: u32 = 8;
+/// writev(2): the iovecs' bytes as one call, offsets running across them.
+pub const IO_OP_WRITEV: u32 = 9;
+/// readv(2), likewise.
+pub const IO_OP_READV: u32 = 10;
+/// iovecs of one writev/readv copied at most (MCP and HTTP writers use one
+/// to a few; bytes in later ones count in `len` and are missed).
+pub const IO_IOV_MAX: u32 = 8;
 
 /// `PlaintextEvent.fd_kind`: what the file descriptor of an `IoData`
 /// record is (0 for TLS records, whose descriptor is not known).

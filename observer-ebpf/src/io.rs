@@ -1,6 +1,6 @@
 //! Bytes a watched process moves over a pipe, a Unix stream socket or a
-//! loopback TCP socket: the exits of `write`, `read`, `sendto` and
-//! `recvfrom`. This is how MCP servers on stdio (newline-delimited
+//! loopback TCP socket: the exits of `write`, `read`, `sendto`,
+//! `recvfrom`, `writev` and `readv`. This is how MCP servers on stdio (newline-delimited
 //! JSON-RPC over pipes) and local inference servers (plain HTTP on
 //! loopback) are seen; TLS traffic is read before encryption by the
 //! uprobes instead (`tls.rs`), so remote TCP is never copied here.
@@ -10,7 +10,9 @@
 //! type, then the streams the daemon muted because they carry nothing it
 //! parses. Regular files, terminals and remote sockets are never copied.
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    macros::tracepoint,
+    programs::TracePointContext,
 };
 use observer_common::*;
 
@@ -18,7 +20,7 @@ use crate::{
     emit::{fill_header, process_flags},
     kernel::{file_of_fd, offsets, read_at, AF_INET, AF_INET6},
     maps::{CONFIG, IO_MUTED, IO_SCRATCH},
-    pieces::send_pieces,
+    pieces::{send_piece, send_pieces},
     syscall::{exit_ret, SyscallRegs},
 };
 
@@ -55,6 +57,20 @@ pub fn sendto_exit(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn recvfrom_exit(ctx: TracePointContext) -> u32 {
     on_io(exit_ret(&ctx), IO_OP_RECVFROM);
+    0
+}
+
+/// sys_exit_writev: writev(fd, iov, iovcnt).
+#[tracepoint]
+pub fn writev_exit(ctx: TracePointContext) -> u32 {
+    on_io(exit_ret(&ctx), IO_OP_WRITEV);
+    0
+}
+
+/// sys_exit_readv: readv(fd, iov, iovcnt).
+#[tracepoint]
+pub fn readv_exit(ctx: TracePointContext) -> u32 {
+    on_io(exit_ret(&ctx), IO_OP_READV);
     0
 }
 
@@ -124,7 +140,38 @@ fn on_io(ret: i64, op: u32) {
     ev.remote_port = target.remote_port;
     ev._pad = 0;
     ev.remote_addr = target.remote_addr;
-    send_pieces(ev, EventKind::IoData, regs.arg(1), total);
+    if op == IO_OP_WRITEV || op == IO_OP_READV {
+        send_iovecs(ev, regs.arg(1), regs.arg(2), total);
+    } else {
+        send_pieces(ev, EventKind::IoData, regs.arg(1), total);
+    }
+}
+
+/// The bytes of a writev or readv: each iovec in turn as one piece (its
+/// first `TLS_DATA_MAX` bytes; the rest of a longer one is a hole the
+/// offsets show), offsets running on across them, until `total` (what
+/// the call moved, within the bound). One piece per iovec keeps the
+/// verifier's walk small.
+#[inline(always)]
+fn send_iovecs(ev: &mut PlaintextEvent, iov: u64, count: u64, total: u64) {
+    let mut done: u64 = 0;
+    for i in 0..IO_IOV_MAX as u64 {
+        if i >= count || done >= total {
+            break;
+        }
+        // struct iovec { void *iov_base; size_t iov_len; }
+        // SAFETY: the helper validates the user pointer.
+        let Ok([base, len]) = (unsafe { bpf_probe_read_user((iov + i * 16) as *const [u64; 2]) })
+        else {
+            return;
+        };
+        let left = total - done;
+        let seg = if len < left { len } else { left };
+        if seg > 0 && !send_piece(ev, EventKind::IoData, base, seg, done) {
+            return;
+        }
+        done += seg;
+    }
 }
 
 /// A pipe, a Unix stream socket or a loopback TCP socket; None for

@@ -20,6 +20,8 @@ pub const PROGRAMS: &[&str] = &[
     "read_exit",
     "sendto_exit",
     "recvfrom_exit",
+    "writev_exit",
+    "readv_exit",
     "names_connect4",
     "names_connect6",
     "names_sendmsg4",

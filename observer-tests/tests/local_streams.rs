@@ -171,3 +171,64 @@ fn pipes_and_local_sockets_of_a_watched_process_reach_the_ring_exactly() {
         .iter()
         .all(|r| !r.data.windows(4).any(|w| w == b"file" || w == b"udp ")));
 }
+
+/// writev and readv: each iovec's bytes in turn, as pieces of one call
+/// whose offsets run on across them (what a writer that gathers a message
+/// from several buffers sends, read back into two).
+const VECTORED: &str = r#"
+import os, sys
+os.write(1, b"ready\n")
+sys.stdin.readline()
+r, w = os.pipe()
+os.writev(w, [b'{"jsonrpc":', b'', b'"2.0"}', b"\n"])
+head, tail = bytearray(4), bytearray(64)
+n = os.readv(r, [head, tail])
+os.write(2, bytes(head) + bytes(tail[:n - 4]))
+"#;
+
+#[test]
+fn writev_and_readv_reach_the_ring_iovec_by_iovec() {
+    let mut probes = load_io(observer_common::TLS_CAPTURE_DEFAULT, 65536);
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", VECTORED])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    watch(&mut probes.process_flags, pid);
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.stderr, b"{\"jsonrpc\":\"2.0\"}\n");
+    let all = drain(&mut probes.plaintext);
+    let pieces = |call: Call| -> Vec<(u32, u32, Vec<u8>)> {
+        of(&all, call)
+            .iter()
+            .map(|r| (r.len, r.offset, r.data.clone()))
+            .collect()
+    };
+    assert_eq!(
+        pieces(Call::Writev),
+        [
+            (18, 0, b"{\"jsonrpc\":".to_vec()),
+            (18, 11, b"\"2.0\"}".to_vec()),
+            (18, 17, b"\n".to_vec()),
+        ],
+        "{all:?}"
+    );
+    assert_eq!(
+        pieces(Call::Readv),
+        [
+            (18, 0, b"{\"js".to_vec()),
+            (18, 4, b"onrpc\":\"2.0\"}\n".to_vec()),
+        ],
+        "{all:?}"
+    );
+    let (w, r) = (of(&all, Call::Writev), of(&all, Call::Readv));
+    assert_eq!(w[0].conn, r[0].conn, "one pipe, one inode");
+    assert_eq!(w[0].descriptor.unwrap().channel, Channel::Pipe);
+}

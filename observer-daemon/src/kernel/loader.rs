@@ -111,6 +111,14 @@ const IO_PROGRAMS: &[(&str, Hook)] = &[
         "recvfrom_exit",
         Hook::TracePoint(&[("syscalls", "sys_exit_recvfrom")]),
     ),
+    (
+        "writev_exit",
+        Hook::TracePoint(&[("syscalls", "sys_exit_writev")]),
+    ),
+    (
+        "readv_exit",
+        Hook::TracePoint(&[("syscalls", "sys_exit_readv")]),
+    ),
 ];
 
 /// The tracepoint programs to load and attach, in order: the pipe and

@@ -41,7 +41,8 @@ pub struct PlaintextSection {
     pub channel_capacity: usize,
     /// Also read what watched processes write to and read from pipes,
     /// Unix stream sockets and loopback TCP (`write`, `read`, `sendto`,
-    /// `recvfrom`): MCP servers on stdio, local inference servers over
+    /// `recvfrom`, `writev`, `readv`; of a vectored call the first 8
+    /// iovecs, 16 KiB of each): MCP servers on stdio, local inference servers over
     /// plain HTTP. Bounded by `capture_bytes` per call; a stream that
     /// turns out to carry nothing parsed is muted in the kernel. Default
     /// true (needs `enabled`).

@@ -5,8 +5,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use observer_common::{
-    EventKind, FD_KIND_PIPE, FD_KIND_TCP, FD_KIND_UNIX, IO_OP_READ, IO_OP_RECVFROM, IO_OP_SENDTO,
-    IO_OP_WRITE, TLS_DATA_HEADER_LEN, TLS_OP_READ, TLS_OP_READ_EX, TLS_OP_WRITE, TLS_OP_WRITE_EX,
+    EventKind, FD_KIND_PIPE, FD_KIND_TCP, FD_KIND_UNIX, IO_OP_READ, IO_OP_READV, IO_OP_RECVFROM,
+    IO_OP_SENDTO, IO_OP_WRITE, IO_OP_WRITEV, TLS_DATA_HEADER_LEN, TLS_OP_READ, TLS_OP_READ_EX,
+    TLS_OP_WRITE, TLS_OP_WRITE_EX,
 };
 
 use crate::event::{decode_header, DecodeError, Header};
@@ -31,6 +32,8 @@ pub enum Call {
     Read,
     SendTo,
     RecvFrom,
+    Writev,
+    Readv,
 }
 
 impl Call {
@@ -44,14 +47,20 @@ impl Call {
             IO_OP_READ => Call::Read,
             IO_OP_SENDTO => Call::SendTo,
             IO_OP_RECVFROM => Call::RecvFrom,
+            IO_OP_WRITEV => Call::Writev,
+            IO_OP_READV => Call::Readv,
             _ => return None,
         })
     }
 
     pub fn direction(self) -> Direction {
         match self {
-            Call::SslWrite | Call::SslWriteEx | Call::Write | Call::SendTo => Direction::Sent,
-            Call::SslRead | Call::SslReadEx | Call::Read | Call::RecvFrom => Direction::Received,
+            Call::SslWrite | Call::SslWriteEx | Call::Write | Call::SendTo | Call::Writev => {
+                Direction::Sent
+            }
+            Call::SslRead | Call::SslReadEx | Call::Read | Call::RecvFrom | Call::Readv => {
+                Direction::Received
+            }
         }
     }
 
@@ -73,6 +82,8 @@ impl Call {
             Call::Read => "read",
             Call::SendTo => "sendto",
             Call::RecvFrom => "recvfrom",
+            Call::Writev => "writev",
+            Call::Readv => "readv",
         }
     }
 }
@@ -194,9 +205,9 @@ pub fn decode(bytes: &[u8]) -> Result<Plaintext, DecodeError> {
         value,
         max,
     };
-    let call = Call::from_op(op).ok_or(bad("op", op, observer_common::IO_OP_RECVFROM as usize))?;
+    let call = Call::from_op(op).ok_or(bad("op", op, IO_OP_READV as usize))?;
     if call.is_tls() != (kind == EventKind::TlsData) {
-        return Err(bad("op", op, observer_common::IO_OP_RECVFROM as usize));
+        return Err(bad("op", op, IO_OP_READV as usize));
     }
     let (conn, descriptor) = if call.is_tls() {
         (ConnId::Tls(conn), None)
@@ -340,6 +351,17 @@ mod tests {
         assert_eq!(p.descriptor.unwrap().channel.transport(), "pipe");
         let p = decode(&io_record(IO_OP_READ, FD_KIND_UNIX, 1, [0; 16], b"{}\n")).unwrap();
         assert_eq!(p.descriptor.unwrap().channel, Channel::Unix);
+        let p = decode(&io_record(IO_OP_WRITEV, FD_KIND_PIPE, 0, [0; 16], b"{}")).unwrap();
+        assert_eq!(
+            (p.call, p.call.direction()),
+            (Call::Writev, Direction::Sent)
+        );
+        let p = decode(&io_record(IO_OP_READV, FD_KIND_UNIX, 1, [0; 16], b"{}")).unwrap();
+        assert_eq!(
+            (p.call, p.call.direction()),
+            (Call::Readv, Direction::Received)
+        );
+        assert_eq!(p.call.name(), "readv");
         // A descriptor kind the kernel never writes, and a TLS op on an
         // io record.
         let odd = io_record(IO_OP_READ, 9, 0, [0; 16], b"x");
