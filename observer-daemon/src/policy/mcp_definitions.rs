@@ -3,13 +3,16 @@
 //! policy's lists and against what the same server listed before (a rug
 //! pull), and a stdio server's command line from the process table.
 use crate::{
-    enrich::process_table::ProcessTable,
+    enrich::{process_table::ProcessTable, redact::redact_str},
     policy::{
         mcp_tools::{definition_digest, verdict, DefinitionMemory},
         Policy,
     },
     record::Detail,
-    stream::mcp::detail::{Server, ToolDigest},
+    stream::mcp::{
+        detail::{Server, ToolDigest},
+        session::shown,
+    },
 };
 
 /// What has been seen of each server's tools, across sessions.
@@ -30,18 +33,18 @@ impl Definitions {
                 d.tools = tools
                     .iter()
                     .map(|t| ToolDigest {
-                        name: t
-                            .get("name")
-                            .and_then(|n| n.as_str())
-                            .unwrap_or_default()
-                            .chars()
-                            .take(256)
-                            .collect(),
+                        name: shown(t.get("name").and_then(|n| n.as_str()).unwrap_or_default()),
                         sha256: definition_digest(t),
                     })
                     .collect();
                 let mut findings = policy.indicators.mcp_tools.check(&tools);
                 findings.extend(self.memory.observe(&d.server.name, &tools));
+                // Names the server chose are quoted in findings: redacted
+                // like every name it wrote.
+                for f in &mut findings {
+                    f.tool = shown(&f.tool);
+                    f.reason = redact_str(&f.reason).into_owned();
+                }
                 d.verdict = verdict(&findings);
                 d.findings = findings;
             }

@@ -150,12 +150,17 @@ impl Session {
             Some(id) => self.pending.remove(id),
             None => None,
         };
-        // An answer cut before its id (a server that writes `id` last, as
-        // the TypeScript SDK does) answers the oldest request: clients of
-        // stdio servers mostly wait for each answer in turn.
-        let cut = msg.id.is_none();
+        // An answer whose id no request waits for may answer a request cut
+        // before its id. One cut before its own id (a server that writes
+        // `id` last, as the TypeScript SDK does) answers the oldest
+        // request: clients of stdio servers mostly wait for each answer in
+        // turn. A whole answer with a null id (a parse error) answers none.
+        let cut = msg.truncated && msg.id.is_none();
         let Some(p) = found
-            .or_else(|| (!self.anonymous.is_empty()).then(|| self.anonymous.remove(0)))
+            .or_else(|| {
+                (!self.anonymous.is_empty() && (cut || msg.id.is_some()))
+                    .then(|| self.anonymous.remove(0))
+            })
             .or_else(|| cut.then(|| self.oldest()).flatten())
         else {
             return;

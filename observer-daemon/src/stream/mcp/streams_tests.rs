@@ -281,3 +281,41 @@ fn names_the_server_chose_are_redacted() {
     assert!(!s.server.name.contains(key), "{}", s.server.name);
     assert!(s.server.name.starts_with("srv "), "{}", s.server.name);
 }
+
+/// A whole answer with a null id (the server could not parse a line)
+/// answers no call; an answer cut before its id answers the oldest.
+#[test]
+fn a_null_id_answers_nothing_and_a_cut_answer_the_oldest_call() {
+    let mut m = McpStreams::new(200);
+    let mut out = Vec::new();
+    let send = |m: &mut McpStreams, out: &mut Vec<McpOut>, ns: u64, call: Call, data: &str| {
+        m.push(
+            piece(CLIENT, 7100, ns, call, Channel::Unix, data.as_bytes()),
+            out,
+        );
+    };
+    send(&mut m, &mut out, 1, Call::Write, INIT);
+    send(&mut m, &mut out, 2, Call::Read, INIT_OK);
+    send(&mut m, &mut out, 3, Call::Write, CALL);
+    send(
+        &mut m,
+        &mut out,
+        4,
+        Call::Read,
+        "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,\"message\":\"Parse error\"}}\n",
+    );
+    assert!(calls(&out).is_empty(), "{out:?}");
+    // Longer than the 200 bytes kept, `id` last as the TypeScript SDK
+    // writes it: cut before the id.
+    let long = format!(
+        "{{\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":\"{}\"}}]}},\"jsonrpc\":\"2.0\",\"id\":1}}\n",
+        "z".repeat(300)
+    );
+    send(&mut m, &mut out, 5, Call::Read, &long);
+    let c = calls(&out);
+    assert_eq!(c.len(), 1, "{out:?}");
+    assert_eq!(
+        (c[0].tool.as_str(), c[0].outcome),
+        ("get_current_time", "result")
+    );
+}
