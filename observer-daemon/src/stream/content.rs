@@ -8,6 +8,16 @@ use std::io::Read;
 /// not at all.
 pub const CONTENT_MAX: usize = 64 << 10;
 
+/// Bytes of a body decoded for parsing at most (a decoded answer is
+/// larger than what came over the wire).
+const DECODED_MAX: usize = 16 << 20;
+
+/// A message's body with its content coding undone, for the parsers
+/// (empty when it does not decode).
+pub fn decoded_body(m: &crate::stream::http1::Message) -> Vec<u8> {
+    decode(m.head.header("content-encoding"), &m.body, DECODED_MAX).unwrap_or_default()
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ContentError {
     #[error("content coding {0:?} is not supported")]

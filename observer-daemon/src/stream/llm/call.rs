@@ -11,10 +11,6 @@ use crate::stream::{
     plaintext::{Channel, ConnId},
 };
 
-/// Bytes of a body decoded for parsing at most (a decoded answer is
-/// larger than what came over the wire).
-const DECODED_MAX: usize = 16 << 20;
-
 /// A body as it went over the connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BodyDigest {
@@ -97,12 +93,12 @@ pub fn llm_call(ex: &Exchange) -> Option<LlmRequestDetail> {
     let req = &ex.request;
     let host = req.head.header("host").unwrap_or_default().to_string();
     let endpoint = identify(&host, &req.head.target)?;
-    let request_body = decoded(req);
+    let request_body = content::decoded_body(req);
     let a = asked(&endpoint, &req.head.target, &request_body);
     let mut raw_response = None;
     let (status, answer, response_body, latency_ms) = match &ex.response {
         Some(res) => {
-            let body = decoded(res);
+            let body = content::decoded_body(res);
             let answer = answered(endpoint.api, res.head.header("content-type"), &body);
             let latency = res.last_ns.saturating_sub(req.first_ns) / 1_000_000;
             raw_response = Some(RawBody::new(&body));
@@ -159,10 +155,6 @@ fn connection(ex: &Exchange) -> String {
         },
         (ConnId::Tls(ssl) | ConnId::Io(ssl), None) => format!("{ssl:#x}"),
     }
-}
-
-fn decoded(m: &Message) -> Vec<u8> {
-    content::decode(m.head.header("content-encoding"), &m.body, DECODED_MAX).unwrap_or_default()
 }
 
 fn digest(m: &Message) -> BodyDigest {

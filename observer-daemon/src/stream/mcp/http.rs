@@ -19,9 +19,6 @@ use crate::stream::{
     sse,
 };
 
-/// Bytes of a body decoded for parsing at most.
-const DECODED_MAX: usize = 16 << 20;
-
 /// Exchanges held per session until the answer to its `initialize` is
 /// read; past it they are read without (their server then `unknown`).
 const MAX_HELD: usize = 256;
@@ -129,7 +126,7 @@ fn client_messages(ex: &Exchange) -> Option<Vec<Message>> {
     if req.head.method != "POST" || !json {
         return None;
     }
-    let msgs = parse_json(&decoded(req), req.body_len).ok()?;
+    let msgs = parse_json(&content::decoded_body(req), req.body_len).ok()?;
     msgs.iter().all(is_from_client).then_some(msgs)
 }
 
@@ -170,7 +167,7 @@ fn answers(res: &HttpMessage) -> Vec<Message> {
         .header("content-type")
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let body = decoded(res);
+    let body = content::decoded_body(res);
     if kind.starts_with("text/event-stream") {
         sse::events(&body)
             .into_iter()
@@ -182,8 +179,4 @@ fn answers(res: &HttpMessage) -> Vec<Message> {
     } else {
         Vec::new()
     }
-}
-
-fn decoded(m: &HttpMessage) -> Vec<u8> {
-    content::decode(m.head.header("content-encoding"), &m.body, DECODED_MAX).unwrap_or_default()
 }
