@@ -135,6 +135,16 @@ pub struct ExecEvent {
     pub args_len: u32,
     pub flags: u32,
     pub _pad: u32,
+    /// Identity of the executable the process runs after the exec
+    /// (`task->mm->exe_file`), so the daemon can find a cached hash without
+    /// opening anything in /proc: the kernel's `dev_t` of its file system
+    /// (`MAJOR << 20 | MINOR`), inode number, size and mtime. All zero for a
+    /// failed exec or when the kernel's structures could not be read.
+    pub exe_dev: u32,
+    pub exe_mtime_nsec: u32,
+    pub exe_ino: u64,
+    pub exe_size: u64,
+    pub exe_mtime_sec: i64,
     pub filename: [u8; PATH_LEN],
     /// argv strings, each NUL-terminated, `args_len` bytes in all.
     pub args: [u8; ARGS_LEN],
@@ -330,6 +340,15 @@ pub struct KernelOffsets {
     pub file_inode: u32,
     pub inode_mode: u32,
     pub inode_ino: u32,
+    pub task_mm: u32,
+    pub mm_exe_file: u32,
+    pub inode_sb: u32,
+    pub super_block_dev: u32,
+    pub inode_size: u32,
+    pub inode_mtime_sec: u32,
+    pub inode_mtime_nsec: u32,
+    /// Keeps the struct a multiple of 8 bytes.
+    pub _pad: u32,
 }
 
 /// Tunables and offsets, set once as a global before the programs load.
@@ -383,6 +402,14 @@ impl KernelOffsets {
             file_inode: u,
             inode_mode: u,
             inode_ino: u,
+            task_mm: u,
+            mm_exe_file: u,
+            inode_sb: u,
+            super_block_dev: u,
+            inode_size: u,
+            inode_mtime_sec: u,
+            inode_mtime_nsec: u,
+            _pad: 0,
         }
     }
 }
@@ -415,7 +442,7 @@ pub const PATH_FILTER_ENTRIES: u32 = 1024;
 pub const OPEN_DEDUP_ENTRIES: u32 = 8192;
 
 const _: () = assert!(size_of::<EventHeader>() == 64);
-const _: () = assert!(size_of::<ExecEvent>() == 64 + 32 + PATH_LEN + ARGS_LEN);
+const _: () = assert!(size_of::<ExecEvent>() == 64 + 32 + 32 + PATH_LEN + ARGS_LEN);
 const _: () = assert!(size_of::<ForkEvent>() == 72);
 const _: () = assert!(size_of::<ExitEvent>() == 72);
 const _: () = assert!(size_of::<NetEvent>() == 112);
@@ -425,8 +452,8 @@ const _: () = assert!(size_of::<PacketEvent>() == 64 + 56 + PACKET_PAYLOAD_LEN);
 const _: () = assert!(size_of::<SockOwner>() == 48);
 const _: () = assert!(size_of::<NamesConfig>() == 8);
 const _: () = assert!(PACKET_PAYLOAD_LEN.is_power_of_two());
-const _: () = assert!(size_of::<KernelOffsets>() == 88);
-const _: () = assert!(size_of::<KernelConfig>() == 120);
+const _: () = assert!(size_of::<KernelOffsets>() == 120);
+const _: () = assert!(size_of::<KernelConfig>() == 152);
 const _: () = assert!(PATH_LEN.is_power_of_two() && ARGS_LEN.is_power_of_two());
 
 #[cfg(feature = "user")]

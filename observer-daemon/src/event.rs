@@ -53,6 +53,9 @@ pub struct Header {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exec {
     pub ppid: u32,
+    /// The executable the process runs after the exec, as the kernel knows
+    /// it; `None` for a failed exec or when it could not be read.
+    pub exe: Option<FileIdentity>,
     /// None when unset (`(uid_t)-1`) or not available on this kernel.
     pub loginuid: Option<u32>,
     /// 0, or `-errno` for a failed exec.
@@ -64,6 +67,31 @@ pub struct Exec {
     pub execveat: bool,
     /// The exec did not come through execve(2) (no argv was captured).
     pub no_args: bool,
+}
+
+/// Identity of one version of a file's contents: what `stat` reports as
+/// `st_dev` (user-space encoding), `st_ino`, mtime and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub mtime_sec: i64,
+    pub mtime_nsec: i64,
+    pub size: u64,
+}
+
+impl FileIdentity {
+    /// From the kernel's fields: its `dev_t` is `MAJOR << 20 | MINOR`,
+    /// which `stat` reports re-encoded (glibc's `makedev`).
+    pub fn from_kernel(dev: u32, ino: u64, mtime_sec: i64, mtime_nsec: u32, size: u64) -> Self {
+        FileIdentity {
+            dev: libc::makedev(dev >> 20, dev & 0xf_ffff),
+            ino,
+            mtime_sec,
+            mtime_nsec: mtime_nsec as i64,
+            size,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,6 +215,15 @@ fn decode_exec(e: ExecEvent) -> Result<Exec, DecodeError> {
         .collect();
     Ok(Exec {
         ppid: e.ppid,
+        exe: (e.exe_ino != 0).then(|| {
+            FileIdentity::from_kernel(
+                e.exe_dev,
+                e.exe_ino,
+                e.exe_mtime_sec,
+                e.exe_mtime_nsec,
+                e.exe_size,
+            )
+        }),
         loginuid: (e.loginuid != u32::MAX).then_some(e.loginuid),
         retval: e.retval,
         filename: String::from_utf8_lossy(filename).into_owned(),
@@ -354,6 +391,13 @@ mod tests {
             .u32(args.len() as u32)
             .u32(flags)
             .u32(0)
+            // exe identity: dev 259:300 as the kernel encodes it, mtime ns,
+            // inode, size, mtime s; zero for a failed exec.
+            .u32(if retval == 0 { (259 << 20) | 300 } else { 0 })
+            .u32(if retval == 0 { 999 } else { 0 })
+            .u64(if retval == 0 { 131_077 } else { 0 })
+            .u64(if retval == 0 { 39_256 } else { 0 })
+            .u64(if retval == 0 { 1_700_000_000 } else { 0 })
             .bytes(b"/usr/bin/true", PATH_LEN)
             .bytes(args, ARGS_LEN)
             .0
@@ -374,6 +418,18 @@ mod tests {
         assert_eq!(e.filename, "/usr/bin/true");
         assert_eq!(e.argv, vec!["true", "--flag", "x y"]);
         assert!(e.execveat && !e.args_truncated && !e.no_args);
+        // st_dev of 259:300 as stat reports it: minor's low byte, major
+        // shifted by 8, minor's high bits shifted by 12.
+        assert_eq!(
+            e.exe,
+            Some(FileIdentity {
+                dev: 0x11_032c,
+                ino: 131_077,
+                mtime_sec: 1_700_000_000,
+                mtime_nsec: 999,
+                size: 39_256,
+            })
+        );
     }
 
     #[test]
@@ -383,6 +439,7 @@ mod tests {
             panic!("not exec")
         };
         assert_eq!(e.retval, -2);
+        assert_eq!(e.exe, None);
         assert!(e.args_truncated);
         assert_eq!(e.argv, vec!["nope"]);
     }

@@ -124,6 +124,41 @@ fn finish_exec(ev: &mut ExecEvent, retval: i32) {
     ev.ppid = parent_tgid(task, &o);
     ev.loginuid = read_at::<u32>(task, o.task_loginuid).unwrap_or(u32::MAX);
     ev._pad = 0;
+    ev.exe_dev = 0;
+    ev.exe_mtime_nsec = 0;
+    ev.exe_ino = 0;
+    ev.exe_size = 0;
+    ev.exe_mtime_sec = 0;
+    if retval == 0 {
+        fill_exe_identity(ev, task, &o);
+    }
+}
+
+/// The identity of the file the new image was loaded from
+/// (task->mm->exe_file->f_inode): with it the daemon finds the executable's
+/// hash in its cache without opening /proc/PID/exe of a process that has
+/// often exited by the time the event is read.
+#[inline(always)]
+fn fill_exe_identity(ev: &mut ExecEvent, task: u64, o: &KernelOffsets) {
+    let Some(inode) = read_at::<u64>(task, o.task_mm)
+        .and_then(|mm| read_at::<u64>(mm, o.mm_exe_file))
+        .and_then(|file| read_at::<u64>(file, o.file_inode))
+    else {
+        return;
+    };
+    let Some(ino) = read_at::<u64>(inode, o.inode_ino) else {
+        return;
+    };
+    let Some(dev) =
+        read_at::<u64>(inode, o.inode_sb).and_then(|sb| read_at::<u32>(sb, o.super_block_dev))
+    else {
+        return;
+    };
+    ev.exe_ino = ino;
+    ev.exe_dev = dev;
+    ev.exe_size = read_at::<u64>(inode, o.inode_size).unwrap_or(0);
+    ev.exe_mtime_sec = read_at::<i64>(inode, o.inode_mtime_sec).unwrap_or(0);
+    ev.exe_mtime_nsec = read_at::<u32>(inode, o.inode_mtime_nsec).unwrap_or(0);
 }
 
 #[tracepoint]

@@ -141,3 +141,48 @@ fn process_running_before_the_daemon_is_in_the_process_table() {
     assert_eq!(exec["parents"][0]["pid"], pre_pid);
     assert_eq!(exec["parents"][0]["exe"], sh.display().to_string());
 }
+
+/// The exec event carries the executable's identity (device, inode, size,
+/// mtime) from the kernel: a process read after it is gone, whose file is
+/// gone too, still gets the hash cached for that identity, and a path that
+/// now holds another file gets no hash rather than the wrong one.
+#[test]
+fn exec_read_late_is_hashed_by_the_file_the_kernel_ran() {
+    let mut d = Daemon::start(&config(&[], ""));
+    let kept = copy_executable("/bin/true", d.dir.path(), &unique("kept"));
+    let swapped = copy_executable("/bin/false", d.dir.path(), &unique("swap"));
+    let kept_path = kept.display().to_string();
+    let swapped_path = swapped.display().to_string();
+    let true_hash = sha256_file(&kept);
+    assert_ne!(true_hash, sha256_file(&swapped));
+    let exec_of = |path: &str| {
+        let path = path.to_string();
+        move |r: &serde_json::Value| is_event(r, "exec") && r["exec"]["filename"] == path.as_str()
+    };
+
+    assert!(Command::new(&kept).status().unwrap().success());
+    let first = d.wait_for(exec_of(&kept_path));
+    assert_eq!(first["process"]["exe_sha256"], true_hash);
+
+    // The daemon reads nothing while the workload runs and its files go.
+    d.freeze();
+    assert!(Command::new(&kept).status().unwrap().success());
+    std::fs::remove_file(&kept).unwrap();
+    assert!(!Command::new(&swapped).status().unwrap().success());
+    let other = d.dir.path().join(unique("other"));
+    std::fs::copy("/bin/true", &other).unwrap();
+    std::fs::rename(&other, &swapped).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGCONT);
+
+    let second =
+        d.wait_for(|r| exec_of(&kept_path)(r) && r["process"]["pid"] != first["process"]["pid"]);
+    assert_eq!(second["process"]["exe"], kept_path.as_str());
+    assert_eq!(second["process"]["exe_sha256"], true_hash);
+    let late = d.wait_for(exec_of(&swapped_path));
+    assert_eq!(late["process"]["exe"], swapped_path.as_str());
+    assert_eq!(
+        late["process"]["exe_sha256"],
+        serde_json::Value::Null,
+        "the file now at the path is not the one that ran"
+    );
+}

@@ -247,16 +247,15 @@ impl Enricher {
     }
 
     fn apply_exec(&mut self, h: &Header, e: &Exec) {
-        let (exe, exe_sha256) = match self.hashes.hash_proc_exe(h.tgid) {
+        // One attempt: a process that is gone keeps the path it exec'd and
+        // no hash, rather than being looked up again on its next event.
+        let (exe, exe_sha256) = match self.hashes.hash_exec(h.tgid, e.exe, &e.filename) {
             Ok((path, hash)) => (Some(path.display().to_string()), Some(hash)),
-            // The process already exited (or exec'd again): fall back to
-            // the path it exec'd, when that names a file on its own.
-            Err(_) if e.filename.starts_with('/') => {
-                let hash = self.hashes.hash_path(e.filename.as_ref()).ok();
-                (Some(e.filename.clone()), hash)
-            }
+            Err(_) if e.filename.starts_with('/') => (Some(e.filename.clone()), None),
             Err(_) => (None, None),
         };
+        // The environment is the one thing the exec event does not carry;
+        // a process that is gone has none to read (not an error).
         let env_names = environ::read_proc_environ(h.tgid)
             .map(|blob| environ::env_names_of_interest(&blob, &self.env_patterns))
             .unwrap_or_default();
@@ -337,8 +336,14 @@ impl Enricher {
             p.image.uid = h.uid;
             p.image.gid = h.gid;
         }
-        if p.image.exe_sha256.is_none() && !p.has_exited() {
-            // Processes found by the scan are hashed lazily, on first use.
+        // A process first seen through another event than its exec (its
+        // fork or exec was missed) is looked up in /proc once, on first use.
+        if p.image.exe_sha256.is_none()
+            && !p.exe_looked_up
+            && p.exec_boot_ns.is_none()
+            && !p.has_exited()
+        {
+            p.exe_looked_up = true;
             if let Ok((path, hash)) = self.hashes.hash_proc_exe(h.tgid) {
                 let p = self.table.get_mut(h.tgid).expect("ensured above");
                 p.image.exe = Some(path.display().to_string());

@@ -3,6 +3,8 @@
 //! The cache key is (st_dev, st_ino, mtime, size) rather than the path: a
 //! binary rebuilt in place gets a new mtime (and usually a new inode), so it
 //! is hashed again, while a hot binary exec'd thousands of times is read once.
+//! The exec event carries the same identity from the kernel, so a hit needs
+//! no file access at all.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -11,6 +13,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use lru::LruCache;
+
+use crate::event::FileIdentity;
 use sha2::{Digest, Sha256};
 
 /// Files larger than this are not hashed by default: reading them would stall
@@ -29,6 +33,8 @@ pub enum HashError {
     Read { path: PathBuf, source: io::Error },
     #[error("readlink {}: {source}", path.display())]
     Readlink { path: PathBuf, source: io::Error },
+    #[error("{} is no longer the file the process exec'd", path.display())]
+    Replaced { path: PathBuf },
     #[error("{} is not a regular file", path.display())]
     NotRegularFile { path: PathBuf },
     #[error("{} is {size} bytes, above the {limit}-byte hashing limit", path.display())]
@@ -39,30 +45,25 @@ pub enum HashError {
     },
 }
 
-/// Identity of one version of a file's contents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct FileKey {
-    dev: u64,
-    ino: u64,
-    mtime_sec: i64,
-    mtime_nsec: i64,
-    size: u64,
-}
-
-impl FileKey {
-    fn of(meta: &fs::Metadata) -> Self {
-        FileKey {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            mtime_sec: meta.mtime(),
-            mtime_nsec: meta.mtime_nsec(),
-            size: meta.size(),
-        }
+fn identity_of(meta: &fs::Metadata) -> FileIdentity {
+    FileIdentity {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        mtime_sec: meta.mtime(),
+        mtime_nsec: meta.mtime_nsec(),
+        size: meta.size(),
     }
 }
 
+/// A hashed file: its digest and the path it was first hashed under.
+#[derive(Clone)]
+struct Hashed {
+    sha256: String,
+    path: PathBuf,
+}
+
 pub struct ExeHashCache {
-    cache: LruCache<FileKey, String>,
+    cache: LruCache<FileIdentity, Hashed>,
     max_file_size: u64,
     hits: u64,
     misses: u64,
@@ -83,7 +84,44 @@ impl ExeHashCache {
     /// Returns `sha256:<lowercase hex>` of the file at `path`.
     pub fn hash_path(&mut self, path: &Path) -> Result<String, HashError> {
         let file = open_nonblocking(path)?;
-        self.hash_file(file, path)
+        Ok(self.hash_file(file, path, path)?.sha256)
+    }
+
+    /// The executable of a process that just exec'd, with its path.
+    ///
+    /// With the file's identity from the kernel's exec event a cached hash
+    /// is found without touching /proc (the usual case: the same binaries
+    /// run again and again, by processes that are often gone before their
+    /// event is read). Otherwise /proc/PID/exe is read once; when the
+    /// process is gone, the path it exec'd is hashed only if it is still
+    /// the file the kernel ran (same identity), so the digest always
+    /// describes the bytes that were executed.
+    pub fn hash_exec(
+        &mut self,
+        pid: u32,
+        identity: Option<FileIdentity>,
+        filename: &str,
+    ) -> Result<(PathBuf, String), HashError> {
+        if let Some(hit) = identity.and_then(|id| self.cache.get(&id)) {
+            self.hits += 1;
+            return Ok((hit.path.clone(), hit.sha256.clone()));
+        }
+        let proc_error = match self.hash_proc_exe(pid) {
+            Ok(found) => return Ok(found),
+            Err(e) => e,
+        };
+        let (Some(expected), true) = (identity, filename.starts_with('/')) else {
+            return Err(proc_error);
+        };
+        let path = Path::new(filename);
+        let file = open_nonblocking(path)?;
+        if identity_of(&fstat(&file, path)?) != expected {
+            return Err(HashError::Replaced {
+                path: path.to_path_buf(),
+            });
+        }
+        let hashed = self.hash_file(file, path, path)?;
+        Ok((hashed.path, hashed.sha256))
     }
 
     /// Hashes the executable of `pid` and returns it with the link target.
@@ -99,7 +137,7 @@ impl ExeHashCache {
             path: link.clone(),
             source,
         })?;
-        let hash = self.hash_file(file, &link)?;
+        let hash = self.hash_file(file, &link, &target)?.sha256;
         Ok((target, hash))
     }
 
@@ -116,12 +154,14 @@ impl ExeHashCache {
         self.cache.is_empty()
     }
 
-    fn hash_file(&mut self, mut file: File, path: &Path) -> Result<String, HashError> {
+    /// Hashes `file` (opened as `path`), cached under its identity with
+    /// `name` as the path it is known by.
+    fn hash_file(&mut self, mut file: File, path: &Path, name: &Path) -> Result<Hashed, HashError> {
         let meta = fstat(&file, path)?;
-        let key = FileKey::of(&meta);
-        if let Some(hash) = self.cache.get(&key) {
+        let key = identity_of(&meta);
+        if let Some(hit) = self.cache.get(&key) {
             self.hits += 1;
-            return Ok(hash.clone());
+            return Ok(hit.clone());
         }
         self.misses += 1;
         if !meta.is_file() {
@@ -136,13 +176,16 @@ impl ExeHashCache {
                 limit: self.max_file_size,
             });
         }
-        let hash = sha256_stream(&mut file, path)?;
+        let hashed = Hashed {
+            sha256: sha256_stream(&mut file, path)?,
+            path: name.to_path_buf(),
+        };
         // A file written to while we read it would cache a hash that matches
         // neither version under the old key; only cache a stable read.
-        if FileKey::of(&fstat(&file, path)?) == key {
-            self.cache.put(key, hash.clone());
+        if identity_of(&fstat(&file, path)?) == key {
+            self.cache.put(key, hashed.clone());
         }
-        Ok(hash)
+        Ok(hashed)
     }
 }
 
@@ -270,6 +313,65 @@ mod tests {
         cache.hash_path(&paths[2]).unwrap();
         assert_eq!(cache.stats(), (1, 4));
         assert_eq!(cache.len(), 2);
+    }
+
+    /// A pid no process has (above the kernel's pid_max limit).
+    const GONE: u32 = u32::MAX;
+
+    #[test]
+    fn exec_of_a_gone_process_hashes_the_same_file_then_hits_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tool");
+        write_file(&path, b"#!/bin/true\n");
+        let id = identity_of(&fs::metadata(&path).unwrap());
+        let name = path.to_str().unwrap();
+        let mut cache = ExeHashCache::new(8, DEFAULT_MAX_FILE_SIZE);
+        let (found, hash) = cache.hash_exec(GONE, Some(id), name).unwrap();
+        assert_eq!(
+            (found.as_path(), hash.as_str()),
+            (path.as_path(), expected(b"#!/bin/true\n").as_str())
+        );
+        assert_eq!(cache.stats(), (0, 1));
+        // Found by identity alone: the path is gone and still it answers.
+        fs::remove_file(&path).unwrap();
+        let (found, again) = cache.hash_exec(GONE, Some(id), name).unwrap();
+        assert_eq!((found, again), (path.clone(), hash));
+        assert_eq!(cache.stats(), (1, 1));
+    }
+
+    #[test]
+    fn exec_of_a_replaced_file_is_not_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tool");
+        write_file(&path, b"old");
+        let old = identity_of(&fs::metadata(&path).unwrap());
+        let other = dir.path().join("other");
+        write_file(&other, b"new");
+        fs::rename(&other, &path).unwrap();
+        let mut cache = ExeHashCache::new(8, DEFAULT_MAX_FILE_SIZE);
+        match cache.hash_exec(GONE, Some(old), path.to_str().unwrap()) {
+            Err(HashError::Replaced { path: p }) => assert_eq!(p, path),
+            other => panic!("expected Replaced, got {other:?}"),
+        }
+        // Without the kernel's identity nothing says which file ran.
+        assert!(matches!(
+            cache.hash_exec(GONE, None, path.to_str().unwrap()),
+            Err(HashError::Open { .. })
+        ));
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn exec_of_a_running_process_reads_its_exe() {
+        let me = std::process::id();
+        let exe = fs::read_link("/proc/self/exe").unwrap();
+        let id = identity_of(&fs::metadata(&exe).unwrap());
+        let mut cache = ExeHashCache::new(8, DEFAULT_MAX_FILE_SIZE);
+        let (found, hash) = cache.hash_exec(me, Some(id), "relative-name").unwrap();
+        assert_eq!(found, exe);
+        assert_eq!(cache.stats(), (0, 1));
+        assert_eq!(cache.hash_exec(GONE, Some(id), "x").unwrap(), (exe, hash));
+        assert_eq!(cache.stats(), (1, 1));
     }
 
     #[test]

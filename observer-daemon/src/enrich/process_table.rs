@@ -50,6 +50,10 @@ pub struct Process {
     /// agent's executable, inherited by every descendant at fork, kept
     /// across exec unless the new image is another agent.
     pub agent: Option<std::sync::Arc<str>>,
+    /// The executable was looked up in /proc once (for a process first seen
+    /// by another event than its exec): a process that is gone is not
+    /// looked up again on its every event.
+    pub exe_looked_up: bool,
 }
 
 impl Process {
@@ -65,6 +69,7 @@ impl Process {
             origin,
             watched: false,
             agent: None,
+            exe_looked_up: false,
         }
     }
 

@@ -38,6 +38,15 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, KernelCheckErro
             .unwrap_or(KernelOffsets::UNAVAILABLE)
     };
     let sk = |m: &str| optional("sock", &format!("__sk_common.{m}"));
+    // The inode's mtime: two integers since 6.11, a timespec64 before
+    // (named `__i_mtime` from 6.7, `i_mtime` earlier).
+    let mtime = |discrete: &str, field: &str| {
+        ["i_mtime_", "__i_mtime.tv_", "i_mtime.tv_"]
+            .iter()
+            .zip([discrete, field, field])
+            .find_map(|(prefix, name)| btf.member_offset("inode", &format!("{prefix}{name}")).ok())
+            .unwrap_or(KernelOffsets::UNAVAILABLE)
+    };
     Ok(KernelOffsets {
         task_pid: required("task_struct", "pid")?,
         task_tgid: required("task_struct", "tgid")?,
@@ -61,6 +70,14 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, KernelCheckErro
         file_inode: optional("file", "f_inode"),
         inode_mode: optional("inode", "i_mode"),
         inode_ino: optional("inode", "i_ino"),
+        task_mm: optional("task_struct", "mm"),
+        mm_exe_file: optional("mm_struct", "exe_file"),
+        inode_sb: optional("inode", "i_sb"),
+        super_block_dev: optional("super_block", "s_dev"),
+        inode_size: optional("inode", "i_size"),
+        inode_mtime_sec: mtime("sec", "sec"),
+        inode_mtime_nsec: mtime("nsec", "nsec"),
+        _pad: 0,
     })
 }
 
@@ -193,8 +210,16 @@ mod tests {
             o.file_inode,
             o.inode_mode,
             o.inode_ino,
+            o.task_mm,
+            o.mm_exe_file,
+            o.inode_sb,
+            o.super_block_dev,
+            o.inode_size,
+            o.inode_mtime_sec,
+            o.inode_mtime_nsec,
         ] {
             assert_ne!(off, KernelOffsets::UNAVAILABLE);
         }
+        assert_ne!(o.inode_mtime_sec, o.inode_mtime_nsec);
     }
 }
