@@ -430,14 +430,18 @@ impl KernelConfig {
 
 /// `PROCESS_FLAGS` values: every open of the process is reported (the flag
 /// is inherited by children at fork, in the kernel).
-pub const PROCESS_WATCHED: u32 = 1;
+pub const PROCESS_WATCHED: u8 = 1;
 /// Nothing the process does is reported (the daemon itself).
-pub const PROCESS_EXCLUDED: u32 = 2;
+pub const PROCESS_EXCLUDED: u8 = 2;
 
 /// Map sizes shared by both sides.
 pub const EXEC_STASH_ENTRIES: u32 = 1024;
 pub const SYSCALL_STASH_ENTRIES: u32 = 16384;
-pub const PROCESS_FLAG_ENTRIES: u32 = 8192;
+/// `PROCESS_FLAGS` is an array with one byte per possible process id (the
+/// kernel's PID_MAX_LIMIT on 64-bit, 4 MiB): its lookup on the hot paths
+/// is a bounds check and a load the verifier inlines, where a hash map
+/// lookup cost ~70 ns per file open; and it cannot fill up.
+pub const PROCESS_FLAG_ENTRIES: u32 = 4 * 1024 * 1024;
 pub const PATH_FILTER_ENTRIES: u32 = 1024;
 pub const OPEN_DEDUP_ENTRIES: u32 = 8192;
 

@@ -42,9 +42,17 @@ pub fn count(kind: EventKind, outcome: Outcome) {
 
 /// `PROCESS_*` flags of a process (0 when it has none).
 #[inline(always)]
-pub fn process_flags(tgid: u32) -> u32 {
-    // SAFETY: the value is copied out at once.
-    unsafe { PROCESS_FLAGS.get(tgid).copied().unwrap_or(0) }
+pub fn process_flags(tgid: u32) -> u8 {
+    PROCESS_FLAGS.get(tgid).copied().unwrap_or(0)
+}
+
+/// Sets the `PROCESS_*` flags of a process (0 clears them).
+#[inline(always)]
+pub fn set_process_flags(tgid: u32, flags: u8) {
+    if let Some(slot) = PROCESS_FLAGS.get_ptr_mut(tgid) {
+        // SAFETY: this process's own byte of the array.
+        unsafe { *slot = flags };
+    }
 }
 
 /// True for processes the daemon asked never to report (itself).

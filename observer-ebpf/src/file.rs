@@ -21,7 +21,7 @@ use crate::{
     emit::{count, emit, fill_header, process_flags, Outcome},
     maps::{
         OpenScratch, CONFIG, OPEN_DEDUP, OPEN_SCRATCH, PATH_PREFIXES, PATH_SUFFIXES,
-        PREFIX_FIRST_BYTES, SUFFIX_LAST_BYTE,
+        PREFIX_FIRST_BYTES, SUFFIX_LAST_BYTES,
     },
     syscall::{exit_ret, SyscallRegs},
 };
@@ -164,19 +164,32 @@ fn prefix_matches(scratch: &mut OpenScratch, len: usize) -> bool {
     PATH_PREFIXES.get(&scratch.prefix_key).is_some()
 }
 
-/// Suffix test on the path's tail: an array lookup of its last byte first,
-/// then the reversed tail against the suffix trie.
+/// Suffix test on the path's tail: an array lookup of its last two bytes
+/// first, then the reversed tail against the suffix trie.
 #[inline(always)]
 fn suffix_matches(scratch: &mut OpenScratch, len: usize, in_key: bool) -> bool {
     if len == 0 {
         return false;
     }
-    let last = if in_key {
-        scratch.prefix_key.data[(len - 1) & (PREFIX_KEY_LEN - 1)]
-    } else {
-        scratch.event.path[(len - 1) & (PATH_LEN - 1)]
+    let byte = |scratch: &OpenScratch, i: usize| {
+        if in_key {
+            scratch.prefix_key.data[i & (PREFIX_KEY_LEN - 1)]
+        } else {
+            scratch.event.path[i & (PATH_LEN - 1)]
+        }
     };
-    if SUFFIX_LAST_BYTE.get(last as u32).copied().unwrap_or(0) == 0 {
+    let last = byte(scratch, len - 1) as u32;
+    let second_last = if len >= 2 {
+        byte(scratch, len - 2) as u32
+    } else {
+        0
+    };
+    if SUFFIX_LAST_BYTES
+        .get(last | second_last << 8)
+        .copied()
+        .unwrap_or(0)
+        == 0
+    {
         return false;
     }
     let n = len.min(SUFFIX_KEY_LEN);

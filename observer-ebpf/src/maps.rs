@@ -2,7 +2,7 @@
 //! `EVENTS` and `COUNTERS`.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     Global,
 };
 use observer_common::*;
@@ -41,10 +41,12 @@ pub static SYSCALL_STASH: LruHashMap<u32, SyscallArgs> =
 #[map]
 pub static OPEN_SCRATCH: PerCpuArray<OpenScratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// Per-process flags (`PROCESS_WATCHED`, `PROCESS_EXCLUDED`), one lookup
-/// on every hot path.
+/// Per-process flags (`PROCESS_WATCHED`, `PROCESS_EXCLUDED`) indexed by
+/// tgid, one lookup on every hot path. Each process has its own byte, so
+/// the kernel and the daemon never write the same value for different
+/// processes.
 #[map]
-pub static PROCESS_FLAGS: HashMap<u32, u32> = HashMap::with_max_entries(PROCESS_FLAG_ENTRIES, 0);
+pub static PROCESS_FLAGS: Array<u8> = Array::with_max_entries(PROCESS_FLAG_ENTRIES, 0);
 
 /// Executables whose processes are watched from their exec on, set in
 /// the kernel so no open slips through before the daemon could mark them
@@ -68,10 +70,13 @@ pub static PATH_PREFIXES: LpmTrie<[u8; PREFIX_KEY_LEN], u32> =
 #[map]
 pub static PREFIX_FIRST_BYTES: Array<u8> = Array::with_max_entries(65536, 0);
 
-/// Nonzero at index `b` if some suffix ends with byte `b`: most paths are
-/// rejected by this one array lookup before the suffix trie is consulted.
+/// Nonzero at index `last | second_last << 8` if some suffix ends with
+/// those two bytes (a one-byte suffix sets all 256 entries for its byte):
+/// nearly every path is rejected by this one array lookup before the
+/// reversed copy and the suffix trie (a last byte alone let every `.txt`
+/// through for `.ckpt`).
 #[map]
-pub static SUFFIX_LAST_BYTE: Array<u8> = Array::with_max_entries(256, 0);
+pub static SUFFIX_LAST_BYTES: Array<u8> = Array::with_max_entries(65536, 0);
 
 /// Path suffixes of interest, stored reversed so a longest-prefix match on
 /// the reversed path is a suffix match.

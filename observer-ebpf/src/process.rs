@@ -11,9 +11,12 @@ use aya_ebpf::{
 use observer_common::*;
 
 use crate::{
-    emit::{count, current_tgid, emit, fill_header, is_excluded, process_flags, Outcome},
+    emit::{
+        count, current_tgid, emit, fill_header, is_excluded, process_flags, set_process_flags,
+        Outcome,
+    },
     kernel::{current_task, offsets, parent_tgid, read_at},
-    maps::{CONFIG, EXEC_SCRATCH, EXEC_STASH, EXEC_WATCH_KEY, PROCESS_FLAGS, WATCHED_EXES},
+    maps::{CONFIG, EXEC_SCRATCH, EXEC_STASH, EXEC_WATCH_KEY, WATCHED_EXES},
 };
 
 /// Offsets in the syscall tracepoint records (see
@@ -230,7 +233,7 @@ fn watch_if_listed(name_ptr: *const u8) {
     // The terminating NUL is part of the key: only the exact path matches.
     key.prefix_len = ((len + 1) * 8) as u32;
     if WATCHED_EXES.get(key).is_some() {
-        let _ = PROCESS_FLAGS.insert(tgid, PROCESS_WATCHED, 0);
+        set_process_flags(tgid, PROCESS_WATCHED);
     }
 }
 
@@ -277,7 +280,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     // Watching is inherited here, in the kernel, so a watched process's
     // child is watched before it runs rather than when the daemon catches up.
     if parent_flags & PROCESS_WATCHED != 0 {
-        let _ = PROCESS_FLAGS.insert(child_tgid, PROCESS_WATCHED, 0);
+        set_process_flags(child_tgid, PROCESS_WATCHED);
     }
     let mut ev = ForkEvent {
         header: empty_header(),
@@ -298,7 +301,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     if group_dead == 0 || is_excluded(tgid) {
         return 0;
     }
-    let _ = PROCESS_FLAGS.remove(tgid);
+    set_process_flags(tgid, 0);
     let o = offsets();
     let task = current_task();
     let mut ev = ExitEvent {

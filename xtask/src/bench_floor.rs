@@ -56,7 +56,7 @@ const BATCH: u32 = 200;
 
 /// Names the kernel stores for the file-open programs of any build.
 const OPEN_PROGRAMS: &[&str] = &["openat_exit", "openat2_exit", "open_exit"];
-const EMPTY_TP: &str = "floor_tp";
+pub(crate) const EMPTY_TP: &str = "floor_tp";
 const EMPTY_RAW: &str = "floor_raw_tp";
 
 enum Variant {
@@ -94,8 +94,8 @@ struct Times {
 
 pub fn run(root: &Path, work: &Path, opens: u32, args: &FloorArgs) -> anyhow::Result<()> {
     let config = std::fs::read_to_string(root.join("observer.toml"))?;
-    let tiny = work.join("tiny-true");
-    std::fs::copy("/bin/true", &tiny)?;
+    let tiny = work.join("tiny-exit");
+    crate::tiny_exe::write_tiny_exit(&tiny)?;
     let plain = work.join("plain.txt");
     std::fs::write(&plain, "uninteresting")?;
     crate::bench_kit::warn_if_other_observers()?;
@@ -200,12 +200,19 @@ pub fn run(root: &Path, work: &Path, opens: u32, args: &FloorArgs) -> anyhow::Re
     Ok(())
 }
 
+/// An empty program attached to `sys_exit_openat` (program and link; it
+/// runs until both are dropped), named [`EMPTY_TP`] in bpf_stats.
+pub(crate) fn empty_openat_program() -> anyhow::Result<(OwnedFd, OwnedFd)> {
+    let prog = load_empty(BPF_PROG_TYPE_TRACEPOINT, EMPTY_TP)?;
+    let link = attach_tracepoint(&prog, "syscalls", "sys_exit_openat")?;
+    Ok((prog, link))
+}
+
 fn attach(v: &Variant, work: &Path, config: &str) -> anyhow::Result<Attached> {
     Ok(match v {
         Variant::Baseline => Attached::Nothing,
         Variant::EmptyTracepoint => {
-            let prog = load_empty(BPF_PROG_TYPE_TRACEPOINT, EMPTY_TP)?;
-            let link = attach_tracepoint(&prog, "syscalls", "sys_exit_openat")?;
+            let (prog, link) = empty_openat_program()?;
             Attached::Program {
                 _prog: prog,
                 _link: link,
@@ -268,7 +275,8 @@ fn with_stats(
     Ok((a.0 - b.0, a.1 - b.1))
 }
 
-fn stats(names: &[&str]) -> anyhow::Result<(u64, u64)> {
+/// (run time ns, run count) so far of the loaded programs named in `names`.
+pub(crate) fn stats(names: &[&str]) -> anyhow::Result<(u64, u64)> {
     let (mut ns, mut runs) = (0, 0);
     for info in aya::programs::loaded_programs() {
         let info = info?;

@@ -21,6 +21,7 @@ mod install;
 mod installed_daemon;
 mod man;
 mod setup;
+mod tiny_exe;
 
 use std::{path::PathBuf, process::Command};
 

@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use aya::maps::{HashMap, MapData};
+use aya::maps::{Array, MapData};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
@@ -60,13 +60,13 @@ pub struct RunOptions {
 /// Marks tgids watched in the kernel's per-process flags, and has their
 /// TLS libraries hooked when plaintext capture is on.
 struct KernelWatch {
-    flags: HashMap<MapData, u32, u32>,
+    flags: Array<MapData, u8>,
     tls: Option<TlsRequests>,
 }
 
 impl WatchControl for KernelWatch {
     fn watch(&mut self, tgid: u32, agent: Option<&Arc<str>>) {
-        if let Err(e) = self.flags.insert(tgid, observer_common::PROCESS_WATCHED, 0) {
+        if let Err(e) = self.flags.set(tgid, observer_common::PROCESS_WATCHED, 0) {
             log::warn!("cannot watch pid {tgid}: {e}");
         }
         self.image(tgid, agent);

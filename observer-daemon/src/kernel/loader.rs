@@ -164,7 +164,7 @@ pub struct Probes {
     pub io_muted: HashMap<MapData, IoStreamKey, u8>,
     pub counters: PerCpuArray<MapData, KindCounters>,
     /// `PROCESS_WATCHED` / `PROCESS_EXCLUDED` per tgid.
-    pub process_flags: HashMap<MapData, u32, u32>,
+    pub process_flags: Array<MapData, u8>,
     /// Path filters and watched executables, for policy reloads.
     pub filters: PathFilters,
     pub attached: Vec<String>,
@@ -213,10 +213,10 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
         suffixes: opts.suffixes.to_vec(),
         watched_executables: opts.watched_executables.to_vec(),
     })?;
-    let mut process_flags: HashMap<MapData, u32, u32> = take_map(&mut ebpf, "PROCESS_FLAGS")?;
+    let mut process_flags: Array<MapData, u8> = take_map(&mut ebpf, "PROCESS_FLAGS")?;
     // Exclude ourselves before attaching, so our own writes never become events.
     process_flags
-        .insert(std::process::id(), PROCESS_EXCLUDED, 0)
+        .set(std::process::id(), PROCESS_EXCLUDED, 0)
         .map_err(|source| LoadError::Fill {
             map: "PROCESS_FLAGS",
             source,
@@ -259,7 +259,7 @@ pub struct PathFilters {
     prefixes: LpmTrie<MapData, [u8; PREFIX_KEY_LEN], u32>,
     first_bytes: Array<MapData, u8>,
     suffixes: LpmTrie<MapData, [u8; SUFFIX_KEY_LEN], u32>,
-    last_byte: Array<MapData, u8>,
+    last_bytes: Array<MapData, u8>,
     exes: LpmTrie<MapData, [u8; PREFIX_KEY_LEN], u32>,
     current: FilterSet,
 }
@@ -309,12 +309,23 @@ fn first_byte_indexes(prefixes: &[String]) -> std::collections::BTreeSet<u32> {
     out
 }
 
-fn last_byte_indexes(suffixes: &[String]) -> std::collections::BTreeSet<u32> {
-    suffixes
-        .iter()
-        .filter_map(|s| s.bytes().last())
-        .map(u32::from)
-        .collect()
+/// Indexes of the suffix prefilter (`last | second_last << 8`; a one-byte
+/// suffix matches whatever byte precedes it, or none).
+fn last_bytes_indexes(suffixes: &[String]) -> std::collections::BTreeSet<u32> {
+    let mut out = std::collections::BTreeSet::new();
+    for s in suffixes.iter().map(|s| s.as_bytes()) {
+        let Some((&last, head)) = s.split_last() else {
+            continue;
+        };
+        let seconds: Vec<u8> = match head.last() {
+            Some(b) => vec![*b],
+            None => (0..=255).collect(),
+        };
+        for second in seconds {
+            out.insert(u32::from(last) | u32::from(second) << 8);
+        }
+    }
+    out
 }
 
 fn valid_filters(f: &FilterSet) -> bool {
@@ -335,7 +346,7 @@ impl PathFilters {
             prefixes: take_map(ebpf, "PATH_PREFIXES")?,
             first_bytes: take_map(ebpf, "PREFIX_FIRST_BYTES")?,
             suffixes: take_map(ebpf, "PATH_SUFFIXES")?,
-            last_byte: take_map(ebpf, "SUFFIX_LAST_BYTE")?,
+            last_bytes: take_map(ebpf, "SUFFIX_LAST_BYTES")?,
             exes: take_map(ebpf, "WATCHED_EXES")?,
             current: FilterSet::default(),
         })
@@ -377,10 +388,10 @@ impl PathFilters {
                 .insert(&suffix_key(s), 1, 0)
                 .map_err(fill_error("PATH_SUFFIXES"))?;
         }
-        for i in last_byte_indexes(&new.suffixes) {
-            self.last_byte
+        for i in last_bytes_indexes(&new.suffixes) {
+            self.last_bytes
                 .set(i, 1, 0)
-                .map_err(fill_error("SUFFIX_LAST_BYTE"))?;
+                .map_err(fill_error("SUFFIX_LAST_BYTES"))?;
         }
         for x in &new.watched_executables {
             self.exes
@@ -400,11 +411,11 @@ impl PathFilters {
         for s in old.suffixes.iter().filter(|s| !new.suffixes.contains(s)) {
             let _ = self.suffixes.remove(&suffix_key(s));
         }
-        let keep = last_byte_indexes(&new.suffixes);
-        for i in last_byte_indexes(&old.suffixes).difference(&keep) {
-            self.last_byte
+        let keep = last_bytes_indexes(&new.suffixes);
+        for i in last_bytes_indexes(&old.suffixes).difference(&keep) {
+            self.last_bytes
                 .set(*i, 0, 0)
-                .map_err(fill_error("SUFFIX_LAST_BYTE"))?;
+                .map_err(fill_error("SUFFIX_LAST_BYTES"))?;
         }
         for x in old
             .watched_executables
@@ -485,4 +496,36 @@ fn attach_all(ebpf: &mut Ebpf, io: bool) -> Result<Vec<String>, LoadError> {
         }
     }
     Ok(attached)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn suffix_prefilter_holds_the_last_two_bytes() {
+        let set = last_bytes_indexes(&strings(&[".ckpt", "/.netrc"]));
+        let index = |a: u8, b: u8| u32::from(b) | u32::from(a) << 8;
+        assert_eq!(
+            set.into_iter().collect::<Vec<_>>(),
+            vec![index(b'p', b't'), index(b'r', b'c')]
+        );
+        // A one-byte suffix matches after any byte, and alone (index 0 above).
+        let one = last_bytes_indexes(&strings(&["~"]));
+        assert_eq!(one.len(), 256);
+        assert!(one.contains(&index(0, b'~')) && one.contains(&index(b'x', b'~')));
+        // `.txt` is not let through by `.ckpt`'s last byte any more.
+        assert!(!last_bytes_indexes(&strings(&[".ckpt"])).contains(&index(b'x', b't')));
+    }
+
+    #[test]
+    fn prefix_prefilter_holds_the_first_two_bytes() {
+        let set = first_byte_indexes(&strings(&["/root/.ssh/", "/"]));
+        assert_eq!(set.len(), 256, "a one-byte prefix covers every second byte");
+        assert!(set.contains(&u32::from(u16::from_le_bytes([b'/', b'r']))));
+    }
 }

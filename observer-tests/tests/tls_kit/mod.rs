@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{HashMap, MapData, RingBuf};
+use aya::maps::{Array, MapData, RingBuf};
 use observer_daemon::{
     kernel::{
         kernel_config::{kernel_config, Tunables},
@@ -164,10 +164,8 @@ pub fn load_io(capture: u32, io_capture: u32) -> loader::Probes {
     .unwrap()
 }
 
-pub fn watch(flags: &mut HashMap<MapData, u32, u32>, pid: u32) {
-    flags
-        .insert(pid, observer_common::PROCESS_WATCHED, 0)
-        .unwrap();
+pub fn watch(flags: &mut Array<MapData, u8>, pid: u32) {
+    flags.set(pid, observer_common::PROCESS_WATCHED, 0).unwrap();
 }
 
 /// Starts a client of the fixture's server (the Python client's arguments:
