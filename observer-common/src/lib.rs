@@ -116,11 +116,14 @@ pub const EXEC_FLAG_ARGS_TRUNCATED: u32 = 1;
 pub const EXEC_FLAG_FILENAME_TRUNCATED: u32 = 2;
 /// The exec came from execveat(2) rather than execve(2).
 pub const EXEC_FLAG_EXECVEAT: u32 = 4;
-/// argv could not be read at syscall entry (the stash was missing).
+/// argv could not be read (the new image's argument area, or the failed
+/// call's argv array).
 pub const EXEC_FLAG_NO_ARGS: u32 = 8;
 
 /// A successful exec (emitted at `sched_process_exec`) or a failed one
-/// (emitted at syscall exit with `retval < 0`).
+/// (emitted at syscall exit with `retval < 0`). The record ends after the
+/// first `args_len` bytes of `args` (at least [`EXEC_FIXED_LEN`] bytes):
+/// the rest of the buffer is never copied.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ExecEvent {
@@ -146,9 +149,16 @@ pub struct ExecEvent {
     pub exe_size: u64,
     pub exe_mtime_sec: i64,
     pub filename: [u8; PATH_LEN],
-    /// argv strings, each NUL-terminated, `args_len` bytes in all.
+    /// argv strings, each NUL-terminated, `args_len` bytes in all: for a
+    /// successful exec the new image's argument area as the kernel laid it
+    /// out (`mm->arg_start..arg_end`, read in one copy; cut at `ARGS_LEN`
+    /// with `EXEC_FLAG_ARGS_TRUNCATED`), for a failed one the call's argv
+    /// read string by string. `argc` is set for the latter only.
     pub args: [u8; ARGS_LEN],
 }
+
+/// Bytes of an [`ExecEvent`] before `args`: the shortest exec record.
+pub const EXEC_FIXED_LEN: usize = core::mem::offset_of!(ExecEvent, args);
 
 /// A new process (threads are filtered out in the kernel).
 #[repr(C)]
@@ -347,6 +357,8 @@ pub struct KernelOffsets {
     pub inode_size: u32,
     pub inode_mtime_sec: u32,
     pub inode_mtime_nsec: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
     /// Keeps the struct a multiple of 8 bytes.
     pub _pad: u32,
 }
@@ -409,6 +421,8 @@ impl KernelOffsets {
             inode_size: u,
             inode_mtime_sec: u,
             inode_mtime_nsec: u,
+            mm_arg_start: u,
+            mm_arg_end: u,
             _pad: 0,
         }
     }
@@ -435,7 +449,8 @@ pub const PROCESS_WATCHED: u8 = 1;
 pub const PROCESS_EXCLUDED: u8 = 2;
 
 /// Map sizes shared by both sides.
-pub const EXEC_STASH_ENTRIES: u32 = 1024;
+/// Threads inside execveat(2), remembered from its entry to the exec.
+pub const EXECVEAT_PENDING_ENTRIES: u32 = 1024;
 pub const SYSCALL_STASH_ENTRIES: u32 = 16384;
 /// `PROCESS_FLAGS` is an array with one byte per possible process id (the
 /// kernel's PID_MAX_LIMIT on 64-bit, 4 MiB): its lookup on the hot paths
@@ -456,8 +471,8 @@ const _: () = assert!(size_of::<PacketEvent>() == 64 + 56 + PACKET_PAYLOAD_LEN);
 const _: () = assert!(size_of::<SockOwner>() == 48);
 const _: () = assert!(size_of::<NamesConfig>() == 8);
 const _: () = assert!(PACKET_PAYLOAD_LEN.is_power_of_two());
-const _: () = assert!(size_of::<KernelOffsets>() == 120);
-const _: () = assert!(size_of::<KernelConfig>() == 152);
+const _: () = assert!(size_of::<KernelOffsets>() == 128);
+const _: () = assert!(size_of::<KernelConfig>() == 160);
 const _: () = assert!(PATH_LEN.is_power_of_two() && ARGS_LEN.is_power_of_two());
 
 #[cfg(feature = "user")]

@@ -156,7 +156,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let header = decode_header(bytes)?;
     let kind = header.kind;
     let body = match kind {
-        EventKind::Exec => Body::Exec(decode_exec(need(kind, bytes)?)?),
+        EventKind::Exec => Body::Exec(decode_exec(exec_record(bytes)?)?),
         EventKind::Fork => {
             let f: ForkEvent = need(kind, bytes)?;
             Body::Fork {
@@ -205,14 +205,46 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, DecodeError> {
     })
 }
 
+/// An exec record ends after its used argv bytes: at least the fixed part,
+/// and every byte `args_len` claims.
+fn exec_record(bytes: &[u8]) -> Result<ExecEvent, DecodeError> {
+    if bytes.len() < EXEC_FIXED_LEN {
+        return Err(DecodeError::Short {
+            kind: "exec",
+            need: EXEC_FIXED_LEN,
+            got: bytes.len(),
+        });
+    }
+    let mut full = [0u8; size_of::<ExecEvent>()];
+    let n = bytes.len().min(full.len());
+    full[..n].copy_from_slice(&bytes[..n]);
+    let e: ExecEvent = read_struct(&full).expect("a whole ExecEvent");
+    let present = n - EXEC_FIXED_LEN;
+    if e.args_len as usize > present.min(ARGS_LEN) {
+        return Err(DecodeError::Length {
+            kind: "exec",
+            field: "args_len",
+            value: e.args_len,
+            max: present.min(ARGS_LEN),
+        });
+    }
+    Ok(e)
+}
+
 fn decode_exec(e: ExecEvent) -> Result<Exec, DecodeError> {
     let filename = bounded(&e.filename, e.filename_len, "exec", "filename_len")?;
     let args = bounded(&e.args, e.args_len, "exec", "args_len")?;
-    let argv = args
-        .split(|b| *b == 0)
-        .take(e.argc as usize)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
+    // Every string ends in a NUL; the last one may not when the area was
+    // cut at the buffer's end (then `args_truncated` is set).
+    let argv = if args.is_empty() {
+        Vec::new()
+    } else {
+        args.strip_suffix(&[0])
+            .unwrap_or(args)
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    };
     Ok(Exec {
         ppid: e.ppid,
         exe: (e.exe_ino != 0).then(|| {
@@ -442,6 +474,60 @@ mod tests {
         assert_eq!(e.exe, None);
         assert!(e.args_truncated);
         assert_eq!(e.argv, vec!["nope"]);
+    }
+
+    #[test]
+    fn decodes_exec_record_cut_after_its_argv() {
+        let args = b"sh\0-c\0\0echo hi\0";
+        let full = exec_fixture(0, 0, args, 0);
+        let short = &full[..EXEC_FIXED_LEN + args.len()];
+        let Body::Exec(e) = decode(short).unwrap().body else {
+            panic!("not exec")
+        };
+        assert_eq!(
+            e.argv,
+            vec!["sh", "-c", "", "echo hi"],
+            "an empty argument is kept"
+        );
+        assert_eq!(e.filename, "/usr/bin/true");
+        // A record that does not hold the bytes args_len claims is refused.
+        assert_eq!(
+            decode(&full[..EXEC_FIXED_LEN + 3]),
+            Err(DecodeError::Length {
+                kind: "exec",
+                field: "args_len",
+                value: args.len() as u32,
+                max: 3
+            })
+        );
+        assert_eq!(
+            decode(&full[..EXEC_FIXED_LEN - 1]),
+            Err(DecodeError::Short {
+                kind: "exec",
+                need: EXEC_FIXED_LEN,
+                got: EXEC_FIXED_LEN - 1
+            })
+        );
+    }
+
+    #[test]
+    fn decodes_argument_area_cut_at_the_buffer_end() {
+        let full = exec_fixture(0, EXEC_FLAG_ARGS_TRUNCATED, b"prog\0very-long-argu", 0);
+        let Body::Exec(e) = decode(&full).unwrap().body else {
+            panic!("not exec")
+        };
+        assert_eq!(e.argv, vec!["prog", "very-long-argu"]);
+        assert!(e.args_truncated);
+        let none = exec_fixture(0, 0, b"", 0);
+        let Body::Exec(e) = decode(&none[..EXEC_FIXED_LEN]).unwrap().body else {
+            panic!("not exec")
+        };
+        assert!(e.argv.is_empty());
+        let one_empty = exec_fixture(0, 0, b"\0", 0);
+        let Body::Exec(e) = decode(&one_empty).unwrap().body else {
+            panic!("not exec")
+        };
+        assert_eq!(e.argv, vec![""]);
     }
 
     #[test]

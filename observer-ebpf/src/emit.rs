@@ -99,6 +99,26 @@ pub fn emit<T>(kind: EventKind, event: &mut T) {
     }
 }
 
+/// [`emit`] of the first `len` bytes of `event` only (`len` is clamped to
+/// its size): a record whose tail buffer is partly used.
+#[inline(always)]
+pub fn emit_prefix<T>(kind: EventKind, event: &mut T, len: usize) {
+    let header = event as *mut T as *mut EventHeader;
+    // SAFETY: every event type is repr(C) with the header first.
+    unsafe { (*header).seq = next_seq() };
+    let len = if len > size_of::<T>() {
+        size_of::<T>()
+    } else {
+        len
+    };
+    // SAFETY: `len` bytes of `event`, which is at least that long.
+    let bytes = unsafe { core::slice::from_raw_parts(event as *const T as *const u8, len) };
+    match EVENTS.output::<[u8]>(bytes, wakeup_flags()) {
+        Ok(()) => count(kind, Outcome::Emitted),
+        Err(_) => count(kind, Outcome::RingBufFull),
+    }
+}
+
 /// The next per-CPU sequence number (shared by both ring buffers, so a gap
 /// on one CPU is a lost event of either).
 #[inline(always)]

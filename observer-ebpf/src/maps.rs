@@ -21,11 +21,11 @@ pub static COUNTERS: PerCpuArray<KindCounters> = PerCpuArray::with_max_entries(E
 #[map]
 pub static SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// argv and filename captured at execve entry, keyed by thread id, consumed
-/// at `sched_process_exec` (success) or syscall exit (failure).
+/// Thread ids inside execveat(2), set at its entry and read at the exec,
+/// which cannot tell the two exec calls apart otherwise.
 #[map]
-pub static EXEC_STASH: LruHashMap<u32, ExecEvent> =
-    LruHashMap::with_max_entries(EXEC_STASH_ENTRIES, 0);
+pub static EXECVEAT_PENDING: LruHashMap<u32, u8> =
+    LruHashMap::with_max_entries(EXECVEAT_PENDING_ENTRIES, 0);
 
 /// Per-CPU room to build an exec event (too big for the 512-byte stack).
 #[map]

@@ -1,8 +1,9 @@
-//! Process lifecycle: exec (with argv captured at syscall entry), fork and
-//! exit.
+//! Process lifecycle: exec (argv read from the new image in one copy, or
+//! from a failed call's arguments), fork and exit.
 use aya_ebpf::{
     helpers::{
-        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_buf,
+        bpf_probe_read_user_str_bytes,
     },
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
@@ -12,17 +13,23 @@ use observer_common::*;
 
 use crate::{
     emit::{
-        count, current_tgid, emit, fill_header, is_excluded, process_flags, set_process_flags,
-        Outcome,
+        count, current_tgid, emit, emit_prefix, fill_header, is_excluded, process_flags,
+        set_process_flags, Outcome,
     },
     kernel::{current_task, offsets, parent_tgid, read_at},
-    maps::{CONFIG, EXEC_SCRATCH, EXEC_STASH, EXEC_WATCH_KEY, WATCHED_EXES},
+    maps::{CONFIG, EXECVEAT_PENDING, EXEC_SCRATCH, EXEC_WATCH_KEY, WATCHED_EXES},
+    syscall::SyscallRegs,
 };
 
 /// Offsets in the syscall tracepoint records (see
 /// /sys/kernel/tracing/events/syscalls/*/format; the daemon checks them).
-const SYSCALL_ARG0: usize = 16;
+const SYSCALL_NR: usize = 8;
 const SYSCALL_RET: usize = 16;
+/// execveat's syscall number.
+#[cfg(bpf_target_arch = "x86_64")]
+const SYS_EXECVEAT: i32 = 322;
+#[cfg(bpf_target_arch = "aarch64")]
+const SYS_EXECVEAT: i32 = 281;
 /// `sched_process_exec`: `__data_loc char[] filename` and `old_pid`.
 const EXEC_FILENAME_LOC: usize = 8;
 const EXEC_OLD_PID: usize = 16;
@@ -30,60 +37,25 @@ const EXEC_OLD_PID: usize = 16;
 const EXIT_GROUP_DEAD: usize = 32;
 
 #[inline(always)]
-fn ctx_arg(ctx: &TracePointContext, index: usize) -> u64 {
-    // SAFETY: syscall enter records hold six u64 arguments from offset 16;
-    // the verifier checks the access against the record size.
-    unsafe { *(ctx.as_ptr().add(SYSCALL_ARG0 + index * 8) as *const u64) }
-}
-
-#[inline(always)]
 fn ctx_ret(ctx: &TracePointContext) -> i64 {
     // SAFETY: syscall exit records hold `long ret` at offset 16.
     unsafe { *(ctx.as_ptr().add(SYSCALL_RET) as *const i64) }
 }
 
+/// Marks the thread as inside execveat(2): `sched_process_exec` cannot tell
+/// the two calls apart. (execve(2) needs no entry program: a successful
+/// exec reads argv from the new image, a failed one from the registers.)
 #[tracepoint]
-pub fn execve_enter(ctx: TracePointContext) -> u32 {
-    stash_exec(ctx_arg(&ctx, 0), ctx_arg(&ctx, 1), 0);
+pub fn execveat_enter(_ctx: TracePointContext) -> u32 {
+    if !is_excluded(current_tgid()) {
+        let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+        let _ = EXECVEAT_PENDING.insert(tid, 1, 0);
+    }
     0
 }
 
-#[tracepoint]
-pub fn execveat_enter(ctx: TracePointContext) -> u32 {
-    stash_exec(ctx_arg(&ctx, 1), ctx_arg(&ctx, 2), EXEC_FLAG_EXECVEAT);
-    0
-}
-
-/// Copies the filename and argv from user memory into the per-thread stash.
-#[inline(always)]
-fn stash_exec(filename: u64, argv: u64, flags: u32) {
-    if is_excluded(current_tgid()) {
-        return;
-    }
-    let Some(ev) = EXEC_SCRATCH.get_ptr_mut(0) else {
-        return;
-    };
-    // SAFETY: per-CPU scratch value, exclusively ours for this invocation.
-    let ev = unsafe { &mut *ev };
-    ev.flags = flags;
-    ev.filename_len = 0;
-    // SAFETY: user pointers are read through the checked helpers.
-    unsafe {
-        if let Ok(name) = bpf_probe_read_user_str_bytes(filename as *const u8, &mut ev.filename) {
-            ev.filename_len = name.len() as u32;
-        }
-    }
-    read_argv(ev, argv);
-    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
-    // By reference: the event is far larger than the 512-byte BPF stack.
-    let stashed: &ExecEvent = ev;
-    if EXEC_STASH.insert(tid, stashed, 0).is_err() {
-        count(EventKind::Exec, Outcome::ReadError);
-    }
-}
-
-/// argv as NUL-terminated strings, each read with at most `ARG_CHUNK`
-/// bytes so the verifier can bound every write inside `args`.
+/// argv of a failed call as NUL-terminated strings, each read with at most
+/// `ARG_CHUNK` bytes so the verifier can bound every write inside `args`.
 #[inline(always)]
 fn read_argv(ev: &mut ExecEvent, argv: u64) {
     let mut off: usize = 0;
@@ -115,6 +87,49 @@ fn read_argv(ev: &mut ExecEvent, argv: u64) {
     }
     ev.args_len = off as u32;
     ev.argc = argc;
+}
+
+/// argv of the new image: the argument area exec laid out on its stack
+/// (`mm->arg_start..arg_end`, every string NUL-terminated), in one copy.
+/// Nothing of the new image has run yet, so it is exactly what was passed.
+#[inline(always)]
+fn read_image_args(ev: &mut ExecEvent, task: u64, o: &KernelOffsets) {
+    ev.argc = 0;
+    ev.args_len = 0;
+    let Some(mm) = read_at::<u64>(task, o.task_mm) else {
+        ev.flags |= EXEC_FLAG_NO_ARGS;
+        return;
+    };
+    let (Some(start), Some(end)) = (
+        read_at::<u64>(mm, o.mm_arg_start),
+        read_at::<u64>(mm, o.mm_arg_end),
+    ) else {
+        ev.flags |= EXEC_FLAG_NO_ARGS;
+        return;
+    };
+    let total = end.saturating_sub(start) as usize;
+    let n = if total > ARGS_LEN {
+        ev.flags |= EXEC_FLAG_ARGS_TRUNCATED;
+        ARGS_LEN
+    } else {
+        total
+    };
+    if n == 0 {
+        return;
+    }
+    // SAFETY: the helper validates the user range; `n <= ARGS_LEN`.
+    match unsafe { bpf_probe_read_user_buf(start as *const u8, &mut ev.args[..n]) } {
+        Ok(()) => ev.args_len = n as u32,
+        Err(_) => ev.flags |= EXEC_FLAG_NO_ARGS,
+    }
+}
+
+/// Sends the exec event up to the end of its used argv bytes.
+#[inline(always)]
+fn emit_exec(ev: &mut ExecEvent) {
+    let args = ev.args_len as usize;
+    let args = if args > ARGS_LEN { ARGS_LEN } else { args };
+    emit_prefix(EventKind::Exec, ev, EXEC_FIXED_LEN + args);
 }
 
 /// Fills the exec event fields known only in the kernel's exec context.
@@ -176,36 +191,30 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
             *(ctx.as_ptr().add(EXEC_OLD_PID) as *const u32),
         )
     };
-    let (ev, from_stash) = match EXEC_STASH.get_ptr_mut(old_pid) {
-        Some(ev) => (ev, true),
-        None => match EXEC_SCRATCH.get_ptr_mut(0) {
-            Some(ev) => (ev, false),
-            None => return 0,
-        },
+    let Some(ev) = EXEC_SCRATCH.get_ptr_mut(0) else {
+        return 0;
     };
-    // SAFETY: a map value we own for this invocation (stash entry of this
-    // thread, or per-CPU scratch).
+    // SAFETY: this CPU's scratch value, exclusively ours for this invocation.
     let ev = unsafe { &mut *ev };
-    if !from_stash {
-        // An exec not entered through execve (a kernel-started helper).
-        ev.flags = EXEC_FLAG_NO_ARGS;
-        ev.args_len = 0;
-        ev.argc = 0;
+    ev.flags = 0;
+    // SAFETY: the value is not kept.
+    if unsafe { EXECVEAT_PENDING.get(old_pid) }.is_some() {
+        ev.flags |= EXEC_FLAG_EXECVEAT;
+        let _ = EXECVEAT_PENDING.remove(old_pid);
     }
     // The kernel's copy of the filename is always resident, unlike the
-    // user pointer read at entry.
+    // user pointer the call passed.
     let name_ptr = (ctx.as_ptr() as usize + (loc & 0xffff) as usize) as *const u8;
+    ev.filename_len = 0;
     // SAFETY: the __data_loc offset points inside the tracepoint record.
     if let Ok(name) = unsafe { bpf_probe_read_kernel_str_bytes(name_ptr, &mut ev.filename) } {
         ev.filename_len = name.len() as u32;
     }
+    read_image_args(ev, current_task(), &offsets());
     finish_exec(ev, 0);
-    emit(EventKind::Exec, ev);
+    emit_exec(ev);
     if CONFIG.load().watch_enabled != 0 {
         watch_if_listed(name_ptr);
-    }
-    if from_stash {
-        let _ = EXEC_STASH.remove(old_pid);
     }
     0
 }
@@ -238,21 +247,45 @@ fn watch_if_listed(name_ptr: *const u8) {
 }
 
 /// Attached to sys_exit_execve and sys_exit_execveat: a failed exec is
-/// reported here with its error; a successful one was reported at
-/// `sched_process_exec`.
+/// reported here with its error, its filename and argv read from the
+/// call's arguments (the old image is still there); a successful one was
+/// reported at `sched_process_exec`.
 #[tracepoint]
 pub fn exec_exit(ctx: TracePointContext) -> u32 {
-    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
     let ret = ctx_ret(&ctx);
-    if ret < 0 {
-        if let Some(ev) = EXEC_STASH.get_ptr_mut(tid) {
-            // SAFETY: this thread's stash entry.
-            let ev = unsafe { &mut *ev };
-            finish_exec(ev, ret as i32);
-            emit(EventKind::Exec, ev);
-        }
+    if ret >= 0 {
+        return 0;
     }
-    let _ = EXEC_STASH.remove(tid);
+    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+    let _ = EXECVEAT_PENDING.remove(tid);
+    if is_excluded(current_tgid()) {
+        return 0;
+    }
+    let Some(ev) = EXEC_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's scratch value, exclusively ours for this invocation.
+    let ev = unsafe { &mut *ev };
+    // SAFETY: `int __syscall_nr` of the syscall exit record.
+    let nr = unsafe { *(ctx.as_ptr().add(SYSCALL_NR) as *const i32) };
+    let regs = SyscallRegs::current();
+    // execve(filename, argv, envp); execveat(dfd, filename, argv, envp, flags)
+    let (filename, argv, flags) = if nr == SYS_EXECVEAT {
+        (regs.arg(1), regs.arg(2), EXEC_FLAG_EXECVEAT)
+    } else {
+        (regs.arg(0), regs.arg(1), 0)
+    };
+    ev.flags = flags;
+    ev.filename_len = 0;
+    // SAFETY: user pointers are read through the checked helpers.
+    if let Ok(name) =
+        unsafe { bpf_probe_read_user_str_bytes(filename as *const u8, &mut ev.filename) }
+    {
+        ev.filename_len = name.len() as u32;
+    }
+    read_argv(ev, argv);
+    finish_exec(ev, ret as i32);
+    emit_exec(ev);
     0
 }
 

@@ -2,7 +2,6 @@
 //! control tests compare `status` with it; xtask's benchmarks find the
 //! loaded programs by it).
 pub const PROGRAMS: &[&str] = &[
-    "execve_enter",
     "execveat_enter",
     "exec_exit",
     "sched_process_exec",

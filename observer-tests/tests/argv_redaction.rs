@@ -77,10 +77,12 @@ fn argv_secrets_reach_neither_events_nor_store() {
     let curl_arg = format!("bob:{curl_pw}");
     let url = format!("https://{glpat}@gitlab.example/{keep}.git");
     let assignment = format!("MY_SECRET_VALUE={value_pw}");
-    // 245 bytes of ordinary words, then a token the 255-byte capture cuts
-    // to its first nine characters.
-    let filler = format!("{keep} {}", "word ".repeat(60));
-    let filler = &filler[..245];
+    // Ordinary words, then a token that the end of the captured argument
+    // area (ARGS_LEN bytes: the agent's path, "-c", "exit 0", this
+    // argument, each with its NUL) cuts to its first nine characters.
+    let before = agent.as_os_str().len() + 1 + "-c\0exit 0\0".len();
+    let filler = format!("{keep} {}", "word ".repeat(500));
+    let filler = &filler[..observer_common::ARGS_LEN - before - 1 - 9];
     let cut = format!("{filler} {ghp}");
 
     let runs: Vec<Vec<&str>> = vec![

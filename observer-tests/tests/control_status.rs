@@ -151,7 +151,7 @@ fn status_shows_the_real_probes_and_counters_moving() {
         table.stdout
     );
     assert!(
-        table.stdout.contains("probes:      26 programs"),
+        table.stdout.contains("probes:      25 programs"),
         "{}",
         table.stdout
     );

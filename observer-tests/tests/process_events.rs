@@ -186,3 +186,54 @@ fn exec_read_late_is_hashed_by_the_file_the_kernel_ran() {
         "the file now at the path is not the one that ran"
     );
 }
+
+/// fexecve(3) is execveat(2) with an empty path: the exec that runs and the
+/// one that fails both say so, each with the argv it was given (the first
+/// read from the new image, the second from the failed call). The exec
+/// through a descriptor still names and hashes its file: the kernel's
+/// identity of it finds the hash cached by the plain run before.
+#[test]
+fn execveat_is_flagged_with_its_argv_whether_it_runs_or_fails() {
+    let mut d = Daemon::start(&config(&[], ""));
+    let exe = copy_executable("/bin/true", d.dir.path(), &unique("viafd"));
+    let path = exe.display().to_string();
+    assert!(Command::new(&exe).status().unwrap().success());
+    let plain = d.wait_for(|r| is_event(r, "exec") && r["exec"]["filename"] == path.as_str());
+    assert_eq!(plain["exec"]["execveat"], false);
+    assert_eq!(plain["process"]["exe_sha256"], sha256_file(&exe));
+
+    let text = d.dir.path().join(unique("notexec"));
+    std::fs::write(&text, "not a program\n").unwrap();
+    let marker = unique("marker");
+    let script = format!(
+        "import os\n\
+         try:\n    os.execve(os.open({text:?}, os.O_RDONLY), ['denied', '{marker}'], {{}})\n\
+         except PermissionError:\n    pass\n\
+         os.execve(os.open({path:?}, os.O_RDONLY), ['viafd', '{marker}', ''], {{}})\n",
+        text = text.display().to_string(),
+    );
+    let status = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ran = d.wait_for(|r| {
+        is_event(r, "exec") && r["exec"]["argv"] == serde_json::json!(["viafd", marker, ""])
+    });
+    assert_eq!(ran["exec"]["execveat"], true);
+    assert_eq!(ran["exec"]["result"], 0);
+    assert_eq!(ran["exec"]["argv_truncated"], false);
+    assert!(ran["exec"]["filename"]
+        .as_str()
+        .unwrap()
+        .starts_with("/dev/fd/"));
+    assert_eq!(ran["process"]["exe"], path.as_str());
+    assert_eq!(ran["process"]["exe_sha256"], sha256_file(&exe));
+    let failed = d.wait_for(|r| {
+        is_event(r, "exec") && r["exec"]["argv"] == serde_json::json!(["denied", marker])
+    });
+    assert_eq!(failed["exec"]["execveat"], true);
+    assert_eq!(failed["exec"]["result"], -13);
+    assert_eq!(failed["exec"]["error"], "EACCES");
+}

@@ -59,13 +59,13 @@ pub fn run(root: &Path, work: &Path, args: &ProbeArgs) -> anyhow::Result<()> {
     // An empty program on the same tracepoint runs beside ours in the same
     // storm: what ours costs above it is the program's own work (the
     // tracepoint's and the kernel's accounting cost are the same for both).
-    let empty = crate::bench_floor::empty_openat_program()?;
+    let empty = crate::bench_bpf::empty_openat_program()?;
     let d = Daemon::start(root, work, &default_config, false)?;
     let mut empty_time = (0, 0);
     let probe = with_probe_stats(&d, || {
-        let before = crate::bench_floor::stats(&[crate::bench_floor::EMPTY_TP])?;
+        let before = crate::bench_bpf::stats(&[crate::bench_bpf::EMPTY_TP])?;
         openat_storm(&plain, args.opens)?;
-        let after = crate::bench_floor::stats(&[crate::bench_floor::EMPTY_TP])?;
+        let after = crate::bench_bpf::stats(&[crate::bench_bpf::EMPTY_TP])?;
         empty_time = (after.0 - before.0, after.1 - before.1);
         Ok(())
     })?;

@@ -1,5 +1,6 @@
 //! Developer tasks: `cargo xtask run | test | bench | fuzz | setup | install | deb`.
 mod bench;
+mod bench_bpf;
 mod bench_ctl;
 mod bench_floor;
 mod bench_forward;

@@ -10,7 +10,7 @@ use crate::{
     enrich::{
         cgroup::{self, CgroupResolver},
         environ::{self, EnvPattern},
-        ExeHashCache, UserNames,
+        exe_hash, ExeHashCache, UserNames,
     },
     event::{Body, Event, Exec, FileOpen, Header, Net},
     format::{self, BootClock},
@@ -251,7 +251,7 @@ impl Enricher {
         // no hash, rather than being looked up again on its next event.
         let (exe, exe_sha256) = match self.hashes.hash_exec(h.tgid, e.exe, &e.filename) {
             Ok((path, hash)) => (Some(path.display().to_string()), Some(hash)),
-            Err(_) if e.filename.starts_with('/') => (Some(e.filename.clone()), None),
+            Err(_) if exe_hash::names_a_file(&e.filename) => (Some(e.filename.clone()), None),
             Err(_) => (None, None),
         };
         // The environment is the one thing the exec event does not carry;

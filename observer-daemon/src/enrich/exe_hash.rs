@@ -110,7 +110,7 @@ impl ExeHashCache {
             Ok(found) => return Ok(found),
             Err(e) => e,
         };
-        let (Some(expected), true) = (identity, filename.starts_with('/')) else {
+        let (Some(expected), true) = (identity, names_a_file(filename)) else {
             return Err(proc_error);
         };
         let path = Path::new(filename);
@@ -187,6 +187,14 @@ impl ExeHashCache {
         }
         Ok(hashed)
     }
+}
+
+/// An exec'd path that names the file on its own: absolute, and not one of
+/// the exec'ing process's descriptors (fexecve runs `/dev/fd/N`).
+pub(crate) fn names_a_file(filename: &str) -> bool {
+    filename.starts_with('/')
+        && !filename.starts_with("/dev/fd/")
+        && !filename.starts_with("/proc/self/fd/")
 }
 
 /// O_NONBLOCK keeps a FIFO passed as a path from blocking the caller; it has

@@ -77,6 +77,8 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, KernelCheckErro
         inode_size: optional("inode", "i_size"),
         inode_mtime_sec: mtime("sec", "sec"),
         inode_mtime_nsec: mtime("nsec", "nsec"),
+        mm_arg_start: optional("mm_struct", "arg_start"),
+        mm_arg_end: optional("mm_struct", "arg_end"),
         _pad: 0,
     })
 }
@@ -111,7 +113,8 @@ const EXPECTED_LAYOUT: &[(&str, &str, u32)] = &[
     ("sched/sched_process_exec", "filename", 8),
     ("sched/sched_process_exec", "old_pid", 16),
     ("sched/sched_process_exit", "group_dead", 32),
-    ("syscalls/sys_enter_execve", "filename", 16),
+    ("syscalls/sys_exit_execve", "__syscall_nr", 8),
+    ("syscalls/sys_exit_execve", "ret", 16),
     ("syscalls/sys_enter_execveat", "fd", 16),
     ("syscalls/sys_enter_openat", "dfd", 16),
     ("syscalls/sys_enter_openat2", "how", 32),
@@ -217,6 +220,8 @@ mod tests {
             o.inode_size,
             o.inode_mtime_sec,
             o.inode_mtime_nsec,
+            o.mm_arg_start,
+            o.mm_arg_end,
         ] {
             assert_ne!(off, KernelOffsets::UNAVAILABLE);
         }

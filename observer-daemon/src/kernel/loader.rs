@@ -25,10 +25,6 @@ pub(crate) enum Hook {
 
 pub(crate) const PROGRAMS: &[(&str, Hook)] = &[
     (
-        "execve_enter",
-        Hook::TracePoint(&[("syscalls", "sys_enter_execve")]),
-    ),
-    (
         "execveat_enter",
         Hook::TracePoint(&[("syscalls", "sys_enter_execveat")]),
     ),
