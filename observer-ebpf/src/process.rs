@@ -180,7 +180,7 @@ fn fill_exe_identity(ev: &mut ExecEvent, task: u64, o: &KernelOffsets) {
 }
 
 #[tracepoint]
-pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+pub fn process_exec(ctx: TracePointContext) -> u32 {
     if is_excluded(current_tgid()) {
         return 0;
     }
@@ -292,7 +292,7 @@ pub fn exec_exit(ctx: TracePointContext) -> u32 {
 /// raw_tp sched_process_fork(struct task_struct *parent, struct task_struct *child).
 /// Threads share the parent's tgid and are not processes: skip them.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
-pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+pub fn process_fork(ctx: RawTracePointContext) -> i32 {
     let parent_tgid = current_tgid();
     let parent_flags = process_flags(parent_tgid);
     if parent_flags & PROCESS_EXCLUDED != 0 {
@@ -327,7 +327,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
 
 /// Reported once per process, when its last thread exits (`group_dead`).
 #[tracepoint]
-pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+pub fn process_exit(ctx: TracePointContext) -> u32 {
     // SAFETY: fixed field of the sched_process_exit record.
     let group_dead = unsafe { *(ctx.as_ptr().add(EXIT_GROUP_DEAD) as *const u8) };
     let tgid = current_tgid();

@@ -4,9 +4,9 @@
 pub const PROGRAMS: &[&str] = &[
     "execveat_enter",
     "exec_exit",
-    "sched_process_exec",
-    "sched_process_exit",
-    "sched_process_fork",
+    "process_exec",
+    "process_exit",
+    "process_fork",
     "sockaddr_enter",
     "connect_exit",
     "bind_exit",

@@ -148,7 +148,7 @@ fn doctor_reports_every_check_ok_here() {
             .to_string()
     };
     assert_eq!(
-        detail("program:sched_process_fork"),
+        detail("program:process_fork"),
         "raw_tp: loaded, attached to sched_process_fork"
     );
     assert_eq!(
@@ -237,7 +237,7 @@ fn doctor_reports_every_check_ok_here() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["check"] == "program:sched_process_fork")
+        .find(|c| c["check"] == "program:process_fork")
         .unwrap();
     assert_eq!(fork["detail"], "skipped: loading eBPF programs needs root");
 }

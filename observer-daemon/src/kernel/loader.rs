@@ -36,17 +36,14 @@ pub(crate) const PROGRAMS: &[(&str, Hook)] = &[
         ]),
     ),
     (
-        "sched_process_exec",
+        "process_exec",
         Hook::TracePoint(&[("sched", "sched_process_exec")]),
     ),
     (
-        "sched_process_exit",
+        "process_exit",
         Hook::TracePoint(&[("sched", "sched_process_exit")]),
     ),
-    (
-        "sched_process_fork",
-        Hook::RawTracePoint("sched_process_fork"),
-    ),
+    ("process_fork", Hook::RawTracePoint("sched_process_fork")),
     (
         "sockaddr_enter",
         Hook::TracePoint(&[
