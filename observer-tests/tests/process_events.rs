@@ -237,3 +237,31 @@ fn execveat_is_flagged_with_its_argv_whether_it_runs_or_fails() {
     assert_eq!(failed["exec"]["result"], -13);
     assert_eq!(failed["exec"]["error"], "EACCES");
 }
+
+/// A script's exec records argv as the new process holds it (what ps and
+/// /proc/<pid>/cmdline show): the interpreter from its `#!` line first,
+/// then the script's path, then the caller's arguments after argv[0].
+#[test]
+fn script_exec_records_the_interpreter_argv_the_kernel_built() {
+    use std::os::unix::process::CommandExt;
+    let mut d = Daemon::start(&config(&[], ""));
+    let script = d.dir.path().join(unique("script"));
+    write_executable(&script, "#!/bin/sh -e\nexit 0\n");
+    let marker = unique("marker");
+    let status = Command::new(&script)
+        .arg0("disguised")
+        .arg(&marker)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let path = script.display().to_string();
+    let ev = d.wait_for(|r| is_event(r, "exec") && r["exec"]["filename"] == path.as_str());
+    assert_eq!(
+        ev["exec"]["argv"],
+        serde_json::json!(["/bin/sh", "-e", path, marker]),
+        "the caller's argv[0] is replaced by the script's path"
+    );
+    let sh = std::fs::canonicalize("/bin/sh").unwrap();
+    assert_eq!(ev["process"]["exe"], sh.display().to_string().as_str());
+    assert_eq!(ev["process"]["exe_sha256"], sha256_file(&sh));
+}

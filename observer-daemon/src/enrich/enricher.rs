@@ -249,7 +249,11 @@ impl Enricher {
     fn apply_exec(&mut self, h: &Header, e: &Exec) {
         // One attempt: a process that is gone keeps the path it exec'd and
         // no hash, rather than being looked up again on its next event.
-        let (exe, exe_sha256) = match self.hashes.hash_exec(h.tgid, e.exe, &e.filename) {
+        let candidates = [
+            e.filename.as_str(),
+            e.argv.first().map_or("", String::as_str),
+        ];
+        let (exe, exe_sha256) = match self.hashes.hash_exec(h.tgid, e.exe, &candidates) {
             Ok((path, hash)) => (Some(path.display().to_string()), Some(hash)),
             Err(_) if exe_hash::names_a_file(&e.filename) => (Some(e.filename.clone()), None),
             Err(_) => (None, None),

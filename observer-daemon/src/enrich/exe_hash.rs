@@ -93,35 +93,48 @@ impl ExeHashCache {
     /// is found without touching /proc (the usual case: the same binaries
     /// run again and again, by processes that are often gone before their
     /// event is read). Otherwise /proc/PID/exe is read once; when the
-    /// process is gone, the path it exec'd is hashed only if it is still
-    /// the file the kernel ran (same identity), so the digest always
+    /// process is gone, each of `candidates` (the path it exec'd, then its
+    /// argv[0], which names the interpreter of a script) is hashed only if
+    /// it is the file the kernel ran (same identity), so the digest always
     /// describes the bytes that were executed.
     pub fn hash_exec(
         &mut self,
         pid: u32,
         identity: Option<FileIdentity>,
-        filename: &str,
+        candidates: &[&str],
     ) -> Result<(PathBuf, String), HashError> {
         if let Some(hit) = identity.and_then(|id| self.cache.get(&id)) {
             self.hits += 1;
             return Ok((hit.path.clone(), hit.sha256.clone()));
         }
-        let proc_error = match self.hash_proc_exe(pid) {
+        let mut error = match self.hash_proc_exe(pid) {
             Ok(found) => return Ok(found),
             Err(e) => e,
         };
-        let (Some(expected), true) = (identity, names_a_file(filename)) else {
-            return Err(proc_error);
+        let Some(expected) = identity else {
+            return Err(error);
         };
-        let path = Path::new(filename);
-        let file = open_nonblocking(path)?;
-        if identity_of(&fstat(&file, path)?) != expected {
-            return Err(HashError::Replaced {
-                path: path.to_path_buf(),
-            });
+        for candidate in candidates.iter().filter(|c| names_a_file(c)) {
+            let path = Path::new(candidate);
+            let file = match open_nonblocking(path) {
+                Ok(file) => file,
+                Err(e) => {
+                    error = e;
+                    continue;
+                }
+            };
+            if identity_of(&fstat(&file, path)?) != expected {
+                error = HashError::Replaced {
+                    path: path.to_path_buf(),
+                };
+                continue;
+            }
+            // The path the kernel resolved, as /proc/PID/exe would give it.
+            let name = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            let hashed = self.hash_file(file, path, &name)?;
+            return Ok((hashed.path, hashed.sha256));
         }
-        let hashed = self.hash_file(file, path, path)?;
-        Ok((hashed.path, hashed.sha256))
+        Err(error)
     }
 
     /// Hashes the executable of `pid` and returns it with the link target.
@@ -334,7 +347,7 @@ mod tests {
         let id = identity_of(&fs::metadata(&path).unwrap());
         let name = path.to_str().unwrap();
         let mut cache = ExeHashCache::new(8, DEFAULT_MAX_FILE_SIZE);
-        let (found, hash) = cache.hash_exec(GONE, Some(id), name).unwrap();
+        let (found, hash) = cache.hash_exec(GONE, Some(id), &[name]).unwrap();
         assert_eq!(
             (found.as_path(), hash.as_str()),
             (path.as_path(), expected(b"#!/bin/true\n").as_str())
@@ -342,7 +355,7 @@ mod tests {
         assert_eq!(cache.stats(), (0, 1));
         // Found by identity alone: the path is gone and still it answers.
         fs::remove_file(&path).unwrap();
-        let (found, again) = cache.hash_exec(GONE, Some(id), name).unwrap();
+        let (found, again) = cache.hash_exec(GONE, Some(id), &[name]).unwrap();
         assert_eq!((found, again), (path.clone(), hash));
         assert_eq!(cache.stats(), (1, 1));
     }
@@ -357,16 +370,33 @@ mod tests {
         write_file(&other, b"new");
         fs::rename(&other, &path).unwrap();
         let mut cache = ExeHashCache::new(8, DEFAULT_MAX_FILE_SIZE);
-        match cache.hash_exec(GONE, Some(old), path.to_str().unwrap()) {
+        match cache.hash_exec(GONE, Some(old), &[path.to_str().unwrap()]) {
             Err(HashError::Replaced { path: p }) => assert_eq!(p, path),
             other => panic!("expected Replaced, got {other:?}"),
         }
         // Without the kernel's identity nothing says which file ran.
         assert!(matches!(
-            cache.hash_exec(GONE, None, path.to_str().unwrap()),
+            cache.hash_exec(GONE, None, &[path.to_str().unwrap()]),
             Err(HashError::Open { .. })
         ));
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn exec_of_a_gone_script_finds_its_interpreter_by_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("script");
+        write_file(&script, b"#!/interp\n");
+        let interp = dir.path().join("interp");
+        write_file(&interp, b"interpreter bytes");
+        let link = dir.path().join("link-to-interp");
+        std::os::unix::fs::symlink(&interp, &link).unwrap();
+        let id = identity_of(&fs::metadata(&interp).unwrap());
+        let mut cache = ExeHashCache::new(8, DEFAULT_MAX_FILE_SIZE);
+        let candidates = [script.to_str().unwrap(), link.to_str().unwrap()];
+        let (found, hash) = cache.hash_exec(GONE, Some(id), &candidates).unwrap();
+        assert_eq!(found, interp, "named as the kernel resolved it");
+        assert_eq!(hash, expected(b"interpreter bytes"));
     }
 
     #[test]
@@ -375,10 +405,13 @@ mod tests {
         let exe = fs::read_link("/proc/self/exe").unwrap();
         let id = identity_of(&fs::metadata(&exe).unwrap());
         let mut cache = ExeHashCache::new(8, DEFAULT_MAX_FILE_SIZE);
-        let (found, hash) = cache.hash_exec(me, Some(id), "relative-name").unwrap();
+        let (found, hash) = cache.hash_exec(me, Some(id), &["relative-name"]).unwrap();
         assert_eq!(found, exe);
         assert_eq!(cache.stats(), (0, 1));
-        assert_eq!(cache.hash_exec(GONE, Some(id), "x").unwrap(), (exe, hash));
+        assert_eq!(
+            cache.hash_exec(GONE, Some(id), &["x"]).unwrap(),
+            (exe, hash)
+        );
         assert_eq!(cache.stats(), (1, 1));
     }
 
