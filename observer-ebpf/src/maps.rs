@@ -42,9 +42,9 @@ pub static SYSCALL_STASH: LruHashMap<u32, SyscallArgs> =
 pub static OPEN_SCRATCH: PerCpuArray<OpenScratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-process flags (`PROCESS_WATCHED`, `PROCESS_EXCLUDED`) indexed by
-/// tgid, one lookup on every hot path. Each process has its own byte, so
-/// the kernel and the daemon never write the same value for different
-/// processes.
+/// tgid, one lookup on every hot path. Each process has a byte of its own,
+/// so a write for one process (by a program or by the daemon) never
+/// touches another's flags: no read-modify-write to race.
 #[map]
 pub static PROCESS_FLAGS: Array<u8> = Array::with_max_entries(PROCESS_FLAG_ENTRIES, 0);
 

@@ -17,7 +17,10 @@ fn ocsf_export_validates_against_the_ocsf_schema_and_carries_the_receipts() {
     let f = fixture();
     let db = f.db();
     let schema = validator::Schema::load();
-    assert_eq!(schema.class_uids(), vec![1001, 1007, 2004, 4001, 4003]);
+    assert_eq!(
+        schema.class_uids(),
+        vec![1001, 1007, 2004, 4001, 4002, 4003, 6003]
+    );
     let events = export(&db, &["--format", "ocsf"]);
     let stored = stored_receipts(&db);
     let mut stream = Vec::new();

@@ -206,6 +206,24 @@ fn http_splunk_hec_and_elastic_bulk_with_token_and_gzip() {
     // The receiver refuses the stale token: retried, counted, and the
     // cursors do not move.
     wait_until("401s", WAIT, || recv.log.lock().unwrap().refused >= 6);
+    // Six refusals in all may still be five of one sink and one of the
+    // other: wait until each has been refused and retried twice.
+    let refused_twice = |m: &str, s: &str| {
+        sample(
+            m,
+            &format!(
+                "observer_sink_errors_total{{sink=\"{s}\",type=\"http\",reason=\"unauthorized\"}}"
+            ),
+        ) >= 2
+            && sample(
+                m,
+                &format!("observer_sink_retries_total{{sink=\"{s}\",type=\"http\"}}"),
+            ) >= 2
+    };
+    wait_until("two 401s per sink", WAIT, || {
+        let m = metrics(mport);
+        refused_twice(&m, "hec") && refused_twice(&m, "bulk")
+    });
     let m = metrics(mport);
     for s in ["hec", "bulk"] {
         assert!(

@@ -65,6 +65,10 @@ fn check_common(run: &McpRun, agent: &str, server: &str, calls: &[Value], comman
     assert_eq!(receipts.len(), calls.len());
     let report = common::verify_store(&run.db, &run.seed, vec![]);
     assert!(report.ok(), "{:#?}", report.failures);
+    // As OCSF: one API Activity event per session, listing and call.
+    let api = run.ocsf_api_events();
+    assert_eq!(api.len(), 2 + calls.len(), "{api:#?}");
+    assert!(api.iter().all(|ev| ev["api"]["service"]["name"] == server));
 }
 
 #[test]

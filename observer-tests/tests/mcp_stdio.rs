@@ -93,6 +93,47 @@ fn a_hostile_servers_calls_are_receipts_and_its_tool_definitions_findings() {
         assert!(c["latency_ms"].as_u64().is_some(), "{c}");
     }
 
+    // The same session, calls and listings as OCSF API Activity events.
+    let api = run.ocsf_api_events();
+    let operations: Vec<&str> = api
+        .iter()
+        .map(|ev| ev["api"]["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        operations,
+        [
+            "initialize",
+            "tools/list",
+            "add",
+            "bassh",
+            "nope",
+            "tools/list"
+        ],
+        "{api:#?}"
+    );
+    for ev in &api {
+        assert_eq!(ev["api"]["service"]["name"], "hostile-test-server");
+        assert_eq!(ev["api"]["service"]["version"], "6.6.6");
+        assert_eq!(ev["src_endpoint"], json!({"name": "stdio", "uid": session}));
+        assert_eq!(ev["actor"]["process"]["pid"], run.pid);
+    }
+    let call_event = |tool: &str| {
+        api.iter()
+            .find(|ev| ev["api"]["operation"] == tool)
+            .unwrap()
+    };
+    assert_eq!(call_event("add")["status_id"], 1);
+    assert_eq!(
+        call_event("add")["api"]["response"],
+        json!({"message": "result"})
+    );
+    assert_eq!(call_event("bassh")["status"], "Failure");
+    assert_eq!(call_event("bassh")["status_detail"], "tool_error");
+    assert_eq!(
+        call_event("nope")["api"]["response"],
+        json!({"message": "error", "code": -32602, "error": "JSON-RPC error"})
+    );
+
     // Both listings checked; the second names the changed `add`.
     let defs = run.of("mcp_tool_definition");
     assert_eq!(defs.len(), 2, "{defs:#?}");

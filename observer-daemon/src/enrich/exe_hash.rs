@@ -123,11 +123,18 @@ impl ExeHashCache {
                     continue;
                 }
             };
-            if identity_of(&fstat(&file, path)?) != expected {
-                error = HashError::Replaced {
-                    path: path.to_path_buf(),
-                };
-                continue;
+            match fstat(&file, path) {
+                Ok(meta) if identity_of(&meta) == expected => {}
+                Ok(_) => {
+                    error = HashError::Replaced {
+                        path: path.to_path_buf(),
+                    };
+                    continue;
+                }
+                Err(e) => {
+                    error = e;
+                    continue;
+                }
             }
             // The path the kernel resolved, as /proc/PID/exe would give it.
             let name = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());

@@ -40,11 +40,10 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, KernelCheckErro
     let sk = |m: &str| optional("sock", &format!("__sk_common.{m}"));
     // The inode's mtime: two integers since 6.11, a timespec64 before
     // (named `__i_mtime` from 6.7, `i_mtime` earlier).
-    let mtime = |discrete: &str, field: &str| {
+    let mtime = |part: &str| {
         ["i_mtime_", "__i_mtime.tv_", "i_mtime.tv_"]
             .iter()
-            .zip([discrete, field, field])
-            .find_map(|(prefix, name)| btf.member_offset("inode", &format!("{prefix}{name}")).ok())
+            .find_map(|prefix| btf.member_offset("inode", &format!("{prefix}{part}")).ok())
             .unwrap_or(KernelOffsets::UNAVAILABLE)
     };
     Ok(KernelOffsets {
@@ -75,8 +74,8 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, KernelCheckErro
         inode_sb: optional("inode", "i_sb"),
         super_block_dev: optional("super_block", "s_dev"),
         inode_size: optional("inode", "i_size"),
-        inode_mtime_sec: mtime("sec", "sec"),
-        inode_mtime_nsec: mtime("nsec", "nsec"),
+        inode_mtime_sec: mtime("sec"),
+        inode_mtime_nsec: mtime("nsec"),
         mm_arg_start: optional("mm_struct", "arg_start"),
         mm_arg_end: optional("mm_struct", "arg_end"),
         _pad: 0,

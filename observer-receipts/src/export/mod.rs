@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 pub mod cloudevents;
 mod json_out;
 pub mod ocsf;
+mod ocsf_agent;
 pub(crate) mod ocsf_fields;
 pub mod ocsf_text;
 pub mod receipt;

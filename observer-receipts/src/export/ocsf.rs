@@ -7,6 +7,8 @@
 //! | file.open | File System Activity 1001 | Open 14 |
 //! | dns.resolve | DNS Activity 4003 | Response 2 |
 //! | shadow_ai.finding | Detection Finding 2004 | Create 1 |
+//! | llm.request | HTTP Activity 4002 | Post 6 |
+//! | mcp.session / tool_call / tool_definition | API Activity 6003 | Other 99 |
 //! | observer.*, checkpoints, receipts without a context | Base Event 0 | Other 99 |
 //!
 //! A receipt whose context is not stored (hash-only mode, erased) is a
@@ -62,6 +64,12 @@ pub fn class_of(action_type: &str) -> (u32, u32, u32, &'static str, &'static str
 }
 
 pub(crate) const BASE_EVENT: (u32, u32, u32, &str, &str) = (0, 0, 99, "Base Event", "Other");
+
+/// Whether the class takes OCSF's `host` profile (the `device`): every
+/// mapped class but API Activity, which OCSF 1.3.0 leaves without it.
+pub(crate) fn has_host_profile(class_uid: u32) -> bool {
+    !matches!(class_uid, 0 | 6003)
+}
 
 /// Stands in for an absent context member.
 static NULL: Value = Value::Null;
@@ -145,7 +153,7 @@ pub(crate) fn receipt_event(r: &ReceiptItem) -> Value {
         "severity_id": severity_id,
         "severity": severity_name,
         "time": r.issued_ns / 1_000_000,
-        "metadata": metadata(&hash, &r.issuer_id, r.seq, class_uid != 0),
+        "metadata": metadata(&hash, &r.issuer_id, r.seq, has_host_profile(class_uid)),
         "capture_topology": CAPTURE_TOPOLOGY,
         "raw_data": r.envelope,
     });
@@ -155,7 +163,9 @@ pub(crate) fn receipt_event(r: &ReceiptItem) -> Value {
             Some(_) if class_uid == 0 => {}
             Some(ctx) => {
                 obj.insert("status_id".into(), json!(1));
-                obj.insert("device".into(), device(&r.issuer_id));
+                if has_host_profile(class_uid) {
+                    obj.insert("device".into(), device(&r.issuer_id));
+                }
                 map_context(obj, class_uid, ctx, &r.agent_id, &envelope, &hash);
             }
             None => {
@@ -501,6 +511,7 @@ fn map_context(
                 );
             }
         }
+        4002 | 6003 => super::ocsf_agent::map(ev, class_uid, ctx, process),
         2004 => {
             if let Some(p) = process {
                 ev.insert("actor".into(), json!({"process": p}));

@@ -174,6 +174,8 @@ fn map_context<'a>(class_uid: u32, ctx: &Context<'a>) -> Result<Members<'a>, Err
             m.actor = actor(process);
             map_finding(&mut m, ctx);
         }
+        // The agent's actions (ocsf_agent) are few: `ocsf::format` builds them.
+        4002 | 6003 => return Err(serde::de::Error::custom("built by ocsf::format")),
         _ => {}
     }
     Ok(m)

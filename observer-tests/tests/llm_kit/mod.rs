@@ -19,6 +19,9 @@ use serde_json::Value;
 
 use crate::tls_kit::{release, sha256, wait_visible, Fixture, Kill};
 
+#[path = "../ocsf/exported.rs"]
+pub mod ocsf_exported;
+
 /// The venv xtask/src/setup.rs (ensure_llm_sdk_venv) makes, and the
 /// requirements it stamps it with.
 const VENV: &str = "/var/cache/observer-tests/llm-sdks";
@@ -259,6 +262,30 @@ pub fn run_agent_over(agent: &str, script: &str, answers: &[(&str, &[u8])], over
     }
     let report = common::verify_store(&db, &seed, vec![]);
     assert!(report.ok(), "{:#?}", report.failures);
+    // The same calls as OCSF HTTP Activity events, valid against the schema.
+    let http: Vec<Value> = ocsf_exported::checked_ocsf_events(&db)
+        .into_iter()
+        .filter(|ev| ev["class_uid"] == 4002)
+        .collect();
+    assert_eq!(http.len(), exchanges.len());
+    for ev in &http {
+        assert_eq!(ev["type_uid"], 400206, "HTTP Activity: Post");
+        assert_eq!(ev["actor"]["process"]["pid"], pid);
+        let request = &ev["http_request"];
+        assert_eq!(request["http_method"], "POST");
+        assert_eq!(request["url"]["hostname"], "127.0.0.1");
+        assert_eq!(request["url"]["port"], port);
+        let scheme = if over == Over::Tls { "https" } else { "http" };
+        assert_eq!(request["url"]["scheme"], scheme);
+        let context = &ev["unmapped"]["observer"]["context"]["llm_request"];
+        assert_eq!(request["url"]["path"], context["path"]);
+        assert_eq!(ev["http_response"]["code"], 200);
+        assert_eq!(ev["dst_endpoint"]["port"], port);
+        assert!(
+            !ev.to_string().contains(&key),
+            "the API key is in no OCSF byte"
+        );
+    }
     Run {
         records,
         exchanges,

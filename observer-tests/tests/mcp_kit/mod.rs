@@ -41,6 +41,16 @@ pub struct McpRun {
 }
 
 impl McpRun {
+    /// The run's `mcp.*` receipts exported as OCSF API Activity events, in
+    /// store order; every exported event of the store is checked against
+    /// the OCSF schema first.
+    pub fn ocsf_api_events(&self) -> Vec<Value> {
+        crate::llm_kit::ocsf_exported::checked_ocsf_events(&self.db)
+            .into_iter()
+            .filter(|ev| ev["class_uid"] == 6003)
+            .collect()
+    }
+
     /// The records of `event` made by the client.
     pub fn of(&self, event: &str) -> Vec<&Value> {
         self.records

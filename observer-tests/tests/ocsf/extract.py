@@ -10,7 +10,7 @@ other member is kept as published.
 import json
 import sys
 
-CLASSES = ["process_activity", "network_activity", "file_activity", "dns_activity", "detection_finding"]
+CLASSES = ["process_activity", "network_activity", "file_activity", "dns_activity", "detection_finding", "http_activity", "api_activity"]
 
 
 def strip(v):

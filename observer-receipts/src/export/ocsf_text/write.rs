@@ -58,7 +58,12 @@ pub(super) fn write_event(o: &mut Obj, r: &ReceiptItem, ev: &Event) -> Result<()
     if let Some(msg) = &m.message {
         o.str("message", msg);
     }
-    write_metadata(&mut o.obj("metadata"), r, &hash, class_uid != 0);
+    write_metadata(
+        &mut o.obj("metadata"),
+        r,
+        &hash,
+        ocsf::has_host_profile(class_uid),
+    );
     if let Some(p) = &m.process {
         let mut po = o.obj("process");
         if let Some(p) = p {
