@@ -128,7 +128,11 @@ pub async fn take_in(mut rx: mpsc::Receiver<Plaintext>, mut s: IntakeSetup) -> I
                 // session's initialize that its held calls wait for.
                 send(done, &s, &mut intake, &mut mcp, &mut calls);
                 mcp.settle(now, &mut calls);
-                mcp.close_gone(alive, before, &mut calls);
+                // A gone client's MCP-over-HTTP sessions end only once its
+                // connections have: the exchange still open may be the
+                // answer to `initialize` that names the server of the
+                // calls held for it.
+                mcp.close_gone(|t| alive(t) || conns.has_process(t), before, &mut calls);
                 Vec::new()
             }
         };

@@ -237,6 +237,11 @@ impl Connections {
         gone.into_iter().flat_map(|k| self.close(k)).collect()
     }
 
+    /// Some connection of `tgid` is still followed.
+    pub fn has_process(&self, tgid: u32) -> bool {
+        self.conns.keys().any(|k| k.0 == tgid)
+    }
+
     /// Closes every connection of `tgid` (it exited).
     pub fn exited(&mut self, tgid: u32) -> Vec<Finished> {
         let keys: Vec<_> = self.conns.keys().filter(|k| k.0 == tgid).copied().collect();
