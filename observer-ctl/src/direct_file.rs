@@ -253,12 +253,11 @@ mod tests {
         // one of this process that names the path.
         let fd = std::fs::read_dir("/proc/self/fd")
             .unwrap()
-            .filter_map(|e| {
+            .find_map(|e| {
                 let e = e.unwrap();
                 let target = std::fs::read_link(e.path()).ok()?;
                 (target == path).then(|| e.file_name().into_string().unwrap())
             })
-            .next()
             .expect("the file is open");
         let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
         let flags = fdinfo

@@ -39,7 +39,7 @@ pub fn parse_time_in(flag: &str, text: &str, now_ns: u64, tz: &TimeZone) -> Resu
     match lower.as_str() {
         "now" => return Ok(now_ns),
         "today" | "yesterday" => {
-            let now = Timestamp::from_nanosecond(now_ns as i128)
+            let now = Timestamp::from_nanosecond(i128::from(now_ns))
                 .map_err(|e| bad(&e.to_string()))?
                 .to_zoned(tz.clone());
             let mut day = now.date();
@@ -137,7 +137,7 @@ fn parse_rfc3339(text: &str) -> Option<u64> {
     };
     let t = humantime::parse_rfc3339(&format!("{local}Z")).ok()?;
     let ns = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as i128;
-    let utc = ns - offset_s as i128 * 1_000_000_000;
+    let utc = ns - i128::from(offset_s) * 1_000_000_000;
     u64::try_from(utc).ok()
 }
 

@@ -230,7 +230,7 @@ fn relative_times_and_today() {
     // today and yesterday: local midnights, computed here with jiff's own
     // zone arithmetic from the moment the store was written.
     let tz = jiff::tz::TimeZone::posix(NEW_YORK).unwrap();
-    let now = jiff::Timestamp::from_nanosecond(fixture().now_ns as i128)
+    let now = jiff::Timestamp::from_nanosecond(i128::from(fixture().now_ns))
         .unwrap()
         .to_zoned(tz);
     let midnight = |z: jiff::Zoned| z.start_of_day().unwrap().timestamp().as_nanosecond() as u64;

@@ -135,7 +135,7 @@ pub fn run(config: &Config) -> Value {
     };
     let tracefs_check = tracefs.clone().and_then(|t| {
         kernel_config::check_tracepoint_layout(&t)
-            .map(|_| {
+            .map(|()| {
                 format!(
                     "{}: the syscall tracepoints have the expected layout",
                     t.display()
@@ -386,7 +386,7 @@ fn programs(
         cgroup.map(|c| ScratchCgroup(c.join(format!("observer-doctor-{}", std::process::id()))));
     let dir = match &scratch {
         Some(s) => std::fs::create_dir(&s.0)
-            .and_then(|_| std::fs::File::open(&s.0))
+            .and_then(|()| std::fs::File::open(&s.0))
             .map_err(|e| format!("creating the scratch cgroup {}: {e}", s.0.display())),
         None => Err("no cgroup2 mount".to_string()),
     };

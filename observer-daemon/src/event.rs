@@ -88,7 +88,7 @@ impl FileIdentity {
             dev: libc::makedev(dev >> 20, dev & 0xf_ffff),
             ino,
             mtime_sec,
-            mtime_nsec: mtime_nsec as i64,
+            mtime_nsec: i64::from(mtime_nsec),
             size,
         }
     }

@@ -61,7 +61,7 @@ pub fn wait_status(status: u32) -> (Option<i32>, Option<i32>, bool) {
 }
 
 pub fn socket_type(t: u16) -> String {
-    match t as i32 {
+    match i32::from(t) {
         libc::SOCK_STREAM => "stream".into(),
         libc::SOCK_DGRAM => "dgram".into(),
         libc::SOCK_RAW => "raw".into(),
@@ -72,7 +72,7 @@ pub fn socket_type(t: u16) -> String {
 }
 
 pub fn family(f: u16) -> &'static str {
-    match f as i32 {
+    match i32::from(f) {
         libc::AF_INET => "inet",
         libc::AF_INET6 => "inet6",
         _ => "other",
@@ -106,7 +106,7 @@ impl BootClock {
     }
 
     pub fn wall(&self, boot_ns: u64) -> SystemTime {
-        let ns = (boot_ns as i128 + self.realtime_minus_boot_ns).max(0) as u64;
+        let ns = (i128::from(boot_ns) + self.realtime_minus_boot_ns).max(0) as u64;
         SystemTime::UNIX_EPOCH + Duration::from_nanos(ns)
     }
 
@@ -126,7 +126,7 @@ fn clock_ns(clock: libc::clockid_t) -> i128 {
     };
     // SAFETY: valid clock id and a valid out pointer.
     unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
 }
 
 #[cfg(test)]

@@ -257,7 +257,7 @@ impl ChainBuilder {
     /// chain carries the whole count as an upper bound; the exact counts by
     /// kind are in the `observer.loss` receipt.
     pub fn record_loss(&mut self, gap: &UnsignedGap) {
-        for (issuer, chain) in self.chains.iter_mut() {
+        for (issuer, chain) in &mut self.chains {
             if *issuer == self.observer_issuer {
                 continue;
             }
@@ -311,7 +311,7 @@ impl ChainBuilder {
         match self.chains.get(&issuer_id) {
             None => self.open_chain(issuer_id.clone(), &draft.agent_id, draft.unix_ns, out)?,
             Some(chain) if chain.key.is_none() => {
-                self.reannounce(&issuer_id, &draft.agent_id, draft.unix_ns, out)?
+                self.reannounce(&issuer_id, &draft.agent_id, draft.unix_ns, out)?;
             }
             Some(_) => {}
         }
@@ -384,7 +384,7 @@ impl ChainBuilder {
         // dropped (wiped): only the new master signs.
         self.master = new;
         self.generation = generation;
-        for (issuer, chain) in self.chains.iter_mut() {
+        for (issuer, chain) in &mut self.chains {
             chain.key = (*issuer == observer_issuer).then(|| new_master.clone());
         }
         Ok(rotation)
@@ -545,9 +545,9 @@ impl ChainBuilder {
         let payload_jcs = jcs::to_canonical(&payload)?;
         let payload_hash = payload::sha256_hex(&payload_jcs);
         chain.seq += 1;
-        chain.head = payload_hash.clone();
+        chain.head.clone_from(&payload_hash);
         if chain.kid != key.kid {
-            chain.kid = key.kid.clone();
+            chain.kid.clone_from(&key.kid);
         }
         let index = self.next_index;
         self.next_index += 1;

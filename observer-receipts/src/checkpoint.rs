@@ -252,7 +252,7 @@ pub fn open_note(
         return Err(NoteError::ControlCharacter);
     }
     let split = text.rfind("\n\n").ok_or(NoteError::MissingSignatureBlock)?;
-    let (signed_text, signature_block) = (&text[..split + 1], &text[split + 2..]);
+    let (signed_text, signature_block) = (&text[..=split], &text[split + 2..]);
     let signature_lines = signature_block
         .strip_suffix('\n')
         .ok_or(NoteError::MissingSignatureBlock)?;

@@ -189,7 +189,9 @@ fn body_parsing_is_strict() {
         ),
         (
             format!("o\n\n{root}\n"),
-            CheckpointError::InvalidSize { line: "".into() },
+            CheckpointError::InvalidSize {
+                line: String::new(),
+            },
         ),
         (
             format!("o\n1 \n{root}\n"),

@@ -54,7 +54,7 @@ impl Corrections {
         let mut after = vec![0i128; steps.len()];
         let mut sum = 0i128;
         for (i, s) in steps.iter().enumerate().rev() {
-            sum += *s as i128;
+            sum += i128::from(*s);
             after[i] = sum;
         }
         Corrections { leaves, after }

@@ -117,7 +117,7 @@ fn run_worker<I, O>(
     input: &Receiver<(u64, I)>,
     output: &Sender<(u64, Result<O, WorkerPanicked>)>,
 ) {
-    for (number, item) in input.iter() {
+    for (number, item) in input {
         let result = catch_unwind(AssertUnwindSafe(|| work(item))).map_err(|_| WorkerPanicked);
         let panicked = result.is_err();
         if output.send((number, result)).is_err() || panicked {

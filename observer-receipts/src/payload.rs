@@ -96,10 +96,10 @@ impl UnsignedGap {
     pub fn merge(&mut self, later: &UnsignedGap) {
         self.count = self.count.zip(later.count).map(|(a, b)| a + b);
         if later.from < self.from {
-            self.from = later.from.clone();
+            self.from.clone_from(&later.from);
         }
         if later.to > self.to {
-            self.to = later.to.clone();
+            self.to.clone_from(&later.to);
         }
     }
 }

@@ -145,7 +145,7 @@ pub fn plan(
     let size = store.log_size()?;
     let mut first_kept: Option<i64> = None;
     for (from, to, correction) in Corrections::load(store)?.segments(size) {
-        let cutoff = (cutoff_ns as i128 - correction.max(0)).max(0) as i64;
+        let cutoff = (i128::from(cutoff_ns) - correction.max(0)).max(0) as i64;
         first_kept = conn
             .query_row(
                 "SELECT MIN(leaf_index) FROM receipts

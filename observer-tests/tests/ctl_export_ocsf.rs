@@ -136,7 +136,7 @@ fn the_ocsf_validator_rejects_what_the_schema_forbids() {
                         .as_object_mut()
                         .unwrap()
                         .remove("vendor_name"),
-                )
+                );
             },
             "metadata.product.vendor_name: required attribute missing",
         ),

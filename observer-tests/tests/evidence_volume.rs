@@ -136,7 +136,7 @@ fn every_exec_attempt_open_and_connect_of_an_agent_task_is_in_a_receipt() {
                 }
             }
             None => {
-                *counted.entry(open_key(pid, o)).or_default() += o["count"].as_u64().unwrap_or(1)
+                *counted.entry(open_key(pid, o)).or_default() += o["count"].as_u64().unwrap_or(1);
             }
         }
     }

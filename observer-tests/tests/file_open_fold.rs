@@ -214,7 +214,7 @@ fn an_agent_s_opens_are_one_receipt_and_a_secret_keeps_its_own() {
             None => {
                 *in_receipts
                     .entry(open_key(pid, &c["file_open"]))
-                    .or_default() += c["file_open"]["count"].as_u64().unwrap_or(1)
+                    .or_default() += c["file_open"]["count"].as_u64().unwrap_or(1);
             }
         }
     }

@@ -249,7 +249,7 @@ fn tls_receiver(pki: &Path, token: &'static str) -> (u16, Arc<Mutex<Vec<String>>
                     g.lock().unwrap().extend(records_of(&req));
                     if r.get_mut()
                         .write_all(OK)
-                        .and_then(|_| r.get_mut().flush())
+                        .and_then(|()| r.get_mut().flush())
                         .is_err()
                     {
                         return;

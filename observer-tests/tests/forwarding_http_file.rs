@@ -143,10 +143,10 @@ fn http_recs(log: &HttpLog, path: &str) -> Vec<Rec> {
             for pair in lines.chunks(2) {
                 let id = pair[0]["create"]["_id"].as_str().unwrap();
                 let doc = &pair[1];
-                let expect = doc["receipt_hash"]
-                    .as_str()
-                    .map(String::from)
-                    .unwrap_or_else(|| format!("checkpoint-{}", doc["checkpoint"]["size"]));
+                let expect = doc["receipt_hash"].as_str().map_or_else(
+                    || format!("checkpoint-{}", doc["checkpoint"]["size"]),
+                    String::from,
+                );
                 assert_eq!(id, expect);
                 assert_eq!(pair[0]["create"]["_index"], "observer");
             }

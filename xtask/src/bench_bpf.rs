@@ -136,7 +136,7 @@ fn attach_tracepoint(prog: &OwnedFd, category: &str, name: &str) -> anyhow::Resu
     // struct perf_event_attr (PERF_ATTR_SIZE_VER7 = 128 bytes): type, size,
     // config, sample_period; everything else zero.
     let mut attr = [0u64; 16];
-    attr[0] = PERF_TYPE_TRACEPOINT as u64 | (128u64 << 32);
+    attr[0] = u64::from(PERF_TYPE_TRACEPOINT) | (128u64 << 32);
     attr[1] = id;
     attr[2] = 1;
     // SAFETY: attr is a valid 128-byte perf_event_attr.

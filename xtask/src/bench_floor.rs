@@ -111,16 +111,16 @@ pub fn run(root: &Path, work: &Path, opens: u32, args: &FloorArgs) -> anyhow::Re
     let storms = || -> anyhow::Result<Times> {
         let mut open_ns = f64::INFINITY;
         for _ in 0..opens / BATCH {
-            open_ns = open_ns.min(openat_storm(&plain, BATCH)? * 1e9 / BATCH as f64);
+            open_ns = open_ns.min(openat_storm(&plain, BATCH)? * 1e9 / f64::from(BATCH));
         }
         let mut other_ns = f64::INFINITY;
         for _ in 0..args.floor_syscalls / BATCH {
-            other_ns = other_ns.min(other_storm(BATCH) * 1e9 / BATCH as f64);
+            other_ns = other_ns.min(other_storm(BATCH) * 1e9 / f64::from(BATCH));
         }
         Ok(Times {
             open_ns,
             other_ns,
-            exec_us: exec_storm(&tiny, args.floor_execs)? * 1e6 / args.floor_execs as f64,
+            exec_us: exec_storm(&tiny, args.floor_execs)? * 1e6 / f64::from(args.floor_execs),
         })
     };
 
@@ -189,10 +189,10 @@ pub fn run(root: &Path, work: &Path, opens: u32, args: &FloorArgs) -> anyhow::Re
             "  {:<44} openat storm: {:.0} ns per open ({:.0} ns per run, {:.2} runs per open); \
              getpid+close storm: {:.1} ns per pair ({} runs)",
             v.label(root),
-            open_ns as f64 / opens as f64,
+            open_ns as f64 / f64::from(opens),
             open_ns as f64 / open_runs.max(1) as f64,
-            open_runs as f64 / opens as f64,
-            other_ns as f64 / args.floor_syscalls as f64,
+            open_runs as f64 / f64::from(opens),
+            other_ns as f64 / f64::from(args.floor_syscalls),
             other_runs
         );
     }

@@ -72,14 +72,14 @@ pub fn run(root: &Path, work: &Path, args: &ProbeArgs) -> anyhow::Result<()> {
     })?;
     d.stop()?;
     drop(empty);
-    let per_open_ns = probe.total_ns / args.opens as f64;
+    let per_open_ns = probe.total_ns / f64::from(args.opens);
     let base_pair_ns = 1e9 / filtered.base;
     println!(
         "openat storm, probe time measured by the kernel (bpf_stats): {per_open_ns:.0} ns per open = \
          {:.2}% of a {base_pair_ns:.0} ns open+close; ratio from probe time alone {:.3}; per open: {}",
         100.0 * per_open_ns / base_pair_ns,
         base_pair_ns / (base_pair_ns + per_open_ns),
-        program_breakdown(&probe.by_program, args.opens as f64)
+        program_breakdown(&probe.by_program, f64::from(args.opens))
     );
     let (open_ns, open_runs) = probe
         .by_program
@@ -133,22 +133,22 @@ fn exec_storms(
     let d = Daemon::start(root, work, default_config, true)?;
     let probe = with_probe_stats(&d, || exec_storm(tiny, stats_execs).map(|_| ()))?;
     d.stop()?;
-    let per_exec_ns = probe.total_ns / stats_execs as f64;
-    let base_exec_ns = best_low(&plain.base) * 1e9 / args.execs as f64;
+    let per_exec_ns = probe.total_ns / f64::from(stats_execs);
+    let base_exec_ns = best_low(&plain.base) * 1e9 / f64::from(args.execs);
     let opens = probe
         .by_program
         .iter()
         .filter(|(name, _, _)| name.starts_with("openat"))
         .map(|(_, _, runs)| *runs)
         .sum::<u64>() as f64
-        / stats_execs as f64;
+        / f64::from(stats_execs);
     println!(
         "exec storm, probe time measured by the kernel (bpf_stats, {stats_execs} execs): {per_exec_ns:.0} ns \
          per exec = {:.2}% of a {:.0} us exec (target <= 3%); per exec: {}; host background removed: {:.0} ns per exec",
         100.0 * per_exec_ns / base_exec_ns,
         base_exec_ns / 1e3,
-        program_breakdown(&probe.by_program, stats_execs as f64),
-        probe.background_ns / stats_execs as f64
+        program_breakdown(&probe.by_program, f64::from(stats_execs)),
+        probe.background_ns / f64::from(stats_execs)
     );
     plain.print(
         &format!(
@@ -198,7 +198,7 @@ fn exec_storms(
     let probe = with_probe_stats(&d, || agent_storm().map(|_| ()))?;
     let daemon_cpu = d.cpu_secs()? - cpu0;
     d.stop()?;
-    let n = args.watched_execs as f64;
+    let n = f64::from(args.watched_execs);
     println!(
         "exec storm by a registered agent, probe time (bpf_stats): {:.0} ns per exec = {:.2}% of the \
          agent's {:.0} us per exec; per exec: {}; daemon {:.0} us CPU per exec (attribution, receipts)",
@@ -281,10 +281,10 @@ fn openat_rounds(
     let (mut base, mut attached, mut delivered, mut drops) =
         (Vec::new(), Vec::new(), Vec::new(), 0);
     for _ in 0..args.rounds {
-        base.push(args.opens as f64 / openat_storm(plain, args.opens)?);
+        base.push(f64::from(args.opens) / openat_storm(plain, args.opens)?);
         let d = Daemon::start(root, work, config, false)?;
         let secs = openat_storm(plain, args.opens)?;
-        attached.push(args.opens as f64 / secs);
+        attached.push(f64::from(args.opens) / secs);
         let stats = d.stop()?;
         delivered.push((stats.emitted(&["file_open"]) - stats.user_drops()) as f64 / secs);
         drops += stats.dropped(&["file_open"]);

@@ -53,8 +53,7 @@ fn package_installed() -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", "observer"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("installed"))
-        .unwrap_or(false)
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("installed"))
 }
 
 fn group_exists() -> bool {

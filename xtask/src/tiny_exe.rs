@@ -16,14 +16,14 @@ const CODE: [u8; 9] = [0xb8, 0x3c, 0, 0, 0, 0x31, 0xff, 0x0f, 0x05];
 /// The executable's bytes: an ELF header, one PT_LOAD segment mapping the
 /// whole file, and the code right after the headers.
 pub fn tiny_exit_elf() -> Vec<u8> {
-    let total = (EHDR_LEN + PHDR_LEN) as u64 + CODE.len() as u64;
+    let total = u64::from(EHDR_LEN + PHDR_LEN) + CODE.len() as u64;
     let mut b = Vec::with_capacity(total as usize);
     b.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     b.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
     b.extend_from_slice(&0x3eu16.to_le_bytes()); // EM_X86_64
     b.extend_from_slice(&1u32.to_le_bytes()); // EV_CURRENT
-    b.extend_from_slice(&(LOAD_ADDR + (EHDR_LEN + PHDR_LEN) as u64).to_le_bytes()); // entry
-    b.extend_from_slice(&(EHDR_LEN as u64).to_le_bytes()); // program headers
+    b.extend_from_slice(&(LOAD_ADDR + u64::from(EHDR_LEN + PHDR_LEN)).to_le_bytes()); // entry
+    b.extend_from_slice(&u64::from(EHDR_LEN).to_le_bytes()); // program headers
     b.extend_from_slice(&0u64.to_le_bytes()); // no section headers
     b.extend_from_slice(&0u32.to_le_bytes()); // flags
     for half in [EHDR_LEN, PHDR_LEN, 1, 64, 0, 0] {

@@ -107,7 +107,7 @@ fn main() -> ExitCode {
         Err(e) => {
             match log_target {
                 LogTarget::Journal => {
-                    log::error!(message_id = journal::message_id::FAILED; "{e:#}")
+                    log::error!(message_id = journal::message_id::FAILED; "{e:#}");
                 }
                 LogTarget::Stderr => eprintln!("observerd: {e:#}"),
             }

@@ -62,7 +62,7 @@ fn send(
     })?;
     stream
         .set_read_timeout(Some(timeout))
-        .and_then(|_| stream.set_write_timeout(Some(timeout)))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| unreachable(e.to_string()))?;
     let mut req = json!({"v": PROTOCOL_VERSION, "cmd": cmd});
     if let (Some(r), Value::Object(extra)) = (req.as_object_mut(), args) {

@@ -184,7 +184,7 @@ pub fn bind(section: &ControlSection) -> Result<Bound, ControlError> {
                 log::warn!(
                     "control socket {}: cannot give it group {name}: {e}",
                     path.display()
-                )
+                );
             })
             .is_ok()
     });
@@ -397,16 +397,15 @@ async fn connection(
     let max = section.max_request_bytes;
     loop {
         let mut line = Vec::new();
-        let n = match tokio::time::timeout_at(
+        let Ok(Ok(n)) = tokio::time::timeout_at(
             deadline,
             (&mut read)
                 .take(max as u64 + 1)
                 .read_until(b'\n', &mut line),
         )
         .await
-        {
-            Ok(Ok(n)) => n,
-            Ok(Err(_)) | Err(_) => return,
+        else {
+            return;
         };
         if n == 0 {
             return;

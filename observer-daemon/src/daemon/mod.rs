@@ -323,7 +323,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     );
 
     tokio::select! {
-        _ = shutdown.wait() => {}
+        () = shutdown.wait() => {}
         // The writer only stops early on an output error: stop capturing
         // too, and report that error below.
         _ = writer_done => log::error!("the event writer stopped"),

@@ -98,7 +98,7 @@ pub async fn take_in(mut rx: mpsc::Receiver<Plaintext>, mut s: IntakeSetup) -> I
                     taken.chunks += 1;
                     taken.bytes += chunk.data.len() as u64;
                     // The last piece the bound allowed, with bytes after it.
-                    let end = chunk.offset as u64 + chunk.data.len() as u64;
+                    let end = u64::from(chunk.offset) + chunk.data.len() as u64;
                     taken.truncated += u64::from(chunk.remaining() > 0 && end == u64::from(s.bound));
                     if !conns.follows(&chunk) && mcp.wants(&chunk) {
                         mcp.push(chunk, &mut calls);

@@ -42,8 +42,9 @@ impl Step {
 
     /// The `observer.clock_step` receipt's context.
     pub fn context(&self) -> Value {
-        let at =
-            |offset: i128| payload::issued_at((self.seen_boot_ns as i128 + offset).max(0) as u64);
+        let at = |offset: i128| {
+            payload::issued_at((i128::from(self.seen_boot_ns) + offset).max(0) as u64)
+        };
         // Decimal strings: nanosecond counts pass 2^53, the largest
         // integer a receipt's JSON (I-JSON) may carry as a number.
         json!({

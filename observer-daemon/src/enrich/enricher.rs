@@ -336,7 +336,7 @@ impl Enricher {
     fn process_view(&mut self, h: &Header) -> ProcessView {
         let p = self.table.ensure(h.tgid, h.boot_ns);
         if p.origin == Origin::Inferred && p.image.comm.is_empty() {
-            p.image.comm = h.comm.clone();
+            p.image.comm.clone_from(&h.comm);
             p.image.uid = h.uid;
             p.image.gid = h.gid;
         }

@@ -30,9 +30,9 @@ impl Backoff {
             .min(self.max);
         self.failures = self.failures.saturating_add(1);
         let mut b = [0u8; 4];
-        let r = getrandom::getrandom(&mut b).map_or(u32::MAX, |_| u32::from_le_bytes(b));
+        let r = getrandom::getrandom(&mut b).map_or(u32::MAX, |()| u32::from_le_bytes(b));
         let half = d / 2;
-        half + half.mul_f64(r as f64 / u32::MAX as f64)
+        half + half.mul_f64(f64::from(r) / f64::from(u32::MAX))
     }
 }
 

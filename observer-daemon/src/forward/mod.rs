@@ -183,7 +183,7 @@ impl Sinks {
                         sink,
                         |s| runner.run(s),
                         || build(&rebuild_entry, &rebuild_host),
-                    )
+                    );
                 })
                 .map_err(|source| ForwardError::Spawn {
                     sink: entry.name.clone(),

@@ -128,7 +128,7 @@ pub fn message(item: &Item, m: &MessageContext) -> String {
     };
     format!(
         "<{}>1 {} {} {} {} {} {} {}",
-        m.facility as u16 * 8 + sev as u16,
+        u16::from(m.facility) * 8 + u16::from(sev),
         timestamp(&time),
         header_field(&m.hostname, 255),
         header_field(&m.app_name, 48),
@@ -179,7 +179,7 @@ impl SyslogSink {
             } else {
                 "0.0.0.0:0"
             })
-            .and_then(|s| s.connect(&self.cfg.address).map(|_| s))
+            .and_then(|s| s.connect(&self.cfg.address).map(|()| s))
             .map_err(|e| SendError::new("connect", format!("{}: {e}", self.cfg.address), 0))?;
             self.udp = Some(sock);
         }
@@ -252,7 +252,7 @@ impl Sink for SyslogSink {
         // A partial write may have reached the collector: all of the batch
         // counts as possibly delivered.
         conn.write_all(&self.buf)
-            .and_then(|_| conn.flush())
+            .and_then(|()| conn.flush())
             .map_err(|e| SendError::new("write", e, batch.len()))?;
         conn.wait_acked(timeout)
             .map_err(|e| SendError::new("unacknowledged", e, batch.len()))

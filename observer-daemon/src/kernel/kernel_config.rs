@@ -100,7 +100,7 @@ pub fn kernel_config(btf_path: &Path, t: &Tunables) -> Result<KernelConfig, Kern
         offsets: resolve_offsets(&btf)?,
         wakeup_bytes: t.wakeup_bytes,
         open_dedup_ns: t.open_dedup_ns,
-        watch_enabled: t.watch_enabled as u32,
+        watch_enabled: u32::from(t.watch_enabled),
         tls_capture_bytes: t.tls_capture_bytes,
         io_capture_bytes: t.io_capture_bytes,
         _pad: 0,

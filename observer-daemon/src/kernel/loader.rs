@@ -296,7 +296,7 @@ fn first_byte_indexes(prefixes: &[String]) -> std::collections::BTreeSet<u32> {
             None => (0..=255).collect(),
         };
         for second in seconds {
-            out.insert(u16::from_le_bytes([p[0], second]) as u32);
+            out.insert(u32::from(u16::from_le_bytes([p[0], second])));
         }
     }
     out

@@ -174,12 +174,9 @@ impl TlsAttacher {
         let Some(pid) = NonZeroU32::new(tgid) else {
             return;
         };
-        let maps = match std::fs::read_to_string(format!("/proc/{tgid}/maps")) {
-            Ok(m) => m,
-            Err(_) => {
-                self.detach_process(tgid);
-                return;
-            }
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{tgid}/maps")) else {
+            self.detach_process(tgid);
+            return;
         };
         let exe = std::fs::read_link(format!("/proc/{tgid}/exe")).ok();
         let mapped = executable_files(&maps);

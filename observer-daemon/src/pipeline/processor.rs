@@ -126,7 +126,7 @@ impl Processor {
                 let mut ready = Vec::new();
                 match self.names.as_mut() {
                     Some(names) => {
-                        names.on_event(&ev, &mut self.enricher, Instant::now(), &mut ready)
+                        names.on_event(&ev, &mut self.enricher, Instant::now(), &mut ready);
                     }
                     None => ready.extend(self.enricher.enrich(&ev)),
                 }

@@ -192,9 +192,12 @@ impl Cidr {
             v4 => v4,
         };
         match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                prefix_eq(u32::from(net) as u128, u32::from(ip) as u128, self.len, 32)
-            }
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(
+                u128::from(u32::from(net)),
+                u128::from(u32::from(ip)),
+                self.len,
+                32,
+            ),
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
                 prefix_eq(u128::from(net), u128::from(ip), self.len, 128)
             }
@@ -207,7 +210,7 @@ fn prefix_eq(a: u128, b: u128, len: u8, bits: u32) -> bool {
     if len == 0 {
         return true;
     }
-    let shift = bits - len as u32;
+    let shift = bits - u32::from(len);
     (a >> shift) == (b >> shift)
 }
 

@@ -243,7 +243,7 @@ impl OpenFolds {
         {
             if let Some(&i) = index.get(&entry_key) {
                 entries[i].count += 1;
-                entries[i].last_time = ev.time.clone();
+                entries[i].last_time.clone_from(&ev.time);
                 self.counters.opens += 1;
                 return;
             }

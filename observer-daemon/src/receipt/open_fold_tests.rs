@@ -58,7 +58,7 @@ fn event(pid: u32, agent: &str, seq: u64, o: OpenDetail) -> EnrichedEvent {
 
 /// Feeds one open of `pid` (agent `a`) at `seq` seconds.
 fn feed(f: &mut OpenFolds, out: &mut Vec<Draft>, pid: u32, seq: u64, o: OpenDetail, sens: bool) {
-    feed_on(f, out, pid, "a", seq, o, sens)
+    feed_on(f, out, pid, "a", seq, o, sens);
 }
 
 fn feed_on(

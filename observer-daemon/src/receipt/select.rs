@@ -96,7 +96,7 @@ impl Selector {
         let pid = ev.process.pid;
         match &ev.detail {
             Detail::Exec(e) if e.result != 0 && self.fold_path_search => {
-                self.path_search.hold(pid, unix_ns, draft, out)
+                self.path_search.hold(pid, unix_ns, draft, out);
             }
             Detail::Exec(_) => {
                 // Opens before the exec were the old program's.
@@ -126,11 +126,11 @@ impl Selector {
         match &ev.detail {
             Detail::Exec(e) if e.result == 0 => {
                 self.opens.close_process(pid, out);
-                self.path_search.on_success(pid, draft, out)
+                self.path_search.on_success(pid, draft, out);
             }
             Detail::Exit(_) => {
                 self.opens.close_process(pid, out);
-                self.path_search.on_exit(pid, out)
+                self.path_search.on_exit(pid, out);
             }
             _ => {}
         }

@@ -421,7 +421,7 @@ impl Http2 {
                     Some(b)
                         if b.stream == stream && b.bytes.len() + payload.len() <= MAX_BUFFERED =>
                     {
-                        b.bytes.extend_from_slice(payload)
+                        b.bytes.extend_from_slice(payload);
                     }
                     _ => return false,
                 }

@@ -143,7 +143,9 @@ fn needs_escape(word: u64) -> bool {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
     let below_0x20 = word.wrapping_sub(ONES * 0x20) & !word & HIGH != 0;
-    below_0x20 || has_zero(word ^ (ONES * b'"' as u64)) || has_zero(word ^ (ONES * b'\\' as u64))
+    below_0x20
+        || has_zero(word ^ (ONES * u64::from(b'"')))
+        || has_zero(word ^ (ONES * u64::from(b'\\')))
 }
 
 fn push_escape(out: &mut Vec<u8>, byte: u8, escape: u8) {

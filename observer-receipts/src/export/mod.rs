@@ -146,7 +146,7 @@ pub(crate) fn push_stored_json(out: &mut String, text: Option<&str>) {
             if serde_json::from_str::<&serde_json::value::RawValue>(t).is_ok()
                 && ocsf_fields::check_strict(t).is_ok() =>
         {
-            out.push_str(t.trim())
+            out.push_str(t.trim());
         }
         Some(t) => push_json_string(out, t),
     }

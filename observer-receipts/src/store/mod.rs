@@ -168,8 +168,8 @@ impl Store {
                 source: e,
             })?;
             tx.execute_batch(sql)
-                .and_then(|_| tx.pragma_update(None, "user_version", (i + 1) as u32))
-                .and_then(|_| tx.commit())
+                .and_then(|()| tx.pragma_update(None, "user_version", (i + 1) as u32))
+                .and_then(|()| tx.commit())
                 .map_err(|e| StoreError::Sqlite {
                     path: self.path.clone(),
                     source: e,

@@ -536,7 +536,7 @@ fn check_chains(f: &mut Findings, pack: &Value, chains: &BTreeMap<String, Vec<Li
                 break;
             }
             seq = *s;
-            head = ph.clone();
+            head.clone_from(ph);
         }
         if ok {
             f.record(

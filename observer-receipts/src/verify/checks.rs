@@ -69,7 +69,7 @@ pub(super) fn parse_row(
         Ok(expected) if expected == s("action_ref") => {
             parsed
                 .results
-                .push(("action_ref", Outcome::Pass, String::new()))
+                .push(("action_ref", Outcome::Pass, String::new()));
         }
         _ => parsed.results.push((
             "action_ref",
@@ -85,7 +85,7 @@ pub(super) fn parse_row(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
             let set_back = (-clock_steps.after(parsed.row.leaf_index)).max(0);
-            if ns as i128 > now_unix_ns as i128 + MAX_FUTURE_NS as i128 + set_back {
+            if i128::from(ns) > i128::from(now_unix_ns) + i128::from(MAX_FUTURE_NS) + set_back {
                 parsed.results.push((
                     "issued_at",
                     Outcome::Fail,
@@ -124,7 +124,7 @@ pub(super) fn parse_row(
         (None, "hash") => {
             parsed
                 .results
-                .push(("payload_digest", Outcome::Pass, "hash-only receipt".into()))
+                .push(("payload_digest", Outcome::Pass, "hash-only receipt".into()));
         }
         (None, _) => parsed.results.push((
             "payload_digest",

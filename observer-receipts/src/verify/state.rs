@@ -367,7 +367,7 @@ impl State {
                     Some((early_pk, failures))
                         if Arc::ptr_eq(&early_pk, &pk) || *early_pk == *pk =>
                     {
-                        self.signature_outcome(&label, failures)
+                        self.signature_outcome(&label, failures);
                     }
                     _ => signature_jobs.push((label, pk, p.payload_jcs, p.signature)),
                 },

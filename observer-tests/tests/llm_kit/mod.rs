@@ -35,8 +35,7 @@ pub fn sdk_python() -> PathBuf {
     assert_eq!(
         installed,
         REQUIREMENTS,
-        "{} does not hold observer-tests/llm_sdks/requirements.txt: `cargo xtask test` installs them",
-        VENV
+        "{VENV} does not hold observer-tests/llm_sdks/requirements.txt: `cargo xtask test` installs them"
     );
     Path::new(VENV).join("bin/python")
 }

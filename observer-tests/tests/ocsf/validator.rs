@@ -48,7 +48,7 @@ impl Schema {
             .keys()
             .map(|k| k.parse().unwrap())
             .collect();
-        v.sort();
+        v.sort_unstable();
         v
     }
 

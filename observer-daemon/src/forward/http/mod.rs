@@ -231,8 +231,8 @@ impl HttpSink {
         }
         head.push_str("\r\n");
         conn.write_all(head.as_bytes())
-            .and_then(|_| conn.write_all(body))
-            .and_then(|_| conn.flush())
+            .and_then(|()| conn.write_all(body))
+            .and_then(|()| conn.flush())
             .map_err(|e| SendError::new("write", e, 0))?;
         // One deadline for the whole response: a receiver that trickles
         // bytes cannot hold the sink longer than timeout_ms.
@@ -253,7 +253,7 @@ impl Sink for HttpSink {
         let payload = if self.cfg.gzip {
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             gz.write_all(&raw)
-                .and_then(|_| gz.finish())
+                .and_then(|()| gz.finish())
                 .map_err(|e| SendError::new("encode", e, 0))?
         } else {
             raw

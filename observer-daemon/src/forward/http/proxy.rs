@@ -114,7 +114,7 @@ impl Proxy {
             self.authorization_header()
         );
         sock.write_all(request.as_bytes())
-            .and_then(|_| sock.flush())
+            .and_then(|()| sock.flush())
             .map_err(|e| format!("proxy {}: {e}", self.authority))?;
         let mut input = response::Input::new(sock, timeout);
         let head = response::read_head(&mut input)

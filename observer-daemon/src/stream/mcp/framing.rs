@@ -133,7 +133,7 @@ impl Lines {
 pub fn starts_value(data: &[u8]) -> bool {
     matches!(
         data.iter().find(|b| !b.is_ascii_whitespace()),
-        Some(b'{') | Some(b'[')
+        Some(b'{' | b'[')
     )
 }
 

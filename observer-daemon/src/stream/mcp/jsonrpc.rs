@@ -158,7 +158,7 @@ fn from_prefix(b: &[u8]) -> Message {
                     (1, Some("id"), Some(t)) => id = Some(Value::String(t).to_string()),
                     (1, Some("method"), Some(t)) => method = Some(t),
                     (2, Some("name" | "uri"), Some(t)) if in_params && name.is_none() => {
-                        name = Some(t)
+                        name = Some(t);
                     }
                     _ => {}
                 }

@@ -316,7 +316,7 @@ impl McpStreams {
         }
         if dir == Direction::Received {
             self.server_of.insert(ino, tgid);
-            for ((_, a), s) in self.sessions.iter_mut() {
+            for ((_, a), s) in &mut self.sessions {
                 if *a == ino && s.server.pid.is_none() {
                     s.server.pid = Some(tgid);
                 }

@@ -71,7 +71,7 @@ impl State {
         // Continue from this receipt so one break is reported once.
         let chain = self.chains.get_mut(&issuer).expect("inserted above");
         chain.seq = seq;
-        chain.head = p.payload_hash.clone();
+        chain.head.clone_from(&p.payload_hash);
 
         // The observer's chain is the master key's.
         if agent == OBSERVER_AGENT && self.observer_issuer.is_none() {
@@ -130,7 +130,7 @@ impl State {
                         p.kid, issuer
                     ),
                 };
-                self.record(label, "key_authorised", Outcome::Fail, reason)
+                self.record(label, "key_authorised", Outcome::Fail, reason);
             }
         }
         if is_observer && key.is_some() {

@@ -76,7 +76,7 @@ impl State {
                         ),
                         None => format!("{what}: {e}"),
                     };
-                    self.log_failure("checkpoint_signature", reason)
+                    self.log_failure("checkpoint_signature", reason);
                 }
             }
         }

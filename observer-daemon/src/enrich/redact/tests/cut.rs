@@ -28,7 +28,7 @@ fn a_cut_token_prefix_is_dropped() {
         let arg = cut_arg(end);
         assert_eq!(arg.len(), 255);
         let out = captured(&["sh", "-c", &arg], true);
-        let kept = &arg[..arg.len() - end.len() + 1];
+        let kept = &arg[..=(arg.len() - end.len())];
         assert_eq!(out[2], format!("{kept}{REDACTED}"), "end {end:?}");
     }
 }
