@@ -21,15 +21,21 @@ pub use crate::store::ChainHead;
 /// An observation not yet placed in a chain.
 #[derive(Debug, Clone)]
 pub struct Draft {
+    /// Whose chain: a registered agent, `unregistered:<exe sha256 prefix>` or `observer`.
     pub agent_id: String,
+    /// One of [`payload::ACTION_TYPES`].
     pub action_type: &'static str,
     /// When the event happened, ns since the Unix epoch (kernel clock).
     pub unix_ns: u64,
+    /// The observed context: its JCS gives `payload_digest`; stored only in payload mode.
     pub context: Value,
+    /// The payload's `risk_class`.
     pub risk_class: RiskClass,
     /// `sha256:<hex>` of the executable that acted.
     pub executable_hash: String,
+    /// Framework ids for the payload; empty lists are left out.
     pub mappings: Mappings,
+    /// The payload's `detection_rules_digest` (on `shadow_ai.finding`).
     pub detection_rules_digest: Option<String>,
     /// Leaf index of a receipt whose context this receipt erases.
     pub erases: Option<u64>,
@@ -41,9 +47,13 @@ pub struct Draft {
 /// keys table when that receipt commits.
 #[derive(Debug, Clone)]
 pub struct KeyIntro {
+    /// The chain the key signs (the observer chain for a master rotation).
     pub issuer_id: String,
+    /// That chain's agent.
     pub agent_id: String,
+    /// RFC 7638 thumbprint: the `key_thumbprint` of the receipts it signs.
     pub kid: String,
+    /// The public key as an AKP JWK (`kty`, `alg`, `pub`).
     pub jwk: Value,
     /// The master generation that derived the key (1: genesis seed).
     pub generation: u64,
@@ -58,8 +68,11 @@ pub type CommitNotice = Box<dyn FnOnce(Hash) + Send>;
 /// What a master rotation did, as the control socket reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotation {
+    /// The master that signed the rotation receipt, retired after it.
     pub old_kid: String,
+    /// The new master.
     pub new_kid: String,
+    /// The new master's generation (2 after the first rotation).
     pub generation: u64,
     /// Log index of the rotation receipt.
     pub leaf_index: u64,
@@ -69,19 +82,31 @@ pub struct Rotation {
 pub struct Sealed {
     /// Position in the host-wide log (its Merkle leaf index).
     pub index: u64,
+    /// The chain.
     pub issuer_id: String,
+    /// The chain's agent.
     pub agent_id: String,
+    /// The payload's `action_type`.
     pub action_type: &'static str,
+    /// Position in the chain, from 1.
     pub seq: u64,
+    /// Event time, ns since the Unix epoch (the payload's `issued_at`).
     pub unix_ns: u64,
+    /// The payload's `risk_class`, kept for the store's columns.
     pub risk_class: RiskClass,
+    /// JCS(payload): the exact bytes the signature covers.
     pub payload_jcs: Vec<u8>,
+    /// SHA-256 hex of `payload_jcs`: the chain's next `previousReceiptHash`.
     pub payload_hash: String,
     /// JCS(context); `None` in hash-only mode, where it is never stored.
     pub context_jcs: Option<Vec<u8>>,
+    /// The chain key that signs it (the master on the observer chain).
     pub key: Arc<ChainKey>,
+    /// On an `observer.key` receipt: the key it announces (stored when it commits).
     pub key_intro: Option<KeyIntro>,
+    /// See [`Draft::erases`].
     pub erases: Option<u64>,
+    /// See [`Draft::prunes`].
     pub prunes: Option<u64>,
     /// A master rotation: the writer signs checkpoints with this key from
     /// the commit of this receipt on.
@@ -90,26 +115,37 @@ pub struct Sealed {
     pub committed: Option<CommitNotice>,
 }
 
+/// Why the chain builder did not start or did not place a receipt.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
+    /// The false-attestation guard refused the receipt type (RECEIPTS.md, "The guard").
     #[error(transparent)]
     Guard(#[from] payload::GuardError),
+    /// A context or payload has no JCS form (e.g. an unsafe integer): the draft is not chained.
     #[error("canonicalising a receipt: {0}")]
     Jcs(#[from] JcsError),
+    /// At start: a stored kid (current master or chain head) the seed does not derive.
     #[error("chain {issuer_id}: the stored key id {stored} is not the key the master seed derives ({derived}); the store belongs to another master seed")]
     ForeignKey {
+        /// The chain whose stored kid differs.
         issuer_id: String,
+        /// The kid in the store.
         stored: String,
+        /// The kid the given seed derives for that chain.
         derived: String,
     },
+    /// [`ChainBuilder::rotate`] got a seed that derives the current master (its kid).
     #[error("a master rotation needs a new seed: the given one derives the current master {0}")]
     SameSeed(String),
 }
 
+/// Who issues the receipts: the parts of every `issuer_id`, and the payload settings.
 pub struct Identity {
     /// LEI, EIN or DID of the deployer.
     pub deployer_id: String,
+    /// This host's name: the `host/<hostname>` of every issuer id.
     pub hostname: String,
+    /// `mode` of agent receipts; the observer's own are always `payload`.
     pub mode: Mode,
     /// `sha256:<hex>` of the observerd binary, for the observer's receipts.
     pub observer_executable_hash: String,
@@ -126,6 +162,8 @@ struct Chain {
     gap: Option<UnsignedGap>,
 }
 
+/// Gives every receipt its `seq`, `previousReceiptHash` and log index: one per store.
+/// It holds the master seed, announces new chain keys, reports gaps, rotates the master.
 pub struct ChainBuilder {
     identity: Identity,
     master: MasterSeed,
@@ -224,10 +262,12 @@ impl ChainBuilder {
         self.generation
     }
 
+    /// The issuer id of the observer's own chain (agent `observer`).
     pub fn observer_issuer(&self) -> &str {
         &self.observer_issuer
     }
 
+    /// The identity the builder was made with.
     pub fn identity(&self) -> &Identity {
         &self.identity
     }

@@ -56,12 +56,18 @@ pub enum CheckpointError {
     MissingFinalNewline,
     /// A checkpoint has an origin, a size and a root line.
     #[error("checkpoint body has {found} lines, needs origin, size and root")]
-    MissingLines { found: usize },
+    MissingLines {
+        /// Lines the body has.
+        found: usize,
+    },
     /// Extension lines are legal in tlog-checkpoint but this log never writes
     /// them, and [`Checkpoint`] could not carry them: accepting them would
     /// silently drop signed content.
     #[error("checkpoint body has {count} extension lines, which this log does not use")]
-    ExtensionLines { count: usize },
+    ExtensionLines {
+        /// Lines after the root line.
+        count: usize,
+    },
     /// The origin line is empty.
     #[error("checkpoint origin is empty")]
     EmptyOrigin,
@@ -69,16 +75,28 @@ pub enum CheckpointError {
     /// c2sp.org/signed-note key name: no Unicode space, no `+`, no control
     /// character.
     #[error("checkpoint origin {origin:?} contains a space, a plus sign or a control character")]
-    InvalidOrigin { origin: String },
+    InvalidOrigin {
+        /// The origin line.
+        origin: String,
+    },
     /// The size is not an ASCII decimal without leading zeroes that fits 64 bits.
     #[error("checkpoint size {line:?} is not a decimal without leading zeroes")]
-    InvalidSize { line: String },
+    InvalidSize {
+        /// The size line as written.
+        line: String,
+    },
     /// The root line is not standard padded base64.
     #[error("checkpoint root {line:?} is not standard base64")]
-    InvalidRootEncoding { line: String },
+    InvalidRootEncoding {
+        /// The root line as written.
+        line: String,
+    },
     /// The root does not decode to a SHA-256 hash.
     #[error("checkpoint root decodes to {found} bytes, needs 32")]
-    WrongRootLength { found: usize },
+    WrongRootLength {
+        /// Decoded length in bytes.
+        found: usize,
+    },
 }
 
 /// Why a signed checkpoint was not accepted.
@@ -93,13 +111,22 @@ pub enum NoteError {
     MissingSignatureBlock,
     /// A line of the signature block does not start with an em dash and a space.
     #[error("signature line {line} does not start with an em dash and a space")]
-    MissingSignaturePrefix { line: usize },
+    MissingSignaturePrefix {
+        /// Line in the signature block, from 1.
+        line: usize,
+    },
     /// The key name of a signature line is empty or contains a space or `+`.
     #[error("signature line {line} has an invalid key name")]
-    InvalidKeyName { line: usize },
+    InvalidKeyName {
+        /// Line in the signature block, from 1.
+        line: usize,
+    },
     /// The signature is not base64 of a 4-byte key ID and at least one more byte.
     #[error("signature line {line} is not base64 of a key ID and a signature")]
-    InvalidSignatureEncoding { line: usize },
+    InvalidSignatureEncoding {
+        /// Line in the signature block, from 1.
+        line: usize,
+    },
     /// More than [`MAX_SIGNATURE_LINES`] signature lines.
     #[error("note has more than {MAX_SIGNATURE_LINES} signature lines")]
     TooManySignatures,
@@ -107,7 +134,10 @@ pub enum NoteError {
     /// not verify. The spec lets clients reject the whole note; we do, since
     /// the log never emits a bad signature of its own.
     #[error("signature line {line} by the trusted key does not verify")]
-    InvalidSignature { line: usize },
+    InvalidSignature {
+        /// Line in the signature block, from 1.
+        line: usize,
+    },
     /// No signature line is from the trusted key.
     #[error("note has no signature by the trusted key")]
     NoSignatureFromKey,
@@ -116,7 +146,12 @@ pub enum NoteError {
     Checkpoint(#[from] CheckpointError),
     /// The trusted key signed a checkpoint of another log.
     #[error("checkpoint origin {found:?} is not the expected {expected:?}")]
-    OriginMismatch { expected: String, found: String },
+    OriginMismatch {
+        /// The origin the caller expects (this host's log).
+        expected: String,
+        /// The origin the note states.
+        found: String,
+    },
 }
 
 /// Why a c2sp.org/tlog-proof was not accepted.
@@ -133,7 +168,10 @@ pub enum TlogProofError {
     InvalidIndex,
     /// A proof line is not base64 of 32 bytes.
     #[error("tlog-proof line {line} is not a base64 SHA-256 hash")]
-    InvalidProofHash { line: usize },
+    InvalidProofHash {
+        /// Line of the proof text, the header being line 1.
+        line: usize,
+    },
     /// More proof lines than any tree of 2^64 leaves needs.
     #[error("tlog-proof has more than {} proof hashes", merkle::MAX_PROOF_LEN)]
     ProofTooLong,

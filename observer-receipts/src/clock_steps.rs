@@ -60,6 +60,7 @@ impl Corrections {
         Corrections { leaves, after }
     }
 
+    /// Whether the log records no clock step (every correction is 0).
     pub fn is_empty(&self) -> bool {
         self.leaves.is_empty()
     }

@@ -14,18 +14,28 @@ use super::{
     store::{RunKind, Store, StoreError},
 };
 
+/// Why nothing was erased.
 #[derive(Debug, thiserror::Error)]
 pub enum EraseError {
+    /// The store could not be opened or read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The erasure receipt could not be issued or committed, e.g. the
+    /// daemon holds the store's writer lock.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// No stored receipt has this hash (never there, or pruned).
     #[error("receipt {0} is not in the store")]
     NotFound(String),
+    /// Nothing to erase: a `hash` mode receipt, one already erased, or a
+    /// stored row that does not parse.
     #[error("receipt {0} has no stored context (hash-only mode) or it is already erased")]
     NoContext(String),
+    /// An `observer.key` receipt: its context is the key that verifies a
+    /// chain, so it is kept.
     #[error("receipt {0} is a key announcement: its context is never erased")]
     KeyAnnouncement(String),
+    /// The given receipt hash is not 64 hex digits.
     #[error("receipt hash must be 64 hex digits, got {0:?}")]
     BadHash(String),
 }

@@ -37,15 +37,38 @@ const ES6_FIXED_NOTATION_LIMIT: f64 = 1e21;
 /// RFC 6901 JSON Pointers, `""` being the whole value.
 #[derive(Debug, thiserror::Error)]
 pub enum JcsError {
+    /// An integer (or an integral double below 1e21) whose magnitude is
+    /// above [`MAX_SAFE_INTEGER`]: readers would round it, so it must be
+    /// carried as a string.
     #[error(
         "number {value} at pointer \"{path}\" is an integer outside the I-JSON safe range \
          ±(2^53-1); carry it as a string"
     )]
-    UnsafeInteger { value: String, path: String },
+    UnsafeInteger {
+        /// The number as written.
+        value: String,
+        /// Where it is in the value.
+        path: String,
+    },
+    /// A NaN or infinite float, which JSON cannot write (found while
+    /// serialising, where `serde_json` would write `null`).
     #[error("non-finite number {value} has no JSON form")]
-    NonFiniteNumber { value: f64 },
+    NonFiniteNumber {
+        /// The float.
+        value: f64,
+    },
+    /// A number held neither as a 64-bit integer nor as a double, or whose
+    /// shortest decimal form could not be derived: a defensive case that
+    /// serde_json's default number representation does not produce.
     #[error("number {value} at pointer \"{path}\" cannot be read as a double")]
-    UnrepresentableNumber { value: String, path: String },
+    UnrepresentableNumber {
+        /// The number as written.
+        value: String,
+        /// Where it is in the value.
+        path: String,
+    },
+    /// serde could not turn the Rust value into JSON (e.g. a map with
+    /// non-string keys).
     #[error("value cannot be serialized to JSON: {0}")]
     Serialize(#[from] serde_json::Error),
 }

@@ -34,7 +34,9 @@ pub enum KeyError {
     /// or synced; `path` names which.
     #[error("master seed {}", path.display())]
     Io {
+        /// The seed file or directory the call was about.
         path: PathBuf,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
@@ -44,7 +46,12 @@ pub enum KeyError {
         "master seed {} has mode {mode:04o}: it must not be accessible to group or others (expected 0600)",
         path.display()
     )]
-    Permissions { path: PathBuf, mode: u32 },
+    Permissions {
+        /// The seed file.
+        path: PathBuf,
+        /// Its permission bits (`st_mode & 0o7777`).
+        mode: u32,
+    },
     /// The seed, or a directory above it, is owned by another user, is
     /// writable by others or is a symbolic link: whoever controls it could
     /// choose the keys receipts are signed with.
@@ -53,10 +60,18 @@ pub enum KeyError {
     /// Not a seed this daemon wrote (truncated, or some other file): using
     /// it would silently change every chain key.
     #[error("master seed {} is {actual} bytes long, expected {SEED_LEN}", path.display())]
-    Length { path: PathBuf, actual: u64 },
+    Length {
+        /// The seed file.
+        path: PathBuf,
+        /// Its size in bytes.
+        actual: u64,
+    },
     /// A directory, device or socket where the seed file should be.
     #[error("master seed {} is not a regular file", path.display())]
-    NotAFile { path: PathBuf },
+    NotAFile {
+        /// The seed path.
+        path: PathBuf,
+    },
     /// A seed must never be created from anything but the OS generator.
     #[error("no randomness from the operating system for a new master seed: {0}")]
     Randomness(getrandom::Error),
@@ -278,7 +293,10 @@ pub fn public_key_from_jwk(jwk: &serde_json::Value) -> Result<Vec<u8>, KeyError>
 /// An ML-DSA-65 signing key with its identity: the chain it signs for and
 /// its `kid` (its RFC 7638 thumbprint). Signs through [`Signer`].
 pub struct ChainKey {
+    /// The chain it signs (the observer chain's for a master key).
     pub issuer_id: String,
+    /// Its RFC 7638 thumbprint: the `key_thumbprint` and `signature.kid`
+    /// of what it signs.
     pub kid: String,
     keypair: LibcruxKeyPair,
 }

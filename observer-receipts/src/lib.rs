@@ -15,6 +15,8 @@
 //! ([`signing`]), and one writer thread commits in order and checkpoints
 //! ([`writer`]); [`pipeline`] joins them.
 
+#![warn(missing_docs)]
+
 pub mod chain;
 pub mod checkpoint;
 pub mod clock_steps;

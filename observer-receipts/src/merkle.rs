@@ -77,16 +77,29 @@ pub trait NodeSource {
 pub enum TreeError<E> {
     /// The leaf does not exist in a tree of that size.
     #[error("leaf index {index} is outside a tree of {size} leaves")]
-    IndexOutOfRange { index: u64, size: u64 },
+    IndexOutOfRange {
+        /// The requested leaf index.
+        index: u64,
+        /// The tree size, in leaves.
+        size: u64,
+    },
     /// Consistency proofs exist only for `0 < size1 <= size2`: nothing can be
     /// proved about the empty tree, and trees never shrink.
     #[error("no consistency proof from tree size {size1} to tree size {size2} (needs 0 < size1 <= size2)")]
-    InvalidSizes { size1: u64, size2: u64 },
+    InvalidSizes {
+        /// The old tree size.
+        size1: u64,
+        /// The new tree size.
+        size2: u64,
+    },
     /// The node source failed, or does not hold a node the tree size implies.
     #[error("reading node (level {level}, index {index}) failed")]
     Source {
+        /// The node's level, 0 being leaves.
         level: u32,
+        /// The node's index within its level.
         index: u64,
+        /// The source's error.
         #[source]
         source: E,
     },
@@ -97,13 +110,26 @@ pub enum TreeError<E> {
 pub enum ProofError {
     /// A hash on the wire was not 32 bytes long.
     #[error("a hash must be {HASH_SIZE} bytes, got {actual}")]
-    WrongHashLength { actual: usize },
+    WrongHashLength {
+        /// Its length in bytes.
+        actual: usize,
+    },
     /// The leaf does not exist in a tree of that size.
     #[error("leaf index {index} is outside a tree of {size} leaves")]
-    IndexOutOfRange { index: u64, size: u64 },
+    IndexOutOfRange {
+        /// The proved leaf index.
+        index: u64,
+        /// The tree size, in leaves.
+        size: u64,
+    },
     /// The proof has the wrong number of hashes for these sizes or this index.
     #[error("proof has {actual} hashes, the tree shape needs {expected}")]
-    WrongProofLength { expected: usize, actual: usize },
+    WrongProofLength {
+        /// Hashes the tree shape needs.
+        expected: usize,
+        /// Hashes the proof has.
+        actual: usize,
+    },
     /// The inclusion proof leads to a different root.
     #[error("inclusion proof does not lead to the expected root")]
     RootMismatch,
@@ -113,7 +139,12 @@ pub enum ProofError {
     EmptyOldTree,
     /// Logs are append-only: the newer tree cannot be smaller.
     #[error("old tree size {size1} is larger than new tree size {size2}")]
-    OldTreeLarger { size1: u64, size2: u64 },
+    OldTreeLarger {
+        /// The old tree size.
+        size1: u64,
+        /// The new tree size.
+        size2: u64,
+    },
     /// The proof does not reproduce the old root.
     #[error("consistency proof does not reproduce the old root")]
     OldRootMismatch,
@@ -379,7 +410,9 @@ pub struct MemoryNodes {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("node (level {level}, index {index}) is not in memory")]
 pub struct MissingNode {
+    /// The node's level, 0 being leaves.
     pub level: u32,
+    /// The node's index within its level.
     pub index: u64,
 }
 

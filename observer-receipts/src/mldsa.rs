@@ -48,10 +48,16 @@ pub enum SignError {
 pub enum SignatureError {
     /// The public key is not 1952 bytes, so it is not an ML-DSA-65 key.
     #[error("malformed ML-DSA-65 public key: {actual} bytes, expected {PUBLIC_KEY_LEN}")]
-    MalformedPublicKey { actual: usize },
+    MalformedPublicKey {
+        /// The key's length in bytes.
+        actual: usize,
+    },
     /// The signature is not 3309 bytes, so it is not an ML-DSA-65 signature.
     #[error("malformed ML-DSA-65 signature: {actual} bytes, expected {SIGNATURE_LEN}")]
-    MalformedSignatureLength { actual: usize },
+    MalformedSignatureLength {
+        /// The signature's length in bytes.
+        actual: usize,
+    },
     /// Well-formed lengths, but the signature does not verify for this key
     /// and message (including an invalid hint encoding or a norm violation
     /// inside the signature).

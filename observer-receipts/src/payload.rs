@@ -5,9 +5,15 @@ use sha2::{Digest, Sha256};
 
 use super::jcs::{self, JcsError};
 
+/// The payload `type` of every receipt observer issues.
 pub const RECEIPT_TYPE: &str = "protectmcp:observation";
+/// The only other `type` a passive observer may claim (RECEIPTS.md, "The
+/// guard"); observer itself never issues it.
 pub const RESULT_BOUND_TYPE: &str = "protectmcp:observation:result_bound";
+/// observer's capture topology: not a payload member, stated on the
+/// audit-pack manifest and on forwarded records.
 pub const CAPTURE_TOPOLOGY: &str = "passive_telemetry";
+/// The envelope's `signature.alg`: pure ML-DSA-65 (FIPS 204), empty context.
 pub const SIGNATURE_ALG: &str = "ML-DSA-65";
 /// `previousReceiptHash` of the first receipt of a chain.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -36,6 +42,9 @@ pub const ACTION_TYPES: &[&str] = &[
     "observer.clock_step",
 ];
 
+/// The payload's `mode`: whether the observed context is kept beside the
+/// receipt. Fixed at issuance (it is signed); erasing a `payload` context
+/// later does not change it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -46,6 +55,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The wire value: `"payload"` or `"hash"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Payload => "payload",
@@ -54,16 +64,24 @@ impl Mode {
     }
 }
 
+/// The payload's `risk_class`. observer's plain observations are `Low`; a
+/// `shadow_ai.finding` carries the `risk` of the rule that fired (or of
+/// its first escalation that held), so only rules set the other classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RiskClass {
+    /// `"low"`: every plain observation, and low-risk findings.
     Low,
+    /// `"medium"`: a finding a rule rates of moderate risk.
     Medium,
+    /// `"high"`: a finding a rule rates most serious.
     High,
+    /// `"unknown"`: a finding whose rule states no rating.
     Unknown,
 }
 
 impl RiskClass {
+    /// The wire value: `"low"`, `"medium"`, `"high"` or `"unknown"`.
     pub fn as_str(self) -> &'static str {
         match self {
             RiskClass::Low => "low",
@@ -74,9 +92,13 @@ impl RiskClass {
     }
 }
 
+/// The payload's `payload_digest`: binds the context stored beside the
+/// receipt to its signature (see [`payload_digest()`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PayloadDigest {
+    /// SHA-256 of JCS(context), 64 lower-case hex digits.
     pub hash: String,
+    /// Length of JCS(context) in bytes.
     pub size: u64,
 }
 
@@ -86,7 +108,9 @@ pub struct UnsignedGap {
     /// `None` (serialised as `null`, never omitted): the observer knows it
     /// lost events but not how many, e.g. across an unclean stop.
     pub count: Option<u64>,
+    /// Earliest time of the loss, in the `issued_at` format.
     pub from: String,
+    /// Latest time of the loss, in the `issued_at` format.
     pub to: String,
 }
 
@@ -105,52 +129,89 @@ impl UnsignedGap {
 }
 
 /// Framework ids a detection maps to (self-declared by the rule author).
+/// An empty list leaves its payload member out; any non-empty one also sets
+/// `framework_mappings_self_declared`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Mappings {
+    /// MITRE ATT&CK technique ids (`mitre_techniques`), e.g. `T1059`.
     pub mitre_techniques: Vec<String>,
+    /// MITRE ATLAS technique ids (`mitre_atlas`), e.g. `AML.T0051.001`.
     pub mitre_atlas: Vec<String>,
+    /// OWASP Top 10 for LLM applications ids (`owasp_llm_top10`), e.g. `LLM01`.
     pub owasp_llm_top10: Vec<String>,
 }
 
 /// The signed payload. Member names are the wire names; JCS orders them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Payload {
+    /// Profile version, always `1`.
     pub v: u32,
+    /// Whether the context is kept (`payload`) or only its digest (`hash`).
     pub mode: Mode,
+    /// `type`: always [`RECEIPT_TYPE`] (enforced by the guard).
     #[serde(rename = "type")]
     pub receipt_type: String,
+    /// When the event happened (kernel clock), RFC 3339 UTC with nine
+    /// fractional digits (see [`issued_at()`]).
     pub issued_at: String,
+    /// The chain: `<deployer id>/host/<hostname>/agent/<agent_id>`.
     pub issuer_id: String,
+    /// The registered agent, `unregistered:<exe sha256 prefix>`, or
+    /// [`OBSERVER_AGENT`].
     pub agent_id: String,
+    /// One of [`ACTION_TYPES`].
     pub action_type: String,
+    /// Always `"observation"`.
     pub decision: String,
+    /// Always `None` (`null`): no policy gates an observation.
     pub policy_digest: Option<String>,
+    /// SHA-256 and length of JCS(context).
     pub payload_digest: PayloadDigest,
+    /// `sha256:<hex>` binding agent, action type and `issued_at` (see
+    /// [`action_ref()`]).
     pub action_ref: String,
+    /// `previousReceiptHash`: SHA-256 hex of JCS(previous payload of this
+    /// chain), payload only; [`GENESIS_HASH`] for `seq` 1.
     #[serde(rename = "previousReceiptHash")]
     pub previous_receipt_hash: String,
+    /// Position in the chain, from 1, without gaps.
     pub seq: u64,
+    /// RFC 7638 thumbprint of the signing key (its `kid`), base64url.
     pub key_thumbprint: String,
+    /// How risky the action was rated.
     pub risk_class: RiskClass,
+    /// `sha256:<64 hex>` of the executable that acted (of `observerd` on
+    /// the observer's own receipts).
     pub executable_hash: String,
+    /// Non-empty when present; see [`Mappings`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mitre_techniques: Option<Vec<String>>,
+    /// Non-empty when present; see [`Mappings`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mitre_atlas: Option<Vec<String>>,
+    /// Non-empty when present; see [`Mappings`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owasp_llm_top10: Option<Vec<String>>,
+    /// `Some(true)` exactly when any of the three mapping lists is present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub framework_mappings_self_declared: Option<bool>,
+    /// Events lost on this chain since its previous receipt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unsigned_gap: Option<UnsignedGap>,
+    /// On `shadow_ai.finding`: `sha256:<hex>` of the compiled rules that
+    /// classified it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detection_rules_digest: Option<String>,
 }
 
+/// A receipt type the capture topology may not claim, refused by
+/// [`false_attestation_guard`]; its message is RECEIPTS.md's, verbatim.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("false_attestation_guard: capture_topology={topology} receipts must use receipt_type={RECEIPT_TYPE}, not :{offending} (rule 8)")]
 pub struct GuardError {
+    /// The capture topology, `passive_telemetry`.
     pub topology: String,
+    /// The refused type without its `protectmcp:` prefix.
     pub offending: String,
 }
 
@@ -175,6 +236,7 @@ pub fn false_attestation_guard(
     })
 }
 
+/// SHA-256 of `bytes`, 64 lower-case hex digits.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -233,15 +295,20 @@ pub fn envelope_jcs(payload_jcs: &[u8], kid: &str, sig_b64url: &str) -> Vec<u8> 
     out
 }
 
+/// Whether `s` uses only the base64url alphabet, without padding (the empty
+/// string passes).
 pub fn is_base64url(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Whether `s` is exactly 64 lower-case hex digits (a SHA-256 hex digest).
 pub fn is_lower_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Whether `s` is an `executable_hash`: `sha256:` and 64 lower-case hex
+/// digits.
 pub fn is_executable_hash(s: &str) -> bool {
     s.strip_prefix("sha256:").is_some_and(is_lower_hex64)
 }

@@ -31,14 +31,21 @@ pub const DEFAULT_FULL_HOLD_MAX: usize = 8192;
 /// Longest wait between attempts to open a full store at start.
 const FULL_OPEN_RETRY_MAX: Duration = Duration::from_secs(5);
 
+/// How [`Pipeline::start`] opens the store and sizes its stages.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
+    /// The store's database file; its writer lock is `<store>.lock`.
     pub store: PathBuf,
+    /// Signing workers of the writer's pool (`observer-sign-N`).
     pub signing_threads: usize,
     /// Receipts waiting for the writer (which has at most
     /// `min(batch_max, queue_capacity)` more with its signers).
     pub queue_capacity: usize,
+    /// Longest time between checkpoints while receipts flow; one is also
+    /// signed at a clean stop.
     pub checkpoint_interval: Duration,
+    /// Most receipts committed in one transaction; it also bounds the
+    /// receipts in flight with the signers.
     pub batch_max: usize,
     /// Called before each wait while a daemon's start waits for room in a
     /// full store, with the longest time until the next attempt: observerd
@@ -47,43 +54,76 @@ pub struct PipelineConfig {
     pub waiting_for_room: Option<fn(Duration)>,
 }
 
+/// Why the pipeline did not start, place a receipt, or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    /// At start: the store could not be locked (another writer holds it),
+    /// opened, migrated or read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The chain builder refused: at start, a master seed that does not
+    /// belong to the store; later, a draft without a JCS form or a
+    /// rotation to the current seed.
     #[error(transparent)]
     Chain(#[from] ChainError),
+    /// The writer thread stopped on this error (from [`Pipeline::finish`]
+    /// or [`Pipeline::writer_error`]).
     #[error(transparent)]
     Writer(#[from] WriterError),
+    /// At start: the stored Merkle nodes do not rebuild the log's frontier
+    /// (a node missing or malformed).
     #[error("resuming the Merkle log of {path}: {message}")]
-    Resume { path: PathBuf, message: String },
+    Resume {
+        /// The store's database file.
+        path: PathBuf,
+        /// What is missing or wrong.
+        message: String,
+    },
+    /// The writer thread is gone (it stopped on an error or panicked):
+    /// nothing more is committed; [`Pipeline::writer_error`] says why.
     #[error("the receipt writer stopped")]
     WriterGone,
+    /// At start: the writer thread could not be spawned.
     #[error("starting receipt threads: {0}")]
     Spawn(#[from] std::io::Error),
     /// Not a failure of the pipeline: the draft was dropped, unchained,
     /// because the store is full and the writer holds `held` receipts
     /// already; it is counted and reported once the store has room.
     #[error("the receipt store is full and {held} receipts are held: a receipt of {agent_id} was dropped (counted)")]
-    DroppedStoreFull { agent_id: String, held: u64 },
+    DroppedStoreFull {
+        /// The dropped draft's agent.
+        agent_id: String,
+        /// Signed receipts the writer held when it was dropped.
+        held: u64,
+    },
 }
 
 /// What the store said about earlier runs when the pipeline started.
 #[derive(Debug, Clone)]
 pub struct Resumed {
+    /// The previous daemon run, if any; `clean_stop` false means it
+    /// stopped uncleanly (a daemon start has added the gaps already).
     pub previous_run: Option<RunRow>,
+    /// The newest stored checkpoint.
     pub last_checkpoint: Option<CheckpointRow>,
+    /// The latest event time stored, ns since the Unix epoch.
     pub last_issued_ns: Option<u64>,
+    /// Receipts in the log at start: the next receipt's log index.
     pub log_size: u64,
+    /// This run's id in the store's `runs` table.
     pub run_id: i64,
 }
 
 /// Where a submitted receipt was placed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submitted {
+    /// The chain.
     pub issuer_id: String,
+    /// The chain's agent.
     pub agent_id: String,
+    /// The receipt's `action_type`.
     pub action_type: &'static str,
+    /// Position in the chain, from 1.
     pub seq: u64,
     /// SHA-256 of JCS(payload), lowercase hex: what the chain's next
     /// `previousReceiptHash` holds.
@@ -92,6 +132,9 @@ pub struct Submitted {
     pub leaf_index: u64,
 }
 
+/// The daemon's (or a maintenance tool's) one way to issue receipts into a
+/// store: holds the store's writer lock, the chain builder and the writer
+/// thread. Drop without [`Pipeline::finish`] leaves the run unclean.
 pub struct Pipeline {
     builder: ChainBuilder,
     sealed: Vec<Sealed>,
@@ -272,10 +315,12 @@ impl Pipeline {
         ))
     }
 
+    /// The writer's live counters.
     pub fn metrics(&self) -> &Arc<WriterMetrics> {
         &self.metrics
     }
 
+    /// The issuer id of the observer's own chain.
     pub fn observer_issuer(&self) -> &str {
         self.builder.observer_issuer()
     }

@@ -28,12 +28,18 @@ use super::{
     store::{Store, StoreError, StoreNodes},
 };
 
+/// Why a prune was not planned or not committed; no receipt was deleted.
 #[derive(Debug, thiserror::Error)]
 pub enum RetentionError {
+    /// The store could not be opened or read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A stored receipt, key announcement or anchor does not parse, the
+    /// cut checkpoint could not be signed, or the prune receipt could not
+    /// be issued (e.g. the daemon holds the writer lock).
     #[error("retention: {0}")]
     Invalid(String),
+    /// The cut checkpoint's note could not be built (e.g. a bad origin).
     #[error("retention checkpoint: {0}")]
     Checkpoint(#[from] checkpoint::CheckpointError),
 }
@@ -41,15 +47,24 @@ pub enum RetentionError {
 /// A chain's position at the cut: the last pruned receipt of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainAnchor {
+    /// The chain.
     pub issuer_id: String,
+    /// `seq` of its last pruned receipt: the first kept one has `seq + 1`.
     pub seq: u64,
+    /// SHA-256 hex of that receipt's JCS(payload): the first kept
+    /// receipt's `previousReceiptHash`.
     pub payload_hash: String,
 }
 
+/// A chain key whose `observer.key` announcement was pruned, as that
+/// announcement's context gave it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyAnchor {
+    /// The chain the key signs.
     pub issuer_id: String,
+    /// The key's RFC 7638 thumbprint.
     pub kid: String,
+    /// The public key as an AKP JWK.
     pub jwk: Value,
 }
 
@@ -57,6 +72,7 @@ pub struct KeyAnchor {
 /// holding only the genesis master key can walk to the current master.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RotationAnchor {
+    /// The rotation receipt's log index.
     pub leaf_index: u64,
     /// The receipt's envelope, exactly as stored (JCS).
     pub envelope: String,
@@ -86,6 +102,7 @@ pub(crate) fn add_logged_rotations(
 /// The context of a prune receipt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PruneAnchor {
+    /// Always [`PRUNE_EVENT`]: tells this `observer.policy` context apart.
     pub event: String,
     /// Receipts with a log index below this were deleted.
     pub cut: u64,
@@ -95,6 +112,8 @@ pub struct PruneAnchor {
     pub checkpoint: String,
     /// The perfect subtrees covering `[0, cut)`: `[level, index, hex]`.
     pub frontier: Vec<(u32, u64, String)>,
+    /// Every chain with a receipt before the cut (from earlier prunes
+    /// too), by issuer id.
     pub chains: Vec<ChainAnchor>,
     /// Every key announced before the cut, in announcement order (a
     /// chain's later key replaces its earlier one).
@@ -105,6 +124,7 @@ pub struct PruneAnchor {
     pub master_rotations: Vec<RotationAnchor>,
 }
 
+/// The `event` of a prune anchor's context.
 pub const PRUNE_EVENT: &str = "prune";
 
 /// The aligned perfect subtrees that make up `[0, size)`, left to right.

@@ -25,21 +25,40 @@ use super::{
     store::{Store, StoreError},
 };
 
+/// Why a step with the seed's files around a rotation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RotationError {
+    /// A seed (the current one or `.next`) could not be loaded, or the OS
+    /// gave no randomness for a new one.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// [`recover`] could not open or read the store: it then keeps `.next`.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Writing, renaming or syncing a seed or JWK file (or its directory)
+    /// failed.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file or directory the call was about.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// `<seed>.genesis.jwk` was not opened: it or a directory above it
+    /// fails the checks of [`crate::trust`], or opening it failed for a
+    /// reason other than its absence.
     #[error(transparent)]
     Untrusted(#[from] crate::trust::TrustError),
+    /// `<seed>.genesis.jwk` is not a well-formed ML-DSA-65 AKP JWK.
     #[error("{}: {reason}", path.display())]
-    Jwk { path: PathBuf, reason: String },
+    Jwk {
+        /// The JWK file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `<seed>.next` already exists: a rotation is under way or was
+    /// interrupted, and [`recover`] must settle it first.
     #[error("{} exists: another rotation is in progress or was interrupted (the next daemon start settles it)", .0.display())]
     InProgress(PathBuf),
 }
@@ -123,9 +142,16 @@ pub enum Recovery {
     Clean,
     /// The store holds the rotation to this master kid: `.next` became
     /// the seed.
-    Completed { kid: String },
+    Completed {
+        /// Kid of the master `.next` derives, now the seed's.
+        kid: String,
+    },
     /// No rotation to this kid was committed: `.next` was deleted.
-    Discarded { kid: String },
+    Discarded {
+        /// Kid of the master the deleted `.next` derived; empty when it
+        /// was truncated (a crash while writing it).
+        kid: String,
+    },
 }
 
 /// At daemon start, before the seed is loaded: finishes or discards an

@@ -9,6 +9,7 @@ use super::{chain::Sealed, merkle::Hash, mldsa::Signer as _, payload};
 
 /// A receipt with its signature, ready to commit.
 pub struct Signed {
+    /// The receipt as the chain builder sealed it.
     pub sealed: Sealed,
     /// JCS of `{payload, signature}`: exactly what is stored.
     pub envelope_jcs: Vec<u8>,

@@ -37,8 +37,13 @@ pub struct StoreLoss {
 /// the `observer.loss` receipt.
 #[derive(Debug)]
 pub struct LossReport {
+    /// `(issuer_id, gap)` per affected chain: the chain's next receipt
+    /// carries it as `unsigned_gap`.
     pub gaps: Vec<(String, UnsignedGap)>,
+    /// The `observer.loss` context (`reason` [`REASON`], counts and times
+    /// per chain).
     pub context: Value,
+    /// Drafts dropped over all chains.
     pub total: u64,
 }
 
@@ -60,6 +65,7 @@ impl StoreLoss {
         d.to_ns = d.to_ns.max(unix_ns);
     }
 
+    /// Whether nothing was dropped since the last [`StoreLoss::take`].
     pub fn is_empty(&self) -> bool {
         self.chains.is_empty()
     }

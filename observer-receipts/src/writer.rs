@@ -28,13 +28,16 @@ use super::{
     store::{NewKey, NewReceipt, Store, StoreError},
 };
 
+/// How the writer batches, signs and checkpoints.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
     /// Checkpoint origin line: identifies this host's log.
     pub origin: String,
+    /// Longest time between checkpoints while the log grows.
     pub checkpoint_interval: Duration,
     /// Most receipts committed in one transaction.
     pub batch_max: usize,
+    /// This run's id in `runs`, marked clean at a clean stop.
     pub run_id: i64,
     /// Signing workers (at least one).
     pub signing_threads: usize,
@@ -47,29 +50,48 @@ pub enum WriterMsg {
     /// A receipt to sign and commit.
     Sealed(Box<Sealed>),
     /// Clean stop: every receipt was handed over before this.
-    Finish { stopped_at: String },
+    Finish {
+        /// Stop time recorded on the run, RFC 3339 UTC.
+        stopped_at: String,
+    },
 }
 
 /// A signed receipt, or the log index and error of one that could not be
 /// signed.
 type SignResult = Result<Box<Signed>, (u64, String)>;
 
+/// Why the writer thread stopped; what preceded the failure is committed.
 #[derive(Debug, thiserror::Error)]
 pub enum WriterError {
+    /// The store failed, other than by being full (then receipts are held and retried).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// ML-DSA signing of a receipt failed.
     #[error("signing failed for log index {index}: {error}")]
-    Signing { index: u64, error: String },
+    Signing {
+        /// The receipt's log index.
+        index: u64,
+        /// The signer's error, naming the chain and seq.
+        error: String,
+    },
+    /// At a clean stop: the receipt at this log index never came back signed.
     #[error("the signers stopped before log index {0} was signed")]
     Incomplete(u64),
+    /// A signing worker panicked.
     #[error("a receipt signing thread panicked")]
     SignerPanicked,
+    /// The master key failed to sign a checkpoint.
     #[error("signing a checkpoint: {0}")]
     Checkpoint(String),
+    /// The checkpoint note could not be built (e.g. a bad origin).
     #[error("checkpoint: {0}")]
     CheckpointFormat(#[from] checkpoint::CheckpointError),
+    /// At a clean stop: the store still full after 5 s; the run stays unclean.
     #[error("stopping with the receipt store still full: {held} signed receipts held in memory were not committed")]
-    FullAtStop { held: usize },
+    FullAtStop {
+        /// Signed receipts not committed (lost).
+        held: usize,
+    },
 }
 
 impl WriterError {
@@ -113,9 +135,13 @@ pub type CommitHook = Box<dyn Fn(u64, u64) + Send + Sync>;
 /// Counters the daemon and the benchmark read while the writer runs.
 #[derive(Default)]
 pub struct WriterMetrics {
+    /// Receipts committed in this run.
     pub committed: AtomicU64,
+    /// Transactions committed in this run.
     pub batches: AtomicU64,
+    /// Checkpoints signed in this run.
     pub checkpoints: AtomicU64,
+    /// Receipts in the log, pruned ones included (the Merkle tree size).
     pub log_size: AtomicU64,
     /// Told each committed log range `[first, end)` after its commit, on
     /// the writer thread (it must not block): the daemon's live feed for
@@ -135,6 +161,7 @@ pub struct WriterMetrics {
 }
 
 impl WriterMetrics {
+    /// Quantile `q` of event-to-commit time in ms (max 60,000); `None` before a commit.
     pub fn latency_ms_quantile(&self, q: f64) -> Option<u64> {
         self.latency.lock().ok()?.quantile(q)
     }
@@ -178,6 +205,7 @@ impl LatencyHistogram {
     }
 }
 
+/// The single writer of a store; runs on its own thread ([`Writer::run`]).
 pub struct Writer {
     store: Store,
     frontier: Frontier,
@@ -194,6 +222,7 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// A writer continuing `frontier`'s log in `store`; `master` signs checkpoints.
     pub fn new(
         store: Store,
         frontier: Frontier,

@@ -12,8 +12,11 @@ use super::{
     ReceiptItem, CAPTURE_TOPOLOGY,
 };
 
+/// Prefix of every event `type`: `dev.observer.receipt.<action_type>` and
+/// `dev.observer.checkpoint`.
 pub const TYPE_PREFIX: &str = "dev.observer.";
 
+/// The record as a CloudEvent.
 pub fn format(item: &Item) -> Value {
     match item {
         Item::Receipt(r) => json!({

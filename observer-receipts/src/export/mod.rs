@@ -22,13 +22,21 @@ pub const CAPTURE_TOPOLOGY: &str = "passive_telemetry";
 /// A stored receipt as the spool reads it.
 #[derive(Debug, Clone, Default)]
 pub struct ReceiptItem {
+    /// Position in the host-wide log (Merkle leaf index), from 0.
     pub leaf_index: u64,
+    /// SHA-256 of JCS(envelope) as stored.
     pub receipt_hash: [u8; 32],
+    /// The chain.
     pub issuer_id: String,
+    /// Position in the chain, from 1.
     pub seq: u64,
+    /// The chain's agent.
     pub agent_id: String,
+    /// The payload's `action_type`.
     pub action_type: String,
+    /// Event time (`issued_at`), ns since the Unix epoch.
     pub issued_ns: u64,
+    /// The payload's `risk_class` wire value.
     pub risk_class: String,
     /// The envelope's exact JCS bytes as stored.
     pub envelope: String,
@@ -39,9 +47,13 @@ pub struct ReceiptItem {
 /// A stored signed checkpoint (C2SP signed note).
 #[derive(Debug, Clone)]
 pub struct CheckpointItem {
+    /// Tree size: the number of leaves covered.
     pub size: u64,
+    /// Merkle root of the first `size` leaves, 32 raw bytes.
     pub root: Vec<u8>,
+    /// The signed note text, signature line included.
     pub note: String,
+    /// When the writer signed it, RFC 3339 UTC.
     pub created_at: String,
 }
 
@@ -56,19 +68,27 @@ impl CheckpointItem {
 /// index, each checkpoint of size `n` right after receipt `n - 1`.
 #[derive(Debug, Clone)]
 pub enum Item {
+    /// A committed receipt with its context.
     Receipt(ReceiptItem),
+    /// A signed checkpoint.
     Checkpoint(CheckpointItem),
 }
 
+/// A record format of export and forwarding (its configured name in
+/// lower case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
+    /// `receipt`: the envelope as stored and its context ([`receipt`]).
     Receipt,
+    /// `cloudevents`: CloudEvents 1.0 structured JSON ([`cloudevents`]).
     Cloudevents,
+    /// `ocsf`: OCSF 1.3.0 events ([`ocsf`]).
     Ocsf,
 }
 
 impl Format {
+    /// The format's configured name: `receipt`, `cloudevents` or `ocsf`.
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Receipt => "receipt",
@@ -190,6 +210,8 @@ pub fn rfc3339_ns(unix_ns: u64) -> String {
 pub mod fixtures {
     use super::*;
 
+    /// A `process.exec` receipt of agent `claude` (seq 7, log index 12)
+    /// with its context; the signature is a placeholder, not valid.
     pub fn exec_receipt() -> ReceiptItem {
         let context = json!({
             "event": "exec",
@@ -222,6 +244,7 @@ pub mod fixtures {
         }
     }
 
+    /// A checkpoint of size 13; its signature is a placeholder, not valid.
     pub fn checkpoint() -> CheckpointItem {
         CheckpointItem {
             size: 13,

@@ -34,6 +34,7 @@ use serde_json::{json, Map, Value};
 
 use super::{checkpoint_json, parse_or_string, Item, ReceiptItem, CAPTURE_TOPOLOGY};
 
+/// The OCSF schema version events declare in `metadata.version`.
 pub const OCSF_VERSION: &str = "1.3.0";
 
 /// The schema extension declaring `capture_topology` (OCSF extensions
@@ -110,6 +111,8 @@ fn metadata(uid: &str, log_name: &str, sequence: u64, host_profile: bool) -> Val
     m
 }
 
+/// The record as an OCSF event, of the class the module's table gives
+/// (checkpoints and receipts without a stored context: Base Event 0).
 pub fn format(item: &Item) -> Value {
     match item {
         Item::Receipt(r) => receipt_event(r),

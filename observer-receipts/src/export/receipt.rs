@@ -4,6 +4,9 @@ use serde_json::{json, Value};
 
 use super::{checkpoint_json, parse_or_string, Item, CAPTURE_TOPOLOGY};
 
+/// The record in the `receipt` format: `{capture_topology, record,
+/// log_index, receipt_hash, receipt, context}` for a receipt,
+/// `{capture_topology, record, checkpoint}` for a checkpoint.
 pub fn format(item: &Item) -> Value {
     match item {
         Item::Receipt(r) => json!({

@@ -13,14 +13,19 @@ use super::{sql_err, QueryError};
 /// One tool of one server, as one agent saw it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct McpToolRow {
+    /// The agent (MCP client).
     pub agent_id: String,
+    /// The server's name; `?` when the receipt has no context to say.
     pub server: String,
+    /// The tool's name; `?` when unknown.
     pub tool: String,
     /// The server listed it (a tools/list answer was seen).
     pub listed: bool,
+    /// `mcp.tool_call` receipts of this tool in the window.
     pub calls: u64,
     /// Calls answered with `isError` or a JSON-RPC error.
     pub errors: u64,
+    /// Calls that got no answer (outcome `no_answer`).
     pub no_answer: u64,
     /// The worst verdict of the server's listings (`clean`, `warning`,
     /// `dangerous`); None when no listing was seen.

@@ -37,7 +37,9 @@ pub use usage::{llm_usage, UsageRow};
 #[derive(Debug, thiserror::Error)]
 #[error("receipt store {path}: {source}")]
 pub struct QueryError {
+    /// The store's database file, as displayed.
     pub path: String,
+    /// SQLite's error.
     #[source]
     pub source: rusqlite::Error,
 }

@@ -17,6 +17,9 @@ use crate::{jcs_scan, json as strict_json, payload, verify::receipt as receipt_c
 pub const COLUMNS: &str = "r.leaf_index, r.receipt_hash, r.issuer_id, r.seq, r.agent_id, \
      r.action_type, r.issued_ns, r.risk_class, receipt_envelope(r.envelope_text, r.sig), c.context";
 
+/// One receipt as `observerctl receipts` and `tail` print it: its columns,
+/// a few context members and a summary, with the envelope and context
+/// serialised as stored.
 pub struct QueryRow {
     /// Every member but `envelope` and `context` (an object).
     pub fields: Value,
@@ -28,6 +31,7 @@ pub struct QueryRow {
 }
 
 impl QueryRow {
+    /// Reads a row selected with [`COLUMNS`], in that order.
     pub fn from_sql(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueryRow> {
         let envelope_text: String = r.get(8)?;
         let context_text: Option<String> = r.get(9)?;

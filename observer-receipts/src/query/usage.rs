@@ -10,13 +10,17 @@ use super::{sql_err, QueryError};
 /// One agent's use of one model of one provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UsageRow {
+    /// The agent.
     pub agent_id: String,
     /// None when the receipt carries no context (hash-only mode, erased).
     pub provider: Option<String>,
     /// The model that answered, else the one asked for.
     pub model: Option<String>,
+    /// `llm.request` receipts in the window.
     pub requests: u64,
+    /// Prompt tokens the provider reported, summed.
     pub input_tokens: u64,
+    /// Completion tokens the provider reported, summed.
     pub output_tokens: u64,
     /// Input tokens served from the provider's prompt cache (part of
     /// `input_tokens`).

@@ -11,6 +11,8 @@ pub struct Batch<'c> {
 }
 
 impl Batch<'_> {
+    /// Inserts a committed receipt, its signature split from its envelope
+    /// text, and its context when it has one.
     pub fn insert_receipt(&mut self, r: &NewReceipt<'_>) -> rusqlite::Result<()> {
         let envelope = std::str::from_utf8(r.envelope).map_err(rusqlite::Error::Utf8Error)?;
         let (text, sig) = match crate::stored_envelope::split(envelope) {
@@ -44,6 +46,8 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// Makes the receipt `head_receipt_hash` the head of its chain,
+    /// creating the chain's row on its first receipt.
     pub fn upsert_chain(
         &mut self,
         head: &ChainHead,
@@ -68,6 +72,8 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// Records a key announced by the `observer.key` receipt
+    /// `introduced_by` (its receipt hash).
     pub fn insert_key(&mut self, key: &NewKey<'_>, introduced_by: &Hash) -> rusqlite::Result<()> {
         self.tx
             .prepare_cached(
@@ -86,6 +92,8 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// Stores Merkle perfect-subtree hashes as `(level, index, hash)`, level
+    /// 0 being leaves (what [`crate::merkle::Frontier::append`] completes).
     pub fn insert_nodes(&mut self, nodes: &[(u32, u64, Hash)]) -> rusqlite::Result<()> {
         let mut stmt = self
             .tx
@@ -96,6 +104,8 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// Stores a signed checkpoint note of tree size `size` and root `root`;
+    /// a second checkpoint of the same size is ignored.
     pub fn insert_checkpoint(
         &mut self,
         size: u64,

@@ -32,6 +32,9 @@ pub use runs::RunKind;
 pub(crate) use schema::MIGRATIONS;
 use schema::OLDEST_READABLE;
 
+/// An open receipt store: one SQLite connection. Open it with
+/// [`Store::open`] to write (after taking the [`WriterLock`]) or with
+/// [`Store::open_read_only`] to verify or query.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -127,6 +130,7 @@ impl Store {
         Ok(store)
     }
 
+    /// The database file this store was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -178,6 +182,8 @@ impl Store {
         Ok(())
     }
 
+    /// The schema version (`PRAGMA user_version`): the number of
+    /// migrations applied.
     pub fn schema_version(&self) -> Result<u32, StoreError> {
         self.conn
             .pragma_query_value(None, "user_version", |r| r.get(0))

@@ -10,6 +10,7 @@ use super::{
 };
 
 impl Store {
+    /// Every chain's head, in no particular order.
     pub fn chain_heads(&self) -> Result<Vec<ChainHead>, StoreError> {
         let mut stmt = self
             .conn
@@ -52,6 +53,7 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The stored checkpoint of the largest tree, if any.
     pub fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
         self.conn
             .query_row(
@@ -63,6 +65,7 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Every stored checkpoint, by tree size ascending.
     pub fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
         let mut stmt = self
             .conn
@@ -75,6 +78,7 @@ impl Store {
         rows
     }
 
+    /// Every row of the keys table, in insertion (announcement) order.
     pub fn keys(&self) -> Result<Vec<KeyRow>, StoreError> {
         let mut stmt = self
             .conn
@@ -165,6 +169,7 @@ impl Store {
         Ok(())
     }
 
+    /// The receipt whose receipt hash is `receipt_hash` (32 raw bytes).
     pub fn receipt_by_hash(&self, receipt_hash: &[u8]) -> Result<Option<ReceiptRow>, StoreError> {
         self.conn
             .query_row(

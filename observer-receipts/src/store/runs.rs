@@ -4,9 +4,13 @@ use rusqlite::{params, OptionalExtension};
 
 use super::{RunRow, Store, StoreError};
 
+/// What opened the store for writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunKind {
+    /// observerd. Only daemon runs count for [`Store::last_run`] and
+    /// unclean-stop detection.
     Daemon,
+    /// Offline work with the daemon stopped, such as an erasure or a prune.
     Maintenance,
 }
 
@@ -38,6 +42,7 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Marks run `run` as stopped cleanly at `stopped_at` (RFC 3339 UTC).
     pub fn finish_run(&self, run: i64, stopped_at: &str) -> Result<(), StoreError> {
         self.conn
             .execute(

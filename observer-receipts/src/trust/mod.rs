@@ -55,38 +55,64 @@ pub enum Secrecy {
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {problem}", path.display())]
 pub struct TrustError {
+    /// The path refused: the file, or the directory on its way that failed.
     pub path: PathBuf,
+    /// What is wrong with it.
     pub problem: Problem,
 }
 
 /// What is wrong with a path.
 #[derive(Debug, thiserror::Error)]
 pub enum Problem {
+    /// A system call on the path failed (missing, no permission, ...);
+    /// [`TrustError::io_kind`] gives its kind.
     #[error("{what}: {source}")]
     Io {
+        /// The operation, e.g. `"opening"`, `"stat"`, `"reading"`.
         what: &'static str,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// The file itself (or a subdirectory opened by name) is a symbolic
+    /// link: files are opened with `O_NOFOLLOW`.
     #[error("is a symbolic link; it is opened without following links, put the file itself there")]
     Symlink,
+    /// Owned by neither root nor this process's effective uid.
     #[error("is owned by {owner}; it must be owned by {expected}")]
     Owner {
+        /// The owner's uid.
         uid: u32,
+        /// The owner as shown: `uid N (name)`.
         owner: String,
+        /// Who may own it: `root`, or root or this process's user.
         expected: String,
     },
+    /// Writable by group or others (a directory: unless root's and
+    /// sticky, like `/tmp`).
     #[error(
         "has mode {mode:04o}: its group or others may write to it; they must not (chmod go-w)"
     )]
-    Writable { mode: u32 },
+    Writable {
+        /// Its permission bits (`st_mode & 0o7777`).
+        mode: u32,
+    },
+    /// A [`Secrecy::Secret`] file accessible to group or others at all.
     #[error(
         "has mode {mode:04o}: it holds a secret and must not be accessible to group or others (expected 0600)"
     )]
-    Readable { mode: u32 },
+    Readable {
+        /// Its permission bits (`st_mode & 0o7777`).
+        mode: u32,
+    },
+    /// A file expected, something else found (directory, device, socket),
+    /// or the path has no file name.
     #[error("is not a regular file")]
     NotAFile,
+    /// A directory expected on the way, something else found.
     #[error("is not a directory")]
     NotADirectory,
+    /// More than 40 links followed in one walk (Linux's `MAXSYMLINKS`),
+    /// likely a loop.
     #[error("has more than {MAX_LINKS} symbolic links on the way")]
     TooManyLinks,
 }
@@ -233,6 +259,8 @@ impl TrustedDir {
         Ok((Self::open(parent)?, name))
     }
 
+    /// The path it was opened by, as given, for messages: files are opened
+    /// through the held descriptor, never by this path.
     pub fn path(&self) -> &Path {
         &self.path
     }

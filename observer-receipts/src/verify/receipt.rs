@@ -15,10 +15,14 @@ use crate::{
     verify::{structure_problems, Outcome},
 };
 
+/// The outcome of one check on a receipt that travels alone.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
+    /// The check's name, e.g. `structure`, `signature`, `payload_digest`.
     pub check: &'static str,
+    /// Pass, fail, or unverifiable (no authorised key for the signature).
     pub outcome: Outcome,
+    /// What was found, for people; may be empty on a pass.
     pub detail: String,
 }
 
@@ -32,6 +36,7 @@ impl Check {
     }
 }
 
+/// Whether every check passed (none failed or was unverifiable).
 pub fn all_pass(checks: &[Check]) -> bool {
     checks.iter().all(|c| c.outcome == Outcome::Pass)
 }
