@@ -295,9 +295,6 @@ pub fn exec_exit(ctx: TracePointContext) -> u32 {
 pub fn process_fork(ctx: RawTracePointContext) -> i32 {
     let parent_tgid = current_tgid();
     let parent_flags = process_flags(parent_tgid);
-    if parent_flags & PROCESS_EXCLUDED != 0 {
-        return 0;
-    }
     let child: u64 = ctx.arg(1);
     let o = offsets();
     let (Some(child_pid), Some(child_tgid)) = (
@@ -310,10 +307,16 @@ pub fn process_fork(ctx: RawTracePointContext) -> i32 {
     if child_pid != child_tgid {
         return 0;
     }
-    // Watching is inherited here, in the kernel, so a watched process's
-    // child is watched before it runs rather than when the daemon catches up.
-    if parent_flags & PROCESS_WATCHED != 0 {
-        set_process_flags(child_tgid, PROCESS_WATCHED);
+    // A new process's flags are written here, in the kernel, before it
+    // runs: watching is inherited (a watched process's child is watched
+    // rather than when the daemon catches up), and anything else is
+    // cleared. The daemon marks a process watched after reading its exec,
+    // which may be after the process exited and the exit program cleared
+    // its byte; without this write the next process to get that pid would
+    // start watched, its pipes and TLS read as an agent's.
+    set_process_flags(child_tgid, parent_flags & PROCESS_WATCHED);
+    if parent_flags & PROCESS_EXCLUDED != 0 {
+        return 0;
     }
     let mut ev = ForkEvent {
         header: empty_header(),

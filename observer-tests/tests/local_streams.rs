@@ -3,7 +3,8 @@
 //! and on a Unix stream socket reach the plaintext ring byte for byte,
 //! with the descriptor, its kind and the peer; a regular file, a UDP
 //! socket and an unwatched process never do; a stream the daemon muted
-//! (by tgid and inode) is no longer copied while the others still are.
+//! (by tgid and inode) is no longer copied while the others still are; a
+//! process that gets the pid of a watched one that exited starts unwatched.
 // Test code: an unwrap that fails is a test that fails, with its message.
 #![allow(clippy::unwrap_used)]
 mod tls_kit;
@@ -231,4 +232,55 @@ fn writev_and_readv_reach_the_ring_iovec_by_iovec() {
     let (w, r) = (of(&all, Call::Writev), of(&all, Call::Readv));
     assert_eq!(w[0].conn, r[0].conn, "one pipe, one inode");
     assert_eq!(w[0].descriptor.unwrap().channel, Channel::Pipe);
+}
+
+/// The daemon marks a process watched when it reads the exec, which may
+/// be after the process exited (the exit program clears the byte before
+/// the daemon sets it). The next process to get that pid must still start
+/// with its parent's flags, not the stale one: its pipes are not copied.
+#[test]
+fn a_new_process_never_inherits_a_stale_watched_flag_of_its_pid() {
+    let mut probes = load_io(observer_common::TLS_CAPTURE_DEFAULT, 65536);
+    // A freed pid is taken again by the next fork once ns_last_pid points
+    // just below it; another process on the host may fork first, so try
+    // until this test's child gets it.
+    for _ in 0..100 {
+        let pid = freed_pid();
+        watch(&mut probes.process_flags, pid); // what a late daemon does
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+        let mut child = Command::new("/usr/bin/python3")
+            .args([
+                "-c",
+                "import os, sys; sys.stdin.readline(); os.write(1, b'{\"jsonrpc\":\"2.0\",\"id\":1}\\n')",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if child.id() != pid {
+            drop(child.stdin.take());
+            child.wait().unwrap();
+            continue;
+        }
+        let flags = probes.process_flags.get(&pid, 0).unwrap();
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.stdout, b"{\"jsonrpc\":\"2.0\",\"id\":1}\n");
+        assert_eq!(flags, 0, "pid {pid} started with a stale watched flag");
+        let records = drain(&mut probes.plaintext);
+        assert!(
+            records.iter().all(|r| r.header.tgid != pid),
+            "an unwatched process's pipe was copied: {records:?}"
+        );
+        return;
+    }
+    panic!("no child got a reused pid in 100 tries");
+}
+
+/// The pid of a process that ran and was reaped: free again.
+fn freed_pid() -> u32 {
+    let mut child = Command::new("/bin/true").spawn().unwrap();
+    let pid = child.id();
+    assert!(child.wait().unwrap().success());
+    pid
 }
