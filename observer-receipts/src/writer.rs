@@ -5,10 +5,7 @@
 //! every `checkpoint_interval` while receipts flow and at a clean stop.
 use std::{
     collections::BTreeMap,
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, Mutex, OnceLock,
-    },
+    sync::{atomic::Ordering, Arc},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -27,6 +24,9 @@ use super::{
     signing::{self, Signed},
     store::{NewKey, NewReceipt, Store, StoreError},
 };
+
+mod metrics;
+pub use metrics::{CommitHook, WriterMetrics};
 
 /// How the writer batches, signs and checkpoints.
 #[derive(Debug, Clone)]
@@ -127,82 +127,6 @@ enum Taken {
 
 fn panicked(_: WorkerPanicked) -> WriterError {
     WriterError::SignerPanicked
-}
-
-/// What [`WriterMetrics::on_commit`] calls: first and end log index.
-pub type CommitHook = Box<dyn Fn(u64, u64) + Send + Sync>;
-
-/// Counters the daemon and the benchmark read while the writer runs.
-#[derive(Default)]
-pub struct WriterMetrics {
-    /// Receipts committed in this run.
-    pub committed: AtomicU64,
-    /// Transactions committed in this run.
-    pub batches: AtomicU64,
-    /// Checkpoints signed in this run.
-    pub checkpoints: AtomicU64,
-    /// Receipts in the log, pruned ones included (the Merkle tree size).
-    pub log_size: AtomicU64,
-    /// Told each committed log range `[first, end)` after its commit, on
-    /// the writer thread (it must not block): the daemon's live feed for
-    /// `observerctl tail -f` hangs off it.
-    pub on_commit: OnceLock<CommitHook>,
-    /// True while the store cannot grow (SQLITE_FULL): receipts are held.
-    pub store_full: AtomicBool,
-    /// Signed receipts held in memory, waiting for a commit.
-    pub held: AtomicU64,
-    /// Drafts dropped before they were chained because the store was full
-    /// and `held` at its bound (reported by `observer.loss` receipts).
-    pub lost_store_full: AtomicU64,
-    /// Episodes of a full store in this run.
-    pub full_episodes: AtomicU64,
-    /// Event time (kernel clock) to commit, in ms buckets.
-    latency: Mutex<LatencyHistogram>,
-}
-
-impl WriterMetrics {
-    /// Quantile `q` of event-to-commit time in ms (max 60,000); `None` before a commit.
-    pub fn latency_ms_quantile(&self, q: f64) -> Option<u64> {
-        self.latency.lock().ok()?.quantile(q)
-    }
-}
-
-/// 1 ms buckets up to 60 s, then one overflow bucket.
-struct LatencyHistogram {
-    buckets: Vec<u64>,
-    count: u64,
-}
-
-impl Default for LatencyHistogram {
-    fn default() -> Self {
-        LatencyHistogram {
-            buckets: vec![0; 60_001],
-            count: 0,
-        }
-    }
-}
-
-impl LatencyHistogram {
-    fn record(&mut self, ms: u64) {
-        let i = (ms as usize).min(self.buckets.len() - 1);
-        self.buckets[i] += 1;
-        self.count += 1;
-    }
-
-    fn quantile(&self, q: f64) -> Option<u64> {
-        if self.count == 0 {
-            return None;
-        }
-        let rank = ((self.count as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (ms, n) in self.buckets.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                return Some(ms as u64);
-            }
-        }
-        None
-    }
 }
 
 /// The single writer of a store; runs on its own thread ([`Writer::run`]).
@@ -565,11 +489,8 @@ impl Writer {
         let now_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        if let Ok(mut h) = self.metrics.latency.lock() {
-            for s in &batch {
-                h.record(now_ns.saturating_sub(s.sealed.unix_ns) / 1_000_000);
-            }
-        }
+        self.metrics
+            .record_latencies(now_ns, batch.iter().map(|s| s.sealed.unix_ns));
         self.metrics
             .committed
             .fetch_add(committed, Ordering::Relaxed);
