@@ -4,6 +4,7 @@ mod bench_bpf;
 mod bench_ctl;
 mod bench_floor;
 mod bench_forward;
+mod bench_http_receiver;
 mod bench_kit;
 mod bench_mcp;
 mod bench_names;
