@@ -280,6 +280,7 @@ fn action_of(event: &str) -> String {
         "llm_request" => "llm.request".into(),
         "mcp_session" => "mcp.session".into(),
         "mcp_tool_call" => "mcp.tool_call".into(),
+        "mcp_request" => "mcp.request".into(),
         "mcp_tool_definition" => "mcp.tool_definition".into(),
         other => other.into(),
     }

@@ -100,6 +100,9 @@ pub enum Detail {
     McpSession(Box<crate::stream::mcp::detail::McpSessionDetail>),
     /// A `tools/call` the process made (event `mcp_tool_call`).
     McpToolCall(Box<crate::stream::mcp::detail::McpToolCallDetail>),
+    /// A `resources/read` or `prompts/get` the process made (event
+    /// `mcp_request`).
+    McpRequest(Box<crate::stream::mcp::detail::McpRequestDetail>),
     /// The tools a server listed to the process, checked (event
     /// `mcp_tool_definition`).
     McpToolDefinition(Box<crate::stream::mcp::detail::McpToolDefinitionDetail>),

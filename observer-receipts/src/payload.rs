@@ -32,6 +32,7 @@ pub const ACTION_TYPES: &[&str] = &[
     "llm.request",
     "mcp.session",
     "mcp.tool_call",
+    "mcp.request",
     "mcp.tool_definition",
     "shadow_ai.finding",
     "observer.start",

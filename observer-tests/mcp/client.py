@@ -12,14 +12,19 @@ PLAN.json:
      "env": {extra environment of the server, optional},
      or instead of "command": "url": "http://127.0.0.1:PORT/mcp" (a server
      already running, over the Streamable HTTP transport),
+     "read_resources": [uri, ...], optional,
+     "get_prompts": [{"name": name, "arguments": {...}}, ...], optional,
      "calls": [{"tool": name, "arguments": {...}}, ...],
      "list_tools_twice": false}
 
-It launches the server over stdio, initializes, lists the tools, makes each
-call in order and, with list_tools_twice, lists the tools once more after
-the calls (where a rug pull shows). One JSON line per event on stdout:
+It launches the server over stdio, initializes, lists the tools, reads each
+resource and gets each prompt, makes each call in order and, with
+list_tools_twice, lists the tools once more after the calls (where a rug
+pull shows). One JSON line per event on stdout:
     {"event":"initialized","server_name":..,"server_version":..,"protocol_version":..}
     {"event":"tools","names":[...]}
+    {"event":"resource","uri":..,"error_code":int|null,"text":..}
+    {"event":"prompt","name":..,"error_code":int|null,"text":..}
     {"event":"call","tool":..,"arguments":<as sent>,"is_error":bool,"error_code":int|null,"text":..}
 A JSON-RPC error answer (MCPError) is a call event with its code, not a
 crash; is_error is then true too. text: the result's text content, or the
@@ -67,6 +72,28 @@ async def call(session: ClientSession, tool: str, arguments: dict) -> None:
     )
 
 
+async def read_resource(session: ClientSession, uri: str) -> None:
+    error_code = None
+    try:
+        result = await session.read_resource(uri)
+        text = "".join(getattr(c, "text", "") for c in result.contents)
+    except MCPError as e:
+        error_code = e.code
+        text = e.message
+    emit({"event": "resource", "uri": uri, "error_code": error_code, "text": text})
+
+
+async def get_prompt(session: ClientSession, name: str, arguments: dict) -> None:
+    error_code = None
+    try:
+        result = await session.get_prompt(name, arguments)
+        text = "".join(getattr(m.content, "text", "") for m in result.messages)
+    except MCPError as e:
+        error_code = e.code
+        text = e.message
+    emit({"event": "prompt", "name": name, "error_code": error_code, "text": text})
+
+
 def transport(plan: dict):
     if "url" in plan:
         return streamable_http_client(plan["url"])
@@ -89,6 +116,10 @@ async def run(plan: dict) -> None:
                 }
             )
             await list_tools(session)
+            for uri in plan.get("read_resources", []):
+                await read_resource(session, uri)
+            for p in plan.get("get_prompts", []):
+                await get_prompt(session, p["name"], p.get("arguments", {}))
             for c in plan.get("calls", []):
                 await call(session, c["tool"], c.get("arguments", {}))
             if plan.get("list_tools_twice"):

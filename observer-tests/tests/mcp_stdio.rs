@@ -3,7 +3,8 @@
 //! `mcp.tool_call` receipt per call with the server, the tool, the digest
 //! of JCS(arguments) and the outcome; an `mcp.session` per initialize; an
 //! `mcp.tool_definition` per tools/list, checked, with a finding when a
-//! server offers dangerous definitions and when one changes mid-session.
+//! server offers dangerous definitions and when one changes mid-session;
+//! an `mcp.request` per resources/read and prompts/get.
 // Test code: an unwrap that fails is a test that fails, with its message.
 #![allow(clippy::unwrap_used)]
 mod llm_kit;
@@ -365,4 +366,152 @@ fn redacted_content_keeps_arguments_and_results_without_secrets() {
         *add
     );
     assert_absent(&run, &key);
+}
+
+/// resources/read and prompts/get of the official SDK's client against a
+/// server built on the official SDK: one `mcp_request` record and
+/// `mcp.request` receipt each, with the URI or the prompt's name, the
+/// digest of the prompt's arguments, the outcome and a failed read's
+/// JSON-RPC code; observerctl summarises them and OCSF names the resource.
+#[test]
+fn resource_reads_and_prompt_gets_are_receipts() {
+    let server = scripts().join("resource_server.py");
+    let plan = json!({
+        "command": [llm_kit::sdk_python().display().to_string(), server.display().to_string()],
+        "read_resources": ["notes://today", "notes://missing"],
+        "get_prompts": [{"name": "review", "arguments": {"lang": "rust"}}],
+        "calls": [call("add", json!({"a": 2, "b": 3}))],
+    });
+    let run = run_client("mcp-resource-agent", &plan, "");
+    let seen: Vec<(&Value, &Value)> = run
+        .client
+        .iter()
+        .filter(|e| e["event"] == "resource" || e["event"] == "prompt")
+        .map(|e| (&e["text"], &e["error_code"]))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (&json!("buy milk"), &Value::Null),
+            (&json!("Unknown resource: notes://missing"), &json!(-32602)),
+            (&json!("Review this rust code."), &Value::Null),
+        ],
+        "{:?}",
+        run.client
+    );
+
+    let got = run.of("mcp_request");
+    let fields: Vec<_> = got
+        .iter()
+        .map(|r| {
+            let d = &r["mcp_request"];
+            (
+                d["server"]["name"].clone(),
+                d["method"].clone(),
+                d["target"].clone(),
+                d["outcome"].clone(),
+                d["error_code"].clone(),
+                d["arguments_sha256"].clone(),
+            )
+        })
+        .collect();
+    let server_name = json!("resource-test-server");
+    assert_eq!(
+        fields,
+        [
+            (
+                server_name.clone(),
+                json!("resources/read"),
+                json!("notes://today"),
+                json!("result"),
+                Value::Null,
+                Value::Null
+            ),
+            (
+                server_name.clone(),
+                json!("resources/read"),
+                json!("notes://missing"),
+                json!("error"),
+                json!(-32602),
+                Value::Null
+            ),
+            (
+                server_name,
+                json!("prompts/get"),
+                json!("review"),
+                json!("result"),
+                Value::Null,
+                json!(jcs_sha256(&json!({"lang": "rust"})))
+            ),
+        ],
+        "{got:#?}"
+    );
+    // An answer is proven by its digest, never stored.
+    let answered = &got[0]["mcp_request"];
+    assert!(answered["result_sha256"]
+        .as_str()
+        .is_some_and(|h| h.starts_with("sha256:") && h.len() == 71));
+    assert!(!answered.to_string().contains("buy milk"), "{answered}");
+    assert_eq!(got[1]["mcp_request"]["result_sha256"], Value::Null);
+    assert_eq!(got[0]["mcp_request"]["transport"], "stdio");
+
+    let receipts: Vec<_> = common::stored_receipts_of(&run.db, "mcp.request")
+        .into_iter()
+        .filter(|r| r.payload["agent_id"] == "mcp-resource-agent")
+        .collect();
+    assert_eq!(receipts.len(), 3);
+    for (r, record) in receipts.iter().zip(&got) {
+        assert_eq!(
+            r.context.as_ref().unwrap()["mcp_request"],
+            record["mcp_request"]
+        );
+    }
+    let report = common::verify_store(&run.db, &run.seed, vec![]);
+    assert!(report.ok(), "{:#?}", report.failures);
+
+    let listed = common::ctl(
+        common::CtlTarget::Db(&run.db),
+        &["receipts", "--action", "mcp.request"],
+    );
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    for line in [
+        "resource-test-server resources/read notes://today result",
+        "resource-test-server resources/read notes://missing error -32602",
+        "resource-test-server prompts/get review result",
+    ] {
+        assert!(listed.stdout.contains(line), "{line}: {}", listed.stdout);
+    }
+    // A failed request is status Failure; an answered one has no status.
+    let ocsf: Vec<(Value, Value, Value)> = run
+        .ocsf_api_events()
+        .into_iter()
+        .filter(|ev| ev["resources"].is_array())
+        .map(|ev| {
+            (
+                ev["api"]["operation"].clone(),
+                ev["resources"].clone(),
+                ev["status"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ocsf,
+        [
+            (
+                json!("resources/read"),
+                json!([{"type": "resource", "name": "notes://today"}]),
+                Value::Null
+            ),
+            (
+                json!("resources/read"),
+                json!([{"type": "resource", "name": "notes://missing"}]),
+                json!("Failure")
+            ),
+            (
+                json!("prompts/get"),
+                json!([{"type": "prompt", "name": "review"}]),
+                Value::Null
+            ),
+        ]
+    );
 }

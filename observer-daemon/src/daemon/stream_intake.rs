@@ -199,7 +199,7 @@ fn send(
     }
 }
 
-/// MCP sessions, tool calls and checked tool definitions.
+/// MCP sessions, tool calls, other requests and checked tool definitions.
 fn send_mcp(out: Vec<McpOut>, s: &IntakeSetup) {
     for o in out {
         let record = match o {
@@ -212,6 +212,11 @@ fn send_mcp(out: Vec<McpOut>, s: &IntakeSetup) {
                 header,
                 event: "mcp_tool_call",
                 detail: Detail::McpToolCall(d),
+            },
+            McpOut::Request(header, d) => StreamRecord {
+                header,
+                event: "mcp_request",
+                detail: Detail::McpRequest(d),
             },
             McpOut::ToolsListed {
                 header,

@@ -27,6 +27,7 @@ impl Definitions {
         match detail {
             Detail::McpSession(d) => command(&mut d.server, table),
             Detail::McpToolCall(d) => command(&mut d.server, table),
+            Detail::McpRequest(d) => command(&mut d.server, table),
             Detail::McpToolDefinition(d) => {
                 command(&mut d.server, table);
                 let tools = std::mem::take(&mut d.unchecked);

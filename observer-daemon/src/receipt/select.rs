@@ -178,6 +178,7 @@ pub fn draft_for(ev: &EnrichedEvent, unix_ns: u64, agent_id: String) -> Option<D
         Detail::LlmRequest(_) => "llm.request",
         Detail::McpSession(_) => "mcp.session",
         Detail::McpToolCall(_) => "mcp.tool_call",
+        Detail::McpRequest(_) => "mcp.request",
         Detail::McpToolDefinition(_) => "mcp.tool_definition",
         Detail::Fork(_) | Detail::Bind(_) => return None,
     };

@@ -56,7 +56,7 @@ pub fn class_of(action_type: &str) -> (u32, u32, u32, &'static str, &'static str
         // The LLM APIs are called with POST.
         "llm.request" => (4002, 4, 6, "HTTP Activity", "Post"),
         // An MCP tool call is a call of an application's API (JSON-RPC).
-        "mcp.tool_call" | "mcp.session" | "mcp.tool_definition" => {
+        "mcp.tool_call" | "mcp.request" | "mcp.session" | "mcp.tool_definition" => {
             (6003, 6, 99, "API Activity", "Other")
         }
         "shadow_ai.finding" => (2004, 2, 1, "Detection Finding", "Create"),

@@ -102,10 +102,22 @@ fn split_host(host: &str) -> (&str, Option<u16>) {
     }
 }
 
-/// `api` and `src_endpoint` of an MCP session, tool call or tool listing.
+/// `api` and `src_endpoint` of an MCP session, tool call, other request
+/// (with the resource read or prompt got as `resources`) or tool listing.
 fn map_api(ev: &mut Map<String, Value>, ctx: &Value) {
     let (detail, operation) = if let Some(c) = ctx.get("mcp_tool_call") {
         (c, text(c, "tool").unwrap_or("tools/call"))
+    } else if let Some(r) = ctx.get("mcp_request") {
+        let method = text(r, "method").unwrap_or("unknown");
+        let kind = if method == "prompts/get" {
+            "prompt"
+        } else {
+            "resource"
+        };
+        if let Some(target) = text(r, "target") {
+            ev.insert("resources".into(), json!([{"type": kind, "name": target}]));
+        }
+        (r, method)
     } else if let Some(s) = ctx.get("mcp_session") {
         (s, "initialize")
     } else if let Some(d) = ctx.get("mcp_tool_definition") {

@@ -110,14 +110,22 @@ pub fn llm_summary(call: &Value) -> String {
 
 /// An MCP record: a tool call as `server tool outcome` (`mcp-time
 /// get_current_time result`, `filesystem read_file error -32603`), a
+/// resources/read or prompts/get as `server method target outcome`, a
 /// session as `server version over transport`, a tools/list answer as
 /// `server: N tools verdict`.
 pub fn mcp_summary(ctx: &Value) -> Option<String> {
-    if let Some(c) = ctx.get("mcp_tool_call") {
+    let asked = match (ctx.get("mcp_tool_call"), ctx.get("mcp_request")) {
+        (Some(c), _) => Some((c, text_at(c, &["tool"]))),
+        (None, Some(r)) => Some((
+            r,
+            format!("{} {}", text_at(r, &["method"]), text_at(r, &["target"])),
+        )),
+        (None, None) => None,
+    };
+    if let Some((c, what)) = asked {
         let mut line = format!(
-            "{} {} {}",
+            "{} {what} {}",
             text_at(c, &["server", "name"]),
-            text_at(c, &["tool"]),
             text_at(c, &["outcome"])
         );
         if let Some(code) = c["error_code"].as_i64() {

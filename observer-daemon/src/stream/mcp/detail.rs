@@ -1,5 +1,6 @@
 //! What an MCP session and its tool calls become as records (`mcp_session`,
-//! `mcp_tool_call`, `mcp_tool_definition` events; the `mcp.*` receipts):
+//! `mcp_tool_call`, `mcp_request`, `mcp_tool_definition` events; the
+//! `mcp.*` receipts):
 //! names, digests and outcomes, never arguments, results or keys.
 use serde::Serialize;
 
@@ -78,6 +79,42 @@ pub struct McpToolCallDetail {
     /// serialised). None for a call too large to keep.
     #[serde(skip)]
     pub raw: Option<Box<RawCall>>,
+}
+
+/// `mcp_request`: a `resources/read` or `prompts/get` the client sent,
+/// answered or not: what the agent took from the server besides tool
+/// results (a resource's content, a prompt's messages).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct McpRequestDetail {
+    pub server: Server,
+    /// `resources/read` or `prompts/get`.
+    pub method: &'static str,
+    /// The resource's URI or the prompt's name, as the client sent it,
+    /// cut and redacted like a command line; `unknown` when the request
+    /// was cut before it.
+    pub target: String,
+    #[serde(flatten)]
+    pub channel: Channel,
+    /// The JSON-RPC id, as compact JSON.
+    pub request_id: Option<String>,
+    /// prompts/get: `sha256:` of JCS(arguments) (`{}` when none were sent);
+    /// None for resources/read and for a cut request.
+    pub arguments_sha256: Option<String>,
+    /// `sha256:` and length of the request message as sent (newline
+    /// excluded); `request_complete` false when the capture missed bytes.
+    pub request_sha256: String,
+    pub request_bytes: u64,
+    pub request_complete: bool,
+    /// The request was longer than what is kept of a message, or cut.
+    pub truncated: bool,
+    /// `result`, `error` (a JSON-RPC error) or `no_answer` (none before
+    /// the session ended).
+    pub outcome: &'static str,
+    pub error_code: Option<i64>,
+    /// `sha256:` of JCS(result), for a whole result: what the agent was
+    /// given, provable without storing it.
+    pub result_sha256: Option<String>,
+    pub latency_ms: Option<u64>,
 }
 
 /// A tool call's arguments and result as parsed (each None when cut).

@@ -1,7 +1,8 @@
 //! One MCP session seen from its client: requests matched to their
 //! answers by id, `initialize` read for the names and versions, each
-//! `tools/call` made an `mcp_tool_call`, each `tools/list` answer handed
-//! on for the definition checks. Pure: messages in, records out.
+//! `tools/call` made an `mcp_tool_call`, each `resources/read` and
+//! `prompts/get` an `mcp_request`, each `tools/list` answer handed on for
+//! the definition checks. Pure: messages in, records out.
 use std::collections::HashMap;
 
 use serde_json::Value;
@@ -10,7 +11,7 @@ use crate::{
     event::Header,
     stream::content::CONTENT_MAX,
     stream::mcp::{
-        detail::{Channel, McpSessionDetail, McpToolCallDetail, RawCall, Server},
+        detail::{Channel, McpRequestDetail, McpSessionDetail, McpToolCallDetail, RawCall, Server},
         framing::Frame,
         jsonrpc::{Body, Message},
     },
@@ -25,6 +26,7 @@ const MAX_PENDING: usize = 1024;
 pub enum McpOut {
     Session(Header, Box<McpSessionDetail>),
     ToolCall(Header, Box<McpToolCallDetail>),
+    Request(Header, Box<McpRequestDetail>),
     /// A whole `tools/list` answer: the tools as the server defined them.
     ToolsListed {
         header: Header,
@@ -38,8 +40,9 @@ struct Pending {
     header: Header,
     id: Option<String>,
     method: String,
-    /// tools/call: the tool; initialize: the client's name and version.
+    /// tools/call and prompts/get: the name; resources/read: the URI.
     name: Option<String>,
+    /// initialize: the client's name and version.
     client: Option<(Option<String>, Option<String>)>,
     arguments_sha256: Option<String>,
     /// Kept for `capture_content` when small enough.
@@ -89,12 +92,15 @@ impl Session {
             return; // a notification
         }
         let arguments = match (method.as_str(), params) {
-            ("tools/call", Some(p)) => Some(p.get("arguments").unwrap_or(&Value::Null)),
+            ("tools/call" | "prompts/get", Some(p)) => {
+                Some(p.get("arguments").unwrap_or(&Value::Null))
+            }
             _ => None,
         };
         let arguments_sha256 = arguments.map(digest);
+        // Content is kept (for `capture_content`) of tool calls only.
         let arguments = arguments
-            .filter(|_| frame.len <= CONTENT_MAX as u64)
+            .filter(|_| method == "tools/call" && frame.len <= CONTENT_MAX as u64)
             .cloned();
         let client = (method == "initialize").then(|| {
             let info = params.as_ref().and_then(|p| p.get("clientInfo"));
@@ -234,6 +240,28 @@ impl Session {
                 };
                 self.call(p, answer, out);
             }
+            "resources/read" | "prompts/get" => {
+                let answer = match &msg.body {
+                    Body::Result(r) => Answer {
+                        outcome: "result",
+                        result_sha256: (!msg.truncated).then(|| digest(r)),
+                        latency_ms,
+                        ..Answer::none()
+                    },
+                    Body::Error { code } => Answer {
+                        outcome: "error",
+                        error_code: Some(*code),
+                        latency_ms,
+                        ..Answer::none()
+                    },
+                    _ => Answer {
+                        outcome: "result",
+                        latency_ms,
+                        ..Answer::none()
+                    },
+                };
+                self.request(p, answer, out);
+            }
             _ => {}
         }
     }
@@ -267,9 +295,39 @@ impl Session {
     }
 
     fn unanswered(&mut self, p: Pending, out: &mut Vec<McpOut>) {
-        if p.method == "tools/call" {
-            self.call(p, Answer::none(), out);
+        match p.method.as_str() {
+            "tools/call" => self.call(p, Answer::none(), out),
+            "resources/read" | "prompts/get" => self.request(p, Answer::none(), out),
+            _ => {}
         }
+    }
+
+    /// A resources/read or prompts/get, answered or not.
+    fn request(&mut self, p: Pending, a: Answer, out: &mut Vec<McpOut>) {
+        let method = if p.method == "resources/read" {
+            "resources/read"
+        } else {
+            "prompts/get"
+        };
+        out.push(McpOut::Request(
+            p.header,
+            Box::new(McpRequestDetail {
+                server: self.server.clone(),
+                method,
+                target: p.name.unwrap_or_else(|| "unknown".into()),
+                channel: self.channel.clone(),
+                request_id: p.id,
+                arguments_sha256: p.arguments_sha256,
+                request_sha256: p.request_sha256,
+                request_bytes: p.request_bytes,
+                request_complete: p.request_complete,
+                truncated: p.truncated,
+                outcome: a.outcome,
+                error_code: a.error_code,
+                result_sha256: a.result_sha256,
+                latency_ms: a.latency_ms,
+            }),
+        ));
     }
 
     fn call(&mut self, p: Pending, a: Answer, out: &mut Vec<McpOut>) {

@@ -319,3 +319,86 @@ fn a_null_id_answers_nothing_and_a_cut_answer_the_oldest_call() {
         ("get_current_time", "result")
     );
 }
+
+/// resources/read and prompts/get: one `mcp_request` each, with the URI or
+/// prompt name, the prompt arguments' digest, the answer's digest or error
+/// code, and `no_answer` for one still waiting when the client exits.
+#[test]
+fn resource_reads_and_prompt_gets_are_requests_with_their_outcome() {
+    let mut m = McpStreams::new(1 << 20);
+    let mut out = Vec::new();
+    let read = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/read\",\"params\":{\"uri\":\"file:///srv/notes.txt\"}}\n";
+    let read_ok = "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"contents\":[{\"uri\":\"file:///srv/notes.txt\",\"text\":\"hi\"}]}}\n";
+    let prompt = "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"prompts/get\",\"params\":{\"name\":\"review\",\"arguments\":{\"lang\":\"rust\"}}}\n";
+    let prompt_err =
+        "{\"jsonrpc\":\"2.0\",\"id\":2,\"error\":{\"code\":-32602,\"message\":\"no such prompt\"}}\n";
+    let again = read.replace("\"id\":1", "\"id\":3");
+    for (ns, call, data) in [
+        (1, Call::Write, INIT),
+        (2, Call::Read, INIT_OK),
+        (3_000_000, Call::Write, read),
+        (5_000_000, Call::Read, read_ok),
+        (6_000_000, Call::Write, prompt),
+        (6_500_000, Call::Read, prompt_err),
+        (7_000_000, Call::Write, again.as_str()),
+    ] {
+        m.push(
+            piece(CLIENT, 7000, ns, call, Channel::Unix, data.as_bytes()),
+            &mut out,
+        );
+    }
+    m.exited(CLIENT, &mut out);
+    assert!(calls(&out).is_empty(), "{out:?}");
+    let got: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            McpOut::Request(_, d) => Some((
+                d.server.name.as_str(),
+                d.method,
+                d.target.as_str(),
+                d.outcome,
+                d.error_code,
+                d.arguments_sha256.clone(),
+                d.result_sha256.clone(),
+                d.latency_ms,
+            )),
+            _ => None,
+        })
+        .collect();
+    let contents = json!({"contents": [{"uri": "file:///srv/notes.txt", "text": "hi"}]});
+    assert_eq!(
+        got,
+        [
+            (
+                "mcp-time",
+                "resources/read",
+                "file:///srv/notes.txt",
+                "result",
+                None,
+                None,
+                Some(digest(&contents)),
+                Some(2)
+            ),
+            (
+                "mcp-time",
+                "prompts/get",
+                "review",
+                "error",
+                Some(-32602),
+                Some(digest(&json!({"lang": "rust"}))),
+                None,
+                Some(0)
+            ),
+            (
+                "mcp-time",
+                "resources/read",
+                "file:///srv/notes.txt",
+                "no_answer",
+                None,
+                None,
+                None,
+                None
+            ),
+        ]
+    );
+}
