@@ -19,7 +19,7 @@ use observer_common::*;
 use crate::{
     emit::{fill_header, process_flags},
     kernel::{file_of_fd, offsets, read_at, AF_INET, AF_INET6},
-    maps::{CONFIG, IO_MUTED, IO_SCRATCH},
+    maps::{CONFIG, IO_MUTED, IO_SCRATCH, TLS_CALLS},
     pieces::{send_piece, send_pieces},
     syscall::{exit_ret, SyscallRegs},
 };
@@ -109,6 +109,9 @@ fn on_io(ret: i64, op: u32) {
     let Some(mode) = read_at::<u16>(inode, o.inode_mode) else {
         return;
     };
+    if mode & S_IFMT == S_IFSOCK {
+        note_tls_socket(fd, file, &o);
+    }
     let ino = read_at::<u64>(inode, o.inode_ino).unwrap_or(0);
     let key = IoStreamKey { tgid, _pad: 0, ino };
     // SAFETY: a lookup; the value is not kept.
@@ -174,22 +177,66 @@ fn send_iovecs(ev: &mut PlaintextEvent, iov: u64, count: u64, total: u64) {
     }
 }
 
+/// The first socket call inside a TLS call of this thread (the library
+/// writing or reading its records) names the TLS connection's socket:
+/// noted in the call's entry for its return to send.
+#[inline(always)]
+fn note_tls_socket(fd: i32, file: u64, o: &KernelOffsets) {
+    let Some(call) = TLS_CALLS.get_ptr_mut(bpf_get_current_pid_tgid()) else {
+        return;
+    };
+    // SAFETY: this thread's own entry, written only by this thread.
+    let call = unsafe { &mut *call };
+    if call.fd >= 0 {
+        return;
+    }
+    let Some(t) = socket_peer(file, o) else {
+        return;
+    };
+    call.fd = fd;
+    call.fd_kind = t.kind;
+    call.family = t.family;
+    call.local_port = t.local_port;
+    call.remote_port = t.remote_port;
+    call.remote_addr = t.remote_addr;
+}
+
 /// A pipe, a Unix stream socket or a loopback TCP socket; None for
 /// anything else.
 #[inline(always)]
 fn target(mode: u16, file: u64, o: &KernelOffsets) -> Option<Target> {
+    match mode & S_IFMT {
+        S_IFIFO => Some(Target {
+            kind: FD_KIND_PIPE,
+            family: 0,
+            local_port: 0,
+            remote_port: 0,
+            remote_addr: [0; 16],
+        }),
+        S_IFSOCK => {
+            let t = socket_peer(file, o)?;
+            let loopback = match t.family {
+                AF_UNIX => true,
+                AF_INET => t.remote_addr[0] == 127,
+                _ => loopback_v6(&t.remote_addr),
+            };
+            loopback.then_some(t)
+        }
+        _ => None,
+    }
+}
+
+/// A stream socket's kind and peer: Unix, or TCP over IPv4 or IPv6 with
+/// its ports and remote address; None for any other socket.
+#[inline(always)]
+fn socket_peer(file: u64, o: &KernelOffsets) -> Option<Target> {
     let mut t = Target {
-        kind: FD_KIND_PIPE,
+        kind: FD_KIND_UNIX,
         family: 0,
         local_port: 0,
         remote_port: 0,
         remote_addr: [0; 16],
     };
-    match mode & S_IFMT {
-        S_IFIFO => return Some(t),
-        S_IFSOCK => {}
-        _ => return None,
-    }
     let socket = read_at::<u64>(file, o.file_private_data)?;
     if read_at::<u16>(socket, o.socket_type)? != SOCK_STREAM {
         return None;
@@ -197,7 +244,6 @@ fn target(mode: u16, file: u64, o: &KernelOffsets) -> Option<Target> {
     let sk = read_at::<u64>(socket, o.socket_sk)?;
     t.family = read_at::<u16>(sk, o.sock_skc_family)?;
     if t.family == AF_UNIX {
-        t.kind = FD_KIND_UNIX;
         return Some(t);
     }
     t.kind = FD_KIND_TCP;
@@ -205,16 +251,9 @@ fn target(mode: u16, file: u64, o: &KernelOffsets) -> Option<Target> {
     t.remote_port = u16::from_be(read_at::<u16>(sk, o.sock_skc_dport).unwrap_or(0));
     if t.family == AF_INET {
         let remote = read_at::<[u8; 4]>(sk, o.sock_skc_daddr)?;
-        if remote[0] != 127 {
-            return None;
-        }
         t.remote_addr[..4].copy_from_slice(&remote);
     } else if t.family == AF_INET6 {
-        let remote = read_at::<[u8; 16]>(sk, o.sock_skc_v6_daddr)?;
-        if !loopback_v6(&remote) {
-            return None;
-        }
-        t.remote_addr = remote;
+        t.remote_addr = read_at::<[u8; 16]>(sk, o.sock_skc_v6_daddr)?;
     } else {
         return None;
     }

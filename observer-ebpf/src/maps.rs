@@ -137,7 +137,16 @@ pub struct TlsCall {
     pub moved: u64,
     /// `TLS_OP_*`.
     pub op: u32,
-    pub _pad: u32,
+    /// The socket the call wrote to or read from, noted by the syscall
+    /// exits (`io.rs`) while the call runs; -1 until then (a read served
+    /// from the library's buffer touches no socket).
+    pub fd: i32,
+    /// `FD_KIND_*` and the peer, as in `PlaintextEvent`.
+    pub fd_kind: u16,
+    pub family: u16,
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub remote_addr: [u8; 16],
 }
 
 /// `sizeof(struct sockaddr_in6)` rounded up to 8.

@@ -5,7 +5,9 @@
 //!
 //! The daemon attaches these per process (a perf event with a pid), so an
 //! unwatched process never hits the breakpoint; the flag test at entry is
-//! a second line for processes that stopped being watched.
+//! a second line for processes that stopped being watched. The socket a
+//! call used (descriptor and peer) is noted by the syscall exits of
+//! `io.rs` while the call runs, when it touched one.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::{uprobe, uretprobe},
@@ -71,7 +73,12 @@ fn enter(ctx: &ProbeContext, op: u32) {
             0
         },
         op,
-        _pad: 0,
+        fd: -1,
+        fd_kind: FD_KIND_NONE,
+        family: 0,
+        local_port: 0,
+        remote_port: 0,
+        remote_addr: [0; 16],
     };
     // A full map evicts the oldest entry (a thread that never returned).
     let _ = TLS_CALLS.insert(pid_tgid, call, 0);
@@ -117,12 +124,13 @@ fn leave(ctx: &RetProbeContext) {
     let total = if len < bound { len } else { bound };
     fill_header(&mut ev.header, EventKind::TlsData);
     ev.conn = call.ssl;
-    ev.fd = -1;
-    ev.fd_kind = FD_KIND_NONE;
-    ev.family = 0;
-    ev.local_port = 0;
-    ev.remote_port = 0;
-    ev.remote_addr = [0; 16];
+    ev.fd = call.fd;
+    ev.fd_kind = call.fd_kind;
+    ev.family = call.family;
+    ev.local_port = call.local_port;
+    ev.remote_port = call.remote_port;
+    ev._pad = 0;
+    ev.remote_addr = call.remote_addr;
     ev.len = if len > u32::MAX as u64 {
         u32::MAX
     } else {

@@ -129,6 +129,17 @@ fn the_openai_sdk_json_and_streamed_calls_are_exact_llm_request_receipts() {
         streamed["usage"],
         json!({"input_tokens": 9, "output_tokens": 8})
     );
-    // Both went over one connection (the SDK keeps it alive).
+    // Both went over one connection (the SDK keeps it alive): its SSL
+    // object, then the socket the TLS calls wrote to and its peer.
     assert_eq!(unstreamed["connection"], streamed["connection"]);
+    let connection = unstreamed["connection"].as_str().unwrap();
+    let words: Vec<&str> = connection.split(' ').collect();
+    assert!(
+        words.len() == 4
+            && words[0].starts_with("0x")
+            && words[1] == "fd"
+            && words[2].parse::<u32>().is_ok_and(|fd| fd >= 3)
+            && words[3] == format!("127.0.0.1:{}", run.port),
+        "{connection}"
+    );
 }

@@ -4,7 +4,8 @@
 //! CPython's ssl module with the `_ex` calls, node's fetch through the
 //! node executable itself) talk to a real TLS server (CPython's ssl) that
 //! records what it got; the ring must hold exactly those bytes, and
-//! nothing of the unwatched server.
+//! nothing of the unwatched server; with the socket calls read too, each
+//! TLS call that wrote or read the socket names it and its peer.
 // Test code: an unwrap that fails is a test that fails, with its message.
 #![allow(clippy::unwrap_used)]
 mod tls_kit;
@@ -16,8 +17,8 @@ use std::{
 };
 
 use observer_daemon::{
-    kernel::tls_attach::TlsAttacher,
-    stream::plaintext::{Call, ConnId, Direction, Plaintext},
+    kernel::{loader, tls_attach::TlsAttacher},
+    stream::plaintext::{Call, Channel, ConnId, Direction, Plaintext},
 };
 use tls_kit::*;
 
@@ -28,8 +29,84 @@ use tls_kit::*;
 fn curl_request_and_answer_are_in_the_ring_byte_for_byte() {
     let fx = Fixture::new(ANSWER);
     let (_server, port) = fx.server();
-    let mut probes = load(observer_common::TLS_CAPTURE_DEFAULT);
     let nonce = format!("nonce-{}", std::process::id());
+    let (pid, chunks) = curl_through(
+        load(observer_common::TLS_CAPTURE_DEFAULT),
+        &fx,
+        port,
+        &nonce,
+    );
+    assert!(!chunks.is_empty(), "no plaintext records");
+    assert!(chunks.iter().all(|c| c.header.tgid == pid), "{chunks:?}");
+    let sent: Vec<&Plaintext> = chunks
+        .iter()
+        .filter(|c| c.call.direction() == Direction::Sent)
+        .collect();
+    let received: Vec<&Plaintext> = chunks
+        .iter()
+        .filter(|c| c.call.direction() == Direction::Received)
+        .collect();
+    assert!(sent.iter().all(|c| c.call == Call::SslWrite));
+    assert!(received.iter().all(|c| c.call == Call::SslRead));
+    assert_eq!(joined(&sent), fx.server_got());
+    assert!(String::from_utf8_lossy(&joined(&sent)).contains(&nonce));
+    assert_eq!(joined(&received), ANSWER);
+    // One connection: one SSL pointer; nothing cut short; no socket named
+    // (the socket calls are not read without local stream capture).
+    assert!(chunks
+        .iter()
+        .all(|c| c.conn == sent[0].conn && c.conn != ConnId::Tls(0) && c.descriptor.is_none()));
+    assert!(chunks
+        .iter()
+        .all(|c| c.offset == 0 && c.remaining() == 0 && c.len as usize == c.data.len()));
+    assert_eq!(chunks[0].header.comm, "curl");
+}
+
+/// With the socket calls read too, a TLS call names the socket the
+/// library wrote its records to or read them from: curl's descriptor and
+/// the server's address and port (what ties the plaintext to a connect).
+#[test]
+fn a_tls_call_names_its_socket_and_peer() {
+    let fx = Fixture::new(ANSWER);
+    let (_server, port) = fx.server();
+    let probes = load_io(observer_common::TLS_CAPTURE_DEFAULT, 65536);
+    let (_, chunks) = curl_through(probes, &fx, port, "socket");
+    let tls: Vec<&Plaintext> = chunks.iter().filter(|c| c.call.is_tls()).collect();
+    let sent: Vec<&&Plaintext> = tls.iter().filter(|c| c.call == Call::SslWrite).collect();
+    assert!(!sent.is_empty(), "{chunks:?}");
+    let peer: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for c in &sent {
+        let d = c
+            .descriptor
+            .expect("a write of a TLS record names its socket");
+        assert!(d.fd >= 3, "{d:?}");
+        assert!(
+            matches!(d.channel, Channel::Tcp { remote, local_port } if remote == peer && local_port != 0),
+            "{d:?}"
+        );
+        assert!(matches!(c.conn, ConnId::Tls(p) if p != 0));
+    }
+    // Reads name the same socket when they read it (one served from the
+    // library's buffer names none).
+    let fds: std::collections::BTreeSet<i32> = tls
+        .iter()
+        .filter_map(|c| c.descriptor.map(|d| d.fd))
+        .collect();
+    assert_eq!(fds.len(), 1, "{tls:?}");
+    assert_eq!(
+        joined(&sent.iter().map(|c| **c).collect::<Vec<_>>()),
+        fx.server_got()
+    );
+}
+
+/// Runs curl against the fixture's server with the system libssl hooked
+/// and the process watched; its pid and every plaintext record.
+fn curl_through(
+    mut probes: loader::Probes,
+    fx: &Fixture,
+    port: u16,
+    nonce: &str,
+) -> (u32, Vec<Plaintext>) {
     let child = Command::new("sh")
         .arg("-c")
         .arg(format!(
@@ -53,33 +130,9 @@ fn curl_request_and_answer_are_in_the_ring_byte_for_byte() {
         seen.hooked,
         [PathBuf::from("/usr/lib/x86_64-linux-gnu/libssl.so.3")]
     );
-
     let body = release(child);
     assert_eq!(body, &ANSWER[ANSWER.len() - ANSWER_BODY..]);
-    let chunks = drain(&mut probes.plaintext);
-    assert!(!chunks.is_empty(), "no plaintext records");
-    assert!(chunks.iter().all(|c| c.header.tgid == pid), "{chunks:?}");
-    let sent: Vec<&Plaintext> = chunks
-        .iter()
-        .filter(|c| c.call.direction() == Direction::Sent)
-        .collect();
-    let received: Vec<&Plaintext> = chunks
-        .iter()
-        .filter(|c| c.call.direction() == Direction::Received)
-        .collect();
-    assert!(sent.iter().all(|c| c.call == Call::SslWrite));
-    assert!(received.iter().all(|c| c.call == Call::SslRead));
-    assert_eq!(joined(&sent), fx.server_got());
-    assert!(String::from_utf8_lossy(&joined(&sent)).contains(&nonce));
-    assert_eq!(joined(&received), ANSWER);
-    // One connection: one SSL pointer; nothing cut short.
-    assert!(chunks
-        .iter()
-        .all(|c| c.conn == sent[0].conn && c.conn != ConnId::Tls(0) && c.descriptor.is_none()));
-    assert!(chunks
-        .iter()
-        .all(|c| c.offset == 0 && c.remaining() == 0 && c.len as usize == c.data.len()));
-    assert_eq!(chunks[0].header.comm, "curl");
+    (pid, drain(&mut probes.plaintext))
 }
 
 /// CPython (SSL_write_ex / SSL_read_ex): libssl found in /proc/PID/maps

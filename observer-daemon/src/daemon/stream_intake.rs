@@ -25,7 +25,7 @@ use crate::{
             session::McpOut,
             streams::{McpCounts, McpStreams},
         },
-        plaintext::Plaintext,
+        plaintext::{ConnId, Plaintext},
     },
 };
 
@@ -185,10 +185,10 @@ fn send(
             continue;
         };
         intake.llm_calls += 1;
-        let kind = if ex.descriptor.is_some() {
-            EventKind::IoData
-        } else {
+        let kind = if matches!(ex.conn, ConnId::Tls(_)) {
             EventKind::TlsData
+        } else {
+            EventKind::IoData
         };
         let record = StreamRecord {
             header: ex.header,

@@ -125,6 +125,11 @@ impl Connections {
             last_ns: 0,
         });
         conn.last_ns = piece.header.boot_ns;
+        // A TLS connection's socket is known from the first call that
+        // touched it (not one served from the library's buffer).
+        if conn.descriptor.is_none() {
+            conn.descriptor = piece.descriptor;
+        }
         let dir = piece.call.direction();
         let missed = piece.missed_since(&mut conn.next[dir as usize]);
         if conn.proto == Proto::Unknown {

@@ -5,9 +5,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use observer_common::{
-    EventKind, FD_KIND_PIPE, FD_KIND_TCP, FD_KIND_UNIX, IO_OP_READ, IO_OP_READV, IO_OP_RECVFROM,
-    IO_OP_SENDTO, IO_OP_WRITE, IO_OP_WRITEV, TLS_DATA_HEADER_LEN, TLS_OP_READ, TLS_OP_READ_EX,
-    TLS_OP_WRITE, TLS_OP_WRITE_EX,
+    EventKind, FD_KIND_NONE, FD_KIND_PIPE, FD_KIND_TCP, FD_KIND_UNIX, IO_OP_READ, IO_OP_READV,
+    IO_OP_RECVFROM, IO_OP_SENDTO, IO_OP_WRITE, IO_OP_WRITEV, TLS_DATA_HEADER_LEN, TLS_OP_READ,
+    TLS_OP_READ_EX, TLS_OP_WRITE, TLS_OP_WRITE_EX,
 };
 
 use crate::event::{decode_header, DecodeError, Header};
@@ -133,7 +133,9 @@ pub struct Plaintext {
     pub header: Header,
     pub conn: ConnId,
     pub call: Call,
-    /// The descriptor of a pipe or socket call; None for TLS calls.
+    /// The descriptor of a pipe or socket call, and of a TLS call that
+    /// wrote or read its socket (None for one served from the library's
+    /// buffer, or when the socket calls are not read).
     pub descriptor: Option<Descriptor>,
     /// Bytes the call moved.
     pub len: u32,
@@ -209,11 +211,12 @@ pub fn decode(bytes: &[u8]) -> Result<Plaintext, DecodeError> {
     if call.is_tls() != (kind == EventKind::TlsData) {
         return Err(bad("op", op, IO_OP_READV as usize));
     }
-    let (conn, descriptor) = if call.is_tls() {
+    let fd = u32_at(24) as i32;
+    let (fd_kind, family) = (u16_at(28), u16_at(30));
+    // A TLS call names its socket when the call touched one.
+    let (conn, descriptor) = if call.is_tls() && fd_kind == FD_KIND_NONE {
         (ConnId::Tls(conn), None)
     } else {
-        let fd = u32_at(24) as i32;
-        let (fd_kind, family) = (u16_at(28), u16_at(30));
         let (local_port, remote_port) = (u16_at(32), u16_at(34));
         let addr: [u8; 16] = fixed[at + 40..at + 56].try_into().expect("16");
         let channel = match fd_kind {
@@ -232,7 +235,12 @@ pub fn decode(bytes: &[u8]) -> Result<Plaintext, DecodeError> {
             }
             other => return Err(bad("fd_kind", u32::from(other), FD_KIND_TCP as usize)),
         };
-        (ConnId::Io(conn), Some(Descriptor { fd, channel }))
+        let id = if call.is_tls() {
+            ConnId::Tls(conn)
+        } else {
+            ConnId::Io(conn)
+        };
+        (id, Some(Descriptor { fd, channel }))
     };
     let rest = &bytes[TLS_DATA_HEADER_LEN..];
     let room = (len.saturating_sub(offset) as usize)

@@ -52,8 +52,10 @@ pub struct LlmRequestDetail {
     /// `tls` (read before encryption, from the TLS library), or `tcp` /
     /// `unix` (plain HTTP on a loopback or Unix socket, from the syscalls).
     pub transport: &'static str,
-    /// What it went over: the client's SSL object (`0x...`) for TLS; the
-    /// descriptor and peer (`fd 7 127.0.0.1:11434`) for a socket.
+    /// What it went over: the client's SSL object (`0x...`) for TLS,
+    /// followed by its socket (`0x... fd 5 203.0.113.7:443`) when a TLS call
+    /// was seen writing or reading it; the descriptor and peer
+    /// (`fd 7 127.0.0.1:11434`) for plain HTTP on a socket.
     pub connection: String,
     /// The bodies, when the agent's `capture_content` asks for them
     /// (`policy::content`), credentials always replaced.
@@ -141,19 +143,24 @@ pub fn llm_call(ex: &Exchange) -> Option<LlmRequestDetail> {
 }
 
 fn transport(ex: &Exchange) -> &'static str {
-    match &ex.descriptor {
-        Some(d) => d.channel.transport(),
-        None => "tls",
+    match (ex.conn, &ex.descriptor) {
+        (ConnId::Tls(_), _) => "tls",
+        (ConnId::Io(_), Some(d)) => d.channel.transport(),
+        (ConnId::Io(_), None) => "tcp",
     }
 }
 
 fn connection(ex: &Exchange) -> String {
-    match (ex.conn, &ex.descriptor) {
-        (_, Some(d)) => match d.channel {
-            Channel::Tcp { remote, .. } => format!("fd {} {remote}", d.fd),
-            Channel::Unix | Channel::Pipe => format!("fd {}", d.fd),
-        },
-        (ConnId::Tls(ssl) | ConnId::Io(ssl), None) => format!("{ssl:#x}"),
+    let socket = ex.descriptor.as_ref().map(|d| match d.channel {
+        Channel::Tcp { remote, .. } => format!("fd {} {remote}", d.fd),
+        Channel::Unix | Channel::Pipe => format!("fd {}", d.fd),
+    });
+    match (ex.conn, socket) {
+        // The SSL object, then its socket when a call touched it.
+        (ConnId::Tls(ssl), Some(s)) => format!("{ssl:#x} {s}"),
+        (ConnId::Tls(ssl), None) => format!("{ssl:#x}"),
+        (ConnId::Io(_), Some(s)) => s,
+        (ConnId::Io(ino), None) => format!("{ino:#x}"),
     }
 }
 

@@ -16,6 +16,7 @@ use crate::stream::{
         methods::client_method,
         session::{McpOut, Session},
     },
+    plaintext::ConnId,
     sse,
 };
 
@@ -90,10 +91,10 @@ pub fn exchange(sessions: &mut HttpSessions, ex: &Exchange, out: &mut Vec<McpOut
     let s = sessions
         .entry((ex.header.tgid, place.clone()))
         .or_insert_with(|| {
-            let scheme = if ex.descriptor.is_some() {
-                "http"
-            } else {
+            let scheme = if matches!(ex.conn, ConnId::Tls(_)) {
                 "https"
+            } else {
+                "http"
             };
             HttpSession {
                 session: Session::new(Channel {
