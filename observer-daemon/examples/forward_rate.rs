@@ -85,7 +85,12 @@ fn main() -> anyhow::Result<()> {
                 toml::from_str(&text).with_context(|| format!("parsing {}", config.display()))?;
             started();
             let start = Instant::now();
-            let sinks = Sinks::start(&frag.sinks, &frag.forwarding, &args.store, HOSTNAME)?;
+            let host = observer_daemon::forward::Host {
+                hostname: HOSTNAME.into(),
+                origin: format!("did:web:bench.invalid/host/{HOSTNAME}"),
+                store: args.store.clone(),
+            };
+            let sinks = Sinks::start(&frag.sinks, &frag.forwarding, &host)?;
             let done = |s: &observer_daemon::forward::SinkHandle| {
                 SinkCounters::get(&s.counters.cursor) >= receipts
                     && SinkCounters::get(&s.counters.delivered) >= records

@@ -190,6 +190,7 @@ fn expected_files() -> BTreeMap<String, &'static str> {
         "/usr/share/bash-completion/completions/observerctl".into(),
         doc,
     );
+    m.insert("/usr/share/observer/clickhouse/schema.sql".into(), doc);
     m.insert("/usr/share/doc/observer/README.md".into(), doc);
     m.insert("/usr/share/doc/observer/copyright".into(), doc);
     for p in files_under(&root.join("docs")) {

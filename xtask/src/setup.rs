@@ -53,6 +53,12 @@ pub const TEST_APT_PACKAGES: &[&str] = &[
     // libfaketime: the daemon alone sees its wall clock step
     // (tests/clock_step.rs); the host's clock is never touched.
     "faketime",
+    // The real ClickHouse the clickhouse sink is tested against (18.16 on
+    // Debian 12; observer-tests/tests/forwarding_clickhouse.rs starts its
+    // own server), and clickhouse-client, with which docs/fleet.md loads
+    // the shipped schema.
+    "clickhouse-server",
+    "clickhouse-client",
 ];
 
 /// What building observer-daemon needs (its build.rs builds the eBPF

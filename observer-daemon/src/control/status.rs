@@ -6,10 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::state::State;
 use crate::{
-    format::rfc3339,
-    forward::{config::SinkType, counters::SinkCounters},
-    pipeline::inbox::Ask,
-    receipt::store::Store,
+    format::rfc3339, forward::counters::SinkCounters, pipeline::inbox::Ask, receipt::store::Store,
 };
 
 /// The `status` result; its schema is documented in docs/observerctl.md.
@@ -179,11 +176,7 @@ fn sinks(state: &State) -> Value {
             .map(|(name, kind, c)| {
                 json!({
                     "name": name,
-                    "type": match kind {
-                        SinkType::Syslog => "syslog",
-                        SinkType::Http => "http",
-                        SinkType::File => "file",
-                    },
+                    "type": kind.as_str(),
                     "backlog": SinkCounters::get(&c.backlog),
                     "cursor": SinkCounters::get(&c.cursor),
                     "delivered": SinkCounters::get(&c.delivered),

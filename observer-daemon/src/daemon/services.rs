@@ -67,8 +67,11 @@ pub(super) async fn start_forwarding(
         Some(r) if !cfg.sinks.is_empty() => Some(crate::forward::Sinks::start(
             &cfg.sinks,
             &cfg.forwarding,
-            &r.store_path,
-            &host_name(cfg)?,
+            &crate::forward::Host {
+                hostname: host_name(cfg)?,
+                origin: r.pipeline.origin(),
+                store: r.store_path.clone(),
+            },
         )?),
         None if !cfg.sinks.is_empty() => {
             anyhow::bail!("sinks forward receipts: they need receipts.enabled = true")

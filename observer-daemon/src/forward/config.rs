@@ -36,10 +36,23 @@ pub enum SinkType {
     Syslog,
     Http,
     File,
+    Clickhouse,
+}
+
+impl SinkType {
+    /// As `type` names it in observer.toml, metrics and status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkType::Syslog => "syslog",
+            SinkType::Http => "http",
+            SinkType::File => "file",
+            SinkType::Clickhouse => "clickhouse",
+        }
+    }
 }
 
 /// One `[[sinks]]` entry. The settings table named like `type` is required
-/// (`[sinks.syslog]`, `[sinks.http]` or `[sinks.file]`).
+/// (`[sinks.syslog]`, `[sinks.http]`, `[sinks.file]` or `[sinks.clickhouse]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkEntry {
@@ -70,6 +83,7 @@ pub struct SinkEntry {
     pub syslog: Option<SyslogConfig>,
     pub http: Option<HttpConfig>,
     pub file: Option<FileConfig>,
+    pub clickhouse: Option<ClickHouseConfig>,
 }
 
 fn default_format() -> Format {
@@ -234,4 +248,50 @@ fn default_max_bytes() -> u64 {
 }
 fn default_max_files() -> u32 {
     10
+}
+
+/// `[sinks.clickhouse]`: rows inserted over ClickHouse's HTTP interface
+/// into the tables of deploy/clickhouse/schema.sql (docs/fleet.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// http:// or https:// URL of the HTTP interface ("http://ch:8123").
+    pub url: String,
+    /// The database holding `receipts`, `checkpoints` and `keys`. Default
+    /// "observer".
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// ClickHouse user. Default: none (the server's `default` user).
+    pub user: Option<String>,
+    /// File holding the user's password (HTTP Basic authentication). Must
+    /// not be readable by group or others (mode 0600 or stricter). Default:
+    /// none.
+    pub password_file: Option<PathBuf>,
+    /// Send the password over plain http:// anyway (as `allow_token_over_http`).
+    /// Default false: a password_file with an http:// URL is refused.
+    #[serde(default)]
+    pub allow_password_over_http: bool,
+    /// As for the http sink: "http://[user:password@]host:port" or "direct".
+    pub proxy: Option<String>,
+    /// gzip request bodies. Default true.
+    #[serde(default = "default_true")]
+    pub gzip: bool,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Connect, write and response timeout. Default 10000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// A batch holding fewer than `batch_max` receipts waits until this
+    /// long after the previous insert (a full batch goes at once): every
+    /// insert makes parts ClickHouse must merge, and it wants few large
+    /// inserts, not one per poll from every host. 0: no wait. Default 1000.
+    #[serde(default = "default_insert_interval_ms")]
+    pub insert_interval_ms: u64,
+}
+
+fn default_database() -> String {
+    "observer".into()
+}
+fn default_insert_interval_ms() -> u64 {
+    1000
 }

@@ -10,6 +10,7 @@ use std::{
 };
 
 pub mod backoff;
+pub mod clickhouse;
 pub mod config;
 pub mod counters;
 pub mod cursor;
@@ -62,7 +63,20 @@ pub fn cursor_dir(section: &ForwardingSection, store: &Path) -> PathBuf {
         .unwrap_or_else(|| store.parent().unwrap_or(Path::new(".")).join("sinks"))
 }
 
-fn build(entry: &SinkEntry, hostname: &str) -> Result<Box<dyn Sink>, String> {
+/// What a sink is built with besides its `[[sinks]]` entry.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// The host name syslog and HEC records carry.
+    pub hostname: String,
+    /// The log's origin (`<deployer_id>/host/<hostname>`, the first line
+    /// of its checkpoints): the host of every ClickHouse row.
+    pub origin: String,
+    /// The receipt store (the clickhouse sink reads announced keys there).
+    pub store: PathBuf,
+}
+
+fn build(entry: &SinkEntry, host: &Host) -> Result<Box<dyn Sink>, String> {
+    let hostname = host.hostname.as_str();
     let tls_for = |t: &config::TlsConfig| tls::client_config(t).map_err(|e| e.to_string());
     Ok(match entry.kind {
         SinkType::Syslog => {
@@ -83,7 +97,7 @@ fn build(entry: &SinkEntry, hostname: &str) -> Result<Box<dyn Sink>, String> {
         SinkType::Http => {
             let h = entry.http.clone().ok_or("missing [sinks.http]")?;
             let token = match &h.token_file {
-                Some(p) => Some(read_token(p)?),
+                Some(p) => Some(read_secret("token_file", p)?),
                 None => None,
             };
             let url = http::Url::parse(&h.url)?;
@@ -106,29 +120,55 @@ fn build(entry: &SinkEntry, hostname: &str) -> Result<Box<dyn Sink>, String> {
             let f = entry.file.clone().ok_or("missing [sinks.file]")?;
             Box::new(file::FileSink::new(f, entry.format))
         }
+        SinkType::Clickhouse => {
+            let c = entry
+                .clickhouse
+                .clone()
+                .ok_or("missing [sinks.clickhouse]")?;
+            let password = match &c.password_file {
+                Some(p) => Some(read_secret("password_file", p)?),
+                None => None,
+            };
+            let url = http::Url::parse(&c.url)?;
+            let proxy = http::proxy::select(&url, c.proxy.as_deref(), |k| std::env::var(k).ok())?;
+            let tls = if url.https {
+                Some(tls_for(&c.tls)?)
+            } else {
+                None
+            };
+            Box::new(clickhouse::ClickHouseSink::new(
+                c,
+                host.origin.clone(),
+                password,
+                tls,
+                proxy,
+                host.store.clone(),
+                entry.batch_max,
+            )?)
+        }
     })
 }
 
-/// The token of `token_file`, refused when group or others may read it
-/// (anyone who can read the file can impersonate this host to the SIEM).
-fn read_token(path: &Path) -> Result<String, String> {
+/// The secret (token or password) in `path`, the `key` naming it; refused
+/// when group or others may read the file (anyone who can read it can
+/// impersonate this host to the receiver). Errors never show the secret.
+fn read_secret(key: &str, path: &Path) -> Result<String, String> {
     use std::os::unix::fs::MetadataExt;
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("token_file {}: {e}", path.display()))?;
+    let file = std::fs::File::open(path).map_err(|e| format!("{key} {}: {e}", path.display()))?;
     let mode = file
         .metadata()
-        .map_err(|e| format!("token_file {}: {e}", path.display()))?
+        .map_err(|e| format!("{key} {}: {e}", path.display()))?
         .mode();
     if mode & 0o044 != 0 {
         return Err(format!(
-            "token_file {}: mode {:04o} lets group or others read the token; chmod 600 it",
+            "{key} {}: mode {:04o} lets group or others read it; chmod 600 it",
             path.display(),
             mode & 0o7777
         ));
     }
     let mut text = String::new();
     std::io::Read::read_to_string(&mut &file, &mut text)
-        .map_err(|e| format!("token_file {}: {e}", path.display()))?;
+        .map_err(|e| format!("{key} {}: {e}", path.display()))?;
     Ok(text.trim().to_string())
 }
 
@@ -138,14 +178,14 @@ impl Sinks {
     pub fn start(
         entries: &[SinkEntry],
         section: &ForwardingSection,
-        store: &Path,
-        hostname: &str,
+        host: &Host,
     ) -> Result<Sinks, ForwardError> {
+        let store = host.store.as_path();
         let phase = Arc::new(AtomicU8::new(runner::RUNNING));
         let dir = cursor_dir(section, store);
         let mut sinks = Vec::new();
         for entry in entries {
-            let sink = build(entry, hostname).map_err(|message| ForwardError::Setup {
+            let sink = build(entry, host).map_err(|message| ForwardError::Setup {
                 sink: entry.name.clone(),
                 message,
             })?;
@@ -175,7 +215,7 @@ impl Sinks {
                 ),
                 healthy_after: Duration::from_millis(entry.retry_max_ms),
             };
-            let (rebuild_entry, rebuild_host) = (entry.clone(), hostname.to_string());
+            let (rebuild_entry, rebuild_host) = (entry.clone(), host.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("sink-{}", entry.name))
                 .spawn(move || {
@@ -250,11 +290,11 @@ mod tests {
         std::fs::write(&path, "s3cret-token\n").unwrap();
         for mode in [0o644, 0o640, 0o604] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            let e = read_token(&path).unwrap_err();
+            let e = read_secret("token_file", &path).unwrap_err();
             assert_eq!(
                 e,
                 format!(
-                    "token_file {}: mode {mode:04o} lets group or others read the token; chmod 600 it",
+                    "token_file {}: mode {mode:04o} lets group or others read it; chmod 600 it",
                     path.display()
                 )
             );
@@ -262,7 +302,7 @@ mod tests {
         }
         for mode in [0o600, 0o400] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            assert_eq!(read_token(&path).unwrap(), "s3cret-token");
+            assert_eq!(read_secret("token_file", &path).unwrap(), "s3cret-token");
         }
     }
 }

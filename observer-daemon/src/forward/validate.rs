@@ -1,7 +1,8 @@
 //! Checks of `[[sinks]]` that need the sinks' own parsers (syslog
 //! facilities, HTTP and proxy URLs). Kept out of `config` so the section
 //! types stay a leaf that the sinks import.
-use super::config::{HttpConfig, SinkEntry, SinkType, TlsConfig};
+use super::config::{ClickHouseConfig, HttpConfig, SinkEntry, SinkType, TlsConfig};
+use crate::export::Format;
 
 /// Checks a sink list; returns (field, reason) for the first problem.
 pub fn sinks(sinks: &[SinkEntry]) -> Result<(), (&'static str, String)> {
@@ -54,11 +55,17 @@ pub fn sinks(sinks: &[SinkEntry]) -> Result<(), (&'static str, String)> {
             SinkType::Syslog => (s.syslog.is_some(), "syslog"),
             SinkType::Http => (s.http.is_some(), "http"),
             SinkType::File => (s.file.is_some(), "file"),
+            SinkType::Clickhouse => (s.clickhouse.is_some(), "clickhouse"),
         };
-        let tables = [s.syslog.is_some(), s.http.is_some(), s.file.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let tables = [
+            s.syslog.is_some(),
+            s.http.is_some(),
+            s.file.is_some(),
+            s.clickhouse.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if !has || tables != 1 {
             return Err((
                 "sinks.type",
@@ -89,6 +96,9 @@ pub fn sinks(sinks: &[SinkEntry]) -> Result<(), (&'static str, String)> {
             }
             check_tls(&s.name, &h.tls)?;
             check_http_secrets(&s.name, h)?;
+        }
+        if let Some(c) = &s.clickhouse {
+            check_clickhouse(s, c)?;
         }
         if let Some(f) = &s.file {
             if f.max_bytes < 4096 || f.max_files == 0 {
@@ -127,19 +137,90 @@ fn check_http_secrets(name: &str, h: &HttpConfig) -> Result<(), (&'static str, S
             ),
         ));
     }
-    if let Some(p) = h
-        .proxy
-        .as_deref()
-        .filter(|p| *p != super::http::proxy::DIRECT)
-    {
+    check_proxy(name, h.proxy.as_deref(), "sinks.http.proxy")
+}
+
+/// A proxy URL must parse (its error never shows the credentials).
+fn check_proxy(
+    name: &str,
+    proxy: Option<&str>,
+    field: &'static str,
+) -> Result<(), (&'static str, String)> {
+    if let Some(p) = proxy.filter(|p| *p != super::http::proxy::DIRECT) {
         if let Err(e) = super::http::proxy::Proxy::parse(p) {
-            return Err((
-                "sinks.http.proxy",
-                format!("sink {name:?}: {e}, or \"direct\""),
-            ));
+            return Err((field, format!("sink {name:?}: {e}, or \"direct\"")));
         }
     }
     Ok(())
+}
+
+/// A clickhouse sink stores the whole log as the store holds it: `fleet
+/// verify` checks every receipt and reports what is missing, so a filter
+/// or another record format would only make it report gaps.
+fn check_clickhouse(s: &SinkEntry, c: &ClickHouseConfig) -> Result<(), (&'static str, String)> {
+    let name = &s.name;
+    let f = &s.filter;
+    if !(f.agents.is_empty() && f.actions.is_empty() && f.risks.is_empty()) {
+        return Err((
+            "sinks.filter",
+            format!(
+                "sink {name:?}: a clickhouse sink forwards every receipt (fleet verify would report the filtered ones as missing); remove [sinks.filter]"
+            ),
+        ));
+    }
+    if s.format != Format::Receipt {
+        return Err((
+            "sinks.format",
+            format!(
+                "sink {name:?}: a clickhouse sink stores receipts as signed; format must be \"receipt\" (the default)"
+            ),
+        ));
+    }
+    match super::http::Url::parse(&c.url) {
+        Err(e) => return Err(("sinks.clickhouse.url", format!("sink {name:?}: {e}"))),
+        Ok(u) if u.path.contains('#') => {
+            return Err((
+                "sinks.clickhouse.url",
+                format!("sink {name:?}: {:?} has a fragment", c.url),
+            ))
+        }
+        Ok(_) => {}
+    }
+    let ident = |v: &str| {
+        !v.is_empty()
+            && v.len() <= 64
+            && !v.as_bytes()[0].is_ascii_digit()
+            && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    if !ident(&c.database) {
+        return Err((
+            "sinks.clickhouse.database",
+            format!(
+                "sink {name:?}: {:?}: 1..64 letters, digits or '_', not starting with a digit",
+                c.database
+            ),
+        ));
+    }
+    if let Some(u) = &c.user {
+        // Basic authentication joins user and password with ':'.
+        if u.is_empty() || u.contains(':') || u.chars().any(char::is_control) {
+            return Err((
+                "sinks.clickhouse.user",
+                format!("sink {name:?}: {u:?}: not empty, no ':' and no control characters"),
+            ));
+        }
+    }
+    if c.password_file.is_some() && c.url.starts_with("http://") && !c.allow_password_over_http {
+        return Err((
+            "sinks.clickhouse.password_file",
+            format!(
+                "sink {name:?}: the password would be sent in the clear to {:?}, to whatever listens there; use https://, or set allow_password_over_http = true in [sinks.clickhouse] to accept that",
+                c.url
+            ),
+        ));
+    }
+    check_proxy(name, c.proxy.as_deref(), "sinks.clickhouse.proxy")?;
+    check_tls(name, &c.tls)
 }
 
 #[cfg(test)]
@@ -194,5 +275,73 @@ mod tests {
             ));
             assert!(Config::parse(&text, Path::new("/x.toml")).is_ok(), "{ok}");
         }
+    }
+
+    fn clickhouse_sink(extra: &str, settings: &str) -> String {
+        format!(
+            "[[sinks]]\nname = \"fleet\"\ntype = \"clickhouse\"\n{extra}[sinks.clickhouse]\n{settings}"
+        )
+    }
+
+    #[test]
+    fn clickhouse_settings_are_checked_with_the_field_named() {
+        let url = "url = \"http://ch.example:8123\"\n";
+        assert!(Config::parse(&clickhouse_sink("", url), Path::new("/x.toml")).is_ok());
+        let cases = [
+            (
+                clickhouse_sink("", &format!("{url}database = \"obs-1\"\n")),
+                "`sinks.clickhouse.database`: sink \"fleet\": \"obs-1\": 1..64 letters, digits or '_', not starting with a digit",
+            ),
+            (
+                clickhouse_sink("", "url = \"tcp://ch:9000\"\n"),
+                "`sinks.clickhouse.url`: sink \"fleet\": \"tcp://ch:9000\": only http:// and https:// URLs",
+            ),
+            (
+                clickhouse_sink("", &format!("{url}user = \"a:b\"\n")),
+                "`sinks.clickhouse.user`: sink \"fleet\": \"a:b\": not empty, no ':' and no control characters",
+            ),
+            (
+                clickhouse_sink("", &format!("{url}password_file = \"/etc/observer/ch.pw\"\n")),
+                "`sinks.clickhouse.password_file`: sink \"fleet\": the password would be sent in the clear to \"http://ch.example:8123\"",
+            ),
+            (
+                clickhouse_sink("[sinks.filter]\nrisks = [\"high\"]\n", url),
+                "`sinks.filter`: sink \"fleet\": a clickhouse sink forwards every receipt",
+            ),
+            (
+                clickhouse_sink("format = \"ocsf\"\n", url),
+                "`sinks.format`: sink \"fleet\": a clickhouse sink stores receipts as signed",
+            ),
+            (
+                clickhouse_sink("", &format!("{url}proxy = \"https://u:hunter2@p:3128\"\n")),
+                "`sinks.clickhouse.proxy`: sink \"fleet\": a proxy URL must start with http://, or \"direct\"",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = error(&text);
+            assert!(
+                e.starts_with(&format!(
+                    "/etc/observer/observer.toml: invalid value for {want}"
+                )),
+                "{e}"
+            );
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        // Over https://, or opted in, a password file is fine.
+        let https = clickhouse_sink(
+            "",
+            "url = \"https://ch:8443\"\nuser = \"observer\"\npassword_file = \"/p\"\n",
+        );
+        assert!(Config::parse(&https, Path::new("/x.toml")).is_ok());
+        // A key the sink does not know names its line.
+        let e = error(&clickhouse_sink("", &format!("{url}table = \"r\"\n")));
+        assert!(e.contains("line 6") && e.contains("table"), "{e}");
+        // The settings table must match the type.
+        let e =
+            error("[[sinks]]\nname = \"f\"\ntype = \"clickhouse\"\n[sinks.file]\npath = \"/x\"\n");
+        assert!(
+            e.contains("needs exactly one settings table, [sinks.clickhouse]"),
+            "{e}"
+        );
     }
 }

@@ -85,11 +85,7 @@ impl Out {
 }
 
 fn sink_type(t: SinkType) -> &'static str {
-    match t {
-        SinkType::Syslog => "syslog",
-        SinkType::Http => "http",
-        SinkType::File => "file",
-    }
+    t.as_str()
 }
 
 pub fn render(s: &Sources) -> String {

@@ -5,7 +5,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::{
-    rows::{checkpoint_row, receipt_row},
+    rows::{checkpoint_row, key_row, receipt_row},
     ChainHead, CheckpointRow, KeyRow, MasterRow, ReceiptRow, Store, StoreError,
 };
 
@@ -87,16 +87,25 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok(KeyRow {
-                    kid: r.get(0)?,
-                    issuer_id: r.get(1)?,
-                    agent_id: r.get(2)?,
-                    jwk: r.get(3)?,
-                    generation: r.get::<_, i64>(4)? as u64,
-                    rotates: r.get(5)?,
-                })
-            })
+            .query_map([], key_row)
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e));
+        rows
+    }
+
+    /// The keys the receipt `receipt_hash` announced (an `observer.key`
+    /// receipt, committed with them): what a sink forwards beside it. The
+    /// table holds one row per chain key, so no index is needed.
+    pub fn keys_introduced_by(&self, receipt_hash: &[u8]) -> Result<Vec<KeyRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT kid, issuer_id, agent_id, jwk, generation, rotates FROM keys
+                 WHERE introduced_by = ?1 ORDER BY rowid",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([receipt_hash], key_row)
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.err(e));
         rows

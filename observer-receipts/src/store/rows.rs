@@ -156,3 +156,15 @@ pub(super) fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoi
         created_at: r.get(3)?,
     })
 }
+
+/// Maps `kid, issuer_id, agent_id, jwk, generation, rotates` of `keys`.
+pub(super) fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
+    Ok(KeyRow {
+        kid: r.get(0)?,
+        issuer_id: r.get(1)?,
+        agent_id: r.get(2)?,
+        jwk: r.get(3)?,
+        generation: r.get::<_, i64>(4)? as u64,
+        rotates: r.get(5)?,
+    })
+}

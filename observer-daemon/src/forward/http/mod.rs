@@ -3,10 +3,10 @@
 //! delivered when the receiver answers 2xx; anything else is retried with
 //! backoff (the whole batch, so an error after the receiver stored part of
 //! it yields duplicates, counted). A small HTTP/1.1 client over the same
-//! TCP/TLS transport as syslog (keep-alive; responses parsed by httparse
-//! within the bounds of `response`), optionally through an HTTP proxy
-//! (`proxy`).
-use std::{io::Write, sync::Arc, time::Duration};
+//! TCP/TLS transport as syslog (`client`: keep-alive; responses parsed by
+//! httparse within the bounds of `response`), optionally through an HTTP
+//! proxy (`proxy`).
+use std::{sync::Arc, time::Duration};
 
 use rustls::ClientConfig;
 use serde_json::{json, Value};
@@ -14,15 +14,16 @@ use serde_json::{json, Value};
 use super::{
     config::{HttpConfig, HttpEncoding},
     sink::{SendError, Sink},
-    transport::Conn,
 };
 use crate::export::{self, Format, Item};
 
+pub mod client;
 pub mod proxy;
 pub mod response;
 
+use client::Client;
 use proxy::Proxy;
-use response::{read_response, Response};
+use response::Response;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
@@ -132,14 +133,10 @@ pub fn body(
 
 pub struct HttpSink {
     cfg: HttpConfig,
-    url: Url,
     format: Format,
     token: Option<String>,
-    tls: Option<Arc<ClientConfig>>,
     hostname: String,
-    /// The proxy chosen at start (configuration, else environment).
-    proxy: Option<Proxy>,
-    conn: Option<Conn>,
+    client: Client,
 }
 
 impl HttpSink {
@@ -152,92 +149,40 @@ impl HttpSink {
         proxy: Option<Proxy>,
     ) -> Result<HttpSink, String> {
         let url = Url::parse(&cfg.url)?;
+        let client = Client::new(
+            url,
+            tls,
+            cfg.tls.server_name.clone(),
+            proxy,
+            Duration::from_millis(cfg.timeout_ms),
+        );
         Ok(HttpSink {
             cfg,
-            url,
             format,
             token,
-            tls,
             hostname,
-            proxy,
-            conn: None,
+            client,
         })
     }
 
-    /// A connection to the receiver: direct, or through the proxy (a
-    /// CONNECT tunnel for https://, a plain connection for http://).
-    fn connect(&self) -> Result<Conn, SendError> {
-        let timeout = Duration::from_millis(self.cfg.timeout_ms);
-        let name = self
-            .cfg
-            .tls
-            .server_name
-            .clone()
-            .unwrap_or_else(|| self.url.host.clone());
-        let tls = if self.url.https {
-            self.tls.as_ref().map(|c| (c, name.as_str()))
-        } else {
-            None
-        };
-        let Some(proxy) = &self.proxy else {
-            return Conn::connect(&self.url.authority, tls, timeout)
-                .map_err(|e| SendError::new("connect", e, 0));
-        };
-        let mut sock = super::transport::tcp(&proxy.authority, timeout)
-            .map_err(|e| SendError::new("proxy", e, 0))?;
-        if self.url.https {
-            proxy
-                .tunnel(&mut sock, &self.url.authority, timeout)
-                .map_err(|e| SendError::new("proxy", e, 0))?;
-        }
-        Conn::over(sock, &self.url.authority, tls).map_err(|e| SendError::new("connect", e, 0))
-    }
-
     fn request(&mut self, body: &[u8]) -> Result<Response, SendError> {
-        if self.conn.is_none() {
-            self.conn = Some(self.connect()?);
-        }
-        // Through a proxy without a tunnel (http://), the request names the
-        // whole URL (absolute form) and carries the proxy's credentials.
-        let (target, proxy_auth) = match &self.proxy {
-            Some(p) if !self.url.https => (
-                format!("http://{}{}", self.url.authority, self.url.path),
-                p.authorization_header(),
-            ),
-            _ => (self.url.path.clone(), String::new()),
-        };
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(SendError::new("connect", "no connection", 0));
-        };
         let content_type = match self.cfg.encoding {
             HttpEncoding::ElasticBulk => "application/x-ndjson",
             _ => "application/json",
         };
-        let mut head = format!(
-            "POST {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: observerd/{}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: keep-alive\r\n{proxy_auth}",
-            self.url.authority,
-            env!("CARGO_PKG_VERSION"),
-            body.len()
-        );
+        let mut headers = format!("Content-Type: {content_type}\r\n");
         if self.cfg.gzip {
-            head.push_str("Content-Encoding: gzip\r\n");
+            headers.push_str("Content-Encoding: gzip\r\n");
         }
         if let Some(t) = &self.token {
             let scheme = match self.cfg.encoding {
                 HttpEncoding::SplunkHec => "Splunk",
                 _ => "Bearer",
             };
-            head.push_str(&format!("Authorization: {scheme} {t}\r\n"));
+            headers.push_str(&format!("Authorization: {scheme} {t}\r\n"));
         }
-        head.push_str("\r\n");
-        conn.write_all(head.as_bytes())
-            .and_then(|()| conn.write_all(body))
-            .and_then(|()| conn.flush())
-            .map_err(|e| SendError::new("write", e, 0))?;
-        // One deadline for the whole response: a receiver that trickles
-        // bytes cannot hold the sink longer than timeout_ms.
-        read_response(conn, Duration::from_millis(self.cfg.timeout_ms))
-            .map_err(|e| SendError::new("response", e, usize::MAX))
+        let target = self.client.url.path.clone();
+        self.client.post(&target, &headers, body)
     }
 }
 
@@ -251,24 +196,17 @@ impl Sink for HttpSink {
             &self.hostname,
         );
         let payload = if self.cfg.gzip {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            gz.write_all(&raw)
-                .and_then(|()| gz.finish())
-                .map_err(|e| SendError::new("encode", e, 0))?
+            client::gzip(&raw)?
         } else {
             raw
         };
         let resp = self.request(&payload).map_err(|mut e| {
-            self.conn = None;
             // The request was complete: the receiver may have stored it.
-            if e.maybe_delivered == usize::MAX {
+            if e.maybe_delivered == client::AFTER_REQUEST {
                 e.maybe_delivered = batch.len();
             }
             e
         })?;
-        if !resp.keep_alive {
-            self.conn = None;
-        }
         match resp.status {
             200..=299 => {
                 if self.cfg.encoding == HttpEncoding::ElasticBulk {
@@ -294,7 +232,7 @@ impl Sink for HttpSink {
     }
 
     fn reset(&mut self) {
-        self.conn = None;
+        self.client.reset();
     }
 }
 
@@ -402,7 +340,7 @@ mod tests {
 
     #[test]
     fn http_through_a_proxy_uses_the_absolute_form_and_the_proxy_credentials() {
-        use std::io::{BufRead, BufReader, Read};
+        use std::io::{BufRead, BufReader, Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let proxy = std::thread::spawn(move || {
