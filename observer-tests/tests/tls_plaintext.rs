@@ -72,7 +72,7 @@ fn a_tls_call_names_its_socket_and_peer() {
     let probes = load_io(observer_common::TLS_CAPTURE_DEFAULT, 65536);
     let (_, chunks) = curl_through(probes, &fx, port, "socket");
     let tls: Vec<&Plaintext> = chunks.iter().filter(|c| c.call.is_tls()).collect();
-    let sent: Vec<&&Plaintext> = tls.iter().filter(|c| c.call == Call::SslWrite).collect();
+    let sent: Vec<&Plaintext> = chunks.iter().filter(|c| c.call == Call::SslWrite).collect();
     assert!(!sent.is_empty(), "{chunks:?}");
     let peer: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     for c in &sent {
@@ -93,10 +93,7 @@ fn a_tls_call_names_its_socket_and_peer() {
         .filter_map(|c| c.descriptor.map(|d| d.fd))
         .collect();
     assert_eq!(fds.len(), 1, "{tls:?}");
-    assert_eq!(
-        joined(&sent.iter().map(|c| **c).collect::<Vec<_>>()),
-        fx.server_got()
-    );
+    assert_eq!(joined(&sent), fx.server_got());
 }
 
 /// Runs curl against the fixture's server with the system libssl hooked

@@ -43,17 +43,15 @@ pub struct McpSessionDetail {
     pub latency_ms: Option<u64>,
 }
 
-/// `mcp_tool_call`: one `tools/call`, answered or not.
+/// What a tool call and an `mcp_request` record of the request message
+/// itself (flattened into both, in this order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct McpToolCallDetail {
-    pub server: Server,
-    pub tool: String,
-    #[serde(flatten)]
-    pub channel: Channel,
+pub struct RequestFacts {
     /// The JSON-RPC id, as compact JSON.
     pub request_id: Option<String>,
-    /// `sha256:` of JCS(arguments); None when the request was cut (see
-    /// `truncated`).
+    /// `sha256:` of JCS(arguments) of a tools/call or prompts/get (of
+    /// `null` when none were sent); None for resources/read and when the
+    /// request was cut (see `truncated`).
     pub arguments_sha256: Option<String>,
     /// `sha256:` and length of the request message as sent (newline
     /// excluded); `request_complete` false when the capture missed bytes.
@@ -63,6 +61,17 @@ pub struct McpToolCallDetail {
     /// The request was longer than what is kept of a message, or cut by
     /// the capture: the arguments were not read whole.
     pub truncated: bool,
+}
+
+/// `mcp_tool_call`: one `tools/call`, answered or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct McpToolCallDetail {
+    pub server: Server,
+    pub tool: String,
+    #[serde(flatten)]
+    pub channel: Channel,
+    #[serde(flatten)]
+    pub request: RequestFacts,
     /// `result`, `tool_error` (a result with `isError: true`), `error` (a
     /// JSON-RPC error) or `no_answer` (none before the session ended).
     pub outcome: &'static str,
@@ -95,18 +104,8 @@ pub struct McpRequestDetail {
     pub target: String,
     #[serde(flatten)]
     pub channel: Channel,
-    /// The JSON-RPC id, as compact JSON.
-    pub request_id: Option<String>,
-    /// prompts/get: `sha256:` of JCS(arguments) (`{}` when none were sent);
-    /// None for resources/read and for a cut request.
-    pub arguments_sha256: Option<String>,
-    /// `sha256:` and length of the request message as sent (newline
-    /// excluded); `request_complete` false when the capture missed bytes.
-    pub request_sha256: String,
-    pub request_bytes: u64,
-    pub request_complete: bool,
-    /// The request was longer than what is kept of a message, or cut.
-    pub truncated: bool,
+    #[serde(flatten)]
+    pub request: RequestFacts,
     /// `result`, `error` (a JSON-RPC error) or `no_answer` (none before
     /// the session ended).
     pub outcome: &'static str,

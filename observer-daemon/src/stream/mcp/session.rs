@@ -11,7 +11,10 @@ use crate::{
     event::Header,
     stream::content::CONTENT_MAX,
     stream::mcp::{
-        detail::{Channel, McpRequestDetail, McpSessionDetail, McpToolCallDetail, RawCall, Server},
+        detail::{
+            Channel, McpRequestDetail, McpSessionDetail, McpToolCallDetail, RawCall, RequestFacts,
+            Server,
+        },
         framing::Frame,
         jsonrpc::{Body, Message},
     },
@@ -38,19 +41,14 @@ pub enum McpOut {
 
 struct Pending {
     header: Header,
-    id: Option<String>,
     method: String,
     /// tools/call and prompts/get: the name; resources/read: the URI.
     name: Option<String>,
     /// initialize: the client's name and version.
     client: Option<(Option<String>, Option<String>)>,
-    arguments_sha256: Option<String>,
     /// Kept for `capture_content` when small enough.
     arguments: Option<Value>,
-    request_sha256: String,
-    request_bytes: u64,
-    request_complete: bool,
-    truncated: bool,
+    request: RequestFacts,
     first_ns: u64,
     order: u64,
 }
@@ -109,16 +107,19 @@ impl Session {
         self.order += 1;
         let pending = Pending {
             header: header.clone(),
-            id: msg.id.clone(),
+
             method: method.clone(),
             name: msg.name.as_deref().map(shown),
             client,
-            arguments_sha256,
             arguments,
-            request_sha256: format!("sha256:{}", hex::encode(frame.sha256)),
-            request_bytes: frame.len,
-            request_complete: !frame.gap,
-            truncated: frame.truncated,
+            request: RequestFacts {
+                request_id: msg.id.clone(),
+                arguments_sha256,
+                request_sha256: format!("sha256:{}", hex::encode(frame.sha256)),
+                request_bytes: frame.len,
+                request_complete: !frame.gap,
+                truncated: frame.truncated,
+            },
             first_ns: frame.first_ns,
             order: self.order,
         };
@@ -211,56 +212,9 @@ impl Session {
                     }
                 }
             }
-            "tools/call" => {
-                let answer = match msg.body {
-                    Body::Result(r) => {
-                        let is_error = r.get("isError").and_then(Value::as_bool).unwrap_or(false);
-                        let whole = !msg.truncated;
-                        Answer {
-                            outcome: if is_error { "tool_error" } else { "result" },
-                            is_error: Some(is_error),
-                            error_code: None,
-                            result_sha256: whole.then(|| digest(&r)),
-                            result: (whole && msg.len <= CONTENT_MAX as u64).then_some(r),
-                            latency_ms,
-                        }
-                    }
-                    Body::Error { code } => Answer {
-                        outcome: "error",
-                        error_code: Some(code),
-                        latency_ms,
-                        ..Answer::none()
-                    },
-                    // A cut answer: it came, what it said is unknown.
-                    _ => Answer {
-                        outcome: "result",
-                        latency_ms,
-                        ..Answer::none()
-                    },
-                };
-                self.call(p, answer, out);
-            }
+            "tools/call" => self.call(p, Answer::of(msg, true, latency_ms), out),
             "resources/read" | "prompts/get" => {
-                let answer = match &msg.body {
-                    Body::Result(r) => Answer {
-                        outcome: "result",
-                        result_sha256: (!msg.truncated).then(|| digest(r)),
-                        latency_ms,
-                        ..Answer::none()
-                    },
-                    Body::Error { code } => Answer {
-                        outcome: "error",
-                        error_code: Some(*code),
-                        latency_ms,
-                        ..Answer::none()
-                    },
-                    _ => Answer {
-                        outcome: "result",
-                        latency_ms,
-                        ..Answer::none()
-                    },
-                };
-                self.request(p, answer, out);
+                self.request(p, Answer::of(msg, false, latency_ms), out);
             }
             _ => {}
         }
@@ -316,12 +270,7 @@ impl Session {
                 method,
                 target: p.name.unwrap_or_else(|| "unknown".into()),
                 channel: self.channel.clone(),
-                request_id: p.id,
-                arguments_sha256: p.arguments_sha256,
-                request_sha256: p.request_sha256,
-                request_bytes: p.request_bytes,
-                request_complete: p.request_complete,
-                truncated: p.truncated,
+                request: p.request,
                 outcome: a.outcome,
                 error_code: a.error_code,
                 result_sha256: a.result_sha256,
@@ -344,12 +293,7 @@ impl Session {
                 server: self.server.clone(),
                 tool: p.name.unwrap_or_else(|| "unknown".into()),
                 channel: self.channel.clone(),
-                request_id: p.id,
-                arguments_sha256: p.arguments_sha256,
-                request_sha256: p.request_sha256,
-                request_bytes: p.request_bytes,
-                request_complete: p.request_complete,
-                truncated: p.truncated,
+                request: p.request,
                 outcome: a.outcome,
                 is_error: a.is_error,
                 error_code: a.error_code,
@@ -374,6 +318,43 @@ struct Answer {
 }
 
 impl Answer {
+    /// The answer `msg` to a tools/call (`tool_call`: its `isError` read,
+    /// a small whole result kept for `capture_content`) or to another
+    /// request (only the result's digest).
+    fn of(msg: Message, tool_call: bool, latency_ms: Option<u64>) -> Answer {
+        match msg.body {
+            Body::Result(r) => {
+                let whole = !msg.truncated;
+                let is_error =
+                    tool_call.then(|| r.get("isError").and_then(Value::as_bool).unwrap_or(false));
+                Answer {
+                    outcome: if is_error == Some(true) {
+                        "tool_error"
+                    } else {
+                        "result"
+                    },
+                    is_error,
+                    error_code: None,
+                    result_sha256: whole.then(|| digest(&r)),
+                    result: (tool_call && whole && msg.len <= CONTENT_MAX as u64).then_some(r),
+                    latency_ms,
+                }
+            }
+            Body::Error { code } => Answer {
+                outcome: "error",
+                error_code: Some(code),
+                latency_ms,
+                ..Answer::none()
+            },
+            // A cut answer: it came, what it said is unknown.
+            _ => Answer {
+                outcome: "result",
+                latency_ms,
+                ..Answer::none()
+            },
+        }
+    }
+
     /// None came before the session ended.
     fn none() -> Answer {
         Answer {

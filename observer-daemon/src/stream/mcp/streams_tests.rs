@@ -94,14 +94,14 @@ fn a_stdio_session_is_joined_by_the_server_and_read_from_the_client() {
     assert_eq!(c[0].server.name, "mcp-time");
     assert_eq!(c[0].outcome, "result");
     assert_eq!(c[0].is_error, Some(false));
-    assert_eq!(c[0].request_id.as_deref(), Some("1"));
+    assert_eq!(c[0].request.request_id.as_deref(), Some("1"));
     assert_eq!(c[0].latency_ms, Some(3));
     assert_eq!(
-        c[0].arguments_sha256.as_deref(),
+        c[0].request.arguments_sha256.as_deref(),
         Some(digest(&json!({"timezone": "Europe/Paris"})).as_str())
     );
-    assert_eq!(c[0].request_bytes, CALL.len() as u64 - 1);
-    assert!(c[0].request_complete && !c[0].truncated);
+    assert_eq!(c[0].request.request_bytes, CALL.len() as u64 - 1);
+    assert!(c[0].request.request_complete && !c[0].request.truncated);
     assert_eq!(m.counts.tool_calls, 1);
     assert_eq!(m.counts.sessions, 1);
 }
@@ -234,10 +234,13 @@ fn json_that_is_not_json_rpc_is_muted_and_a_huge_call_is_still_a_call() {
     let c = calls(&out);
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].tool, "write_file");
-    assert!(c[0].truncated);
-    assert!(c[0].request_complete, "every byte was seen, only not kept");
-    assert_eq!(c[0].request_bytes, big.len() as u64 - 1);
-    assert_eq!(c[0].arguments_sha256, None);
+    assert!(c[0].request.truncated);
+    assert!(
+        c[0].request.request_complete,
+        "every byte was seen, only not kept"
+    );
+    assert_eq!(c[0].request.request_bytes, big.len() as u64 - 1);
+    assert_eq!(c[0].request.arguments_sha256, None);
     assert_eq!(c[0].outcome, "no_answer");
 }
 
@@ -358,7 +361,7 @@ fn resource_reads_and_prompt_gets_are_requests_with_their_outcome() {
                 d.target.as_str(),
                 d.outcome,
                 d.error_code,
-                d.arguments_sha256.clone(),
+                d.request.arguments_sha256.clone(),
                 d.result_sha256.clone(),
                 d.latency_ms,
             )),
