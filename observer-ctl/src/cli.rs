@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod fleet;
+
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
 /// Exit status: a verification failed (receipts, proof, audit pack).
@@ -181,6 +183,10 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         master_seed: Option<PathBuf>,
     },
+    /// The receipts many hosts forwarded into ClickHouse: verify every
+    /// host under its pinned master key; pin the hosts' keys.
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
 }
 
 #[derive(Subcommand, Debug)]

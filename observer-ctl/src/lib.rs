@@ -17,6 +17,7 @@ pub mod doctor;
 pub mod erase;
 pub mod export;
 mod export_order;
+pub mod fleet;
 pub mod follow;
 pub mod keys;
 pub mod mcp;

@@ -8,6 +8,7 @@ mod common;
 mod doctor;
 mod erase;
 mod export;
+mod fleet;
 mod keys;
 mod mcp;
 mod policy;
@@ -63,5 +64,6 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<u8, CtlError> {
             reason,
             master_seed,
         } => erase::run(&ctx, &receipt, &reason, master_seed.as_deref(), out).map(ok),
+        Command::Fleet(command) => fleet::run(&ctx, command, out),
     }
 }

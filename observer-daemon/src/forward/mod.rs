@@ -152,7 +152,7 @@ fn build(entry: &SinkEntry, host: &Host) -> Result<Box<dyn Sink>, String> {
 /// The secret (token or password) in `path`, the `key` naming it; refused
 /// when group or others may read the file (anyone who can read it can
 /// impersonate this host to the receiver). Errors never show the secret.
-fn read_secret(key: &str, path: &Path) -> Result<String, String> {
+pub fn read_secret(key: &str, path: &Path) -> Result<String, String> {
     use std::os::unix::fs::MetadataExt;
     let file = std::fs::File::open(path).map_err(|e| format!("{key} {}: {e}", path.display()))?;
     let mode = file

@@ -1,0 +1,29 @@
+//! The fleet store: the receipts, checkpoints and keys many hosts'
+//! `clickhouse` sinks forward into one ClickHouse (docs/fleet.md).
+//! `clickhouse` reads it, `keys` holds the hosts' pinned master keys,
+//! `load` rebuilds one host's log from it and `verify` checks each host.
+pub mod clickhouse;
+pub mod keys;
+mod load;
+pub mod verify;
+
+use std::path::Path;
+
+use crate::{cli::fleet::ClickHouseArgs, CtlError};
+
+/// The client of the store the `--clickhouse` flags name.
+pub fn connect(args: &ClickHouseArgs) -> Result<clickhouse::ClickHouse, CtlError> {
+    clickhouse::ClickHouse::new(&clickhouse::Settings {
+        url: args.url.clone(),
+        database: args.database.clone(),
+        user: args.user.clone(),
+        password_file: args.password_file.clone(),
+        allow_password_over_http: args.allow_password_over_http,
+        ca_file: args.ca_file.clone(),
+    })
+}
+
+/// The pinned key directory.
+pub fn key_dir(dir: &Path) -> keys::KeyDir {
+    keys::KeyDir::new(dir)
+}
