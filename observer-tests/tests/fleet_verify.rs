@@ -541,19 +541,65 @@ fn a_minute_without_clickhouse_loses_nothing_and_a_replay_counts_once() {
     d.stop();
     host.origin = expected::host_of(&host.db());
     expected::assert_holds_exactly(&ch, &host.db());
-    let stored = stored_receipts(&host.db()).len() as u64;
+    let keys_dir = tempfile::tempdir().unwrap();
+    let keys = keys_dir.path().join("k");
+    pin(&host, &keys);
+    let password = host.dir.path().join("ch.password");
+    let (code, doc) = verify(&ch, &password, &keys, &[]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(
+        report(&doc, &host)["receipts"].as_u64(),
+        Some(stored_receipts(&host.db()).len() as u64)
+    );
 
-    // A replay of the whole log, its duplicates kept visible.
+    // A context erased on the host after it was forwarded: the erasure
+    // receipt travels, the fleet's copy of the context stays, and the
+    // report says so without failing the log.
+    let erased = agent_receipts(&host.db())[1].hash.clone();
+    let out = ctl(
+        CtlTarget::Dir(host.dir.path()),
+        &["erase", &erased, "--reason", "data subject request (test)"],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let restart = || {
+        Daemon::start_in(
+            StateDir::Shared(host.dir.path().to_owned()),
+            &agent_config(
+                "fleet-agent",
+                &exe,
+                &host_config(&ch, host.dir.path(), "fleet-outage", mport),
+            ),
+        )
+    };
+    let d = restart();
+    wait_until("the erasure forwarded", WAIT, || {
+        ch.count(&format!(
+            "SELECT count() FROM observer.receipts WHERE host = '{}' AND action = 'observer.policy' \
+             AND position(context, '{erased}') > 0",
+            host.origin
+        )) == 1
+    });
+    d.stop();
+    let stored = stored_receipts(&host.db()).len() as u64;
+    let (code, doc) = verify(&ch, &password, &keys, &[]);
+    assert_eq!(code, 0, "{doc:#}");
+    let r = report(&doc, &host);
+    assert_eq!(
+        r["erasures_not_applied"].as_array().unwrap().len(),
+        1,
+        "{r:#}"
+    );
+    assert_eq!(
+        r["erasures_not_applied"][0]["receipt_hash"],
+        erased.as_str()
+    );
+
+    // A replay of the whole log (the erased context now among it), its
+    // duplicates kept visible: each receipt is counted once, and the
+    // erased copy is the one checked.
     ch.query("SYSTEM STOP MERGES observer.receipts");
     std::fs::remove_file(host.dir.path().join("sinks/fleet.cursor")).unwrap();
-    let d = Daemon::start_in(
-        StateDir::Shared(host.dir.path().to_owned()),
-        &agent_config(
-            "fleet-agent",
-            &exe,
-            &host_config(&ch, host.dir.path(), "fleet-outage", mport),
-        ),
-    );
+    let d = restart();
     wait_until("the replay", WAIT, || delivered() > stored);
     d.stop();
     let stored_now = stored_receipts(&host.db()).len() as u64;
@@ -565,14 +611,11 @@ fn a_minute_without_clickhouse_loses_nothing_and_a_replay_counts_once() {
         rows >= stored_now + stored,
         "{rows} rows: the replay's duplicates"
     );
-
-    let keys_dir = tempfile::tempdir().unwrap();
-    let keys = keys_dir.path().join("k");
-    pin(&host, &keys);
-    let (code, doc) = verify(&ch, &host.dir.path().join("ch.password"), &keys, &[]);
+    let (code, doc) = verify(&ch, &password, &keys, &[]);
     assert_eq!(code, 0, "{doc:#}");
     let r = report(&doc, &host);
     assert_eq!(r["receipts"].as_u64(), Some(stored_now), "{r:#}");
     assert_eq!(r["duplicates_collapsed"].as_u64(), Some(rows - stored_now));
+    assert_eq!(r["erasures_not_applied"], serde_json::json!([]));
     assert_eq!(doc["receipts"].as_u64(), Some(stored_now));
 }

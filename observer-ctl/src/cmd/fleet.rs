@@ -148,6 +148,17 @@ fn print(out: &mut impl Write, reports: &[HostReport], summary: &Value) -> Resul
             )?;
         }
     }
+    for r in reports
+        .iter()
+        .filter(|r| !r.erasures_not_applied.is_empty())
+    {
+        writeln!(
+            out,
+            "{}: {} contexts the host erased are still in the fleet store (erasures_not_applied)",
+            r.host,
+            r.erasures_not_applied.len()
+        )?;
+    }
     writeln!(
         out,
         "{} hosts, {} failed; {} receipts verified",

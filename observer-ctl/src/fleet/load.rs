@@ -79,6 +79,9 @@ pub struct Loaded {
     pub newest_checkpoint_size: u64,
     /// Failures of the copy itself (conflicting or unloadable rows).
     pub failures: Vec<Failure>,
+    /// The erasures the host recorded: (erased receipt hash, erasure
+    /// receipt hash), both hex.
+    pub erasures: Vec<(String, String)>,
 }
 
 fn failure(
@@ -130,6 +133,15 @@ pub fn load_host(ch: &ClickHouse, host: &str, path: &Path) -> Result<(Store, Loa
                     if prev.leaf_index == row.leaf_index {
                         if *prev == row {
                             loaded.duplicates += 1;
+                        } else if same_but_erased(prev, &row) {
+                            // Sent again after the host erased its context:
+                            // the erased copy is the host's current row.
+                            loaded.duplicates += 1;
+                            if let Some(marker) = row.context.as_deref().filter(|c| is_marker(c)) {
+                                if let Err(e) = b.erase_context(row.leaf_index, marker) {
+                                    log::warn!("erased context at {}: {e}", row.leaf_index);
+                                }
+                            }
                         } else {
                             loaded.failures.push(failure(
                                 "fleet_conflict",
@@ -174,6 +186,11 @@ pub fn load_host(ch: &ClickHouse, host: &str, path: &Path) -> Result<(Store, Loa
                             .chain_starts
                             .push((row.chain.clone(), row.seq, row.leaf_index));
                         chains.insert(row.chain.clone(), row.seq);
+                    }
+                }
+                if row.action == "observer.policy" {
+                    if let Some(erased) = erased_by(&row) {
+                        loaded.erasures.push((erased, row.receipt_hash.clone()));
                     }
                 }
                 insert_receipt(b, &row, &mut loaded);
@@ -329,6 +346,33 @@ fn load_keys(b: &mut observer_receipts::store::Batch<'_>, rows: &[KeyRow], loade
             ));
         }
     }
+}
+
+/// The same receipt, one copy with its context and the other with the
+/// erasure marker in its place.
+fn same_but_erased(a: &ReceiptRow, b: &ReceiptRow) -> bool {
+    a.receipt_hash == b.receipt_hash
+        && a.envelope == b.envelope
+        && a.chain == b.chain
+        && a.seq == b.seq
+        && (a.context.as_deref().is_some_and(is_marker)
+            || b.context.as_deref().is_some_and(is_marker))
+}
+
+/// `{"erased": true, "by": ...}`: what an erasure leaves of a context.
+fn is_marker(context: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(context)
+        .is_ok_and(|v| v["erased"] == serde_json::Value::Bool(true))
+}
+
+/// The receipt an erasure receipt erased (its context's `erase`).
+fn erased_by(row: &ReceiptRow) -> Option<String> {
+    let context = row.context.as_deref()?;
+    if !context.contains("\"erase\"") {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(context).ok()?;
+    v["erase"].as_str().map(str::to_string)
 }
 
 fn decode_hash(text: &str) -> Option<Hash> {

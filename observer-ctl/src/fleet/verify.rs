@@ -57,6 +57,10 @@ pub struct HostReport {
     pub pruned_below: u64,
     /// Rows the sink sent twice, counted once.
     pub duplicates_collapsed: u64,
+    /// Contexts the host erased (right to erasure) that the fleet store
+    /// still holds as first forwarded: `{receipt_hash, erased_by}`. The
+    /// log verifies either way; the copy is the fleet operator's to erase.
+    pub erasures_not_applied: Vec<Value>,
     pub missing: Value,
     pub failures: Vec<Failure>,
     pub first_failure: Option<Failure>,
@@ -88,6 +92,7 @@ impl HostReport {
             uncheckpointed: 0,
             pruned_below: 0,
             duplicates_collapsed: 0,
+            erasures_not_applied: Vec::new(),
             missing: json!({"leaf_index": [], "seq": []}),
             failures: vec![f.clone()],
             first_failure: Some(f),
@@ -309,6 +314,12 @@ fn assemble(
             None => true,
         });
     }
+    let erasures_not_applied = loaded
+        .erasures
+        .iter()
+        .filter(|(erased, _)| !context_erased(store, erased))
+        .map(|(erased, by)| json!({"receipt_hash": erased, "erased_by": by}))
+        .collect();
     let now = now_unix_ns();
     HostReport {
         host: host.to_string(),
@@ -325,9 +336,24 @@ fn assemble(
         uncheckpointed: report.uncheckpointed,
         pruned_below: cut,
         duplicates_collapsed: loaded.duplicates,
+        erasures_not_applied,
         missing: json!({"leaf_index": missing_leaves, "seq": missing_seqs}),
         first_failure: failures.first().cloned(),
         failures_out_of_scope: total - failures.len(),
         failures,
+    }
+}
+
+/// Whether the copy of receipt `hash` holds the erasure marker instead of
+/// its context (or no context at all).
+fn context_erased(store: &Store, hash: &str) -> bool {
+    let Ok(bytes) = hex::decode(hash) else {
+        return false;
+    };
+    match store.receipt_by_hash(&bytes) {
+        Ok(Some(row)) => row.context.as_deref().is_none_or(|c| {
+            serde_json::from_str::<Value>(c).is_ok_and(|v| v["erased"] == Value::Bool(true))
+        }),
+        _ => false,
     }
 }
