@@ -113,6 +113,7 @@ impl From<observer_receipts::verify::VerifyError> for CtlError {
             VerifyError::Store(e) => CtlError::Store(e.to_string()),
             e @ VerifyError::MasterRotations(_) => CtlError::Verification(e.to_string()),
             e @ VerifyError::MasterKey(_) => CtlError::Usage(e.to_string()),
+            VerifyError::Source(e) => CtlError::Store(e),
         }
     }
 }

@@ -39,13 +39,21 @@ impl Corrections {
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .and_then(|rows| rows.collect())
             .map_err(sql)?;
-        Ok(Corrections::from_steps(rows.into_iter().filter_map(
-            |(leaf, context)| {
-                let context = json::parse_strict(context.as_bytes()).ok()?;
-                let step = context["step_ns"].as_str()?.parse().ok()?;
-                Some((leaf as u64, step))
-            },
-        )))
+        Ok(Corrections::from_contexts(
+            rows.into_iter()
+                .map(|(leaf, context)| (leaf as u64, context)),
+        ))
+    }
+
+    /// From the `(leaf_index, context)` of every `observer.clock_step`
+    /// receipt in log order (a context that does not parse counts as no
+    /// step).
+    pub fn from_contexts(rows: impl IntoIterator<Item = (u64, String)>) -> Corrections {
+        Corrections::from_steps(rows.into_iter().filter_map(|(leaf, context)| {
+            let context = json::parse_strict(context.as_bytes()).ok()?;
+            let step = context["step_ns"].as_str()?.parse().ok()?;
+            Some((leaf, step))
+        }))
     }
 
     /// From `(leaf_index, step_ns)` pairs in log order.

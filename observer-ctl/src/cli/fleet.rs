@@ -74,10 +74,6 @@ pub struct FleetVerifyArgs {
     /// Also verify every signature with the second ML-DSA-65 implementation.
     #[arg(long)]
     pub independent: bool,
-    /// Where each host's log is rebuilt while it is checked (default:
-    /// /dev/shm, else the temporary directory).
-    #[arg(long, value_name = "DIR")]
-    pub work_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

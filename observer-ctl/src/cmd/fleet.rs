@@ -68,7 +68,6 @@ fn verify(ctx: &Ctx, args: FleetVerifyArgs, out: &mut impl Write) -> Result<u8, 
             trust_on_first_use: args.trust_on_first_use,
             independent: args.independent,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            work_dir: args.work_dir,
         },
     )?;
     let ok = !reports.is_empty() && reports.iter().all(|r| r.ok);

@@ -39,6 +39,7 @@ pub struct Settings {
 }
 
 /// A client of one ClickHouse server.
+#[derive(Clone)]
 pub struct ClickHouse {
     url: Url,
     database: String,

@@ -1,10 +1,11 @@
 //! The fleet store: the receipts, checkpoints and keys many hosts'
 //! `clickhouse` sinks forward into one ClickHouse (docs/fleet.md).
 //! `clickhouse` reads it, `keys` holds the hosts' pinned master keys,
-//! `load` rebuilds one host's log from it and `verify` checks each host.
+//! `source` hands one host's log from it to the verifier and `verify`
+//! checks each host.
 pub mod clickhouse;
 pub mod keys;
-mod load;
+pub mod source;
 pub mod verify;
 
 use std::path::Path;

@@ -4,20 +4,17 @@
 //! checkpoint the host forwarded), plus what only a copy can lose: rows
 //! missing, rows that conflict, checkpoints of two different logs. One
 //! report per host, naming the first failure by chain, seq and receipt.
-use std::path::PathBuf;
-
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{
     clickhouse::{quote, ClickHouse},
     keys::{KeyDir, Source},
-    load::{load_host, Loaded},
+    source::{Findings, HostLog},
 };
 use crate::CtlError;
 use observer_receipts::{
     payload::{now_unix_ns, OBSERVER_AGENT},
-    store::Store,
     verify::{self, Failure, Outcome, Report, VerifyOptions},
 };
 
@@ -33,9 +30,6 @@ pub struct Options {
     /// Also check every signature with the second ML-DSA-65 implementation.
     pub independent: bool,
     pub threads: usize,
-    /// Where each host's log is rebuilt (default: /dev/shm, else the
-    /// temporary directory); removed after its host.
-    pub work_dir: Option<PathBuf>,
 }
 
 /// The verdict on one host.
@@ -108,10 +102,9 @@ pub fn run(ch: &ClickHouse, keys: &KeyDir, opts: &Options) -> Result<Vec<HostRep
     } else {
         opts.hosts.clone()
     };
-    let work = work_dir(opts)?;
     let mut reports = Vec::with_capacity(hosts.len());
     for host in hosts {
-        reports.push(verify_host(ch, keys, opts, &host, work.path())?);
+        reports.push(verify_host(ch, keys, opts, &host)?);
     }
     Ok(reports)
 }
@@ -138,27 +131,11 @@ pub fn fleet_hosts(ch: &ClickHouse, keys: &KeyDir) -> Result<Vec<String>, CtlErr
     Ok(hosts)
 }
 
-fn work_dir(opts: &Options) -> Result<tempfile::TempDir, CtlError> {
-    let base = opts.work_dir.clone().unwrap_or_else(|| {
-        let shm = PathBuf::from("/dev/shm");
-        if shm.is_dir() {
-            shm
-        } else {
-            std::env::temp_dir()
-        }
-    });
-    tempfile::Builder::new()
-        .prefix("observer-fleet-")
-        .tempdir_in(&base)
-        .map_err(|e| CtlError::Io(format!("work directory in {}: {e}", base.display())))
-}
-
 fn verify_host(
     ch: &ClickHouse,
     keys: &KeyDir,
     opts: &Options,
     host: &str,
-    work: &std::path::Path,
 ) -> Result<HostReport, CtlError> {
     let pinned = match keys.get(host)? {
         Some(p) => p,
@@ -179,53 +156,53 @@ fn verify_host(
         }
     };
     let master_public_key = pinned.public_key()?;
-    let path = work.join(format!("{}.db", hex::encode(sha2_short(host))));
-    let (store, loaded) = load_host(ch, host, &path)?;
-    if loaded.receipts == 0 && loaded.newest_checkpoint_size == 0 && loaded.failures.is_empty() {
-        let _ = remove_store(&path);
+    let log = HostLog::open(ch, host)?;
+    let verified = verify::verify_log(
+        &log,
+        &VerifyOptions {
+            master_public_key,
+            now_unix_ns: now_unix_ns(),
+            external_checkpoints: Vec::new(),
+            independent: opts.independent,
+            threads: opts.threads,
+        },
+        &|_| {},
+    );
+    let report = match verified {
+        Ok(r) => r,
+        Err(verify::VerifyError::Source(e)) => return Err(CtlError::Store(e)),
+        Err(e) => return Ok(HostReport::unverified(host, "master_key", e.to_string())),
+    };
+    let findings = std::mem::take(&mut *log.findings());
+    if findings.receipts == 0 && findings.newest_checkpoint_size == 0 {
         return Ok(HostReport::unverified(
             host,
             "fleet_missing",
             format!("the fleet store holds nothing of {host}"),
         ));
     }
-    let verified = verify::verify_store(
-        &store,
-        &VerifyOptions {
-            master_public_key,
-            now_unix_ns: now_unix_ns(),
-            external_checkpoints: loaded.extra_checkpoints.clone(),
-            independent: opts.independent,
-            threads: opts.threads,
-        },
-    );
-    let report = match verified {
-        Ok(r) => r,
-        Err(verify::VerifyError::Store(e)) => return Err(CtlError::Io(e.to_string())),
-        Err(e) => {
-            let _ = remove_store(&path);
-            return Ok(HostReport::unverified(host, "master_key", e.to_string()));
-        }
-    };
-    let mut host_report = assemble(host, &pinned, &store, report, loaded, opts.since_ns);
-    host_report.master_kid = Some(pinned.kid.clone());
-    drop(store);
-    remove_store(&path).map_err(|e| CtlError::Io(format!("{}: {e}", path.display())))?;
+    let mut host_report = assemble(host, &pinned, report, findings);
+    if let Some(since) = opts.since_ns {
+        narrow(&log, &mut host_report, since)?;
+    }
     Ok(host_report)
 }
 
-fn remove_store(path: &std::path::Path) -> std::io::Result<()> {
-    for suffix in ["-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
-    std::fs::remove_file(path)
-}
-
-fn sha2_short(host: &str) -> Vec<u8> {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(host.as_bytes())[..12].to_vec()
+/// Keeps the failures of receipts issued at or after `since` (and every
+/// failure not about one receipt, or about a receipt the store lacks).
+fn narrow(log: &HostLog, r: &mut HostReport, since: u64) -> Result<(), CtlError> {
+    let leaves: Vec<u64> = r.failures.iter().filter_map(|f| f.leaf_index).collect();
+    let issued = log.issued_ns(&leaves)?;
+    let before = r.failures.len();
+    r.failures.retain(|f| {
+        f.leaf_index
+            .and_then(|leaf| issued.get(&leaf))
+            .is_none_or(|ns| *ns >= since)
+    });
+    r.failures_out_of_scope = before - r.failures.len();
+    r.first_failure = r.failures.first().cloned();
+    r.ok = r.failures.is_empty();
+    Ok(())
 }
 
 /// The genesis master key the fleet store holds for `host`, for trust on
@@ -261,10 +238,8 @@ fn first_use_key(ch: &ClickHouse, host: &str) -> Result<Result<Value, String>, C
 fn assemble(
     host: &str,
     pinned: &super::keys::Pinned,
-    store: &Store,
     report: Report,
-    loaded: Loaded,
-    since_ns: Option<u64>,
+    loaded: Findings,
 ) -> HostReport {
     let cut = report.pruned_below;
     let mut failures = loaded.failures;
@@ -307,17 +282,10 @@ fn assemble(
     failures.extend(report.failures);
     // Log order: a receipt's failures by log index, log-wide ones last.
     failures.sort_by_key(|f| (f.leaf_index.is_none(), f.leaf_index));
-    let total = failures.len();
-    if let Some(since) = since_ns {
-        failures.retain(|f| match f.leaf_index {
-            Some(leaf) => store.issued_ns_at(leaf).map_or(true, |ns| ns >= since),
-            None => true,
-        });
-    }
     let erasures_not_applied = loaded
         .erasures
         .iter()
-        .filter(|(erased, _)| !context_erased(store, erased))
+        .filter(|(erased, _)| !loaded.erased_copies.contains(erased))
         .map(|(erased, by)| json!({"receipt_hash": erased, "erased_by": by}))
         .collect();
     let now = now_unix_ns();
@@ -339,21 +307,7 @@ fn assemble(
         erasures_not_applied,
         missing: json!({"leaf_index": missing_leaves, "seq": missing_seqs}),
         first_failure: failures.first().cloned(),
-        failures_out_of_scope: total - failures.len(),
+        failures_out_of_scope: 0,
         failures,
-    }
-}
-
-/// Whether the copy of receipt `hash` holds the erasure marker instead of
-/// its context (or no context at all).
-fn context_erased(store: &Store, hash: &str) -> bool {
-    let Ok(bytes) = hex::decode(hash) else {
-        return false;
-    };
-    match store.receipt_by_hash(&bytes) {
-        Ok(Some(row)) => row.context.as_deref().is_none_or(|c| {
-            serde_json::from_str::<Value>(c).is_ok_and(|v| v["erased"] == Value::Bool(true))
-        }),
-        _ => false,
     }
 }

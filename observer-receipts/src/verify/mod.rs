@@ -20,10 +20,12 @@ mod masters;
 pub mod proof;
 pub mod receipt;
 mod run;
+pub mod source;
 mod state;
 
 pub use checks::{is_issued_at, structure_problems};
-pub use run::{verify_store, verify_store_with_progress};
+pub use run::{verify_log, verify_store, verify_store_with_progress};
+pub use source::{LogSource, ReceiptReader};
 
 pub use masters::{
     master_rotations, note_origin, note_signature_verifier, open_with, store_masters,
@@ -169,4 +171,7 @@ pub enum VerifyError {
     /// The store's master rotations do not walk from the pinned key.
     #[error("master key rotations of the store: {0}")]
     MasterRotations(String),
+    /// A log source other than a store (a fleet's copy) could not be read.
+    #[error("{0}")]
+    Source(String),
 }

@@ -9,19 +9,20 @@ use std::{
 
 use crate::{
     mldsa::{LibcruxVerifier, RustCryptoVerifier, Verifier},
-    ordered_pool, retention,
+    ordered_pool,
     store::{ReceiptRow, Store},
 };
 
 use super::{
     checks::parse_row,
+    source::LogSource,
     state::{Checked, ReceiptLabel, SignatureJob, State},
     Report, VerifyError, VerifyOptions,
 };
 
 /// Verifies the whole store.
 pub fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report, VerifyError> {
-    verify_store_with_progress(store, opts, &|_| {})
+    verify_log(store, opts, &|_| {})
 }
 
 /// Verifies the whole store, calling `progress` with the number of
@@ -29,6 +30,16 @@ pub fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report, Verif
 /// (`observerctl verify` draws its progress bar from it).
 pub fn verify_store_with_progress(
     store: &Store,
+    opts: &VerifyOptions,
+    progress: &dyn Fn(u64),
+) -> Result<Report, VerifyError> {
+    verify_log(store, opts, progress)
+}
+
+/// Verifies the whole log `source` holds (a host's store, or a copy of
+/// it), with progress as [`verify_store_with_progress`].
+pub fn verify_log(
+    source: &dyn LogSource,
     opts: &VerifyOptions,
     progress: &dyn Fn(u64),
 ) -> Result<Report, VerifyError> {
@@ -40,13 +51,14 @@ pub fn verify_store_with_progress(
         )));
     }
     let mut state = State::new(opts);
-    state.wanted_sizes = store.checkpoints()?.iter().map(|c| c.size).collect();
+    let checkpoints = source.checkpoints()?;
+    state.wanted_sizes = checkpoints.iter().map(|c| c.size).collect();
     state.wanted_sizes.extend(
         opts.external_checkpoints
             .iter()
             .filter_map(|note| note.lines().nth(1)?.parse::<u64>().ok()),
     );
-    if let Some((envelope, context)) = retention::latest_prune(store)? {
+    if let Some((envelope, context)) = source.latest_prune()? {
         state.start_from_anchor(&envelope, &context);
     }
     let mut verifiers: Vec<Box<dyn Verifier>> = vec![Box::new(LibcruxVerifier)];
@@ -59,7 +71,7 @@ pub fn verify_store_with_progress(
     // the key its kid names among the keys authorised so far (a hint the
     // in-order pass confirms).
     // Receipts issued before the clock was set back may be ahead of it.
-    let clock_steps = crate::clock_steps::Corrections::load(store)?;
+    let clock_steps = source.clock_steps()?;
     let check_row = |row: ReceiptRow| -> Checked {
         let p = parse_row(row, opts.now_unix_ns, &clock_steps);
         let hint = hints
@@ -80,7 +92,7 @@ pub fn verify_store_with_progress(
     // workers could not check yet (their key was announced in a block
     // still in flight) back to the pool. At most WINDOW blocks and jobs
     // are in flight, READ_AHEAD more blocks wait read.
-    let reader = Store::open_read_only(store.path())?;
+    let reader = source.receipts()?;
     let verifiers = &verifiers;
     let work = |work: Work| match work {
         Work::Block(rows) => Out::Block(rows.into_iter().map(&check_row).collect()),
@@ -92,7 +104,7 @@ pub fn verify_store_with_progress(
         let (block_tx, block_rx) = crossbeam_channel::bounded::<Vec<ReceiptRow>>(READ_AHEAD);
         let reading = scope.spawn(move || {
             let mut block = Vec::with_capacity(BLOCK);
-            let result = reader.for_each_receipt(|row| {
+            let result = reader.for_each(&mut |row| {
                 block.push(row);
                 if block.len() == BLOCK {
                     let full = std::mem::replace(&mut block, Vec::with_capacity(BLOCK));
@@ -144,8 +156,8 @@ pub fn verify_store_with_progress(
         reading.join().expect("receipt reader panicked")?;
         Ok(())
     })?;
-    state.finish_log(store, opts)?;
-    state.check_keys_table(store)?;
+    state.finish_log(&checkpoints, opts)?;
+    state.check_keys_table(source.keys()?);
     state.check_erasures();
     Ok(state.into_report())
 }

@@ -4,14 +4,14 @@
 use super::State;
 use crate::{
     json, keys,
-    store::Store,
+    store::{CheckpointRow, KeyRow},
     verify::{open_with, Outcome, Report, VerifyError, VerifyOptions},
 };
 
 impl State {
     pub(in crate::verify) fn finish_log(
         &mut self,
-        store: &Store,
+        stored: &[CheckpointRow],
         opts: &VerifyOptions,
     ) -> Result<(), VerifyError> {
         self.report.log_size = self.frontier.size();
@@ -21,7 +21,6 @@ impl State {
             .as_deref()
             .and_then(|i| i.strip_suffix("/agent/observer"))
             .map(str::to_string);
-        let stored = store.checkpoints()?;
         let mut notes: Vec<(String, String)> = stored
             .iter()
             .map(|c| {
@@ -117,8 +116,8 @@ impl State {
     }
 
     /// The keys table must hold exactly the announced keys.
-    pub(in crate::verify) fn check_keys_table(&mut self, store: &Store) -> Result<(), VerifyError> {
-        for row in store.keys()? {
+    pub(in crate::verify) fn check_keys_table(&mut self, rows: Vec<KeyRow>) {
+        for row in rows {
             let announced = self.keys.get(&row.kid);
             let stored_pk = json::parse_strict(row.jwk.as_bytes())
                 .ok()
@@ -141,7 +140,6 @@ impl State {
                 );
             }
         }
-        Ok(())
     }
 
     /// Every erased context must name a real erasure receipt for it.
