@@ -242,21 +242,52 @@ impl LogSource for HostLog {
         Ok(self.keys.clone())
     }
 
+    /// A host's retention deletes its old receipts, not the fleet's
+    /// copies of them: when the fleet store holds the log from index 0 it
+    /// is verified whole, and a prune anchor is used only when the copy
+    /// starts where one of the host's prunes cut (a sink added after it).
     fn latest_prune(&self) -> Result<Option<(String, String)>, VerifyError> {
+        #[derive(Deserialize)]
+        struct First {
+            first: Option<u64>,
+        }
         #[derive(Deserialize)]
         struct Prune {
             envelope: String,
             context: String,
         }
-        let rows: Vec<Prune> = self
+        let first: Vec<First> = self
             .ch
-            .rows(&self.select(
-                "envelope, context",
-                " AND action = 'observer.policy' AND position(context, '\"event\":\"prune\"') > 0",
-                "leaf_index DESC LIMIT 1",
+            .rows(&format!(
+                "SELECT min(leaf_index) AS first FROM {} WHERE host = {}",
+                self.ch.table("receipts"),
+                quote(&self.host)
             ))
             .map_err(source_err)?;
-        Ok(rows.into_iter().next().map(|p| (p.envelope, p.context)))
+        let first = first.first().and_then(|f| f.first).unwrap_or(0);
+        if first == 0 {
+            return Ok(None);
+        }
+        let prunes: Vec<Prune> = self
+            .ch
+            .rows(&self.select(
+                "DISTINCT leaf_index, envelope, context",
+                " AND action = 'observer.policy' AND position(context, '\"event\":\"prune\"') > 0",
+                "leaf_index DESC",
+            ))
+            .map_err(source_err)?;
+        let cut_of = |p: &Prune| {
+            serde_json::from_str::<serde_json::Value>(&p.context)
+                .ok()
+                .and_then(|v| v["cut"].as_u64())
+        };
+        // The prune whose cut is where the copy starts; else the newest,
+        // and the verifier reports where the copy and it disagree.
+        let chosen = prunes
+            .iter()
+            .position(|p| cut_of(p) == Some(first))
+            .or(if prunes.is_empty() { None } else { Some(0) });
+        Ok(chosen.map(|i| (prunes[i].envelope.clone(), prunes[i].context.clone())))
     }
 
     fn clock_steps(&self) -> Result<Corrections, VerifyError> {
@@ -316,7 +347,7 @@ impl ReceiptReader for Reader {
             .for_each_row(&self.select, |row: Row| {
                 match held.take() {
                     Some(h) if h.leaf_index == row.leaf_index => {
-                        held = Some(walk.same_position(h, row))
+                        held = Some(walk.same_position(h, row));
                     }
                     Some(h) => {
                         walk.emit(h, f);

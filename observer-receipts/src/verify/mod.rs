@@ -10,10 +10,11 @@
 //! The store's keys table is an index that is cross-checked, never
 //! believed.
 //!
-//! The store verifier's passes are in `run` and its in-order pass in
-//! `state`; receipts that travel alone are checked by [`receipt`], proofs
-//! by [`proof`], audit packs by [`audit_pack`], all under the masters of
-//! `masters`.
+//! The verifier reads a log through [`LogSource`] (`source`): a host's
+//! store, or a copy of it such as a fleet's ClickHouse. Its passes are in
+//! `run` and its in-order pass in `state`; receipts that travel alone are
+//! checked by [`receipt`], proofs by [`proof`], audit packs by
+//! [`audit_pack`], all under the masters of `masters`.
 pub mod audit_pack;
 mod checks;
 mod masters;
