@@ -4,22 +4,16 @@
 //! host's pinned master key, and each way of falsifying the fleet's copy
 //! (a receipt deleted, a context changed, a tail cut after its checkpoint
 //! was forwarded, a log rewritten and re-signed by the host itself) is
-//! caught and named by host and receipt. A minute without ClickHouse
-//! loses nothing, and a replay's duplicates are counted once.
+//! caught and named by host and receipt.
 // Test code: an unwrap that fails is a test that fails, with its message.
 #![allow(clippy::unwrap_used)]
 mod clickhouse_kit;
+mod fleet_kit;
 mod forwarding_kit;
-
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    time::{Duration, Instant},
-};
 
 use base64::Engine as _;
 use clickhouse_kit::{expected, ClickHouse, USER};
-use forwarding_kit::*;
+use fleet_kit::*;
 use observer_daemon::receipt::{
     checkpoint::{self, Checkpoint},
     jcs,
@@ -29,153 +23,9 @@ use observer_daemon::receipt::{
     payload,
     store::Store,
 };
-use observer_testkit::{
-    ctl::{ctl, run, CtlTarget},
-    scrape::{metrics, sample},
-    *,
-};
+use observer_testkit::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-/// One host: its state directory (store, seed) and its log's origin.
-struct Host {
-    dir: tempfile::TempDir,
-    origin: String,
-}
-
-impl Host {
-    fn db(&self) -> PathBuf {
-        self.dir.path().join("observer.db")
-    }
-}
-
-/// The daemon config of host `name`: a clickhouse sink into `ch`, and the
-/// metrics endpoint on `mport`.
-fn host_config(ch: &ClickHouse, dir: &Path, name: &str, mport: u16) -> String {
-    format!(
-        "[receipts]\nstore = \"@DIR@/observer.db\"\nmaster_seed = \"@DIR@/master.seed\"\n\
-         hostname = {name:?}\n\
-         [metrics]\nlisten = \"127.0.0.1:{mport}\"\n\
-         [forwarding]\nflush_timeout_ms = 15000\n\
-         [[sinks]]\nname = \"fleet\"\ntype = \"clickhouse\"\nretry_initial_ms = 100\nretry_max_ms = 1000\n\
-         [sinks.clickhouse]\n{}",
-        ch.sink_settings(&dir.join("ch.password"))
-    )
-}
-
-fn start_host(ch: &ClickHouse, name: &str) -> (Host, PathBuf, Daemon, u16) {
-    let dir = tempfile::tempdir().unwrap();
-    let mport = free_port();
-    let exe = copy_executable("/bin/sh", dir.path(), &unique("fleet-agent"));
-    let d = Daemon::start_in(
-        StateDir::Shared(dir.path().to_owned()),
-        &agent_config(
-            "fleet-agent",
-            &exe,
-            &host_config(ch, dir.path(), name, mport),
-        ),
-    );
-    let host = Host {
-        dir,
-        origin: String::new(),
-    };
-    (host, exe, d, mport)
-}
-
-/// A host whose daemon ran `execs` execs of its agent and stopped (the
-/// stop signs a final checkpoint and forwards it).
-fn run_host(ch: &ClickHouse, name: &str, execs: usize) -> Host {
-    let (mut host, exe, d, _) = start_host(ch, name);
-    agent_execs(&exe, execs);
-    d.stop();
-    host.origin = expected::host_of(&host.db());
-    host
-}
-
-/// Pins `host`'s genesis master key in `keys` as an operator would: the
-/// JWK `keys export --master` prints on the host, then `fleet keys add`.
-fn pin(host: &Host, keys: &Path) {
-    let export = ctl(CtlTarget::Db(&host.db()), &["keys", "export", "--master"]);
-    assert_eq!(export.code, 0, "{}", export.stderr);
-    let jwk = host.dir.path().join("master.jwk");
-    std::fs::write(&jwk, &export.stdout).unwrap();
-    let add = fleet(&[
-        "keys",
-        "add",
-        &host.origin,
-        jwk.to_str().unwrap(),
-        "--keys-dir",
-        keys.to_str().unwrap(),
-    ]);
-    assert_eq!(add.code, 0, "{}", add.stderr);
-}
-
-fn fleet(args: &[&str]) -> observer_testkit::ctl::Run {
-    let mut c = Command::new(observer_testkit::bins::observerctl());
-    c.arg("fleet").args(args);
-    run(c)
-}
-
-/// `fleet verify --json` against `ch` with the pinned keys in `keys`:
-/// (exit code, host reports by origin).
-fn verify(ch: &ClickHouse, password: &Path, keys: &Path, extra: &[&str]) -> (i32, Value) {
-    let url = format!("http://127.0.0.1:{}", ch.port);
-    let mut args = vec![
-        "verify",
-        "--json",
-        "--clickhouse",
-        &url,
-        "--user",
-        USER,
-        "--password-file",
-        password.to_str().unwrap(),
-        "--allow-password-over-http",
-        "--keys-dir",
-        keys.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let out = fleet(&args);
-    assert!(
-        out.code == 0 || out.code == 1,
-        "exit {}: {}",
-        out.code,
-        out.stderr
-    );
-    (out.code, out.json())
-}
-
-fn report<'a>(doc: &'a Value, host: &Host) -> &'a Value {
-    doc["reports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["host"] == host.origin.as_str())
-        .unwrap_or_else(|| panic!("no report for {}: {doc:#}", host.origin))
-}
-
-/// Runs a mutation and waits until ClickHouse has applied it.
-fn mutate(ch: &ClickHouse, sql: &str) {
-    ch.query(sql);
-    let start = Instant::now();
-    while ch.count("SELECT count() FROM system.mutations WHERE is_done = 0") > 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{sql}: not applied"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn agent_receipts(db: &Path) -> Vec<StoredReceipt> {
-    stored_receipts(db)
-        .into_iter()
-        .filter(|r| r.payload["agent_id"] == "fleet-agent")
-        .collect()
-}
-
-fn failures(r: &Value) -> &Vec<Value> {
-    r["failures"].as_array().unwrap()
-}
 
 #[test]
 fn fleet_verify_counts_every_host_and_names_each_falsification() {
@@ -516,106 +366,4 @@ fn rewrite_and_forward(ch: &ClickHouse, d: &Host) -> (StoredReceipt, String) {
         "INSERT INTO observer.checkpoints FORMAT JSONEachRow\n{cp}\n"
     ));
     (target, hex::encode(hash))
-}
-
-#[test]
-fn a_minute_without_clickhouse_loses_nothing_and_a_replay_counts_once() {
-    let ch_dir = tempfile::tempdir().unwrap();
-    let mut ch = ClickHouse::start(ch_dir.path());
-    let (mut host, exe, d, mport) = start_host(&ch, "fleet-outage");
-    let delivered = || {
-        sample(
-            &metrics(mport),
-            "observer_sink_delivered_total{sink=\"fleet\",type=\"clickhouse\"}",
-        )
-    };
-    agent_execs(&exe, 5);
-    wait_until("the first receipts in ClickHouse", WAIT, || delivered() > 0);
-    // A minute down, the agent busy meanwhile.
-    ch.stop();
-    let down = Instant::now();
-    agent_execs(&exe, 10);
-    std::thread::sleep(Duration::from_secs(60).saturating_sub(down.elapsed()));
-    ch.restart();
-    agent_execs(&exe, 5);
-    d.stop();
-    host.origin = expected::host_of(&host.db());
-    expected::assert_holds_exactly(&ch, &host.db());
-    let keys_dir = tempfile::tempdir().unwrap();
-    let keys = keys_dir.path().join("k");
-    pin(&host, &keys);
-    let password = host.dir.path().join("ch.password");
-    let (code, doc) = verify(&ch, &password, &keys, &[]);
-    assert_eq!(code, 0, "{doc:#}");
-    assert_eq!(
-        report(&doc, &host)["receipts"].as_u64(),
-        Some(stored_receipts(&host.db()).len() as u64)
-    );
-
-    // A context erased on the host after it was forwarded: the erasure
-    // receipt travels, the fleet's copy of the context stays, and the
-    // report says so without failing the log.
-    let erased = agent_receipts(&host.db())[1].hash.clone();
-    let out = ctl(
-        CtlTarget::Dir(host.dir.path()),
-        &["erase", &erased, "--reason", "data subject request (test)"],
-    );
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let restart = || {
-        Daemon::start_in(
-            StateDir::Shared(host.dir.path().to_owned()),
-            &agent_config(
-                "fleet-agent",
-                &exe,
-                &host_config(&ch, host.dir.path(), "fleet-outage", mport),
-            ),
-        )
-    };
-    let d = restart();
-    wait_until("the erasure forwarded", WAIT, || {
-        ch.count(&format!(
-            "SELECT count() FROM observer.receipts WHERE host = '{}' AND action = 'observer.policy' \
-             AND position(context, '{erased}') > 0",
-            host.origin
-        )) == 1
-    });
-    d.stop();
-    let stored = stored_receipts(&host.db()).len() as u64;
-    let (code, doc) = verify(&ch, &password, &keys, &[]);
-    assert_eq!(code, 0, "{doc:#}");
-    let r = report(&doc, &host);
-    assert_eq!(
-        r["erasures_not_applied"].as_array().unwrap().len(),
-        1,
-        "{r:#}"
-    );
-    assert_eq!(
-        r["erasures_not_applied"][0]["receipt_hash"],
-        erased.as_str()
-    );
-
-    // A replay of the whole log (the erased context now among it), its
-    // duplicates kept visible: each receipt is counted once, and the
-    // erased copy is the one checked.
-    ch.query("SYSTEM STOP MERGES observer.receipts");
-    std::fs::remove_file(host.dir.path().join("sinks/fleet.cursor")).unwrap();
-    let d = restart();
-    wait_until("the replay", WAIT, || delivered() > stored);
-    d.stop();
-    let stored_now = stored_receipts(&host.db()).len() as u64;
-    let rows = ch.count(&format!(
-        "SELECT count() FROM observer.receipts WHERE host = '{}'",
-        host.origin
-    ));
-    assert!(
-        rows >= stored_now + stored,
-        "{rows} rows: the replay's duplicates"
-    );
-    let (code, doc) = verify(&ch, &password, &keys, &[]);
-    assert_eq!(code, 0, "{doc:#}");
-    let r = report(&doc, &host);
-    assert_eq!(r["receipts"].as_u64(), Some(stored_now), "{r:#}");
-    assert_eq!(r["duplicates_collapsed"].as_u64(), Some(rows - stored_now));
-    assert_eq!(r["erasures_not_applied"], serde_json::json!([]));
-    assert_eq!(doc["receipts"].as_u64(), Some(stored_now));
 }

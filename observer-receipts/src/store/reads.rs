@@ -111,6 +111,25 @@ impl Store {
         rows
     }
 
+    /// The keys whose announcing receipt retention has pruned, each with
+    /// that receipt's hash: a sink that starts after a prune forwards them
+    /// beside the prune anchor, since their own receipts will never reach
+    /// it.
+    pub fn keys_of_pruned_receipts(&self) -> Result<Vec<(KeyRow, Vec<u8>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT kid, issuer_id, agent_id, jwk, generation, rotates, introduced_by FROM keys
+                 WHERE introduced_by NOT IN (SELECT receipt_hash FROM receipts) ORDER BY rowid",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((key_row(r)?, r.get::<_, Vec<u8>>(6)?)))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e));
+        rows
+    }
+
     /// The current master: the observer chain's key of the highest
     /// generation; `None` before the first receipt.
     pub fn current_master(&self) -> Result<Option<MasterRow>, StoreError> {

@@ -31,7 +31,7 @@ use super::{
     sink::{SendError, Sink},
 };
 use crate::{
-    export::Item,
+    export::{Item, ReceiptItem},
     receipt::store::{Store, StoreError},
 };
 
@@ -39,6 +39,15 @@ pub mod rows;
 
 /// The action type whose receipts announce keys.
 const KEY_ACTION: &str = "observer.key";
+
+/// A retention prune's `observer.policy` receipt: its context names the
+/// cut and the chain heads and keys there.
+fn is_prune_anchor(r: &ReceiptItem) -> bool {
+    r.action_type == "observer.policy"
+        && r.context
+            .as_deref()
+            .is_some_and(|c| c.contains("\"event\":\"prune\""))
+}
 
 pub struct ClickHouseSink {
     cfg: ClickHouseConfig,
@@ -109,13 +118,17 @@ impl ClickHouseSink {
                 Item::Receipt(r) => {
                     rows::push_receipt(&mut receipts, &self.host, r);
                     if r.action_type == KEY_ACTION {
-                        if self.store.is_none() {
-                            self.store = Some(Store::open_read_only(&self.store_path)?);
+                        for k in self.store()?.keys_introduced_by(&r.receipt_hash)? {
+                            rows::push_key(&mut keys, &self.host, &k, &r.receipt_hash);
                         }
-                        if let Some(store) = &self.store {
-                            for k in store.keys_introduced_by(&r.receipt_hash)? {
-                                rows::push_key(&mut keys, &self.host, &k, &r.receipt_hash);
-                            }
+                    } else if is_prune_anchor(r) {
+                        // Keys announced in the pruned prefix never reach a
+                        // sink added after the prune with their receipts:
+                        // they travel with the anchor that vouches for them.
+                        // A sink that had them sends duplicates, which the
+                        // table's ReplacingMergeTree collapses.
+                        for (k, by) in self.store()?.keys_of_pruned_receipts()? {
+                            rows::push_key(&mut keys, &self.host, &k, &by);
                         }
                     }
                 }
@@ -123,6 +136,14 @@ impl ClickHouseSink {
             }
         }
         Ok([keys, receipts, checkpoints])
+    }
+
+    fn store(&mut self) -> Result<&Store, StoreError> {
+        let store = match self.store.take() {
+            Some(s) => s,
+            None => Store::open_read_only(&self.store_path)?,
+        };
+        Ok(self.store.insert(store))
     }
 
     /// One INSERT of JSONEachRow `rows` into `table`.

@@ -95,7 +95,7 @@ pub fn push_checkpoint(out: &mut Vec<u8>, host: &str, c: &CheckpointItem) {
 
 /// One row of `keys`: a key as the store records it, with the receipt
 /// that announced it.
-pub fn push_key(out: &mut Vec<u8>, host: &str, k: &KeyRow, introduced_by: &[u8; 32]) {
+pub fn push_key(out: &mut Vec<u8>, host: &str, k: &KeyRow, introduced_by: &[u8]) {
     push_line(
         out,
         &KeyRowOut {
