@@ -12,6 +12,10 @@
 //! memory, then timed while written through a plain TCP socket to ADDR
 //! until the receiver's TCP stack acknowledged every byte.
 //!
+//! Every record names the host of the store's log: its origin and host
+//! name are read from the store's newest checkpoint (`bench-host` of
+//! `did:web:bench.invalid` for a store without one).
+//!
 //! Prints `started` when the timed part begins (the caller times the
 //! receiver from there), then one JSON line: `records` (receipts plus
 //! checkpoints), `receipts`, `checkpoints`, `seconds`, `records_per_s`,
@@ -35,6 +39,7 @@ use observer_daemon::{
         spool::Spool,
         syslog, Sinks,
     },
+    receipt::store::Store,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -65,10 +70,12 @@ struct Fragment {
 }
 
 const HOSTNAME: &str = "bench-host";
+const ORIGIN: &str = "did:web:bench.invalid/host/bench-host";
 
 fn main() -> anyhow::Result<()> {
     env_logger::init();
     let args = Args::parse();
+    let (origin, hostname) = origin_of(&args.store)?;
     let (receipts, checkpoints) = stream_size(&args)?;
     let records = receipts + checkpoints;
     let timeout = Duration::from_secs_f64(args.timeout_s);
@@ -86,8 +93,8 @@ fn main() -> anyhow::Result<()> {
             started();
             let start = Instant::now();
             let host = observer_daemon::forward::Host {
-                hostname: HOSTNAME.into(),
-                origin: format!("did:web:bench.invalid/host/{HOSTNAME}"),
+                hostname: hostname.clone(),
+                origin,
                 store: args.store.clone(),
             };
             let sinks = Sinks::start(&frag.sinks, &frag.forwarding, &host)?;
@@ -120,7 +127,7 @@ fn main() -> anyhow::Result<()> {
             seconds
         }
         (None, Some(addr)) => {
-            let bytes = syslog_bytes(&args)?;
+            let bytes = syslog_bytes(&args, &hostname)?;
             out["bytes"] = json!(bytes.len());
             let mut sock =
                 TcpStream::connect(addr).with_context(|| format!("connecting {addr}"))?;
@@ -171,11 +178,11 @@ fn stream_size(args: &Args) -> anyhow::Result<(u64, u64)> {
 }
 
 /// The whole stream as the syslog sink frames it (RFC 6587 octet counting).
-fn syslog_bytes(args: &Args) -> anyhow::Result<Vec<u8>> {
+fn syslog_bytes(args: &Args, hostname: &str) -> anyhow::Result<Vec<u8>> {
     let spool = Spool::open(&args.store)?;
     let ctx = syslog::MessageContext {
         facility: syslog::facility_code("local0").context("local0")?,
-        hostname: HOSTNAME.into(),
+        hostname: hostname.into(),
         app_name: "observerd".into(),
         procid: std::process::id().to_string(),
         format: Format::Receipt,
@@ -195,6 +202,22 @@ fn syslog_bytes(args: &Args) -> anyhow::Result<Vec<u8>> {
         }
     }
     Ok(buf)
+}
+
+/// The log's origin (`<deployer_id>/host/<hostname>`, the first line of
+/// the store's newest checkpoint) and its host name.
+fn origin_of(store: &std::path::Path) -> anyhow::Result<(String, String)> {
+    let newest = Store::open_read_only(store)?.latest_checkpoint()?;
+    let origin = newest
+        .as_ref()
+        .and_then(|c| c.note.lines().next())
+        .unwrap_or(ORIGIN)
+        .to_string();
+    let hostname = origin
+        .rsplit_once("/host/")
+        .map_or(HOSTNAME, |(_, h)| h)
+        .to_string();
+    Ok((origin, hostname))
 }
 
 /// Bytes written but not yet acknowledged by the peer (SIOCOUTQ).

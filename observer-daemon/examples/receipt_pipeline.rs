@@ -3,7 +3,9 @@
 //! Drives the real library [`Pipeline`] (chain builder on this thread,
 //! the default signing pool, the single SQLite writer) into a real store in
 //! a temporary directory, with a real master seed, from synthetic drafts
-//! shaped like the daemon's `process.exec` receipts. Either as fast as
+//! shaped like the daemon's `process.exec` receipts (and, with
+//! `--findings-every N`, a `shadow_ai.finding` in place of every Nth one,
+//! naming one of a few of the shipped rules in turn). Either as fast as
 //! `submit` accepts them (`--count N`) or paced (`--rate R --seconds S`).
 //! Then verifies the store it produced with the offline verifier, and
 //! measures in the same process the baseline the pipeline is compared to:
@@ -68,6 +70,17 @@ struct Args {
     /// at the end).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// The host name of the log's origin (`<deployer>/host/<hostname>`):
+    /// stores of different host names are the logs of different hosts.
+    #[arg(long, default_value = "bench-host")]
+    hostname: String,
+    /// The deployer id of the log's origin.
+    #[arg(long, default_value = "did:web:bench.invalid")]
+    deployer: String,
+    /// Every Nth draft is a `shadow_ai.finding` (0: none, every draft an
+    /// exec).
+    #[arg(long, default_value_t = 0)]
+    findings_every: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,15 +115,15 @@ fn main() -> anyhow::Result<()> {
     let seed_path = dir.join("master.seed");
     let executable_hash = file_sha256(&std::env::current_exe()?)?;
     let identity = || Identity {
-        deployer_id: "did:web:bench.invalid".into(),
-        hostname: "bench-host".into(),
+        deployer_id: args.deployer.clone(),
+        hostname: args.hostname.clone(),
         mode: Mode::Payload,
         observer_executable_hash: executable_hash.clone(),
     };
     let agents: Vec<String> = (0..args.agents.max(1))
         .map(|i| format!("bench-agent-{i}"))
         .collect();
-    let mut drafts = DraftMaker::new(&agents);
+    let mut drafts = DraftMaker::new(&agents, args.findings_every);
 
     // The payload a chain key signs for one of these drafts, to sign raw.
     let (message, context_len) = {
@@ -275,15 +288,26 @@ fn verify(db: &Path, master_public_key: Vec<u8>, threads: usize) -> anyhow::Resu
 }
 
 /// Synthetic drafts with the shape and size of the daemon's exec receipts:
-/// a fresh pid, time and sequence number each, over a few agents.
+/// a fresh pid, time and sequence number each, over a few agents; every
+/// `findings_every`th a finding instead (none when 0).
 struct DraftMaker {
     agents: Vec<String>,
     template: Value,
+    findings_every: u64,
+    findings: u64,
     n: u64,
 }
 
+/// Rules of the shipped policies (policies/rules.toml) the synthetic
+/// findings name in turn, with their risk.
+const FINDING_RULES: [(&str, RiskClass); 3] = [
+    ("ai-api-egress-unregistered", RiskClass::Medium),
+    ("llm-request-out-of-scope", RiskClass::High),
+    ("model-hub-fetch-unregistered", RiskClass::Low),
+];
+
 impl DraftMaker {
-    fn new(agents: &[String]) -> DraftMaker {
+    fn new(agents: &[String], findings_every: u64) -> DraftMaker {
         let template = json!({
             "event": "exec",
             "time": "",
@@ -329,6 +353,8 @@ impl DraftMaker {
         DraftMaker {
             agents: agents.to_vec(),
             template,
+            findings_every,
+            findings: 0,
             n: 0,
         }
     }
@@ -345,6 +371,9 @@ impl DraftMaker {
         context["process"]["pid"] = json!(pid);
         context["process"]["tid"] = json!(pid);
         context["process"]["agent"] = json!(agent);
+        if self.findings_every > 0 && (n + 1).is_multiple_of(self.findings_every) {
+            return self.finding(agent.clone(), unix_ns, &context);
+        }
         Draft {
             agent_id: agent.clone(),
             action_type: "process.exec",
@@ -359,6 +388,49 @@ impl DraftMaker {
         }
     }
 }
+
+impl DraftMaker {
+    /// A `shadow_ai.finding` shaped like the daemon's (policy/finding.rs)
+    /// about the exec `event`, naming the next of [`FINDING_RULES`].
+    fn finding(&mut self, agent: String, unix_ns: u64, event: &Value) -> Draft {
+        let (rule_id, risk) = FINDING_RULES[(self.findings % 3) as usize];
+        self.findings += 1;
+        let p = &event["process"];
+        let context = json!({
+            "rule_id": rule_id,
+            "reason": "synthetic finding of the receipt pipeline benchmark",
+            "risk_class": risk.as_str(),
+            "policy_digest": POLICY_DIGEST,
+            "event": "exec",
+            "time": event["time"],
+            "matched": {"exe": p["exe"], "destination": "api.openai.com"},
+            "registered": true,
+            "process": {
+                "pid": p["pid"], "ppid": p["ppid"], "uid": p["uid"], "user": p["user"],
+                "comm": p["comm"], "exe": p["exe"], "exe_sha256": p["exe_sha256"],
+                "argv": p["argv"], "agent": p["agent"], "unit": p["unit"],
+                "cgroup": p["cgroup"],
+            },
+            "parents": event["parents"],
+            "evidence": [],
+        });
+        Draft {
+            agent_id: agent,
+            action_type: "shadow_ai.finding",
+            unix_ns,
+            context,
+            risk_class: risk,
+            executable_hash: EXE_HASH.into(),
+            mappings: Mappings::default(),
+            detection_rules_digest: Some(POLICY_DIGEST.into()),
+            erases: None,
+            prunes: None,
+        }
+    }
+}
+
+const POLICY_DIGEST: &str =
+    "sha256:5d1c0c5b2d4a8f8e3f0a9b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e";
 
 const EXE_HASH: &str = "sha256:c79bf44242829108e323378531f4ac839513ca1fba45efd6583643526e1e9fd2";
 

@@ -10,7 +10,8 @@
 //! [`crate::bench_receipts`], the names and policy sections in
 //! [`crate::bench_names`], the evidence volume of a reference agent
 //! workload in [`crate::bench_workload`], TLS plaintext capture in
-//! [`crate::bench_plaintext`], MCP over stdio in [`crate::bench_mcp`]).
+//! [`crate::bench_plaintext`], MCP over stdio in [`crate::bench_mcp`], a
+//! fleet in ClickHouse in [`crate::bench_fleet`]).
 use std::path::Path;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -46,6 +47,11 @@ pub enum Section {
     /// tracepoint and on the sys_exit raw tracepoint against the daemon's
     /// open path (only when named: `cargo xtask bench floor`).
     Floor,
+    /// A fleet in ClickHouse: the clickhouse sink's throughput, `observerctl
+    /// fleet verify` against local verify, one rule's findings across all
+    /// hosts (only when named: `cargo xtask bench fleet`; needs
+    /// clickhouse-server).
+    Fleet,
 }
 
 #[derive(clap::Args)]
@@ -72,11 +78,13 @@ pub struct BenchArgs {
     pub plaintext: crate::bench_plaintext::PlaintextArgs,
     #[command(flatten)]
     pub mcp: crate::bench_mcp::McpArgs,
+    #[command(flatten)]
+    pub fleet: crate::bench_fleet::FleetArgs,
 }
 
 impl BenchArgs {
     pub fn runs(&self, section: Section) -> bool {
-        if section == Section::Floor {
+        if matches!(section, Section::Floor | Section::Fleet) {
             return self.sections.contains(&section);
         }
         self.sections.is_empty() || self.sections.contains(&section)
@@ -121,6 +129,9 @@ fn run_in(root: &Path, work: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.runs(Section::Floor) {
         crate::bench_floor::run(root, work, args.probes.opens, &args.floor)?;
+    }
+    if args.runs(Section::Fleet) {
+        crate::bench_fleet::run(root, work, &args.fleet)?;
     }
     Ok(())
 }

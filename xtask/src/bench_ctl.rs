@@ -354,7 +354,7 @@ fn disk_write_rate(dir: &Path, bytes: u64) -> anyhow::Result<f64> {
     Ok(bytes as f64 / secs)
 }
 
-fn quantile(values: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile(values: &[f64], q: f64) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() - 1) as f64 * q).round() as usize]

@@ -84,6 +84,24 @@ pub fn unpinned(cmd: &mut Command) -> &mut Command {
     }
 }
 
+/// Runs the child on the first `n` CPUs, whatever our own pinning (threads
+/// it makes inherit it).
+pub fn on_cpus(cmd: &mut Command, n: usize) -> &mut Command {
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for cpu in 0..n.clamp(1, libc::CPU_SETSIZE as usize) {
+                libc::CPU_SET(cpu, &mut set);
+            }
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// `config` (TOML text) with the `[receipts]` keys in `keys` set to the
 /// given TOML values: lines setting them in an existing `[receipts]` table
 /// are replaced, and the table is added when the config has none. The

@@ -1,7 +1,10 @@
 //! Developer tasks: `cargo xtask run | test | bench | fuzz | setup | install | deb`.
 mod bench;
 mod bench_bpf;
+mod bench_clickhouse;
 mod bench_ctl;
+mod bench_fleet;
+mod bench_fleet_query;
 mod bench_floor;
 mod bench_forward;
 mod bench_http_receiver;
@@ -59,7 +62,9 @@ enum Task {
     /// Overhead and throughput benchmarks against a baseline measured in the
     /// same run (needs root): `bench` runs every section, `bench probes` or
     /// `bench receipts` one.
-    Bench(bench::BenchArgs),
+    // Boxed: the sections' flattened options make it far larger than the
+    // other tasks (clippy's large_enum_variant).
+    Bench(Box<bench::BenchArgs>),
     /// Run the cargo-fuzz targets (DNS and ClientHello parsers) for
     /// `--seconds` each, installing the pinned cargo-fuzz if needed.
     Fuzz(fuzz::FuzzArgs),
@@ -159,6 +164,9 @@ fn main() -> anyhow::Result<()> {
             }
             if args.runs(bench::Section::Forward) {
                 bench_forward::build()?;
+            }
+            if args.runs(bench::Section::Fleet) {
+                bench_fleet::build()?;
             }
             bench::run(&workspace_root(), &args)
         }

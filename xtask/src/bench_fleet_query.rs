@@ -1,0 +1,174 @@
+//! The findings query of `cargo xtask bench fleet`: one rule's findings per
+//! host across the whole fleet store, p50 and p90 against the 100 ms
+//! target.
+//!
+//! `observerctl fleet findings` is being written on another branch
+//! (`fleet-queries`), so by default the SQL it runs is timed directly over
+//! ClickHouse's HTTP interface and the report says so. Once the command is
+//! on main, making [`FindingsBy::Command`] the default of
+//! `--fleet-findings-by` (one line in [`crate::bench_fleet::FleetArgs`])
+//! times the command itself, process start and JSON out included, with the
+//! bare SQL alongside as its baseline.
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use anyhow::{bail, Context as _};
+use serde_json::Value;
+
+use crate::{
+    bench_clickhouse::ClickHouse,
+    bench_ctl::quantile,
+    bench_kit::{median, on_cpus},
+};
+
+const TARGET_QUERY_MS: f64 = 100.0;
+
+/// What the findings query is timed through.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum FindingsBy {
+    /// The SQL of `observerctl fleet findings --rule`, posted to
+    /// ClickHouse's HTTP interface (for as long as the command is not on
+    /// main).
+    Sql,
+    /// `observerctl fleet findings --rule RULE --jsonl`, the whole process.
+    Command,
+}
+
+/// The fleet the query runs over, and what it must find.
+pub struct Fleet<'a> {
+    pub ch: &'a ClickHouse,
+    /// observerctl.
+    pub ctl: &'a Path,
+    /// The CPUs observerctl runs on (see [`on_cpus`]).
+    pub cpus: usize,
+    /// The rule whose findings are counted.
+    pub rule: &'a str,
+    /// Receipts in the fleet store.
+    pub receipts: u64,
+    /// Findings of `rule` in all hosts' stores, and on how many hosts.
+    pub expected: u64,
+    pub hosts_with: usize,
+}
+
+/// The SQL `fleet findings --rule RULE` runs (fleet::query::findings of
+/// the fleet-queries branch; one rule, no window, so its WHERE is the
+/// action and the rule), `FINAL` or not.
+fn sql(rule_id: &str, fin: &str) -> String {
+    let rule = "ifNull(visitParamExtractString(context, 'rule_id'), '')";
+    format!(
+        "SELECT host, {rule} AS rule, count() AS n, countIf(risk = 'high') AS high, \
+         countIf(risk = 'medium') AS medium, countIf(risk = 'low') AS low, \
+         uniqExact(agent) AS agents, min(issued_ns) AS first_ns, max(issued_ns) AS last_ns \
+         FROM observer.receipts{fin} WHERE action = 'shadow_ai.finding' AND {rule} = '{rule_id}' \
+         GROUP BY host, rule ORDER BY host, n DESC, rule FORMAT JSONEachRow"
+    )
+}
+
+/// One way of running the query: its label and its rows (one JSON object
+/// a line per host).
+type Run<'a> = (&'a str, Box<dyn Fn() -> anyhow::Result<String> + 'a>);
+
+pub fn run(f: &Fleet, runs: usize, by: FindingsBy) -> anyhow::Result<()> {
+    let sql_run = |fin: &'static str| -> Box<dyn Fn() -> anyhow::Result<String> + '_> {
+        Box::new(move || f.ch.query(&sql(f.rule, fin)))
+    };
+    let mut ways: Vec<Run> = Vec::new();
+    if by == FindingsBy::Command {
+        ways.push(("command", Box::new(|| command(f))));
+    }
+    ways.push(("sql", sql_run(" FINAL")));
+    ways.push(("sql without FINAL", sql_run("")));
+    let mut times = vec![Vec::new(); ways.len()];
+    // Interleaved, so drift hits every way alike.
+    for _ in 0..runs.max(1) {
+        for ((label, way), times) in ways.iter().zip(&mut times) {
+            let t = Instant::now();
+            let body = way()?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            check(f, label, &body)?;
+        }
+    }
+    let what = if f.expected == 0 {
+        "the stores hold no findings (--fleet-findings-every 0): the query matches nothing".into()
+    } else {
+        format!(
+            "{} findings of {} on {} hosts",
+            f.expected, f.rule, f.hosts_with
+        )
+    };
+    let (p50, p90) = (median(&times[0]), quantile(&times[0], 0.9));
+    let how = match by {
+        FindingsBy::Sql => {
+            "the SQL of `observerctl fleet findings --rule`, timed over ClickHouse's HTTP \
+             interface: the command is not on main yet"
+        }
+        FindingsBy::Command => "`observerctl fleet findings --rule --jsonl`, the whole process",
+    };
+    let mut line = format!(
+        "  fleet query, one rule's findings per host ({how}): {what}, over {} receipts: p50 \
+         {p50:.1} ms, p90 {p90:.1} ms (target < {TARGET_QUERY_MS:.0} ms: {})",
+        f.receipts,
+        if p50 < TARGET_QUERY_MS {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    for ((label, _), times) in ways.iter().zip(&times).skip(1) {
+        let m = median(times);
+        line += &format!(
+            "; {label} p50 {m:.1} ms, p90 {:.1} ms (the timed query takes {:.2}x)",
+            quantile(times, 0.9),
+            p50 / m
+        );
+    }
+    println!("{line}");
+    Ok(())
+}
+
+/// `observerctl fleet findings` of the rule, its rows as JSON lines.
+fn command(f: &Fleet) -> anyhow::Result<String> {
+    let mut cmd = Command::new(f.ctl);
+    cmd.args(["fleet", "findings", "--jsonl", "--clickhouse", &f.ch.url()])
+        .args(["--rule", f.rule]);
+    let out = on_cpus(&mut cmd, f.cpus)
+        .stderr(Stdio::piped())
+        .output()
+        .context("running observerctl fleet findings")?;
+    if !out.status.success() {
+        bail!(
+            "observerctl fleet findings: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Every finding of the rule counted once, each host with findings named.
+fn check(f: &Fleet, label: &str, body: &str) -> anyhow::Result<()> {
+    let rows: Vec<Value> = body
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("findings query ({label}): not JSON lines: {body}"))?;
+    // The command's rows name the number `count`; its SQL names it `n`, as
+    // a `count` alias would shadow the aggregate in ORDER BY.
+    let n: u64 = rows
+        .iter()
+        .filter_map(|r| r["count"].as_u64().or_else(|| r["n"].as_u64()))
+        .sum();
+    if n != f.expected || rows.len() != f.hosts_with {
+        bail!(
+            "findings query ({label}): {n} findings on {} hosts, the stores hold {} on {}",
+            rows.len(),
+            f.expected,
+            f.hosts_with
+        );
+    }
+    Ok(())
+}
