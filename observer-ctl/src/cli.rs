@@ -184,7 +184,8 @@ pub enum Command {
         master_seed: Option<PathBuf>,
     },
     /// The receipts many hosts forwarded into ClickHouse: verify every
-    /// host under its pinned master key; pin the hosts' keys.
+    /// host under its pinned master key; pin the hosts' keys; list the
+    /// hosts, their agents and findings, and receipts across hosts.
     #[command(subcommand)]
     Fleet(fleet::FleetCommand),
 }

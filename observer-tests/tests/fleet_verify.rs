@@ -282,7 +282,7 @@ fn fleet_verify_counts_every_host_and_names_each_falsification() {
         "verify",
         "--clickhouse",
         &url,
-        "--user",
+        "--clickhouse-user",
         USER,
         "--password-file",
         password.to_str().unwrap(),

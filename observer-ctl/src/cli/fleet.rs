@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use super::{Filter, Window};
+
 /// The pinned key directory's default: trust anchors are configuration.
 pub const DEFAULT_KEYS_DIR: &str = "/etc/observer/fleet-keys";
 
@@ -17,6 +19,19 @@ pub enum FleetCommand {
     /// The hosts' pinned master keys (the only keys `fleet verify` trusts).
     #[command(subcommand)]
     Keys(FleetKeysCommand),
+    /// Each host of the fleet store: receipts, chains, first and last
+    /// issued, the newest checkpoint's size and age.
+    Hosts(FleetHostsArgs),
+    /// shadow_ai.finding receipts per host and rule: counts by risk, how
+    /// many agents, first and last seen.
+    Findings(FleetFindingsArgs),
+    /// The agents of each host: receipts, counts by action, first and last
+    /// seen.
+    Agents(FleetAgentsArgs),
+    /// The receipts of every host that match the filters of `receipts`, in
+    /// time order, each with its host.
+    // Boxed: the filters of `receipts` make it several times the others.
+    Receipts(Box<FleetReceiptsArgs>),
 }
 
 /// Where the fleet store is.
@@ -29,8 +44,9 @@ pub struct ClickHouseArgs {
     /// The database of the receipts, checkpoints and keys tables.
     #[arg(long, value_name = "NAME", default_value = "observer")]
     pub database: String,
-    /// The ClickHouse user (default: the server's default user).
-    #[arg(long, value_name = "USER")]
+    /// The ClickHouse user (default: the server's default user). Not
+    /// `--user`: that is the process user filter of `fleet receipts`.
+    #[arg(id = "clickhouse_user", long = "clickhouse-user", value_name = "USER")]
     pub user: Option<String>,
     /// A file holding the password (mode 0600).
     #[arg(long, value_name = "FILE")]
@@ -49,6 +65,60 @@ pub struct KeysDirArg {
     /// The directory of the hosts' pinned master keys.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_KEYS_DIR)]
     pub keys_dir: PathBuf,
+}
+
+/// Which hosts a query reads.
+#[derive(Args, Debug, Clone, Default)]
+pub struct HostsArg {
+    /// Only these hosts (repeat or separate with commas): a log origin
+    /// `<deployer_id>/host/<hostname>`, or just a host name (no `/`); `*`
+    /// and `?` are wildcards. Default: every host.
+    #[arg(long, value_name = "HOST", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct FleetHostsArgs {
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
+    #[command(flatten)]
+    pub hosts: HostsArg,
+}
+
+#[derive(Args, Debug)]
+pub struct FleetFindingsArgs {
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
+    #[command(flatten)]
+    pub hosts: HostsArg,
+    /// Only findings of these rules (the context's `rule_id`; a glob).
+    #[arg(long, value_name = "GLOB")]
+    pub rule: Vec<String>,
+    #[command(flatten)]
+    pub window: Window,
+}
+
+#[derive(Args, Debug)]
+pub struct FleetAgentsArgs {
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
+    #[command(flatten)]
+    pub hosts: HostsArg,
+    /// Only these agents (a glob: `'unregistered:*'`).
+    #[arg(long, value_name = "GLOB")]
+    pub agent: Vec<String>,
+    #[command(flatten)]
+    pub window: Window,
+}
+
+#[derive(Args, Debug)]
+pub struct FleetReceiptsArgs {
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
+    #[command(flatten)]
+    pub hosts: HostsArg,
+    #[command(flatten)]
+    pub filter: Filter,
 }
 
 #[derive(Args, Debug)]

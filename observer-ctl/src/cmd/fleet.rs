@@ -1,10 +1,14 @@
 //! `fleet verify` and `fleet keys add|list`: the fleet store's hosts
-//! checked under their pinned master keys.
+//! checked under their pinned master keys; the queries are in
+//! `fleet_query`.
 use std::io::Write;
 
 use serde_json::{json, Value};
 
-use super::common::{verdict, window, Ctx};
+use super::{
+    common::{verdict, window, Ctx},
+    fleet_query,
+};
 use crate::{
     cli::fleet::{FleetCommand, FleetKeysCommand, FleetVerifyArgs},
     fleet::{self, keys::Source, verify::HostReport},
@@ -14,6 +18,14 @@ use crate::{
 pub fn run(ctx: &Ctx, command: FleetCommand, out: &mut impl Write) -> Result<u8, CtlError> {
     match command {
         FleetCommand::Verify(args) => verify(ctx, args, out),
+        FleetCommand::Hosts(args) => fleet_query::hosts(ctx, args, out).map(|()| verdict(true)),
+        FleetCommand::Findings(args) => {
+            fleet_query::findings(ctx, args, out).map(|()| verdict(true))
+        }
+        FleetCommand::Agents(args) => fleet_query::agents(ctx, args, out).map(|()| verdict(true)),
+        FleetCommand::Receipts(args) => {
+            fleet_query::receipts(ctx, *args, out).map(|()| verdict(true))
+        }
         FleetCommand::Keys(FleetKeysCommand::Add {
             host,
             jwk,

@@ -9,6 +9,7 @@ mod doctor;
 mod erase;
 mod export;
 mod fleet;
+mod fleet_query;
 mod keys;
 mod mcp;
 mod policy;

@@ -2,10 +2,14 @@
 //! `clickhouse` sinks forward into one ClickHouse (docs/fleet.md).
 //! `clickhouse` reads it, `keys` holds the hosts' pinned master keys,
 //! `source` hands one host's log from it to the verifier and `verify`
-//! checks each host.
+//! checks each host; `query` lists hosts, agents, findings and receipts
+//! across the hosts (its conditions from `sql` and `context_filter`).
 pub mod clickhouse;
+mod context_filter;
 pub mod keys;
+pub mod query;
 pub mod source;
+mod sql;
 pub mod verify;
 
 use std::path::Path;

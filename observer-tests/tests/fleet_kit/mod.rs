@@ -109,7 +109,7 @@ pub fn verify(ch: &ClickHouse, password: &Path, keys: &Path, extra: &[&str]) -> 
         "--json",
         "--clickhouse",
         &url,
-        "--user",
+        "--clickhouse-user",
         USER,
         "--password-file",
         password.to_str().unwrap(),
