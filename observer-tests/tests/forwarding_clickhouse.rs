@@ -46,7 +46,9 @@ fn clickhouse_holds_the_store_exactly_and_a_replay_collapses() {
     let ch_dir = tempfile::tempdir().unwrap();
     let ch = ClickHouse::start(ch_dir.path());
     let mport = free_port();
-    let sinks = clickhouse_sink(&ch, &dir.path().join("ch.password"), mport, "");
+    // gzip is off by default; this sink sends gzip bodies, the others not,
+    // so both encodings reach a real server.
+    let sinks = clickhouse_sink(&ch, &dir.path().join("ch.password"), mport, "") + "gzip = true\n";
     let (exe, d) = agent_with_sinks(dir.path(), &sinks);
     agent_execs(&exe, 20);
     let db = d.store();

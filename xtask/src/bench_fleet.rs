@@ -56,9 +56,9 @@ pub struct FleetArgs {
     /// Runs of the findings query (p50 and p90 reported).
     #[arg(long, default_value_t = 21)]
     fleet_queries: usize,
-    /// What the findings query is timed through: `sql` while `observerctl
-    /// fleet findings` is not on main, then `command`.
-    #[arg(long, value_enum, default_value_t = FindingsBy::Sql)]
+    /// What the findings query is timed through: `command` (observerctl
+    /// fleet findings) or `sql` (its SQL alone).
+    #[arg(long, value_enum, default_value_t = FindingsBy::Command)]
     fleet_findings_by: FindingsBy,
     /// CPUs (the first N) ClickHouse, the sinks and observerctl run on.
     #[arg(long, default_value_t = 2)]

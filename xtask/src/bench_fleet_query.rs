@@ -2,13 +2,12 @@
 //! host across the whole fleet store, p50 and p90 against the 100 ms
 //! target.
 //!
-//! `observerctl fleet findings` is being written on another branch
-//! (`fleet-queries`), so by default the SQL it runs is timed directly over
-//! ClickHouse's HTTP interface and the report says so. Once the command is
-//! on main, making [`FindingsBy::Command`] the default of
-//! `--fleet-findings-by` (one line in [`crate::bench_fleet::FleetArgs`])
-//! times the command itself, process start and JSON out included, with the
-//! bare SQL alongside as its baseline.
+//! By default `observerctl fleet findings --rule` itself is timed, process
+//! start and JSON out included, with the bare SQL it runs alongside as its
+//! baseline, and two variants of that SQL: with `FINAL` in place of its
+//! per-receipt grouping, and with no deduplication at all (the floor);
+//! `--fleet-findings-by sql` times only the SQL over ClickHouse's HTTP
+//! interface.
 use std::{
     path::Path,
     process::{Command, Stdio},
@@ -30,8 +29,7 @@ const TARGET_QUERY_MS: f64 = 100.0;
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 pub enum FindingsBy {
     /// The SQL of `observerctl fleet findings --rule`, posted to
-    /// ClickHouse's HTTP interface (for as long as the command is not on
-    /// main).
+    /// ClickHouse's HTTP interface.
     Sql,
     /// `observerctl fleet findings --rule RULE --jsonl`, the whole process.
     Command,
@@ -53,18 +51,43 @@ pub struct Fleet<'a> {
     pub hosts_with: usize,
 }
 
-/// The SQL `fleet findings --rule RULE` runs (fleet::query::findings of
-/// the fleet-queries branch; one rule, no window, so its WHERE is the
-/// action and the rule), `FINAL` or not.
-fn sql(rule_id: &str, fin: &str) -> String {
+/// How the findings SQL collapses the copies a sink sent twice.
+#[derive(Clone, Copy)]
+enum Dedupe {
+    /// As `fleet findings` does (fleet/query.rs): one row per receipt hash
+    /// first, then the groups.
+    ByHash,
+    /// `FINAL`: what the command did before, kept for comparison.
+    Final,
+    /// None: the floor (a count of deliveries, not of receipts).
+    None,
+}
+
+/// The SQL of `fleet findings --rule RULE` (one rule, no window, so its
+/// WHERE is the action and the rule), collapsing copies as `dedupe` says.
+fn sql(rule_id: &str, dedupe: Dedupe) -> String {
     let rule = "ifNull(visitParamExtractString(context, 'rule_id'), '')";
-    format!(
-        "SELECT host, {rule} AS rule, count() AS n, countIf(risk = 'high') AS high, \
+    let groups = "count() AS n, countIf(risk = 'high') AS high, \
          countIf(risk = 'medium') AS medium, countIf(risk = 'low') AS low, \
-         uniqExact(agent) AS agents, min(issued_ns) AS first_ns, max(issued_ns) AS last_ns \
-         FROM observer.receipts{fin} WHERE action = 'shadow_ai.finding' AND {rule} = '{rule_id}' \
-         GROUP BY host, rule ORDER BY host, n DESC, rule FORMAT JSONEachRow"
-    )
+         uniqExact(agent) AS agents, min(issued_ns) AS first_ns, max(issued_ns) AS last_ns";
+    let filter = format!("action = 'shadow_ai.finding' AND {rule} = '{rule_id}'");
+    let order = "ORDER BY host, n DESC, rule FORMAT JSONEachRow";
+    match dedupe {
+        Dedupe::ByHash => format!(
+            "SELECT host, rule, {groups} FROM (SELECT host, receipt_hash, any(agent) AS agent, \
+             any(risk) AS risk, any(issued_ns) AS issued_ns, max({rule}) AS rule \
+             FROM observer.receipts WHERE {filter} GROUP BY host, receipt_hash) \
+             GROUP BY host, rule {order}"
+        ),
+        Dedupe::Final => format!(
+            "SELECT host, {rule} AS rule, {groups} FROM observer.receipts FINAL WHERE {filter} \
+             GROUP BY host, rule {order}"
+        ),
+        Dedupe::None => format!(
+            "SELECT host, {rule} AS rule, {groups} FROM observer.receipts WHERE {filter} \
+             GROUP BY host, rule {order}"
+        ),
+    }
 }
 
 /// One way of running the query: its label and its rows (one JSON object
@@ -72,15 +95,16 @@ fn sql(rule_id: &str, fin: &str) -> String {
 type Run<'a> = (&'a str, Box<dyn Fn() -> anyhow::Result<String> + 'a>);
 
 pub fn run(f: &Fleet, runs: usize, by: FindingsBy) -> anyhow::Result<()> {
-    let sql_run = |fin: &'static str| -> Box<dyn Fn() -> anyhow::Result<String> + '_> {
-        Box::new(move || f.ch.query(&sql(f.rule, fin)))
+    let sql_run = |dedupe: Dedupe| -> Box<dyn Fn() -> anyhow::Result<String> + '_> {
+        Box::new(move || f.ch.query(&sql(f.rule, dedupe)))
     };
     let mut ways: Vec<Run> = Vec::new();
     if by == FindingsBy::Command {
         ways.push(("command", Box::new(|| command(f))));
     }
-    ways.push(("sql", sql_run(" FINAL")));
-    ways.push(("sql without FINAL", sql_run("")));
+    ways.push(("sql", sql_run(Dedupe::ByHash)));
+    ways.push(("sql with FINAL", sql_run(Dedupe::Final)));
+    ways.push(("sql without deduplication", sql_run(Dedupe::None)));
     let mut times = vec![Vec::new(); ways.len()];
     // Interleaved, so drift hits every way alike.
     for _ in 0..runs.max(1) {
@@ -103,7 +127,7 @@ pub fn run(f: &Fleet, runs: usize, by: FindingsBy) -> anyhow::Result<()> {
     let how = match by {
         FindingsBy::Sql => {
             "the SQL of `observerctl fleet findings --rule`, timed over ClickHouse's HTTP \
-             interface: the command is not on main yet"
+             interface"
         }
         FindingsBy::Command => "`observerctl fleet findings --rule --jsonl`, the whole process",
     };

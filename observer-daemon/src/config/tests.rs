@@ -143,7 +143,7 @@ fn sinks_are_validated_with_their_defaults() {
     assert_eq!(s.format, crate::export::Format::Ocsf);
     assert_eq!(
         (
-            s.batch_max,
+            s.batch_max(),
             s.max_unconfirmed,
             s.retry_initial_ms,
             s.retry_max_ms
@@ -160,6 +160,18 @@ fn sinks_are_validated_with_their_defaults() {
         err.contains("sinks.max_unconfirmed") && err.contains("599") && err.contains("600"),
         "{err}"
     );
+    // ClickHouse wants few large inserts: its default batch is larger,
+    // and a set batch_max is kept as set.
+    let ch = |extra: &str| {
+        Config::parse(
+            &format!("[[sinks]]\nname = \"f\"\ntype = \"clickhouse\"\n{extra}[sinks.clickhouse]\nurl = \"http://127.0.0.1:8123\"\n"),
+            Path::new("s.toml"),
+        )
+        .unwrap()
+        .sinks[0]
+            .batch_max()
+    };
+    assert_eq!((ch(""), ch("batch_max = 700\n")), (2_000, 700));
     let sl = s.syslog.as_ref().unwrap();
     assert_eq!((sl.facility.as_str(), sl.ack_delay_ms), ("local0", 1000));
     let err = Config::parse(

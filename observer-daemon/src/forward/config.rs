@@ -39,6 +39,16 @@ pub enum SinkType {
     Clickhouse,
 }
 
+impl SinkEntry {
+    /// `batch_max` as set, or the sink type's default.
+    pub fn batch_max(&self) -> usize {
+        self.batch_max.unwrap_or(match self.kind {
+            SinkType::Clickhouse => 2_000,
+            SinkType::Syslog | SinkType::Http | SinkType::File => 500,
+        })
+    }
+}
+
 impl SinkType {
     /// As `type` names it in observer.toml, metrics and status.
     pub fn as_str(self) -> &'static str {
@@ -63,9 +73,12 @@ pub struct SinkEntry {
     /// receipt | cloudevents | ocsf. Default receipt.
     #[serde(default = "default_format")]
     pub format: Format,
-    /// Most records per delivery. Default 500.
-    #[serde(default = "default_batch_max")]
-    pub batch_max: usize,
+    /// Most records per delivery. Default 500, and 2000 for clickhouse:
+    /// every INSERT there writes new parts that the server must merge, so
+    /// a fleet of hosts draining backlogs wants few large inserts; 2000
+    /// rows (about 14 MB) bound what the daemon holds per batch.
+    #[serde(default)]
+    pub batch_max: Option<usize>,
     /// Most records sent but not yet confirmed (syslog: waiting out
     /// `ack_delay_ms`). Bounds the duplicates one failure can cause, and a
     /// syslog sink's throughput to this many records per `ack_delay_ms`.
@@ -88,9 +101,6 @@ pub struct SinkEntry {
 
 fn default_format() -> Format {
     Format::Receipt
-}
-fn default_batch_max() -> usize {
-    500
 }
 fn default_max_unconfirmed() -> usize {
     50_000
@@ -273,8 +283,13 @@ pub struct ClickHouseConfig {
     pub allow_password_over_http: bool,
     /// As for the http sink: "http://[user:password@]host:port" or "direct".
     pub proxy: Option<String>,
-    /// gzip request bodies. Default true.
-    #[serde(default = "default_true")]
+    /// gzip request bodies. Default false: a row is mostly its ML-DSA-65
+    /// signature in base64, so gzip saves only about 45% of the bytes,
+    /// and at zlib's fastest level (about 50 MB/s per core on the bench
+    /// machine) it capped the sink at 7,500 receipts/s, against 20,000
+    /// without (`cargo xtask bench fleet`). For links where bandwidth is
+    /// scarcer than the host's CPU.
+    #[serde(default)]
     pub gzip: bool,
     #[serde(default)]
     pub tls: TlsConfig,

@@ -143,7 +143,7 @@ fn build(entry: &SinkEntry, host: &Host) -> Result<Box<dyn Sink>, String> {
                 tls,
                 proxy,
                 host.store.clone(),
-                entry.batch_max,
+                entry.batch_max(),
             )?)
         }
     })
@@ -195,7 +195,7 @@ impl Sinks {
                 store: store.to_owned(),
                 cursor: cursor::Cursor::new(&dir, &entry.name),
                 filter: filter::Filter::new(entry.filter.clone()),
-                batch_max: entry.batch_max,
+                batch_max: entry.batch_max(),
                 max_unconfirmed: entry.max_unconfirmed,
                 backoff: backoff::Backoff::new(
                     Duration::from_millis(entry.retry_initial_ms),

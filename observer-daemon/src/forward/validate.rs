@@ -22,7 +22,8 @@ pub fn sinks(sinks: &[SinkEntry]) -> Result<(), (&'static str, String)> {
         if !names.insert(s.name.as_str()) {
             return Err(("sinks.name", format!("{:?} is used twice", s.name)));
         }
-        if s.batch_max == 0 || s.retry_initial_ms == 0 || s.retry_max_ms < s.retry_initial_ms {
+        let batch_max = s.batch_max();
+        if batch_max == 0 || s.retry_initial_ms == 0 || s.retry_max_ms < s.retry_initial_ms {
             return Err((
                 "sinks.batch_max",
                 format!(
@@ -31,12 +32,12 @@ pub fn sinks(sinks: &[SinkEntry]) -> Result<(), (&'static str, String)> {
                 ),
             ));
         }
-        if s.max_unconfirmed < s.batch_max {
+        if s.max_unconfirmed < batch_max {
             return Err((
                 "sinks.max_unconfirmed",
                 format!(
                     "sink {:?}: max_unconfirmed ({}) must be at least batch_max ({})",
-                    s.name, s.max_unconfirmed, s.batch_max
+                    s.name, s.max_unconfirmed, batch_max
                 ),
             ));
         }
