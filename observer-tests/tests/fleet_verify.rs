@@ -12,7 +12,7 @@ mod fleet_kit;
 mod forwarding_kit;
 
 use base64::Engine as _;
-use clickhouse_kit::{expected, ClickHouse, USER};
+use clickhouse_kit::{expected, ClickHouse};
 use fleet_kit::*;
 use observer_daemon::receipt::{
     checkpoint::{self, Checkpoint},
@@ -277,19 +277,8 @@ fn fleet_verify_counts_every_host_and_names_each_falsification() {
     );
 
     // The table names the host and its first failure.
-    let url = format!("http://127.0.0.1:{}", ch.port);
-    let text = fleet(&[
-        "verify",
-        "--clickhouse",
-        &url,
-        "--clickhouse-user",
-        USER,
-        "--password-file",
-        password.to_str().unwrap(),
-        "--allow-password-over-http",
-        "--keys-dir",
-        keys.to_str().unwrap(),
-    ]);
+    let args = verify_args(&ch, &password, &keys);
+    let text = fleet(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(text.code, 1);
     assert!(
         text.stdout.contains(&format!(

@@ -43,9 +43,7 @@ fn a_minute_without_clickhouse_loses_nothing_and_a_replay_counts_once() {
     d.stop();
     host.origin = expected::host_of(&host.db());
     expected::assert_holds_exactly(&ch, &host.db());
-    let keys_dir = tempfile::tempdir().unwrap();
-    let keys = keys_dir.path().join("k");
-    pin(&host, &keys);
+    let (_keys_dir, keys) = pinned(&host);
     let password = host.dir.path().join("ch.password");
     let (code, doc) = verify(&ch, &password, &keys, &[]);
     assert_eq!(code, 0, "{doc:#}");
@@ -205,9 +203,7 @@ fn a_host_pruned_before_its_sink_was_added_verifies_from_its_prune_anchor() {
         "the fleet's copy starts at the cut"
     );
 
-    let keys_dir = tempfile::tempdir().unwrap();
-    let keys = keys_dir.path().join("k");
-    pin(&host, &keys);
+    let (_keys_dir, keys) = pinned(&host);
     let password = host.dir.path().join("ch.password");
     let (code, doc) = verify(&ch, &password, &keys, &[]);
     assert_eq!(code, 0, "{doc:#}");

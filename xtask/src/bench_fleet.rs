@@ -357,16 +357,7 @@ fn forward(
     sink: &str,
     cpus: usize,
 ) -> anyhow::Result<Forwarded> {
-    let cursors = work.join("cursors");
-    let _ = std::fs::remove_dir_all(&cursors);
-    let conf = work.join("forward.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "[forwarding]\ncursor_dir = \"{}\"\n\n{sink}",
-            cursors.display()
-        ),
-    )?;
+    let conf = crate::bench_forward::forward_config(work, sink)?;
     let mut cmd = Command::new(root.join("target/release/examples/forward_rate"));
     cmd.arg("--store").arg(store).arg("--config").arg(&conf);
     let mut child = on_cpus(&mut cmd, cpus)

@@ -242,6 +242,23 @@ impl Run {
     }
 }
 
+/// Writes the forward_rate example's config in `dir`: the sinks of `sink`
+/// (`[[sinks]]` TOML) with fresh cursors, so each run starts from cursor
+/// zero. Returns its path.
+pub fn forward_config(dir: &Path, sink: &str) -> anyhow::Result<PathBuf> {
+    let cursors = dir.join("cursors");
+    let _ = std::fs::remove_dir_all(&cursors);
+    let conf = dir.join("forward.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[forwarding]\ncursor_dir = \"{}\"\n\n{sink}",
+            cursors.display()
+        ),
+    )?;
+    Ok(conf)
+}
+
 /// Runs the forward_rate example; with `rsyslog`, also times until its
 /// output holds every record.
 fn forward(
@@ -258,17 +275,7 @@ fn forward(
             cmd.args(["--raw-syslog", &format!("127.0.0.1:{port}")]);
         }
         Mode::Sink(sink) => {
-            let cursors = dir.join("cursors");
-            let _ = std::fs::remove_dir_all(&cursors);
-            let conf = dir.join("forward.toml");
-            std::fs::write(
-                &conf,
-                format!(
-                    "[forwarding]\ncursor_dir = \"{}\"\n\n{sink}",
-                    cursors.display()
-                ),
-            )?;
-            cmd.arg("--config").arg(conf);
+            cmd.arg("--config").arg(forward_config(dir, sink)?);
         }
     }
     let mut child = unpinned(&mut cmd)

@@ -7,8 +7,14 @@ use serde_json::Value;
 
 use super::common::{query_of, window, Ctx};
 use crate::{
-    cli::fleet::{FleetAgentsArgs, FleetFindingsArgs, FleetHostsArgs, FleetReceiptsArgs},
-    fleet::{self, query::Scope},
+    cli::{
+        fleet::{
+            ClickHouseArgs, FleetAgentsArgs, FleetFindingsArgs, FleetHostsArgs, FleetReceiptsArgs,
+            HostsArg,
+        },
+        Window,
+    },
+    fleet::{self, clickhouse::ClickHouse, query::Scope},
     output::{self, s, Output},
     CtlError,
 };
@@ -44,15 +50,26 @@ pub fn hosts(ctx: &Ctx, args: FleetHostsArgs, out: &mut impl Write) -> Result<()
     )
 }
 
-pub fn findings(ctx: &Ctx, args: FleetFindingsArgs, out: &mut impl Write) -> Result<(), CtlError> {
-    let (since_ns, until_ns) = window(&args.window.since, &args.window.until)?;
-    fleet::query::check_hosts(&args.hosts.hosts)?;
-    let ch = fleet::connect(&args.clickhouse)?;
+/// The connection and the scope of `--hosts`, `--since` and `--until`,
+/// each checked before anything is sent.
+fn scoped(
+    clickhouse: &ClickHouseArgs,
+    hosts: HostsArg,
+    w: &Window,
+) -> Result<(ClickHouse, Scope), CtlError> {
+    let (since_ns, until_ns) = window(&w.since, &w.until)?;
+    fleet::query::check_hosts(&hosts.hosts)?;
+    let ch = fleet::connect(clickhouse)?;
     let scope = Scope {
-        hosts: args.hosts.hosts,
+        hosts: hosts.hosts,
         since_ns,
         until_ns,
     };
+    Ok((ch, scope))
+}
+
+pub fn findings(ctx: &Ctx, args: FleetFindingsArgs, out: &mut impl Write) -> Result<(), CtlError> {
+    let (ch, scope) = scoped(&args.clickhouse, args.hosts, &args.window)?;
     let rows = fleet::query::findings(&ch, &scope, &args.rule)?;
     output::write_list(
         out,
@@ -75,14 +92,7 @@ pub fn findings(ctx: &Ctx, args: FleetFindingsArgs, out: &mut impl Write) -> Res
 }
 
 pub fn agents(ctx: &Ctx, args: FleetAgentsArgs, out: &mut impl Write) -> Result<(), CtlError> {
-    let (since_ns, until_ns) = window(&args.window.since, &args.window.until)?;
-    fleet::query::check_hosts(&args.hosts.hosts)?;
-    let ch = fleet::connect(&args.clickhouse)?;
-    let scope = Scope {
-        hosts: args.hosts.hosts,
-        since_ns,
-        until_ns,
-    };
+    let (ch, scope) = scoped(&args.clickhouse, args.hosts, &args.window)?;
     let rows = fleet::query::agents(&ch, &scope, &args.agent)?;
     output::write_list(
         out,

@@ -100,25 +100,30 @@ pub fn fleet(args: &[&str]) -> observer_testkit::ctl::Run {
     run(c)
 }
 
+/// The arguments of `fleet verify` against `ch` with the pinned keys in
+/// `keys` (text output).
+pub fn verify_args(ch: &ClickHouse, password: &Path, keys: &Path) -> Vec<String> {
+    vec![
+        "verify".into(),
+        "--clickhouse".into(),
+        format!("http://127.0.0.1:{}", ch.port),
+        "--clickhouse-user".into(),
+        USER.into(),
+        "--password-file".into(),
+        password.display().to_string(),
+        "--allow-password-over-http".into(),
+        "--keys-dir".into(),
+        keys.display().to_string(),
+    ]
+}
+
 /// `fleet verify --json` against `ch` with the pinned keys in `keys`:
 /// (exit code, host reports by origin).
 pub fn verify(ch: &ClickHouse, password: &Path, keys: &Path, extra: &[&str]) -> (i32, Value) {
-    let url = format!("http://127.0.0.1:{}", ch.port);
-    let mut args = vec![
-        "verify",
-        "--json",
-        "--clickhouse",
-        &url,
-        "--clickhouse-user",
-        USER,
-        "--password-file",
-        password.to_str().unwrap(),
-        "--allow-password-over-http",
-        "--keys-dir",
-        keys.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let out = fleet(&args);
+    let mut args = verify_args(ch, password, keys);
+    args.push("--json".into());
+    args.extend(extra.iter().map(|a| (*a).to_string()));
+    let out = fleet(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
         out.code == 0 || out.code == 1,
         "exit {}: {}",
@@ -126,6 +131,15 @@ pub fn verify(ch: &ClickHouse, password: &Path, keys: &Path, extra: &[&str]) -> 
         out.stderr
     );
     (out.code, out.json())
+}
+
+/// Pins `host`'s key in a new key directory: (the directory, kept alive
+/// by the caller, and the key directory path).
+pub fn pinned(host: &Host) -> (tempfile::TempDir, PathBuf) {
+    let keys_dir = tempfile::tempdir().unwrap();
+    let keys = keys_dir.path().join("k");
+    pin(host, &keys);
+    (keys_dir, keys)
 }
 
 pub fn report<'a>(doc: &'a Value, host: &Host) -> &'a Value {
