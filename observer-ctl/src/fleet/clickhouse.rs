@@ -130,6 +130,57 @@ impl ClickHouse {
         }
     }
 
+    /// Streams the rows of `select` as TabSeparated: each row's fields,
+    /// unescaped, `None` for NULL. For the big columns (a host's envelopes
+    /// and contexts, read by fleet verify) it is cheaper than JSONEachRow
+    /// on both ends: the JSON inside them is sent as is, not escaped
+    /// quote by quote (ClickHouse wrote a host's rows in 1.1 s against
+    /// 1.65 s, on the CPUs the verifier needs).
+    pub fn for_each_tsv_row(
+        &self,
+        select: &str,
+        columns: usize,
+        mut f: impl FnMut(Vec<Option<String>>) -> Result<(), CtlError>,
+    ) -> Result<u64, CtlError> {
+        let mut body = self.send(&format!("{select} FORMAT TabSeparated"))?;
+        let mut line = Vec::new();
+        let mut rows = 0;
+        loop {
+            line.clear();
+            let n = body
+                .read_until(b'\n', &mut line)
+                .map_err(|e| self.err(format!("reading the answer: {e}")))?;
+            if n == 0 {
+                return Ok(rows);
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            let fields: Result<Vec<Option<String>>, String> =
+                line.split(|&b| b == b'\t').map(unescape_tsv).collect();
+            match fields {
+                Ok(fields) if fields.len() == columns => {
+                    rows += 1;
+                    f(fields)?;
+                }
+                // An error met while streaming is written into the body
+                // as text (`Code: 241, e.displayText() = ...`).
+                _ => {
+                    let text = String::from_utf8_lossy(&line);
+                    return Err(if text.starts_with("Code:") {
+                        self.err(text.trim().to_string())
+                    } else {
+                        self.err(format!(
+                            "row {}: not {columns} TabSeparated fields: {}",
+                            rows + 1,
+                            truncate(&text)
+                        ))
+                    });
+                }
+            }
+        }
+    }
+
     /// Every row of `select`, collected.
     pub fn rows<T: DeserializeOwned>(&self, select: &str) -> Result<Vec<T>, CtlError> {
         let mut out = Vec::new();
@@ -197,6 +248,45 @@ impl ClickHouse {
             self.url.authority
         ))
     }
+}
+
+/// One TabSeparated field: `\N` is NULL; a backslash escapes the byte
+/// after it (`\t`, `\n`, `\r`, `\b`, `\f`, `\0`, `\a`, `\v` are control
+/// characters, any other byte stands for itself: `\\`, `\'`).
+fn unescape_tsv(field: &[u8]) -> Result<Option<String>, String> {
+    if field == b"\\N" {
+        return Ok(None);
+    }
+    let bytes = if field.contains(&b'\\') {
+        let mut out = Vec::with_capacity(field.len());
+        let mut it = field.iter();
+        while let Some(&b) = it.next() {
+            if b != b'\\' {
+                out.push(b);
+                continue;
+            }
+            let Some(&e) = it.next() else {
+                return Err("a field ends in a lone backslash".into());
+            };
+            out.push(match e {
+                b't' => b'\t',
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b'b' => 0x08,
+                b'f' => 0x0c,
+                b'0' => 0,
+                b'a' => 0x07,
+                b'v' => 0x0b,
+                other => other,
+            });
+        }
+        out
+    } else {
+        field.to_vec()
+    };
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|e| format!("not UTF-8: {e}"))
 }
 
 /// A string as a ClickHouse SQL literal.
@@ -355,6 +445,22 @@ mod tests {
         let cut = b"5\r\n{\"a\"";
         let err = Chunked::new(&cut[..]).read_to_string(&mut String::new());
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn a_tab_separated_field_is_unescaped_byte_for_byte() {
+        // Escapes as ClickHouse writes them: backslashes before a quote and
+        // a letter, a tab, a newline, a quote, NUL.
+        let field = br#"{"argv":["a\\\"b","c\\d"],"x":"\t\n\'\0"}"#;
+        assert_eq!(
+            unescape_tsv(field).unwrap().unwrap(),
+            "{\"argv\":[\"a\\\"b\",\"c\\d\"],\"x\":\"\t\n'\0\"}"
+        );
+        assert_eq!(unescape_tsv(b"\\N").unwrap(), None);
+        assert_eq!(unescape_tsv(b"\\\\N").unwrap().unwrap(), "\\N");
+        assert_eq!(unescape_tsv(b"").unwrap().unwrap(), "");
+        assert!(unescape_tsv(b"ab\\").is_err());
+        assert!(unescape_tsv(b"\xff").is_err());
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub struct Findings {
 }
 
 /// A `receipts` row.
-#[derive(Deserialize, PartialEq)]
+#[derive(PartialEq)]
 struct Row {
     chain: String,
     seq: u64,
@@ -58,6 +58,41 @@ struct Row {
     receipt_hash: String,
     envelope: String,
     context: Option<String>,
+}
+
+impl Row {
+    /// The columns read, in the order [`Row::of`] takes them.
+    const SELECT: &'static str = "chain, seq, leaf_index, receipt_hash, envelope, context";
+    const COLUMNS: usize = 6;
+
+    /// A row from its TabSeparated fields.
+    fn of(fields: Vec<Option<String>>) -> Result<Row, CtlError> {
+        let mut it = fields.into_iter();
+        let mut text = |name: &str| {
+            it.next().flatten().ok_or_else(|| {
+                CtlError::Store(format!("fleet store: a receipt row without {name}"))
+            })
+        };
+        let number = |name: &str, v: String| {
+            v.parse::<u64>().map_err(|e| {
+                CtlError::Store(format!("fleet store: a receipt row's {name} {v:?}: {e}"))
+            })
+        };
+        let chain = text("chain")?;
+        let seq = number("seq", text("seq")?)?;
+        let leaf_index = number("leaf_index", text("leaf_index")?)?;
+        let receipt_hash = text("receipt_hash")?;
+        let envelope = text("envelope")?;
+        let context = it.next().flatten();
+        Ok(Row {
+            chain,
+            seq,
+            leaf_index,
+            receipt_hash,
+            envelope,
+            context,
+        })
+    }
 }
 
 /// A `checkpoints` row.
@@ -312,11 +347,7 @@ impl LogSource for HostLog {
     fn receipts(&self) -> Result<Box<dyn ReceiptReader>, VerifyError> {
         Ok(Box::new(Reader {
             ch: self.ch.clone(),
-            select: self.select(
-                "chain, seq, leaf_index, receipt_hash, envelope, context",
-                "",
-                "leaf_index, receipt_hash",
-            ),
+            select: self.select(Row::SELECT, "", "leaf_index, receipt_hash"),
             findings: Arc::clone(&self.findings),
         }))
     }
@@ -344,7 +375,8 @@ impl ReceiptReader for Reader {
         // held row goes to the verifier once the next position starts.
         let mut held: Option<Row> = None;
         self.ch
-            .for_each_row(&self.select, |row: Row| {
+            .for_each_tsv_row(&self.select, Row::COLUMNS, |fields| {
+                let row = Row::of(fields)?;
                 match held.take() {
                     Some(h) if h.leaf_index == row.leaf_index => {
                         held = Some(walk.same_position(h, row));
