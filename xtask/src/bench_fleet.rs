@@ -20,8 +20,8 @@
 //!   of each host's own store (sum of receipts / sum of times) in the same
 //!   run, target >= 0.8x; exit 0 and every receipt counted once.
 //! - One rule's findings across all hosts ([`crate::bench_fleet_query`]):
-//!   p50 and p90 against the 100 ms target, and the same query without
-//!   `FINAL`.
+//!   p50 and p90 of `observerctl fleet findings` against the 100 ms
+//!   target, and of its SQL in three forms alongside.
 //!
 //! ClickHouse, the sinks and observerctl run on the first `--fleet-cpus`
 //! CPUs (default 2: the rates are on 2 cores); the stores are

@@ -119,8 +119,11 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
+                // One lookup in the receipt hash's unique index per key,
+                // never a scan of the receipts.
                 "SELECT kid, issuer_id, agent_id, jwk, generation, rotates, introduced_by FROM keys
-                 WHERE introduced_by NOT IN (SELECT receipt_hash FROM receipts) ORDER BY rowid",
+                 WHERE NOT EXISTS (SELECT 1 FROM receipts WHERE receipt_hash = keys.introduced_by)
+                 ORDER BY rowid",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt

@@ -87,6 +87,33 @@ fn schema_1_keys_migrate_to_generation_1_and_allow_a_second_key_per_chain() {
     let keys = store.keys().unwrap();
     assert_eq!(keys[1].rotates.as_deref(), Some("k1"));
     assert_eq!(keys[1].generation, 2);
+
+    // k2's announcing receipt is in the log, k1's (x'00') is not: only k1
+    // is a key of a pruned receipt, with that receipt's hash.
+    store
+        .transaction(|tx| {
+            tx.insert_receipt(&NewReceipt {
+                leaf_index: 0,
+                receipt_hash: &[1; 32],
+                issuer_id: "i/agent/observer",
+                seq: 1,
+                agent_id: "observer",
+                action_type: "observer.key",
+                unix_ns: 1,
+                risk_class: "low",
+                envelope: b"{}",
+                context: None,
+            })
+        })
+        .unwrap();
+    let pruned = store.keys_of_pruned_receipts().unwrap();
+    assert_eq!(
+        pruned
+            .iter()
+            .map(|(k, by)| (k.kid.as_str(), by.as_slice()))
+            .collect::<Vec<_>>(),
+        [("k1", &[0u8][..])]
+    );
 }
 
 #[test]
