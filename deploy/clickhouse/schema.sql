@@ -37,6 +37,18 @@ CREATE TABLE IF NOT EXISTS observer.receipts
     envelope String,
     -- NULL for a receipt stored without its context (hash-only mode).
     context Nullable(String),
+    -- A shadow_ai.finding's rule (its context's top-level `rule_id`), ""
+    -- for other receipts and for a finding without a context: what `fleet
+    -- findings` groups and filters by, without reading any context. The
+    -- sink does not send it (its INSERTs name their columns), so ClickHouse
+    -- computes it. Added to an older table (docs/fleet.md, "Schema
+    -- changes"), the rows already there get it computed the same way.
+    -- visitParamExtractString reads the first `rule_id` member at any
+    -- depth, which in a finding is the top-level one (observer-ctl's
+    -- fleet/query.rs says why). No semicolon in these comments: the tests
+    -- and the bench split this file at them.
+    rule String DEFAULT if(action = 'shadow_ai.finding',
+        ifNull(visitParamExtractString(context, 'rule_id'), ''), ''),
     -- 18.16 has no DateTime64: seconds, for reading and time filters. An
     -- ALIAS, not MATERIALIZED: 18.16 refuses inserts through a Distributed
     -- table over a table with a MATERIALIZED column (Code 44).

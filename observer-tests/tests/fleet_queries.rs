@@ -138,7 +138,7 @@ fn fleet_json(ch: &ClickHouse, password: &Path, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.push("--json");
     let out = fleet(ch, password, &all);
-    assert_eq!(out.code, 0, "fleet {args:?}: {}", out.stderr);
+    assert_eq!(out.code, 0, "fleet {args:?}: {}{}", out.stderr, out.stdout);
     out.json()
 }
 
@@ -488,5 +488,51 @@ fn fleet_queries_agree_with_every_host_store() {
     let got = fleet_json(&ch, &password, &["findings", "--rule", "' OR 1=1 --"]);
     assert_eq!(got["findings"], json!([]));
     assert!(ch.count("SELECT count() FROM observer.receipts") > 0);
+
+    // A fleet store from before the `rule` column: the rows the sinks
+    // sent (every column they name), `fleet findings` refused with the way
+    // out, then the ALTER of docs/fleet.md: the same findings, each rule
+    // computed from the rows already there.
+    ch.query("CREATE DATABASE v1");
+    for table in ["receipts", "checkpoints", "keys"] {
+        ch.query(&format!("CREATE TABLE v1.{table} AS observer.{table}"));
+    }
+    ch.query("ALTER TABLE v1.receipts DROP COLUMN rule");
+    let sent = "host, chain, seq, leaf_index, agent, action, risk, issued_ns, receipt_hash, \
+                previous_hash, envelope, context";
+    ch.query(&format!(
+        "INSERT INTO v1.receipts ({sent}) SELECT {sent} FROM observer.receipts"
+    ));
+    let old = fleet(&ch, &password, &["findings", "--database", "v1"]);
+    assert_eq!(old.code, 4, "{}", old.stderr);
+    assert!(
+        old.stderr.contains("predates its `rule` column") && old.stderr.contains("docs/fleet.md"),
+        "{}",
+        old.stderr
+    );
+    let fleet_md =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/fleet.md"))
+            .unwrap();
+    let statement = |what: &str| {
+        fleet_md
+            .split("```sql\n")
+            .map(|b| b.split("```").next().unwrap())
+            .find(|b| b.contains(what))
+            .unwrap_or_else(|| panic!("docs/fleet.md has no `{what}`"))
+            .replace("observer.receipts", "v1.receipts")
+    };
+    ch.query(&statement("ADD COLUMN rule"));
+    ch.query(&statement("UPDATE rule ="));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ch.count("SELECT count() FROM system.mutations WHERE database = 'v1' AND is_done = 0") > 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the UPDATE's mutation is not done"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let migrated = fleet_json(&ch, &password, &["findings", "--database", "v1"]);
+    assert_eq!(migrated["findings"], json!(want));
     eprintln!("hosts ran in {ran:?}, all in {:?}", started.elapsed());
 }

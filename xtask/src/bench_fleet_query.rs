@@ -63,29 +63,41 @@ enum Dedupe {
     None,
 }
 
+/// Where the findings SQL takes a finding's rule from.
+#[derive(Clone, Copy)]
+enum RuleFrom {
+    /// The `rule` column (schema.sql), as `fleet findings` does.
+    Column,
+    /// The context, extracted per row: what the command did before.
+    Context,
+}
+
 /// The SQL of `fleet findings --rule RULE` (one rule, no window, so its
 /// WHERE is the action and the rule), collapsing copies as `dedupe` says.
-fn sql(rule_id: &str, dedupe: Dedupe) -> String {
-    let rule = "ifNull(visitParamExtractString(context, 'rule_id'), '')";
+fn sql(rule_id: &str, dedupe: Dedupe, from: RuleFrom) -> String {
+    let rule = match from {
+        RuleFrom::Column => "rule",
+        RuleFrom::Context => "ifNull(visitParamExtractString(context, 'rule_id'), '')",
+    };
     let groups = "count() AS n, countIf(risk = 'high') AS high, \
          countIf(risk = 'medium') AS medium, countIf(risk = 'low') AS low, \
          uniqExact(agent) AS agents, min(issued_ns) AS first_ns, max(issued_ns) AS last_ns";
     let filter = format!("action = 'shadow_ai.finding' AND {rule} = '{rule_id}'");
-    let order = "ORDER BY host, n DESC, rule FORMAT JSONEachRow";
+    let order = "ORDER BY host, n DESC FORMAT JSONEachRow";
     match dedupe {
         Dedupe::ByHash => format!(
-            "SELECT host, rule, {groups} FROM (SELECT host, receipt_hash, any(agent) AS agent, \
-             any(risk) AS risk, any(issued_ns) AS issued_ns, max({rule}) AS rule \
-             FROM observer.receipts WHERE {filter} GROUP BY host, receipt_hash) \
-             GROUP BY host, rule {order}"
+            "SELECT host, receipt_rule AS rule, {groups} FROM (SELECT host, receipt_hash, \
+             any(agent) AS agent, any(risk) AS risk, any(issued_ns) AS issued_ns, \
+             max({rule}) AS receipt_rule FROM observer.receipts WHERE {filter} \
+             GROUP BY host, receipt_hash) GROUP BY host, receipt_rule {order}"
         ),
         Dedupe::Final => format!(
-            "SELECT host, {rule} AS rule, {groups} FROM observer.receipts FINAL WHERE {filter} \
-             GROUP BY host, rule {order}"
+            "SELECT host, {rule} AS finding_rule, {groups} FROM observer.receipts FINAL \
+             WHERE {filter} GROUP BY host, finding_rule {order}"
         ),
         Dedupe::None => format!(
-            "SELECT host, {rule} AS rule, {groups} FROM observer.receipts WHERE {filter} \
-             GROUP BY host, rule {order}"
+            "SELECT host, {rule} AS finding_rule, {groups} FROM observer.receipts \
+             WHERE {filter} GROUP BY host, finding_rule {order}"
         ),
     }
 }
@@ -95,16 +107,24 @@ fn sql(rule_id: &str, dedupe: Dedupe) -> String {
 type Run<'a> = (&'a str, Box<dyn Fn() -> anyhow::Result<String> + 'a>);
 
 pub fn run(f: &Fleet, runs: usize, by: FindingsBy) -> anyhow::Result<()> {
-    let sql_run = |dedupe: Dedupe| -> Box<dyn Fn() -> anyhow::Result<String> + '_> {
-        Box::new(move || f.ch.query(&sql(f.rule, dedupe)))
-    };
+    let sql_run =
+        |dedupe: Dedupe, from: RuleFrom| -> Box<dyn Fn() -> anyhow::Result<String> + '_> {
+            Box::new(move || f.ch.query(&sql(f.rule, dedupe, from)))
+        };
     let mut ways: Vec<Run> = Vec::new();
     if by == FindingsBy::Command {
         ways.push(("command", Box::new(|| command(f))));
     }
-    ways.push(("sql", sql_run(Dedupe::ByHash)));
-    ways.push(("sql with FINAL", sql_run(Dedupe::Final)));
-    ways.push(("sql without deduplication", sql_run(Dedupe::None)));
+    ways.push(("sql", sql_run(Dedupe::ByHash, RuleFrom::Column)));
+    ways.push((
+        "sql with the rule read from the context",
+        sql_run(Dedupe::ByHash, RuleFrom::Context),
+    ));
+    ways.push(("sql with FINAL", sql_run(Dedupe::Final, RuleFrom::Column)));
+    ways.push((
+        "sql without deduplication",
+        sql_run(Dedupe::None, RuleFrom::Column),
+    ));
     let mut times = vec![Vec::new(); ways.len()];
     // Interleaved, so drift hits every way alike.
     for _ in 0..runs.max(1) {

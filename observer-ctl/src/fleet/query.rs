@@ -169,13 +169,14 @@ const RISKS: [&str; 4] = ["high", "medium", "low", "unknown"];
 ///
 /// The rule is the context's top-level `rule_id` (what `stats`, `receipts
 /// --rule`, the OCSF export and the live view read; the daemon writes it in
-/// policy/finding.rs), extracted by ClickHouse so that only one row per
-/// group travels and no context leaves the server. 18.16 has no JSON path
-/// functions; `visitParamExtractString` reads the first member named
-/// `rule_id` at any depth of the text, with its escapes undone. That is the
-/// top-level one in every finding the daemon writes: the context is stored
-/// with its keys sorted, the members that sort before `rule_id` (`event`,
-/// `evidence`, `matched`, `parents`, `policy_digest`, `process`, `reason`,
+/// policy/finding.rs), which ClickHouse keeps in the `rule` column
+/// (deploy/clickhouse/schema.sql), so that no context is read and only one
+/// row per group travels. 18.16 has no JSON path functions; the column's
+/// `visitParamExtractString` reads the first member named `rule_id` at any
+/// depth of the text, with its escapes undone. That is the top-level one in
+/// every finding the daemon writes: the context is stored with its keys
+/// sorted, the members that sort before `rule_id` (`event`, `evidence`,
+/// `matched`, `parents`, `policy_digest`, `process`, `reason`,
 /// `registered`, `risk_class`) are built by the daemon from fixed key sets
 /// none of which is `rule_id`, and a `rule_id` inside a string value is
 /// escaped (`\"rule_id\"`) and never matches. A finding without a context
@@ -193,26 +194,41 @@ pub fn findings(ch: &ClickHouse, scope: &Scope, rules: &[String]) -> Result<Vec<
         first_ns: u64,
         last_ns: u64,
     }
-    let rule = "ifNull(visitParamExtractString(context, 'rule_id'), '')";
     let mut w = scope.conds();
     w.push("action = 'shadow_ai.finding'".into());
     if !rules.is_empty() {
-        let any: Vec<String> = rules.iter().map(|g| glob_cond(rule, g)).collect();
+        let any: Vec<String> = rules.iter().map(|g| glob_cond("rule", g)).collect();
         w.push(format!("({})", any.join(" OR ")));
     }
     // One row per receipt first (its copies collapsed), then the groups;
     // a copy whose context the host erased since has no rule, and the
     // receipt keeps the rule of the copy that still has one.
-    let rows: Vec<R> = ch.rows(&format!(
-        "SELECT host, rule, count() AS n, countIf(risk = 'high') AS high, \
+    let rows: Vec<R> = ch
+        .rows(&format!(
+            "SELECT host, receipt_rule AS rule, count() AS n, countIf(risk = 'high') AS high, \
          countIf(risk = 'medium') AS medium, countIf(risk = 'low') AS low, \
          uniqExact(agent) AS agents, min(issued_ns) AS first_ns, max(issued_ns) AS last_ns \
          FROM (SELECT host, receipt_hash, any(agent) AS agent, any(risk) AS risk, \
-         any(issued_ns) AS issued_ns, max({rule}) AS rule FROM {}{} \
-         GROUP BY host, receipt_hash) GROUP BY host, rule ORDER BY host, n DESC, rule",
-        ch.table("receipts"),
-        w.sql()
-    ))?;
+         any(issued_ns) AS issued_ns, max(rule) AS receipt_rule FROM {}{} \
+         GROUP BY host, receipt_hash) GROUP BY host, receipt_rule \
+         ORDER BY host, n DESC, receipt_rule",
+            ch.table("receipts"),
+            w.sql()
+        ))
+        .map_err(|e| match e {
+            // 18.16 says "Unknown identifier: rule", later servers "Missing
+            // columns: 'rule'".
+            CtlError::Store(m)
+                if m.contains("Unknown identifier: rule")
+                    || (m.contains("Missing columns") && m.contains("'rule'")) =>
+            {
+                CtlError::Store(format!(
+                    "{m}; the fleet store's receipts table predates its `rule` column: add it as \
+                 docs/fleet.md says (\"Schema changes\")"
+                ))
+            }
+            e => e,
+        })?;
     Ok(rows
         .into_iter()
         .map(|r| {

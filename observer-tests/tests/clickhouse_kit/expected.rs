@@ -27,19 +27,31 @@ pub fn receipts(db: &Path, host: &str) -> Vec<Value> {
         .query_map([], |r| {
             let envelope: String = r.get(8)?;
             let payload = serde_json::from_str::<Value>(&envelope).unwrap()["payload"].clone();
+            let action: String = r.get(5)?;
+            let context: Option<String> = r.get(9)?;
+            // A finding's rule: its context's top-level rule_id.
+            let rule = match (action.as_str(), &context) {
+                ("shadow_ai.finding", Some(c)) => serde_json::from_str::<Value>(c).unwrap()
+                    ["rule_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                _ => String::new(),
+            };
             Ok(json!({
                 "host": host,
                 "chain": r.get::<_, String>(2)?,
                 "seq": r.get::<_, i64>(3)?,
                 "leaf_index": r.get::<_, i64>(0)?,
                 "agent": r.get::<_, String>(4)?,
-                "action": r.get::<_, String>(5)?,
+                "action": action,
                 "risk": r.get::<_, String>(7)?,
                 "issued_ns": r.get::<_, i64>(6)?,
                 "receipt_hash": hex::encode(r.get::<_, Vec<u8>>(1)?),
                 "previous_hash": payload["previousReceiptHash"],
                 "envelope": envelope,
-                "context": r.get::<_, Option<String>>(9)?,
+                "context": context,
+                "rule": rule,
             }))
         })
         .unwrap();

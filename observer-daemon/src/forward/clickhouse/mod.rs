@@ -148,17 +148,23 @@ impl ClickHouseSink {
 
     /// One INSERT of JSONEachRow `rows` into `table`.
     fn insert(&mut self, table: &str, rows: &[u8]) -> Result<(), SendError> {
-        // The database is an identifier (checked at start): only the
-        // spaces of the statement need escaping in the query string.
+        // The database is an identifier (checked at start) and the columns
+        // are ours: only the spaces of the statement need escaping in the
+        // query string.
+        let statement = format!(
+            "INSERT INTO {}.{table} ({}) FORMAT JSONEachRow",
+            self.cfg.database,
+            rows::columns(table).unwrap_or_default()
+        );
         let target = format!(
-            "{}{}query=INSERT%20INTO%20{}.{table}%20FORMAT%20JSONEachRow",
+            "{}{}query={}",
             self.client.url.path,
             if self.client.url.path.contains('?') {
                 "&"
             } else {
                 "?"
             },
-            self.cfg.database
+            statement.replace(' ', "%20")
         );
         let mut headers = String::from("Content-Type: text/plain; charset=utf-8\r\n");
         headers.push_str(&self.auth);

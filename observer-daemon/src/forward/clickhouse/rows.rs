@@ -4,6 +4,11 @@
 //! log's origin, `<deployer_id>/host/<hostname>`), so one table holds a
 //! fleet. The envelope, context, checkpoint note and key JWK are the
 //! store's exact text: a verifier checks signatures from ClickHouse alone.
+//!
+//! Each INSERT names its columns ([`columns`]): a column the sink does not
+//! send (`receipts.rule`) is then computed from its DEFAULT expression,
+//! and a table that lacks such a column (a schema from before it) still
+//! takes the rows.
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -50,6 +55,20 @@ struct KeyRowOut<'a> {
     generation: u64,
     rotates: Option<&'a str>,
     introduced_by: String,
+}
+
+/// The columns an INSERT into `table` names: its rows' keys. `None` for a
+/// table the sink does not write.
+pub fn columns(table: &str) -> Option<&'static str> {
+    Some(match table {
+        "receipts" => {
+            "host, chain, seq, leaf_index, agent, action, risk, issued_ns, receipt_hash, \
+             previous_hash, envelope, context"
+        }
+        "checkpoints" => "host, size, root, origin, note, created_at, created_ns",
+        "keys" => "host, kid, chain, agent, jwk, generation, rotates, introduced_by",
+        _ => return None,
+    })
 }
 
 /// One row of `receipts`.
@@ -180,6 +199,49 @@ mod tests {
         assert_eq!(row["context"], Value::Null);
         assert_eq!(row["previous_hash"], "");
         assert_eq!(row["envelope"], "{\"payload\": tampered");
+    }
+
+    /// A row's keys, and a column list, as sorted names (JSONEachRow
+    /// matches keys to columns by name).
+    fn keys_of(row: &Value) -> Vec<String> {
+        let Value::Object(map) = row else {
+            panic!("not an object: {row}")
+        };
+        let mut keys: Vec<String> = map.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    fn named(table: &str) -> Vec<String> {
+        let mut names: Vec<String> = columns(table)
+            .unwrap()
+            .split(", ")
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn each_insert_names_exactly_the_keys_of_its_rows() {
+        let mut out = Vec::new();
+        push_receipt(&mut out, "h", &exec_receipt());
+        assert_eq!(keys_of(&lines(&out)[0]), named("receipts"));
+        let mut out = Vec::new();
+        push_checkpoint(&mut out, "h", &checkpoint());
+        assert_eq!(keys_of(&lines(&out)[0]), named("checkpoints"));
+        let key = KeyRow {
+            kid: "k1".into(),
+            issuer_id: "c".into(),
+            agent_id: "a".into(),
+            jwk: "{}".into(),
+            generation: 1,
+            rotates: None,
+        };
+        let mut out = Vec::new();
+        push_key(&mut out, "h", &key, &[0; 32]);
+        assert_eq!(keys_of(&lines(&out)[0]), named("keys"));
+        assert_eq!(columns("other"), None);
     }
 
     #[test]
