@@ -102,6 +102,25 @@ fn fleet_verify_counts_every_host_and_names_each_falsification() {
         failures(r).iter().any(|f| f["check"] == "key_authorised"),
         "{r:#}"
     );
+    // Hosts skipped for want of a key between hosts verified: each host
+    // still gets its own verdict (a skipped host's rows, read ahead, are
+    // dropped; the next host's are read whole).
+    let (code, doc) = verify(&ch, &password, &swapped, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(doc["hosts"], hosts.len());
+    for (i, h) in hosts.iter().enumerate() {
+        let r = report(&doc, h);
+        if i == 1 {
+            let stored = stored_receipts(&h.db()).len() as u64;
+            assert_eq!(r["receipts"].as_u64(), Some(stored), "{r:#}");
+            assert!(
+                failures(r).iter().any(|f| f["check"] == "key_authorised"),
+                "{r:#}"
+            );
+        } else {
+            assert_eq!(r["first_failure"]["check"], "pinned_key", "{r:#}");
+        }
+    }
     let (code, doc) = verify(&ch, &password, &other_keys, &["--trust-on-first-use"]);
     assert_eq!(code, 0, "{doc:#}");
     assert_eq!(report(&doc, &hosts[2])["key_source"], "trust_on_first_use");

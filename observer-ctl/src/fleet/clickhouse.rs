@@ -101,33 +101,15 @@ impl ClickHouse {
         select: &str,
         mut f: impl FnMut(T) -> Result<(), CtlError>,
     ) -> Result<u64, CtlError> {
-        let mut body = self.send(&format!("{select} FORMAT JSONEachRow"))?;
-        let mut line = Vec::new();
-        let mut rows = 0;
-        loop {
-            line.clear();
-            let n = body
-                .read_until(b'\n', &mut line)
-                .map_err(|e| self.err(format!("reading the answer: {e}")))?;
-            if n == 0 {
-                return Ok(rows);
-            }
+        self.for_each_line(&format!("{select} FORMAT JSONEachRow"), |line, n| {
             if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
+                return Ok(false);
             }
-            // An error met while streaming is written into the body as
-            // text (`Code: 241, e.displayText() = ...`).
-            let row = serde_json::from_slice(&line).map_err(|e| {
-                let text = String::from_utf8_lossy(&line);
-                if text.starts_with("Code:") {
-                    self.err(text.trim().to_string())
-                } else {
-                    self.err(format!("row {}: {e}: {}", rows + 1, truncate(&text)))
-                }
-            })?;
-            rows += 1;
+            let row =
+                serde_json::from_slice(line).map_err(|e| self.bad_row(line, n, &e.to_string()))?;
             f(row)?;
-        }
+            Ok(true)
+        })
     }
 
     /// Streams the rows of `select` as TabSeparated: each row's fields,
@@ -142,7 +124,25 @@ impl ClickHouse {
         columns: usize,
         mut f: impl FnMut(Vec<Option<String>>) -> Result<(), CtlError>,
     ) -> Result<u64, CtlError> {
-        let mut body = self.send(&format!("{select} FORMAT TabSeparated"))?;
+        self.for_each_line(&format!("{select} FORMAT TabSeparated"), |line, n| {
+            let fields: Result<Vec<Option<String>>, String> =
+                line.split(|&b| b == b'\t').map(unescape_tsv).collect();
+            match fields {
+                Ok(fields) if fields.len() == columns => f(fields).map(|()| true),
+                _ => Err(self.bad_row(line, n, &format!("not {columns} TabSeparated fields"))),
+            }
+        })
+    }
+
+    /// Calls `f` with each line of the answer to `query` (without its
+    /// newline) and the number the line would have as a row; `f` says
+    /// whether it was one. Returns how many rows there were.
+    fn for_each_line(
+        &self,
+        query: &str,
+        mut f: impl FnMut(&[u8], u64) -> Result<bool, CtlError>,
+    ) -> Result<u64, CtlError> {
+        let mut body = self.send(query)?;
         let mut line = Vec::new();
         let mut rows = 0;
         loop {
@@ -156,28 +156,21 @@ impl ClickHouse {
             if line.last() == Some(&b'\n') {
                 line.pop();
             }
-            let fields: Result<Vec<Option<String>>, String> =
-                line.split(|&b| b == b'\t').map(unescape_tsv).collect();
-            match fields {
-                Ok(fields) if fields.len() == columns => {
-                    rows += 1;
-                    f(fields)?;
-                }
-                // An error met while streaming is written into the body
-                // as text (`Code: 241, e.displayText() = ...`).
-                _ => {
-                    let text = String::from_utf8_lossy(&line);
-                    return Err(if text.starts_with("Code:") {
-                        self.err(text.trim().to_string())
-                    } else {
-                        self.err(format!(
-                            "row {}: not {columns} TabSeparated fields: {}",
-                            rows + 1,
-                            truncate(&text)
-                        ))
-                    });
-                }
+            if f(&line, rows + 1)? {
+                rows += 1;
             }
+        }
+    }
+
+    /// A line that is not a row: ClickHouse's own error when it met one
+    /// while streaming (written into the body as text, `Code: 241,
+    /// e.displayText() = ...`), else what is wrong with row `n`.
+    fn bad_row(&self, line: &[u8], n: u64, what: &str) -> CtlError {
+        let text = String::from_utf8_lossy(line);
+        if text.starts_with("Code:") {
+            self.err(text.trim().to_string())
+        } else {
+            self.err(format!("row {n}: {what}: {}", truncate(&text)))
         }
     }
 

@@ -1,11 +1,13 @@
 //! The fleet store: the receipts, checkpoints and keys many hosts'
 //! `clickhouse` sinks forward into one ClickHouse (docs/fleet.md).
 //! `clickhouse` reads it, `keys` holds the hosts' pinned master keys,
-//! `source` hands one host's log from it to the verifier and `verify`
+//! `source` hands one host's log from it to the verifier (its receipts
+//! read ahead by `host_rows`) and `verify`
 //! checks each host; `query` lists hosts, agents, findings and receipts
 //! across the hosts (its conditions from `sql` and `context_filter`).
 pub mod clickhouse;
 mod context_filter;
+mod host_rows;
 pub mod keys;
 pub mod query;
 pub mod source;

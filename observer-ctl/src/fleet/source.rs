@@ -12,7 +12,10 @@ use std::{
 
 use serde::Deserialize;
 
-use super::clickhouse::{quote, ClickHouse};
+use super::{
+    clickhouse::{quote, ClickHouse},
+    host_rows::{read_ahead, HostRows, Row},
+};
 use crate::CtlError;
 use observer_receipts::{
     clock_steps::Corrections,
@@ -49,52 +52,6 @@ pub struct Findings {
     pub erased_copies: HashSet<String>,
 }
 
-/// A `receipts` row.
-#[derive(PartialEq)]
-struct Row {
-    chain: String,
-    seq: u64,
-    leaf_index: u64,
-    receipt_hash: String,
-    envelope: String,
-    context: Option<String>,
-}
-
-impl Row {
-    /// The columns read, in the order [`Row::of`] takes them.
-    const SELECT: &'static str = "chain, seq, leaf_index, receipt_hash, envelope, context";
-    const COLUMNS: usize = 6;
-
-    /// A row from its TabSeparated fields.
-    fn of(fields: Vec<Option<String>>) -> Result<Row, CtlError> {
-        let mut it = fields.into_iter();
-        let mut text = |name: &str| {
-            it.next().flatten().ok_or_else(|| {
-                CtlError::Store(format!("fleet store: a receipt row without {name}"))
-            })
-        };
-        let number = |name: &str, v: String| {
-            v.parse::<u64>().map_err(|e| {
-                CtlError::Store(format!("fleet store: a receipt row's {name} {v:?}: {e}"))
-            })
-        };
-        let chain = text("chain")?;
-        let seq = number("seq", text("seq")?)?;
-        let leaf_index = number("leaf_index", text("leaf_index")?)?;
-        let receipt_hash = text("receipt_hash")?;
-        let envelope = text("envelope")?;
-        let context = it.next().flatten();
-        Ok(Row {
-            chain,
-            seq,
-            leaf_index,
-            receipt_hash,
-            envelope,
-            context,
-        })
-    }
-}
-
 /// A `checkpoints` row.
 #[derive(Deserialize, PartialEq)]
 struct CheckpointLine {
@@ -122,6 +79,9 @@ pub struct HostLog {
     host: String,
     checkpoints: Vec<CheckpointRow>,
     keys: Vec<KeyRow>,
+    /// The receipts, read ahead ([`super::host_rows`]); taken by the
+    /// first [`LogSource::receipts`].
+    rows: Mutex<Option<HostRows>>,
     findings: Arc<Mutex<Findings>>,
 }
 
@@ -139,8 +99,8 @@ fn failure(check: &'static str, row: Option<&Row>, reason: String) -> Failure {
 
 impl HostLog {
     /// Reads the host's checkpoints, keys and erasures (small), ready to
-    /// stream its receipts.
-    pub fn open(ch: &ClickHouse, host: &str) -> Result<HostLog, CtlError> {
+    /// stream its receipts from `rows`.
+    pub fn open(ch: &ClickHouse, host: &str, rows: HostRows) -> Result<HostLog, CtlError> {
         let mut findings = Findings::default();
         let host_q = quote(host);
         let lines: Vec<CheckpointLine> = ch.rows(&format!(
@@ -187,6 +147,7 @@ impl HostLog {
             host: host.to_string(),
             checkpoints,
             keys,
+            rows: Mutex::new(Some(rows)),
             findings: Arc::new(Mutex::new(findings)),
         })
     }
@@ -345,18 +306,26 @@ impl LogSource for HostLog {
     }
 
     fn receipts(&self) -> Result<Box<dyn ReceiptReader>, VerifyError> {
+        let rows = self
+            .rows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let rows = rows.unwrap_or_else(|| {
+            read_ahead(&self.ch, std::slice::from_ref(&self.host))
+                .pop()
+                .expect("one host")
+        });
         Ok(Box::new(Reader {
-            ch: self.ch.clone(),
-            select: self.select(Row::SELECT, "", "leaf_index, receipt_hash"),
+            rows,
             findings: Arc::clone(&self.findings),
         }))
     }
 }
 
-/// Streams the rows, one per log position, to the verifier.
+/// Hands the rows, one per log position, to the verifier.
 struct Reader {
-    ch: ClickHouse,
-    select: String,
+    rows: HostRows,
     findings: Arc<Mutex<Findings>>,
 }
 
@@ -374,22 +343,20 @@ impl ReceiptReader for Reader {
         // A position's rows arrive together (ORDER BY leaf_index): the
         // held row goes to the verifier once the next position starts.
         let mut held: Option<Row> = None;
-        self.ch
-            .for_each_tsv_row(&self.select, Row::COLUMNS, |fields| {
-                let row = Row::of(fields)?;
-                match held.take() {
-                    Some(h) if h.leaf_index == row.leaf_index => {
-                        held = Some(walk.same_position(h, row));
-                    }
-                    Some(h) => {
-                        walk.emit(h, f);
-                        held = Some(row);
-                    }
-                    None => held = Some(row),
+        let mut rows = self.rows;
+        while let Some(row) = rows.recv() {
+            let row = row.map_err(source_err)?;
+            match held.take() {
+                Some(h) if h.leaf_index == row.leaf_index => {
+                    held = Some(walk.same_position(h, row));
                 }
-                Ok(())
-            })
-            .map_err(source_err)?;
+                Some(h) => {
+                    walk.emit(h, f);
+                    held = Some(row);
+                }
+                None => held = Some(row),
+            }
+        }
         if let Some(h) = held {
             walk.emit(h, f);
         }

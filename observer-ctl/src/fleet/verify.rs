@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::{
     clickhouse::{quote, ClickHouse},
+    host_rows::{read_ahead, HostRows},
     keys::{KeyDir, Source},
     source::{Findings, HostLog},
 };
@@ -103,8 +104,8 @@ pub fn run(ch: &ClickHouse, keys: &KeyDir, opts: &Options) -> Result<Vec<HostRep
         opts.hosts.clone()
     };
     let mut reports = Vec::with_capacity(hosts.len());
-    for host in hosts {
-        reports.push(verify_host(ch, keys, opts, &host)?);
+    for (host, rows) in hosts.iter().zip(read_ahead(ch, &hosts)) {
+        reports.push(verify_host(ch, keys, opts, host, rows)?);
     }
     Ok(reports)
 }
@@ -136,6 +137,7 @@ fn verify_host(
     keys: &KeyDir,
     opts: &Options,
     host: &str,
+    rows: HostRows,
 ) -> Result<HostReport, CtlError> {
     let pinned = match keys.get(host)? {
         Some(p) => p,
@@ -156,7 +158,7 @@ fn verify_host(
         }
     };
     let master_public_key = pinned.public_key()?;
-    let log = HostLog::open(ch, host)?;
+    let log = HostLog::open(ch, host, rows)?;
     let verified = verify::verify_log(
         &log,
         &VerifyOptions {
