@@ -70,6 +70,9 @@ pub struct FleetArgs {
     /// Build the host stores again even where kept ones match.
     #[arg(long)]
     fleet_rebuild: bool,
+    /// The clickhouse sink's `batch_max` (default: the sink's own).
+    #[arg(long, value_name = "RECEIPTS")]
+    fleet_batch_max: Option<usize>,
 }
 
 const TARGET_SINK: f64 = 20_000.0;
@@ -155,7 +158,7 @@ pub fn run(root: &Path, work: &Path, args: &FleetArgs) -> anyhow::Result<()> {
     }
 
     let mut ch = ClickHouse::start(root, &work.join("clickhouse"), cpus)?;
-    sinks(root, &work, &ch, &hosts, cpus)?;
+    sinks(root, &work, &ch, &hosts, cpus, args.fleet_batch_max)?;
     // Parts merged before anything reads them: ClickHouse is idle while
     // the verifiers run, and the queries read what a fleet store settles to.
     for table in ["receipts", "checkpoints", "keys"] {
@@ -270,7 +273,9 @@ fn sinks(
     ch: &ClickHouse,
     hosts: &[Host],
     cpus: usize,
+    batch_max: Option<usize>,
 ) -> anyhow::Result<()> {
+    let batch = batch_max.map_or_else(String::new, |n| format!("batch_max = {n}\n"));
     let (mut receipts, mut file_secs, mut ch_secs) = (0u64, 0.0, 0.0);
     let (mut retries, mut errors) = (0u64, 0u64);
     for h in hosts {
@@ -300,7 +305,7 @@ fn sinks(
             &h.db(),
             work,
             &format!(
-                "[[sinks]]\nname = \"bench\"\ntype = \"clickhouse\"\n[sinks.clickhouse]\n\
+                "[[sinks]]\nname = \"bench\"\ntype = \"clickhouse\"\n{batch}[sinks.clickhouse]\n\
                  url = \"{}\"\ninsert_interval_ms = 0\n",
                 ch.url()
             ),
@@ -340,10 +345,11 @@ fn sinks(
     println!(
         "  clickhouse sink: {rate:.0} receipts/s (file sink {file:.0}/s, ratio {:.2}) \
          (target >= {TARGET_SINK:.0}/s: {}); {} hosts one after another, {receipts} receipts, \
-         ClickHouse holds each once; retries {retries}, errors {errors}",
+         ClickHouse holds each once; retries {retries}, errors {errors}; batch_max {}",
         rate / file,
         met(rate >= TARGET_SINK),
         hosts.len(),
+        batch_max.map_or_else(|| "the sink's default".to_string(), |n| n.to_string()),
     );
     Ok(())
 }
