@@ -120,6 +120,8 @@ pub struct HostRows {
     own: Slot,
     next: Option<Slot>,
     first: bool,
+    /// The first host's, whose query [`read_ahead`] started.
+    lead: bool,
 }
 
 impl HostRows {
@@ -129,7 +131,7 @@ impl HostRows {
             return self.rx.recv().ok();
         }
         self.first = false;
-        let started_early = !start(&self.own);
+        let started_early = !start(&self.own) && !self.lead;
         let mut item = self.rx.recv().ok();
         if started_early && matches!(item, Some(Err(_))) {
             // Started while the previous host was verified, and failed
@@ -176,6 +178,7 @@ pub fn read_ahead(ch: &ClickHouse, hosts: &[String]) -> Vec<HostRows> {
             own: Arc::clone(&slots[i]),
             next: slots.get(i + 1).cloned(),
             first: true,
+            lead: i == 0,
         })
         .collect()
 }
