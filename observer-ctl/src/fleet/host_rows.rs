@@ -2,12 +2,13 @@
 //! thread of their own and one host ahead of the verifier.
 //!
 //! Why: ClickHouse 18.16 sorts a host's rows by log index before it sends
-//! the first one (0.8 s for 50,000 receipts), and the verifier would wait
-//! for that with both CPUs idle. So each host's query starts as soon as
-//! the previous host's first row has arrived (ClickHouse is done sorting
-//! that one), and runs while the verifier checks the previous host. The
-//! rows are parsed on the reading thread too. Each host's channel holds
-//! at most [`AHEAD`] rows: memory stays bounded however large a host is.
+//! the first one, and the verifier's threads would wait for that. So each
+//! host's query starts as soon as the previous host's first row has
+//! arrived (ClickHouse is done sorting that one) and runs while the
+//! verifier checks the previous host, and ClickHouse sends the sorted rows
+//! in small blocks ([`SORTED_BLOCK_ROWS`]). The rows are parsed on the
+//! reading thread too. Each host's channel holds at most [`AHEAD`] rows:
+//! memory stays bounded however large a host is.
 use std::sync::{
     mpsc::{sync_channel, Receiver, SyncSender},
     Arc, Mutex, PoisonError,
@@ -17,7 +18,7 @@ use super::clickhouse::{quote, ClickHouse};
 use crate::CtlError;
 
 /// Rows a host's reader holds before it waits for the verifier (a row is
-/// about 5 KiB: an ML-DSA-65 signature in base64 and the context).
+/// about 7 KB: an ML-DSA-65 signature in base64 and the context).
 const AHEAD: usize = 1024;
 
 /// The rows of the blocks ClickHouse sorts and sends a host's rows in.
