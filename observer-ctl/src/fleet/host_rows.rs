@@ -3,10 +3,9 @@
 //!
 //! Why: ClickHouse 18.16 sorts a host's rows by log index before it sends
 //! the first one, and the verifier's threads would wait for that. So each
-//! host's query starts as soon as the previous host's first row has
-//! arrived (ClickHouse is done sorting that one) and runs while the
-//! verifier checks the previous host, and ClickHouse sends the sorted rows
-//! in small blocks ([`SORTED_BLOCK_ROWS`]). The rows are parsed on the
+//! host's query starts while the verifier checks the previous host (when
+//! at most [`START_NEXT_WITHIN`] of its rows are left), and ClickHouse
+//! sends the sorted rows in small blocks ([`SORTED_BLOCK_ROWS`]). The rows are parsed on the
 //! reading thread too. Each host's channel holds at most [`AHEAD`] rows:
 //! memory stays bounded however large a host is.
 use std::sync::{
@@ -123,6 +122,12 @@ fn read(ch: &ClickHouse, host: &str, tx: &SyncSender<Item>) {
     }
 }
 
+/// The next host's query starts when this many of the current host's
+/// rows are left (at once for a smaller host): about 6 s of verifying, so
+/// a query started early never idles long enough behind a large host for
+/// ClickHouse to give up sending (`http_send_timeout`, 30 minutes).
+const START_NEXT_WITHIN: u64 = 100_000;
+
 /// One host's rows, in log order (a position's copies together).
 pub struct HostRows {
     ch: ClickHouse,
@@ -133,32 +138,60 @@ pub struct HostRows {
     first: bool,
     /// The first host's, whose query [`read_ahead`] started.
     lead: bool,
+    /// Rows not yet handed on (`None`: unknown, the next host starts when
+    /// this one ends).
+    left: Option<u64>,
 }
 
 impl HostRows {
     /// The next row; `None` after the last.
     pub fn recv(&mut self) -> Option<Item> {
-        if !self.first {
-            return self.rx.recv().ok();
-        }
-        self.first = false;
-        let started_early = !start(&self.own) && !self.lead;
-        let mut item = self.rx.recv().ok();
-        if started_early && matches!(item, Some(Err(_))) {
-            // Started while the previous host was verified, and failed
-            // before its first row (its connection idled out behind a
-            // large host, say): asked once more, now.
-            let (tx, rx) = sync_channel(AHEAD);
-            spawn(self.ch.clone(), self.host.clone(), tx);
-            self.rx = rx;
-            item = self.rx.recv().ok();
-        }
-        // ClickHouse has sorted this host's rows: the next host's query
-        // runs while this host is verified.
-        if let Some(next) = self.next.take() {
-            start(&next);
+        let item = if self.first {
+            self.first_recv()
+        } else {
+            self.rx.recv().ok()
+        };
+        self.left = self.left.map(|n| n.saturating_sub(1));
+        let near_end = item.is_none() || self.left.is_some_and(|n| n <= START_NEXT_WITHIN);
+        if near_end {
+            if let Some(next) = self.next.take() {
+                start(&next);
+            }
         }
         item
+    }
+
+    fn first_recv(&mut self) -> Option<Item> {
+        self.first = false;
+        let started_early = !start(&self.own) && !self.lead;
+        self.left = self.count();
+        let item = self.rx.recv().ok();
+        if !(started_early && matches!(item, Some(Err(_)))) {
+            return item;
+        }
+        // Started while the previous host was verified, and failed before
+        // its first row: asked once more, now.
+        let (tx, rx) = sync_channel(AHEAD);
+        spawn(self.ch.clone(), self.host.clone(), tx);
+        self.rx = rx;
+        self.rx.recv().ok()
+    }
+
+    /// The host's rows in the store (copies included, as they are read).
+    fn count(&self) -> Option<u64> {
+        #[derive(serde::Deserialize)]
+        struct Count {
+            n: u64,
+        }
+        let rows: Vec<Count> = self
+            .ch
+            .rows(&format!(
+                "SELECT count() AS n FROM {} WHERE host = {}",
+                self.ch.table("receipts"),
+                quote(&self.host)
+            ))
+            .ok()?;
+        rows.first().map(|c| c.n)
     }
 }
 
@@ -190,6 +223,7 @@ pub fn read_ahead(ch: &ClickHouse, hosts: &[String]) -> Vec<HostRows> {
             next: slots.get(i + 1).cloned(),
             first: true,
             lead: i == 0,
+            left: None,
         })
         .collect()
 }
