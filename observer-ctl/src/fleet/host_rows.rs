@@ -79,7 +79,7 @@ struct Pending {
 }
 
 /// Whoever needs a host's rows first starts its query: the verifier on
-/// its first read, or the previous host's first row.
+/// its first read, or the previous host's reader near that host's end.
 type Slot = Arc<Mutex<Option<Pending>>>;
 
 /// Starts the slot's query unless it was started already; whether it was
