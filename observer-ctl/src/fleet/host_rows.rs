@@ -164,7 +164,13 @@ impl HostRows {
     fn first_recv(&mut self) -> Option<Item> {
         self.first = false;
         let started_early = !start(&self.own) && !self.lead;
-        self.left = self.count();
+        // Counted only to know when to start the next host's query: the
+        // last host has none, and skips the query.
+        self.left = if self.next.is_some() {
+            self.count()
+        } else {
+            None
+        };
         let item = self.rx.recv().ok();
         if !(started_early && matches!(item, Some(Err(_)))) {
             return item;

@@ -17,6 +17,7 @@ pub mod cursor;
 pub mod file;
 pub mod filter;
 pub mod http;
+pub mod pipeline;
 pub mod runner;
 pub mod sink;
 pub mod spool;
@@ -137,7 +138,7 @@ fn build(entry: &SinkEntry, host: &Host) -> Result<Box<dyn Sink>, String> {
                 None
             };
             Box::new(clickhouse::ClickHouseSink::new(
-                c,
+                &c,
                 host.origin.clone(),
                 password,
                 tls,

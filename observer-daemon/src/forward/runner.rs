@@ -102,12 +102,27 @@ impl Runner {
             .cursor
             .store(durable.next_leaf, Ordering::Relaxed);
         while self.phase() != STOP {
-            // Confirm what the receiver has had long enough.
+            // Confirm what the receiver has acknowledged, or had long
+            // enough.
+            let delivering = match sink.in_delivery() {
+                Ok(n) => n,
+                Err(e) => {
+                    self.fail(sink, &mut sent, durable, &mut in_flight, e);
+                    unconfirmed = 0;
+                    continue;
+                }
+            };
+            let mut sent_batches = in_flight.iter().filter(|f| f.sent).count();
             let before = durable;
             while let Some(f) = in_flight.front() {
-                if f.sent && (f.sent_at.elapsed() < sink.confirm_after() || !sink.healthy()) {
+                if f.sent
+                    && (sent_batches <= delivering
+                        || f.sent_at.elapsed() < sink.confirm_after()
+                        || !sink.healthy())
+                {
                     break;
                 }
+                sent_batches -= usize::from(f.sent);
                 durable = f.end;
                 unconfirmed -= f.records;
                 SinkCounters::add(&self.counters.delivered, f.records as u64);

@@ -42,6 +42,15 @@ pub trait Sink: Send {
         true
     }
 
+    /// For a sink whose `send` returns before the receiver answered (it
+    /// delivers on a thread of its own, see `pipeline`): how many of the
+    /// batches sent last are still being delivered, or why one of them
+    /// failed. The runner confirms only the batches before those; a
+    /// failure sends everything unconfirmed again.
+    fn in_delivery(&mut self) -> Result<usize, SendError> {
+        Ok(0)
+    }
+
     /// Forgets the connection after a failure; the next send reconnects.
     fn reset(&mut self) {}
 

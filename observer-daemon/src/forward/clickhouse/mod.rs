@@ -1,33 +1,27 @@
-//! `clickhouse` sink: each batch becomes `INSERT INTO <db>.<table> FORMAT
-//! JSONEachRow` POSTs over ClickHouse's HTTP interface, through the http
-//! sink's client (same TCP/TLS transport, proxy and response bounds).
-//! Plain JSONEachRow rather than a client crate: it is what the oldest
-//! server we support (Debian's 18.16) reads reliably, and it keeps the
-//! sink on its synchronous thread.
+//! `clickhouse` sink: each batch's rows go to ClickHouse's HTTP interface
+//! as JSONEachRow inserts ([`insert`]). Plain JSONEachRow rather than a
+//! client crate: it is what the oldest server we support (Debian's 18.16)
+//! reads reliably.
 //!
-//! A batch is delivered when every insert it needs answered 200, in this
-//! order: the keys its `observer.key` receipts announced (read from the
-//! store, as it records them), its receipts, then its checkpoints. So a
-//! checkpoint in ClickHouse comes after every receipt it covers. A failed
-//! insert fails the batch, which is sent again whole; the tables are
-//! ReplacingMergeTrees keyed by the row's identity, so a re-sent row
-//! collapses into the first (docs/fleet.md).
+//! The runner's thread reads and encodes a batch while the sink's
+//! delivery thread inserts the one before ([`super::pipeline`]): encoding
+//! and ClickHouse's parsing of the previous insert run side by side. A
+//! batch counts as delivered, and the cursor moves past it, only when
+//! every insert it needs answered 200 (keys, receipts, checkpoints, in
+//! that order); a failed insert fails the batch and every batch after it,
+//! which are sent again from the cursor.
 use std::{
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use base64::Engine;
 use rustls::ClientConfig;
 
 use super::{
     config::ClickHouseConfig,
-    http::{
-        client::{self, Client},
-        proxy::Proxy,
-        Url,
-    },
+    http::proxy::Proxy,
+    pipeline::Pipeline,
     sink::{SendError, Sink},
 };
 use crate::{
@@ -35,7 +29,10 @@ use crate::{
     receipt::store::{Store, StoreError},
 };
 
+pub mod insert;
 pub mod rows;
+
+use insert::{Inserter, Rows};
 
 /// The action type whose receipts announce keys.
 const KEY_ACTION: &str = "observer.key";
@@ -50,25 +47,24 @@ fn is_prune_anchor(r: &ReceiptItem) -> bool {
 }
 
 pub struct ClickHouseSink {
-    cfg: ClickHouseConfig,
     /// The log's origin (`<deployer_id>/host/<hostname>`): every row's host.
     host: String,
-    /// "Authorization: Basic ...\r\n", or "" (the server's default user).
-    auth: String,
-    client: Client,
     /// The receipt store, read for the keys `observer.key` receipts
     /// announced; opened read-only when first needed.
     store_path: PathBuf,
     store: Option<Store>,
     /// The sink's `batch_max`: a batch with this many receipts is full.
     batch_max: usize,
-    /// When the previous batch was inserted.
+    /// How long a batch that is not full waits after the previous insert.
+    insert_interval: Duration,
+    /// When the previous insert began (its batch was handed over).
     last_insert: Option<Instant>,
+    inserts: Pipeline<Inserter>,
 }
 
 impl ClickHouseSink {
     pub fn new(
-        cfg: ClickHouseConfig,
+        cfg: &ClickHouseConfig,
         host: String,
         password: Option<String>,
         tls: Option<Arc<ClientConfig>>,
@@ -76,37 +72,14 @@ impl ClickHouseSink {
         store_path: PathBuf,
         batch_max: usize,
     ) -> Result<ClickHouseSink, String> {
-        let url = Url::parse(&cfg.url)?;
-        let auth = match (&cfg.user, password) {
-            (None, None) => String::new(),
-            (user, password) => {
-                let creds = format!(
-                    "{}:{}",
-                    user.as_deref().unwrap_or("default"),
-                    password.unwrap_or_default()
-                );
-                format!(
-                    "Authorization: Basic {}\r\n",
-                    base64::engine::general_purpose::STANDARD.encode(creds)
-                )
-            }
-        };
-        let client = Client::new(
-            url,
-            tls,
-            cfg.tls.server_name.clone(),
-            proxy,
-            Duration::from_millis(cfg.timeout_ms),
-        );
         Ok(ClickHouseSink {
-            cfg,
             host,
-            auth,
-            client,
             store_path,
             store: None,
             batch_max,
+            insert_interval: Duration::from_millis(cfg.insert_interval_ms),
             last_insert: None,
+            inserts: Pipeline::new(Inserter::new(cfg, password, tls, proxy)?),
         })
     }
 
@@ -145,56 +118,6 @@ impl ClickHouseSink {
         };
         Ok(self.store.insert(store))
     }
-
-    /// One INSERT of JSONEachRow `rows` into `table`.
-    fn insert(&mut self, table: &str, rows: &[u8]) -> Result<(), SendError> {
-        // The database is an identifier (checked at start) and the columns
-        // are ours: only the spaces of the statement need escaping in the
-        // query string.
-        let statement = format!(
-            "INSERT INTO {}.{table} ({}) FORMAT JSONEachRow",
-            self.cfg.database,
-            rows::columns(table).unwrap_or_default()
-        );
-        let target = format!(
-            "{}{}query={}",
-            self.client.url.path,
-            if self.client.url.path.contains('?') {
-                "&"
-            } else {
-                "?"
-            },
-            statement.replace(' ', "%20")
-        );
-        let mut headers = String::from("Content-Type: text/plain; charset=utf-8\r\n");
-        headers.push_str(&self.auth);
-        let body = if self.cfg.gzip {
-            headers.push_str("Content-Encoding: gzip\r\n");
-            client::gzip(rows)?
-        } else {
-            rows.to_vec()
-        };
-        let resp = self.client.post(&target, &headers, &body)?;
-        match resp.status {
-            200..=299 => Ok(()),
-            401 | 403 => Err(SendError::new(
-                "unauthorized",
-                format!("HTTP {} from {}", resp.status, self.cfg.url),
-                0,
-            )),
-            s => Err(SendError::new(
-                "http_status",
-                format!(
-                    "HTTP {s} from {} inserting into {}.{table}: {}",
-                    self.cfg.url,
-                    self.cfg.database,
-                    // ClickHouse's answer: "Code: 60, e.displayText() = ...".
-                    String::from_utf8_lossy(&resp.body[..resp.body.len().min(300)]).trim()
-                ),
-                0,
-            )),
-        }
-    }
 }
 
 impl Sink for ClickHouseSink {
@@ -207,38 +130,21 @@ impl Sink for ClickHouseSink {
             .iter()
             .filter(|i| matches!(i, Item::Receipt(_)))
             .count();
-        // A small batch waits out the insert interval (on this sink's own
-        // thread; what arrives meanwhile makes the next batch larger).
+        // A small batch waits out the insert interval (on the runner's
+        // thread: what arrives meanwhile makes the next batch larger).
         if let Some(last) = self.last_insert.filter(|_| receipts < self.batch_max) {
-            let interval = Duration::from_millis(self.cfg.insert_interval_ms);
-            std::thread::sleep(interval.saturating_sub(last.elapsed()));
+            std::thread::sleep(self.insert_interval.saturating_sub(last.elapsed()));
         }
-        // Items of the batch in the inserts before each table's.
-        let before = [0, 0, receipts];
-        for ((table, rows), done) in ["keys", "receipts", "checkpoints"]
-            .into_iter()
-            .zip(&tables)
-            .zip(before)
-        {
-            if rows.is_empty() {
-                continue;
-            }
-            self.insert(table, rows).map_err(|mut e| {
-                // Inserts that answered 200 are in ClickHouse; one whose
-                // answer was lost may be too.
-                e.maybe_delivered = if e.maybe_delivered == client::AFTER_REQUEST {
-                    batch.len()
-                } else {
-                    done
-                };
-                e
-            })?;
-        }
+        self.inserts.hand_over(Rows(tables))?;
         self.last_insert = Some(Instant::now());
         Ok(())
     }
 
+    fn in_delivery(&mut self) -> Result<usize, SendError> {
+        self.inserts.in_delivery()
+    }
+
     fn reset(&mut self) {
-        self.client.reset();
+        self.inserts.reset();
     }
 }
