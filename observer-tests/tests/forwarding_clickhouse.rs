@@ -68,19 +68,33 @@ fn clickhouse_holds_the_store_exactly_and_a_replay_collapses() {
         .windows(PASSWORD.len())
         .any(|w| w == PASSWORD.as_bytes()));
 
-    // A replay: without its cursor the sink sends the whole log again.
-    // Merges are held so the duplicates stay visible until asked for.
+    // A replay: without its cursor the sink sends the whole log again, in
+    // batches of 5 this time. Merges are held so the duplicates stay
+    // visible until asked for, and so are the parts each insert made.
     ch.query("SYSTEM STOP MERGES observer.receipts");
+    let parts = || {
+        ch.count("SELECT count() FROM system.parts WHERE database = 'observer' AND table = 'receipts' AND active")
+    };
+    let parts_before = parts();
     std::fs::remove_file(dir.path().join("sinks/fleet.cursor")).unwrap();
+    let replay_sinks = sinks.replace("[sinks.clickhouse]", "batch_max = 5\n[sinks.clickhouse]");
     let d = Daemon::start_in(
         StateDir::Shared(dir.path().to_owned()),
-        &agent_config("fwd-agent", &exe, &sinks),
+        &agent_config("fwd-agent", &exe, &replay_sinks),
     );
     wait_until("the replay", WAIT, || {
         sink_metric(mport, "observer_sink_delivered_total") > receipts
     });
     d.stop();
     let after = stored_receipts(&db).len() as u64;
+    // The backlog's full batches went as one gzip'd insert, written while
+    // it was read: a part for it, and a few for what the daemon signed
+    // afterwards (3 in all here), not one per batch of 5 (17 or more).
+    let replay_parts = parts() - parts_before;
+    assert!(
+        replay_parts >= 1 && replay_parts <= after / 5 / 2,
+        "{replay_parts} parts for {after} receipts in batches of 5"
+    );
     // The replayed rows are there twice until merged...
     assert_eq!(
         ch.count("SELECT count() FROM observer.receipts"),

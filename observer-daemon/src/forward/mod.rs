@@ -144,7 +144,10 @@ fn build(entry: &SinkEntry, host: &Host) -> Result<Box<dyn Sink>, String> {
                 tls,
                 proxy,
                 host.store.clone(),
-                entry.batch_max(),
+                clickhouse::Window {
+                    batch_max: entry.batch_max(),
+                    max_unconfirmed: entry.max_unconfirmed,
+                },
             )?)
         }
     })

@@ -14,10 +14,11 @@
 use std::{
     panic::resume_unwind,
     sync::{
-        mpsc::{sync_channel, Receiver, SyncSender},
+        mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender},
         Arc, Mutex, MutexGuard, PoisonError,
     },
     thread::JoinHandle,
+    time::Instant,
 };
 
 use super::sink::SendError;
@@ -26,11 +27,32 @@ use super::sink::SendError;
 pub trait Deliver: Send + 'static {
     type Batch: Send + 'static;
 
-    /// Delivers `batch`; Ok once the receiver acknowledged all of it.
-    fn deliver(&mut self, batch: &Self::Batch) -> Result<(), SendError>;
+    /// Takes `batch`: [`Taken::Delivered`] once the receiver acknowledged
+    /// it and every batch taken before it; [`Taken::Open`] when it is on
+    /// its way and a later `deliver` or [`Deliver::flush`] finishes it.
+    fn deliver(&mut self, batch: &Self::Batch) -> Result<Taken, SendError>;
 
-    /// Forgets the connection after a failure; the next batch reconnects.
+    /// When what is open must be finished ([`Deliver::flush`]) if no batch
+    /// came meanwhile; `None` when nothing is open.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Finishes what is open: Ok once every batch taken is delivered.
+    fn flush(&mut self) -> Result<(), SendError> {
+        Ok(())
+    }
+
+    /// Forgets what is open and the connection (after a failure, or when
+    /// the runner rewound); the next batch reconnects.
     fn reset(&mut self);
+}
+
+/// What [`Deliver::deliver`] did with a batch.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Taken {
+    Delivered,
+    Open,
 }
 
 /// What the thread reports, for the batches of the current generation.
@@ -156,23 +178,50 @@ fn deliver_all<D: Deliver>(
     from: &Receiver<(u64, D::Batch)>,
     shared: &Mutex<Shared>,
 ) {
-    for (generation, batch) in from {
-        {
-            let s = lock(shared);
-            if s.generation != generation || s.failing {
-                continue;
+    // The generation of the batches taken, and how many were taken.
+    let (mut current, mut taken) = (0u64, 0u64);
+    loop {
+        let next = match deliver.deadline() {
+            None => from.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(at) => from.recv_timeout(at.saturating_duration_since(Instant::now())),
+        };
+        let outcome = match next {
+            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                if lock(shared).generation != current {
+                    // What is open was handed over before a rewind.
+                    deliver.reset();
+                    continue;
+                }
+                deliver.flush().map(|()| Taken::Delivered)
             }
-        }
-        let outcome = deliver.deliver(&batch);
+            Ok((generation, batch)) => {
+                {
+                    let s = lock(shared);
+                    if s.generation != generation || s.failing {
+                        continue;
+                    }
+                }
+                if generation != current {
+                    // The first batch since a rewind: nothing open before
+                    // it is wanted any more.
+                    deliver.reset();
+                    (current, taken) = (generation, 0);
+                }
+                taken += 1;
+                deliver.deliver(&batch)
+            }
+        };
         if outcome.is_err() {
             deliver.reset();
         }
         let mut s = lock(shared);
-        if s.generation != generation {
+        if s.generation != current {
             continue;
         }
         match outcome {
-            Ok(()) => s.delivered += 1,
+            Ok(Taken::Delivered) => s.delivered = taken,
+            Ok(Taken::Open) => {}
             Err(e) => {
                 s.failed = Some(e);
                 s.failing = true;
@@ -185,7 +234,7 @@ fn deliver_all<D: Deliver>(
 mod tests {
     use std::{
         sync::mpsc::{channel, Sender},
-        time::{Duration, Instant},
+        time::Duration,
     };
 
     use super::*;
@@ -200,10 +249,10 @@ mod tests {
 
     impl Deliver for Scripted {
         type Batch = u32;
-        fn deliver(&mut self, batch: &u32) -> Result<(), SendError> {
+        fn deliver(&mut self, batch: &u32) -> Result<Taken, SendError> {
             if self.go.recv().unwrap() {
                 self.delivered.send(*batch).unwrap();
-                Ok(())
+                Ok(Taken::Delivered)
             } else {
                 Err(SendError::new("http_status", format!("batch {batch}"), 0))
             }
@@ -317,10 +366,87 @@ mod tests {
         assert_eq!(h.delivered.recv().unwrap(), 1);
     }
 
+    /// Keeps every batch open until its deadline, a second after the
+    /// first one (longer than the test takes between two calls), then
+    /// delivers them together; reports what each flush and
+    /// reset found open.
+    struct Gathering {
+        open: Vec<u32>,
+        since: Option<Instant>,
+        report: Sender<(&'static str, Vec<u32>)>,
+    }
+
+    impl Deliver for Gathering {
+        type Batch = u32;
+        fn deliver(&mut self, batch: &u32) -> Result<Taken, SendError> {
+            self.open.push(*batch);
+            self.since.get_or_insert_with(Instant::now);
+            Ok(Taken::Open)
+        }
+        fn deadline(&self) -> Option<Instant> {
+            self.since.map(|t| t + Duration::from_secs(1))
+        }
+        fn flush(&mut self) -> Result<(), SendError> {
+            self.since = None;
+            self.report
+                .send(("flush", std::mem::take(&mut self.open)))
+                .unwrap();
+            Ok(())
+        }
+        fn reset(&mut self) {
+            self.since = None;
+            self.report
+                .send(("reset", std::mem::take(&mut self.open)))
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn open_batches_are_in_delivery_until_the_deadline_finishes_them() {
+        let (report, reports) = channel();
+        let mut p = Pipeline::new(Gathering {
+            open: Vec::new(),
+            since: None,
+            report,
+        });
+        p.hand_over(1).unwrap();
+        p.hand_over(2).unwrap();
+        assert_eq!(p.in_delivery().unwrap(), 2);
+        assert_eq!(
+            reports.recv_timeout(Duration::from_secs(10)).unwrap(),
+            ("flush", vec![1, 2])
+        );
+        wait_until_none_pending(&mut p);
+        // Handed over before a rewind: dropped when the first batch after
+        // the rewind comes (open by then, or not yet taken), never
+        // finished.
+        p.hand_over(3).unwrap();
+        p.reset();
+        p.hand_over(3).unwrap();
+        let (what, open) = reports.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(
+            what == "reset" && (open.is_empty() || open == [3]),
+            "{what} {open:?}"
+        );
+        assert_eq!(
+            reports.recv_timeout(Duration::from_secs(10)).unwrap(),
+            ("flush", vec![3])
+        );
+        wait_until_none_pending(&mut p);
+    }
+
+    fn wait_until_none_pending<D: Deliver>(p: &mut Pipeline<D>) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while p.in_delivery().unwrap() != 0 {
+            assert!(Instant::now() < until, "still in delivery");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     struct Panics;
     impl Deliver for Panics {
         type Batch = ();
-        fn deliver(&mut self, (): &()) -> Result<(), SendError> {
+        fn deliver(&mut self, (): &()) -> Result<Taken, SendError> {
             panic!("Content-Length overflow")
         }
         fn reset(&mut self) {}

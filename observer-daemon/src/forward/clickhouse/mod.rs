@@ -4,12 +4,13 @@
 //! reads reliably.
 //!
 //! The runner's thread reads and encodes a batch while the sink's
-//! delivery thread inserts the one before ([`super::pipeline`]): encoding
-//! and ClickHouse's parsing of the previous insert run side by side. A
-//! batch counts as delivered, and the cursor moves past it, only when
-//! every insert it needs answered 200 (keys, receipts, checkpoints, in
-//! that order); a failed insert fails the batch and every batch after it,
-//! which are sent again from the cursor.
+//! delivery thread inserts the one before ([`super::pipeline`]), and a
+//! backlog's full batches go as one long insert ([`insert`]): encoding
+//! and ClickHouse's parsing run side by side, and ClickHouse gets parts of
+//! up to 20,000 rows. A batch counts as delivered, and the cursor moves
+//! past it, only when every insert it is in answered 200 (keys, receipts,
+//! checkpoints, in that order); a failed insert fails its batches and
+//! every batch after them, which are sent again from the cursor.
 use std::{
     path::PathBuf,
     sync::Arc,
@@ -46,6 +47,12 @@ fn is_prune_anchor(r: &ReceiptItem) -> bool {
             .is_some_and(|c| c.contains("\"event\":\"prune\""))
 }
 
+/// The sink's `batch_max` and `max_unconfirmed`.
+pub struct Window {
+    pub batch_max: usize,
+    pub max_unconfirmed: usize,
+}
+
 pub struct ClickHouseSink {
     /// The log's origin (`<deployer_id>/host/<hostname>`): every row's host.
     host: String,
@@ -70,8 +77,18 @@ impl ClickHouseSink {
         tls: Option<Arc<ClientConfig>>,
         proxy: Option<Proxy>,
         store_path: PathBuf,
-        batch_max: usize,
+        window: Window,
     ) -> Result<ClickHouseSink, String> {
+        let Window {
+            batch_max,
+            max_unconfirmed,
+        } = window;
+        // The runner sends no more than max_unconfirmed records before
+        // the first of them is confirmed: an insert larger than that would
+        // wait out its idle deadline.
+        let rows_max = insert::INSERT_ROWS_MAX
+            .min(max_unconfirmed.saturating_sub(batch_max))
+            .max(batch_max);
         Ok(ClickHouseSink {
             host,
             store_path,
@@ -79,7 +96,7 @@ impl ClickHouseSink {
             batch_max,
             insert_interval: Duration::from_millis(cfg.insert_interval_ms),
             last_insert: None,
-            inserts: Pipeline::new(Inserter::new(cfg, password, tls, proxy)?),
+            inserts: Pipeline::new(Inserter::new(cfg, password, tls, proxy, rows_max)?),
         })
     }
 
@@ -135,7 +152,11 @@ impl Sink for ClickHouseSink {
         if let Some(last) = self.last_insert.filter(|_| receipts < self.batch_max) {
             std::thread::sleep(self.insert_interval.saturating_sub(last.elapsed()));
         }
-        self.inserts.hand_over(Rows(tables))?;
+        self.inserts.hand_over(Rows {
+            tables,
+            receipts,
+            full: receipts >= self.batch_max,
+        })?;
         self.last_insert = Some(Instant::now());
         Ok(())
     }

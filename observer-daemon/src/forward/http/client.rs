@@ -20,6 +20,10 @@ use crate::forward::{sink::SendError, transport::Conn};
 /// may have stored the batch).
 pub const AFTER_REQUEST: usize = usize::MAX;
 
+/// How long a receiver that broke off a chunked request is given to say
+/// why.
+const EARLY_ANSWER_WAIT: Duration = Duration::from_millis(500);
+
 pub struct Client {
     pub url: Url,
     tls: Option<Arc<ClientConfig>>,
@@ -48,6 +52,24 @@ impl Client {
             timeout,
             conn: None,
         }
+    }
+
+    /// The client of a sink's settings: its `url`, `tls.server_name` and
+    /// `timeout_ms`.
+    pub fn for_sink(
+        url: &str,
+        tls: Option<Arc<ClientConfig>>,
+        server_name: Option<String>,
+        proxy: Option<Proxy>,
+        timeout_ms: u64,
+    ) -> Result<Client, String> {
+        Ok(Client::new(
+            Url::parse(url)?,
+            tls,
+            server_name,
+            proxy,
+            Duration::from_millis(timeout_ms),
+        ))
     }
 
     /// A connection to the receiver: direct, or through the proxy (a
@@ -96,6 +118,25 @@ impl Client {
         headers: &str,
         body: &[u8],
     ) -> Result<Response, SendError> {
+        let length = format!("Content-Length: {}\r\n", body.len());
+        let timeout = self.timeout;
+        let conn = self.write_head(target, &length, headers)?;
+        conn.write_all(body)
+            .and_then(|()| conn.flush())
+            .map_err(|e| SendError::new("write", e, 0))?;
+        // One deadline for the whole response: a receiver that trickles
+        // bytes cannot hold the sink longer than the timeout.
+        read_response(conn, timeout).map_err(|e| SendError::new("response", e, AFTER_REQUEST))
+    }
+
+    /// Connects if needed and writes a POST's head; `length` is its
+    /// Content-Length or Transfer-Encoding line.
+    fn write_head(
+        &mut self,
+        target: &str,
+        length: &str,
+        headers: &str,
+    ) -> Result<&mut Conn, SendError> {
         if self.conn.is_none() {
             self.conn = Some(self.connect()?);
         }
@@ -108,22 +149,84 @@ impl Client {
             ),
             _ => (target.to_string(), String::new()),
         };
+        let head = format!(
+            "POST {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: observerd/{}\r\n{length}Connection: keep-alive\r\n{proxy_auth}{headers}\r\n",
+            self.url.authority,
+            env!("CARGO_PKG_VERSION"),
+        );
         let Some(conn) = self.conn.as_mut() else {
             return Err(SendError::new("connect", "no connection", 0));
         };
-        let head = format!(
-            "POST {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: observerd/{}\r\nContent-Length: {}\r\nConnection: keep-alive\r\n{proxy_auth}{headers}\r\n",
-            self.url.authority,
-            env!("CARGO_PKG_VERSION"),
-            body.len()
-        );
         conn.write_all(head.as_bytes())
-            .and_then(|()| conn.write_all(body))
-            .and_then(|()| conn.flush())
             .map_err(|e| SendError::new("write", e, 0))?;
-        // One deadline for the whole response: a receiver that trickles
-        // bytes cannot hold the sink longer than the timeout.
-        read_response(conn, self.timeout).map_err(|e| SendError::new("response", e, AFTER_REQUEST))
+        Ok(conn)
+    }
+
+    /// Starts a POST whose body follows in pieces ([`Client::chunk`],
+    /// then [`Client::finish_chunked`]): the receiver reads the body while
+    /// it is being written. A failure forgets the connection.
+    pub fn start_chunked(&mut self, target: &str, headers: &str) -> Result<(), SendError> {
+        let result = self
+            .write_head(target, "Transfer-Encoding: chunked\r\n", headers)
+            .map(|_| ());
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+
+    /// One piece of the body of the POST [`Client::start_chunked`]
+    /// started. A receiver that refused the request while it was being
+    /// written (and closed the connection) is asked for its answer, which
+    /// becomes the error: an `http_status` error with its status and body,
+    /// else the write error.
+    pub fn chunk(&mut self, data: &[u8]) -> Result<(), SendError> {
+        if data.is_empty() {
+            // An empty chunk would end the body.
+            return Ok(());
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(SendError::new("write", "no request under way", 0));
+        };
+        let written = conn
+            .write_all(format!("{:x}\r\n", data.len()).as_bytes())
+            .and_then(|()| conn.write_all(data))
+            .and_then(|()| conn.write_all(b"\r\n"));
+        let Err(e) = written else {
+            return Ok(());
+        };
+        let early = read_response(conn, EARLY_ANSWER_WAIT).ok();
+        self.conn = None;
+        Err(match early {
+            Some(r) => SendError::new(
+                "http_status",
+                format!(
+                    "HTTP {} while the request was being sent: {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body[..r.body.len().min(300)]).trim()
+                ),
+                0,
+            ),
+            None => SendError::new("write", e, 0),
+        })
+    }
+
+    /// Ends the body of the POST [`Client::start_chunked`] started and
+    /// reads the answer, as [`Client::post`] does.
+    pub fn finish_chunked(&mut self) -> Result<Response, SendError> {
+        let result = match self.conn.as_mut() {
+            None => Err(SendError::new("write", "no request under way", 0)),
+            Some(conn) => match conn.write_all(b"0\r\n\r\n").and_then(|()| conn.flush()) {
+                Err(e) => Err(SendError::new("write", e, 0)),
+                Ok(()) => read_response(conn, self.timeout)
+                    .map_err(|e| SendError::new("response", e, AFTER_REQUEST)),
+            },
+        };
+        match &result {
+            Ok(r) if r.keep_alive => {}
+            _ => self.conn = None,
+        }
+        result
     }
 
     /// Forgets the connection; the next request reconnects.

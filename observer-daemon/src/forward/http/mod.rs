@@ -6,7 +6,7 @@
 //! TCP/TLS transport as syslog (`client`: keep-alive; responses parsed by
 //! httparse within the bounds of `response`), optionally through an HTTP
 //! proxy (`proxy`).
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use rustls::ClientConfig;
 use serde_json::{json, Value};
@@ -148,14 +148,13 @@ impl HttpSink {
         hostname: String,
         proxy: Option<Proxy>,
     ) -> Result<HttpSink, String> {
-        let url = Url::parse(&cfg.url)?;
-        let client = Client::new(
-            url,
+        let client = Client::for_sink(
+            &cfg.url,
             tls,
             cfg.tls.server_name.clone(),
             proxy,
-            Duration::from_millis(cfg.timeout_ms),
-        );
+            cfg.timeout_ms,
+        )?;
         Ok(HttpSink {
             cfg,
             format,
