@@ -103,13 +103,7 @@ impl Inserter {
                 )
             }
         };
-        let client = Client::for_sink(
-            &cfg.url,
-            tls,
-            cfg.tls.server_name.clone(),
-            proxy,
-            cfg.timeout_ms,
-        )?;
+        let client = Client::for_sink(&cfg.url, tls, &cfg.tls, proxy, cfg.timeout_ms)?;
         Ok(Inserter {
             url: cfg.url.clone(),
             database: cfg.database.clone(),

@@ -13,7 +13,7 @@ use super::{
     response::{read_response, Response},
     Url,
 };
-use crate::forward::{sink::SendError, transport::Conn};
+use crate::forward::{config::TlsConfig, sink::SendError, transport::Conn};
 
 /// `SendError::maybe_delivered` of a failure after the whole request was
 /// written: the caller replaces it with its batch's length (the receiver
@@ -54,19 +54,19 @@ impl Client {
         }
     }
 
-    /// The client of a sink's settings: its `url`, `tls.server_name` and
-    /// `timeout_ms`.
+    /// The client of a sink's settings: its `url`, `[tls]` (the server
+    /// name) and `timeout_ms`.
     pub fn for_sink(
         url: &str,
         tls: Option<Arc<ClientConfig>>,
-        server_name: Option<String>,
+        settings: &TlsConfig,
         proxy: Option<Proxy>,
         timeout_ms: u64,
     ) -> Result<Client, String> {
         Ok(Client::new(
             Url::parse(url)?,
             tls,
-            server_name,
+            settings.server_name.clone(),
             proxy,
             Duration::from_millis(timeout_ms),
         ))

@@ -148,13 +148,7 @@ impl HttpSink {
         hostname: String,
         proxy: Option<Proxy>,
     ) -> Result<HttpSink, String> {
-        let client = Client::for_sink(
-            &cfg.url,
-            tls,
-            cfg.tls.server_name.clone(),
-            proxy,
-            cfg.timeout_ms,
-        )?;
+        let client = Client::for_sink(&cfg.url, tls, &cfg.tls, proxy, cfg.timeout_ms)?;
         Ok(HttpSink {
             cfg,
             format,
