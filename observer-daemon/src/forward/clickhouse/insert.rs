@@ -38,9 +38,9 @@ use crate::forward::{
 /// so a checkpoint in ClickHouse comes after every receipt it covers.
 pub const TABLES: [&str; 3] = ["keys", "receipts", "checkpoints"];
 
-/// Most receipts one insert takes (fewer when the sink's
-/// `max_unconfirmed` leaves less room: the runner sends no more than that
-/// before the insert is answered).
+/// Most receipts one insert takes (fewer when half of what the sink's
+/// `max_unconfirmed` leaves beside a batch is less: the runner sends no
+/// more than that before the insert is answered).
 pub const INSERT_ROWS_MAX: usize = 20_000;
 
 /// An open insert that got no batch for this long ends (the backlog ended

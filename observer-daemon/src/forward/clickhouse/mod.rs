@@ -83,11 +83,12 @@ impl ClickHouseSink {
             batch_max,
             max_unconfirmed,
         } = window;
-        // The runner sends no more than max_unconfirmed records before
-        // the first of them is confirmed: an insert larger than that would
-        // wait out its idle deadline.
+        // The runner sends no more than max_unconfirmed records (receipts
+        // and checkpoints) before the first of them is confirmed: an
+        // insert that came near would stall the runner until its idle
+        // deadline. Half the room leaves a margin for the checkpoints.
         let rows_max = insert::INSERT_ROWS_MAX
-            .min(max_unconfirmed.saturating_sub(batch_max))
+            .min(max_unconfirmed.saturating_sub(batch_max) / 2)
             .max(batch_max);
         Ok(ClickHouseSink {
             host,
